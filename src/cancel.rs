@@ -1,0 +1,132 @@
+//! Run-wide cancellation: Ctrl-C, SIGTERM and `--timeout` all end a run the
+//! same way, between statements (via Rhai's progress hook) and during a
+//! blocking primitive (via `cancelled()` raced against the call's future).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Interrupted,
+    Terminated,
+    Timeout,
+}
+
+impl Reason {
+    fn code(self) -> u8 {
+        match self {
+            Reason::Interrupted => 1,
+            Reason::Terminated => 2,
+            Reason::Timeout => 3,
+        }
+    }
+    fn from_code(c: u8) -> Option<Self> {
+        match c {
+            1 => Some(Reason::Interrupted),
+            2 => Some(Reason::Terminated),
+            3 => Some(Reason::Timeout),
+            _ => None,
+        }
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Interrupted => "interrupted (Ctrl-C)",
+            Reason::Terminated => "terminated (SIGTERM)",
+            Reason::Timeout => "run timeout exceeded",
+        }
+    }
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Reason::Interrupted | Reason::Terminated => crate::exit::INTERRUPTED,
+            Reason::Timeout => crate::exit::TIMEOUT,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Cancel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    reason: AtomicU8,
+    tx: watch::Sender<u8>,
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        let (tx, _rx) = watch::channel(0);
+        Cancel { inner: Arc::new(Inner { reason: AtomicU8::new(0), tx }) }
+    }
+}
+
+impl Cancel {
+    /// The first reason wins: a timeout that fires after Ctrl-C does not
+    /// rewrite why the run ended.
+    pub fn trigger(&self, reason: Reason) {
+        if self
+            .inner
+            .reason
+            .compare_exchange(0, reason.code(), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.inner.tx.send_replace(reason.code());
+        }
+    }
+
+    /// Cheap enough for Rhai's per-operation progress hook.
+    pub fn reason(&self) -> Option<Reason> {
+        Reason::from_code(self.inner.reason.load(Ordering::Relaxed))
+    }
+
+    /// Re-arms after a cancelled REPL entry.
+    pub fn reset(&self) {
+        self.inner.reason.store(0, Ordering::SeqCst);
+        self.inner.tx.send_replace(0);
+    }
+
+    pub async fn cancelled(&self) -> Reason {
+        let mut rx = self.inner.tx.subscribe();
+        let code = rx.wait_for(|c| *c != 0).await.map(|c| *c).ok();
+        match code {
+            Some(c) => Reason::from_code(c).unwrap_or(Reason::Interrupted),
+            // The sender lives as long as self, so this cannot close first.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Listens for SIGINT/SIGTERM on the runtime. A second Ctrl-C while the
+    /// first is still being honoured exits at once, as users expect.
+    pub fn install_signal_handlers(&self, rt: &tokio::runtime::Runtime) {
+        let me = self.clone();
+        rt.spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            loop {
+                let reason = tokio::select! {
+                    _ = int.recv() => Reason::Interrupted,
+                    _ = term.recv() => Reason::Terminated,
+                };
+                if me.reason().is_some() && reason == Reason::Interrupted {
+                    eprintln!("opsh: interrupted twice, exiting now");
+                    std::process::exit(crate::exit::INTERRUPTED);
+                }
+                me.trigger(reason);
+            }
+        });
+    }
+
+    pub fn arm_timeout(&self, rt: &tokio::runtime::Runtime, after: Duration) {
+        let me = self.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(after).await;
+            me.trigger(Reason::Timeout);
+        });
+    }
+}

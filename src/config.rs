@@ -1,0 +1,396 @@
+//! Targets and settings. One TOML file at the XDG path, overridable with
+//! `--config` / `OPSH_CONFIG`; without one, the ecosystem's environment
+//! conventions (`DATABASE_URL`, `PG*`, `REDIS_URL`, `PROMETHEUS_URL`) apply.
+
+use crate::redact;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Pg,
+    Redis,
+    Prom,
+    Kube,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Pg, Kind::Redis, Kind::Prom, Kind::Kube];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pg => "pg",
+            Kind::Redis => "redis",
+            Kind::Prom => "prom",
+            Kind::Kube => "kube",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    fn env_hint(self) -> &'static str {
+        match self {
+            Kind::Pg => "set DATABASE_URL or the PG* variables, or name a default with `[defaults] pg = \"NAME\"` in the config",
+            Kind::Redis => "set REDIS_URL, or name a default with `[defaults] redis = \"NAME\"` in the config",
+            Kind::Prom => "set PROMETHEUS_URL, or name a default with `[defaults] prom = \"NAME\"` in the config",
+            Kind::Kube => "set KUBECONFIG or name a default with `[defaults] kube = \"NAME\"` in the config",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub pg: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub redis: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub prom: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub kube: BTreeMap<String, TargetConfig>,
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub pg: Option<String>,
+    pub redis: Option<String>,
+    pub prom: Option<String>,
+    pub kube: Option<String>,
+    /// Per-call timeout for primitives, e.g. "30s".
+    pub timeout: Option<String>,
+    pub max_operations: Option<u64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub url: Option<String>,
+    /// Take the whole URL from this environment variable.
+    pub url_env: Option<String>,
+    /// Put the password into the URL from this environment variable...
+    pub password_env: Option<String>,
+    /// ...or from the first line of this file (a mounted Kubernetes secret).
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub protected: bool,
+    pub description: Option<String>,
+}
+
+/// A resolved target: where a primitive talks to. `url` carries the secret
+/// and must only ever be shown through `display()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub kind: Kind,
+    pub name: String,
+    pub url: String,
+    pub protected: bool,
+}
+
+impl Target {
+    pub fn display(&self) -> String {
+        let url = redact::redact(&self.url);
+        if self.name == url {
+            url
+        } else {
+            format!("{} ({})", self.name, url)
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
+    ConfigError { message: message.into(), hint }
+}
+
+pub fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => home().unwrap_or_else(std::env::temp_dir).join(fallback),
+    }
+}
+
+pub fn config_dir() -> PathBuf {
+    xdg("XDG_CONFIG_HOME", ".config").join("opsh")
+}
+pub fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("opsh")
+}
+pub fn data_dir() -> PathBuf {
+    xdg("XDG_DATA_HOME", ".local/share").join("opsh")
+}
+
+/// Where a running `opsh sandbox` announces its servers to other opsh
+/// processes, which then see them as the target `sandbox`.
+pub fn sandbox_state_file() -> PathBuf {
+    state_dir().join("sandbox.json")
+}
+
+impl Config {
+    /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
+    /// file is an error, a missing default file is not.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("OPSH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let (path, required) = match explicit.map(Path::to_path_buf).or(env_path) {
+            Some(p) => (p, true),
+            None => (config_dir().join("config.toml"), false),
+        };
+        let mut cfg = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+                    err(
+                        format!("invalid config {}: {}", path.display(), e.message()),
+                        Some(format!("see docs/config.md for the format (error near byte {:?})", e.span().map(|s| s.start))),
+                    )
+                })?;
+                cfg.path = Some(path);
+                cfg
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
+            Err(e) => return Err(err(format!("cannot read config {}: {e}", path.display()), None)),
+        };
+        cfg.load_sandbox_announcement();
+        Ok(cfg)
+    }
+
+    fn table(&self, kind: Kind) -> &BTreeMap<String, TargetConfig> {
+        match kind {
+            Kind::Pg => &self.pg,
+            Kind::Redis => &self.redis,
+            Kind::Prom => &self.prom,
+            Kind::Kube => &self.kube,
+        }
+    }
+
+    fn table_mut(&mut self, kind: Kind) -> &mut BTreeMap<String, TargetConfig> {
+        match kind {
+            Kind::Pg => &mut self.pg,
+            Kind::Redis => &mut self.redis,
+            Kind::Prom => &mut self.prom,
+            Kind::Kube => &mut self.kube,
+        }
+    }
+
+    pub fn default_name(&self, kind: Kind) -> Option<&String> {
+        match kind {
+            Kind::Pg => self.defaults.pg.as_ref(),
+            Kind::Redis => self.defaults.redis.as_ref(),
+            Kind::Prom => self.defaults.prom.as_ref(),
+            Kind::Kube => self.defaults.kube.as_ref(),
+        }
+    }
+
+    pub fn set_default(&mut self, kind: Kind, name: &str) {
+        let slot = match kind {
+            Kind::Pg => &mut self.defaults.pg,
+            Kind::Redis => &mut self.defaults.redis,
+            Kind::Prom => &mut self.defaults.prom,
+            Kind::Kube => &mut self.defaults.kube,
+        };
+        *slot = Some(name.to_string());
+    }
+
+    /// Adds (or replaces) a named target, as the sandbox does.
+    pub fn add_target(&mut self, kind: Kind, name: &str, url: &str, protected: bool) {
+        redact::register_url(url);
+        self.table_mut(kind).insert(
+            name.to_string(),
+            TargetConfig { url: Some(url.to_string()), protected, ..Default::default() },
+        );
+    }
+
+    pub fn target_names(&self, kind: Kind) -> Vec<String> {
+        self.table(kind).keys().cloned().collect()
+    }
+
+    /// Resolves what a script named (a target name or a URL), or the default
+    /// target of this kind when it named nothing.
+    pub fn resolve(&self, kind: Kind, name_or_url: Option<&str>) -> Result<Target, ConfigError> {
+        match name_or_url {
+            Some(s) if s.contains("://") => {
+                redact::register_url(s);
+                Ok(Target { kind, name: redact::redact(s), url: s.to_string(), protected: false })
+            }
+            Some(name) => self.named(kind, name),
+            None => match self.default_name(kind) {
+                Some(name) => self.named(kind, name),
+                None => self.from_env(kind),
+            },
+        }
+    }
+
+    fn named(&self, kind: Kind, name: &str) -> Result<Target, ConfigError> {
+        let Some(tc) = self.table(kind).get(name) else {
+            let names = self.target_names(kind);
+            let suggestion = names
+                .iter()
+                .filter(|n| strsim::jaro_winkler(n, name) > 0.8)
+                .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)));
+            let hint = match (suggestion, names.is_empty()) {
+                (Some(s), _) => format!("did you mean `{s}`?"),
+                (None, true) => format!(
+                    "no {} targets are configured{}; add `[{}.{name}]` with a url",
+                    kind.name(),
+                    self.path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default(),
+                    kind.name()
+                ),
+                (None, false) => format!("configured {} targets: {}", kind.name(), names.join(", ")),
+            };
+            return Err(err(format!("no {} target named `{name}`", kind.name()), Some(hint)));
+        };
+        let mut url = match (&tc.url, &tc.url_env) {
+            (_, Some(var)) => std::env::var(var).map_err(|_| {
+                err(
+                    format!("{} target `{name}`: environment variable {var} (url_env) is not set", kind.name()),
+                    Some(format!("export {var}=... before running opsh")),
+                )
+            })?,
+            (Some(u), None) => u.clone(),
+            (None, None) => {
+                return Err(err(format!("{} target `{name}` has no url", kind.name()), Some("add `url = \"...\"` or `url_env = \"VAR\"`".into())))
+            }
+        };
+        let password = if let Some(var) = &tc.password_env {
+            Some(std::env::var(var).map_err(|_| {
+                err(
+                    format!("{} target `{name}`: environment variable {var} (password_env) is not set", kind.name()),
+                    Some(format!("export {var}=... before running opsh")),
+                )
+            })?)
+        } else if let Some(file) = &tc.password_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                err(format!("{} target `{name}`: cannot read password_file {}: {e}", kind.name(), file.display()), None)
+            })?;
+            Some(text.lines().next().unwrap_or("").to_string())
+        } else {
+            None
+        };
+        if let Some(pw) = password {
+            redact::register_secret(&pw);
+            let mut parsed = url::Url::parse(&url)
+                .map_err(|e| err(format!("{} target `{name}`: invalid url: {e}", kind.name()), None))?;
+            if parsed.set_password(Some(&pw)).is_err() {
+                return Err(err(format!("{} target `{name}`: this url cannot carry a password", kind.name()), None));
+            }
+            url = parsed.to_string();
+        }
+        redact::register_url(&url);
+        Ok(Target { kind, name: name.to_string(), url, protected: tc.protected })
+    }
+
+    fn from_env(&self, kind: Kind) -> Result<Target, ConfigError> {
+        let var = match kind {
+            Kind::Pg => "DATABASE_URL",
+            Kind::Redis => "REDIS_URL",
+            Kind::Prom => "PROMETHEUS_URL",
+            Kind::Kube => "KUBECONFIG",
+        };
+        if let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            redact::register_url(&url);
+            return Ok(Target { kind, name: var.to_string(), url, protected: false });
+        }
+        if kind == Kind::Pg {
+            if let Some(url) = pg_env_url() {
+                return Ok(Target { kind, name: "PG* environment".into(), url, protected: false });
+            }
+        }
+        Err(err(format!("no {} target given and no default configured", kind.name()), Some(kind.env_hint().to_string())))
+    }
+
+    /// Reads what a running `opsh sandbox` announced, if that process is
+    /// still alive, and exposes its servers as targets named `sandbox`.
+    fn load_sandbox_announcement(&mut self) {
+        let Ok(text) = std::fs::read_to_string(sandbox_state_file()) else { return };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return };
+        let alive = v["pid"].as_i64().is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0);
+        if !alive {
+            return;
+        }
+        for kind in Kind::ALL {
+            if let Some(url) = v["targets"][kind.name()].as_str() {
+                if !self.table(kind).contains_key("sandbox") {
+                    self.add_target(kind, "sandbox", url, false);
+                }
+            }
+        }
+    }
+}
+
+/// libpq's convention: the PG* variables, when any is set.
+fn pg_env_url() -> Option<String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"].iter().all(|k| get(k).is_none()) {
+        return None;
+    }
+    let user = get("PGUSER").or_else(|| get("USER")).unwrap_or_else(|| "postgres".into());
+    let mut u = url::Url::parse("postgres://localhost").ok()?;
+    u.set_host(Some(&get("PGHOST").unwrap_or_else(|| "localhost".into()))).ok()?;
+    u.set_port(get("PGPORT").and_then(|p| p.parse().ok()).or(Some(5432))).ok()?;
+    u.set_username(&user).ok()?;
+    if let Some(pw) = get("PGPASSWORD") {
+        redact::register_secret(&pw);
+        u.set_password(Some(&pw)).ok()?;
+    }
+    u.set_path(&get("PGDATABASE").unwrap_or(user));
+    Some(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_target_suggests() {
+        let mut c = Config::default();
+        c.add_target(Kind::Pg, "staging", "postgres://u@h/db", false);
+        let e = c.resolve(Kind::Pg, Some("stagin")).unwrap_err();
+        assert!(e.hint.unwrap().contains("staging"));
+    }
+
+    #[test]
+    fn protected_flag_and_display_redacts() {
+        let cfg: Config = toml::from_str(
+            "[pg.prod]\nurl = \"postgres://app:pw1234@db/app\"\nprotected = true\n",
+        )
+        .unwrap();
+        let t = cfg.resolve(Kind::Pg, Some("prod")).unwrap();
+        assert!(t.protected);
+        assert_eq!(t.display(), "prod (postgres://app:***@db/app)");
+    }
+
+    #[test]
+    fn unknown_fields_rejected() {
+        assert!(toml::from_str::<Config>("[pg.x]\nurll = \"a\"\n").is_err());
+    }
+}

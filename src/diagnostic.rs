@@ -1,0 +1,193 @@
+//! Errors as the operator sees them: what failed, where (file:line:col with
+//! the source line and a caret), the target, the cause, and what to try.
+//! Rendered once, at the top, for `opsh run`, `opsh check` and the REPL.
+
+use crate::dispatch::{ErrorKind, PrimitiveError};
+use crate::engine::Sources;
+use crate::redact::redact;
+use nu_ansi_term::{Color, Style};
+use rhai::{EvalAltResult, ParseError, Position};
+
+pub struct Renderer<'a> {
+    pub sources: &'a Sources,
+    pub color: bool,
+}
+
+struct Frame {
+    note: String,
+    source: String,
+    pos: Position,
+}
+
+impl Renderer<'_> {
+    fn paint(&self, style: Style, s: &str) -> String {
+        if self.color {
+            style.paint(s).to_string()
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// The `--> file:line:col` block with the source line and a caret.
+    fn snippet(&self, source: &str, pos: Position) -> String {
+        let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
+            return format!("  {} {source}\n", self.paint(Color::Blue.bold(), "-->"));
+        };
+        let mut out = format!("  {} {source}:{line}:{col}\n", self.paint(Color::Blue.bold(), "-->"));
+        if let Some(text) = self.sources.get(source).and_then(|t| t.lines().nth(line - 1).map(str::to_string)) {
+            let num = line.to_string();
+            let gutter = " ".repeat(num.len());
+            let bar = self.paint(Color::Blue.bold(), "|");
+            out.push_str(&format!(" {gutter} {bar}\n"));
+            out.push_str(&format!(" {} {bar} {}\n", self.paint(Color::Blue.bold(), &num), redact(&text)));
+            // Columns count characters; tabs keep their width in the marker line.
+            let lead: String = text.chars().take(col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            out.push_str(&format!(" {gutter} {bar} {lead}{}\n", self.paint(Color::Red.bold(), "^")));
+        }
+        out
+    }
+
+    fn header(&self, msg: &str) -> String {
+        format!("{}: {}\n", self.paint(Color::Red.bold(), "error"), self.paint(Style::new().bold(), &redact(msg)))
+    }
+
+    fn note(&self, label: &str, text: &str) -> String {
+        format!("   {} {label}: {}\n", self.paint(Color::Blue.bold(), "="), redact(text))
+    }
+
+    /// A problem found outside Rhai (by `opsh check`), at a known place.
+    pub fn custom(&self, msg: &str, source: &str, line: usize, col: usize, hint: &str) -> String {
+        let pos = Position::new(u16::try_from(line).unwrap_or(u16::MAX), u16::try_from(col).unwrap_or(u16::MAX));
+        let mut out = self.header(msg);
+        out.push_str(&self.snippet(source, pos));
+        out.push_str(&self.note("hint", hint));
+        out
+    }
+
+    pub fn parse_error(&self, source: &str, err: &ParseError) -> String {
+        let mut out = self.header(&err.err_type().to_string());
+        out.push_str(&self.snippet(source, err.position()));
+        out
+    }
+
+    /// Renders a runtime error raised while running `main_source`.
+    pub fn eval_error(&self, main_source: &str, err: &EvalAltResult) -> String {
+        let mut frames = Vec::new();
+        let (leaf, leaf_source) = unwrap_frames(err, main_source.to_string(), &mut frames);
+        let mut out = String::new();
+        let pos = leaf.position();
+        match leaf {
+            EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => {
+                let pe = v.clone().cast::<PrimitiveError>();
+                let head = match pe.kind {
+                    ErrorKind::CheckFailed => format!("check failed: {}", pe.message),
+                    ErrorKind::Refused => format!("{} refused: {}", pe.primitive, pe.message),
+                    _ => format!("{} failed: {}", pe.primitive, pe.message),
+                };
+                out.push_str(&self.header(&head));
+                out.push_str(&self.snippet(&leaf_source, pos));
+                if let Some(t) = &pe.target {
+                    out.push_str(&self.note("target", t));
+                }
+                if let Some(c) = &pe.cause {
+                    out.push_str(&self.note("cause", c));
+                }
+                if let Some(h) = &pe.hint {
+                    out.push_str(&self.note("hint", h));
+                }
+            }
+            EvalAltResult::ErrorRuntime(v, _) => {
+                let msg = if v.is_string() { v.to_string() } else { format!("{v:?}") };
+                out.push_str(&self.header(&format!("script error: {msg}")));
+                out.push_str(&self.snippet(&leaf_source, pos));
+            }
+            EvalAltResult::ErrorTerminated(v, _) => {
+                out.push_str(&self.header(&format!("run stopped: {v}")));
+                out.push_str(&self.snippet(&leaf_source, pos));
+            }
+            EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+                out.push_str(&self.header(&format!("function not found: {sig}")));
+                out.push_str(&self.snippet(&leaf_source, pos));
+                if let Some(h) = function_hint(sig) {
+                    out.push_str(&self.note("hint", &h));
+                }
+            }
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                out.push_str(&self.header("the script exceeded its operation limit (a runaway loop?)"));
+                out.push_str(&self.snippet(&leaf_source, pos));
+                out.push_str(&self.note("hint", "raise it with --max-operations, or `[defaults] max_operations` in the config"));
+            }
+            other => {
+                out.push_str(&self.header(&strip_position(&other.to_string())));
+                out.push_str(&self.snippet(&leaf_source, pos));
+            }
+        }
+        for f in frames.iter().rev() {
+            out.push_str(&format!("{}: {}\n", self.paint(Color::Cyan.bold(), "note"), f.note));
+            out.push_str(&self.snippet(&f.source, f.pos));
+        }
+        out
+    }
+}
+
+/// Walks `ErrorInFunctionCall` / `ErrorInModule` down to the real error,
+/// collecting each call site on the way.
+fn unwrap_frames<'e>(err: &'e EvalAltResult, source: String, frames: &mut Vec<Frame>) -> (&'e EvalAltResult, String) {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
+            let note = if name.starts_with("anon$") { "in a closure called from here".to_string() } else { format!("in function `{name}`, called from here") };
+            frames.push(Frame { note, source: source.clone(), pos: *pos });
+            let inner_source = if src.is_empty() { source } else { src.clone() };
+            unwrap_frames(inner, inner_source, frames)
+        }
+        EvalAltResult::ErrorInModule(path, inner, pos) => {
+            frames.push(Frame { note: format!("while loading module `{path}`, imported here"), source: source.clone(), pos: *pos });
+            unwrap_frames(inner, path.clone(), frames)
+        }
+        other => (other, source),
+    }
+}
+
+/// The innermost error, for exit codes.
+pub fn leaf(err: &EvalAltResult) -> &EvalAltResult {
+    match err {
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => leaf(inner),
+        other => other,
+    }
+}
+
+fn strip_position(s: &str) -> String {
+    match s.rfind(" (line ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s.to_string(),
+    }
+}
+
+/// For `pg.qeury(...)`: Rhai reports "qeury (module, ...)"; suggest the
+/// registry's nearest names.
+fn function_hint(sig: &str) -> Option<String> {
+    let name = sig.split(" (").next()?.trim();
+    let on_module = sig.contains("(module");
+    let candidates: Vec<(String, String)> = crate::registry::all()
+        .filter(|p| p.module.is_empty() != on_module)
+        .map(|p| (p.name.to_string(), p.signature()))
+        .collect();
+    let same: Vec<&String> = candidates.iter().filter(|(n, _)| n == name).map(|(_, s)| s).collect();
+    if !same.is_empty() {
+        let sigs: Vec<&str> = same.iter().map(|s| s.as_str()).collect();
+        return Some(format!("wrong number or type of arguments; expected {}", sigs.join(" or ")));
+    }
+    let best = crate::registry::suggest(name, candidates.iter().map(|(n, _)| n.as_str()))?;
+    let full: Vec<String> = crate::registry::all().filter(|p| p.name == best).map(|p| p.full_name()).collect();
+    Some(format!("did you mean {}?", full.join(" or ")))
+}
+
+/// The exit code a failed run ends with.
+pub fn exit_code(err: &EvalAltResult, cancel: Option<crate::cancel::Reason>) -> i32 {
+    match leaf(err) {
+        EvalAltResult::Exit(v, _) => v.as_int().ok().and_then(|i| i32::try_from(i).ok()).unwrap_or(0),
+        EvalAltResult::ErrorTerminated(..) => cancel.map(|r| r.exit_code()).unwrap_or(crate::exit::INTERRUPTED),
+        EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => v.clone().cast::<PrimitiveError>().exit_code(),
+        _ => crate::exit::ERROR,
+    }
+}

@@ -1,0 +1,397 @@
+//! The one place every primitive call passes. Everything that is true for
+//! every primitive happens here: argument arity, target resolution,
+//! dry-run, confirmation on protected targets, audit, per-call timeout and
+//! cancellation, and the conversion of failures into script errors. Later:
+//! stubs and record/replay for `opsh test` hook in here too.
+
+use crate::cancel::Reason;
+use crate::config::Target;
+use crate::redact::redact;
+use crate::registry::{CallTimeout, Effect, Primitive};
+use crate::session::Session;
+use crate::value::{to_json, type_name};
+use rhai::{Dynamic, EvalAltResult, Map, Position};
+use serde_json::json;
+use std::future::Future;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The primitive failed (server error, unreachable, bad reply).
+    Failed,
+    /// The script passed something the primitive cannot use.
+    BadInput,
+    /// A safety refusal (protected target, audit log, limit).
+    Refused,
+    /// The per-call timeout elapsed.
+    Timeout,
+    /// `fail(msg)`: a check failed.
+    CheckFailed,
+}
+
+/// What a primitive reports when it fails. `message` says what failed,
+/// `cause` what the system said, `hint` what to try.
+#[derive(Debug, Clone)]
+pub struct OpError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub cause: Option<String>,
+    pub hint: Option<String>,
+    /// Set when the call was cancelled: the run is ending.
+    pub cancelled: Option<Reason>,
+}
+
+impl OpError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        OpError { kind, message: message.into(), cause: None, hint: None, cancelled: None }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadInput, message)
+    }
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Refused, message)
+    }
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn hint_opt(mut self, hint: Option<String>) -> Self {
+        self.hint = hint.or(self.hint);
+        self
+    }
+}
+
+impl From<crate::config::ConfigError> for OpError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        OpError::bad_input(e.message).hint_opt(e.hint)
+    }
+}
+
+/// The error value a script sees (and can `catch`): it has `message`,
+/// `primitive`, `target`, `cause`, `hint` and `kind` properties.
+#[derive(Debug, Clone)]
+pub struct PrimitiveError {
+    pub primitive: String,
+    pub target: Option<String>,
+    pub kind: ErrorKind,
+    pub message: String,
+    pub cause: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl PrimitiveError {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::Failed => "failed",
+            ErrorKind::BadInput => "bad_input",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::CheckFailed => "check_failed",
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            ErrorKind::CheckFailed => crate::exit::CHECK_FAILED,
+            ErrorKind::Refused => crate::exit::REFUSED,
+            _ => crate::exit::ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for PrimitiveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.kind == ErrorKind::CheckFailed {
+            return f.write_str(&self.message);
+        }
+        write!(f, "{}: {}", self.primitive, self.message)?;
+        if let Some(c) = &self.cause {
+            write!(f, ": {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a mutation would do, computed from the target's real current state.
+pub struct Plan {
+    /// One line: "would terminate 3 sessions on staging".
+    pub summary: String,
+    pub details: Map,
+}
+
+/// One primitive invocation, as a primitive's implementation sees it.
+pub struct Call<'a> {
+    pub prim: &'static Primitive,
+    pub session: &'a Session,
+    pub args: Vec<Dynamic>,
+    handle_target: Option<String>,
+    target: Option<Target>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl<'a> Call<'a> {
+    /// The target this call talks to: the handle's, or the module's default.
+    pub fn target(&mut self) -> Result<Target, OpError> {
+        if let Some(t) = &self.target {
+            return Ok(t.clone());
+        }
+        let kind = crate::registry::module(self.prim.module)
+            .and_then(|m| m.target)
+            .ok_or_else(|| OpError::failed(format!("{} does not talk to a target", self.prim.full_name())))?;
+        let t = self.session.resolve(kind, self.handle_target.as_deref())?;
+        self.target = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Replaces the target, for primitives whose argument names it (`connect`).
+    pub fn set_target(&mut self, t: Target) {
+        self.target = Some(t);
+    }
+
+    pub fn arg(&self, i: usize) -> Option<&Dynamic> {
+        self.args.get(i).filter(|d| !d.is_unit())
+    }
+
+    fn param_name(&self, i: usize) -> &'static str {
+        self.prim.params.get(i).map(|p| p.name).unwrap_or("argument")
+    }
+
+    fn wrong_type(&self, i: usize, expected: &str, got: &Dynamic) -> OpError {
+        OpError::bad_input(format!(
+            "argument `{}` must be {expected}, got {} ({})",
+            self.param_name(i),
+            type_name(got),
+            redact(&got.to_string())
+        ))
+        .with_hint(format!("signature: {}", self.prim.signature()))
+    }
+
+    pub fn str_arg(&self, i: usize) -> Result<String, OpError> {
+        match self.arg(i) {
+            Some(d) if d.is_string() => Ok(d.to_string()),
+            Some(d) => Err(self.wrong_type(i, "a string", d)),
+            None => Err(OpError::bad_input(format!("argument `{}` is required", self.param_name(i)))
+                .with_hint(format!("signature: {}", self.prim.signature()))),
+        }
+    }
+
+    pub fn opt_str(&self, i: usize) -> Result<Option<String>, OpError> {
+        match self.arg(i) {
+            None => Ok(None),
+            Some(d) if d.is_string() => Ok(Some(d.to_string())),
+            Some(d) => Err(self.wrong_type(i, "a string", d)),
+        }
+    }
+
+    pub fn opt_map(&self, i: usize) -> Result<Map, OpError> {
+        match self.arg(i) {
+            None => Ok(Map::new()),
+            Some(d) if d.is_map() => Ok(d.clone().cast::<Map>()),
+            Some(d) => Err(self.wrong_type(i, "a map like #{key: value}", d)),
+        }
+    }
+
+    pub fn opt_array(&self, i: usize) -> Result<rhai::Array, OpError> {
+        match self.arg(i) {
+            None => Ok(Vec::new()),
+            Some(d) if d.is_array() => Ok(d.clone().cast::<rhai::Array>()),
+            Some(d) => Err(self.wrong_type(i, "an array like [1, \"a\"]", d)),
+        }
+    }
+
+    /// Runs a future on the session's runtime under this call's deadline and
+    /// the run's cancellation. Every network wait of a primitive goes here.
+    pub fn block_on<T>(&self, fut: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {
+        let cancel = self.session.cancel.clone();
+        let deadline = self.deadline;
+        let timeout = self.session.call_timeout;
+        let name = self.prim.full_name();
+        self.session.rt.block_on(async move {
+            let timed = async {
+                match deadline {
+                    Some(d) => match tokio::time::timeout_at(d, fut).await {
+                        Ok(r) => r,
+                        Err(_) => Err(OpError::new(ErrorKind::Timeout, format!("timed out after {}", humantime::format_duration(timeout)))
+                            .with_hint(format!("raise the per-call timeout with --call-timeout, or check why {name} is slow"))),
+                    },
+                    None => fut.await,
+                }
+            };
+            tokio::select! {
+                r = timed => r,
+                reason = cancel.cancelled() => {
+                    let mut e = OpError::failed(reason.describe());
+                    e.cancelled = Some(reason);
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
+    fn scrub(v: serde_json::Value, key: Option<&str>) -> serde_json::Value {
+        use serde_json::Value;
+        if key.is_some_and(crate::redact::is_secret_key) && !v.is_null() {
+            return Value::String(crate::redact::MASK.into());
+        }
+        match v {
+            Value::String(s) => Value::String(redact(&s)),
+            Value::Array(a) => Value::Array(a.into_iter().map(|x| scrub(x, None)).collect()),
+            Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| {
+                let v = scrub(x, Some(&k));
+                (k, v)
+            }).collect()),
+            other => other,
+        }
+    }
+    let obj: serde_json::Map<String, serde_json::Value> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let name = prim.params.get(i).map(|p| p.name).unwrap_or("arg");
+            (name.to_string(), scrub(to_json(a), Some(name)))
+        })
+        .collect();
+    serde_json::Value::Object(obj)
+}
+
+/// Entry point from the engine: runs one primitive call end to end.
+pub fn invoke(
+    session: &Session,
+    prim: &'static Primitive,
+    handle_target: Option<String>,
+    args: Vec<Dynamic>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    if let Some(reason) = session.cancel.reason() {
+        return Err(terminated(reason));
+    }
+    let deadline = match prim.timeout {
+        CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
+        CallTimeout::Unbounded => None,
+    };
+    let mut call = Call { prim, session, args, handle_target, target: None, deadline };
+    let result = match &prim.effect {
+        Effect::Read(run) => run(&mut call),
+        Effect::Mutate { plan, apply } => mutate(&mut call, *plan, *apply),
+    };
+    result.map_err(|e| to_script_error(&call, e))
+}
+
+fn mutate(call: &mut Call, plan: crate::registry::PlanFn, apply: crate::registry::RunFn) -> Result<Dynamic, OpError> {
+    let session = call.session;
+    let prim = call.prim;
+    let target = match crate::registry::module(prim.module).and_then(|m| m.target) {
+        Some(_) => Some(call.target()?),
+        None => None,
+    };
+    let target_display = target
+        .as_ref()
+        .map(Target::display)
+        .or_else(|| call.args.first().filter(|a| a.is_string()).map(|a| redact(&a.to_string())))
+        .unwrap_or_else(|| "-".into());
+    let args_json = audit_args(&call.args, prim);
+    let record = |phase: &str, mode: &str, outcome: &str, extra: serde_json::Value| {
+        let mut v = json!({
+            "event": "primitive",
+            "phase": phase,
+            "primitive": prim.full_name(),
+            "target": target_display,
+            "args": args_json,
+            "mode": mode,
+            "outcome": outcome,
+        });
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        session.audit.append(v)
+    };
+
+    if session.dry_run() {
+        let started = Instant::now();
+        let p = plan(call)?;
+        // A dry run changes nothing, so an unwritable audit log does not stop it.
+        let _ = record("plan", "dry-run", "ok", json!({"plan": redact(&p.summary), "duration_ms": started.elapsed().as_millis() as u64}));
+        session.out.note(&format!("[dry-run] {} on {}: {}", prim.full_name(), target_display, redact(&p.summary)));
+        let mut m = p.details;
+        m.insert("dry_run".into(), Dynamic::TRUE);
+        m.insert("primitive".into(), prim.full_name().into());
+        m.insert("target".into(), target_display.into());
+        m.insert("action".into(), redact(&p.summary).into());
+        return Ok(Dynamic::from_map(m));
+    }
+
+    if target.as_ref().is_some_and(|t| t.protected) && !session.yes {
+        confirm(&prim.full_name(), &target_display, &call.args)?;
+    }
+
+    if let Err(e) = record("intent", "real", "pending", json!({})) {
+        return Err(OpError::refused(format!("the audit log {} cannot be written, so no mutation is made", session.audit.path().display()))
+            .with_cause(e)
+            .with_hint("fix its directory's permissions, or choose another file with --audit-log or OPSH_AUDIT_LOG"));
+    }
+    let started = Instant::now();
+    let result = apply(call);
+    let ms = started.elapsed().as_millis() as u64;
+    let outcome = match &result {
+        Ok(_) => record("outcome", "real", "ok", json!({"duration_ms": ms})),
+        Err(e) => {
+            let what = if e.cancelled.is_some() { "interrupted" } else { "error" };
+            record("outcome", "real", what, json!({"duration_ms": ms, "error": redact(&e.message), "cause": e.cause.as_deref().map(redact)}))
+        }
+    };
+    if let Err(e) = outcome {
+        session.out.note(&format!("warning: could not write the audit outcome record: {e}"));
+    }
+    result
+}
+
+fn confirm(prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !interactive {
+        return Err(OpError::refused(format!("{prim} on protected target {target} needs confirmation, and there is no terminal to ask on"))
+            .with_hint("re-run with --yes if this change is intended, or try it first with --dry-run"));
+    }
+    let shown: Vec<String> = args.iter().map(|a| redact(&a.to_string())).collect();
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "\n{prim}({}) on PROTECTED target {target}\nType `yes` to continue: ",
+        shown.join(", ")
+    );
+    let _ = err.flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(OpError::refused(format!("{prim} on protected target {target}: not confirmed")))
+    }
+}
+
+pub fn terminated(reason: Reason) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(reason.describe().to_string()), Position::NONE))
+}
+
+fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
+    if let Some(reason) = e.cancelled.or_else(|| call.session.cancel.reason()) {
+        return terminated(reason);
+    }
+    let pe = PrimitiveError {
+        primitive: call.prim.full_name(),
+        target: call.target.as_ref().map(Target::display),
+        kind: e.kind,
+        message: redact(&e.message),
+        cause: e.cause.as_deref().map(redact),
+        hint: e.hint.as_deref().map(redact),
+    };
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(pe), Position::NONE))
+}

@@ -1,0 +1,184 @@
+//! The Rhai engine: limits, the module values (`pg`, `redis`, ...), every
+//! primitive registered from the registry and routed through dispatch, the
+//! stdlib and script-directory module resolver.
+
+pub mod resolver;
+pub mod scan;
+pub mod stdlib;
+
+use crate::dispatch::{self, PrimitiveError};
+use crate::registry;
+use crate::session::Session;
+use rhai::{Dynamic, Engine, EvalAltResult, Position};
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// A module value as scripts see it: `pg` is `Handle { module: "pg", target:
+/// None }` (the default target); `pg.connect("staging")` returns one with a
+/// target. Both have the same methods, so scripts read the same either way.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub module: &'static str,
+    pub target: Option<String>,
+}
+
+impl std::fmt::Display for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Some(t) => write!(f, "{} target {}", self.module, crate::redact::redact(t)),
+            None => write!(f, "{} module (default target)", self.module),
+        }
+    }
+}
+
+/// Every source text a run has compiled, by the name its AST carries, so a
+/// diagnostic can show the line an error is on, in the main script or in an
+/// imported module.
+#[derive(Default)]
+pub struct Sources(Mutex<HashMap<String, String>>);
+
+impl Sources {
+    pub fn insert(&self, name: &str, text: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(name.to_string(), text.to_string());
+        }
+    }
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0.lock().ok().and_then(|m| m.get(name).cloned())
+    }
+}
+
+fn rt_error(msg: String) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
+}
+
+/// Builds the engine for one session. `base_dir` is where script-relative
+/// imports resolve from.
+pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) -> Engine {
+    let mut engine = Engine::new();
+
+    // Limits: a runaway script is stopped rather than eating the machine.
+    engine.set_max_operations(session.max_operations);
+    engine.set_max_call_levels(64);
+    engine.set_max_expr_depths(128, 64);
+    engine.set_max_string_size(64 * 1024 * 1024);
+    engine.set_max_array_size(10_000_000);
+    engine.set_max_map_size(10_000_000);
+    engine.set_max_modules(256);
+    engine.disable_symbol("eval");
+
+    engine.register_type_with_name::<Handle>("module");
+    engine.register_fn("to_string", |h: &mut Handle| h.to_string());
+    engine.register_fn("to_debug", |h: &mut Handle| h.to_string());
+
+    engine.register_type_with_name::<PrimitiveError>("error");
+    engine.register_fn("to_string", |e: &mut PrimitiveError| e.to_string());
+    engine.register_fn("to_debug", |e: &mut PrimitiveError| e.to_string());
+    engine.register_get("message", |e: &mut PrimitiveError| e.message.clone());
+    engine.register_get("primitive", |e: &mut PrimitiveError| e.primitive.clone());
+    engine.register_get("kind", |e: &mut PrimitiveError| e.kind_name().to_string());
+    engine.register_get("target", |e: &mut PrimitiveError| opt_dyn(&e.target));
+    engine.register_get("cause", |e: &mut PrimitiveError| opt_dyn(&e.cause));
+    engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
+
+    let args = Dynamic::from_map(session.args.clone());
+    #[allow(deprecated)] // volatile, not deprecated: see its docs
+    engine.on_var(move |name, _index, ctx| {
+        // A script's own variable wins over a module of the same name.
+        if ctx.scope().contains(name) {
+            return Ok(None);
+        }
+        if name == "args" {
+            return Ok(Some(args.clone()));
+        }
+        Ok(registry::value_modules()
+            .find(|m| m.name == name)
+            .map(|m| Dynamic::from(Handle { module: m.name, target: None })))
+    });
+
+    register_primitives(&mut engine, &session);
+
+    let s = session.clone();
+    engine.on_print(move |text| s.out.print(text));
+    let s = session.clone();
+    engine.on_debug(move |text, src, pos| {
+        s.out.note(&format!("[debug] {}:{} {}", src.unwrap_or("-"), pos, crate::redact::redact(text)))
+    });
+    let cancel = session.cancel.clone();
+    engine.on_progress(move |_ops| cancel.reason().map(|r| Dynamic::from(r.describe().to_string())));
+
+    engine.set_module_resolver(resolver::Resolver::new(base_dir, sources));
+    engine
+}
+
+fn opt_dyn(v: &Option<String>) -> Dynamic {
+    v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)
+}
+
+/// Registers one Rhai function per (name, arity) that the registry declares.
+/// Methods of all modules share the `Handle` receiver type, so a method
+/// looks the primitive up by the handle's module at call time: `pg.info()`
+/// and `redis.info()` are one Rhai function with two declarations.
+fn register_primitives(engine: &mut Engine, session: &Arc<Session>) {
+    let mut seen: HashSet<(bool, &'static str, usize)> = HashSet::new();
+    for p in registry::all() {
+        let is_method = !p.module.is_empty();
+        for n in p.min_args()..=p.params.len() {
+            if !seen.insert((is_method, p.name, n)) {
+                continue;
+            }
+            let s = session.clone();
+            if is_method {
+                let name = p.name;
+                let mut types = vec![TypeId::of::<Handle>()];
+                types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), n));
+                engine.register_raw_fn(name, types, move |_ctx, args| {
+                    let handle = args
+                        .first()
+                        .and_then(|a| (**a).clone().try_cast::<Handle>())
+                        .ok_or_else(|| rt_error(format!("{name}: not called on a module")))?;
+                    let Some(prim) = registry::find(handle.module, name) else {
+                        return Err(no_such_method(handle.module, name));
+                    };
+                    let rest: Vec<Dynamic> = args.iter().skip(1).map(|a| (**a).clone()).collect();
+                    if rest.len() < prim.min_args() || rest.len() > prim.params.len() {
+                        return Err(rt_error(format!(
+                            "{} takes {} arguments, got {}: {}",
+                            prim.full_name(),
+                            arity_text(prim),
+                            rest.len(),
+                            prim.signature()
+                        )));
+                    }
+                    dispatch::invoke(&s, prim, handle.target, rest)
+                });
+            } else {
+                let prim: &'static registry::Primitive = p;
+                let types = vec![TypeId::of::<Dynamic>(); n];
+                engine.register_raw_fn(p.name, types, move |_ctx, args| {
+                    let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
+                    dispatch::invoke(&s, prim, None, args)
+                });
+            }
+        }
+    }
+}
+
+fn arity_text(p: &registry::Primitive) -> String {
+    if p.min_args() == p.params.len() {
+        p.min_args().to_string()
+    } else {
+        format!("{} to {}", p.min_args(), p.params.len())
+    }
+}
+
+fn no_such_method(module: &str, name: &str) -> Box<EvalAltResult> {
+    let names = registry::module(module).map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>()).unwrap_or_default();
+    let hint = match registry::suggest(name, names.iter().copied()) {
+        Some(s) => format!("did you mean {module}.{s}?"),
+        None => format!("{module} has: {}", names.join(", ")),
+    };
+    rt_error(format!("{module} has no function `{name}`; {hint}"))
+}

@@ -1,0 +1,30 @@
+//! Exit codes: the contract with cron, CI and whoever calls opsh.
+//! Documented in docs/exit-codes.md; keep both in step.
+
+/// The script ran to the end (or called `exit(0)`).
+pub const OK: i32 = 0;
+/// A check failed: the script called `fail(msg)`. The system is unhealthy,
+/// opsh itself worked.
+pub const CHECK_FAILED: i32 = 1;
+/// An error: the script threw, did not compile, or a primitive failed.
+pub const ERROR: i32 = 2;
+/// A safety refusal: a protected target without confirmation, an audit log
+/// that cannot be written, a limit that would be exceeded.
+pub const REFUSED: i32 = 3;
+/// Bad command-line usage (EX_USAGE).
+pub const USAGE: i32 = 64;
+/// The whole run exceeded `--timeout` (same code as timeout(1)).
+pub const TIMEOUT: i32 = 124;
+/// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
+/// Every code with its meaning, for `opsh help exit-codes` and the docs.
+pub const TABLE: &[(i32, &str, &str)] = &[
+    (OK, "ok", "the script completed"),
+    (CHECK_FAILED, "check failed", "the script called fail(msg): what it checked is unhealthy"),
+    (ERROR, "error", "script error, compile error, or a primitive failed"),
+    (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable, a limit exceeded"),
+    (USAGE, "usage", "bad command-line arguments"),
+    (TIMEOUT, "timeout", "the run exceeded --timeout"),
+    (INTERRUPTED, "interrupted", "Ctrl-C or SIGTERM"),
+];

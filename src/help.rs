@@ -1,0 +1,126 @@
+//! `opsh help`, `opsh help NAME` and the generated reference in docs/, all
+//! rendered from the registry's declarations.
+
+use crate::registry::{self, ModuleDecl, Primitive};
+use nu_ansi_term::{Color, Style};
+
+fn paint(color: bool, style: Style, s: &str) -> String {
+    if color {
+        style.paint(s).to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+fn module_title(m: &ModuleDecl) -> &str {
+    if m.name.is_empty() {
+        "global functions"
+    } else {
+        m.name
+    }
+}
+
+/// The overview: every module and its primitives, one line each.
+pub fn overview(color: bool) -> String {
+    let mut out = String::from("opsh primitives (opsh help NAME for details; ! marks a mutation)\n");
+    for m in registry::modules() {
+        out.push('\n');
+        out.push_str(&paint(color, Style::new().bold(), module_title(m)));
+        out.push_str(&format!("  {}\n", m.doc));
+        let width = m.primitives.iter().map(|p| p.full_name().len()).max().unwrap_or(0);
+        for p in m.primitives {
+            let mark = if p.mutates() { paint(color, Color::Yellow.bold(), "!") } else { " ".into() };
+            out.push_str(&format!("  {mark} {:width$}  {}\n", p.full_name(), p.summary()));
+        }
+    }
+    out.push_str("\nSee also: opsh help exit-codes\n");
+    out
+}
+
+pub fn primitive(p: &Primitive, color: bool) -> String {
+    let mut out = String::new();
+    out.push_str(&paint(color, Style::new().bold(), &p.signature()));
+    out.push('\n');
+    if p.mutates() {
+        out.push_str(&paint(
+            color,
+            Color::Yellow.bold(),
+            "mutates: honours --dry-run, asks for confirmation on protected targets, written to the audit log",
+        ));
+        out.push('\n');
+    } else {
+        out.push_str("read-only\n");
+    }
+    out.push('\n');
+    out.push_str(p.summary());
+    out.push('\n');
+    let details = p.details();
+    if !details.is_empty() {
+        out.push('\n');
+        out.push_str(&details);
+        out.push('\n');
+    }
+    out.push_str("\nExample:\n");
+    for line in p.example.lines() {
+        out.push_str(&format!("    {}\n", paint(color, Color::Green.normal(), line)));
+    }
+    out
+}
+
+pub fn exit_codes() -> String {
+    let mut out = String::from("opsh exit codes\n\n");
+    for (code, name, meaning) in crate::exit::TABLE {
+        out.push_str(&format!("  {code:>3}  {name:<13} {meaning}\n"));
+    }
+    out.push_str("\nA script may also end with exit(n) for any n.\n");
+    out
+}
+
+/// Help for NAME: a primitive (`pg.query`, `sleep`), a module (`pg`), or a topic.
+pub fn lookup(name: &str, color: bool) -> Result<String, String> {
+    if name == "exit-codes" {
+        return Ok(exit_codes());
+    }
+    if let Some(p) = registry::lookup(name) {
+        return Ok(primitive(p, color));
+    }
+    if let Some(m) = registry::module(name).filter(|m| !m.name.is_empty()) {
+        let mut out = format!("{}  {}\n\n", paint(color, Style::new().bold(), m.name), m.doc);
+        for p in m.primitives {
+            out.push_str(&format!("  {}{}\n      {}\n", if p.mutates() { "! " } else { "" }, p.signature(), p.summary()));
+        }
+        return Ok(out);
+    }
+    let names: Vec<String> = registry::all().map(|p| p.full_name()).chain(registry::value_modules().map(|m| m.name.to_string())).collect();
+    let hint = registry::suggest(name, names.iter().map(String::as_str))
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_else(|| "; `opsh help` lists everything".into());
+    Err(format!("no primitive, module or topic named `{name}`{hint}"))
+}
+
+/// docs/reference.md, generated. A test fails when the file is stale.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# opsh primitive reference\n\n<!-- Generated from the registry by `opsh help --markdown`; do not edit by hand. -->\n\n\
+         Mutating primitives (marked **mutates**) honour `--dry-run`, ask for confirmation on protected targets unless `--yes`, and are written to the audit log.\n",
+    );
+    for m in registry::modules() {
+        out.push_str(&format!("\n## {}\n\n{}\n", module_title(m), m.doc));
+        for p in m.primitives {
+            out.push_str(&format!("\n### `{}`\n\n```\n{}\n```\n\n", p.full_name(), p.signature()));
+            if p.mutates() {
+                out.push_str("**mutates**\n\n");
+            }
+            out.push_str(p.summary());
+            out.push('\n');
+            let details = p.details();
+            if !details.is_empty() {
+                out.push('\n');
+                out.push_str(&details);
+                out.push('\n');
+            }
+            out.push_str(&format!("\n```rhai\n{}\n```\n", p.example));
+        }
+    }
+    out
+}

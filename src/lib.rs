@@ -1,0 +1,19 @@
+//! opsh: a scriptable operations shell. The binary is a thin wrapper over
+//! this library so that integration tests and the sandbox harness share it.
+
+pub mod audit;
+pub mod cancel;
+pub mod cli;
+pub mod config;
+pub mod diagnostic;
+pub mod dispatch;
+pub mod engine;
+pub mod exit;
+pub mod help;
+pub mod modules;
+pub mod output;
+pub mod redact;
+pub mod registry;
+pub mod sandbox;
+pub mod session;
+pub mod value;

@@ -1,0 +1,163 @@
+//! HTTP checks and calls: health endpoints, OIDC discovery, webhooks.
+
+use crate::dispatch::{Call, OpError, Plan};
+use crate::redact::redact;
+use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::value::{from_json, map_of, parse_duration, to_json};
+use rhai::{Dynamic, Map};
+use std::time::Instant;
+
+pub static MODULE: ModuleDecl = ModuleDecl {
+    name: "http",
+    doc: "HTTP requests with status, headers, body, parsed JSON and timing.",
+    target: None,
+    primitives: &[
+        Primitive {
+            module: "http",
+            name: "get",
+            params: &[req("url", "string"), opt("opts", "map")],
+            returns: "map",
+            doc: "GET a URL. Returns #{status, ok, headers, body, json, elapsed_ms}; a non-2xx status is a result, not an error.\n\
+                  opts: headers (map), query (map), bearer (token), basic ([user, password]), timeout (\"5s\"), insecure (skip TLS verification).",
+            example: r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#,
+            effect: Effect::Read(get),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "http",
+            name: "post",
+            params: &[req("url", "string"), opt("body", "map|array|string"), opt("opts", "map")],
+            returns: "map",
+            doc: "POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
+                  A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.",
+            example: r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#,
+            effect: Effect::Mutate { plan: plan_post, apply: post },
+            timeout: CallTimeout::Default,
+        },
+    ],
+};
+
+fn client(call: &Call, insecure: bool) -> Result<reqwest::Client, OpError> {
+    let key = if insecure { "insecure" } else { "default" };
+    call.session.client(key, || {
+        reqwest::Client::builder()
+            .user_agent(concat!("opsh/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(insecure)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| OpError::failed("cannot build the HTTP client").with_cause(e))
+    })
+}
+
+fn body_of(d: Option<&Dynamic>) -> (Option<Vec<u8>>, Option<&'static str>) {
+    match d {
+        None => (None, None),
+        Some(d) if d.is_string() => (Some(d.to_string().into_bytes()), Some("text/plain; charset=utf-8")),
+        Some(d) => (Some(serde_json::to_vec(&to_json(d)).unwrap_or_default()), Some("application/json")),
+    }
+}
+
+fn request(call: &mut Call, method: reqwest::Method, body_idx: Option<usize>, opts_idx: usize) -> Result<Dynamic, OpError> {
+    let url = call.str_arg(0)?;
+    let opts = call.opt_map(opts_idx)?;
+    let insecure = opts.get("insecure").and_then(|d| d.as_bool().ok()).unwrap_or(false);
+    let client = client(call, insecure)?;
+    let mut rb = client.request(method.clone(), &url);
+    if let Some(h) = opts.get("headers") {
+        let h = h.clone().try_cast::<Map>().ok_or_else(|| OpError::bad_input("opts.headers must be a map"))?;
+        for (k, v) in h {
+            rb = rb.header(k.as_str(), v.to_string());
+        }
+    }
+    if let Some(q) = opts.get("query") {
+        let q = q.clone().try_cast::<Map>().ok_or_else(|| OpError::bad_input("opts.query must be a map"))?;
+        let pairs: Vec<(String, String)> = q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        rb = rb.query(&pairs);
+    }
+    if let Some(t) = opts.get("bearer") {
+        crate::redact::register_secret(&t.to_string());
+        rb = rb.bearer_auth(t.to_string());
+    }
+    if let Some(b) = opts.get("basic") {
+        let parts: Vec<String> = b.clone().try_cast::<rhai::Array>().unwrap_or_default().iter().map(|d| d.to_string()).collect();
+        let [user, pass] = parts.as_slice() else {
+            return Err(OpError::bad_input("opts.basic must be [user, password]"));
+        };
+        crate::redact::register_secret(pass);
+        rb = rb.basic_auth(user, Some(pass));
+    }
+    if let Some(t) = opts.get("timeout") {
+        rb = rb.timeout(parse_duration(t).map_err(OpError::bad_input)?);
+    }
+    if let Some(i) = body_idx {
+        let (body, ctype) = body_of(call.arg(i));
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        if let Some(c) = ctype {
+            rb = rb.header(reqwest::header::CONTENT_TYPE, c);
+        }
+    }
+    let shown = redact(&url);
+    call.block_on(async move {
+        let started = Instant::now();
+        let resp = rb.send().await.map_err(|e| send_error(e, &shown))?;
+        let status = resp.status();
+        let final_url = resp.url().to_string();
+        let mut headers = Map::new();
+        for (k, v) in resp.headers() {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            headers
+                .entry(k.as_str().into())
+                .and_modify(|old| *old = format!("{old}, {v}").into())
+                .or_insert_with(|| v.into());
+        }
+        let bytes = resp.bytes().await.map_err(|e| OpError::failed(format!("reading the response body from {shown} failed")).with_cause(e))?;
+        let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+        let body = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).map(|v| from_json(&v)).unwrap_or(Dynamic::UNIT);
+        Ok(Dynamic::from_map(map_of([
+            ("status", Dynamic::from_int(i64::from(status.as_u16()))),
+            ("ok", Dynamic::from_bool(status.is_success())),
+            ("headers", Dynamic::from_map(headers)),
+            ("body", body.into()),
+            ("json", json),
+            ("elapsed_ms", Dynamic::from_float((elapsed * 10.0).round() / 10.0)),
+            ("url", redact(&final_url).into()),
+        ])))
+    })
+}
+
+fn send_error(e: reqwest::Error, url: &str) -> OpError {
+    let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    if e.is_timeout() {
+        OpError::new(crate::dispatch::ErrorKind::Timeout, format!("request to {url} timed out")).with_cause(cause)
+    } else if e.is_connect() {
+        let host = url::Url::parse(url).ok().map(|u| format!("{}:{}", u.host_str().unwrap_or("?"), u.port_or_known_default().unwrap_or(0)));
+        OpError::failed(format!("cannot connect to {url}"))
+            .with_cause(cause)
+            .with_hint(format!("is the service listening on {}?", host.unwrap_or_else(|| url.to_string())))
+    } else if e.is_builder() {
+        OpError::bad_input(format!("invalid request to {url}")).with_cause(cause)
+    } else {
+        OpError::failed(format!("request to {url} failed")).with_cause(cause)
+    }
+}
+
+fn get(call: &mut Call) -> Result<Dynamic, OpError> {
+    request(call, reqwest::Method::GET, None, 1)
+}
+
+fn post(call: &mut Call) -> Result<Dynamic, OpError> {
+    request(call, reqwest::Method::POST, Some(1), 2)
+}
+
+fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
+    let url = call.str_arg(0)?;
+    let (body, ctype) = body_of(call.arg(1));
+    let n = body.as_ref().map(Vec::len).unwrap_or(0);
+    Ok(Plan {
+        summary: format!("would POST {n} bytes ({}) to {}", ctype.unwrap_or("no body"), redact(&url)),
+        details: map_of([("url", redact(&url).into()), ("bytes", Dynamic::from_int(n as i64))]),
+    })
+}

@@ -1,0 +1,12 @@
+//! One file (or folder) per ops area. Each declares its primitives once, in
+//! its `MODULE`; adding a module means adding it to `MODULES`.
+
+pub mod http;
+pub mod json;
+pub mod pg;
+pub mod redis;
+pub mod sys;
+
+use crate::registry::ModuleDecl;
+
+pub static MODULES: &[&ModuleDecl] = &[&sys::MODULE, &json::MODULE, &http::MODULE, &pg::MODULE, &redis::MODULE];

@@ -1,0 +1,98 @@
+//! Ephemeral real services on free loopback ports, in a temp dir, torn down
+//! on drop. `opsh sandbox` and the integration tests use this same code.
+
+mod postgres;
+mod proc;
+mod redis;
+
+pub use postgres::Postgres;
+pub use proc::free_port;
+pub use redis::RedisServer;
+
+use crate::config::Kind;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Services {
+    pub postgres: bool,
+    pub redis: bool,
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services { postgres: true, redis: true }
+    }
+}
+
+#[derive(Debug)]
+pub struct SandboxError(pub String);
+
+impl std::fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SandboxError {}
+
+pub(crate) fn err(msg: impl Into<String>) -> SandboxError {
+    SandboxError(msg.into())
+}
+
+/// A directory removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Result<TempDir, SandboxError> {
+        let p = std::env::temp_dir().join(format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+        std::fs::create_dir_all(&p).map_err(|e| err(format!("cannot create {}: {e}", p.display())))?;
+        Ok(TempDir(p))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Field order matters: servers stop before their directory is removed.
+pub struct Sandbox {
+    pub postgres: Option<Postgres>,
+    pub redis: Option<RedisServer>,
+    _dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn start(services: Services) -> Result<Sandbox, SandboxError> {
+        let dir = TempDir::new("opsh-sandbox")?;
+        let postgres = if services.postgres { Some(Postgres::start(&dir.path().join("pg"))?) } else { None };
+        let redis = if services.redis { Some(RedisServer::start(&dir.path().join("redis"))?) } else { None };
+        Ok(Sandbox { postgres, redis, _dir: dir })
+    }
+
+    pub fn targets(&self) -> Vec<(Kind, String)> {
+        let mut t = Vec::new();
+        if let Some(p) = &self.postgres {
+            t.push((Kind::Pg, p.url()));
+        }
+        if let Some(r) = &self.redis {
+            t.push((Kind::Redis, r.url()));
+        }
+        t
+    }
+
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = &self.postgres {
+            parts.push(format!("PostgreSQL on 127.0.0.1:{}", p.port));
+        }
+        if let Some(r) = &self.redis {
+            parts.push(format!("Redis on 127.0.0.1:{}", r.port));
+        }
+        parts.join(", ")
+    }
+}

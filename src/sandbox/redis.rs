@@ -1,0 +1,87 @@
+//! A throwaway redis-server: no persistence, loopback only.
+
+use super::proc::{free_port, log_tail, spawn, stop, which};
+use super::{err, SandboxError};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+fn binary() -> Result<PathBuf, SandboxError> {
+    if let Some(p) = std::env::var_os("OPSH_REDIS_SERVER").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    which("redis-server").ok_or_else(|| err("redis-server not found: install it (`apt-get install redis-server`) or set OPSH_REDIS_SERVER"))
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> Result<RedisServer, SandboxError> {
+        let bin = binary()?;
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
+        let log = dir.join("redis.log");
+        let mut last = String::new();
+        for _attempt in 0..4 {
+            let port = free_port()?;
+            let mut cmd = Command::new(&bin);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(["--daemonize", "no", "--protected-mode", "no", "--logfile", ""])
+                .arg("--dir")
+                .arg(dir);
+            let mut child = spawn(&mut cmd, &log, None)?;
+            match wait_ready(&mut child, port, &log) {
+                Ok(()) => return Ok(RedisServer { child, port, log }),
+                Err(e) => {
+                    stop(&mut child, libc::SIGTERM, Duration::from_secs(2));
+                    last = e.0;
+                    if !last.contains("in use") {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(err(format!("redis-server did not start: {last}")))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        stop(&mut self.child, libc::SIGTERM, Duration::from_secs(5));
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), SandboxError> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(err(format!("redis-server exited ({status}): {}", log_tail(log))));
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+            let mut buf = [0u8; 64];
+            if s.write_all(b"PING\r\n").is_ok() {
+                if let Ok(n) = s.read(&mut buf) {
+                    if buf[..n].starts_with(b"+PONG") {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(err(format!("redis-server was not ready within 30s: {}", log_tail(log))))
+}

@@ -1,0 +1,117 @@
+//! What lives for one opsh process: the tokio runtime that drives every
+//! client, the options, the config, cancellation, audit and client caches.
+//! Built once; primitives borrow it through `Call`.
+
+use crate::audit::Audit;
+use crate::cancel::Cancel;
+use crate::config::{Config, ConfigError, Kind, Target};
+use crate::dispatch::OpError;
+use crate::output::Output;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+pub struct Options {
+    pub dry_run: bool,
+    pub yes: bool,
+    pub call_timeout: Duration,
+    pub max_operations: u64,
+    /// The script's `args` constant.
+    pub args: rhai::Map,
+    /// How the run is named in the audit log.
+    pub script: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            yes: false,
+            call_timeout: Duration::from_secs(30),
+            max_operations: 100_000_000,
+            args: rhai::Map::new(),
+            script: "-".into(),
+        }
+    }
+}
+
+type ClientKey = (TypeId, String);
+
+pub struct Session {
+    pub rt: tokio::runtime::Runtime,
+    pub config: RwLock<Config>,
+    pub cancel: Cancel,
+    pub audit: Audit,
+    pub out: Output,
+    pub yes: bool,
+    pub call_timeout: Duration,
+    pub max_operations: u64,
+    pub args: rhai::Map,
+    dry_run: AtomicBool,
+    clients: Mutex<HashMap<ClientKey, Box<dyn Any + Send + Sync>>>,
+}
+
+impl Session {
+    pub fn new(opts: Options, config: Config, out: Output, audit: Audit) -> std::io::Result<Session> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("opsh-io")
+            .build()?;
+        Ok(Session {
+            rt,
+            config: RwLock::new(config),
+            cancel: Cancel::default(),
+            audit,
+            out,
+            yes: opts.yes,
+            call_timeout: opts.call_timeout,
+            max_operations: opts.max_operations,
+            args: opts.args,
+            dry_run: AtomicBool::new(opts.dry_run),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.dry_run.load(Ordering::Relaxed)
+    }
+
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, Ordering::Relaxed);
+    }
+
+    pub fn resolve(&self, kind: Kind, name_or_url: Option<&str>) -> Result<Target, ConfigError> {
+        match self.config.read() {
+            Ok(c) => c.resolve(kind, name_or_url),
+            Err(poisoned) => poisoned.into_inner().resolve(kind, name_or_url),
+        }
+    }
+
+    /// A client (pool, connection) per key, created on first use and reused
+    /// for the rest of the run. The lock is not held while connecting.
+    pub fn client<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<T, OpError>,
+    ) -> Result<T, OpError> {
+        let k = (TypeId::of::<T>(), key.to_string());
+        if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(&k).and_then(|b| b.downcast_ref::<T>()).cloned()) {
+            return Ok(c);
+        }
+        let c = make()?;
+        if let Ok(mut m) = self.clients.lock() {
+            m.insert(k, Box::new(c.clone()));
+        }
+        Ok(c)
+    }
+
+    /// Forgets a cached client, e.g. after its server went away.
+    pub fn drop_client<T: 'static>(&self, key: &str) {
+        if let Ok(mut m) = self.clients.lock() {
+            m.remove(&(TypeId::of::<T>(), key.to_string()));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Conversions between Rhai values, JSON, and the typed arguments that
+//! primitives take. Results are data: numbers stay numbers.
+
+use rhai::{Array, Dynamic, Map};
+use serde_json::Value;
+
+pub fn to_json(d: &Dynamic) -> Value {
+    if d.is_unit() {
+        Value::Null
+    } else if let Ok(b) = d.as_bool() {
+        Value::Bool(b)
+    } else if let Ok(i) = d.as_int() {
+        Value::from(i)
+    } else if let Ok(f) = d.as_float() {
+        serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    } else if d.is_string() {
+        Value::String(d.clone().into_string().unwrap_or_default())
+    } else if d.is_char() {
+        Value::String(d.to_string())
+    } else if d.is_array() {
+        let arr = d.read_lock::<Array>().map(|a| a.iter().map(to_json).collect()).unwrap_or_default();
+        Value::Array(arr)
+    } else if d.is_map() {
+        let obj = d
+            .read_lock::<Map>()
+            .map(|m| m.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+            .unwrap_or_default();
+        Value::Object(obj)
+    } else if d.is_blob() {
+        let bytes = d.read_lock::<rhai::Blob>().map(|b| b.clone()).unwrap_or_default();
+        Value::String(format!("\\x{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    } else {
+        Value::String(d.to_string())
+    }
+}
+
+pub fn from_json(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(s.clone()),
+        Value::Array(a) => Dynamic::from_array(a.iter().map(from_json).collect()),
+        Value::Object(o) => {
+            let m: Map = o.iter().map(|(k, v)| (k.as_str().into(), from_json(v))).collect();
+            Dynamic::from_map(m)
+        }
+    }
+}
+
+/// The name a script author knows a value's type by.
+pub fn type_name(d: &Dynamic) -> &'static str {
+    if d.is_unit() {
+        "()"
+    } else if d.is_bool() {
+        "bool"
+    } else if d.is_int() {
+        "int"
+    } else if d.is_float() {
+        "float"
+    } else if d.is_string() {
+        "string"
+    } else if d.is_array() {
+        "array"
+    } else if d.is_map() {
+        "map"
+    } else if d.is_blob() {
+        "blob"
+    } else if d.is_fnptr() {
+        "function"
+    } else {
+        "value"
+    }
+}
+
+/// Parses a duration given as seconds (int/float) or a humantime string
+/// ("5m", "1h 30m", "250ms").
+pub fn parse_duration(d: &Dynamic) -> Result<std::time::Duration, String> {
+    if let Ok(i) = d.as_int() {
+        return u64::try_from(i).map(std::time::Duration::from_secs).map_err(|_| format!("a duration cannot be negative: {i}"));
+    }
+    if let Ok(f) = d.as_float() {
+        return std::time::Duration::try_from_secs_f64(f).map_err(|_| format!("invalid duration: {f}"));
+    }
+    if d.is_string() {
+        let s = d.to_string();
+        return humantime::parse_duration(s.trim())
+            .map_err(|e| format!("invalid duration {s:?}: {e} (examples: \"30s\", \"5m\", \"1h 30m\")"));
+    }
+    Err(format!("expected a duration (\"5m\" or seconds), got {}", type_name(d)))
+}
+
+pub fn map_of(pairs: impl IntoIterator<Item = (&'static str, Dynamic)>) -> Map {
+    pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
+}
