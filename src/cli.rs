@@ -300,7 +300,7 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         Err(err) => {
             let reason = session.cancel.reason();
             let code = crate::diagnostic::exit_code(&err, reason);
-            if !matches!(crate::diagnostic::leaf(&err), rhai::EvalAltResult::Exit(..)) {
+            if !crate::diagnostic::is_exit(&err) {
                 eprint!("{}", renderer.eval_error(&name, &err));
             }
             if let Some(r) = reason {

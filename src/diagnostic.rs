@@ -149,6 +149,15 @@ fn unwrap_frames<'e>(err: &'e EvalAltResult, source: String, frames: &mut Vec<Fr
 }
 
 /// The innermost error, for exit codes.
+/// `exit(n)` ends a run quietly: nothing to render.
+pub fn is_exit(err: &EvalAltResult) -> bool {
+    match leaf(err) {
+        EvalAltResult::Exit(..) => true,
+        EvalAltResult::ErrorTerminated(v, _) => v.is::<crate::dispatch::ExitCode>(),
+        _ => false,
+    }
+}
+
 pub fn leaf(err: &EvalAltResult) -> &EvalAltResult {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => leaf(inner),
@@ -186,6 +195,7 @@ fn function_hint(sig: &str) -> Option<String> {
 pub fn exit_code(err: &EvalAltResult, cancel: Option<crate::cancel::Reason>) -> i32 {
     match leaf(err) {
         EvalAltResult::Exit(v, _) => v.as_int().ok().and_then(|i| i32::try_from(i).ok()).unwrap_or(0),
+        EvalAltResult::ErrorTerminated(v, _) if v.is::<crate::dispatch::ExitCode>() => v.clone().cast::<crate::dispatch::ExitCode>().0,
         EvalAltResult::ErrorTerminated(..) => cancel.map(|r| r.exit_code()).unwrap_or(crate::exit::INTERRUPTED),
         EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => v.clone().cast::<PrimitiveError>().exit_code(),
         _ => crate::exit::ERROR,

@@ -28,7 +28,13 @@ pub enum ErrorKind {
     Timeout,
     /// `fail(msg)`: a check failed.
     CheckFailed,
+    /// `exit(n)`: end the run now with this code.
+    Exit(i32),
 }
+
+/// Carried by the (uncatchable) termination that `exit(n)` raises.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitCode(pub i32);
 
 /// What a primitive reports when it fails. `message` says what failed,
 /// `cause` what the system said, `hint` what to try.
@@ -95,6 +101,7 @@ impl PrimitiveError {
             ErrorKind::Refused => "refused",
             ErrorKind::Timeout => "timeout",
             ErrorKind::CheckFailed => "check_failed",
+            ErrorKind::Exit(_) => "exit",
         }
     }
 
@@ -384,6 +391,9 @@ pub fn terminated(reason: Reason) -> Box<EvalAltResult> {
 fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
     if let Some(reason) = e.cancelled.or_else(|| call.session.cancel.reason()) {
         return terminated(reason);
+    }
+    if let ErrorKind::Exit(code) = e.kind {
+        return Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(ExitCode(code)), Position::NONE));
     }
     let pe = PrimitiveError {
         primitive: call.prim.full_name(),

@@ -56,9 +56,11 @@ impl Output {
     }
 
     /// `show(value)`.
-    pub fn show(&self, v: &Dynamic) {
+    /// `show(value, columns?)`.
+    pub fn show(&self, v: &Dynamic, columns: &[String]) {
         let text = match self.format {
             Format::Json => serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into()),
+            Format::Text if !columns.is_empty() => render_columns(v, columns, self.color),
             Format::Text => render(v, self.color),
         };
         let mut out = std::io::stdout().lock();
@@ -85,6 +87,24 @@ pub fn render(v: &Dynamic, color: bool) -> String {
         return key_values(&m, color);
     }
     cell(v)
+}
+
+/// A table restricted to, and ordered by, `columns`.
+fn render_columns(v: &Dynamic, columns: &[String], color: bool) -> String {
+    match v.read_lock::<Array>() {
+        Some(rows) if !rows.is_empty() && rows.iter().all(|r| r.is_map()) => {
+            let maps: Vec<Map> = rows
+                .iter()
+                .map(|r| {
+                    let m = r.clone().cast::<Map>();
+                    columns.iter().map(|c| (c.as_str().into(), m.get(c.as_str()).cloned().unwrap_or(Dynamic::UNIT))).collect()
+                })
+                .collect();
+            column_order_hint(columns);
+            table(&maps, color)
+        }
+        _ => render(v, color),
+    }
 }
 
 /// How one value reads inside a table cell or after a key.

@@ -15,10 +15,10 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         Primitive {
             module: "",
             name: "show",
-            params: &[req("value", "any")],
+            params: &[req("value", "any"), opt("columns", "array")],
             returns: "()",
             doc: "Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-                  Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.",
+                  `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.",
             example: r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#,
             effect: Effect::Read(show),
             timeout: CallTimeout::Default,
@@ -32,6 +32,16 @@ pub static MODULE: ModuleDecl = ModuleDecl {
                   Use it when what the script checked is unhealthy; an error in opsh or a primitive exits 2 instead. `try`/`catch` can catch it.",
             example: r#"if 2 > 1 { fail("replica lag above 30s") }"#,
             effect: Effect::Read(fail),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "",
+            name: "exit",
+            params: &[opt("code", "int")],
+            returns: "never",
+            doc: "End the run now with this exit code (default 0). It cannot be caught.",
+            example: "if 1 > 2 { exit(3) }",
+            effect: Effect::Read(exit),
             timeout: CallTimeout::Default,
         },
         Primitive {
@@ -79,13 +89,26 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 
 fn show(call: &mut Call) -> Result<Dynamic, OpError> {
     let v = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    call.session.out.show(&v);
+    let columns: Vec<String> = call.opt_array(1)?.iter().map(|c| c.to_string()).collect();
+    call.session.out.show(&v, &columns);
     Ok(Dynamic::UNIT)
 }
 
 fn fail(call: &mut Call) -> Result<Dynamic, OpError> {
     let msg = call.args.first().map(|d| d.to_string()).unwrap_or_else(|| "check failed".into());
     Err(OpError::new(ErrorKind::CheckFailed, msg))
+}
+
+fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
+    let code = match call.arg(0) {
+        None => 0,
+        Some(d) => d
+            .as_int()
+            .ok()
+            .and_then(|i| i32::try_from(i).ok())
+            .ok_or_else(|| OpError::bad_input(format!("exit code must be an int, got {}", crate::value::type_name(d))))?,
+    };
+    Err(OpError::new(ErrorKind::Exit(code), format!("exit({code})")))
 }
 
 fn env(call: &mut Call) -> Result<Dynamic, OpError> {

@@ -248,7 +248,10 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
     let (summary, details) = match explained {
         Some(v) => {
             let top = &v[0]["Plan"];
-            let rows = top["Plan Rows"].as_i64().unwrap_or(0);
+            // ModifyTable returns no rows itself; the scan below it estimates
+            // how many rows the statement touches.
+            let scan = if top["Node Type"] == "ModifyTable" { &top["Plans"][0] } else { top };
+            let rows = scan["Plan Rows"].as_i64().unwrap_or(0);
             let node = top["Operation"].as_str().or(top["Node Type"].as_str()).unwrap_or("?").to_string();
             let rel = top["Relation Name"].as_str().map(|r| format!(" on {r}")).unwrap_or_default();
             (

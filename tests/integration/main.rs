@@ -1,0 +1,13 @@
+//! Integration tests: the real binary against real servers that each test
+//! starts for itself (opsh's own sandbox), in parallel, sharing nothing.
+
+mod support;
+
+mod cli;
+mod errors;
+mod http;
+mod interrupt;
+mod pg;
+mod redis;
+mod safety;
+mod sandbox;

@@ -1,0 +1,148 @@
+//! Runs the real opsh binary in an isolated environment (own HOME, XDG
+//! dirs, audit log, no inherited targets) and captures what it did.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+pub use opsh::sandbox::{Sandbox, Services};
+
+pub struct Env {
+    pub dir: opsh::sandbox::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
+    match Sandbox::start(Services { postgres: pg, redis }) {
+        Ok(s) => s,
+        Err(e) => panic!("sandbox did not start: {e}"),
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env { dir: opsh::sandbox::TempDir::new("opsh-test").expect("temp dir") }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.path("state/audit.jsonl")
+    }
+
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_opsh"));
+        for var in ["DATABASE_URL", "REDIS_URL", "PROMETHEUS_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "OPSH_CONFIG", "XDG_RUNTIME_DIR"] {
+            c.env_remove(var);
+        }
+        c.env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("xdgstate"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("OPSH_AUDIT_LOG", self.audit_path())
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "0")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `opsh ARGS...` with extra env.
+    pub fn opsh(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut c = self.command();
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        Run::from(c.output().expect("run opsh"))
+    }
+
+    /// Writes `script` to a file and runs `opsh [flags] run FILE`.
+    pub fn run(&self, script: &str, flags: &[&str], env: &[(&str, &str)]) -> Run {
+        let file = self.write("script.rhai", script);
+        let mut args: Vec<&str> = flags.to_vec();
+        args.push("run");
+        let f = file.to_string_lossy().into_owned();
+        args.push(&f);
+        self.opsh(&args, env)
+    }
+
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut c = self.command();
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn opsh")
+    }
+
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let p = self.write("config/opsh/config.toml", toml);
+        let _ = std::io::stdout().flush();
+        p
+    }
+}
+
+pub fn wait_output(child: Child) -> Run {
+    Run::from(child.wait_with_output().expect("wait"))
+}
+
+/// A second, independent connection to check what the server really holds.
+pub fn pg_scalar(url: &str, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        let v: i64 = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect("query");
+        v
+    })
+}
+
+pub fn pg_exec(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql(sql).execute(&mut c).await.expect("exec");
+    })
+}
