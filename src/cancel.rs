@@ -58,7 +58,12 @@ struct Inner {
 impl Default for Cancel {
     fn default() -> Self {
         let (tx, _rx) = watch::channel(0);
-        Cancel { inner: Arc::new(Inner { reason: AtomicU8::new(0), tx }) }
+        Cancel {
+            inner: Arc::new(Inner {
+                reason: AtomicU8::new(0),
+                tx,
+            }),
+        }
     }
 }
 
@@ -103,9 +108,10 @@ impl Cancel {
         let me = self.clone();
         rt.spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) =
-                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-            else {
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
                 return;
             };
             loop {

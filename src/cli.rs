@@ -17,7 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "opsh", version, about = "A scriptable operations shell: runbooks as versioned, testable scripts", disable_help_subcommand = true)]
+#[command(
+    name = "opsh",
+    version,
+    about = "A scriptable operations shell: runbooks as versioned, testable scripts",
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -113,7 +118,11 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return code;
         }
@@ -129,7 +138,14 @@ pub fn main() -> i32 {
                 eprintln!("opsh: the interactive REPL is not built yet; run a script with `opsh run FILE`, or see `opsh --help`");
                 exit::USAGE
             } else {
-                run_file(&g, &RunArgs { file: PathBuf::from("-"), args: Vec::new() }, None)
+                run_file(
+                    &g,
+                    &RunArgs {
+                        file: PathBuf::from("-"),
+                        args: Vec::new(),
+                    },
+                    None,
+                )
             }
         }
     }
@@ -189,7 +205,13 @@ pub fn parse_args(pairs: &[String]) -> Result<Map, String> {
         }
         let value = if let Ok(i) = v.parse::<i64>() {
             Dynamic::from_int(i)
-        } else if let Ok(f) = v.parse::<f64>().map_err(|_| ()).and_then(|f| if v.chars().any(|c| c.is_ascii_digit()) { Ok(f) } else { Err(()) }) {
+        } else if let Ok(f) = v.parse::<f64>().map_err(|_| ()).and_then(|f| {
+            if v.chars().any(|c| c.is_ascii_digit()) {
+                Ok(f)
+            } else {
+                Err(())
+            }
+        }) {
             Dynamic::from_float(f)
         } else if v == "true" || v == "false" {
             Dynamic::from_bool(v == "true")
@@ -218,17 +240,24 @@ fn load_config(g: &Global) -> Result<Config, i32> {
 fn read_script(file: &Path) -> Result<(String, String), String> {
     if file == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the script from stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read the script from stdin: {e}"))?;
         return Ok(("<stdin>".into(), s));
     }
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read script {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read script {}: {e}", file.display()))?;
     Ok((file.display().to_string(), text))
 }
 
 fn audit_path(g: &Global, cfg: &Config) -> PathBuf {
     g.audit_log
         .clone()
-        .or_else(|| std::env::var_os("OPSH_AUDIT_LOG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| {
+            std::env::var_os("OPSH_AUDIT_LOG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
         .or_else(|| cfg.audit.path.clone())
         .unwrap_or_else(crate::audit::default_path)
 }
@@ -259,11 +288,26 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     };
     let call_timeout = g
         .call_timeout
-        .or_else(|| cfg.defaults.timeout.as_deref().and_then(|t| humantime::parse_duration(t).ok()))
+        .or_else(|| {
+            cfg.defaults
+                .timeout
+                .as_deref()
+                .and_then(|t| humantime::parse_duration(t).ok())
+        })
         .unwrap_or(Duration::from_secs(30));
-    let max_operations = g.max_operations.or(cfg.defaults.max_operations).unwrap_or(100_000_000);
+    let max_operations = g
+        .max_operations
+        .or(cfg.defaults.max_operations)
+        .unwrap_or(100_000_000);
     let audit = Audit::new(audit_path(g, &cfg), &name);
-    let opts = Options { dry_run: g.dry_run, yes: g.yes, call_timeout, max_operations, args, script: name.clone() };
+    let opts = Options {
+        dry_run: g.dry_run,
+        yes: g.yes,
+        call_timeout,
+        max_operations,
+        args,
+        script: name.clone(),
+    };
     let out = output(g);
     let session = match Session::new(opts, cfg, out, audit) {
         Ok(s) => Arc::new(s),
@@ -284,7 +328,10 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     let sources = Arc::new(Sources::default());
     sources.insert(&name, &text);
     let engine = engine::build(session.clone(), sources.clone(), base);
-    let renderer = Renderer { sources: &sources, color: session.out.err_color };
+    let renderer = Renderer {
+        sources: &sources,
+        color: session.out.err_color,
+    };
 
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,
@@ -304,7 +351,9 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
                 eprint!("{}", renderer.eval_error(&name, &err));
             }
             if let Some(r) = reason {
-                let _ = session.audit.append(json!({"event": "run", "outcome": "interrupted", "reason": r.describe()}));
+                let _ = session.audit.append(
+                    json!({"event": "run", "outcome": "interrupted", "reason": r.describe()}),
+                );
             }
             code
         }
@@ -328,7 +377,10 @@ fn check(g: &Global, files: &[PathBuf]) -> i32 {
         };
         let sources = Sources::default();
         sources.insert(&name, &text);
-        let renderer = Renderer { sources: &sources, color };
+        let renderer = Renderer {
+            sources: &sources,
+            color,
+        };
         let engine = check_engine();
         if let Err(e) = engine.compile(&text) {
             eprint!("{}", renderer.parse_error(&name, &e));
@@ -337,18 +389,29 @@ fn check(g: &Global, files: &[PathBuf]) -> i32 {
         let scan = engine::scan::scan(&text, &modules);
         for r in &scan.calls {
             if registry::find(&r.module, &r.name).is_none() {
-                let names = registry::module(&r.module).map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>()).unwrap_or_default();
+                let names = registry::module(&r.module)
+                    .map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>())
+                    .unwrap_or_default();
                 let hint = registry::suggest(&r.name, names.iter().copied())
                     .map(|s| format!("did you mean {}.{s}?", r.module))
                     .unwrap_or_else(|| format!("{} has: {}", r.module, names.join(", ")));
                 eprint!(
                     "{}",
-                    renderer.custom(&format!("unknown primitive {}.{}", r.module, r.name), &name, r.line, r.col, &hint)
+                    renderer.custom(
+                        &format!("unknown primitive {}.{}", r.module, r.name),
+                        &name,
+                        r.line,
+                        r.col,
+                        &hint
+                    )
                 );
                 problems += 1;
             }
         }
-        let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         let base = base.canonicalize().unwrap_or(base.to_path_buf());
         let resolver = engine::resolver::Resolver::new(base, Arc::new(Sources::default()));
         for (path, line, col) in &scan.imports {
@@ -361,7 +424,16 @@ fn check(g: &Global, files: &[PathBuf]) -> i32 {
                     }
                 }
                 Err(msg) => {
-                    eprint!("{}", renderer.custom(&msg, &name, *line, *col, "imports resolve from the stdlib and the script's directory"));
+                    eprint!(
+                        "{}",
+                        renderer.custom(
+                            &msg,
+                            &name,
+                            *line,
+                            *col,
+                            "imports resolve from the stdlib and the script's directory"
+                        )
+                    );
                     problems += 1;
                 }
             }
@@ -379,9 +451,18 @@ fn check(g: &Global, files: &[PathBuf]) -> i32 {
 /// An engine that knows every primitive's name and arity but can run none:
 /// enough to compile. Building a Session is cheap (no connections).
 fn check_engine() -> rhai::Engine {
-    let session = Session::new(Options::default(), Config::default(), Output::new(Format::Text, ColorChoice::Never), Audit::new(PathBuf::from("/dev/null"), "check"));
+    let session = Session::new(
+        Options::default(),
+        Config::default(),
+        Output::new(Format::Text, ColorChoice::Never),
+        Audit::new(PathBuf::from("/dev/null"), "check"),
+    );
     match session {
-        Ok(s) => engine::build(Arc::new(s), Arc::new(Sources::default()), PathBuf::from(".")),
+        Ok(s) => engine::build(
+            Arc::new(s),
+            Arc::new(Sources::default()),
+            PathBuf::from("."),
+        ),
         Err(_) => rhai::Engine::new(),
     }
 }
@@ -434,7 +515,10 @@ fn serve_sandbox(_sb: &crate::sandbox::Sandbox, targets: &[(Kind, String)]) -> i
         println!("  export {var}={u}");
     }
     println!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it.");
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -443,7 +527,10 @@ fn serve_sandbox(_sb: &crate::sandbox::Sandbox, targets: &[(Kind, String)]) -> i
     };
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut i), Ok(mut t)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        if let (Ok(mut i), Ok(mut t)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
         }
     });

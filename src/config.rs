@@ -127,11 +127,16 @@ impl std::fmt::Display for ConfigError {
 }
 
 fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
-    ConfigError { message: message.into(), hint }
+    ConfigError {
+        message: message.into(),
+        hint,
+    }
 }
 
 pub fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {
@@ -161,7 +166,9 @@ impl Config {
     /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
     /// file is an error, a missing default file is not.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        let env_path = std::env::var_os("OPSH_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env_path = std::env::var_os("OPSH_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         let (path, required) = match explicit.map(Path::to_path_buf).or(env_path) {
             Some(p) => (p, true),
             None => (config_dir().join("config.toml"), false),
@@ -171,14 +178,22 @@ impl Config {
                 let mut cfg: Config = toml::from_str(&text).map_err(|e| {
                     err(
                         format!("invalid config {}: {}", path.display(), e.message()),
-                        Some(format!("see docs/config.md for the format (error near byte {:?})", e.span().map(|s| s.start))),
+                        Some(format!(
+                            "see docs/config.md for the format (error near byte {:?})",
+                            e.span().map(|s| s.start)
+                        )),
                     )
                 })?;
                 cfg.path = Some(path);
                 cfg
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
-            Err(e) => return Err(err(format!("cannot read config {}: {e}", path.display()), None)),
+            Err(e) => {
+                return Err(err(
+                    format!("cannot read config {}: {e}", path.display()),
+                    None,
+                ))
+            }
         };
         cfg.load_sandbox_announcement();
         Ok(cfg)
@@ -226,7 +241,11 @@ impl Config {
         redact::register_url(url);
         self.table_mut(kind).insert(
             name.to_string(),
-            TargetConfig { url: Some(url.to_string()), protected, ..Default::default() },
+            TargetConfig {
+                url: Some(url.to_string()),
+                protected,
+                ..Default::default()
+            },
         );
     }
 
@@ -240,12 +259,17 @@ impl Config {
         match name_or_url {
             Some(s) if s.contains("://") => {
                 redact::register_url(s);
-                Ok(Target { kind, name: redact::redact(s), url: s.to_string(), protected: false })
+                Ok(Target {
+                    kind,
+                    name: redact::redact(s),
+                    url: s.to_string(),
+                    protected: false,
+                })
             }
             Some(name) => self.named(kind, name),
             None => match self.default_name(kind) {
                 Some(name) => self.named(kind, name),
-                None => self.from_env(kind),
+                None => self.env_default(kind),
             },
         }
     }
@@ -256,41 +280,67 @@ impl Config {
             let suggestion = names
                 .iter()
                 .filter(|n| strsim::jaro_winkler(n, name) > 0.8)
-                .max_by(|a, b| strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name)));
+                .max_by(|a, b| {
+                    strsim::jaro_winkler(a, name).total_cmp(&strsim::jaro_winkler(b, name))
+                });
             let hint = match (suggestion, names.is_empty()) {
                 (Some(s), _) => format!("did you mean `{s}`?"),
                 (None, true) => format!(
                     "no {} targets are configured{}; add `[{}.{name}]` with a url",
                     kind.name(),
-                    self.path.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default(),
+                    self.path
+                        .as_ref()
+                        .map(|p| format!(" in {}", p.display()))
+                        .unwrap_or_default(),
                     kind.name()
                 ),
-                (None, false) => format!("configured {} targets: {}", kind.name(), names.join(", ")),
+                (None, false) => {
+                    format!("configured {} targets: {}", kind.name(), names.join(", "))
+                }
             };
-            return Err(err(format!("no {} target named `{name}`", kind.name()), Some(hint)));
+            return Err(err(
+                format!("no {} target named `{name}`", kind.name()),
+                Some(hint),
+            ));
         };
         let mut url = match (&tc.url, &tc.url_env) {
             (_, Some(var)) => std::env::var(var).map_err(|_| {
                 err(
-                    format!("{} target `{name}`: environment variable {var} (url_env) is not set", kind.name()),
+                    format!(
+                        "{} target `{name}`: environment variable {var} (url_env) is not set",
+                        kind.name()
+                    ),
                     Some(format!("export {var}=... before running opsh")),
                 )
             })?,
             (Some(u), None) => u.clone(),
             (None, None) => {
-                return Err(err(format!("{} target `{name}` has no url", kind.name()), Some("add `url = \"...\"` or `url_env = \"VAR\"`".into())))
+                return Err(err(
+                    format!("{} target `{name}` has no url", kind.name()),
+                    Some("add `url = \"...\"` or `url_env = \"VAR\"`".into()),
+                ))
             }
         };
         let password = if let Some(var) = &tc.password_env {
             Some(std::env::var(var).map_err(|_| {
                 err(
-                    format!("{} target `{name}`: environment variable {var} (password_env) is not set", kind.name()),
+                    format!(
+                        "{} target `{name}`: environment variable {var} (password_env) is not set",
+                        kind.name()
+                    ),
                     Some(format!("export {var}=... before running opsh")),
                 )
             })?)
         } else if let Some(file) = &tc.password_file {
             let text = std::fs::read_to_string(file).map_err(|e| {
-                err(format!("{} target `{name}`: cannot read password_file {}: {e}", kind.name(), file.display()), None)
+                err(
+                    format!(
+                        "{} target `{name}`: cannot read password_file {}: {e}",
+                        kind.name(),
+                        file.display()
+                    ),
+                    None,
+                )
             })?;
             Some(text.lines().next().unwrap_or("").to_string())
         } else {
@@ -298,18 +348,33 @@ impl Config {
         };
         if let Some(pw) = password {
             redact::register_secret(&pw);
-            let mut parsed = url::Url::parse(&url)
-                .map_err(|e| err(format!("{} target `{name}`: invalid url: {e}", kind.name()), None))?;
+            let mut parsed = url::Url::parse(&url).map_err(|e| {
+                err(
+                    format!("{} target `{name}`: invalid url: {e}", kind.name()),
+                    None,
+                )
+            })?;
             if parsed.set_password(Some(&pw)).is_err() {
-                return Err(err(format!("{} target `{name}`: this url cannot carry a password", kind.name()), None));
+                return Err(err(
+                    format!(
+                        "{} target `{name}`: this url cannot carry a password",
+                        kind.name()
+                    ),
+                    None,
+                ));
             }
             url = parsed.to_string();
         }
         redact::register_url(&url);
-        Ok(Target { kind, name: name.to_string(), url, protected: tc.protected })
+        Ok(Target {
+            kind,
+            name: name.to_string(),
+            url,
+            protected: tc.protected,
+        })
     }
 
-    fn from_env(&self, kind: Kind) -> Result<Target, ConfigError> {
+    fn env_default(&self, kind: Kind) -> Result<Target, ConfigError> {
         let var = match kind {
             Kind::Pg => "DATABASE_URL",
             Kind::Redis => "REDIS_URL",
@@ -318,22 +383,41 @@ impl Config {
         };
         if let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             redact::register_url(&url);
-            return Ok(Target { kind, name: var.to_string(), url, protected: false });
+            return Ok(Target {
+                kind,
+                name: var.to_string(),
+                url,
+                protected: false,
+            });
         }
         if kind == Kind::Pg {
             if let Some(url) = pg_env_url() {
-                return Ok(Target { kind, name: "PG* environment".into(), url, protected: false });
+                return Ok(Target {
+                    kind,
+                    name: "PG* environment".into(),
+                    url,
+                    protected: false,
+                });
             }
         }
-        Err(err(format!("no {} target given and no default configured", kind.name()), Some(kind.env_hint().to_string())))
+        Err(err(
+            format!("no {} target given and no default configured", kind.name()),
+            Some(kind.env_hint().to_string()),
+        ))
     }
 
     /// Reads what a running `opsh sandbox` announced, if that process is
     /// still alive, and exposes its servers as targets named `sandbox`.
     fn load_sandbox_announcement(&mut self) {
-        let Ok(text) = std::fs::read_to_string(sandbox_state_file()) else { return };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return };
-        let alive = v["pid"].as_i64().is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0);
+        let Ok(text) = std::fs::read_to_string(sandbox_state_file()) else {
+            return;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let alive = v["pid"]
+            .as_i64()
+            .is_some_and(|pid| pid > 0 && unsafe { libc::kill(pid as i32, 0) } == 0);
         if !alive {
             return;
         }
@@ -350,13 +434,20 @@ impl Config {
 /// libpq's convention: the PG* variables, when any is set.
 fn pg_env_url() -> Option<String> {
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"].iter().all(|k| get(k).is_none()) {
+    if ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"]
+        .iter()
+        .all(|k| get(k).is_none())
+    {
         return None;
     }
-    let user = get("PGUSER").or_else(|| get("USER")).unwrap_or_else(|| "postgres".into());
+    let user = get("PGUSER")
+        .or_else(|| get("USER"))
+        .unwrap_or_else(|| "postgres".into());
     let mut u = url::Url::parse("postgres://localhost").ok()?;
-    u.set_host(Some(&get("PGHOST").unwrap_or_else(|| "localhost".into()))).ok()?;
-    u.set_port(get("PGPORT").and_then(|p| p.parse().ok()).or(Some(5432))).ok()?;
+    u.set_host(Some(&get("PGHOST").unwrap_or_else(|| "localhost".into())))
+        .ok()?;
+    u.set_port(get("PGPORT").and_then(|p| p.parse().ok()).or(Some(5432)))
+        .ok()?;
     u.set_username(&user).ok()?;
     if let Some(pw) = get("PGPASSWORD") {
         redact::register_secret(&pw);
@@ -380,10 +471,9 @@ mod tests {
 
     #[test]
     fn protected_flag_and_display_redacts() {
-        let cfg: Config = toml::from_str(
-            "[pg.prod]\nurl = \"postgres://app:pw1234@db/app\"\nprotected = true\n",
-        )
-        .unwrap();
+        let cfg: Config =
+            toml::from_str("[pg.prod]\nurl = \"postgres://app:pw1234@db/app\"\nprotected = true\n")
+                .unwrap();
         let t = cfg.resolve(Kind::Pg, Some("prod")).unwrap();
         assert!(t.protected);
         assert_eq!(t.display(), "prod (postgres://app:***@db/app)");

@@ -33,31 +33,60 @@ impl Renderer<'_> {
         let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
             return format!("  {} {source}\n", self.paint(Color::Blue.bold(), "-->"));
         };
-        let mut out = format!("  {} {source}:{line}:{col}\n", self.paint(Color::Blue.bold(), "-->"));
-        if let Some(text) = self.sources.get(source).and_then(|t| t.lines().nth(line - 1).map(str::to_string)) {
+        let mut out = format!(
+            "  {} {source}:{line}:{col}\n",
+            self.paint(Color::Blue.bold(), "-->")
+        );
+        if let Some(text) = self
+            .sources
+            .get(source)
+            .and_then(|t| t.lines().nth(line - 1).map(str::to_string))
+        {
             let num = line.to_string();
             let gutter = " ".repeat(num.len());
             let bar = self.paint(Color::Blue.bold(), "|");
             out.push_str(&format!(" {gutter} {bar}\n"));
-            out.push_str(&format!(" {} {bar} {}\n", self.paint(Color::Blue.bold(), &num), redact(&text)));
+            out.push_str(&format!(
+                " {} {bar} {}\n",
+                self.paint(Color::Blue.bold(), &num),
+                redact(&text)
+            ));
             // Columns count characters; tabs keep their width in the marker line.
-            let lead: String = text.chars().take(col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-            out.push_str(&format!(" {gutter} {bar} {lead}{}\n", self.paint(Color::Red.bold(), "^")));
+            let lead: String = text
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                " {gutter} {bar} {lead}{}\n",
+                self.paint(Color::Red.bold(), "^")
+            ));
         }
         out
     }
 
     fn header(&self, msg: &str) -> String {
-        format!("{}: {}\n", self.paint(Color::Red.bold(), "error"), self.paint(Style::new().bold(), &redact(msg)))
+        format!(
+            "{}: {}\n",
+            self.paint(Color::Red.bold(), "error"),
+            self.paint(Style::new().bold(), &redact(msg))
+        )
     }
 
     fn note(&self, label: &str, text: &str) -> String {
-        format!("   {} {label}: {}\n", self.paint(Color::Blue.bold(), "="), redact(text))
+        format!(
+            "   {} {label}: {}\n",
+            self.paint(Color::Blue.bold(), "="),
+            redact(text)
+        )
     }
 
     /// A problem found outside Rhai (by `opsh check`), at a known place.
     pub fn custom(&self, msg: &str, source: &str, line: usize, col: usize, hint: &str) -> String {
-        let pos = Position::new(u16::try_from(line).unwrap_or(u16::MAX), u16::try_from(col).unwrap_or(u16::MAX));
+        let pos = Position::new(
+            u16::try_from(line).unwrap_or(u16::MAX),
+            u16::try_from(col).unwrap_or(u16::MAX),
+        );
         let mut out = self.header(msg);
         out.push_str(&self.snippet(source, pos));
         out.push_str(&self.note("hint", hint));
@@ -97,7 +126,11 @@ impl Renderer<'_> {
                 }
             }
             EvalAltResult::ErrorRuntime(v, _) => {
-                let msg = if v.is_string() { v.to_string() } else { format!("{v:?}") };
+                let msg = if v.is_string() {
+                    v.to_string()
+                } else {
+                    format!("{v:?}")
+                };
                 out.push_str(&self.header(&format!("script error: {msg}")));
                 out.push_str(&self.snippet(&leaf_source, pos));
             }
@@ -113,9 +146,14 @@ impl Renderer<'_> {
                 }
             }
             EvalAltResult::ErrorTooManyOperations(_) => {
-                out.push_str(&self.header("the script exceeded its operation limit (a runaway loop?)"));
+                out.push_str(
+                    &self.header("the script exceeded its operation limit (a runaway loop?)"),
+                );
                 out.push_str(&self.snippet(&leaf_source, pos));
-                out.push_str(&self.note("hint", "raise it with --max-operations, or `[defaults] max_operations` in the config"));
+                out.push_str(&self.note(
+                    "hint",
+                    "raise it with --max-operations, or `[defaults] max_operations` in the config",
+                ));
             }
             other => {
                 out.push_str(&self.header(&strip_position(&other.to_string())));
@@ -123,7 +161,11 @@ impl Renderer<'_> {
             }
         }
         for f in frames.iter().rev() {
-            out.push_str(&format!("{}: {}\n", self.paint(Color::Cyan.bold(), "note"), f.note));
+            out.push_str(&format!(
+                "{}: {}\n",
+                self.paint(Color::Cyan.bold(), "note"),
+                f.note
+            ));
             out.push_str(&self.snippet(&f.source, f.pos));
         }
         out
@@ -132,16 +174,32 @@ impl Renderer<'_> {
 
 /// Walks `ErrorInFunctionCall` / `ErrorInModule` down to the real error,
 /// collecting each call site on the way.
-fn unwrap_frames<'e>(err: &'e EvalAltResult, source: String, frames: &mut Vec<Frame>) -> (&'e EvalAltResult, String) {
+fn unwrap_frames<'e>(
+    err: &'e EvalAltResult,
+    source: String,
+    frames: &mut Vec<Frame>,
+) -> (&'e EvalAltResult, String) {
     match err {
         EvalAltResult::ErrorInFunctionCall(name, src, inner, pos) => {
-            let note = if name.starts_with("anon$") { "in a closure called from here".to_string() } else { format!("in function `{name}`, called from here") };
-            frames.push(Frame { note, source: source.clone(), pos: *pos });
+            let note = if name.starts_with("anon$") {
+                "in a closure called from here".to_string()
+            } else {
+                format!("in function `{name}`, called from here")
+            };
+            frames.push(Frame {
+                note,
+                source: source.clone(),
+                pos: *pos,
+            });
             let inner_source = if src.is_empty() { source } else { src.clone() };
             unwrap_frames(inner, inner_source, frames)
         }
         EvalAltResult::ErrorInModule(path, inner, pos) => {
-            frames.push(Frame { note: format!("while loading module `{path}`, imported here"), source: source.clone(), pos: *pos });
+            frames.push(Frame {
+                note: format!("while loading module `{path}`, imported here"),
+                source: source.clone(),
+                pos: *pos,
+            });
             unwrap_frames(inner, path.clone(), frames)
         }
         other => (other, source),
@@ -160,7 +218,8 @@ pub fn is_exit(err: &EvalAltResult) -> bool {
 
 pub fn leaf(err: &EvalAltResult) -> &EvalAltResult {
     match err {
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => leaf(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => leaf(inner),
         other => other,
     }
 }
@@ -181,23 +240,43 @@ fn function_hint(sig: &str) -> Option<String> {
         .filter(|p| p.module.is_empty() != on_module)
         .map(|p| (p.name.to_string(), p.signature()))
         .collect();
-    let same: Vec<&String> = candidates.iter().filter(|(n, _)| n == name).map(|(_, s)| s).collect();
+    let same: Vec<&String> = candidates
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, s)| s)
+        .collect();
     if !same.is_empty() {
         let sigs: Vec<&str> = same.iter().map(|s| s.as_str()).collect();
-        return Some(format!("wrong number or type of arguments; expected {}", sigs.join(" or ")));
+        return Some(format!(
+            "wrong number or type of arguments; expected {}",
+            sigs.join(" or ")
+        ));
     }
     let best = crate::registry::suggest(name, candidates.iter().map(|(n, _)| n.as_str()))?;
-    let full: Vec<String> = crate::registry::all().filter(|p| p.name == best).map(|p| p.full_name()).collect();
+    let full: Vec<String> = crate::registry::all()
+        .filter(|p| p.name == best)
+        .map(|p| p.full_name())
+        .collect();
     Some(format!("did you mean {}?", full.join(" or ")))
 }
 
 /// The exit code a failed run ends with.
 pub fn exit_code(err: &EvalAltResult, cancel: Option<crate::cancel::Reason>) -> i32 {
     match leaf(err) {
-        EvalAltResult::Exit(v, _) => v.as_int().ok().and_then(|i| i32::try_from(i).ok()).unwrap_or(0),
-        EvalAltResult::ErrorTerminated(v, _) if v.is::<crate::dispatch::ExitCode>() => v.clone().cast::<crate::dispatch::ExitCode>().0,
-        EvalAltResult::ErrorTerminated(..) => cancel.map(|r| r.exit_code()).unwrap_or(crate::exit::INTERRUPTED),
-        EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => v.clone().cast::<PrimitiveError>().exit_code(),
+        EvalAltResult::Exit(v, _) => v
+            .as_int()
+            .ok()
+            .and_then(|i| i32::try_from(i).ok())
+            .unwrap_or(0),
+        EvalAltResult::ErrorTerminated(v, _) if v.is::<crate::dispatch::ExitCode>() => {
+            v.clone().cast::<crate::dispatch::ExitCode>().0
+        }
+        EvalAltResult::ErrorTerminated(..) => cancel
+            .map(|r| r.exit_code())
+            .unwrap_or(crate::exit::INTERRUPTED),
+        EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => {
+            v.clone().cast::<PrimitiveError>().exit_code()
+        }
         _ => crate::exit::ERROR,
     }
 }

@@ -50,7 +50,13 @@ pub struct OpError {
 
 impl OpError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        OpError { kind, message: message.into(), cause: None, hint: None, cancelled: None }
+        OpError {
+            kind,
+            message: message.into(),
+            cause: None,
+            hint: None,
+            cancelled: None,
+        }
     }
     pub fn failed(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Failed, message)
@@ -152,7 +158,12 @@ impl<'a> Call<'a> {
         }
         let kind = crate::registry::module(self.prim.module)
             .and_then(|m| m.target)
-            .ok_or_else(|| OpError::failed(format!("{} does not talk to a target", self.prim.full_name())))?;
+            .ok_or_else(|| {
+                OpError::failed(format!(
+                    "{} does not talk to a target",
+                    self.prim.full_name()
+                ))
+            })?;
         let t = self.session.resolve(kind, self.handle_target.as_deref())?;
         self.target = Some(t.clone());
         Ok(t)
@@ -168,7 +179,11 @@ impl<'a> Call<'a> {
     }
 
     fn param_name(&self, i: usize) -> &'static str {
-        self.prim.params.get(i).map(|p| p.name).unwrap_or("argument")
+        self.prim
+            .params
+            .get(i)
+            .map(|p| p.name)
+            .unwrap_or("argument")
     }
 
     fn wrong_type(&self, i: usize, expected: &str, got: &Dynamic) -> OpError {
@@ -185,8 +200,11 @@ impl<'a> Call<'a> {
         match self.arg(i) {
             Some(d) if d.is_string() => Ok(d.to_string()),
             Some(d) => Err(self.wrong_type(i, "a string", d)),
-            None => Err(OpError::bad_input(format!("argument `{}` is required", self.param_name(i)))
-                .with_hint(format!("signature: {}", self.prim.signature()))),
+            None => Err(OpError::bad_input(format!(
+                "argument `{}` is required",
+                self.param_name(i)
+            ))
+            .with_hint(format!("signature: {}", self.prim.signature()))),
         }
     }
 
@@ -253,10 +271,14 @@ fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
         match v {
             Value::String(s) => Value::String(redact(&s)),
             Value::Array(a) => Value::Array(a.into_iter().map(|x| scrub(x, None)).collect()),
-            Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| {
-                let v = scrub(x, Some(&k));
-                (k, v)
-            }).collect()),
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, x)| {
+                        let v = scrub(x, Some(&k));
+                        (k, v)
+                    })
+                    .collect(),
+            ),
             other => other,
         }
     }
@@ -285,7 +307,14 @@ pub fn invoke(
         CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
         CallTimeout::Unbounded => None,
     };
-    let mut call = Call { prim, session, args, handle_target, target: None, deadline };
+    let mut call = Call {
+        prim,
+        session,
+        args,
+        handle_target,
+        target: None,
+        deadline,
+    };
     let result = match &prim.effect {
         Effect::Read(run) => run(&mut call),
         Effect::Mutate { plan, apply } => mutate(&mut call, *plan, *apply),
@@ -293,7 +322,11 @@ pub fn invoke(
     result.map_err(|e| to_script_error(&call, e))
 }
 
-fn mutate(call: &mut Call, plan: crate::registry::PlanFn, apply: crate::registry::RunFn) -> Result<Dynamic, OpError> {
+fn mutate(
+    call: &mut Call,
+    plan: crate::registry::PlanFn,
+    apply: crate::registry::RunFn,
+) -> Result<Dynamic, OpError> {
     let session = call.session;
     let prim = call.prim;
     let target = match crate::registry::module(prim.module).and_then(|m| m.target) {
@@ -303,7 +336,12 @@ fn mutate(call: &mut Call, plan: crate::registry::PlanFn, apply: crate::registry
     let target_display = target
         .as_ref()
         .map(Target::display)
-        .or_else(|| call.args.first().filter(|a| a.is_string()).map(|a| redact(&a.to_string())))
+        .or_else(|| {
+            call.args
+                .first()
+                .filter(|a| a.is_string())
+                .map(|a| redact(&a.to_string()))
+        })
         .unwrap_or_else(|| "-".into());
     let args_json = audit_args(&call.args, prim);
     let record = |phase: &str, mode: &str, outcome: &str, extra: serde_json::Value| {
@@ -326,8 +364,18 @@ fn mutate(call: &mut Call, plan: crate::registry::PlanFn, apply: crate::registry
         let started = Instant::now();
         let p = plan(call)?;
         // A dry run changes nothing, so an unwritable audit log does not stop it.
-        let _ = record("plan", "dry-run", "ok", json!({"plan": redact(&p.summary), "duration_ms": started.elapsed().as_millis() as u64}));
-        session.out.note(&format!("[dry-run] {} on {}: {}", prim.full_name(), target_display, redact(&p.summary)));
+        let _ = record(
+            "plan",
+            "dry-run",
+            "ok",
+            json!({"plan": redact(&p.summary), "duration_ms": started.elapsed().as_millis() as u64}),
+        );
+        session.out.note(&format!(
+            "[dry-run] {} on {}: {}",
+            prim.full_name(),
+            target_display,
+            redact(&p.summary)
+        ));
         let mut m = p.details;
         m.insert("dry_run".into(), Dynamic::TRUE);
         m.insert("primitive".into(), prim.full_name().into());
@@ -351,12 +399,23 @@ fn mutate(call: &mut Call, plan: crate::registry::PlanFn, apply: crate::registry
     let outcome = match &result {
         Ok(_) => record("outcome", "real", "ok", json!({"duration_ms": ms})),
         Err(e) => {
-            let what = if e.cancelled.is_some() { "interrupted" } else { "error" };
-            record("outcome", "real", what, json!({"duration_ms": ms, "error": redact(&e.message), "cause": e.cause.as_deref().map(redact)}))
+            let what = if e.cancelled.is_some() {
+                "interrupted"
+            } else {
+                "error"
+            };
+            record(
+                "outcome",
+                "real",
+                what,
+                json!({"duration_ms": ms, "error": redact(&e.message), "cause": e.cause.as_deref().map(redact)}),
+            )
         }
     };
     if let Err(e) = outcome {
-        session.out.note(&format!("warning: could not write the audit outcome record: {e}"));
+        session.out.note(&format!(
+            "warning: could not write the audit outcome record: {e}"
+        ));
     }
     result
 }
@@ -380,12 +439,17 @@ fn confirm(prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
     if line.trim() == "yes" {
         Ok(())
     } else {
-        Err(OpError::refused(format!("{prim} on protected target {target}: not confirmed")))
+        Err(OpError::refused(format!(
+            "{prim} on protected target {target}: not confirmed"
+        )))
     }
 }
 
 pub fn terminated(reason: Reason) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(reason.describe().to_string()), Position::NONE))
+    Box::new(EvalAltResult::ErrorTerminated(
+        Dynamic::from(reason.describe().to_string()),
+        Position::NONE,
+    ))
 }
 
 fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
@@ -393,7 +457,10 @@ fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
         return terminated(reason);
     }
     if let ErrorKind::Exit(code) = e.kind {
-        return Box::new(EvalAltResult::ErrorTerminated(Dynamic::from(ExitCode(code)), Position::NONE));
+        return Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(ExitCode(code)),
+            Position::NONE,
+        ));
     }
     let pe = PrimitiveError {
         primitive: call.prim.full_name(),
@@ -403,5 +470,8 @@ fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
         cause: e.cause.as_deref().map(redact),
         hint: e.hint.as_deref().map(redact),
     };
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(pe), Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(pe),
+        Position::NONE,
+    ))
 }

@@ -22,15 +22,29 @@ fn module_title(m: &ModuleDecl) -> &str {
 
 /// The overview: every module and its primitives, one line each.
 pub fn overview(color: bool) -> String {
-    let mut out = String::from("opsh primitives (opsh help NAME for details; ! marks a mutation)\n");
+    let mut out =
+        String::from("opsh primitives (opsh help NAME for details; ! marks a mutation)\n");
     for m in registry::modules() {
         out.push('\n');
         out.push_str(&paint(color, Style::new().bold(), module_title(m)));
         out.push_str(&format!("  {}\n", m.doc));
-        let width = m.primitives.iter().map(|p| p.full_name().len()).max().unwrap_or(0);
+        let width = m
+            .primitives
+            .iter()
+            .map(|p| p.full_name().len())
+            .max()
+            .unwrap_or(0);
         for p in m.primitives {
-            let mark = if p.mutates() { paint(color, Color::Yellow.bold(), "!") } else { " ".into() };
-            out.push_str(&format!("  {mark} {:width$}  {}\n", p.full_name(), p.summary()));
+            let mark = if p.mutates() {
+                paint(color, Color::Yellow.bold(), "!")
+            } else {
+                " ".into()
+            };
+            out.push_str(&format!(
+                "  {mark} {:width$}  {}\n",
+                p.full_name(),
+                p.summary()
+            ));
         }
     }
     out.push_str("\nSee also: opsh help exit-codes\n");
@@ -62,7 +76,10 @@ pub fn primitive(p: &Primitive, color: bool) -> String {
     }
     out.push_str("\nExample:\n");
     for line in p.example.lines() {
-        out.push_str(&format!("    {}\n", paint(color, Color::Green.normal(), line)));
+        out.push_str(&format!(
+            "    {}\n",
+            paint(color, Color::Green.normal(), line)
+        ));
     }
     out
 }
@@ -85,17 +102,31 @@ pub fn lookup(name: &str, color: bool) -> Result<String, String> {
         return Ok(primitive(p, color));
     }
     if let Some(m) = registry::module(name).filter(|m| !m.name.is_empty()) {
-        let mut out = format!("{}  {}\n\n", paint(color, Style::new().bold(), m.name), m.doc);
+        let mut out = format!(
+            "{}  {}\n\n",
+            paint(color, Style::new().bold(), m.name),
+            m.doc
+        );
         for p in m.primitives {
-            out.push_str(&format!("  {}{}\n      {}\n", if p.mutates() { "! " } else { "" }, p.signature(), p.summary()));
+            out.push_str(&format!(
+                "  {}{}\n      {}\n",
+                if p.mutates() { "! " } else { "" },
+                p.signature(),
+                p.summary()
+            ));
         }
         return Ok(out);
     }
-    let names: Vec<String> = registry::all().map(|p| p.full_name()).chain(registry::value_modules().map(|m| m.name.to_string())).collect();
+    let names: Vec<String> = registry::all()
+        .map(|p| p.full_name())
+        .chain(registry::value_modules().map(|m| m.name.to_string()))
+        .collect();
     let hint = registry::suggest(name, names.iter().map(String::as_str))
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_else(|| "; `opsh help` lists everything".into());
-    Err(format!("no primitive, module or topic named `{name}`{hint}"))
+    Err(format!(
+        "no primitive, module or topic named `{name}`{hint}"
+    ))
 }
 
 /// docs/reference.md, generated. A test fails when the file is stale.
@@ -107,7 +138,11 @@ pub fn reference_markdown() -> String {
     for m in registry::modules() {
         out.push_str(&format!("\n## {}\n\n{}\n", module_title(m), m.doc));
         for p in m.primitives {
-            out.push_str(&format!("\n### `{}`\n\n```\n{}\n```\n\n", p.full_name(), p.signature()));
+            out.push_str(&format!(
+                "\n### `{}`\n\n```\n{}\n```\n\n",
+                p.full_name(),
+                p.signature()
+            ));
             if p.mutates() {
                 out.push_str("**mutates**\n\n");
             }

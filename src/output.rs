@@ -51,7 +51,11 @@ impl Output {
 
     /// A diagnostic line for the operator: stderr, never mixed into data.
     pub fn note(&self, s: &str) {
-        let line = if self.err_color { Color::Yellow.paint(s).to_string() } else { s.to_string() };
+        let line = if self.err_color {
+            Color::Yellow.paint(s).to_string()
+        } else {
+            s.to_string()
+        };
         eprintln!("{line}");
     }
 
@@ -97,7 +101,15 @@ fn render_columns(v: &Dynamic, columns: &[String], color: bool) -> String {
                 .iter()
                 .map(|r| {
                     let m = r.clone().cast::<Map>();
-                    columns.iter().map(|c| (c.as_str().into(), m.get(c.as_str()).cloned().unwrap_or(Dynamic::UNIT))).collect()
+                    columns
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.as_str().into(),
+                                m.get(c.as_str()).cloned().unwrap_or(Dynamic::UNIT),
+                            )
+                        })
+                        .collect()
                 })
                 .collect();
             column_order_hint(columns);
@@ -132,7 +144,9 @@ fn is_numeric(v: &Dynamic) -> bool {
 }
 
 fn hints() -> &'static std::sync::Mutex<std::collections::HashMap<String, Vec<String>>> {
-    static HINTS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> = std::sync::OnceLock::new();
+    static HINTS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    > = std::sync::OnceLock::new();
     HINTS.get_or_init(Default::default)
 }
 
@@ -164,7 +178,11 @@ pub fn table(rows: &[Map], color: bool) -> String {
             }
         }
     }
-    if let Some(order) = hints().lock().ok().and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned()) {
+    if let Some(order) = hints()
+        .lock()
+        .ok()
+        .and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned())
+    {
         cols = order;
     }
     let cells: Vec<Vec<(String, bool)>> = rows
@@ -181,14 +199,25 @@ pub fn table(rows: &[Map], color: bool) -> String {
     let widths: Vec<usize> = cols
         .iter()
         .enumerate()
-        .map(|(i, c)| cells.iter().map(|r| r[i].0.width()).chain([c.width()]).max().unwrap_or(0))
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].0.width())
+                .chain([c.width()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let header_style = Style::new().bold();
     let mut out = String::new();
     let last = cols.len().saturating_sub(1);
     for (i, c) in cols.iter().enumerate() {
         let padded = pad(&c.to_uppercase(), widths[i], false, i == last);
-        out.push_str(&if color { header_style.paint(padded).to_string() } else { padded });
+        out.push_str(&if color {
+            header_style.paint(padded).to_string()
+        } else {
+            padded
+        });
         if i != last {
             out.push_str("  ");
         }
@@ -197,7 +226,11 @@ pub fn table(rows: &[Map], color: bool) -> String {
     for r in &cells {
         for (i, (text, numeric)) in r.iter().enumerate() {
             let padded = pad(text, widths[i], *numeric, i == last);
-            out.push_str(&if color && *numeric { Color::Cyan.paint(padded).to_string() } else { padded });
+            out.push_str(&if color && *numeric {
+                Color::Cyan.paint(padded).to_string()
+            } else {
+                padded
+            });
             if i != last {
                 out.push_str("  ");
             }
@@ -210,7 +243,10 @@ pub fn table(rows: &[Map], color: bool) -> String {
 }
 
 fn one_line(s: &str) -> String {
-    let flat: String = s.chars().map(|c| if c == '\n' || c == '\t' { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect();
     if flat.width() > 80 {
         let mut cut = String::new();
         for ch in flat.chars() {
@@ -243,10 +279,18 @@ pub fn key_values(m: &Map, color: bool) -> String {
     let mut out = String::new();
     for (k, v) in m {
         let key = format!("{:width$}", k.as_str());
-        out.push_str(&if color { key_style.paint(key).to_string() } else { key });
+        out.push_str(&if color {
+            key_style.paint(key).to_string()
+        } else {
+            key
+        });
         out.push_str("  ");
         let text = cell(v);
-        out.push_str(&if color && is_numeric(v) { Color::Cyan.paint(text).to_string() } else { text });
+        out.push_str(&if color && is_numeric(v) {
+            Color::Cyan.paint(text).to_string()
+        } else {
+            text
+        });
         out.push('\n');
     }
     out
@@ -258,8 +302,18 @@ mod tests {
 
     #[test]
     fn table_aligns_and_unions_columns() {
-        let a: Map = [("name".into(), Dynamic::from("db")), ("size".into(), Dynamic::from_int(1234))].into_iter().collect();
-        let b: Map = [("name".into(), Dynamic::from("cache")), ("extra".into(), Dynamic::TRUE)].into_iter().collect();
+        let a: Map = [
+            ("name".into(), Dynamic::from("db")),
+            ("size".into(), Dynamic::from_int(1234)),
+        ]
+        .into_iter()
+        .collect();
+        let b: Map = [
+            ("name".into(), Dynamic::from("cache")),
+            ("extra".into(), Dynamic::TRUE),
+        ]
+        .into_iter()
+        .collect();
         let t = table(&[a, b], false);
         assert_eq!(t, "NAME   SIZE  EXTRA\ndb     1234\ncache        true\n");
     }

@@ -80,7 +80,9 @@ fn mask_url_passwords(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first '/', '?', '#' or whitespace.
         let end = tail
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\'')
+            .find(|c: char| {
+                c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"' || c == '\''
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
@@ -101,9 +103,20 @@ fn mask_url_passwords(text: &str) -> String {
 /// log whatever it looks like.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "authorization", "api_key", "apikey", "bearer", "cookie", "private_key"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "authorization",
+        "api_key",
+        "apikey",
+        "bearer",
+        "cookie",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 #[cfg(test)]

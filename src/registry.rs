@@ -14,11 +14,19 @@ pub struct Param {
 }
 
 pub const fn req(name: &'static str, ty: &'static str) -> Param {
-    Param { name, ty, optional: false }
+    Param {
+        name,
+        ty,
+        optional: false,
+    }
 }
 
 pub const fn opt(name: &'static str, ty: &'static str) -> Param {
-    Param { name, ty, optional: true }
+    Param {
+        name,
+        ty,
+        optional: true,
+    }
 }
 
 pub type RunFn = fn(&mut Call) -> Result<Dynamic, OpError>;
@@ -71,7 +79,14 @@ impl Primitive {
     }
 
     pub fn details(&self) -> String {
-        self.doc.lines().skip(1).map(str::trim).collect::<Vec<_>>().join("\n").trim().to_string()
+        self.doc
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim()
+            .to_string()
     }
 
     pub fn min_args(&self) -> usize {
@@ -84,7 +99,12 @@ impl Primitive {
             .iter()
             .map(|p| format!("{}{}: {}", p.name, if p.optional { "?" } else { "" }, p.ty))
             .collect();
-        format!("{}({}) -> {}", self.full_name(), params.join(", "), self.returns)
+        format!(
+            "{}({}) -> {}",
+            self.full_name(),
+            params.join(", "),
+            self.returns
+        )
     }
 }
 
@@ -142,12 +162,20 @@ mod tests {
     fn names_are_unique_and_documented() {
         let mut seen = std::collections::HashSet::new();
         for p in all() {
-            assert!(seen.insert(p.full_name()), "{} declared twice", p.full_name());
+            assert!(
+                seen.insert(p.full_name()),
+                "{} declared twice",
+                p.full_name()
+            );
             assert!(!p.summary().is_empty(), "{} has no doc", p.full_name());
             assert!(!p.example.is_empty(), "{} has no example", p.full_name());
             let mut optional_seen = false;
             for param in p.params {
-                assert!(!(optional_seen && !param.optional), "{}: required param after optional", p.full_name());
+                assert!(
+                    !optional_seen || param.optional,
+                    "{}: required param after optional",
+                    p.full_name()
+                );
                 optional_seen |= param.optional;
             }
         }

@@ -54,7 +54,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(opts: Options, config: Config, out: Output, audit: Audit) -> std::io::Result<Session> {
+    pub fn new(
+        opts: Options,
+        config: Config,
+        out: Output,
+        audit: Audit,
+    ) -> std::io::Result<Session> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -98,7 +103,12 @@ impl Session {
         make: impl FnOnce() -> Result<T, OpError>,
     ) -> Result<T, OpError> {
         let k = (TypeId::of::<T>(), key.to_string());
-        if let Some(c) = self.clients.lock().ok().and_then(|m| m.get(&k).and_then(|b| b.downcast_ref::<T>()).cloned()) {
+        if let Some(c) = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&k).and_then(|b| b.downcast_ref::<T>()).cloned())
+        {
             return Ok(c);
         }
         let c = make()?;

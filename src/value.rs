@@ -12,13 +12,18 @@ pub fn to_json(d: &Dynamic) -> Value {
     } else if let Ok(i) = d.as_int() {
         Value::from(i)
     } else if let Ok(f) = d.as_float() {
-        serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     } else if d.is_string() {
         Value::String(d.clone().into_string().unwrap_or_default())
     } else if d.is_char() {
         Value::String(d.to_string())
     } else if d.is_array() {
-        let arr = d.read_lock::<Array>().map(|a| a.iter().map(to_json).collect()).unwrap_or_default();
+        let arr = d
+            .read_lock::<Array>()
+            .map(|a| a.iter().map(to_json).collect())
+            .unwrap_or_default();
         Value::Array(arr)
     } else if d.is_map() {
         let obj = d
@@ -27,8 +32,14 @@ pub fn to_json(d: &Dynamic) -> Value {
             .unwrap_or_default();
         Value::Object(obj)
     } else if d.is_blob() {
-        let bytes = d.read_lock::<rhai::Blob>().map(|b| b.clone()).unwrap_or_default();
-        Value::String(format!("\\x{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        let bytes = d
+            .read_lock::<rhai::Blob>()
+            .map(|b| b.clone())
+            .unwrap_or_default();
+        Value::String(format!(
+            "\\x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ))
     } else {
         Value::String(d.to_string())
     }
@@ -45,7 +56,10 @@ pub fn from_json(v: &Value) -> Dynamic {
         Value::String(s) => Dynamic::from(s.clone()),
         Value::Array(a) => Dynamic::from_array(a.iter().map(from_json).collect()),
         Value::Object(o) => {
-            let m: Map = o.iter().map(|(k, v)| (k.as_str().into(), from_json(v))).collect();
+            let m: Map = o
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), from_json(v)))
+                .collect();
             Dynamic::from_map(m)
         }
     }
@@ -80,17 +94,24 @@ pub fn type_name(d: &Dynamic) -> &'static str {
 /// ("5m", "1h 30m", "250ms").
 pub fn parse_duration(d: &Dynamic) -> Result<std::time::Duration, String> {
     if let Ok(i) = d.as_int() {
-        return u64::try_from(i).map(std::time::Duration::from_secs).map_err(|_| format!("a duration cannot be negative: {i}"));
+        return u64::try_from(i)
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("a duration cannot be negative: {i}"));
     }
     if let Ok(f) = d.as_float() {
-        return std::time::Duration::try_from_secs_f64(f).map_err(|_| format!("invalid duration: {f}"));
+        return std::time::Duration::try_from_secs_f64(f)
+            .map_err(|_| format!("invalid duration: {f}"));
     }
     if d.is_string() {
         let s = d.to_string();
-        return humantime::parse_duration(s.trim())
-            .map_err(|e| format!("invalid duration {s:?}: {e} (examples: \"30s\", \"5m\", \"1h 30m\")"));
+        return humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration {s:?}: {e} (examples: \"30s\", \"5m\", \"1h 30m\")")
+        });
     }
-    Err(format!("expected a duration (\"5m\" or seconds), got {}", type_name(d)))
+    Err(format!(
+        "expected a duration (\"5m\" or seconds), got {}",
+        type_name(d)
+    ))
 }
 
 pub fn map_of(pairs: impl IntoIterator<Item = (&'static str, Dynamic)>) -> Map {

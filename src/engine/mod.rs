@@ -93,9 +93,12 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
         if name == "args" {
             return Ok(Some(args.clone()));
         }
-        Ok(registry::value_modules()
-            .find(|m| m.name == name)
-            .map(|m| Dynamic::from(Handle { module: m.name, target: None })))
+        Ok(registry::value_modules().find(|m| m.name == name).map(|m| {
+            Dynamic::from(Handle {
+                module: m.name,
+                target: None,
+            })
+        }))
     });
 
     register_primitives(&mut engine, &session);
@@ -104,10 +107,19 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.on_print(move |text| s.out.print(text));
     let s = session.clone();
     engine.on_debug(move |text, src, pos| {
-        s.out.note(&format!("[debug] {}:{} {}", src.unwrap_or("-"), pos, crate::redact::redact(text)))
+        s.out.note(&format!(
+            "[debug] {}:{} {}",
+            src.unwrap_or("-"),
+            pos,
+            crate::redact::redact(text)
+        ))
     });
     let cancel = session.cancel.clone();
-    engine.on_progress(move |_ops| cancel.reason().map(|r| Dynamic::from(r.describe().to_string())));
+    engine.on_progress(move |_ops| {
+        cancel
+            .reason()
+            .map(|r| Dynamic::from(r.describe().to_string()))
+    });
 
     engine.set_module_resolver(resolver::Resolver::new(base_dir, sources));
     engine
@@ -175,7 +187,9 @@ fn arity_text(p: &registry::Primitive) -> String {
 }
 
 fn no_such_method(module: &str, name: &str) -> Box<EvalAltResult> {
-    let names = registry::module(module).map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>()).unwrap_or_default();
+    let names = registry::module(module)
+        .map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>())
+        .unwrap_or_default();
     let hint = match registry::suggest(name, names.iter().copied()) {
         Some(s) => format!("did you mean {module}.{s}?"),
         None => format!("{module} has: {}", names.join(", ")),

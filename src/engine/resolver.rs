@@ -18,7 +18,11 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn new(base: PathBuf, sources: Arc<Sources>) -> Self {
-        Resolver { base, sources, cache: Mutex::new(HashMap::new()) }
+        Resolver {
+            base,
+            sources,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Finds the source of an import: (name for diagnostics, text).
@@ -59,7 +63,13 @@ impl Resolver {
 }
 
 impl ModuleResolver for Resolver {
-    fn resolve(&self, engine: &Engine, source: Option<&str>, path: &str, pos: Position) -> Result<SharedModule, Box<EvalAltResult>> {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<SharedModule, Box<EvalAltResult>> {
         let (name, text) = self
             .locate(source, path)
             .map_err(|m| Box::new(EvalAltResult::ErrorRuntime(m.into(), pos)))?;
@@ -67,10 +77,13 @@ impl ModuleResolver for Resolver {
             return Ok(m);
         }
         self.sources.insert(&name, &text);
-        let in_module = |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos));
+        let in_module =
+            |e: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos));
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
         ast.set_source(name.as_str());
-        let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?.into();
+        let module: SharedModule = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(in_module)?
+            .into();
         if let Ok(mut c) = self.cache.lock() {
             c.insert(name, module.clone());
         }

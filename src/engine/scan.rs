@@ -44,7 +44,10 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
         let (l0, c0) = (line, col);
         if c == '/' && chars.get(i + 1) == Some(&'/') {
             while i < chars.len() && chars[i] != '\n' {
-                { let ch = chars[i]; advance(&mut i, &mut line, &mut col, ch); }
+                {
+                    let ch = chars[i];
+                    advance(&mut i, &mut line, &mut col, ch);
+                }
             }
         } else if c == '/' && chars.get(i + 1) == Some(&'*') {
             let mut depth = 0;
@@ -60,7 +63,10 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
                         break;
                     }
                 }
-                { let ch = chars[i]; advance(&mut i, &mut line, &mut col, ch); }
+                {
+                    let ch = chars[i];
+                    advance(&mut i, &mut line, &mut col, ch);
+                }
             }
         } else if c == '"' || c == '`' || c == '\'' {
             let quote = c;
@@ -71,7 +77,10 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
                     advance(&mut i, &mut line, &mut col, '\\');
                 }
                 text.push(chars[i]);
-                { let ch = chars[i]; advance(&mut i, &mut line, &mut col, ch); }
+                {
+                    let ch = chars[i];
+                    advance(&mut i, &mut line, &mut col, ch);
+                }
             }
             if i < chars.len() {
                 advance(&mut i, &mut line, &mut col, quote);
@@ -81,7 +90,10 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
             let mut id = String::new();
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                 id.push(chars[i]);
-                { let ch = chars[i]; advance(&mut i, &mut line, &mut col, ch); }
+                {
+                    let ch = chars[i];
+                    advance(&mut i, &mut line, &mut col, ch);
+                }
             }
             out.push((Tok::Ident(id), l0, c0));
         } else {
@@ -98,9 +110,16 @@ pub fn scan(src: &str, modules: &[&str]) -> Scan {
     let toks = tokens(src);
     let mut s = Scan::default();
     for w in toks.windows(4) {
-        if let [(Tok::Ident(m), line, col), (Tok::Punct('.'), ..), (Tok::Ident(n), ..), (Tok::Punct('('), ..)] = w {
+        if let [(Tok::Ident(m), line, col), (Tok::Punct('.'), ..), (Tok::Ident(n), ..), (Tok::Punct('('), ..)] =
+            w
+        {
             if modules.contains(&m.as_str()) {
-                s.calls.push(Reference { module: m.clone(), name: n.clone(), line: *line, col: *col });
+                s.calls.push(Reference {
+                    module: m.clone(),
+                    name: n.clone(),
+                    line: *line,
+                    col: *col,
+                });
             }
         }
     }
@@ -122,7 +141,11 @@ mod tests {
     fn finds_calls_outside_strings_and_comments() {
         let src = "let a = pg.query(\"redis.info()\"); // pg.nope()\n/* redis.x() */ redis.info();\nimport \"checks\" as c;";
         let s = scan(src, &["pg", "redis"]);
-        let names: Vec<_> = s.calls.iter().map(|r| (r.module.as_str(), r.name.as_str(), r.line, r.col)).collect();
+        let names: Vec<_> = s
+            .calls
+            .iter()
+            .map(|r| (r.module.as_str(), r.name.as_str(), r.line, r.col))
+            .collect();
         assert_eq!(names, vec![("pg", "query", 1, 9), ("redis", "info", 2, 17)]);
         assert_eq!(s.imports, vec![("checks".to_string(), 3, 1)]);
     }

@@ -7,5 +7,8 @@ pub const STDLIB: &[(&str, &str)] = &[
 ];
 
 pub fn get(name: &str) -> Option<&'static str> {
-    STDLIB.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    STDLIB
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }

@@ -52,26 +52,49 @@ fn client(call: &Call, insecure: bool) -> Result<reqwest::Client, OpError> {
 fn body_of(d: Option<&Dynamic>) -> (Option<Vec<u8>>, Option<&'static str>) {
     match d {
         None => (None, None),
-        Some(d) if d.is_string() => (Some(d.to_string().into_bytes()), Some("text/plain; charset=utf-8")),
-        Some(d) => (Some(serde_json::to_vec(&to_json(d)).unwrap_or_default()), Some("application/json")),
+        Some(d) if d.is_string() => (
+            Some(d.to_string().into_bytes()),
+            Some("text/plain; charset=utf-8"),
+        ),
+        Some(d) => (
+            Some(serde_json::to_vec(&to_json(d)).unwrap_or_default()),
+            Some("application/json"),
+        ),
     }
 }
 
-fn request(call: &mut Call, method: reqwest::Method, body_idx: Option<usize>, opts_idx: usize) -> Result<Dynamic, OpError> {
+fn request(
+    call: &mut Call,
+    method: reqwest::Method,
+    body_idx: Option<usize>,
+    opts_idx: usize,
+) -> Result<Dynamic, OpError> {
     let url = call.str_arg(0)?;
     let opts = call.opt_map(opts_idx)?;
-    let insecure = opts.get("insecure").and_then(|d| d.as_bool().ok()).unwrap_or(false);
+    let insecure = opts
+        .get("insecure")
+        .and_then(|d| d.as_bool().ok())
+        .unwrap_or(false);
     let client = client(call, insecure)?;
     let mut rb = client.request(method.clone(), &url);
     if let Some(h) = opts.get("headers") {
-        let h = h.clone().try_cast::<Map>().ok_or_else(|| OpError::bad_input("opts.headers must be a map"))?;
+        let h = h
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| OpError::bad_input("opts.headers must be a map"))?;
         for (k, v) in h {
             rb = rb.header(k.as_str(), v.to_string());
         }
     }
     if let Some(q) = opts.get("query") {
-        let q = q.clone().try_cast::<Map>().ok_or_else(|| OpError::bad_input("opts.query must be a map"))?;
-        let pairs: Vec<(String, String)> = q.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let q = q
+            .clone()
+            .try_cast::<Map>()
+            .ok_or_else(|| OpError::bad_input("opts.query must be a map"))?;
+        let pairs: Vec<(String, String)> = q
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         rb = rb.query(&pairs);
     }
     if let Some(t) = opts.get("bearer") {
@@ -79,7 +102,13 @@ fn request(call: &mut Call, method: reqwest::Method, body_idx: Option<usize>, op
         rb = rb.bearer_auth(t.to_string());
     }
     if let Some(b) = opts.get("basic") {
-        let parts: Vec<String> = b.clone().try_cast::<rhai::Array>().unwrap_or_default().iter().map(|d| d.to_string()).collect();
+        let parts: Vec<String> = b
+            .clone()
+            .try_cast::<rhai::Array>()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         let [user, pass] = parts.as_slice() else {
             return Err(OpError::bad_input("opts.basic must be [user, password]"));
         };
@@ -112,31 +141,53 @@ fn request(call: &mut Call, method: reqwest::Method, body_idx: Option<usize>, op
                 .and_modify(|old| *old = format!("{old}, {v}").into())
                 .or_insert_with(|| v.into());
         }
-        let bytes = resp.bytes().await.map_err(|e| OpError::failed(format!("reading the response body from {shown} failed")).with_cause(e))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            OpError::failed(format!("reading the response body from {shown} failed")).with_cause(e)
+        })?;
         let elapsed = started.elapsed().as_secs_f64() * 1000.0;
         let body = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice::<serde_json::Value>(&bytes).map(|v| from_json(&v)).unwrap_or(Dynamic::UNIT);
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .map(|v| from_json(&v))
+            .unwrap_or(Dynamic::UNIT);
         Ok(Dynamic::from_map(map_of([
             ("status", Dynamic::from_int(i64::from(status.as_u16()))),
             ("ok", Dynamic::from_bool(status.is_success())),
             ("headers", Dynamic::from_map(headers)),
             ("body", body.into()),
             ("json", json),
-            ("elapsed_ms", Dynamic::from_float((elapsed * 10.0).round() / 10.0)),
+            (
+                "elapsed_ms",
+                Dynamic::from_float((elapsed * 10.0).round() / 10.0),
+            ),
             ("url", redact(&final_url).into()),
         ])))
     })
 }
 
 fn send_error(e: reqwest::Error, url: &str) -> OpError {
-    let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+    let cause = std::error::Error::source(&e)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| e.to_string());
     if e.is_timeout() {
-        OpError::new(crate::dispatch::ErrorKind::Timeout, format!("request to {url} timed out")).with_cause(cause)
+        OpError::new(
+            crate::dispatch::ErrorKind::Timeout,
+            format!("request to {url} timed out"),
+        )
+        .with_cause(cause)
     } else if e.is_connect() {
-        let host = url::Url::parse(url).ok().map(|u| format!("{}:{}", u.host_str().unwrap_or("?"), u.port_or_known_default().unwrap_or(0)));
+        let host = url::Url::parse(url).ok().map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("?"),
+                u.port_or_known_default().unwrap_or(0)
+            )
+        });
         OpError::failed(format!("cannot connect to {url}"))
             .with_cause(cause)
-            .with_hint(format!("is the service listening on {}?", host.unwrap_or_else(|| url.to_string())))
+            .with_hint(format!(
+                "is the service listening on {}?",
+                host.unwrap_or_else(|| url.to_string())
+            ))
     } else if e.is_builder() {
         OpError::bad_input(format!("invalid request to {url}")).with_cause(cause)
     } else {
@@ -157,7 +208,14 @@ fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
     let (body, ctype) = body_of(call.arg(1));
     let n = body.as_ref().map(Vec::len).unwrap_or(0);
     Ok(Plan {
-        summary: format!("would POST {n} bytes ({}) to {}", ctype.unwrap_or("no body"), redact(&url)),
-        details: map_of([("url", redact(&url).into()), ("bytes", Dynamic::from_int(n as i64))]),
+        summary: format!(
+            "would POST {n} bytes ({}) to {}",
+            ctype.unwrap_or("no body"),
+            redact(&url)
+        ),
+        details: map_of([
+            ("url", redact(&url).into()),
+            ("bytes", Dynamic::from_int(n as i64)),
+        ]),
     })
 }

@@ -36,7 +36,11 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 fn parse(call: &mut Call) -> Result<Dynamic, OpError> {
     let text = call.str_arg(0)?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        OpError::bad_input("invalid JSON").with_cause(format!("{e} (line {}, column {})", e.line(), e.column()))
+        OpError::bad_input("invalid JSON").with_cause(format!(
+            "{e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })?;
     Ok(from_json(&v))
 }
@@ -44,6 +48,11 @@ fn parse(call: &mut Call) -> Result<Dynamic, OpError> {
 fn stringify(call: &mut Call) -> Result<Dynamic, OpError> {
     let v = to_json(call.args.first().unwrap_or(&Dynamic::UNIT));
     let pretty = call.arg(1).and_then(|d| d.as_bool().ok()).unwrap_or(false);
-    let s = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) };
-    s.map(Dynamic::from).map_err(|e| OpError::failed("cannot serialize").with_cause(e))
+    let s = if pretty {
+        serde_json::to_string_pretty(&v)
+    } else {
+        serde_json::to_string(&v)
+    };
+    s.map(Dynamic::from)
+        .map_err(|e| OpError::failed("cannot serialize").with_cause(e))
 }

@@ -9,4 +9,10 @@ pub mod sys;
 
 use crate::registry::ModuleDecl;
 
-pub static MODULES: &[&ModuleDecl] = &[&sys::MODULE, &json::MODULE, &http::MODULE, &pg::MODULE, &redis::MODULE];
+pub static MODULES: &[&ModuleDecl] = &[
+    &sys::MODULE,
+    &json::MODULE,
+    &http::MODULE,
+    &pg::MODULE,
+    &redis::MODULE,
+];

@@ -49,16 +49,28 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 fn host_port(t: &Target) -> String {
     url::Url::parse(&t.url)
         .ok()
-        .map(|u| format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(6379)))
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(6379)
+            )
+        })
         .unwrap_or_else(|| "its host".into())
 }
 
 fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
     let cause = crate::redact::redact(&e.to_string());
     if e.is_timeout() {
-        return OpError::new(ErrorKind::Timeout, format!("{what}: {} did not answer in time", t.display()))
-            .with_cause(cause)
-            .with_hint(format!("is Redis on {} overloaded or blocked (a long command, a BGSAVE fork)?", host_port(t)));
+        return OpError::new(
+            ErrorKind::Timeout,
+            format!("{what}: {} did not answer in time", t.display()),
+        )
+        .with_cause(cause)
+        .with_hint(format!(
+            "is Redis on {} overloaded or blocked (a long command, a BGSAVE fork)?",
+            host_port(t)
+        ));
     }
     if e.is_connection_refusal() || e.is_io_error() {
         return OpError::failed(format!("cannot talk to {}", t.display()))
@@ -66,10 +78,16 @@ fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
             .with_hint(format!("is Redis running on {}?", host_port(t)));
     }
     let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
-        || matches!(e.code(), Some("WRONGPASS") | Some("NOAUTH") | Some("NOPERM"));
+        || matches!(
+            e.code(),
+            Some("WRONGPASS") | Some("NOAUTH") | Some("NOPERM")
+        );
     let err = OpError::failed(format!("{what} on {}", t.name)).with_cause(cause);
     if auth {
-        err.with_hint(format!("check the user and password for {} (password_env / password_file in the config)", t.name))
+        err.with_hint(format!(
+            "check the user and password for {} (password_env / password_file in the config)",
+            t.name
+        ))
     } else {
         err
     }
@@ -78,33 +96,50 @@ fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
 fn conn(call: &mut Call) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
     let t = call.target()?;
     let call: &Call = call;
-    let c = call.session.client::<redis::aio::MultiplexedConnection>(&t.url, || {
-        let client = redis::Client::open(t.url.as_str())
-            .map_err(|e| OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(crate::redact::redact(&e.to_string())))?;
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(10)))
-            .set_response_timeout(Some(call.session.call_timeout));
-        call.block_on(async {
-            client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(|e| redis_error(e, &t, "connect"))
-        })
-    })?;
+    let c = call
+        .session
+        .client::<redis::aio::MultiplexedConnection>(&t.url, || {
+            let client = redis::Client::open(t.url.as_str()).map_err(|e| {
+                OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
+                    .with_cause(crate::redact::redact(&e.to_string()))
+            })?;
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(10)))
+                .set_response_timeout(Some(call.session.call_timeout));
+            call.block_on(async {
+                client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(|e| redis_error(e, &t, "connect"))
+            })
+        })?;
     Ok((c, t))
 }
 
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = call.str_arg(0)?;
-    let t = call.session.resolve(crate::config::Kind::Redis, Some(&name))?;
+    let t = call
+        .session
+        .resolve(crate::config::Kind::Redis, Some(&name))?;
     call.set_target(t);
     conn(call)?;
-    Ok(Dynamic::from(Handle { module: "redis", target: Some(name) }))
+    Ok(Dynamic::from(Handle {
+        module: "redis",
+        target: Some(name),
+    }))
 }
 
 fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
     let (mut c, t) = conn(call)?;
     let r = call.block_on(async move {
         let started = Instant::now();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(|e| redis_error(e, &t, "PING"))?;
-        Ok(Dynamic::from_float((started.elapsed().as_secs_f64() * 1e4).round() / 10.0))
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "PING"))?;
+        Ok(Dynamic::from_float(
+            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        ))
     });
     forget_on_io(call, &r);
     r
@@ -114,7 +149,8 @@ fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
 fn forget_on_io<T>(call: &mut Call, r: &Result<T, OpError>) {
     if r.is_err() {
         if let Ok(t) = call.target() {
-            call.session.drop_client::<redis::aio::MultiplexedConnection>(&t.url);
+            call.session
+                .drop_client::<redis::aio::MultiplexedConnection>(&t.url);
         }
     }
 }
@@ -128,21 +164,29 @@ fn info(call: &mut Call) -> Result<Dynamic, OpError> {
         if let Some(s) = &sec {
             cmd.arg(s);
         }
-        let text: String = cmd.query_async(&mut c).await.map_err(|e| redis_error(e, &t, "INFO"))?;
+        let text: String = cmd
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "INFO"))?;
         Ok(text)
     });
     forget_on_io(call, &r);
     let sections = parse_info(&r?);
-    Ok(Dynamic::from_map(match section.map(|s| s.to_ascii_lowercase()) {
-        Some(s) if !matches!(s.as_str(), "all" | "everything" | "default") => {
-            sections.get(s.as_str()).and_then(|m| m.clone().try_cast::<Map>()).unwrap_or_default()
-        }
-        _ => sections,
-    }))
+    Ok(Dynamic::from_map(
+        match section.map(|s| s.to_ascii_lowercase()) {
+            Some(s) if !matches!(s.as_str(), "all" | "everything" | "default") => sections
+                .get(s.as_str())
+                .and_then(|m| m.clone().try_cast::<Map>())
+                .unwrap_or_default(),
+            _ => sections,
+        },
+    ))
 }
 
 fn scalar(v: &str) -> Dynamic {
-    let numeric_looking = !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | '+'));
+    let numeric_looking = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | 'e' | '+'));
     // Leading zeros mark an identifier (a sha, a run id), not a number.
     let id_like = v.len() > 1 && v.starts_with('0') && !v.starts_with("0.");
     if numeric_looking && !id_like {
@@ -178,7 +222,10 @@ pub fn parse_info(text: &str) -> Map {
         let line = line.trim_end_matches('\r');
         if let Some(name) = line.strip_prefix("# ") {
             if !fields.is_empty() || out.contains_key(current.as_str()) {
-                out.insert(current.as_str().into(), Dynamic::from_map(std::mem::take(&mut fields)));
+                out.insert(
+                    current.as_str().into(),
+                    Dynamic::from_map(std::mem::take(&mut fields)),
+                );
             }
             current = name.trim().to_ascii_lowercase();
             out.insert(current.as_str().into(), Dynamic::from_map(Map::new()));
@@ -204,7 +251,9 @@ mod tests {
         assert_eq!(server["uptime_in_seconds"].as_int().unwrap(), 42);
         let mem = m["memory"].clone().cast::<Map>();
         assert_eq!(mem["mem_fragmentation_ratio"].as_float().unwrap(), 1.25);
-        let db0 = m["keyspace"].clone().cast::<Map>()["db0"].clone().cast::<Map>();
+        let db0 = m["keyspace"].clone().cast::<Map>()["db0"]
+            .clone()
+            .cast::<Map>();
         assert_eq!(db0["keys"].as_int().unwrap(), 3);
         assert_eq!(db0["avg_ttl"].as_int().unwrap(), 500);
     }

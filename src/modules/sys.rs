@@ -95,7 +95,11 @@ fn show(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn fail(call: &mut Call) -> Result<Dynamic, OpError> {
-    let msg = call.args.first().map(|d| d.to_string()).unwrap_or_else(|| "check failed".into());
+    let msg = call
+        .args
+        .first()
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "check failed".into());
     Err(OpError::new(ErrorKind::CheckFailed, msg))
 }
 
@@ -106,7 +110,12 @@ fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
             .as_int()
             .ok()
             .and_then(|i| i32::try_from(i).ok())
-            .ok_or_else(|| OpError::bad_input(format!("exit code must be an int, got {}", crate::value::type_name(d))))?,
+            .ok_or_else(|| {
+                OpError::bad_input(format!(
+                    "exit code must be an int, got {}",
+                    crate::value::type_name(d)
+                ))
+            })?,
     };
     Err(OpError::new(ErrorKind::Exit(code), format!("exit({code})")))
 }
@@ -120,7 +129,9 @@ fn env(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn unix_now() -> f64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_millis() as f64) / 1000.0
 }
 
@@ -130,7 +141,9 @@ fn now(_call: &mut Call) -> Result<Dynamic, OpError> {
 
 fn duration(call: &mut Call) -> Result<Dynamic, OpError> {
     let d = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    parse_duration(&d).map(|d| Dynamic::from_float(d.as_secs_f64())).map_err(OpError::bad_input)
+    parse_duration(&d)
+        .map(|d| Dynamic::from_float(d.as_secs_f64()))
+        .map_err(OpError::bad_input)
 }
 
 fn sleep(call: &mut Call) -> Result<Dynamic, OpError> {

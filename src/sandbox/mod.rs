@@ -20,7 +20,10 @@ pub struct Services {
 
 impl Default for Services {
     fn default() -> Self {
-        Services { postgres: true, redis: true }
+        Services {
+            postgres: true,
+            redis: true,
+        }
     }
 }
 
@@ -44,8 +47,13 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Result<TempDir, SandboxError> {
-        let p = std::env::temp_dir().join(format!("{prefix}-{}-{:08x}", std::process::id(), fastrand::u32(..)));
-        std::fs::create_dir_all(&p).map_err(|e| err(format!("cannot create {}: {e}", p.display())))?;
+        let p = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&p)
+            .map_err(|e| err(format!("cannot create {}: {e}", p.display())))?;
         Ok(TempDir(p))
     }
     pub fn path(&self) -> &Path {
@@ -69,9 +77,21 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn start(services: Services) -> Result<Sandbox, SandboxError> {
         let dir = TempDir::new("opsh-sandbox")?;
-        let postgres = if services.postgres { Some(Postgres::start(&dir.path().join("pg"))?) } else { None };
-        let redis = if services.redis { Some(RedisServer::start(&dir.path().join("redis"))?) } else { None };
-        Ok(Sandbox { postgres, redis, _dir: dir })
+        let postgres = if services.postgres {
+            Some(Postgres::start(&dir.path().join("pg"))?)
+        } else {
+            None
+        };
+        let redis = if services.redis {
+            Some(RedisServer::start(&dir.path().join("redis"))?)
+        } else {
+            None
+        };
+        Ok(Sandbox {
+            postgres,
+            redis,
+            _dir: dir,
+        })
     }
 
     pub fn targets(&self) -> Vec<(Kind, String)> {

@@ -52,14 +52,22 @@ fn random_password() -> String {
 /// Concurrent builders race harmlessly: each builds privately, the first
 /// rename wins, the others use the winner.
 fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError> {
-    let tag: String = bin.to_string_lossy().chars().map(|c| if c.is_alphanumeric() { c } else { '_' }).collect();
+    let tag: String = bin
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+        .collect();
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     let final_dir = std::env::temp_dir().join(format!("opsh-pg-template-{uid}-{tag}"));
     if final_dir.join("data/PG_VERSION").is_file() && final_dir.join("password").is_file() {
         return Ok(final_dir);
     }
-    let build = std::env::temp_dir().join(format!("opsh-pg-build-{}-{:08x}", std::process::id(), fastrand::u32(..)));
+    let build = std::env::temp_dir().join(format!(
+        "opsh-pg-build-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
     std::fs::create_dir_all(&build).map_err(|e| err(format!("mkdir {}: {e}", build.display())))?;
     let password = random_password();
     std::fs::write(build.join("password"), &password).map_err(|e| err(e.to_string()))?;
@@ -68,7 +76,16 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError
     let mut cmd = Command::new(bin.join("initdb"));
     cmd.arg("-D")
         .arg(build.join("data"))
-        .args(["-U", "opsh", "--auth=scram-sha-256", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"])
+        .args([
+            "-U",
+            "opsh",
+            "--auth=scram-sha-256",
+            "--no-sync",
+            "--no-instructions",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ])
         .arg(format!("--pwfile={}", build.join("password").display()));
     let mut child = spawn(&mut cmd, &log, ids)?;
     let status = child.wait().map_err(|e| err(e.to_string()))?;
@@ -83,7 +100,10 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError
     if final_dir.join("data/PG_VERSION").is_file() {
         Ok(final_dir)
     } else {
-        Err(err(format!("the PostgreSQL template {} is incomplete", final_dir.display())))
+        Err(err(format!(
+            "the PostgreSQL template {} is incomplete",
+            final_dir.display()
+        )))
     }
 }
 
@@ -92,7 +112,10 @@ impl Postgres {
         let bin = bindir()?;
         let ids = service_user();
         let tpl = template(&bin, ids)?;
-        let password = std::fs::read_to_string(tpl.join("password")).map_err(|e| err(e.to_string()))?.trim().to_string();
+        let password = std::fs::read_to_string(tpl.join("password"))
+            .map_err(|e| err(e.to_string()))?
+            .trim()
+            .to_string();
         crate::redact::register_secret(&password);
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let status = Command::new("cp")
@@ -111,7 +134,10 @@ impl Postgres {
             let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
         }
         let log = dir.join("postgres.log");
-        let preload = bin.parent().map(|p| p.join("lib/pg_stat_statements.so")).is_some_and(|p| p.is_file());
+        let preload = bin
+            .parent()
+            .map(|p| p.join("lib/pg_stat_statements.so"))
+            .is_some_and(|p| p.is_file());
         let mut last = String::new();
         for _attempt in 0..4 {
             let port = free_port()?;
@@ -123,14 +149,39 @@ impl Postgres {
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .arg("-c")
                 .arg(format!("unix_socket_directories={}", dir.display()))
-                .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
-                .args(["-c", "max_connections=100", "-c", "log_min_messages=warning"]);
+                .args([
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                ])
+                .args([
+                    "-c",
+                    "max_connections=100",
+                    "-c",
+                    "log_min_messages=warning",
+                ]);
             if preload {
-                cmd.args(["-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all"]);
+                cmd.args([
+                    "-c",
+                    "shared_preload_libraries=pg_stat_statements",
+                    "-c",
+                    "pg_stat_statements.track=all",
+                ]);
             }
             let mut child = spawn(&mut cmd, &log, ids)?;
             match wait_ready(&mut child, &dir.join("data/postmaster.pid"), &log) {
-                Ok(()) => return Ok(Postgres { child, port, user: "opsh".into(), password, log }),
+                Ok(()) => {
+                    return Ok(Postgres {
+                        child,
+                        port,
+                        user: "opsh".into(),
+                        password,
+                        log,
+                    })
+                }
                 Err(e) => {
                     stop(&mut child, libc::SIGINT, Duration::from_secs(5));
                     last = e.0.clone();
@@ -148,7 +199,10 @@ impl Postgres {
     }
 
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://{}:{}@127.0.0.1:{}/{db}", self.user, self.password, self.port)
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{db}",
+            self.user, self.password, self.port
+        )
     }
 
     /// Stops the server now (tests use this to make it unreachable).
@@ -168,7 +222,10 @@ fn wait_ready(child: &mut Child, pidfile: &Path, log: &Path) -> Result<(), Sandb
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(err(format!("postgres exited ({status}): {}", log_tail(log))));
+            return Err(err(format!(
+                "postgres exited ({status}): {}",
+                log_tail(log)
+            )));
         }
         if let Ok(text) = std::fs::read_to_string(pidfile) {
             if text.lines().nth(7).is_some_and(|l| l.trim() == "ready") {
@@ -177,5 +234,8 @@ fn wait_ready(child: &mut Child, pidfile: &Path, log: &Path) -> Result<(), Sandb
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    Err(err(format!("postgres was not ready within 60s: {}", log_tail(log))))
+    Err(err(format!(
+        "postgres was not ready within 60s: {}",
+        log_tail(log)
+    )))
 }

@@ -33,10 +33,15 @@ pub fn service_user() -> Option<(u32, u32)> {
 
 pub fn chown_tree(path: &Path, ids: Option<(u32, u32)>) -> Result<(), SandboxError> {
     let Some((uid, gid)) = ids else { return Ok(()) };
-    let walk = |p: &Path| std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| err(format!("chown {}: {e}", p.display())));
+    let walk = |p: &Path| {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+            .map_err(|e| err(format!("chown {}: {e}", p.display())))
+    };
     walk(path)?;
     if path.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(|e| err(format!("read {}: {e}", path.display())))? {
+        for entry in
+            std::fs::read_dir(path).map_err(|e| err(format!("read {}: {e}", path.display())))?
+        {
             let entry = entry.map_err(|e| err(e.to_string()))?;
             chown_tree(&entry.path(), ids)?;
         }
@@ -46,10 +51,17 @@ pub fn chown_tree(path: &Path, ids: Option<(u32, u32)>) -> Result<(), SandboxErr
 
 /// Spawns a server that dies with this thread's process (PDEATHSIG) and
 /// runs as the service user when we are root.
-pub fn spawn(cmd: &mut Command, log: &Path, ids: Option<(u32, u32)>) -> Result<Child, SandboxError> {
-    let logf = std::fs::File::create(log).map_err(|e| err(format!("create {}: {e}", log.display())))?;
+pub fn spawn(
+    cmd: &mut Command,
+    log: &Path,
+    ids: Option<(u32, u32)>,
+) -> Result<Child, SandboxError> {
+    let logf =
+        std::fs::File::create(log).map_err(|e| err(format!("create {}: {e}", log.display())))?;
     let logf2 = logf.try_clone().map_err(|e| err(e.to_string()))?;
-    cmd.stdout(logf).stderr(logf2).stdin(std::process::Stdio::null());
+    cmd.stdout(logf)
+        .stderr(logf2)
+        .stdin(std::process::Stdio::null());
     if let Some((uid, gid)) = ids {
         cmd.uid(uid).gid(gid);
     }
@@ -61,7 +73,8 @@ pub fn spawn(cmd: &mut Command, log: &Path, ids: Option<(u32, u32)>) -> Result<C
         });
     }
     let program = cmd.get_program().to_string_lossy().into_owned();
-    cmd.spawn().map_err(|e| err(format!("cannot start {program}: {e}")))
+    cmd.spawn()
+        .map_err(|e| err(format!("cannot start {program}: {e}")))
 }
 
 /// Asks a child to stop with `sig`, then kills it if it lingers.
@@ -92,5 +105,7 @@ pub fn log_tail(log: &Path) -> String {
 
 pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }

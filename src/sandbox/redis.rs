@@ -30,10 +30,26 @@ impl RedisServer {
         for _attempt in 0..4 {
             let port = free_port()?;
             let mut cmd = Command::new(&bin);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--daemonize", "no", "--protected-mode", "no", "--logfile", ""])
-                .arg("--dir")
-                .arg(dir);
+            cmd.args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+                "--logfile",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir);
             let mut child = spawn(&mut cmd, &log, None)?;
             match wait_ready(&mut child, port, &log) {
                 Ok(()) => return Ok(RedisServer { child, port, log }),
@@ -68,7 +84,10 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), SandboxErr
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(err(format!("redis-server exited ({status}): {}", log_tail(log))));
+            return Err(err(format!(
+                "redis-server exited ({status}): {}",
+                log_tail(log)
+            )));
         }
         if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
@@ -83,5 +102,8 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), SandboxErr
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Err(err(format!("redis-server was not ready within 30s: {}", log_tail(log))))
+    Err(err(format!(
+        "redis-server was not ready within 30s: {}",
+        log_tail(log)
+    )))
 }

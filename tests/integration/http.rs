@@ -34,8 +34,17 @@ fn server() -> (u16, Arc<Mutex<Vec<String>>>) {
             }
             let mut body = vec![0u8; len];
             let _ = reader.read_exact(&mut body);
-            log.lock().unwrap().push(format!("{} {} {}", request_line.trim(), auth, String::from_utf8_lossy(&body)));
-            let (status, payload) = if request_line.contains("/missing") { ("404 Not Found", "{\"error\":\"no\"}") } else { ("200 OK", "{\"status\":\"ok\",\"replicas\":3}") };
+            log.lock().unwrap().push(format!(
+                "{} {} {}",
+                request_line.trim(),
+                auth,
+                String::from_utf8_lossy(&body)
+            ));
+            let (status, payload) = if request_line.contains("/missing") {
+                ("404 Not Found", "{\"error\":\"no\"}")
+            } else {
+                ("200 OK", "{\"status\":\"ok\",\"replicas\":3}")
+            };
             let resp = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nX-Test: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}", payload.len());
             let mut s = stream;
             let _ = s.write_all(resp.as_bytes());
@@ -61,28 +70,48 @@ fn get_returns_status_headers_json_and_timing() {
         &[],
     );
     r.assert_code(0);
-    assert_eq!(r.stdout, "200\ntrue\n3\nyes\ntrue\n404\nfalse\n", "{}", r.stderr);
+    assert_eq!(
+        r.stdout, "200\ntrue\n3\nyes\ntrue\n404\nfalse\n",
+        "{}",
+        r.stderr
+    );
     let seen = seen.lock().unwrap();
-    assert!(seen[0].to_ascii_lowercase().starts_with("get /health?verbose=1 http/1.1 authorization: bearer tok-secret-123"), "{seen:?}");
+    assert!(
+        seen[0]
+            .to_ascii_lowercase()
+            .starts_with("get /health?verbose=1 http/1.1 authorization: bearer tok-secret-123"),
+        "{seen:?}"
+    );
 }
 
 #[test]
 fn post_is_a_mutation_dry_run_sends_nothing() {
     let (port, seen) = server();
     let env = Env::new();
-    let script = format!(r#"let r = http.post("http://127.0.0.1:{port}/hook", #{{version: "1.2.3"}}); print(r.status);"#);
+    let script = format!(
+        r#"let r = http.post("http://127.0.0.1:{port}/hook", #{{version: "1.2.3"}}); print(r.status);"#
+    );
     let r = env.run(&script, &["--dry-run"], &[]);
     r.assert_code(0);
-    assert!(r.stderr.contains("would POST 19 bytes (application/json)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("would POST 19 bytes (application/json)"),
+        "{}",
+        r.stderr
+    );
     assert!(seen.lock().unwrap().is_empty(), "dry run sent a request");
     let r = env.run(&script, &[], &[]);
     r.assert_code(0);
     assert_eq!(r.stdout.trim(), "200");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].starts_with("POST /hook") && seen[0].ends_with("{\"version\":\"1.2.3\"}"), "{seen:?}");
+    assert!(
+        seen[0].starts_with("POST /hook") && seen[0].ends_with("{\"version\":\"1.2.3\"}"),
+        "{seen:?}"
+    );
     let audit = env.audit();
-    assert!(audit.iter().any(|a| a["primitive"] == "http.post" && a["mode"] == "real" && a["outcome"] == "ok"));
+    assert!(audit
+        .iter()
+        .any(|a| a["primitive"] == "http.post" && a["mode"] == "real" && a["outcome"] == "ok"));
 }
 
 #[test]
@@ -91,5 +120,10 @@ fn connection_refused_is_clear() {
     let port = opsh::sandbox::free_port().unwrap();
     let r = env.run(&format!("http.get(\"http://127.0.0.1:{port}/\")"), &[], &[]);
     r.assert_code(2);
-    assert!(r.stderr.contains(&format!("is the service listening on 127.0.0.1:{port}?")), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("is the service listening on 127.0.0.1:{port}?")),
+        "{}",
+        r.stderr
+    );
 }

@@ -4,7 +4,12 @@ use std::time::{Duration, Instant};
 
 /// Starts `script`, waits until it printed its first line, sends `sig`,
 /// and returns the run with how long the exit took.
-fn signal_after_start(env: &Env, script: &str, sig: i32, extra_env: &[(&str, &str)]) -> (Run, Duration) {
+fn signal_after_start(
+    env: &Env,
+    script: &str,
+    sig: i32,
+    extra_env: &[(&str, &str)],
+) -> (Run, Duration) {
     let f = env.write("long.rhai", script);
     let mut child = env.spawn(&["run", f.to_str().unwrap()], extra_env);
     let stdout = child.stdout.take().unwrap();
@@ -25,13 +30,23 @@ fn signal_after_start(env: &Env, script: &str, sig: i32, extra_env: &[(&str, &st
 #[test]
 fn ctrl_c_during_sleep_exits_promptly_with_interrupted_code() {
     let env = Env::new();
-    let (r, took) = signal_after_start(&env, "print(\"started\");\nsleep(\"60s\");\nprint(\"not reached\");", libc::SIGINT, &[]);
+    let (r, took) = signal_after_start(
+        &env,
+        "print(\"started\");\nsleep(\"60s\");\nprint(\"not reached\");",
+        libc::SIGINT,
+        &[],
+    );
     r.assert_code(130);
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
     assert!(r.stderr.contains("long.rhai:2:1"), "{}", r.stderr);
     let audit = env.audit();
-    assert!(audit.iter().any(|a| a["event"] == "run" && a["outcome"] == "interrupted"), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["event"] == "run" && a["outcome"] == "interrupted"),
+        "{audit:?}"
+    );
 }
 
 #[test]
@@ -39,10 +54,20 @@ fn ctrl_c_during_slow_query_exits_promptly() {
     let sb = sandbox(true, false);
     let url = sb.postgres.as_ref().unwrap().url();
     let env = Env::new();
-    let (r, took) = signal_after_start(&env, "print(\"started\");\npg.query(\"select pg_sleep(60)\");", libc::SIGINT, &[("DATABASE_URL", &url)]);
+    let (r, took) = signal_after_start(
+        &env,
+        "print(\"started\");\npg.query(\"select pg_sleep(60)\");",
+        libc::SIGINT,
+        &[("DATABASE_URL", &url)],
+    );
     r.assert_code(130);
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let (r, _) = signal_after_start(&env, "print(\"started\");\npg.query(\"select pg_sleep(60)\");", libc::SIGTERM, &[("DATABASE_URL", &url)]);
+    let (r, _) = signal_after_start(
+        &env,
+        "print(\"started\");\npg.query(\"select pg_sleep(60)\");",
+        libc::SIGTERM,
+        &[("DATABASE_URL", &url)],
+    );
     r.assert_code(130);
     assert!(r.stderr.contains("terminated (SIGTERM)"), "{}", r.stderr);
 }
@@ -57,10 +82,18 @@ fn run_timeout_and_call_timeout() {
     r.assert_code(124);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(r.stderr.contains("run timeout exceeded"), "{}", r.stderr);
-    let r = env.run("pg.query(\"select pg_sleep(30)\")", &["--call-timeout", "500ms"], &[("DATABASE_URL", &url)]);
+    let r = env.run(
+        "pg.query(\"select pg_sleep(30)\")",
+        &["--call-timeout", "500ms"],
+        &[("DATABASE_URL", &url)],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("timed out after 500ms"), "{}", r.stderr);
     // A loop without primitive calls is stopped by the run timeout too.
-    let r = env.run("loop { }", &["--timeout", "500ms", "--max-operations", "0"], &[]);
+    let r = env.run(
+        "loop { }",
+        &["--timeout", "500ms", "--max-operations", "0"],
+        &[],
+    );
     r.assert_code(124);
 }

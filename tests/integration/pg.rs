@@ -26,7 +26,21 @@ fn query_returns_typed_rows_that_match_the_server() {
     );
     r.assert_code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines, vec!["2", "i64 f64 string", "2.5", "[\"a\", \"b\"]", "1", "2024-01-02T03:04:05Z", "true", "2"], "{}", r.stderr);
+    assert_eq!(
+        lines,
+        vec![
+            "2",
+            "i64 f64 string",
+            "2.5",
+            "[\"a\", \"b\"]",
+            "1",
+            "2024-01-02T03:04:05Z",
+            "true",
+            "2"
+        ],
+        "{}",
+        r.stderr
+    );
     assert_eq!(pg_scalar(&url, "select count(*) from items"), 2);
 }
 
@@ -43,7 +57,10 @@ fn exec_changes_the_server_and_reports_rows_affected() {
     );
     r.assert_code(0);
     assert_eq!(r.stdout.trim(), "3");
-    assert_eq!(pg_scalar(&url, "select count(*) from jobs where state = 'queued'"), 3);
+    assert_eq!(
+        pg_scalar(&url, "select count(*) from jobs where state = 'queued'"),
+        3
+    );
     // Audited: intent before, outcome after.
     let audit = env.audit();
     let phases: Vec<&str> = audit.iter().filter_map(|a| a["phase"].as_str()).collect();
@@ -52,8 +69,20 @@ fn exec_changes_the_server_and_reports_rows_affected() {
     assert_eq!(audit[1]["primitive"], "pg.exec");
     assert_eq!(audit[1]["mode"], "real");
     assert_eq!(audit[1]["args"]["params"][0], "stuck");
-    for field in ["ts", "user", "host", "script", "target", "duration_ms", "run_id"] {
-        assert!(!audit[1][field].is_null(), "audit record lacks {field}: {}", audit[1]);
+    for field in [
+        "ts",
+        "user",
+        "host",
+        "script",
+        "target",
+        "duration_ms",
+        "run_id",
+    ] {
+        assert!(
+            !audit[1][field].is_null(),
+            "audit record lacks {field}: {}",
+            audit[1]
+        );
     }
 }
 
@@ -61,7 +90,10 @@ fn exec_changes_the_server_and_reports_rows_affected() {
 fn dry_run_reads_real_state_and_changes_nothing() {
     let sb = sandbox(true, false);
     let url = sb.postgres.as_ref().unwrap().url();
-    pg_exec(&url, "create table t(id int); insert into t select generate_series(1, 1000); analyze t;");
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t select generate_series(1, 1000); analyze t;",
+    );
     let env = Env::new();
     let r = env.run(
         r#"let p = pg.exec("delete from t where id > $1", [0]); print(p.dry_run); print(p.estimated_rows > 0); print(p.action);"#,
@@ -71,9 +103,17 @@ fn dry_run_reads_real_state_and_changes_nothing() {
     r.assert_code(0);
     assert!(r.stdout.starts_with("true\ntrue\nwould execute `delete from t where id > $1` (Delete on t, planner estimates"), "{}", r.stdout);
     assert!(r.stderr.contains("[dry-run] pg.exec"), "{}", r.stderr);
-    assert_eq!(pg_scalar(&url, "select count(*) from t"), 1000, "dry run deleted rows");
+    assert_eq!(
+        pg_scalar(&url, "select count(*) from t"),
+        1000,
+        "dry run deleted rows"
+    );
     // DDL cannot be explained; it is still not executed.
-    let r = env.run(r#"pg.exec("drop table t")"#, &["--dry-run"], &[("DATABASE_URL", &url)]);
+    let r = env.run(
+        r#"pg.exec("drop table t")"#,
+        &["--dry-run"],
+        &[("DATABASE_URL", &url)],
+    );
     r.assert_code(0);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1000);
     let audit = env.audit();
@@ -85,12 +125,20 @@ fn sql_error_shows_sqlstate_and_position() {
     let sb = sandbox(true, false);
     let url = sb.postgres.as_ref().unwrap().url();
     let env = Env::new();
-    let r = env.run("let a = 1;\nlet rows = pg.query(\"selec 1\");\n", &[], &[("DATABASE_URL", &url)]);
+    let r = env.run(
+        "let a = 1;\nlet rows = pg.query(\"selec 1\");\n",
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("error: pg.query failed"), "{}", r.stderr);
     assert!(r.stderr.contains("script.rhai:2:15"), "{}", r.stderr);
     assert!(r.stderr.contains("SQLSTATE 42601"), "{}", r.stderr);
-    assert!(r.stderr.contains("let rows = pg.query(\"selec 1\");"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("let rows = pg.query(\"selec 1\");"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

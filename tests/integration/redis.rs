@@ -2,9 +2,15 @@ use crate::support::*;
 
 fn redis_cmd(url: &str, args: &[&str]) -> String {
     let client = ::redis::Client::open(url).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
-        let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
         let mut cmd = ::redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
@@ -39,15 +45,29 @@ fn info_is_parsed_and_matches_the_server() {
     );
     r.assert_code(0);
     let port = sb.redis.as_ref().unwrap().port;
-    assert_eq!(r.stdout, format!("3\n1\ni64\n{port}\nf64\ntrue\n"), "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("3\n1\ni64\n{port}\nf64\ntrue\n"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn unreachable_redis_is_a_clear_error() {
     let env = Env::new();
     let port = opsh::sandbox::free_port().unwrap();
-    let r = env.run("redis.ping()", &[], &[("REDIS_URL", &format!("redis://127.0.0.1:{port}"))]);
+    let r = env.run(
+        "redis.ping()",
+        &[],
+        &[("REDIS_URL", &format!("redis://127.0.0.1:{port}"))],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("redis.ping failed"), "{}", r.stderr);
-    assert!(r.stderr.contains(&format!("is Redis running on 127.0.0.1:{port}?")), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("is Redis running on 127.0.0.1:{port}?")),
+        "{}",
+        r.stderr
+    );
 }

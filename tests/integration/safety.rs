@@ -4,7 +4,10 @@ use crate::support::*;
 fn protected_target_refuses_without_yes_and_proceeds_with_it() {
     let sb = sandbox(true, false);
     let url = sb.postgres.as_ref().unwrap().url();
-    pg_exec(&url, "create table t(id int); insert into t values (1), (2);");
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
     let env = Env::new();
     env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
     let script = r#"pg.connect("prod").exec("delete from t")"#;
@@ -15,7 +18,8 @@ fn protected_target_refuses_without_yes_and_proceeds_with_it() {
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
     // Reads need no confirmation; dry-run neither.
-    env.run(r#"pg.connect("prod").query("select 1")"#, &[], &[]).assert_code(0);
+    env.run(r#"pg.connect("prod").query("select 1")"#, &[], &[])
+        .assert_code(0);
     env.run(script, &["--dry-run"], &[]).assert_code(0);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
     env.run(script, &["--yes"], &[]).assert_code(0);
@@ -30,18 +34,37 @@ fn mutation_is_refused_when_the_audit_log_cannot_be_written() {
     let env = Env::new();
     env.write("not-a-dir", "file");
     let bad = env.path("not-a-dir/audit.jsonl");
-    let r = env.run(r#"pg.exec("delete from t")"#, &[], &[("DATABASE_URL", &url), ("OPSH_AUDIT_LOG", bad.to_str().unwrap())]);
+    let r = env.run(
+        r#"pg.exec("delete from t")"#,
+        &[],
+        &[
+            ("DATABASE_URL", &url),
+            ("OPSH_AUDIT_LOG", bad.to_str().unwrap()),
+        ],
+    );
     r.assert_code(3);
     assert!(r.stderr.contains("audit log"), "{}", r.stderr);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
     // Reads do not need the audit log.
-    env.run(r#"pg.query("select 1")"#, &[], &[("DATABASE_URL", &url), ("OPSH_AUDIT_LOG", bad.to_str().unwrap())]).assert_code(0);
+    env.run(
+        r#"pg.query("select 1")"#,
+        &[],
+        &[
+            ("DATABASE_URL", &url),
+            ("OPSH_AUDIT_LOG", bad.to_str().unwrap()),
+        ],
+    )
+    .assert_code(0);
 }
 
 #[test]
 fn runaway_loop_hits_the_operation_limit() {
     let env = Env::new();
-    let r = env.run("let i = 0; loop { i += 1; }", &["--max-operations", "100000"], &[]);
+    let r = env.run(
+        "let i = 0; loop { i += 1; }",
+        &["--max-operations", "100000"],
+        &[],
+    );
     r.assert_code(2);
     assert!(r.stderr.contains("operation limit"), "{}", r.stderr);
 }

@@ -42,13 +42,24 @@ fn sandbox_serves_other_processes_and_cleans_up() {
     let r = env.run("print(pg.connect(\"sandbox\").query(\"select 1 as x\")[0].x); print(redis.connect(\"sandbox\").ping() >= 0.0);", &[], &[]);
     r.assert_code(0);
     assert_eq!(r.stdout, "1\ntrue\n");
-    let port: u16 = pg_url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let port: u16 = pg_url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let out = wait_output(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "postgres still listening after the sandbox stopped");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "postgres still listening after the sandbox stopped"
+    );
     let r = env.run("pg.connect(\"sandbox\")", &[], &[]);
     r.assert_code(2);
 }

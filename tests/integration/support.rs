@@ -28,13 +28,20 @@ impl Run {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
 
 pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
-    match Sandbox::start(Services { postgres: pg, redis }) {
+    match Sandbox::start(Services {
+        postgres: pg,
+        redis,
+    }) {
         Ok(s) => s,
         Err(e) => panic!("sandbox did not start: {e}"),
     }
@@ -42,7 +49,9 @@ pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
 
 impl Env {
     pub fn new() -> Env {
-        Env { dir: opsh::sandbox::TempDir::new("opsh-test").expect("temp dir") }
+        Env {
+            dir: opsh::sandbox::TempDir::new("opsh-test").expect("temp dir"),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -72,7 +81,18 @@ impl Env {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_opsh"));
-        for var in ["DATABASE_URL", "REDIS_URL", "PROMETHEUS_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "OPSH_CONFIG", "XDG_RUNTIME_DIR"] {
+        for var in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "PROMETHEUS_URL",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "OPSH_CONFIG",
+            "XDG_RUNTIME_DIR",
+        ] {
             c.env_remove(var);
         }
         c.env("HOME", self.path("home"))
@@ -129,17 +149,26 @@ pub fn wait_output(child: Child) -> Run {
 
 /// A second, independent connection to check what the server really holds.
 pub fn pg_scalar(url: &str, sql: &str) -> i64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        let v: i64 = sqlx::query_scalar(sql).fetch_one(&mut c).await.expect("query");
+        let v: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&mut c)
+            .await
+            .expect("query");
         v
     })
 }
 
 pub fn pg_exec(url: &str, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(url).await.expect("connect");

@@ -41,10 +41,18 @@ pub fn value(raw: PgValueRef<'_>) -> Dynamic {
 
 fn text_value(oid: u32, s: &str) -> Dynamic {
     match oid {
-        20 | 21 | 23 | 26 => s.parse::<i64>().map(Dynamic::from_int).unwrap_or_else(|_| s.into()),
-        700 | 701 | 1700 => s.parse::<f64>().map(Dynamic::from_float).unwrap_or_else(|_| s.into()),
+        20 | 21 | 23 | 26 => s
+            .parse::<i64>()
+            .map(Dynamic::from_int)
+            .unwrap_or_else(|_| s.into()),
+        700 | 701 | 1700 => s
+            .parse::<f64>()
+            .map(Dynamic::from_float)
+            .unwrap_or_else(|_| s.into()),
         16 => Dynamic::from_bool(s == "t"),
-        114 | 3802 => serde_json::from_str(s).map(|v| crate::value::from_json(&v)).unwrap_or_else(|_| s.into()),
+        114 | 3802 => serde_json::from_str(s)
+            .map(|v| crate::value::from_json(&v))
+            .unwrap_or_else(|_| s.into()),
         _ => s.into(),
     }
 }
@@ -59,7 +67,9 @@ fn binary(oid: u32, b: &[u8]) -> Option<Dynamic> {
         21 => Dynamic::from_int(i16::from_be_bytes(be(b)?).into()),
         23 => Dynamic::from_int(i32::from_be_bytes(be(b)?).into()),
         20 => Dynamic::from_int(i64::from_be_bytes(be(b)?)),
-        26 | 28 | 24 | 2202 | 2205 | 2206 | 3734 | 4089 | 4096 => Dynamic::from_int(u32::from_be_bytes(be(b)?).into()),
+        26 | 28 | 24 | 2202 | 2205 | 2206 | 3734 | 4089 | 4096 => {
+            Dynamic::from_int(u32::from_be_bytes(be(b)?).into())
+        }
         700 => Dynamic::from_float(f32::from_be_bytes(be(b)?).into()),
         701 => Dynamic::from_float(f64::from_be_bytes(be(b)?)),
         790 => Dynamic::from_float(i64::from_be_bytes(be(b)?) as f64 / 100.0),
@@ -78,7 +88,9 @@ fn binary(oid: u32, b: &[u8]) -> Option<Dynamic> {
             let micros = i64::from_be_bytes(be(b)?);
             let days = i32::from_be_bytes(be(b.get(8..)?)?);
             let months = i32::from_be_bytes(be(b.get(12..)?)?);
-            let secs = micros as f64 / 1e6 + f64::from(days) * 86400.0 + f64::from(months) * 30.0 * 86400.0;
+            let secs = micros as f64 / 1e6
+                + f64::from(days) * 86400.0
+                + f64::from(months) * 30.0 * 86400.0;
             Dynamic::from_float(secs)
         }
         869 | 650 => inet(b)?.into(),
@@ -92,7 +104,11 @@ fn binary(oid: u32, b: &[u8]) -> Option<Dynamic> {
 }
 
 fn hex(b: &[u8]) -> Dynamic {
-    format!("\\x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()).into()
+    format!(
+        "\\x{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+    .into()
 }
 
 fn json(b: &[u8]) -> Option<Dynamic> {
@@ -102,7 +118,14 @@ fn json(b: &[u8]) -> Option<Dynamic> {
 
 fn uuid(b: &[u8]) -> Option<String> {
     let h: String = b.get(..16)?.iter().map(|x| format!("{x:02x}")).collect();
-    Some(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 fn inet(b: &[u8]) -> Option<String> {
@@ -115,7 +138,11 @@ fn inet(b: &[u8]) -> Option<String> {
         std::net::Ipv6Addr::from(arr).to_string()
     };
     let full = if family == 2 { 32 } else { 128 };
-    Some(if bits == full { s } else { format!("{s}/{bits}") })
+    Some(if bits == full {
+        s
+    } else {
+        format!("{s}/{bits}")
+    })
 }
 
 /// Binary numeric: ndigits, weight, sign, dscale, then base-10000 digits.
@@ -204,7 +231,12 @@ fn date_string(days_1970: i64) -> String {
 fn time_of_day(micros: i64) -> String {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
-    let base = format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let base = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
     if frac == 0 {
         base
     } else {
@@ -244,7 +276,10 @@ mod tests {
         assert_eq!(date_string(0), "1970-01-01");
         assert_eq!(date_string(DAYS_1970_TO_2000), "2000-01-01");
         assert_eq!(date_string(-1), "1969-12-31");
-        assert_eq!(unix_to_rfc3339(1_700_000_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            unix_to_rfc3339(1_700_000_000_000_000),
+            "2023-11-14T22:13:20Z"
+        );
         assert_eq!(timestamp(1_500_000, true), "2000-01-01T00:00:01.5Z");
     }
 

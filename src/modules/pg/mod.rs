@@ -71,7 +71,13 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 fn host_port(t: &Target) -> String {
     url::Url::parse(&t.url)
         .ok()
-        .map(|u| format!("{}:{}", u.host_str().unwrap_or("localhost"), u.port().unwrap_or(5432)))
+        .map(|u| {
+            format!(
+                "{}:{}",
+                u.host_str().unwrap_or("localhost"),
+                u.port().unwrap_or(5432)
+            )
+        })
         .unwrap_or_else(|| "its host".into())
 }
 
@@ -100,17 +106,28 @@ fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
                 "53300" => Some("the server has no free connection slots; see pg_stat_activity".into()),
                 _ => None,
             });
-            OpError::failed(format!("{what} on {}", t.name)).with_cause(cause).hint_opt(hint)
+            OpError::failed(format!("{what} on {}", t.name))
+                .with_cause(cause)
+                .hint_opt(hint)
         }
         sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
             .with_cause(io)
             .with_hint(format!("is PostgreSQL running on {}?", host_port(t))),
-        sqlx::Error::PoolTimedOut => OpError::new(ErrorKind::Timeout, format!("timed out connecting to {}", t.display()))
-            .with_hint(format!("is PostgreSQL reachable on {}? a firewall or a full server can cause this", host_port(t))),
+        sqlx::Error::PoolTimedOut => OpError::new(
+            ErrorKind::Timeout,
+            format!("timed out connecting to {}", t.display()),
+        )
+        .with_hint(format!(
+            "is PostgreSQL reachable on {}? a firewall or a full server can cause this",
+            host_port(t)
+        )),
         sqlx::Error::Tls(err) => OpError::failed(format!("TLS with {} failed", t.display()))
             .with_cause(err)
             .with_hint("check sslmode and the server certificate (sslrootcert)"),
-        sqlx::Error::Configuration(err) => OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display())).with_cause(err),
+        sqlx::Error::Configuration(err) => {
+            OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                .with_cause(err)
+        }
         other => OpError::failed(format!("{what} on {}", t.display())).with_cause(other),
     }
 }
@@ -120,16 +137,20 @@ fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
     let call: &Call = call;
     let p = call.session.client::<PgPool>(&t.url, || {
         let opts = PgConnectOptions::from_str(&t.url)
-            .map_err(|e| OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display())).with_cause(redact(&e.to_string())))?
+            .map_err(|e| {
+                OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                    .with_cause(redact(&e.to_string()))
+            })?
             .application_name("opsh");
         // One plain connection first: the pool retries refused connections
         // until its timeout, which would turn "nothing listens there" into a
         // slow, vague timeout. A lone connect fails at once and precisely.
         call.block_on(async {
-            let first = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
-                .await
-                .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
-                .map_err(|e| pg_error(e, &t, "connect"))?;
+            let first =
+                tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
+                    .await
+                    .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
+                    .map_err(|e| pg_error(e, &t, "connect"))?;
             let _ = first.close().await;
             Ok(())
         })?;
@@ -158,9 +179,21 @@ fn bind<'q>(q: PgQuery<'q>, d: &Dynamic, i: usize) -> Result<PgQuery<'q>, OpErro
         q.bind(d.to_string())
     } else if let Some(arr) = d.read_lock::<Array>() {
         if arr.iter().all(|x| x.is_int()) {
-            q.bind(arr.iter().filter_map(|x| x.as_int().ok()).collect::<Vec<i64>>())
+            q.bind(
+                arr.iter()
+                    .filter_map(|x| x.as_int().ok())
+                    .collect::<Vec<i64>>(),
+            )
         } else if arr.iter().all(|x| x.is_float() || x.is_int()) {
-            q.bind(arr.iter().map(|x| x.as_float().or_else(|_| x.as_int().map(|i| i as f64)).unwrap_or(0.0)).collect::<Vec<f64>>())
+            q.bind(
+                arr.iter()
+                    .map(|x| {
+                        x.as_float()
+                            .or_else(|_| x.as_int().map(|i| i as f64))
+                            .unwrap_or(0.0)
+                    })
+                    .collect::<Vec<f64>>(),
+            )
         } else if arr.iter().all(|x| x.is_string()) {
             q.bind(arr.iter().map(|x| x.to_string()).collect::<Vec<String>>())
         } else {
@@ -190,15 +223,23 @@ fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
     let t = call.session.resolve(crate::config::Kind::Pg, Some(&name))?;
     call.set_target(t);
     pool(call)?;
-    Ok(Dynamic::from(Handle { module: "pg", target: Some(name) }))
+    Ok(Dynamic::from(Handle {
+        module: "pg",
+        target: Some(name),
+    }))
 }
 
 fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
     let (pool, t) = pool(call)?;
     call.block_on(async move {
         let started = Instant::now();
-        sqlx::query("select 1").execute(&pool).await.map_err(|e| pg_error(e, &t, "ping"))?;
-        Ok(Dynamic::from_float((started.elapsed().as_secs_f64() * 1e4).round() / 10.0))
+        sqlx::query("select 1")
+            .execute(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, "ping"))?;
+        Ok(Dynamic::from_float(
+            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        ))
     })
 }
 
@@ -207,12 +248,25 @@ fn query(call: &mut Call) -> Result<Dynamic, OpError> {
     let params = call.opt_array(1)?;
     let (pool, t) = pool(call)?;
     call.block_on(async move {
-        let rows = bound(&sql, &params)?.fetch_all(&pool).await.map_err(|e| pg_error(e, &t, "query failed"))?;
+        let rows = bound(&sql, &params)?
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, "query failed"))?;
         if let Some(first) = rows.first() {
             use sqlx::Column;
-            crate::output::column_order_hint(&first.columns().iter().map(|c| c.name().to_string()).collect::<Vec<_>>());
+            crate::output::column_order_hint(
+                &first
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect::<Vec<_>>(),
+            );
         }
-        Ok(Dynamic::from_array(rows.iter().map(|r| Dynamic::from_map(decode::row_to_map(r))).collect()))
+        Ok(Dynamic::from_array(
+            rows.iter()
+                .map(|r| Dynamic::from_map(decode::row_to_map(r)))
+                .collect(),
+        ))
     })
 }
 
@@ -221,8 +275,14 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
     let params = call.opt_array(1)?;
     let (pool, t) = pool(call)?;
     call.block_on(async move {
-        let res = bound(&sql, &params)?.execute(&pool).await.map_err(|e| pg_error(e, &t, "statement failed"))?;
-        Ok(Dynamic::from_map(map_of([("rows_affected", Dynamic::from_int(res.rows_affected() as i64))])))
+        let res = bound(&sql, &params)?
+            .execute(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, "statement failed"))?;
+        Ok(Dynamic::from_map(map_of([(
+            "rows_affected",
+            Dynamic::from_int(res.rows_affected() as i64),
+        )])))
     })
 }
 
@@ -237,7 +297,8 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
     let explained = call.block_on(async {
         match bound(&explain, &params)?.fetch_one(&pool).await {
             Ok(row) => {
-                let v: sqlx::types::Json<serde_json::Value> = row.try_get(0).map_err(|e| pg_error(e, &t, "explain"))?;
+                let v: sqlx::types::Json<serde_json::Value> =
+                    row.try_get(0).map_err(|e| pg_error(e, &t, "explain"))?;
                 Ok(Some(v.0))
             }
             // Utility statements (DDL, VACUUM) cannot be explained: 42601 syntax error at EXPLAIN.
@@ -250,10 +311,21 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
             let top = &v[0]["Plan"];
             // ModifyTable returns no rows itself; the scan below it estimates
             // how many rows the statement touches.
-            let scan = if top["Node Type"] == "ModifyTable" { &top["Plans"][0] } else { top };
+            let scan = if top["Node Type"] == "ModifyTable" {
+                &top["Plans"][0]
+            } else {
+                top
+            };
             let rows = scan["Plan Rows"].as_i64().unwrap_or(0);
-            let node = top["Operation"].as_str().or(top["Node Type"].as_str()).unwrap_or("?").to_string();
-            let rel = top["Relation Name"].as_str().map(|r| format!(" on {r}")).unwrap_or_default();
+            let node = top["Operation"]
+                .as_str()
+                .or(top["Node Type"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let rel = top["Relation Name"]
+                .as_str()
+                .map(|r| format!(" on {r}"))
+                .unwrap_or_default();
             (
                 format!("would execute `{short}` ({node}{rel}, planner estimates {rows} rows)"),
                 map_of([
@@ -265,7 +337,10 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
         }
         None => (
             format!("would execute `{short}` (a utility statement: no row estimate)"),
-            map_of([("sql", short.clone().into()), ("estimated_rows", Dynamic::UNIT)]),
+            map_of([
+                ("sql", short.clone().into()),
+                ("estimated_rows", Dynamic::UNIT),
+            ]),
         ),
     };
     Ok(Plan { summary, details })
