@@ -1,5 +1,5 @@
 //! Exit codes: the contract with cron, CI and whoever calls opsh.
-//! Documented in docs/exit-codes.md; keep both in step.
+//! `TABLE` feeds `opsh help exit-codes` and docs/reference.md.
 
 /// The script ran to the end (or called `exit(0)`).
 pub const OK: i32 = 0;
@@ -9,7 +9,7 @@ pub const CHECK_FAILED: i32 = 1;
 /// An error: the script threw, did not compile, or a primitive failed.
 pub const ERROR: i32 = 2;
 /// A safety refusal: a protected target without confirmation, an audit log
-/// that cannot be written, a limit that would be exceeded.
+/// that cannot be written.
 pub const REFUSED: i32 = 3;
 /// Bad command-line usage (EX_USAGE).
 pub const USAGE: i32 = 64;
@@ -22,8 +22,8 @@ pub const INTERRUPTED: i32 = 130;
 pub const TABLE: &[(i32, &str, &str)] = &[
     (OK, "ok", "the script completed"),
     (CHECK_FAILED, "check failed", "the script called fail(msg): what it checked is unhealthy"),
-    (ERROR, "error", "script error, compile error, or a primitive failed"),
-    (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable, a limit exceeded"),
+    (ERROR, "error", "script error, compile error, a primitive failed, or the script hit an operation/size limit"),
+    (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable; nothing was changed"),
     (USAGE, "usage", "bad command-line arguments"),
     (TIMEOUT, "timeout", "the run exceeded --timeout"),
     (INTERRUPTED, "interrupted", "Ctrl-C or SIGTERM"),

@@ -157,5 +157,10 @@ pub fn reference_markdown() -> String {
             out.push_str(&format!("\n```rhai\n{}\n```\n", p.example));
         }
     }
+    out.push_str("\n## Exit codes\n\n| code | name | meaning |\n| --- | --- | --- |\n");
+    for (code, name, meaning) in crate::exit::TABLE {
+        out.push_str(&format!("| {code} | {name} | {meaning} |\n"));
+    }
+    out.push_str("\nA script may also end with `exit(n)` for any `n`.\n");
     out
 }
