@@ -104,6 +104,20 @@ pub struct Target {
 }
 
 impl Target {
+    /// `host:port` of the URL, for hints like "is it running on ...?".
+    pub fn host_port(&self, default_port: u16) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or("localhost"),
+                    u.port().unwrap_or(default_port)
+                )
+            })
+            .unwrap_or_else(|| "its host".into())
+    }
+
     pub fn display(&self) -> String {
         let url = redact::redact(&self.url);
         if self.name == url {

@@ -46,19 +46,6 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
 };
 
-fn host_port(t: &Target) -> String {
-    url::Url::parse(&t.url)
-        .ok()
-        .map(|u| {
-            format!(
-                "{}:{}",
-                u.host_str().unwrap_or("localhost"),
-                u.port().unwrap_or(6379)
-            )
-        })
-        .unwrap_or_else(|| "its host".into())
-}
-
 fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
     let cause = crate::redact::redact(&e.to_string());
     if e.is_timeout() {
@@ -69,13 +56,13 @@ fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
         .with_cause(cause)
         .with_hint(format!(
             "is Redis on {} overloaded or blocked (a long command, a BGSAVE fork)?",
-            host_port(t)
+            t.host_port(6379)
         ));
     }
     if e.is_connection_refusal() || e.is_io_error() {
         return OpError::failed(format!("cannot talk to {}", t.display()))
             .with_cause(cause)
-            .with_hint(format!("is Redis running on {}?", host_port(t)));
+            .with_hint(format!("is Redis running on {}?", t.host_port(6379)));
     }
     let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
         || matches!(

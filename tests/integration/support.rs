@@ -148,7 +148,7 @@ pub fn wait_output(child: Child) -> Run {
 }
 
 /// A second, independent connection to check what the server really holds.
-pub fn pg_scalar(url: &str, sql: &str) -> i64 {
+fn with_pg<T>(url: &str, f: impl AsyncFnOnce(&mut sqlx::PgConnection) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -156,22 +156,18 @@ pub fn pg_scalar(url: &str, sql: &str) -> i64 {
     rt.block_on(async {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        let v: i64 = sqlx::query_scalar(sql)
-            .fetch_one(&mut c)
-            .await
-            .expect("query");
-        v
+        f(&mut c).await
+    })
+}
+
+pub fn pg_scalar(url: &str, sql: &str) -> i64 {
+    with_pg(url, async |c| {
+        sqlx::query_scalar(sql).fetch_one(c).await.expect("query")
     })
 }
 
 pub fn pg_exec(url: &str, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
-        sqlx::raw_sql(sql).execute(&mut c).await.expect("exec");
+    with_pg(url, async |c| {
+        sqlx::raw_sql(sql).execute(c).await.expect("exec");
     })
 }

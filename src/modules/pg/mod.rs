@@ -68,19 +68,6 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
 };
 
-fn host_port(t: &Target) -> String {
-    url::Url::parse(&t.url)
-        .ok()
-        .map(|u| {
-            format!(
-                "{}:{}",
-                u.host_str().unwrap_or("localhost"),
-                u.port().unwrap_or(5432)
-            )
-        })
-        .unwrap_or_else(|| "its host".into())
-}
-
 /// Turns a sqlx error into what the operator needs: PostgreSQL's message
 /// and SQLSTATE, and a hint for the usual suspects.
 fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
@@ -112,14 +99,14 @@ fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
         }
         sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
             .with_cause(io)
-            .with_hint(format!("is PostgreSQL running on {}?", host_port(t))),
+            .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432))),
         sqlx::Error::PoolTimedOut => OpError::new(
             ErrorKind::Timeout,
             format!("timed out connecting to {}", t.display()),
         )
         .with_hint(format!(
             "is PostgreSQL reachable on {}? a firewall or a full server can cause this",
-            host_port(t)
+            t.host_port(5432)
         )),
         sqlx::Error::Tls(err) => OpError::failed(format!("TLS with {} failed", t.display()))
             .with_cause(err)
