@@ -68,3 +68,68 @@ fn runaway_loop_hits_the_operation_limit() {
     r.assert_code(2);
     assert!(r.stderr.contains("operation limit"), "{}", r.stderr);
 }
+
+/// Runs opsh on a pseudo-terminal (util-linux `script`) and answers the
+/// confirmation prompt with `answer`.
+fn run_on_tty(env: &Env, script: &std::path::Path, answer: &str) -> Run {
+    use std::io::Write;
+    let cmd = format!(
+        "{} --color never run {}",
+        env!("CARGO_BIN_EXE_opsh"),
+        script.display()
+    );
+    let mut c = env.command();
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.path("home"))
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("OPSH_AUDIT_LOG", env.audit_path())
+        .env("TERM", "dumb");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .envs(
+            c.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .current_dir(env.path(""))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs opsh on a pty");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn protected_target_asks_on_a_terminal() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
+    let env = Env::new();
+    env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
+    let f = env.write(
+        "del.rhai",
+        "pg.connect(\"prod\").exec(\"delete from t where id = 1\");\nprint(\"deleted\");\n",
+    );
+    let r = run_on_tty(&env, &f, "no");
+    r.assert_code(3);
+    assert!(r.stdout.contains("PROTECTED target prod"), "{}", r.stdout);
+    assert!(r.stdout.contains("not confirmed"), "{}", r.stdout);
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
+    let r = run_on_tty(&env, &f, "yes");
+    r.assert_code(0);
+    assert!(r.stdout.contains("deleted"), "{}", r.stdout);
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
+}
