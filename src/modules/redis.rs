@@ -1,9 +1,10 @@
 //! Redis, on the redis crate's multiplexed async connection: one per target.
 
 use crate::config::Target;
-use crate::dispatch::{Call, ErrorKind, OpError};
+use crate::dispatch::{Call, ErrorKind, OpError, Plan};
 use crate::engine::Handle;
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::value::map_of;
 use rhai::{Dynamic, Map};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,131 @@ pub static MODULE: ModuleDecl = ModuleDecl {
                   Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields.",
             example: r#"let mem = redis.info("memory"); mem.used_memory"#,
             effect: Effect::Read(info),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "hit_rate",
+            params: &[],
+            returns: "map",
+            doc: "Keyspace hits, misses and their ratio since the last stats reset.\n\
+                  With no traffic yet the ratio is () and `note` says so, rather than a division by zero.",
+            example: "let h = redis.hit_rate(); if h.ratio != () && h.ratio < 0.8 { print(`hit rate ${h.ratio}`) }",
+            effect: Effect::Read(hit_rate),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "memory",
+            params: &[],
+            returns: "map",
+            doc: "Memory at a glance: used, peak, rss, fragmentation_ratio, maxmemory, policy, evicted_keys.",
+            example: "let m = redis.memory(); m.used",
+            effect: Effect::Read(memory),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "keyspace",
+            params: &[],
+            returns: "array of maps",
+            doc: "One row per database with keys: #{db, keys, expires, avg_ttl}.",
+            example: "show(redis.keyspace())",
+            effect: Effect::Read(keyspace),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "scan",
+            params: &[opt("opts", "map")],
+            returns: "array",
+            doc: "Key names by SCAN (never KEYS, which blocks the server).\n\
+                  opts: pattern (glob, default \"*\"), type (string, hash, ...), count (SCAN hint, default 500), limit (stop after this many keys, default 10000).",
+            example: r#"let keys = redis.scan(#{pattern: "session:*", limit: 100});"#,
+            effect: Effect::Read(scan),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "get",
+            params: &[req("key", "string")],
+            returns: "string",
+            doc: "GET a string key; () when it does not exist.",
+            example: r#"redis.get("feature:flags")"#,
+            effect: Effect::Read(get),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "ttl",
+            params: &[req("key", "string")],
+            returns: "int",
+            doc: "Seconds to live: -1 when the key has no expiry, -2 when it does not exist (as TTL).",
+            example: r#"redis.ttl("session:42")"#,
+            effect: Effect::Read(ttl),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "exists",
+            params: &[req("key", "string")],
+            returns: "bool",
+            doc: "Whether the key exists.",
+            example: r#"redis.exists("lock:nightly")"#,
+            effect: Effect::Read(exists),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "type",
+            params: &[req("key", "string")],
+            returns: "string",
+            doc: "The key's type (string, list, set, zset, hash, stream), or \"none\".",
+            example: r#"redis.type("queue:emails")"#,
+            effect: Effect::Read(key_type),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "set",
+            params: &[req("key", "string"), req("value", "string|int|float"), opt("opts", "map")],
+            returns: "map",
+            doc: "SET a key, optionally with #{ttl: \"10m\"}. Returns #{key, previous_type}.\n\
+                  A mutation: --dry-run reports whether it would overwrite (and what), protected targets ask, it is audited.",
+            example: r#"redis.set("feature:new_checkout", "on", #{ttl: "1h"})"#,
+            effect: Effect::Mutate { plan: plan_set, apply: set },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "del",
+            params: &[req("keys", "string|array")],
+            returns: "int",
+            doc: "Delete one key or an array of keys (UNLINK); returns how many existed.",
+            example: r#"redis.del(["cache:a", "cache:b"])"#,
+            effect: Effect::Mutate { plan: plan_del, apply: del },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "del_matching",
+            params: &[req("pattern", "string"), opt("opts", "map")],
+            returns: "map",
+            doc: "Delete every key matching a glob, by SCAN and batched UNLINK. Returns #{deleted}.\n\
+                  Refuses when more than `max` keys match (default 1000): raise it deliberately. --dry-run reports the count and a sample.",
+            example: r#"redis.del_matching("cache:user:*", #{max: 50000})"#,
+            effect: Effect::Mutate { plan: plan_del_matching, apply: del_matching },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "flushdb",
+            params: &[req("opts", "map")],
+            returns: "map",
+            doc: "Empty one database, named explicitly: #{db: 3}. Returns #{db, deleted}. FLUSHALL is not offered.\n\
+                  Runs on a connection opened for that db alone, so a reconnect cannot land it on another database. --dry-run reports the key count.",
+            example: "redis.flushdb(#{db: 2})",
+            effect: Effect::Mutate { plan: plan_flushdb, apply: flushdb },
             timeout: CallTimeout::Default,
         },
     ],
@@ -222,6 +348,419 @@ pub fn parse_info(text: &str) -> Map {
     }
     out.insert(current.as_str().into(), Dynamic::from_map(fields));
     out
+}
+
+/// Runs one command on the call's target connection.
+fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
+    call: &mut Call,
+    cmd: redis::Cmd,
+    what: &'static str,
+) -> Result<T, OpError> {
+    let (mut c, t) = conn(call)?;
+    let r = call.block_on(async move {
+        cmd.query_async::<T>(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, what))
+    });
+    forget_on_io(call, &r);
+    r
+}
+
+fn info_section(call: &mut Call, section: &'static str) -> Result<Map, OpError> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg(section);
+    let text: String = run_cmd(call, cmd, "INFO")?;
+    Ok(parse_info(&text)
+        .get(section)
+        .and_then(|m| m.clone().try_cast::<Map>())
+        .unwrap_or_default())
+}
+
+fn num(m: &Map, k: &str) -> Dynamic {
+    m.get(k).cloned().unwrap_or(Dynamic::UNIT)
+}
+
+fn hit_rate(call: &mut Call) -> Result<Dynamic, OpError> {
+    let stats = info_section(call, "stats")?;
+    let hits = stats
+        .get("keyspace_hits")
+        .and_then(|d| d.as_int().ok())
+        .unwrap_or(0);
+    let misses = stats
+        .get("keyspace_misses")
+        .and_then(|d| d.as_int().ok())
+        .unwrap_or(0);
+    let total = hits + misses;
+    let mut m = map_of([
+        ("hits", Dynamic::from_int(hits)),
+        ("misses", Dynamic::from_int(misses)),
+    ]);
+    if total == 0 {
+        m.insert("ratio".into(), Dynamic::UNIT);
+        m.insert(
+            "note".into(),
+            "no keyspace traffic since the last stats reset".into(),
+        );
+    } else {
+        m.insert(
+            "ratio".into(),
+            Dynamic::from_float(hits as f64 / total as f64),
+        );
+    }
+    Ok(Dynamic::from_map(m))
+}
+
+fn memory(call: &mut Call) -> Result<Dynamic, OpError> {
+    let mem = info_section(call, "memory")?;
+    let stats = info_section(call, "stats")?;
+    Ok(Dynamic::from_map(map_of([
+        ("used", num(&mem, "used_memory")),
+        ("peak", num(&mem, "used_memory_peak")),
+        ("rss", num(&mem, "used_memory_rss")),
+        ("fragmentation_ratio", num(&mem, "mem_fragmentation_ratio")),
+        ("maxmemory", num(&mem, "maxmemory")),
+        ("policy", num(&mem, "maxmemory_policy")),
+        ("evicted_keys", num(&stats, "evicted_keys")),
+    ])))
+}
+
+fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
+    let ks = info_section(call, "keyspace")?;
+    let mut rows: Vec<(i64, Map)> = ks
+        .iter()
+        .filter_map(|(name, v)| {
+            let db = name.strip_prefix("db")?.parse::<i64>().ok()?;
+            let fields = v.clone().try_cast::<Map>()?;
+            let mut row = map_of([("db", Dynamic::from_int(db))]);
+            for k in ["keys", "expires", "avg_ttl"] {
+                row.insert(k.into(), num(&fields, k));
+            }
+            Some((db, row))
+        })
+        .collect();
+    rows.sort_by_key(|(db, _)| *db);
+    crate::output::column_order_hint(&["db", "keys", "expires", "avg_ttl"].map(String::from));
+    Ok(Dynamic::from_array(
+        rows.into_iter()
+            .map(|(_, r)| Dynamic::from_map(r))
+            .collect(),
+    ))
+}
+
+fn int_opt(opts: &Map, k: &str, default: i64) -> Result<i64, OpError> {
+    match opts.get(k) {
+        None => Ok(default),
+        Some(d) => d
+            .as_int()
+            .map_err(|_| OpError::bad_input(format!("opts.{k} must be an int"))),
+    }
+}
+
+/// SCAN until the cursor wraps or `limit` keys are found.
+fn scan_keys(
+    call: &mut Call,
+    pattern: &str,
+    key_type: Option<String>,
+    count: i64,
+    limit: usize,
+) -> Result<Vec<String>, OpError> {
+    let (mut c, t) = conn(call)?;
+    let pattern = pattern.to_string();
+    let r = call.block_on(async move {
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(count);
+            if let Some(ty) = &key_type {
+                cmd.arg("TYPE").arg(ty);
+            }
+            let (next, batch): (u64, Vec<String>) = cmd
+                .query_async(&mut c)
+                .await
+                .map_err(|e| redis_error(e, &t, "SCAN"))?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() >= limit {
+                keys.truncate(limit);
+                return Ok(keys);
+            }
+        }
+    });
+    forget_on_io(call, &r);
+    r
+}
+
+fn scan(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let pattern = opts
+        .get("pattern")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "*".into());
+    let key_type = opts.get("type").map(|d| d.to_string());
+    let count = int_opt(&opts, "count", 500)?;
+    let limit = usize::try_from(int_opt(&opts, "limit", 10_000)?).unwrap_or(0);
+    let keys = scan_keys(call, &pattern, key_type, count, limit)?;
+    Ok(Dynamic::from_array(
+        keys.into_iter().map(Dynamic::from).collect(),
+    ))
+}
+
+fn key_cmd(name: &str, key: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
+    cmd.arg(key);
+    cmd
+}
+
+fn get(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    let v: Option<String> = run_cmd(call, key_cmd("GET", &key), "GET")?;
+    Ok(v.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+}
+
+fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    Ok(Dynamic::from_int(run_cmd(
+        call,
+        key_cmd("TTL", &key),
+        "TTL",
+    )?))
+}
+
+fn exists(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    let n: i64 = run_cmd(call, key_cmd("EXISTS", &key), "EXISTS")?;
+    Ok(Dynamic::from_bool(n > 0))
+}
+
+fn key_type(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    let t: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
+    Ok(t.into())
+}
+
+fn scalar_arg(call: &Call, i: usize) -> Result<String, OpError> {
+    match call.arg(i) {
+        Some(d) if d.is_string() || d.is_int() || d.is_float() || d.is_bool() => Ok(d.to_string()),
+        Some(d) => Err(OpError::bad_input(format!(
+            "value must be a string or number, got {}",
+            crate::value::type_name(d)
+        ))
+        .with_hint("store structured data as json.stringify(value)")),
+        None => Err(OpError::bad_input("value is required")),
+    }
+}
+
+fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
+    let key = call.str_arg(0)?;
+    let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
+    let ttl: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
+    let now = if ty == "none" {
+        "new key".to_string()
+    } else {
+        format!("overwrites a {ty}, ttl {ttl}")
+    };
+    Ok(Plan {
+        summary: format!("would SET {key} ({now})"),
+        details: map_of([
+            ("key", key.into()),
+            ("previous_type", ty.into()),
+            ("previous_ttl", Dynamic::from_int(ttl)),
+        ]),
+    })
+}
+
+fn set(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    let value = scalar_arg(call, 1)?;
+    let opts = call.opt_map(2)?;
+    let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(&key).arg(&value);
+    if let Some(t) = opts.get("ttl") {
+        let d = crate::value::parse_duration(t).map_err(OpError::bad_input)?;
+        cmd.arg("PX").arg(d.as_millis().max(1) as u64);
+    }
+    let _: String = run_cmd(call, cmd, "SET")?;
+    Ok(Dynamic::from_map(map_of([
+        ("key", key.into()),
+        ("previous_type", ty.into()),
+    ])))
+}
+
+fn keys_arg(call: &Call) -> Result<Vec<String>, OpError> {
+    match call.arg(0) {
+        Some(d) if d.is_string() => Ok(vec![d.to_string()]),
+        Some(d) if d.is_array() => Ok(d
+            .clone()
+            .cast::<rhai::Array>()
+            .iter()
+            .map(|k| k.to_string())
+            .collect()),
+        _ => Err(OpError::bad_input(
+            "keys must be a string or an array of strings",
+        )),
+    }
+}
+
+fn plan_del(call: &mut Call) -> Result<Plan, OpError> {
+    let keys = keys_arg(call)?;
+    let mut cmd = redis::cmd("EXISTS");
+    cmd.arg(&keys);
+    let n: i64 = run_cmd(call, cmd, "EXISTS")?;
+    Ok(Plan {
+        summary: format!("would delete {n} of {} keys", keys.len()),
+        details: map_of([("existing", Dynamic::from_int(n))]),
+    })
+}
+
+fn del(call: &mut Call) -> Result<Dynamic, OpError> {
+    let keys = keys_arg(call)?;
+    let mut cmd = redis::cmd("UNLINK");
+    cmd.arg(&keys);
+    Ok(Dynamic::from_int(run_cmd(call, cmd, "UNLINK")?))
+}
+
+fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
+    let pattern = call.str_arg(0)?;
+    let opts = call.opt_map(1)?;
+    let max = int_opt(&opts, "max", 1000)?;
+    // One more than max is enough to know the match is too broad.
+    let keys = scan_keys(
+        call,
+        &pattern,
+        None,
+        1000,
+        usize::try_from(max + 1).unwrap_or(usize::MAX),
+    )?;
+    Ok((pattern, keys, max))
+}
+
+fn too_many(pattern: &str, max: i64) -> OpError {
+    OpError::refused(format!(
+        "more than {max} keys match `{pattern}`; nothing was deleted"
+    ))
+    .with_hint("narrow the pattern, or pass #{max: N} with a deliberate N after a --dry-run")
+}
+
+fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
+    let (pattern, keys, max) = matching(call)?;
+    let over = keys.len() as i64 > max;
+    let sample: rhai::Array = keys
+        .iter()
+        .take(10)
+        .map(|k| Dynamic::from(k.clone()))
+        .collect();
+    let count = if over {
+        format!("more than {max}")
+    } else {
+        keys.len().to_string()
+    };
+    Ok(Plan {
+        summary: format!(
+            "would delete {count} keys matching `{pattern}`{}",
+            if over {
+                " (refused at run time: over max)"
+            } else {
+                ""
+            }
+        ),
+        details: map_of([
+            ("count", Dynamic::from_int(keys.len() as i64)),
+            ("over_max", Dynamic::from_bool(over)),
+            ("sample", Dynamic::from_array(sample)),
+        ]),
+    })
+}
+
+fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (pattern, keys, max) = matching(call)?;
+    if keys.len() as i64 > max {
+        return Err(too_many(&pattern, max));
+    }
+    let mut deleted = 0i64;
+    for batch in keys.chunks(500) {
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(batch);
+        let n: i64 = run_cmd(call, cmd, "UNLINK")?;
+        deleted += n;
+    }
+    Ok(Dynamic::from_map(map_of([
+        ("deleted", Dynamic::from_int(deleted)),
+        ("pattern", pattern.into()),
+    ])))
+}
+
+/// A connection opened for `db` alone, never shared, so no reconnect or
+/// SELECT elsewhere can point it at another database.
+fn db_conn(call: &mut Call) -> Result<(redis::aio::MultiplexedConnection, Target, i64), OpError> {
+    let opts = call.opt_map(0)?;
+    let db = match opts.get("db") {
+        Some(d) => d
+            .as_int()
+            .map_err(|_| OpError::bad_input("opts.db must be an int"))?,
+        None => {
+            return Err(OpError::bad_input(
+                "flushdb needs the database named explicitly: #{db: N}",
+            ))
+        }
+    };
+    let t = call.target()?;
+    let mut u = url::Url::parse(&t.url).map_err(|e| {
+        OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(e)
+    })?;
+    u.set_path(&format!("/{db}"));
+    let client = redis::Client::open(u.as_str()).map_err(|e| {
+        OpError::bad_input("invalid Redis URL").with_cause(crate::redact::redact(&e.to_string()))
+    })?;
+    let t2 = t.clone();
+    let c = call.block_on(async move {
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| redis_error(e, &t2, "connect"))
+    })?;
+    Ok((c, t, db))
+}
+
+fn plan_flushdb(call: &mut Call) -> Result<Plan, OpError> {
+    let (mut c, t, db) = db_conn(call)?;
+    let n: i64 = call.block_on(async move {
+        redis::cmd("DBSIZE")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "DBSIZE"))
+    })?;
+    Ok(Plan {
+        summary: format!("would FLUSHDB db {db}, deleting {n} keys"),
+        details: map_of([
+            ("db", Dynamic::from_int(db)),
+            ("keys", Dynamic::from_int(n)),
+        ]),
+    })
+}
+
+fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (mut c, t, db) = db_conn(call)?;
+    let n = call.block_on(async move {
+        let n: i64 = redis::cmd("DBSIZE")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "DBSIZE"))?;
+        let _: String = redis::cmd("FLUSHDB")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "FLUSHDB"))?;
+        Ok(n)
+    })?;
+    Ok(Dynamic::from_map(map_of([
+        ("db", Dynamic::from_int(db)),
+        ("deleted", Dynamic::from_int(n)),
+    ])))
 }
 
 #[cfg(test)]
