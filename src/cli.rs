@@ -341,6 +341,8 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         }
     };
     ast.set_source(name.as_str());
+    let ast = Arc::new(ast);
+    session.set_script(ast.clone());
     let mut scope = Scope::new();
     match engine.run_ast_with_scope(&mut scope, &ast) {
         Ok(()) => exit::OK,

@@ -144,6 +144,9 @@ pub struct Plan {
 pub struct Call<'a> {
     pub prim: &'static Primitive,
     pub session: &'a Session,
+    /// The engine running the script, for primitives that call back into
+    /// script functions (`parallel`).
+    pub engine: &'a rhai::Engine,
     pub args: Vec<Dynamic>,
     handle_target: Option<String>,
     target: Option<Target>,
@@ -295,6 +298,7 @@ fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
 
 /// Entry point from the engine: runs one primitive call end to end.
 pub fn invoke(
+    engine: &rhai::Engine,
     session: &Session,
     prim: &'static Primitive,
     handle_target: Option<String>,
@@ -310,6 +314,7 @@ pub fn invoke(
     let mut call = Call {
         prim,
         session,
+        engine,
         args,
         handle_target,
         target: None,

@@ -50,6 +50,9 @@ pub struct Session {
     pub max_operations: u64,
     pub args: rhai::Map,
     dry_run: AtomicBool,
+    /// The running script's functions, so `parallel` can call named
+    /// function pointers from worker threads.
+    script: RwLock<Option<std::sync::Arc<rhai::AST>>>,
     clients: Mutex<HashMap<ClientKey, Box<dyn Any + Send + Sync>>>,
 }
 
@@ -76,6 +79,7 @@ impl Session {
             max_operations: opts.max_operations,
             args: opts.args,
             dry_run: AtomicBool::new(opts.dry_run),
+            script: RwLock::new(None),
             clients: Mutex::new(HashMap::new()),
         })
     }
@@ -86,6 +90,20 @@ impl Session {
 
     pub fn set_dry_run(&self, on: bool) {
         self.dry_run.store(on, Ordering::Relaxed);
+    }
+
+    pub fn set_script(&self, ast: std::sync::Arc<rhai::AST>) {
+        if let Ok(mut s) = self.script.write() {
+            *s = Some(ast);
+        }
+    }
+
+    pub fn script(&self) -> std::sync::Arc<rhai::AST> {
+        self.script
+            .read()
+            .ok()
+            .and_then(|s| s.clone())
+            .unwrap_or_default()
     }
 
     pub fn resolve(&self, kind: Kind, name_or_url: Option<&str>) -> Result<Target, ConfigError> {

@@ -146,7 +146,7 @@ fn register_primitives(engine: &mut Engine, session: &Arc<Session>) {
                 let name = p.name;
                 let mut types = vec![TypeId::of::<Handle>()];
                 types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), n));
-                engine.register_raw_fn(name, types, move |_ctx, args| {
+                engine.register_raw_fn(name, types, move |ctx, args| {
                     let handle = args
                         .first()
                         .and_then(|a| (**a).clone().try_cast::<Handle>())
@@ -164,14 +164,14 @@ fn register_primitives(engine: &mut Engine, session: &Arc<Session>) {
                             prim.signature()
                         )));
                     }
-                    dispatch::invoke(&s, prim, handle.target, rest)
+                    dispatch::invoke(ctx.engine(), &s, prim, handle.target, rest)
                 });
             } else {
                 let prim: &'static registry::Primitive = p;
                 let types = vec![TypeId::of::<Dynamic>(); n];
-                engine.register_raw_fn(p.name, types, move |_ctx, args| {
+                engine.register_raw_fn(p.name, types, move |ctx, args| {
                     let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
-                    dispatch::invoke(&s, prim, None, args)
+                    dispatch::invoke(ctx.engine(), &s, prim, None, args)
                 });
             }
         }

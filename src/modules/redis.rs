@@ -169,6 +169,87 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             effect: Effect::Mutate { plan: plan_flushdb, apply: flushdb },
             timeout: CallTimeout::Default,
         },
+        Primitive {
+            module: "redis",
+            name: "clients",
+            params: &[],
+            returns: "array of maps",
+            doc: "CLIENT LIST, parsed: id, addr, name, age and idle in seconds, db, cmd, and the rest of each line's fields.",
+            example: "let idle = redis.clients().filter(|c| c.idle > 600);",
+            effect: Effect::Read(clients),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "slowlog",
+            params: &[opt("n", "int")],
+            returns: "array of maps",
+            doc: "The last n (default 10) SLOWLOG entries: #{id, time, duration_us, command, client, client_name}.",
+            example: "show(redis.slowlog(5))",
+            effect: Effect::Read(slowlog),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "latency",
+            params: &[],
+            returns: "array of maps",
+            doc: "LATENCY LATEST: #{event, time, latest_ms, max_ms} per event the latency monitor recorded (empty unless latency-monitor-threshold is set).",
+            example: "show(redis.latency())",
+            effect: Effect::Read(latency),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "replication",
+            params: &[],
+            returns: "map",
+            doc: "INFO replication: role, connected replicas (each #{ip, port, state, offset, lag}) and, on a replica, the link to its master.",
+            example: "redis.replication().role",
+            effect: Effect::Read(replication),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "config_get",
+            params: &[req("pattern", "string")],
+            returns: "map",
+            doc: "CONFIG GET pattern as a map (numbers typed).",
+            example: r#"redis.config_get("maxmemory*")"#,
+            effect: Effect::Read(config_get),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "biggest",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "The largest keys in a sample, by MEMORY USAGE: #{key, type, bytes}, largest first.\n\
+                  opts: sample (keys to SCAN, default 1000), top (default 10), pattern. A sample, not a full scan: cheap on a busy server.",
+            example: "show(redis.biggest(#{sample: 5000, top: 5}))",
+            effect: Effect::Read(biggest),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "expire",
+            params: &[req("key", "string"), req("ttl", "string|int")],
+            returns: "bool",
+            doc: "Set a key's time to live (\"10m\" or seconds); false when the key does not exist.",
+            example: r#"redis.expire("session:42", "30m")"#,
+            effect: Effect::Mutate { plan: plan_expire, apply: expire },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "redis",
+            name: "config_set",
+            params: &[req("name", "string"), req("value", "string|int")],
+            returns: "map",
+            doc: "CONFIG SET one parameter; returns #{name, previous, value}. --dry-run shows the current value.",
+            example: r#"redis.config_set("maxmemory-policy", "allkeys-lru")"#,
+            effect: Effect::Mutate { plan: plan_config_set, apply: config_set },
+            timeout: CallTimeout::Default,
+        },
     ],
 };
 
@@ -350,20 +431,42 @@ pub fn parse_info(text: &str) -> Map {
     out
 }
 
-/// Runs one command on the call's target connection.
+/// Runs one command on the call's target connection. A read whose
+/// connection broke (server restart, idle kill) is retried once on a fresh
+/// connection, which is opened from the target URL and so lands on the
+/// pinned db again: a reconnect never silently moves to db 0.
 fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
     call: &mut Call,
     cmd: redis::Cmd,
     what: &'static str,
 ) -> Result<T, OpError> {
-    let (mut c, t) = conn(call)?;
-    let r = call.block_on(async move {
-        cmd.query_async::<T>(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, what))
-    });
-    forget_on_io(call, &r);
-    r
+    let attempts = if call.prim.mutates() { 1 } else { 2 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let (mut c, t) = conn(call)?;
+        let cmd = cmd.clone();
+        // The outer Result is the call's deadline/cancellation; the inner
+        // one says whether the connection broke.
+        let r = call.block_on(async move {
+            Ok(cmd.query_async::<T>(&mut c).await.map_err(|e| {
+                (
+                    e.is_io_error() || e.is_connection_dropped(),
+                    redis_error(e, &t, what),
+                )
+            }))
+        })?;
+        match r {
+            Ok(v) => return Ok(v),
+            Err((broken, e)) => {
+                forget_on_io::<()>(call, &Err(e.clone()));
+                if !broken || e.cancelled.is_some() {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| OpError::failed(what)))
 }
 
 fn info_section(call: &mut Call, section: &'static str) -> Result<Map, OpError> {
@@ -783,4 +886,268 @@ mod tests {
         assert_eq!(db0["keys"].as_int().unwrap(), 3);
         assert_eq!(db0["avg_ttl"].as_int().unwrap(), 500);
     }
+}
+
+/// `k=v k=v ...` (CLIENT LIST) to a typed map.
+fn space_fields(line: &str) -> Map {
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.into(), scalar(v)))
+        .collect()
+}
+
+fn clients(call: &mut Call) -> Result<Dynamic, OpError> {
+    let mut cmd = redis::cmd("CLIENT");
+    cmd.arg("LIST");
+    let text: String = run_cmd(call, cmd, "CLIENT LIST")?;
+    crate::output::column_order_hint(
+        &[
+            "id", "addr", "name", "user", "db", "age", "idle", "cmd", "flags",
+        ]
+        .map(String::from),
+    );
+    Ok(Dynamic::from_array(
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| Dynamic::from_map(space_fields(l)))
+            .collect(),
+    ))
+}
+
+fn value_to_dynamic(v: &redis::Value) -> Dynamic {
+    use redis::Value as V;
+    match v {
+        V::Nil => Dynamic::UNIT,
+        V::Int(i) => Dynamic::from_int(*i),
+        V::BulkString(b) => String::from_utf8_lossy(b).into_owned().into(),
+        V::SimpleString(s) => s.clone().into(),
+        V::Okay => "OK".into(),
+        V::Array(a) | V::Set(a) => Dynamic::from_array(a.iter().map(value_to_dynamic).collect()),
+        V::Double(d) => Dynamic::from_float(*d),
+        V::Boolean(b) => Dynamic::from_bool(*b),
+        V::Map(kv) => Dynamic::from_map(
+            kv.iter()
+                .map(|(k, v)| (value_to_dynamic(k).to_string().into(), value_to_dynamic(v)))
+                .collect(),
+        ),
+        other => format!("{other:?}").into(),
+    }
+}
+
+fn slowlog(call: &mut Call) -> Result<Dynamic, OpError> {
+    let n = match call.arg(0) {
+        None => 10,
+        Some(d) => d
+            .as_int()
+            .map_err(|_| OpError::bad_input("n must be an int"))?,
+    };
+    let mut cmd = redis::cmd("SLOWLOG");
+    cmd.arg("GET").arg(n);
+    let v: redis::Value = run_cmd(call, cmd, "SLOWLOG GET")?;
+    let entries = match value_to_dynamic(&v).try_cast::<rhai::Array>() {
+        Some(a) => a,
+        None => Vec::new(),
+    };
+    let rows = entries
+        .into_iter()
+        .filter_map(|e| e.try_cast::<rhai::Array>())
+        .map(|e| {
+            let get = |i: usize| e.get(i).cloned().unwrap_or(Dynamic::UNIT);
+            let command: Vec<String> = get(3)
+                .try_cast::<rhai::Array>()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            Dynamic::from_map(map_of([
+                ("id", get(0)),
+                ("time", get(1)),
+                ("duration_us", get(2)),
+                ("command", command.join(" ").into()),
+                ("client", get(4)),
+                ("client_name", get(5)),
+            ]))
+        })
+        .collect();
+    crate::output::column_order_hint(
+        &[
+            "id",
+            "time",
+            "duration_us",
+            "command",
+            "client",
+            "client_name",
+        ]
+        .map(String::from),
+    );
+    Ok(Dynamic::from_array(rows))
+}
+
+fn latency(call: &mut Call) -> Result<Dynamic, OpError> {
+    let mut cmd = redis::cmd("LATENCY");
+    cmd.arg("LATEST");
+    let v: redis::Value = run_cmd(call, cmd, "LATENCY LATEST")?;
+    let rows = value_to_dynamic(&v)
+        .try_cast::<rhai::Array>()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.try_cast::<rhai::Array>())
+        .map(|e| {
+            let get = |i: usize| e.get(i).cloned().unwrap_or(Dynamic::UNIT);
+            Dynamic::from_map(map_of([
+                ("event", get(0)),
+                ("time", get(1)),
+                ("latest_ms", get(2)),
+                ("max_ms", get(3)),
+            ]))
+        })
+        .collect();
+    Ok(Dynamic::from_array(rows))
+}
+
+fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
+    let info = info_section(call, "replication")?;
+    let mut out = Map::new();
+    let mut replicas = Vec::new();
+    for (k, v) in info {
+        if k.starts_with("slave") && k[5..].chars().all(|c| c.is_ascii_digit()) && v.is_map() {
+            replicas.push(v);
+        } else {
+            out.insert(k, v);
+        }
+    }
+    out.insert("replicas".into(), Dynamic::from_array(replicas));
+    Ok(Dynamic::from_map(out))
+}
+
+fn config_get(call: &mut Call) -> Result<Dynamic, OpError> {
+    let pattern = call.str_arg(0)?;
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET").arg(&pattern);
+    let v: redis::Value = run_cmd(call, cmd, "CONFIG GET")?;
+    let m: Map = match value_to_dynamic(&v) {
+        d if d.is_map() => d
+            .cast::<Map>()
+            .into_iter()
+            .map(|(k, v)| (k, scalar(&v.to_string())))
+            .collect(),
+        d => d
+            .try_cast::<rhai::Array>()
+            .unwrap_or_default()
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].to_string().into(), scalar(&c[1].to_string())))
+            .collect(),
+    };
+    Ok(Dynamic::from_map(m))
+}
+
+fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let sample = usize::try_from(int_opt(&opts, "sample", 1000)?).unwrap_or(0);
+    let top = usize::try_from(int_opt(&opts, "top", 10)?).unwrap_or(0);
+    let pattern = opts
+        .get("pattern")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "*".into());
+    let keys = scan_keys(call, &pattern, None, 500, sample)?;
+    let mut rows = Vec::with_capacity(keys.len());
+    for k in keys {
+        let mut cmd = redis::cmd("MEMORY");
+        cmd.arg("USAGE").arg(&k).arg("SAMPLES").arg(5);
+        let bytes: Option<i64> = run_cmd(call, cmd, "MEMORY USAGE")?;
+        if let Some(b) = bytes {
+            rows.push((b, k));
+        }
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.truncate(top);
+    let mut out = Vec::with_capacity(rows.len());
+    for (bytes, key) in rows {
+        let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
+        out.push(Dynamic::from_map(map_of([
+            ("key", key.into()),
+            ("type", ty.into()),
+            ("bytes", Dynamic::from_int(bytes)),
+        ])));
+    }
+    crate::output::column_order_hint(&["key", "type", "bytes"].map(String::from));
+    Ok(Dynamic::from_array(out))
+}
+
+fn ttl_arg(call: &Call) -> Result<std::time::Duration, OpError> {
+    let d = call.arg(1).cloned().unwrap_or(Dynamic::UNIT);
+    crate::value::parse_duration(&d).map_err(OpError::bad_input)
+}
+
+fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
+    let key = call.str_arg(0)?;
+    let d = ttl_arg(call)?;
+    let current: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
+    let now = match current {
+        -2 => "the key does not exist; nothing would change".to_string(),
+        -1 => "no expiry today".to_string(),
+        s => format!("ttl today {s}s"),
+    };
+    Ok(Plan {
+        summary: format!("would set ttl of {key} to {}s ({now})", d.as_secs()),
+        details: map_of([
+            ("key", key.into()),
+            ("current_ttl", Dynamic::from_int(current)),
+        ]),
+    })
+}
+
+fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str_arg(0)?;
+    let d = ttl_arg(call)?;
+    let mut cmd = redis::cmd("PEXPIRE");
+    cmd.arg(&key).arg(d.as_millis().max(1) as u64);
+    let n: i64 = run_cmd(call, cmd, "PEXPIRE")?;
+    Ok(Dynamic::from_bool(n == 1))
+}
+
+fn current_config(call: &mut Call, name: &str) -> Result<Dynamic, OpError> {
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("GET").arg(name);
+    let v: redis::Value = run_cmd(call, cmd, "CONFIG GET")?;
+    let flat = value_to_dynamic(&v);
+    let value = if flat.is_map() {
+        flat.cast::<Map>().into_values().next()
+    } else {
+        flat.try_cast::<rhai::Array>()
+            .and_then(|a| a.get(1).cloned())
+    };
+    value.ok_or_else(|| {
+        OpError::bad_input(format!("unknown Redis config parameter `{name}`"))
+            .with_hint("list them with redis.config_get(\"*\")")
+    })
+}
+
+fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
+    let name = call.str_arg(0)?;
+    let value = scalar_arg(call, 1)?;
+    let previous = current_config(call, &name)?;
+    Ok(Plan {
+        summary: format!("would CONFIG SET {name} from `{previous}` to `{value}`"),
+        details: map_of([
+            ("name", name.into()),
+            ("previous", previous),
+            ("value", value.into()),
+        ]),
+    })
+}
+
+fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    let value = scalar_arg(call, 1)?;
+    let previous = current_config(call, &name)?;
+    let mut cmd = redis::cmd("CONFIG");
+    cmd.arg("SET").arg(&name).arg(&value);
+    let _: redis::Value = run_cmd(call, cmd, "CONFIG SET")?;
+    Ok(Dynamic::from_map(map_of([
+        ("name", name.into()),
+        ("previous", previous),
+        ("value", scalar(&value)),
+    ])))
 }

@@ -46,6 +46,17 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         },
         Primitive {
             module: "",
+            name: "parallel",
+            params: &[req("items", "array"), req("f", "function"), opt("opts", "map")],
+            returns: "array of maps",
+            doc: "Call `f(item)` for every item concurrently and return one #{item, ok, value, error, ms} per item, in input order.\n\
+                  A failing item does not stop the others. opts: concurrency (default 8), max_failures (stop starting new items after this many failures; the rest are reported with skipped: true). Ctrl-C and --timeout stop all of them.",
+            example: r#"let r = parallel(["redis://10.0.0.1", "redis://10.0.0.2"], |url| redis.connect(url).info("memory").used_memory, #{concurrency: 16});"#,
+            effect: Effect::Read(parallel),
+            timeout: CallTimeout::Unbounded,
+        },
+        Primitive {
+            module: "",
             name: "env",
             params: &[req("name", "string"), opt("default", "string")],
             returns: "string",
@@ -118,6 +129,104 @@ fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
             })?,
     };
     Err(OpError::new(ErrorKind::Exit(code), format!("exit({code})")))
+}
+
+fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let items = call.opt_array(0)?;
+    let f = call
+        .arg(1)
+        .and_then(|d| d.clone().try_cast::<rhai::FnPtr>())
+        .ok_or_else(|| OpError::bad_input("the second argument must be a function, e.g. |target| redis.connect(target).ping()"))?;
+    let opts = call.opt_map(2)?;
+    let int = |k: &str, default: i64| -> Result<i64, OpError> {
+        match opts.get(k) {
+            None => Ok(default),
+            Some(d) => d
+                .as_int()
+                .map_err(|_| OpError::bad_input(format!("opts.{k} must be an int"))),
+        }
+    };
+    let concurrency = int("concurrency", 8)?.clamp(1, 256) as usize;
+    let max_failures = int("max_failures", i64::MAX)?.max(0) as usize;
+    let engine = call.engine;
+    let ast = call.session.script();
+    let cancel = &call.session.cancel;
+    let next = AtomicUsize::new(0);
+    let failures = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<rhai::Map>>> = Mutex::new(vec![None; items.len()]);
+    // Scoped threads: Engine, AST and FnPtr are Sync under rhai's `sync`
+    // feature, and every primitive the closure calls blocks on the shared
+    // runtime, so network waits overlap.
+    std::thread::scope(|s| {
+        for _ in 0..concurrency.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                let mut row =
+                    crate::value::map_of([("item", item.clone()), ("skipped", Dynamic::FALSE)]);
+                if failures.load(Ordering::SeqCst) >= max_failures || cancel.reason().is_some() {
+                    row.insert("ok".into(), Dynamic::FALSE);
+                    row.insert("skipped".into(), Dynamic::TRUE);
+                    row.insert(
+                        "error".into(),
+                        "skipped: failure budget spent or run stopping".into(),
+                    );
+                } else {
+                    let started = std::time::Instant::now();
+                    let r = f.call::<Dynamic>(engine, &ast, (item.clone(),));
+                    row.insert(
+                        "ms".into(),
+                        Dynamic::from_float((started.elapsed().as_secs_f64() * 1e4).round() / 10.0),
+                    );
+                    match r {
+                        Ok(v) => {
+                            row.insert("ok".into(), Dynamic::TRUE);
+                            row.insert("value".into(), v);
+                        }
+                        Err(e) => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                            row.insert("ok".into(), Dynamic::FALSE);
+                            row.insert(
+                                "error".into(),
+                                crate::redact::redact(&item_error(&e)).into(),
+                            );
+                        }
+                    }
+                }
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(row);
+                }
+            });
+        }
+    });
+    if let Some(reason) = cancel.reason() {
+        let mut e = OpError::failed(reason.describe());
+        e.cancelled = Some(reason);
+        return Err(e);
+    }
+    let rows = results.into_inner().unwrap_or_default();
+    crate::output::column_order_hint(
+        &["item", "ok", "value", "error", "ms", "skipped"].map(String::from),
+    );
+    Ok(Dynamic::from_array(
+        rows.into_iter()
+            .map(|r| Dynamic::from_map(r.unwrap_or_default()))
+            .collect(),
+    ))
+}
+
+/// The innermost message of an error raised inside a parallel item.
+fn item_error(e: &rhai::EvalAltResult) -> String {
+    match crate::diagnostic::leaf(e) {
+        rhai::EvalAltResult::ErrorRuntime(v, _) if v.is::<crate::dispatch::PrimitiveError>() => v
+            .clone()
+            .cast::<crate::dispatch::PrimitiveError>()
+            .to_string(),
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn env(call: &mut Call) -> Result<Dynamic, OpError> {

@@ -216,3 +216,119 @@ fn server_killed_mid_run_is_a_clear_error() {
     assert!(r.stderr.contains("redis.info failed"), "{}", r.stderr);
     assert!(r.stderr.contains("k.rhai:3:7"), "{}", r.stderr);
 }
+
+#[test]
+fn clients_slowlog_config_biggest_and_expire() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    redis_cmd(&url, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis_cmd(&url, &["SET", "big", &"x".repeat(100_000)]);
+    redis_cmd(&url, &["SET", "small", "y"]);
+    redis_cmd(&url, &["SET", "temp", "z"]);
+    let env = Env::new();
+    let r = env.run(
+        r#"
+        let me = redis.clients().filter(|c| c.cmd == "client|list");
+        print(me.len()); print(type_of(me[0].idle));
+        let slow = redis.slowlog(50).filter(|e| e.command.starts_with("SET big"));
+        print(slow.len()); print(type_of(slow[0].duration_us));
+        print(redis.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]);
+        let b = redis.biggest(#{top: 1}); print(b[0].key); print(b[0].bytes > 100000);
+        print(redis.replication().role);
+        print(redis.expire("temp", "10m")); print(redis.expire("nope", 5));
+        let p = redis.config_set("maxmemory-policy", "allkeys-lru"); print(p.previous);
+        "#,
+        &[],
+        &[("REDIS_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout, "1\ni64\n1\ni64\n0\nbig\ntrue\nmaster\ntrue\nfalse\nnoeviction\n",
+        "{}",
+        r.stderr
+    );
+    assert!(redis_int(&url, &["TTL", "temp"]) > 500);
+    assert!(redis_cmd(&url, &["CONFIG", "GET", "maxmemory-policy"]).contains("allkeys-lru"));
+    // Dry-run shows the current value and changes nothing.
+    let r = env.run(
+        r#"redis.config_set("maxmemory-policy", "volatile-lru")"#,
+        &["--dry-run"],
+        &[("REDIS_URL", &url)],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("from `allkeys-lru` to `volatile-lru`"),
+        "{}",
+        r.stderr
+    );
+    assert!(redis_cmd(&url, &["CONFIG", "GET", "maxmemory-policy"]).contains("allkeys-lru"));
+}
+
+#[test]
+fn reconnect_stays_on_the_pinned_db() {
+    let sb = sandbox(false, true);
+    let base = sb.redis.as_ref().unwrap().url();
+    let db3 = base.replace("/0", "/3");
+    redis_cmd(&base, &["SET", "k", "db0"]);
+    redis_cmd(&db3, &["SET", "k", "db3"]);
+    let env = Env::new();
+    let f = env.write(
+        "pin.rhai",
+        "print(redis.get(\"k\"));\nsleep(\"1s\");\nprint(redis.get(\"k\"));\n",
+    );
+    let mut child = env.spawn(&["run", f.to_str().unwrap()], &[("REDIS_URL", &db3)]);
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
+    assert_eq!(first.trim(), "db3");
+    // Kill every other client connection: opsh's connection breaks.
+    redis_cmd(
+        &base,
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let out = wait_output(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        rest.trim(),
+        "db3",
+        "after the reconnect opsh must still be on db 3"
+    );
+}
+
+#[test]
+fn parallel_fans_out_with_per_target_errors() {
+    let servers: Vec<_> = (0..4).map(|_| sandbox(false, true)).collect();
+    let mut urls: Vec<String> = servers
+        .iter()
+        .map(|s| s.redis.as_ref().unwrap().url())
+        .collect();
+    let dead = opsh::sandbox::free_port().unwrap();
+    urls.push(format!("redis://127.0.0.1:{dead}/0"));
+    let list = urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let env = Env::new();
+    let r = env.run(
+        &format!(
+            r#"
+            let r = parallel([{list}], |u| redis.connect(u).info("server").tcp_port, #{{concurrency: 3}});
+            for row in r {{ print(`${{row.ok}} ${{row.value}}`); }}
+            print(r[4].error);
+            "#
+        ),
+        &[],
+        &[],
+    );
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(lines[i], format!("true {}", s.redis.as_ref().unwrap().port));
+    }
+    assert_eq!(lines[4], "false ");
+    assert!(lines[5].contains("cannot talk to"), "{}", r.stdout);
+}
