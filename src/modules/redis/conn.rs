@@ -1,0 +1,198 @@
+//! Connections: one multiplexed connection per target URL, errors with
+//! hints, and reads that survive one broken connection.
+
+use crate::config::Target;
+use crate::dispatch::{Call, ErrorKind, OpError};
+use crate::engine::Handle;
+use rhai::Dynamic;
+use std::time::{Duration, Instant};
+
+pub(super) fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
+    let cause = crate::redact::redact(&e.to_string());
+    if e.is_timeout() {
+        return OpError::new(
+            ErrorKind::Timeout,
+            format!("{what}: {} did not answer in time", t.display()),
+        )
+        .with_cause(cause)
+        .with_hint(format!(
+            "is Redis on {} overloaded or blocked (a long command, a BGSAVE fork)?",
+            t.host_port(6379)
+        ));
+    }
+    if e.is_connection_refusal() || e.is_io_error() {
+        return OpError::failed(format!("cannot talk to {}", t.display()))
+            .with_cause(cause)
+            .with_hint(format!("is Redis running on {}?", t.host_port(6379)));
+    }
+    let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(
+            e.code(),
+            Some("WRONGPASS") | Some("NOAUTH") | Some("NOPERM")
+        );
+    let err = OpError::failed(format!("{what} on {}", t.name)).with_cause(cause);
+    if auth {
+        err.with_hint(format!(
+            "check the user and password for {} (password_env / password_file in the config)",
+            t.name
+        ))
+    } else {
+        err
+    }
+}
+
+pub(super) fn conn(
+    call: &mut Call,
+) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
+    let t = call.target()?;
+    let call: &Call = call;
+    let c = call
+        .session
+        .client::<redis::aio::MultiplexedConnection>(&t.url, || {
+            let client = redis::Client::open(t.url.as_str()).map_err(|e| {
+                OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
+                    .with_cause(crate::redact::redact(&e.to_string()))
+            })?;
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(10)))
+                .set_response_timeout(Some(call.session.call_timeout));
+            call.block_on(async {
+                client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(|e| redis_error(e, &t, "connect"))
+            })
+        })?;
+    Ok((c, t))
+}
+
+pub(super) fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    let t = call
+        .session
+        .resolve(crate::config::Kind::Redis, Some(&name))?;
+    call.set_target(t);
+    conn(call)?;
+    Ok(Dynamic::from(Handle {
+        module: "redis",
+        target: Some(name),
+    }))
+}
+
+pub(super) fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (mut c, t) = conn(call)?;
+    let r = call.block_on(async move {
+        let started = Instant::now();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(|e| redis_error(e, &t, "PING"))?;
+        Ok(Dynamic::from_float(
+            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        ))
+    });
+    forget_on_io(call, &r);
+    r
+}
+
+/// A broken connection is not reused: the next call reconnects.
+pub(super) fn forget_on_io<T>(call: &mut Call, r: &Result<T, OpError>) {
+    if r.is_err() {
+        if let Ok(t) = call.target() {
+            call.session
+                .drop_client::<redis::aio::MultiplexedConnection>(&t.url);
+        }
+    }
+}
+
+/// Runs one command on the call's target connection. A read whose
+/// connection broke (server restart, idle kill) is retried once on a fresh
+/// connection, which is opened from the target URL and so lands on the
+/// pinned db again: a reconnect never silently moves to db 0.
+pub(super) fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
+    call: &mut Call,
+    cmd: redis::Cmd,
+    what: &'static str,
+) -> Result<T, OpError> {
+    let attempts = if call.prim.mutates() { 1 } else { 2 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let (mut c, t) = conn(call)?;
+        let cmd = cmd.clone();
+        // The outer Result is the call's deadline/cancellation; the inner
+        // one says whether the connection broke.
+        let r = call.block_on(async move {
+            Ok(cmd.query_async::<T>(&mut c).await.map_err(|e| {
+                (
+                    e.is_io_error() || e.is_connection_dropped(),
+                    redis_error(e, &t, what),
+                )
+            }))
+        })?;
+        match r {
+            Ok(v) => return Ok(v),
+            Err((broken, e)) => {
+                forget_on_io::<()>(call, &Err(e.clone()));
+                if !broken || e.cancelled.is_some() {
+                    return Err(e);
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| OpError::failed(what)))
+}
+
+/// A connection opened for `db` alone, never shared, so no reconnect or
+/// SELECT elsewhere can point it at another database.
+pub(super) fn db_conn(
+    call: &mut Call,
+) -> Result<(redis::aio::MultiplexedConnection, Target, i64), OpError> {
+    let opts = call.opt_map(0)?;
+    let db = match opts.get("db") {
+        Some(d) => d
+            .as_int()
+            .map_err(|_| OpError::bad_input("opts.db must be an int"))?,
+        None => {
+            return Err(OpError::bad_input(
+                "flushdb needs the database named explicitly: #{db: N}",
+            ))
+        }
+    };
+    let t = call.target()?;
+    let mut u = url::Url::parse(&t.url).map_err(|e| {
+        OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(e)
+    })?;
+    u.set_path(&format!("/{db}"));
+    let client = redis::Client::open(u.as_str()).map_err(|e| {
+        OpError::bad_input("invalid Redis URL").with_cause(crate::redact::redact(&e.to_string()))
+    })?;
+    let t2 = t.clone();
+    let c = call.block_on(async move {
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| redis_error(e, &t2, "connect"))
+    })?;
+    Ok((c, t, db))
+}
+
+pub(super) fn value_to_dynamic(v: &redis::Value) -> Dynamic {
+    use redis::Value as V;
+    match v {
+        V::Nil => Dynamic::UNIT,
+        V::Int(i) => Dynamic::from_int(*i),
+        V::BulkString(b) => String::from_utf8_lossy(b).into_owned().into(),
+        V::SimpleString(s) => s.clone().into(),
+        V::Okay => "OK".into(),
+        V::Array(a) | V::Set(a) => Dynamic::from_array(a.iter().map(value_to_dynamic).collect()),
+        V::Double(d) => Dynamic::from_float(*d),
+        V::Boolean(b) => Dynamic::from_bool(*b),
+        V::Map(kv) => Dynamic::from_map(
+            kv.iter()
+                .map(|(k, v)| (value_to_dynamic(k).to_string().into(), value_to_dynamic(v)))
+                .collect(),
+        ),
+        other => format!("{other:?}").into(),
+    }
+}
