@@ -12,6 +12,7 @@ pub struct RedisServer {
     child: Child,
     pub port: u16,
     pub log: PathBuf,
+    tls: bool,
 }
 
 fn binary() -> Result<PathBuf, SandboxError> {
@@ -23,6 +24,16 @@ fn binary() -> Result<PathBuf, SandboxError> {
 
 impl RedisServer {
     pub fn start(dir: &Path) -> Result<RedisServer, SandboxError> {
+        Self::start_with(dir, None)
+    }
+
+    /// A TLS-only server (`rediss://`) with the given PEM certificate and key;
+    /// clients are not asked for certificates.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Result<RedisServer, SandboxError> {
+        Self::start_with(dir, Some((cert, key)))
+    }
+
+    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<RedisServer, SandboxError> {
         let bin = binary()?;
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let log = dir.join("redis.log");
@@ -30,29 +41,47 @@ impl RedisServer {
         for _attempt in 0..4 {
             let port = free_port()?;
             let mut cmd = Command::new(&bin);
-            cmd.args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args([
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-                "--logfile",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir);
+            match tls {
+                None => cmd.args(["--port", &port.to_string()]),
+                Some((cert, key)) => cmd
+                    .args([
+                        "--port",
+                        "0",
+                        "--tls-port",
+                        &port.to_string(),
+                        "--tls-auth-clients",
+                        "no",
+                    ])
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key),
+            };
+            cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--daemonize",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                    "--logfile",
+                    "",
+                ])
+                .arg("--dir")
+                .arg(dir);
             let mut child = spawn(&mut cmd, &log, None)?;
-            match wait_ready(&mut child, port, &log) {
-                Ok(()) => return Ok(RedisServer { child, port, log }),
+            let ready = match tls {
+                None => wait_ready(&mut child, port, &log),
+                Some(_) => wait_log(&mut child, &log, "Ready to accept connections"),
+            };
+            match ready {
+                Ok(()) => {
+                    return Ok(RedisServer {
+                        child,
+                        port,
+                        log,
+                        tls: tls.is_some(),
+                    })
+                }
                 Err(e) => {
                     stop(&mut child, libc::SIGTERM, Duration::from_secs(2));
                     last = e.0;
@@ -66,7 +95,8 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     pub fn stop(&mut self) {
@@ -99,6 +129,27 @@ fn wait_ready(child: &mut Child, port: u16, log: &Path) -> Result<(), SandboxErr
                     }
                 }
             }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(err(format!(
+        "redis-server was not ready within 30s: {}",
+        log_tail(log)
+    )))
+}
+
+/// Readiness from the server's own log, for a TLS port a plain PING cannot probe.
+fn wait_log(child: &mut Child, log: &Path, needle: &str) -> Result<(), SandboxError> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(err(format!(
+                "redis-server exited ({status}): {}",
+                log_tail(log)
+            )));
+        }
+        if std::fs::read_to_string(log).is_ok_and(|t| t.contains(needle)) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -332,3 +332,52 @@ fn parallel_fans_out_with_per_target_errors() {
     assert_eq!(lines[4], "false ");
     assert!(lines[5].contains("cannot talk to"), "{}", r.stdout);
 }
+
+#[test]
+fn rediss_tls_target_works() {
+    let env = Env::new();
+    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    let dir = env.path("redis-tls");
+    let server = opsh::sandbox::RedisServer::start_tls(&dir, &cert, &key).expect("TLS redis");
+    let url = server.url();
+    assert!(url.starts_with("rediss://"));
+    // A self-signed certificate: verification must fail by default...
+    let r = env.run("redis.ping()", &[], &[("REDIS_URL", &url)]);
+    r.assert_code(2);
+    // ...and work when the operator opts out explicitly.
+    let r = env.run(
+        "print(redis.info(\"server\").tcp_port); redis.ping();",
+        &[],
+        &[("REDIS_URL", &format!("{url}#insecure"))],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), server.port.to_string(), "{}", r.stderr);
+    // The port speaks only TLS: plain redis:// cannot talk to it.
+    let plain = url.replace("rediss://", "redis://");
+    env.run(
+        "redis.ping()",
+        &["--call-timeout", "1s"],
+        &[("REDIS_URL", &plain)],
+    )
+    .assert_code(2);
+}
