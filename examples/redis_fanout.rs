@@ -9,12 +9,18 @@ use std::process::Command;
 use std::time::Instant;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(50);
     let bin = std::env::var("OPSH_BIN").unwrap_or_else(|_| "target/release/opsh".into());
     let started = Instant::now();
     let mut servers = Vec::with_capacity(n);
     for _ in 0..n {
-        match opsh::sandbox::Sandbox::start(opsh::sandbox::Services { postgres: false, redis: true }) {
+        match opsh::sandbox::Sandbox::start(opsh::sandbox::Services {
+            postgres: false,
+            redis: true,
+        }) {
             Ok(s) => servers.push(s),
             Err(e) => {
                 eprintln!("cannot start redis-server: {e}");
@@ -23,7 +29,10 @@ fn main() {
         }
     }
     eprintln!("{n} redis-servers up in {:.1?}", started.elapsed());
-    let urls: Vec<String> = servers.iter().filter_map(|s| s.redis.as_ref().map(|r| r.url())).collect();
+    let urls: Vec<String> = servers
+        .iter()
+        .filter_map(|s| s.redis.as_ref().map(|r| r.url()))
+        .collect();
     let list = serde_json::to_string(&urls).unwrap_or_default();
     let scripts = [
         ("sequential", "let t = now(); for u in args.urls { redis.connect(u).info(); } print(now() - t);"),
@@ -55,7 +64,10 @@ fn main() {
         }
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
-        println!("{name:>14}: median {median:.1} ms over {} runs ({n} servers, INFO each)", times.len());
+        println!(
+            "{name:>14}: median {median:.1} ms over {} runs ({n} servers, INFO each)",
+            times.len()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

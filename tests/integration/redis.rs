@@ -381,3 +381,61 @@ fn rediss_tls_target_works() {
     )
     .assert_code(2);
 }
+
+#[test]
+fn protected_redis_target_refuses_without_yes() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    redis_cmd(&url, &["SET", "a", "1"]);
+    let env = Env::new();
+    env.write_config(&format!(
+        "[redis.cache]\nurl = \"{url}\"\nprotected = true\n"
+    ));
+    let script = r#"redis.connect("cache").flushdb(#{db: 0})"#;
+    let r = env.run(script, &[], &[]);
+    r.assert_code(3);
+    assert!(r.stderr.contains("protected target cache"), "{}", r.stderr);
+    assert_eq!(redis_int(&url, &["DBSIZE"]), 1);
+    env.run(script, &["--yes"], &[]).assert_code(0);
+    assert_eq!(redis_int(&url, &["DBSIZE"]), 0);
+}
+
+#[test]
+fn acl_user_and_wrong_password() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    let port = sb.redis.as_ref().unwrap().port;
+    redis_cmd(
+        &url,
+        &[
+            "ACL",
+            "SETUSER",
+            "ops",
+            "on",
+            ">Ops-Secret-77",
+            "~*",
+            "+@all",
+        ],
+    );
+    let env = Env::new();
+    let good = format!("redis://ops:Ops-Secret-77@127.0.0.1:{port}/0");
+    let r = env.run(
+        "print(redis.info(\"clients\").connected_clients >= 1)",
+        &[],
+        &[("REDIS_URL", &good)],
+    );
+    r.assert_code(0);
+    let bad = format!("redis://ops:Wrong-Secret-99@127.0.0.1:{port}/0");
+    let r = env.run("redis.ping()", &[], &[("REDIS_URL", &bad)]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("check the user and password"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("Wrong-Secret-99") && !r.stdout.contains("Wrong-Secret-99"),
+        "{}",
+        r.stderr
+    );
+}
