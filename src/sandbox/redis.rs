@@ -33,6 +33,41 @@ impl RedisServer {
         Self::start_with(dir, Some((cert, key)))
     }
 
+    /// A Sentinel monitoring the master on `master_port` under the name
+    /// `service`: the sandbox's stand-in for a managed HA Redis.
+    pub fn start_sentinel(
+        dir: &Path,
+        service: &str,
+        master_port: u16,
+    ) -> Result<RedisServer, SandboxError> {
+        let bin = binary()?;
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
+        let log = dir.join("sentinel.log");
+        let port = free_port()?;
+        // Sentinel rewrites its config file, so it must be its own writable file.
+        let conf = dir.join("sentinel.conf");
+        let text = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {service} 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds {service} 5000\n",
+            dir.display()
+        );
+        std::fs::write(&conf, text).map_err(|e| err(format!("write {}: {e}", conf.display())))?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&conf).arg("--sentinel");
+        let mut child = spawn(&mut cmd, &log, None)?;
+        match wait_ready(&mut child, port, &log) {
+            Ok(()) => Ok(RedisServer {
+                child,
+                port,
+                log,
+                tls: false,
+            }),
+            Err(e) => {
+                stop(&mut child, libc::SIGTERM, Duration::from_secs(2));
+                Err(e)
+            }
+        }
+    }
+
     fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<RedisServer, SandboxError> {
         let bin = binary()?;
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;

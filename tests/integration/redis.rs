@@ -439,3 +439,33 @@ fn acl_user_and_wrong_password() {
         r.stderr
     );
 }
+
+#[test]
+fn sentinel_url_reaches_the_master() {
+    let sb = sandbox(false, true);
+    let master = sb.redis.as_ref().unwrap();
+    let db2 = master.url().replace("/0", "/2");
+    redis_cmd(&db2, &["SET", "where", "master-db2"]);
+    let env = Env::new();
+    let sentinel =
+        opsh::sandbox::RedisServer::start_sentinel(&env.path("sentinel"), "mymaster", master.port)
+            .expect("sentinel");
+    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/2", sentinel.port);
+    let r = env.run("print(redis.info(\"server\").tcp_port); print(redis.get(\"where\")); print(redis.ping() >= 0.0);", &[], &[("REDIS_URL", &url)]);
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout,
+        format!("{}\nmaster-db2\ntrue\n", master.port),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(
+        "redis.ping()",
+        &[],
+        &[(
+            "REDIS_URL",
+            &format!("redis+sentinel://127.0.0.1:{}/nosuch", sentinel.port),
+        )],
+    );
+    r.assert_code(2);
+}

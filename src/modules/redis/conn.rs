@@ -49,19 +49,34 @@ pub(super) fn conn(
     let c = call
         .session
         .client::<redis::aio::MultiplexedConnection>(&t.url, || {
-            let client = redis::Client::open(t.url.as_str()).map_err(|e| {
-                OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
-                    .with_cause(crate::redact::redact(&e.to_string()))
-            })?;
             let cfg = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(10)))
                 .set_response_timeout(Some(call.session.call_timeout));
-            call.block_on(async {
-                client
-                    .get_multiplexed_async_connection_with_config(&cfg)
-                    .await
-                    .map_err(|e| redis_error(e, &t, "connect"))
-            })
+            let invalid = |e: redis::RedisError| {
+                OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
+                    .with_cause(crate::redact::redact(&e.to_string()))
+            };
+            match parse_sentinel_url(&t.url) {
+                Some(s) => {
+                    let mut client = s.client().map_err(invalid)?;
+                    let t = &t;
+                    call.block_on(async move {
+                        client
+                            .get_async_connection_with_config(&cfg)
+                            .await
+                            .map_err(|e| redis_error(e, &t, "connect through sentinel"))
+                    })
+                }
+                None => {
+                    let client = redis::Client::open(t.url.as_str()).map_err(invalid)?;
+                    call.block_on(async {
+                        client
+                            .get_multiplexed_async_connection_with_config(&cfg)
+                            .await
+                            .map_err(|e| redis_error(e, &t, "connect"))
+                    })
+                }
+            }
         })?;
     Ok((c, t))
 }
@@ -194,5 +209,75 @@ pub(super) fn value_to_dynamic(v: &redis::Value) -> Dynamic {
                 .collect(),
         ),
         other => format!("{other:?}").into(),
+    }
+}
+
+/// `redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`:
+/// the sentinels to ask, the monitored master's name, and the credentials
+/// and db for the master itself.
+pub(super) struct SentinelUrl {
+    sentinels: Vec<String>,
+    service: String,
+    master: String,
+}
+
+impl SentinelUrl {
+    fn client(&self) -> redis::RedisResult<redis::sentinel::SentinelClient> {
+        use redis::IntoConnectionInfo;
+        let info = self
+            .master
+            .as_str()
+            .into_connection_info()?
+            .redis_settings()
+            .clone();
+        redis::sentinel::SentinelClient::build(
+            self.sentinels.clone(),
+            self.service.clone(),
+            Some(
+                redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(info),
+            ),
+            redis::sentinel::SentinelServerType::Master,
+        )
+    }
+}
+
+pub(super) fn parse_sentinel_url(url: &str) -> Option<SentinelUrl> {
+    let rest = url.strip_prefix("redis+sentinel://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (creds, hosts) = match authority.rsplit_once('@') {
+        Some((c, h)) => (format!("{c}@"), h),
+        None => (String::new(), authority),
+    };
+    let mut parts = path.split('/').filter(|p| !p.is_empty());
+    let service = parts.next()?.to_string();
+    let db = parts.next().unwrap_or("0");
+    let sentinels = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("redis://{h}"))
+        .collect::<Vec<_>>();
+    if sentinels.is_empty() {
+        return None;
+    }
+    Some(SentinelUrl {
+        sentinels,
+        service,
+        master: format!("redis://{creds}sentinel-master/{db}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls() {
+        let s = parse_sentinel_url("redis+sentinel://u:p@h1:26379,h2:26380/mymaster/3").unwrap();
+        assert_eq!(s.sentinels, vec!["redis://h1:26379", "redis://h2:26380"]);
+        assert_eq!(s.service, "mymaster");
+        assert_eq!(s.master, "redis://u:p@sentinel-master/3");
+        assert!(parse_sentinel_url("redis://h:1/0").is_none());
+        assert!(parse_sentinel_url("redis+sentinel://h:1").is_none());
     }
 }
