@@ -64,7 +64,7 @@ pub(super) fn conn(
                         client
                             .get_async_connection_with_config(&cfg)
                             .await
-                            .map_err(|e| redis_error(e, &t, "connect through sentinel"))
+                            .map_err(|e| redis_error(e, t, "connect through sentinel"))
                     })
                 }
                 None => {
