@@ -1,10 +1,12 @@
 //! Ephemeral real services on free loopback ports, in a temp dir, torn down
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
+mod kube;
 mod postgres;
 mod proc;
 mod redis;
 
+pub use kube::KubeServer;
 pub use postgres::Postgres;
 pub use proc::free_port;
 pub use redis::RedisServer;
@@ -16,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct Services {
     pub postgres: bool,
     pub redis: bool,
+    /// The in-process Kubernetes API test server (kube/).
+    pub kube: bool,
 }
 
 impl Default for Services {
@@ -23,6 +27,7 @@ impl Default for Services {
         Services {
             postgres: true,
             redis: true,
+            kube: true,
         }
     }
 }
@@ -71,6 +76,7 @@ impl Drop for TempDir {
 pub struct Sandbox {
     pub postgres: Option<Postgres>,
     pub redis: Option<RedisServer>,
+    pub kube: Option<KubeServer>,
     _dir: TempDir,
 }
 
@@ -87,9 +93,15 @@ impl Sandbox {
         } else {
             None
         };
+        let kube = if services.kube {
+            Some(KubeServer::start(&dir.path().join("kube"))?)
+        } else {
+            None
+        };
         Ok(Sandbox {
             postgres,
             redis,
+            kube,
             _dir: dir,
         })
     }
@@ -102,6 +114,9 @@ impl Sandbox {
         if let Some(r) = &self.redis {
             t.push((Kind::Redis, r.url()));
         }
+        if let Some(k) = &self.kube {
+            t.push((Kind::Kube, k.kubeconfig.display().to_string()));
+        }
         t
     }
 
@@ -112,6 +127,9 @@ impl Sandbox {
         }
         if let Some(r) = &self.redis {
             parts.push(format!("Redis on 127.0.0.1:{}", r.port));
+        }
+        if let Some(k) = &self.kube {
+            parts.push(format!("Kubernetes API on 127.0.0.1:{}", k.port));
         }
         parts.join(", ")
     }

@@ -41,6 +41,7 @@ pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
     match Sandbox::start(Services {
         postgres: pg,
         redis,
+        kube: false,
     }) {
         Ok(s) => s,
         Err(e) => panic!("sandbox did not start: {e}"),
@@ -92,6 +93,8 @@ impl Env {
             "PGDATABASE",
             "OPSH_CONFIG",
             "XDG_RUNTIME_DIR",
+            "KUBECONFIG",
+            "KUBERNETES_SERVICE_HOST",
         ] {
             c.env_remove(var);
         }
