@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod json;
+pub mod k8s;
 pub mod pg;
 pub mod redis;
 pub mod sys;
@@ -15,4 +16,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &http::MODULE,
     &pg::MODULE,
     &redis::MODULE,
+    &k8s::MODULE,
 ];
