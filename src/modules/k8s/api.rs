@@ -125,9 +125,7 @@ impl ApiRes {
         if group.is_some_and(|g| g != self.group) {
             return false;
         }
-        n == self.plural
-            || n == self.kind.to_ascii_lowercase()
-            || self.short.contains(&n)
+        n == self.plural || n == self.kind.to_ascii_lowercase() || self.short.contains(&n)
     }
 }
 

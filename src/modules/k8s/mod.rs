@@ -88,10 +88,11 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "Wait until the deployment's rollout is complete (as `kubectl rollout status` judges it), showing progress on stderr.\n\
              opts: timeout (default \"5m\"). Fails at once when the rollout exceeded its progress deadline.",
             r#"k8s.rollout_status("api", #{timeout: "3m"})"#, Effect::Read(rollout::rollout_status), CallTimeout::Unbounded),
-        prim!("export", &[opt("namespace", "string")], "array of maps",
+        prim!("export_ns", &[opt("namespace", "string")], "array of maps",
             "Every Deployment, Service, ConfigMap, Secret, ServiceAccount, HPA, CronJob and NetworkPolicy of a namespace, ready to re-apply (status and server-set metadata removed).\n\
+             Named export_ns because `export` is a Rhai keyword. \
              Secret values are masked (keys kept): a backup printed to a terminal must not leak them.",
-            r#"let objs = k8s.export("default"); print(json.stringify(objs))"#, Effect::Read(export)),
+            r#"let objs = k8s.export_ns("default"); print(json.stringify(objs))"#, Effect::Read(export)),
         prim!("scale", &[req("deployment", "string"), req("replicas", "int"), opt("opts", "map")], "map",
             "Scale a deployment. Returns #{deployment, from, to} (and ready with wait).\n\
              opts: current (refuse unless it has exactly this many now, like kubectl --current-replicas), wait (true: until the replicas are ready), timeout (for wait, default \"5m\"). The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.",
