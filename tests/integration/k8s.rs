@@ -621,3 +621,76 @@ fn rollout_status_fails_when_the_rollout_is_stuck() {
         .count();
     assert!(bad >= 1);
 }
+
+#[test]
+fn top_without_a_metrics_api_is_a_clear_error() {
+    let k = kube();
+    k.serve_metrics(false);
+    let env = Env::new();
+    let r = run(&env, &k, "k8s.top_pods()", &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("serves no metrics API (metrics.k8s.io)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("metrics-server"), "{}", r.stderr);
+}
+
+#[test]
+fn progress_deadline_and_previous_logs_after_an_oom_kill() {
+    let k = kube();
+    k.wait_worker_oom_killed();
+    let mut d = k.object("Deployment", "default", "api").unwrap();
+    d["spec"]["progressDeadlineSeconds"] = 1.into();
+    k.put("Deployment", "default", d).unwrap();
+    let env = Env::new();
+    let worker = k
+        .objects("Pod", "default")
+        .into_iter()
+        .find(|p| p["metadata"]["labels"]["app"] == "worker")
+        .unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = run(
+        &env,
+        &k,
+        &format!(
+            r#"
+            print(`previous ${{k8s.logs("{worker}", #{{previous: true}}).filter(|l| l.line.contains("out of memory")).len()}}`);
+            k8s.set_image("api", "api", "registry.example/api:broken");
+            k8s.rollout_status("api", #{{timeout: "20s"}});
+            "#
+        ),
+        &[],
+    );
+    r.assert_code(2);
+    assert!(r.stdout.contains("previous 1"), "{}", r.stdout);
+    assert!(
+        r.stderr
+            .contains("deployment api exceeded its progress deadline"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("rollout_undo"),
+        "the hint says how to go back: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn opsh_sandbox_run_has_a_cluster() {
+    let env = Env::new();
+    let file = env.write("check.rhai", r#"let d = k8s.deployments(); print(`deployments ${d.len()}`); k8s.scale("api", 4); print(k8s.get("deploy", "api").spec.replicas)"#);
+    let r = env.opsh(&["sandbox", "run", file.to_str().unwrap()], &[]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("deployments 4"), "{}", r.stdout);
+    assert!(r.stdout.contains('4'), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("Kubernetes API on 127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+}

@@ -195,10 +195,10 @@ fn verbs(r: &Res) -> Value {
     }
 }
 
-fn groups() -> Vec<(&'static str, &'static str)> {
+fn groups(metrics: bool) -> Vec<(&'static str, &'static str)> {
     let mut g: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
-        if !r.group.is_empty() && !g.contains(&(r.group, r.version)) {
+        if (metrics || !r.computed()) && !r.group.is_empty() && !g.contains(&(r.group, r.version)) {
             g.push((r.group, r.version));
         }
     }
@@ -242,7 +242,7 @@ fn resource_entry(r: &Res) -> Value {
 }
 
 /// `/api` (core = true) or `/apis` as an APIGroupDiscoveryList.
-pub fn aggregated(core: bool, v: &str) -> Value {
+pub fn aggregated(core: bool, v: &str, metrics: bool) -> Value {
     let items: Vec<Value> = if core {
         let res: Vec<Value> = RESOURCES
             .iter()
@@ -253,7 +253,7 @@ pub fn aggregated(core: bool, v: &str) -> Value {
             json!({"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": res, "freshness": "Current"}]}),
         ]
     } else {
-        groups()
+        groups(metrics)
             .into_iter()
             .map(|(g, ver)| {
                 let res: Vec<Value> = RESOURCES
@@ -272,8 +272,8 @@ pub fn api_versions() -> Value {
     json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
 }
 
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups()
+pub fn api_group_list(metrics: bool) -> Value {
+    let groups: Vec<Value> = groups(metrics)
         .into_iter()
         .map(|(g, v)| {
             let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});

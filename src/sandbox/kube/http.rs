@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 pub struct Shared {
     pub store: Store,
+    /// Whether metrics.k8s.io is served (tests turn it off to see the error).
+    pub metrics: std::sync::atomic::AtomicBool,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -163,6 +165,10 @@ fn route(
         writer,
     };
     let path = parts.uri.path().trim_end_matches('/');
+    let metrics = shared.metrics.load(std::sync::atomic::Ordering::Relaxed);
+    if !metrics && path.starts_with("/apis/metrics.k8s.io") {
+        return Err(not_served());
+    }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => ok(discovery::version()),
@@ -172,11 +178,11 @@ fn route(
             match discovery::aggregated_version(&req.accept) {
                 Some(v) => Ok(Reply::Json(
                     200,
-                    discovery::aggregated(core, v),
+                    discovery::aggregated(core, v, metrics),
                     discovery::aggregated_content_type(v),
                 )),
                 None if core => ok(discovery::api_versions()),
-                None => ok(discovery::api_group_list()),
+                None => ok(discovery::api_group_list(metrics)),
             }
         }
         ["api", v] => discovery::resource_list("", v)

@@ -39,6 +39,7 @@ impl KubeServer {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let shared = Arc::new(http::Shared {
             store: store::Store::default(),
+            metrics: true.into(),
         });
         seed::seed(&shared.store);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -108,6 +109,13 @@ impl KubeServer {
             st.create(r, ns, obj, false, Some("test"))
                 .map_err(|e| e.message)
         }
+    }
+
+    /// Stops (or resumes) serving metrics.k8s.io, as a cluster without metrics-server.
+    pub fn serve_metrics(&self, on: bool) {
+        self.shared
+            .metrics
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits until `f` holds on the store, up to `timeout`.
