@@ -127,6 +127,10 @@ impl Target {
     }
 
     pub fn display(&self) -> String {
+        // A kube target's url is only how modules/k8s finds it again.
+        if self.kind == Kind::Kube {
+            return self.name.clone();
+        }
         let url = redact::redact(&self.url);
         if self.name == url {
             url
@@ -449,14 +453,17 @@ impl Config {
             url.push('@');
             url.push_str(&f.to_string_lossy());
         }
-        let shown = if name.is_empty() {
+        let mut shown = if name.is_empty() {
             "current-context".to_string()
         } else {
             name
         };
+        if !ns.is_empty() {
+            shown = format!("{shown}/{ns}");
+        }
         Target {
             kind: Kind::Kube,
-            name: format!("{shown}/{ns}"),
+            name: shown,
             url,
             protected,
         }

@@ -97,7 +97,8 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                     .and_then(|a| a.auth_info.as_ref())
                     .and_then(|a| a.impersonate.clone());
                 let identity = match acting {
-                    Some(a) => format!("user `{user}` acting as `{a}` (context {context})"),
+                    Some(a) if a != user => format!("user `{user}` acting as `{a}` (context {context})"),
+                    Some(_) => format!("user `{user}` (context {context})"),
                     None => format!("user `{user}` (context {context})"),
                 };
                 let opts = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };

@@ -228,3 +228,36 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strategic_merges_lists_by_name_and_deletes() {
+        let mut d = json!({"containers": [{"name": "a", "image": "x:1", "env": [{"name": "K", "value": "1"}, {"name": "GONE", "value": "z"}]}, {"name": "b", "image": "y"}]});
+        strategic(
+            &mut d,
+            &json!({"$setElementOrder/containers": [{"name": "a"}], "containers": [{"name": "a", "image": "x:2", "env": [{"name": "NEW", "value": "2"}, {"name": "GONE", "$patch": "delete"}]}]}),
+        );
+        assert_eq!(d["containers"][0]["image"], "x:2");
+        assert_eq!(d["containers"][1]["image"], "y");
+        assert_eq!(
+            d["containers"][0]["env"],
+            json!([{"name": "K", "value": "1"}, {"name": "NEW", "value": "2"}])
+        );
+    }
+
+    #[test]
+    fn merge_patch_null_removes_and_json_patch_tests() {
+        let mut d = json!({"spec": {"a": 1, "b": 2}, "metadata": {"resourceVersion": "5"}});
+        merge(&mut d, &json!({"spec": {"a": null, "c": 3}}));
+        assert_eq!(d["spec"], json!({"b": 2, "c": 3}));
+        let stale = json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "4"}, {"op": "replace", "path": "/spec/b", "value": 9}]);
+        assert!(json_patch(&mut d, &stale).is_err());
+        let fresh = json!([{"op": "test", "path": "/metadata/resourceVersion", "value": "5"}, {"op": "replace", "path": "/spec/b", "value": 9}]);
+        json_patch(&mut d, &fresh).unwrap();
+        assert_eq!(d["spec"]["b"], 9);
+    }
+}

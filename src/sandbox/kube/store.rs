@@ -588,3 +588,89 @@ pub fn match_labels_string(sel: &Value) -> String {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_and_field_selectors() {
+        let labels = json!({"app": "web", "version": "blue"});
+        for (sel, want) in [
+            ("app=web", true),
+            ("app==web,version!=green", true),
+            ("version in (green, blue)", true),
+            ("version notin (blue)", false),
+            ("app,!tier", true),
+            ("tier", false),
+            ("", true),
+        ] {
+            assert_eq!(
+                Selector::parse(sel).unwrap().matches(&labels),
+                want,
+                "{sel}"
+            );
+        }
+        let o = json!({"metadata": {"name": "api"}, "status": {"phase": "Running"}});
+        assert!(field_matches("metadata.name=api,status.phase!=Pending", &o));
+        assert!(!field_matches("metadata.name=web", &o));
+    }
+
+    #[test]
+    fn stale_resource_version_is_a_conflict_and_uid_preconditions_hold() {
+        let st = Store::default();
+        let r = super::super::discovery::by_kind("ConfigMap").unwrap();
+        let ns = super::super::discovery::by_kind("Namespace").unwrap();
+        st.create(
+            ns,
+            "",
+            json!({"metadata": {"name": "default"}}),
+            false,
+            None,
+        )
+        .unwrap();
+        let a = st
+            .create(
+                r,
+                "default",
+                json!({"metadata": {"name": "c"}, "data": {"k": "1"}}),
+                false,
+                None,
+            )
+            .unwrap();
+        let mut b = a.clone();
+        b["data"]["k"] = json!("2");
+        st.update(r, "default", "c", b, false, None).unwrap();
+        let mut stale = a.clone();
+        stale["data"]["k"] = json!("3");
+        assert_eq!(
+            st.update(r, "default", "c", stale, false, None)
+                .unwrap_err()
+                .code,
+            409
+        );
+        let e = st
+            .delete(
+                r,
+                "default",
+                "c",
+                &json!({"preconditions": {"uid": "other"}}),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, 409);
+        assert!(st
+            .delete(
+                r,
+                "default",
+                "c",
+                &json!({"preconditions": {"uid": a["metadata"]["uid"]}}),
+                true
+            )
+            .is_ok());
+        assert!(
+            st.get(r, "default", "c").is_some(),
+            "a dry-run delete keeps it"
+        );
+    }
+}
