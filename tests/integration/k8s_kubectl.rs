@@ -206,3 +206,38 @@ fn kubectl_delete_pod_and_opsh_agree() {
         .opsh(r#"print(k8s.get("deploy", "api").spec.template.spec.containers[0].env)"#)
         .contains("warn"));
 }
+
+#[test]
+fn kubectl_server_side_apply_and_opsh_see_the_same_field_owners() {
+    let k = kube();
+    let Some(c) = Ctl::new(&k) else { return };
+    let manifest = c.env.write(
+        "m.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-kubectl\ndata:\n  a: \"1\"\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 7\n",
+    );
+    let m = manifest.to_str().unwrap();
+    let (code, _, err) = c.run(&["apply", "--server-side", "-f", m]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(r#"conflict with "sandbox-seed": .spec.replicas"#),
+        "{err}"
+    );
+    assert_eq!(k.replicas("api"), 3);
+    c.ok(&["apply", "--server-side", "--force-conflicts", "-f", m]);
+    assert_eq!(k.replicas("api"), 7);
+    assert!(k.object("ConfigMap", "default", "from-kubectl").is_some());
+    // kubectl now owns spec.replicas: opsh's apply is refused, naming it.
+    let kc = k.kubeconfig();
+    let r = c.env.run(
+        r#"k8s.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 2\n")"#,
+        &[],
+        &[("KUBECONFIG", kc.as_str())],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("conflict on .spec.replicas") && r.stderr.contains("kubectl"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(k.replicas("api"), 7);
+}

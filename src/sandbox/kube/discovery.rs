@@ -318,3 +318,62 @@ pub fn version() -> Value {
     json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0-opsh-sandbox", "gitCommit": "0000000", "gitTreeState": "clean",
            "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22", "compiler": "gc", "platform": "linux/amd64"})
 }
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// `/openapi/v3`: the group-version documents kubectl fetches before
+/// `apply --server-side`.
+pub fn openapi_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut gvs: Vec<(&str, &str)> = vec![("", "v1")];
+    gvs.extend(groups(false));
+    for (g, v) in gvs {
+        let p = gv_path(g, v);
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=0")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// One group-version's document: per kind, the object path with the patch
+/// operation, its GVK and the fieldValidation parameter (so kubectl leaves
+/// validation to the server).
+pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version && !r.computed())
+    {
+        let ns = if r.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let path = format!("/{}{ns}/{}/{{name}}", gv_path(group, version), r.plural);
+        let op = json!({
+            "operationId": format!("patch{}", r.kind),
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": r.kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                           {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                           {"name": "force", "in": "query", "schema": {"type": "boolean"}},
+                           {"name": "dryRun", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}},
+        });
+        paths.insert(path, json!({"patch": op}));
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.31.0"}, "paths": paths, "components": {"schemas": {}}}),
+    )
+}

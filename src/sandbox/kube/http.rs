@@ -185,6 +185,13 @@ fn route(
                 None => ok(discovery::api_group_list(metrics)),
             }
         }
+        ["openapi", "v3"] => ok(discovery::openapi_root()),
+        ["openapi", "v3", "api", v] => discovery::openapi_gv("", v)
+            .map(ok)
+            .unwrap_or_else(|| Err(not_served())),
+        ["openapi", "v3", "apis", g, v] => discovery::openapi_gv(g, v)
+            .map(ok)
+            .unwrap_or_else(|| Err(not_served())),
         ["api", v] => discovery::resource_list("", v)
             .map(ok)
             .unwrap_or_else(|| Err(not_served())),
