@@ -694,3 +694,54 @@ fn opsh_sandbox_run_has_a_cluster() {
         r.stderr
     );
 }
+
+#[test]
+fn a_concurrent_change_is_a_409_that_says_what_changed() {
+    let k = kube();
+    let env = Env::new();
+    for (kind, name, script) in [
+        ("Deployment", "api", r#"k8s.scale("api", 5)"#),
+        (
+            "HorizontalPodAutoscaler",
+            "api",
+            r#"k8s.patch_hpa("api", #{max: 20})"#,
+        ),
+        (
+            "Service",
+            "web",
+            r#"k8s.patch_service_selector("web", #{app: "web", version: "green"})"#,
+        ),
+    ] {
+        if kind == "Service" {
+            k.wait_rolled_out("web-green");
+        }
+        k.interfere(kind, "default", name);
+        let r = run(&env, &k, script, &[]);
+        r.assert_code(2);
+        assert!(
+            r.stderr
+                .contains("conflict, someone else changed it since it was read (resourceVersion "),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+        let after = k.object(kind, "default", name).unwrap();
+        assert_eq!(
+            after["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"],
+            "another-client"
+        );
+    }
+    assert_eq!(k.replicas("api"), 3);
+    assert_eq!(
+        k.object("HorizontalPodAutoscaler", "default", "api")
+            .unwrap()["spec"]["maxReplicas"],
+        10
+    );
+    assert_eq!(
+        k.object("Service", "default", "web").unwrap()["spec"]["selector"]["version"],
+        "blue"
+    );
+    // Read again and it goes through.
+    run(&env, &k, r#"k8s.scale("api", 5)"#, &[]).assert_code(0);
+    assert_eq!(k.replicas("api"), 5);
+}

@@ -32,11 +32,38 @@ pub fn req(
     body: Option<&Value>,
 ) -> Result<Value, OpError> {
     let bytes = body.map(|b| b.to_string().into_bytes());
+    let sent_rv = body.and_then(read_version);
     call.block_on(async {
-        k.request(method, path, ctype, bytes)
-            .await
-            .map_err(|e| unreachable_or(k, what, e))
+        match k.request(method, path, ctype, bytes).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.code == 409 && e.reason == "Conflict" && sent_rv.is_some() => {
+                // Say what changed: the version the write was based on, and the one there now.
+                let object = path.split('?').next().unwrap_or(path).trim_end_matches("/scale");
+                let now = k.request("GET", object, None, None).await.ok();
+                let mut err = unreachable_or(k, what, e);
+                if let (Some(sent), Some(now)) = (&sent_rv, now) {
+                    err.message = format!(
+                        "{what}: conflict, someone else changed it since it was read (resourceVersion {sent} -> {}); nothing was changed",
+                        now["metadata"]["resourceVersion"].as_str().unwrap_or("?")
+                    );
+                }
+                Err(err)
+            }
+            Err(e) => Err(unreachable_or(k, what, e)),
+        }
     })
+}
+
+/// The resourceVersion a write is conditioned on: in the object, or in a
+/// JSON patch operation on it.
+fn read_version(body: &Value) -> Option<String> {
+    if let Some(rv) = body["metadata"]["resourceVersion"].as_str() {
+        return Some(rv.to_string());
+    }
+    body.as_array()?
+        .iter()
+        .find(|op| op["path"] == "/metadata/resourceVersion")
+        .and_then(|op| op["value"].as_str().map(String::from))
 }
 
 pub fn get(call: &Call, k: &Kube, what: &str, path: &str) -> Result<Value, OpError> {

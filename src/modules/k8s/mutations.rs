@@ -215,9 +215,9 @@ fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
     if let Some(l) = tmpl["metadata"]["labels"].as_object_mut() {
         l.remove("pod-template-hash");
     }
-    // test on resourceVersion: the template replaced is the one read here.
+    // The resourceVersion read goes with the patch: a change in between is a 409.
     let patch = json!([
-        {"op": "test", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": d["metadata"]["resourceVersion"]},
         {"op": "replace", "path": "/spec/template", "value": tmpl},
     ]);
     let undo = Undo {
@@ -1037,7 +1037,7 @@ fn selector_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Value
     }
     let from = svc["spec"]["selector"].clone();
     let patch = json!([
-        {"op": "test", "path": "/metadata/resourceVersion", "value": svc["metadata"]["resourceVersion"]},
+        {"op": "replace", "path": "/metadata/resourceVersion", "value": svc["metadata"]["resourceVersion"]},
         {"op": "replace", "path": "/spec/selector", "value": to},
     ]);
     Ok((name, k, from, Value::Object(to), patch, ready))

@@ -20,6 +20,9 @@ pub struct Shared {
     pub store: Store,
     /// Whether metrics.k8s.io is served (tests turn it off to see the error).
     pub metrics: std::sync::atomic::AtomicBool,
+    /// (kind, namespace, name): the next write to it is preceded by another
+    /// writer's change, as a concurrent client would make.
+    pub interfere: std::sync::Mutex<Option<(String, String, String)>>,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -257,6 +260,9 @@ fn resource(
     if !req.writer && !matches!(verb, "get" | "list" | "watch") {
         return Err(forbidden(req, r, ns, verb));
     }
+    if matches!(verb, "update" | "patch" | "delete") {
+        interfere(shared, r, ns, name.unwrap_or(""));
+    }
     if r.computed() {
         return metrics::serve(st, r, ns, name, verb).and_then(ok);
     }
@@ -347,6 +353,24 @@ fn resource(
             "MethodNotAllowed",
             format!("{verb} is not supported on this path"),
         )),
+    }
+}
+
+fn interfere(shared: &Shared, r: &Res, ns: &str, name: &str) {
+    let Ok(mut slot) = shared.interfere.lock() else {
+        return;
+    };
+    if slot
+        .as_ref()
+        .is_some_and(|(k, n, o)| k == r.kind && n == ns && o == name)
+    {
+        *slot = None;
+        if let Some(mut o) = shared.store.get(r, ns, name) {
+            o["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"] = json!("another-client");
+            let _ = shared
+                .store
+                .update(r, ns, name, o, false, Some("another-client"));
+        }
     }
 }
 

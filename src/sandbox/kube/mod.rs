@@ -40,6 +40,7 @@ impl KubeServer {
         let shared = Arc::new(http::Shared {
             store: store::Store::default(),
             metrics: true.into(),
+            interfere: Default::default(),
         });
         seed::seed(&shared.store);
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -116,6 +117,15 @@ impl KubeServer {
         self.shared
             .metrics
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes the next write to this object meet a concurrent change by
+    /// another client (an annotation), so a write carrying the
+    /// resourceVersion it read gets a 409.
+    pub fn interfere(&self, kind: &str, ns: &str, name: &str) {
+        if let Ok(mut s) = self.shared.interfere.lock() {
+            *s = Some((kind.into(), ns.into(), name.into()));
+        }
     }
 
     /// Waits until `f` holds on the store, up to `timeout`.
