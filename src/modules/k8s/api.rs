@@ -2,8 +2,10 @@
 //! resource paths, discovery for any kind, JSON <-> script values, ages.
 
 use super::client::{unreachable_or, ApiErr, Kube};
-use crate::dispatch::{Call, OpError};
+use crate::dispatch::{Call, OpError, Plan};
+use crate::value::map_of;
 use rhai::Dynamic;
+use rhai::Map;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -282,4 +284,24 @@ pub fn resolve_kind(call: &Call, k: &Kube, key: &str, kind: &str) -> Result<ApiR
             .unwrap_or_else(|| "`kubectl api-resources` lists what this cluster serves".into());
         OpError::bad_input(format!("the cluster serves no resource type `{kind}`")).with_hint(hint)
     })
+}
+
+// Shared by the mutations.
+
+pub const MERGE: Option<&str> = Some("application/merge-patch+json");
+pub const STRATEGIC: Option<&str> = Some("application/strategic-merge-patch+json");
+pub const JSON_PATCH: Option<&str> = Some("application/json-patch+json");
+
+pub fn change(from: impl Into<Dynamic>, to: impl Into<Dynamic>) -> Dynamic {
+    Dynamic::from_map(map_of([("from", from.into()), ("to", to.into())]))
+}
+
+pub fn plan(summary: String, details: Map) -> Plan {
+    Plan { summary, details }
+}
+
+pub fn int_arg(call: &Call, i: usize, what: &str) -> Result<i64, OpError> {
+    call.arg(i)
+        .and_then(|v| v.as_int().ok())
+        .ok_or_else(|| OpError::bad_input(format!("argument `{what}` must be an int")))
 }

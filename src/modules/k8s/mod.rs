@@ -1,18 +1,22 @@
 //! Kubernetes, on the kube crate: the current kubeconfig context and
 //! namespace by default, `k8s.context(..)` / `.ns(..)` for others, and
 //! in-cluster config inside a pod. Declarations here; client.rs connects,
-//! api.rs holds paths and discovery, reads.rs, mutations.rs and rollout.rs
-//! do the work.
+//! api.rs holds paths, discovery and shared helpers; reads.rs, rollout.rs,
+//! deploy.rs, objects.rs and apply.rs do the work.
 
 mod api;
+mod apply;
 mod client;
-mod mutations;
+mod deploy;
+mod objects;
 mod reads;
 mod rollout;
 mod select;
 
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
-use mutations::*;
+use apply::*;
+use deploy::*;
+use objects::*;
 use reads::*;
 
 macro_rules! prim {

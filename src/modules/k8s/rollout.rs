@@ -5,7 +5,7 @@
 
 use super::api::{deploy_path, enc, i, s};
 use super::client::{unreachable_or, Kube};
-use super::mutations::timeout_opt;
+use super::deploy::timeout_opt;
 use super::reads::{deployment_row, revision};
 use crate::dispatch::{Call, OpError};
 use rhai::Dynamic;
