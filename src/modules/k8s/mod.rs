@@ -1,13 +1,15 @@
 //! Kubernetes, on the kube crate: the current kubeconfig context and
 //! namespace by default, `k8s.context(..)` / `.ns(..)` for others, and
 //! in-cluster config inside a pod. Declarations here; client.rs connects,
-//! api.rs holds paths, discovery and shared helpers; reads.rs, rollout.rs,
-//! deploy.rs, objects.rs and apply.rs do the work.
+//! api.rs holds paths, discovery and shared helpers; reads.rs, logs.rs,
+//! export.rs, rollout.rs, deploy.rs, objects.rs and apply.rs do the work.
 
 mod api;
 mod apply;
 mod client;
 mod deploy;
+mod export;
+mod logs;
 mod objects;
 mod reads;
 mod rollout;
@@ -16,6 +18,8 @@ mod select;
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
 use apply::*;
 use deploy::*;
+use export::*;
+use logs::*;
 use objects::*;
 use reads::*;
 
