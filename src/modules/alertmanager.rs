@@ -101,7 +101,10 @@ impl Matcher {
 }
 
 fn matchers_text(ms: &[Matcher]) -> String {
-    format!("{{{}}}", ms.iter().map(Matcher::text).collect::<Vec<_>>().join(", "))
+    format!(
+        "{{{}}}",
+        ms.iter().map(Matcher::text).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// `{a="x", b=~"y.*"}` or `a="x",b!=y` (quotes optional).
@@ -184,8 +187,9 @@ fn matchers_arg(call: &Call, i: usize, required: bool) -> Result<Vec<Matcher>, O
                 equal: true,
             })
             .collect(),
-        Some(d) if d.is_string() => parse_selector(&d.to_string())
-            .map_err(|e| OpError::bad_input(format!("invalid matchers {d}: {e}")).with_hint(hint))?,
+        Some(d) if d.is_string() => parse_selector(&d.to_string()).map_err(|e| {
+            OpError::bad_input(format!("invalid matchers {d}: {e}")).with_hint(hint)
+        })?,
         Some(d) => {
             return Err(OpError::bad_input(format!(
                 "matchers must be a map or a string, got {}",
@@ -261,7 +265,15 @@ fn alerts(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .collect();
     crate::output::column_order_hint(
-        &["name", "state", "starts_at", "labels", "annotations", "silenced_by"].map(String::from),
+        &[
+            "name",
+            "state",
+            "starts_at",
+            "labels",
+            "annotations",
+            "silenced_by",
+        ]
+        .map(String::from),
     );
     Ok(Dynamic::from_array(rows))
 }
@@ -300,7 +312,16 @@ fn silences(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .collect();
     crate::output::column_order_hint(
-        &["id", "state", "matchers", "comment", "created_by", "starts_at", "ends_at"].map(String::from),
+        &[
+            "id",
+            "state",
+            "matchers",
+            "comment",
+            "created_by",
+            "starts_at",
+            "ends_at",
+        ]
+        .map(String::from),
     );
     Ok(Dynamic::from_array(rows))
 }
@@ -336,7 +357,11 @@ fn plan_silence(call: &mut Call) -> Result<Plan, OpError> {
     let what = if names.is_empty() {
         "no current alert matches".to_string()
     } else {
-        format!("it would silence {} current alerts: {}", names.len(), names.join(", "))
+        format!(
+            "it would silence {} current alerts: {}",
+            names.len(),
+            names.join(", ")
+        )
     };
     Ok(Plan {
         summary: format!(
@@ -431,7 +456,10 @@ fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
 
 fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
     let (id, v) = silence_by_id(call)?;
-    let was = v["status"]["state"].as_str().unwrap_or("unknown").to_string();
+    let was = v["status"]["state"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
     if was != "expired" {
         let h = http(call)?;
         let rb = h.request(reqwest::Method::DELETE, &format!("api/v2/silence/{id}"));
@@ -450,7 +478,8 @@ mod tests {
 
     #[test]
     fn selectors_parse() {
-        let m = parse_selector(r#"{alertname="Disk Full", severity=~"warn|crit", team!=db}"#).unwrap();
+        let m =
+            parse_selector(r#"{alertname="Disk Full", severity=~"warn|crit", team!=db}"#).unwrap();
         assert_eq!(m.len(), 3);
         assert_eq!(m[0].value, "Disk Full");
         assert!(m[1].regex && m[1].equal);

@@ -81,7 +81,10 @@ fn scrape(call: &mut Call) -> Result<Dynamic, OpError> {
     let url = call.str_arg(0)?;
     let opts = call.opt_map(1)?;
     if !url.starts_with("http://") && !url.starts_with("https://") {
-        return Err(OpError::bad_input(format!("{} is not an http(s) URL", redact(&url))));
+        return Err(OpError::bad_input(format!(
+            "{} is not an http(s) URL",
+            redact(&url)
+        )));
     }
     crate::redact::register_url(&url);
     let bearer = opts.get("bearer").map(|b| b.to_string());
@@ -135,10 +138,16 @@ fn scrape(call: &mut Call) -> Result<Dynamic, OpError> {
         OpError::failed(format!(
             "{} did not return Prometheus text exposition ({})",
             r.url,
-            if r.content_type.is_empty() { "no content type" } else { &r.content_type }
+            if r.content_type.is_empty() {
+                "no content type"
+            } else {
+                &r.content_type
+            }
         ))
         .with_cause(e)
-        .with_hint("is this the /metrics path? OpenMetrics-only and protobuf endpoints are not supported")
+        .with_hint(
+            "is this the /metrics path? OpenMetrics-only and protobuf endpoints are not supported",
+        )
     })?;
     Ok(to_rows(p))
 }

@@ -96,7 +96,11 @@ fn group_info(g: &Value) -> (Map, Vec<String>, Option<f64>) {
                 .and_then(|s| s.parse::<f64>().ok());
             continue;
         }
-        if k != "push_failure_time_seconds" {
+        // The Pushgateway's own bookkeeping, not pushed metrics.
+        if !matches!(
+            k.as_str(),
+            "push_failure_time_seconds" | "last_push_successful"
+        ) {
             metrics.push(k.clone());
         }
     }
@@ -138,7 +142,9 @@ fn label_pairs(m: &Map, what: &str) -> Result<Vec<(String, String)>, OpError> {
     m.iter()
         .map(|(k, v)| {
             if !valid_label_name(k) {
-                return Err(OpError::bad_input(format!("invalid {what} label name {k:?}")));
+                return Err(OpError::bad_input(format!(
+                    "invalid {what} label name {k:?}"
+                )));
             }
             Ok((k.to_string(), v.to_string()))
         })
@@ -168,8 +174,10 @@ fn push_args(call: &Call) -> Result<PushReq, OpError> {
     let metrics = match call.arg(1) {
         Some(d) if d.is_map() => d.clone().cast::<Map>(),
         _ => {
-            return Err(OpError::bad_input("metrics must be a map of name -> number")
-                .with_hint("e.g. #{backup_duration_seconds: 42.0, backup_ok: 1}"))
+            return Err(
+                OpError::bad_input("metrics must be a map of name -> number")
+                    .with_hint("e.g. #{backup_duration_seconds: 42.0, backup_ok: 1}"),
+            )
         }
     };
     if metrics.is_empty() {
@@ -219,7 +227,12 @@ fn push_args(call: &Call) -> Result<PushReq, OpError> {
                     )?,
                     None => Vec::new(),
                 };
-                (number(v, name)?, kind, m.get("help").map(|h| h.to_string()), labels)
+                (
+                    number(v, name)?,
+                    kind,
+                    m.get("help").map(|h| h.to_string()),
+                    labels,
+                )
             }
             None => (number(spec, name)?, "gauge".into(), None, Vec::new()),
         };
@@ -304,12 +317,15 @@ fn grouping_map(p: &PushReq) -> Map {
 fn plan_push(call: &mut Call) -> Result<Plan, OpError> {
     let p = push_args(call)?;
     let want = group_labels(&p);
-    let existing = fetch_groups(call)?.into_iter().map(|g| group_info(&g)).find(|(labels, _, _)| {
-        labels.len() == want.len()
-            && want
-                .iter()
-                .all(|(k, v)| labels.get(k.as_str()).map(|x| x.to_string()) == Some(v.clone()))
-    });
+    let existing = fetch_groups(call)?
+        .into_iter()
+        .map(|g| group_info(&g))
+        .find(|(labels, _, _)| {
+            labels.len() == want.len()
+                && want
+                    .iter()
+                    .all(|(k, v)| labels.get(k.as_str()).map(|x| x.to_string()) == Some(v.clone()))
+        });
     let group = format!(
         "{{{}}}",
         want.iter()
@@ -382,7 +398,10 @@ mod tests {
             group_path("a/b", &[("instance".into(), String::new())]),
             "metrics/job@base64/YS9i/instance@base64/="
         );
-        assert_eq!(group_path("j", &[("k".into(), "a b".into())]), "metrics/job/j/k/a%20b");
+        assert_eq!(
+            group_path("j", &[("k".into(), "a b".into())]),
+            "metrics/job/j/k/a%20b"
+        );
         assert_eq!(base64url(b"foo/bar"), "Zm9vL2Jhcg==");
     }
 }

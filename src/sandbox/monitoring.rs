@@ -212,7 +212,8 @@ impl Monitoring {
         pg_url: Option<&str>,
         redis_url: Option<&str>,
     ) -> Result<Monitoring, SandboxError> {
-        let (prom_bin, am_bin, pgw_bin) = (need(PROMETHEUS)?, need(ALERTMANAGER)?, need(PUSHGATEWAY)?);
+        let (prom_bin, am_bin, pgw_bin) =
+            (need(PROMETHEUS)?, need(ALERTMANAGER)?, need(PUSHGATEWAY)?);
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let write = |name: &str, text: &str| {
             std::fs::write(dir.join(name), text)
@@ -229,7 +230,10 @@ impl Monitoring {
         let am_data = dir.join("alertmanager-data");
         let alertmanager = start_daemon("alertmanager", &am_bin, dir, "/-/ready", |c, port| {
             c.arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+                .arg(format!(
+                    "--config.file={}",
+                    dir.join("alertmanager.yml").display()
+                ))
                 .arg(format!("--storage.path={}", am_data.display()))
                 // No gossip: clustering would bind a fixed port (9094).
                 .arg("--cluster.listen-address=")
@@ -243,21 +247,33 @@ impl Monitoring {
                 } else {
                     format!("{url}?sslmode=disable")
                 };
-                Some(start_daemon("postgres_exporter", &bin, dir, "/metrics", |c, port| {
-                    c.env("DATA_SOURCE_NAME", &dsn)
-                        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                        .arg("--log.level=warn");
-                })?)
+                Some(start_daemon(
+                    "postgres_exporter",
+                    &bin,
+                    dir,
+                    "/metrics",
+                    |c, port| {
+                        c.env("DATA_SOURCE_NAME", &dsn)
+                            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                            .arg("--log.level=warn");
+                    },
+                )?)
             }
             _ => None,
         };
         let redis_exporter = match (redis_url, binary(REDIS_EXPORTER)) {
-            (Some(url), Some(bin)) => Some(start_daemon("redis_exporter", &bin, dir, "/metrics", |c, port| {
-                c.arg("-redis.addr")
-                    .arg(url)
-                    .arg("-web.listen-address")
-                    .arg(format!("127.0.0.1:{port}"));
-            })?),
+            (Some(url), Some(bin)) => Some(start_daemon(
+                "redis_exporter",
+                &bin,
+                dir,
+                "/metrics",
+                |c, port| {
+                    c.arg("-redis.addr")
+                        .arg(url)
+                        .arg("-web.listen-address")
+                        .arg(format!("127.0.0.1:{port}"));
+                },
+            )?),
             _ => None,
         };
 

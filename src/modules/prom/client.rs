@@ -130,8 +130,11 @@ fn send_error(e: reqwest::Error, url: &str, t: &Target) -> OpError {
     }
     let what = t.kind.name();
     if e.is_timeout() {
-        OpError::new(ErrorKind::Timeout, format!("{what} at {url} did not answer in time"))
-            .with_cause(cause)
+        OpError::new(
+            ErrorKind::Timeout,
+            format!("{what} at {url} did not answer in time"),
+        )
+        .with_cause(cause)
     } else if e.is_connect() {
         OpError::failed(format!("cannot connect to {what} at {}", t.display()))
             .with_cause(cause)
@@ -149,8 +152,7 @@ impl Reply {
     /// error page from a proxy, plain text, or nothing.
     pub fn describe_body(&self) -> String {
         let text = String::from_utf8_lossy(&self.body);
-        let looks_html = self.content_type.contains("html")
-            || text.trim_start().starts_with('<');
+        let looks_html = self.content_type.contains("html") || text.trim_start().starts_with('<');
         let shown = if looks_html {
             let title = text
                 .split_once("<title>")
@@ -260,9 +262,13 @@ impl Reply {
                         .with_cause(redact(&msg)),
                 )
             }
-            Err(_) if self.content_type.starts_with("text/plain") && self.status.is_client_error() => {
-                Err(OpError::bad_input(format!("{what} answered HTTP {}", self.status))
-                    .with_cause(redact(String::from_utf8_lossy(&self.body).trim())))
+            Err(_)
+                if self.content_type.starts_with("text/plain") && self.status.is_client_error() =>
+            {
+                Err(
+                    OpError::bad_input(format!("{what} answered HTTP {}", self.status))
+                        .with_cause(redact(String::from_utf8_lossy(&self.body).trim())),
+                )
             }
             Err(_) => Err(self.not_api(what)),
         }

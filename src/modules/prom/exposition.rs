@@ -131,7 +131,10 @@ fn sample_head(line: &str) -> Result<Head<'_>, String> {
     let mut labels = Vec::new();
     let mut chars = body.char_indices().peekable();
     loop {
-        while chars.next_if(|(_, c)| c.is_whitespace() || *c == ',').is_some() {}
+        while chars
+            .next_if(|(_, c)| c.is_whitespace() || *c == ',')
+            .is_some()
+        {}
         match chars.peek() {
             Some((i, '}')) => {
                 let after = &body[i + 1..];
@@ -290,7 +293,10 @@ rpc_duration_seconds_count 2693
                 ("code".into(), "200".into())
             ]
         );
-        assert_eq!(p.help["http_requests_total"], "The total number of HTTP requests.");
+        assert_eq!(
+            p.help["http_requests_total"],
+            "The total number of HTTP requests."
+        );
     }
 
     #[test]
@@ -320,16 +326,28 @@ rpc_duration_seconds_count 2693
     #[test]
     fn types_histogram_and_summary_members() {
         let p = parse(TEXT).unwrap();
-        let bucket = p.samples.iter().find(|s| s.name == "http_request_duration_seconds_bucket").unwrap();
+        let bucket = p
+            .samples
+            .iter()
+            .find(|s| s.name == "http_request_duration_seconds_bucket")
+            .unwrap();
         assert_eq!(bucket.family, "http_request_duration_seconds");
         assert_eq!(bucket.kind, "histogram");
         assert_eq!(bucket.labels[0].1, "0.05");
         let inf = &p.samples[6];
         assert_eq!(inf.labels[0].1, "+Inf");
-        let sum = p.samples.iter().find(|s| s.name == "rpc_duration_seconds_sum").unwrap();
+        let sum = p
+            .samples
+            .iter()
+            .find(|s| s.name == "rpc_duration_seconds_sum")
+            .unwrap();
         assert_eq!(sum.kind, "summary");
         assert_eq!(sum.family, "rpc_duration_seconds");
-        let weird = p.samples.iter().find(|s| s.name == "something_weird").unwrap();
+        let weird = p
+            .samples
+            .iter()
+            .find(|s| s.name == "something_weird")
+            .unwrap();
         assert!(weird.value.is_infinite());
         assert_eq!(weird.timestamp_ms, Some(-3982045));
     }

@@ -231,7 +231,12 @@ fn decode(data: &Value) -> Dynamic {
     match data["resultType"].as_str() {
         Some("vector") => {
             crate::output::column_order_hint(&["labels".into(), "value".into(), "time".into()]);
-            Dynamic::from_array(result.as_array().map(|a| a.iter().map(sample).collect()).unwrap_or_default())
+            Dynamic::from_array(
+                result
+                    .as_array()
+                    .map(|a| a.iter().map(sample).collect())
+                    .unwrap_or_default(),
+            )
         }
         Some("scalar") => Dynamic::from_float(sample_value(&result[1])),
         Some("string") => Dynamic::from(result[1].as_str().unwrap_or("").to_string()),
@@ -292,15 +297,29 @@ fn value(call: &mut Call) -> Result<Dynamic, OpError> {
     let samples = result.as_array().cloned().unwrap_or_default();
     match samples.len() {
         1 => Ok(Dynamic::from_float(sample_value(&samples[0]["value"][1]))),
-        0 => Err(OpError::failed(format!("`{expr}` returned no samples, so there is no value"))
-            .with_hint("an empty result is not 0: check the metric name and labels (prom.series), \
-                        or append `or vector(0)` if absence really means zero")),
+        0 => Err(OpError::failed(format!(
+            "`{expr}` returned no samples, so there is no value"
+        ))
+        .with_hint(
+            "an empty result is not 0: check the metric name and labels (prom.series), \
+                        or append `or vector(0)` if absence really means zero",
+        )),
         n => {
-            let shown: Vec<String> = samples.iter().take(5).map(|s| labels_text(&s["metric"])).collect();
-            let more = if n > 5 { format!(" and {} more", n - 5) } else { String::new() };
-            Err(OpError::failed(format!("`{expr}` returned {n} samples, expected exactly one"))
-                .with_cause(format!("{}{more}", shown.join(", ")))
-                .with_hint("aggregate (sum(...), max(...)) or narrow the selector with labels"))
+            let shown: Vec<String> = samples
+                .iter()
+                .take(5)
+                .map(|s| labels_text(&s["metric"]))
+                .collect();
+            let more = if n > 5 {
+                format!(" and {} more", n - 5)
+            } else {
+                String::new()
+            };
+            Err(OpError::failed(format!(
+                "`{expr}` returned {n} samples, expected exactly one"
+            ))
+            .with_cause(format!("{}{more}", shown.join(", ")))
+            .with_hint("aggregate (sum(...), max(...)) or narrow the selector with labels"))
         }
     }
 }
@@ -308,7 +327,10 @@ fn value(call: &mut Call) -> Result<Dynamic, OpError> {
 fn stats(points: &Array) -> Map {
     let vals: Vec<f64> = points
         .iter()
-        .filter_map(|p| p.read_lock::<Array>().and_then(|a| a.get(1).and_then(|v| v.as_float().ok())))
+        .filter_map(|p| {
+            p.read_lock::<Array>()
+                .and_then(|a| a.get(1).and_then(|v| v.as_float().ok()))
+        })
         .filter(|v| !v.is_nan())
         .collect();
     let f = |o: Option<f64>| o.map(Dynamic::from_float).unwrap_or(Dynamic::UNIT);
@@ -316,7 +338,10 @@ fn stats(points: &Array) -> Map {
     map_of([
         ("min", f(vals.iter().copied().reduce(f64::min))),
         ("max", f(vals.iter().copied().reduce(f64::max))),
-        ("avg", f((n > 0).then(|| vals.iter().sum::<f64>() / n as f64))),
+        (
+            "avg",
+            f((n > 0).then(|| vals.iter().sum::<f64>() / n as f64)),
+        ),
         ("last", f(vals.last().copied())),
         ("count", Dynamic::from_int(n as i64)),
     ])
@@ -347,7 +372,9 @@ fn query_range(call: &mut Call) -> Result<Dynamic, OpError> {
     let expr = call.str_arg(0)?;
     let (start, end, opts) = range_of(call, 1, 3600.0)?;
     let step = match opts.get("step") {
-        Some(d) => crate::value::parse_duration(d).map_err(OpError::bad_input)?.as_secs_f64(),
+        Some(d) => crate::value::parse_duration(d)
+            .map_err(OpError::bad_input)?
+            .as_secs_f64(),
         None => ((end - start) / 250.0).max(1.0).round(),
     };
     if step <= 0.0 {
@@ -429,12 +456,18 @@ fn targets(call: &mut Call) -> Result<Dynamic, OpError> {
                         ("instance", s(&t["labels"]["instance"])),
                         ("up", Dynamic::from_bool(health == "up")),
                         ("health", Dynamic::from(health.to_string())),
-                        ("last_error", err.map(|e| Dynamic::from(e.to_string())).unwrap_or(Dynamic::UNIT)),
+                        (
+                            "last_error",
+                            err.map(|e| Dynamic::from(e.to_string()))
+                                .unwrap_or(Dynamic::UNIT),
+                        ),
                         ("last_scrape", s(&t["lastScrape"])),
                         (
                             "scrape_ms",
                             Dynamic::from_float(
-                                (t["lastScrapeDuration"].as_f64().unwrap_or(f64::NAN) * 1e4).round() / 10.0,
+                                (t["lastScrapeDuration"].as_f64().unwrap_or(f64::NAN) * 1e4)
+                                    .round()
+                                    / 10.0,
                             ),
                         ),
                         ("scrape_url", s(&t["scrapeUrl"])),
@@ -445,8 +478,18 @@ fn targets(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .unwrap_or_default();
     crate::output::column_order_hint(
-        &["job", "instance", "up", "health", "last_error", "last_scrape", "scrape_ms", "scrape_url", "labels"]
-            .map(String::from),
+        &[
+            "job",
+            "instance",
+            "up",
+            "health",
+            "last_error",
+            "last_scrape",
+            "scrape_ms",
+            "scrape_url",
+            "labels",
+        ]
+        .map(String::from),
     );
     Ok(Dynamic::from_array(rows))
 }
@@ -471,7 +514,15 @@ fn alerts(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .unwrap_or_default();
     crate::output::column_order_hint(
-        &["name", "state", "value", "active_at", "labels", "annotations"].map(String::from),
+        &[
+            "name",
+            "state",
+            "value",
+            "active_at",
+            "labels",
+            "annotations",
+        ]
+        .map(String::from),
     );
     Ok(Dynamic::from_array(rows))
 }
@@ -493,18 +544,35 @@ fn rules(call: &mut Call) -> Result<Dynamic, OpError> {
                     "alerts",
                     Dynamic::from_int(r["alerts"].as_array().map(|a| a.len() as i64).unwrap_or(0)),
                 ),
-                ("last_error", err.map(|e| Dynamic::from(e.to_string())).unwrap_or(Dynamic::UNIT)),
+                (
+                    "last_error",
+                    err.map(|e| Dynamic::from(e.to_string()))
+                        .unwrap_or(Dynamic::UNIT),
+                ),
                 ("last_evaluation", s(&r["lastEvaluation"])),
                 (
                     "evaluation_ms",
-                    Dynamic::from_float((r["evaluationTime"].as_f64().unwrap_or(f64::NAN) * 1e4).round() / 10.0),
+                    Dynamic::from_float(
+                        (r["evaluationTime"].as_f64().unwrap_or(f64::NAN) * 1e4).round() / 10.0,
+                    ),
                 ),
             ])));
         }
     }
     crate::output::column_order_hint(
-        &["group", "name", "type", "state", "health", "alerts", "query", "last_error", "last_evaluation", "evaluation_ms"]
-            .map(String::from),
+        &[
+            "group",
+            "name",
+            "type",
+            "state",
+            "health",
+            "alerts",
+            "query",
+            "last_error",
+            "last_evaluation",
+            "evaluation_ms",
+        ]
+        .map(String::from),
     );
     Ok(Dynamic::from_array(rows))
 }

@@ -69,8 +69,14 @@ mod tests {
     fn parses_forms() {
         let now = 1_000_000.0;
         assert_eq!(parse(&Dynamic::from_int(5), now).unwrap(), 5.0);
-        assert_eq!(parse(&Dynamic::from("15m".to_string()), now).unwrap(), now - 900.0);
-        assert_eq!(parse(&Dynamic::from("-1h".to_string()), now).unwrap(), now - 3600.0);
+        assert_eq!(
+            parse(&Dynamic::from("15m".to_string()), now).unwrap(),
+            now - 900.0
+        );
+        assert_eq!(
+            parse(&Dynamic::from("-1h".to_string()), now).unwrap(),
+            now - 3600.0
+        );
         assert_eq!(
             parse(&Dynamic::from("1970-01-02T00:00:00Z".to_string()), now).unwrap(),
             86400.0
