@@ -524,6 +524,9 @@ fn serve_sandbox(_sb: &crate::sandbox::Sandbox, targets: &[(Kind, String)]) -> i
     for (k, u) in targets {
         println!("  export {}={u}", k.env_var());
     }
+    if _sb.monitoring.is_none() {
+        println!("  (no monitoring stack: install prometheus, prometheus-alertmanager, prometheus-pushgateway and the exporters to get one)");
+    }
     println!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it.");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

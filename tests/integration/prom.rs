@@ -426,3 +426,29 @@ fn bearer_token_from_the_config_is_sent_and_redacted() {
         seen.lock().unwrap()
     );
 }
+
+#[test]
+fn sandbox_run_with_monitoring_runs_the_metrics_check() {
+    let env = Env::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metrics_check.rhai");
+    let s = script.to_str().unwrap();
+    let r = env.opsh(
+        &["sandbox", "run", "--monitoring", s, "--arg", "push=true"],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("Prometheus on 127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("scrape targets up"), "{}", r.stdout);
+    assert!(r.stdout.contains("0 failed"), "{}", r.stdout);
+    // No HTTP traffic in the sandbox: the latency check says so.
+    assert!(r.stdout.contains("no data"), "{}", r.stdout);
+    let pushed = env.audit().iter().any(|a| {
+        a["primitive"] == "pushgateway.push" && a["phase"] == "outcome" && a["outcome"] == "ok"
+    });
+    assert!(pushed, "{:?}", env.audit());
+}
