@@ -1,10 +1,12 @@
 //! Ephemeral real services on free loopback ports, in a temp dir, torn down
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
+pub mod monitoring;
 mod postgres;
 mod proc;
 mod redis;
 
+pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;
 pub use redis::RedisServer;
@@ -16,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub struct Services {
     pub postgres: bool,
     pub redis: bool,
+    /// Prometheus, Alertmanager, Pushgateway, and an exporter for each of
+    /// the servers above.
+    pub monitoring: bool,
 }
 
 impl Default for Services {
@@ -23,6 +28,17 @@ impl Default for Services {
         Services {
             postgres: true,
             redis: true,
+            monitoring: false,
+        }
+    }
+}
+
+impl Services {
+    /// Everything installed on this machine: what `opsh sandbox` starts.
+    pub fn all_available() -> Services {
+        Services {
+            monitoring: monitoring::available(),
+            ..Services::default()
         }
     }
 }
@@ -67,8 +83,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Field order matters: servers stop before their directory is removed.
+/// Field order matters: servers stop before their directory is removed,
+/// and the monitoring stack before the servers it watches.
 pub struct Sandbox {
+    pub monitoring: Option<Monitoring>,
     pub postgres: Option<Postgres>,
     pub redis: Option<RedisServer>,
     _dir: TempDir,
@@ -87,7 +105,17 @@ impl Sandbox {
         } else {
             None
         };
+        let monitoring = if services.monitoring {
+            Some(Monitoring::start(
+                &dir.path().join("monitoring"),
+                postgres.as_ref().map(|p| p.url()).as_deref(),
+                redis.as_ref().map(|r| r.url()).as_deref(),
+            )?)
+        } else {
+            None
+        };
         Ok(Sandbox {
+            monitoring,
             postgres,
             redis,
             _dir: dir,
@@ -102,6 +130,11 @@ impl Sandbox {
         if let Some(r) = &self.redis {
             t.push((Kind::Redis, r.url()));
         }
+        if let Some(m) = &self.monitoring {
+            t.push((Kind::Prom, m.prometheus.url()));
+            t.push((Kind::Alertmanager, m.alertmanager.url()));
+            t.push((Kind::Pushgateway, m.pushgateway.url()));
+        }
         t
     }
 
@@ -112,6 +145,9 @@ impl Sandbox {
         }
         if let Some(r) = &self.redis {
             parts.push(format!("Redis on 127.0.0.1:{}", r.port));
+        }
+        if let Some(m) = &self.monitoring {
+            parts.push(m.describe());
         }
         parts.join(", ")
     }

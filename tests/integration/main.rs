@@ -8,6 +8,7 @@ mod errors;
 mod http;
 mod interrupt;
 mod pg;
+mod prom;
 mod redis;
 mod safety;
 mod sandbox;
