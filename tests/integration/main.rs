@@ -8,6 +8,7 @@ mod errors;
 mod http;
 mod interrupt;
 mod pg;
+mod pg_admin;
 mod redis;
 mod safety;
 mod sandbox;
