@@ -9,6 +9,7 @@ mod http;
 mod interrupt;
 mod pg;
 mod pg_admin;
+mod pg_tls;
 mod redis;
 mod safety;
 mod sandbox;

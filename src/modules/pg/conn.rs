@@ -51,6 +51,8 @@ pub fn settings(call: &Call) -> Result<Settings, OpError> {
     })
 }
 
+const TLS_HINT: &str = "check sslmode in the URL; for verify-ca/verify-full give the CA that signed the server's certificate with sslrootcert=/path/ca.pem, and for verify-full connect by a name or IP the certificate lists";
+
 /// Turns a sqlx error into what the operator needs: PostgreSQL's message
 /// and SQLSTATE, and a hint for the usual suspects.
 pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
@@ -81,6 +83,15 @@ pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
                 .with_cause(cause)
                 .hint_opt(hint)
         }
+        // rustls reports a refused certificate as an I/O error.
+        sqlx::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                || io.to_string().contains("certificate") =>
+        {
+            OpError::failed(format!("TLS with {} failed", t.display()))
+                .with_cause(io)
+                .with_hint(TLS_HINT)
+        }
         sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
             .with_cause(io)
             .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432))),
@@ -94,7 +105,7 @@ pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
         )),
         sqlx::Error::Tls(err) => OpError::failed(format!("TLS with {} failed", t.display()))
             .with_cause(err)
-            .with_hint("check sslmode and the server certificate (sslrootcert=/path/ca.pem in the URL)"),
+            .with_hint(TLS_HINT),
         sqlx::Error::Configuration(err) => {
             OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
                 .with_cause(err)
