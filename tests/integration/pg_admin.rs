@@ -687,3 +687,34 @@ fn statement_and_connect_timeouts_come_from_the_config() {
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(silent);
 }
+
+#[test]
+fn a_session_the_role_may_not_end_is_reported_not_hidden() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    // Sees every session's state, may not signal them.
+    pg_exec(&url, "grant pg_read_all_stats to alice");
+    let bob = held.open("bob", "worker", State::Idle);
+    let as_alice = url.replacen(
+        &format!("opsh:{}@", sb.postgres.as_ref().unwrap().password),
+        "alice:pw@",
+        1,
+    );
+    let env = Env::new();
+    let r = env.run(
+        r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#,
+        &[],
+        &[("DATABASE_URL", &as_alice)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("ended 0 of the 1 sessions"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&format!("pid {bob}")), "{}", r.stderr);
+    assert!(r.stderr.contains("SQLSTATE 42501"), "{}", r.stderr);
+    assert!(alive(&url, bob));
+}

@@ -201,9 +201,22 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
         }
         cause.extend(failures);
         return Err(OpError::failed(format!(
-            "{} ended {done} of the {total} sessions it acted on (ended: pid {})",
+            "{} ended {done} of the {total} sessions it acted on{}",
             action.name(),
-            pids(&acted)
+            if done == 0 {
+                String::new()
+            } else {
+                let ended: Vec<Map> = acted
+                    .iter()
+                    .filter(|s| {
+                        s.get("pid")
+                            .and_then(|p| p.as_int().ok())
+                            .is_some_and(|p| !remaining.contains(&p))
+                    })
+                    .cloned()
+                    .collect();
+                format!(" (ended: pid {})", pids(&ended))
+            }
         ))
         .with_cause(cause.join("; "))
         .with_hint("a session stuck in I/O or a lock can take longer: raise #{wait: \"30s\"}, or look at pg.activity(#{pids: [...]})"));
