@@ -101,6 +101,14 @@ pub struct Defaults {
     /// Per-call timeout for primitives, e.g. "30s".
     pub timeout: Option<String>,
     pub max_operations: Option<u64>,
+    /// How long a new PostgreSQL connection may take, e.g. "10s".
+    pub pg_connect_timeout: Option<String>,
+    /// Server-side statement_timeout for opsh's PostgreSQL sessions, e.g.
+    /// "30s"; "0" disables it. Unset: the per-call timeout.
+    pub pg_statement_timeout: Option<String>,
+    /// Most sessions pg.terminate_idle / terminate / cancel act on when a
+    /// script gives no `max` (fallback 50).
+    pub pg_max_terminate: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

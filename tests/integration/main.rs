@@ -8,6 +8,8 @@ mod errors;
 mod http;
 mod interrupt;
 mod pg;
+mod pg_admin;
+mod pg_tls;
 mod prom;
 mod redis;
 mod safety;
