@@ -274,8 +274,11 @@ impl Repl {
                 Flow::Quit(diagnostic::exit_code(&err, reason))
             }
             Err(err) => {
-                if reason == Some(Reason::Terminated) {
-                    return Flow::Quit(exit::INTERRUPTED);
+                match reason {
+                    Some(Reason::Terminated) => return Flow::Quit(exit::INTERRUPTED),
+                    // The terminal echoed `^C` without a newline.
+                    Some(Reason::Interrupted) => eprintln!(),
+                    _ => {}
                 }
                 eprint!("{}", self.renderer().eval_error(name, &err));
                 Flow::Continue

@@ -9,5 +9,6 @@ mod http;
 mod interrupt;
 mod pg;
 mod redis;
+mod repl;
 mod safety;
 mod sandbox;
