@@ -1,5 +1,5 @@
 //! The console, driven as a person would: the real binary in a tmux pane
-//! (its own server socket per test), keys sent with send-keys, the screen
+//! (a private server per test, its socket in the test directory), keys sent with send-keys, the screen
 //! read with capture-pane and polled against a deadline.
 
 use crate::support::*;
@@ -17,11 +17,12 @@ impl Tty {
     /// Starts `opsh` in a fresh tmux server with a hermetic environment:
     /// the Env's HOME and XDG dirs, nothing inherited but PATH.
     fn start(env: &Env, extra: &[(&str, &str)]) -> Tty {
-        let socket = format!(
-            "opsh-repl-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        // A socket in the test's own directory: a private tmux server,
+        // removed with the directory.
+        let socket = env
+            .path(&format!("tmux-{}", NEXT.fetch_add(1, Ordering::SeqCst)))
+            .display()
+            .to_string();
         let mut vars: Vec<(String, String)> = vec![
             ("HOME".into(), env.path("home").display().to_string()),
             (
@@ -56,7 +57,7 @@ impl Tty {
         ]);
         let status = Command::new("tmux")
             .args([
-                "-L",
+                "-S",
                 &socket,
                 "-f",
                 "/dev/null",
@@ -79,7 +80,7 @@ impl Tty {
 
     fn tmux(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.socket])
+            .args(["-S", &self.socket])
             .args(args)
             .output()
             .expect("tmux");
