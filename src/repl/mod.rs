@@ -47,6 +47,9 @@ struct Repl {
     /// Every function defined so far; statements are dropped after each run.
     ast: AST,
     entries: usize,
+    /// Which entry (or loaded file) defined each function, so an error
+    /// inside one shows that entry's line, not the calling entry's.
+    fn_sources: std::collections::HashMap<String, String>,
     shared: Arc<Shared>,
 }
 
@@ -65,6 +68,7 @@ pub fn run(session: Arc<Session>) -> i32 {
         scope: Scope::new(),
         ast: AST::empty(),
         entries: 0,
+        fn_sources: Default::default(),
         shared: shared.clone(),
     };
     repl.refresh();
@@ -252,6 +256,9 @@ impl Repl {
                 return Flow::Continue;
             }
         };
+        for f in ast.iter_functions() {
+            self.fn_sources.insert(f.name.to_string(), name.to_string());
+        }
         // A Ctrl-C that arrived while idle must not cancel this entry.
         self.session.cancel.reset();
         self.ast += ast;
@@ -273,7 +280,8 @@ impl Repl {
             Err(err) if diagnostic::is_exit(&err) => {
                 Flow::Quit(diagnostic::exit_code(&err, reason))
             }
-            Err(err) => {
+            Err(mut err) => {
+                self.attribute_functions(name, &mut err);
                 match reason {
                     Some(Reason::Terminated) => return Flow::Quit(exit::INTERRUPTED),
                     // The terminal echoed `^C` without a newline.
@@ -283,6 +291,20 @@ impl Repl {
                 eprint!("{}", self.renderer().eval_error(name, &err));
                 Flow::Continue
             }
+        }
+    }
+
+    /// Rhai reports a session function's frame with the running entry as
+    /// its source (all functions live in one merged AST); name the entry
+    /// that defined it instead. Frames of imported modules keep theirs.
+    fn attribute_functions(&self, current: &str, err: &mut rhai::EvalAltResult) {
+        if let rhai::EvalAltResult::ErrorInFunctionCall(name, src, inner, _) = err {
+            if src.is_empty() || src == current {
+                if let Some(defined_in) = self.fn_sources.get(name.as_str()) {
+                    *src = defined_in.clone();
+                }
+            }
+            self.attribute_functions(current, inner);
         }
     }
 

@@ -357,11 +357,23 @@ fn piped_stdin_runs_as_a_script_without_prompt_or_colour() {
 }
 
 #[test]
-fn meta_commands_switch_dry_run_and_suggest() {
+fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     let env = Env::new();
+    env.write_config("[pg.prod]\nurl = \"postgres://app@127.0.0.1:1/app\"\nprotected = true\n");
+    env.write("lib.rhai", "fn greet(who) {\n  \"hello \" + who\n}\n");
     let t = Tty::start(&env, &[]);
+    t.line(":load lib.rhai");
+    t.wait_prompts(2);
+    t.line("greet(\"ops\")");
+    t.wait_for("loaded function runs", |s| s.contains("hello ops"));
+    t.line(":target pg prod");
+    t.wait_for("prompt shows the protected default", |s| {
+        s.lines().last() == Some("opsh [pg:prod!]>")
+    });
     t.line(":dry-run on");
-    t.wait_for("prompt shows dry-run", |s| s.contains("opsh [dry-run]>"));
+    t.wait_for("prompt shows dry-run", |s| {
+        s.contains("opsh [pg:prod! dry-run]>")
+    });
     t.line(":hlep");
     t.wait_for("suggestion", |s| s.contains("did you mean :help?"));
     t.line(":help sleep");
