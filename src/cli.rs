@@ -144,8 +144,7 @@ pub fn main() -> i32 {
         Some(Command::Sandbox { command }) => sandbox_cmd(&g, command),
         None => {
             if std::io::stdin().is_terminal() {
-                eprintln!("opsh: the interactive REPL is not built yet; run a script with `opsh run FILE`, or see `opsh --help`");
-                exit::USAGE
+                repl(&g)
             } else {
                 run_file(
                     &g,
@@ -367,6 +366,43 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
                 );
             }
             code
+        }
+    }
+}
+
+/// `opsh` on a terminal: the interactive console, with the same session
+/// (config, audit, dry-run, timeouts) that `opsh run` builds.
+fn repl(g: &Global) -> i32 {
+    let cfg = match load_config(g) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let call_timeout = g
+        .call_timeout
+        .or_else(|| {
+            cfg.defaults
+                .timeout
+                .as_deref()
+                .and_then(|t| humantime::parse_duration(t).ok())
+        })
+        .unwrap_or(Duration::from_secs(30));
+    let opts = Options {
+        dry_run: g.dry_run,
+        yes: g.yes,
+        call_timeout,
+        max_operations: g
+            .max_operations
+            .or(cfg.defaults.max_operations)
+            .unwrap_or(100_000_000),
+        args: Map::new(),
+        script: "repl".into(),
+    };
+    let audit = Audit::new(audit_path(g, &cfg), "repl");
+    match Session::new(opts, cfg, output(g), audit) {
+        Ok(s) => crate::repl::run(Arc::new(s)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            exit::ERROR
         }
     }
 }

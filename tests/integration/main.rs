@@ -12,5 +12,6 @@ mod pg_admin;
 mod pg_tls;
 mod prom;
 mod redis;
+mod repl;
 mod safety;
 mod sandbox;
