@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod http;
 pub mod json;
+pub mod k8s;
 pub mod metrics;
 pub mod pg;
 pub mod prom;
@@ -23,4 +24,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &alertmanager::MODULE,
     &pushgateway::MODULE,
     &metrics::MODULE,
+    &k8s::MODULE,
 ];
