@@ -20,6 +20,7 @@ fn main() {
         match opsh::sandbox::Sandbox::start(opsh::sandbox::Services {
             postgres: false,
             redis: true,
+            monitoring: false,
             kube: false,
         }) {
             Ok(s) => servers.push(s),

@@ -2,7 +2,7 @@
 //! same way, between statements (via Rhai's progress hook) and during a
 //! blocking primitive (via `cancelled()` raced against the call's future).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -53,6 +53,8 @@ pub struct Cancel {
 struct Inner {
     reason: AtomicU8,
     tx: watch::Sender<u8>,
+    /// In the REPL a Ctrl-C ends the running entry, never the process.
+    interactive: AtomicBool,
 }
 
 impl Default for Cancel {
@@ -62,6 +64,7 @@ impl Default for Cancel {
             inner: Arc::new(Inner {
                 reason: AtomicU8::new(0),
                 tx,
+                interactive: AtomicBool::new(false),
             }),
         }
     }
@@ -92,6 +95,12 @@ impl Cancel {
         self.inner.tx.send_replace(0);
     }
 
+    /// REPL mode: the console resets after each entry, and a second Ctrl-C
+    /// during a slow cancellation must not kill the whole session.
+    pub fn set_interactive(&self, on: bool) {
+        self.inner.interactive.store(on, Ordering::SeqCst);
+    }
+
     pub async fn cancelled(&self) -> Reason {
         let mut rx = self.inner.tx.subscribe();
         let code = rx.wait_for(|c| *c != 0).await.map(|c| *c).ok();
@@ -103,7 +112,8 @@ impl Cancel {
     }
 
     /// Listens for SIGINT/SIGTERM on the runtime. A second Ctrl-C while the
-    /// first is still being honoured exits at once, as users expect.
+    /// first is still being honoured exits at once, as users expect, except
+    /// in the REPL (see `set_interactive`).
     pub fn install_signal_handlers(&self, rt: &tokio::runtime::Runtime) {
         let me = self.clone();
         rt.spawn(async move {
@@ -119,7 +129,10 @@ impl Cancel {
                     _ = int.recv() => Reason::Interrupted,
                     _ = term.recv() => Reason::Terminated,
                 };
-                if me.reason().is_some() && reason == Reason::Interrupted {
+                if me.reason().is_some()
+                    && reason == Reason::Interrupted
+                    && !me.inner.interactive.load(Ordering::SeqCst)
+                {
                     eprintln!("opsh: interrupted twice, exiting now");
                     std::process::exit(crate::exit::INTERRUPTED);
                 }

@@ -89,7 +89,9 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
-    /// Start ephemeral PostgreSQL and Redis servers on free loopback ports.
+    /// Start ephemeral PostgreSQL and Redis servers on free loopback ports,
+    /// and the monitoring stack (Prometheus, Alertmanager, Pushgateway,
+    /// exporters) when it is installed.
     Sandbox {
         #[command(subcommand)]
         command: Option<SandboxCommand>,
@@ -99,7 +101,14 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
     /// Run a script against a fresh sandbox, then tear it down.
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Also start Prometheus, Alertmanager, the Pushgateway and the
+        /// exporters (adds ~6 s: Prometheus's first scrape of every target).
+        #[arg(long)]
+        monitoring: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,8 +144,7 @@ pub fn main() -> i32 {
         Some(Command::Sandbox { command }) => sandbox_cmd(&g, command),
         None => {
             if std::io::stdin().is_terminal() {
-                eprintln!("opsh: the interactive REPL is not built yet; run a script with `opsh run FILE`, or see `opsh --help`");
-                exit::USAGE
+                repl(&g)
             } else {
                 run_file(
                     &g,
@@ -362,6 +370,43 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     }
 }
 
+/// `opsh` on a terminal: the interactive console, with the same session
+/// (config, audit, dry-run, timeouts) that `opsh run` builds.
+fn repl(g: &Global) -> i32 {
+    let cfg = match load_config(g) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let call_timeout = g
+        .call_timeout
+        .or_else(|| {
+            cfg.defaults
+                .timeout
+                .as_deref()
+                .and_then(|t| humantime::parse_duration(t).ok())
+        })
+        .unwrap_or(Duration::from_secs(30));
+    let opts = Options {
+        dry_run: g.dry_run,
+        yes: g.yes,
+        call_timeout,
+        max_operations: g
+            .max_operations
+            .or(cfg.defaults.max_operations)
+            .unwrap_or(100_000_000),
+        args: Map::new(),
+        script: "repl".into(),
+    };
+    let audit = Audit::new(audit_path(g, &cfg), "repl");
+    match Session::new(opts, cfg, output(g), audit) {
+        Ok(s) => crate::repl::run(Arc::new(s)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            exit::ERROR
+        }
+    }
+}
+
 /// `opsh check`: syntax (Rhai stops at the first syntax error of a file),
 /// unknown primitives, and imports that do not resolve or compile.
 fn check(g: &Global, files: &[PathBuf]) -> i32 {
@@ -470,7 +515,14 @@ fn check_engine() -> rhai::Engine {
 }
 
 fn sandbox_cmd(g: &Global, command: Option<SandboxCommand>) -> i32 {
-    let sb = match crate::sandbox::Sandbox::start(crate::sandbox::Services::default()) {
+    let services = match &command {
+        Some(SandboxCommand::Run { monitoring, .. }) => crate::sandbox::Services {
+            monitoring: *monitoring,
+            ..Default::default()
+        },
+        None => crate::sandbox::Services::all_available(),
+    };
+    let sb = match crate::sandbox::Sandbox::start(services) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot start the sandbox: {e}");
@@ -479,7 +531,7 @@ fn sandbox_cmd(g: &Global, command: Option<SandboxCommand>) -> i32 {
     };
     let targets = sb.targets();
     match command {
-        Some(SandboxCommand::Run(a)) => {
+        Some(SandboxCommand::Run { args: a, .. }) => {
             let prepare = |cfg: &mut Config| {
                 for (kind, url) in &targets {
                     cfg.add_target(*kind, "sandbox", url, false);
@@ -508,13 +560,10 @@ fn serve_sandbox(_sb: &crate::sandbox::Sandbox, targets: &[(Kind, String)]) -> i
     let _ = std::fs::write(&file, announce.to_string());
     println!("opsh sandbox is up. Other opsh processes see it as the target `sandbox`:");
     for (k, u) in targets {
-        let var = match k {
-            Kind::Pg => "DATABASE_URL",
-            Kind::Redis => "REDIS_URL",
-            Kind::Prom => "PROMETHEUS_URL",
-            Kind::Kube => "KUBECONFIG",
-        };
-        println!("  export {var}={u}");
+        println!("  export {}={u}", k.env_var());
+    }
+    if _sb.monitoring.is_none() {
+        println!("  (no monitoring stack: install prometheus, prometheus-alertmanager, prometheus-pushgateway and the exporters to get one)");
     }
     println!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it.");
     let rt = match tokio::runtime::Builder::new_current_thread()

@@ -13,10 +13,19 @@ pub enum Kind {
     Redis,
     Prom,
     Kube,
+    Alertmanager,
+    Pushgateway,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Pg, Kind::Redis, Kind::Prom, Kind::Kube];
+    pub const ALL: [Kind; 6] = [
+        Kind::Pg,
+        Kind::Redis,
+        Kind::Prom,
+        Kind::Kube,
+        Kind::Alertmanager,
+        Kind::Pushgateway,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -24,6 +33,20 @@ impl Kind {
             Kind::Redis => "redis",
             Kind::Prom => "prom",
             Kind::Kube => "kube",
+            Kind::Alertmanager => "alertmanager",
+            Kind::Pushgateway => "pushgateway",
+        }
+    }
+
+    /// The environment variable naming the default target of this kind.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Kind::Pg => "DATABASE_URL",
+            Kind::Redis => "REDIS_URL",
+            Kind::Prom => "PROMETHEUS_URL",
+            Kind::Kube => "KUBECONFIG",
+            Kind::Alertmanager => "ALERTMANAGER_URL",
+            Kind::Pushgateway => "PUSHGATEWAY_URL",
         }
     }
 
@@ -37,6 +60,8 @@ impl Kind {
             Kind::Redis => "set REDIS_URL, or name a default with `[defaults] redis = \"NAME\"` in the config",
             Kind::Prom => "set PROMETHEUS_URL, or name a default with `[defaults] prom = \"NAME\"` in the config",
             Kind::Kube => "set KUBECONFIG or name a default with `[defaults] kube = \"NAME\"` in the config",
+            Kind::Alertmanager => "set ALERTMANAGER_URL, or name a default with `[defaults] alertmanager = \"NAME\"` in the config",
+            Kind::Pushgateway => "set PUSHGATEWAY_URL, or name a default with `[defaults] pushgateway = \"NAME\"` in the config",
         }
     }
 }
@@ -56,6 +81,10 @@ pub struct Config {
     pub prom: BTreeMap<String, TargetConfig>,
     #[serde(default)]
     pub kube: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub alertmanager: BTreeMap<String, TargetConfig>,
+    #[serde(default)]
+    pub pushgateway: BTreeMap<String, TargetConfig>,
     #[serde(skip)]
     pub path: Option<PathBuf>,
 }
@@ -67,9 +96,19 @@ pub struct Defaults {
     pub redis: Option<String>,
     pub prom: Option<String>,
     pub kube: Option<String>,
+    pub alertmanager: Option<String>,
+    pub pushgateway: Option<String>,
     /// Per-call timeout for primitives, e.g. "30s".
     pub timeout: Option<String>,
     pub max_operations: Option<u64>,
+    /// How long a new PostgreSQL connection may take, e.g. "10s".
+    pub pg_connect_timeout: Option<String>,
+    /// Server-side statement_timeout for opsh's PostgreSQL sessions, e.g.
+    /// "30s"; "0" disables it. Unset: the per-call timeout.
+    pub pg_statement_timeout: Option<String>,
+    /// Most sessions pg.terminate_idle / terminate / cancel act on when a
+    /// script gives no `max` (fallback 50).
+    pub pg_max_terminate: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -88,6 +127,13 @@ pub struct TargetConfig {
     pub password_env: Option<String>,
     /// ...or from the first line of this file (a mounted Kubernetes secret).
     pub password_file: Option<PathBuf>,
+    /// HTTP targets (prom, alertmanager, pushgateway): a bearer token from
+    /// this environment variable...
+    pub bearer_env: Option<String>,
+    /// ...or from the first line of this file.
+    pub bearer_file: Option<PathBuf>,
+    /// HTTP targets: a PEM CA bundle to trust in addition to the system's.
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub protected: bool,
     pub description: Option<String>,
@@ -109,6 +155,9 @@ pub struct Target {
     pub name: String,
     pub url: String,
     pub protected: bool,
+    /// HTTP targets: bearer token (a registered secret) and extra CA.
+    pub bearer: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -231,6 +280,8 @@ impl Config {
             Kind::Redis => &self.redis,
             Kind::Prom => &self.prom,
             Kind::Kube => &self.kube,
+            Kind::Alertmanager => &self.alertmanager,
+            Kind::Pushgateway => &self.pushgateway,
         }
     }
 
@@ -240,6 +291,8 @@ impl Config {
             Kind::Redis => &mut self.redis,
             Kind::Prom => &mut self.prom,
             Kind::Kube => &mut self.kube,
+            Kind::Alertmanager => &mut self.alertmanager,
+            Kind::Pushgateway => &mut self.pushgateway,
         }
     }
 
@@ -249,6 +302,8 @@ impl Config {
             Kind::Redis => self.defaults.redis.as_ref(),
             Kind::Prom => self.defaults.prom.as_ref(),
             Kind::Kube => self.defaults.kube.as_ref(),
+            Kind::Alertmanager => self.defaults.alertmanager.as_ref(),
+            Kind::Pushgateway => self.defaults.pushgateway.as_ref(),
         }
     }
 
@@ -258,6 +313,8 @@ impl Config {
             Kind::Redis => &mut self.defaults.redis,
             Kind::Prom => &mut self.defaults.prom,
             Kind::Kube => &mut self.defaults.kube,
+            Kind::Alertmanager => &mut self.defaults.alertmanager,
+            Kind::Pushgateway => &mut self.defaults.pushgateway,
         };
         *slot = Some(name.to_string());
     }
@@ -293,6 +350,8 @@ impl Config {
                     name: redact::redact(s),
                     url: s.to_string(),
                     protected: false,
+                    bearer: None,
+                    ca_file: None,
                 })
             }
             Some(name) => self.named(kind, name),
@@ -395,11 +454,46 @@ impl Config {
             url = parsed.to_string();
         }
         redact::register_url(&url);
+        let bearer = match (&tc.bearer_env, &tc.bearer_file) {
+            (Some(var), _) => Some(std::env::var(var).map_err(|_| {
+                err(
+                    format!(
+                        "{} target `{name}`: environment variable {var} (bearer_env) is not set",
+                        kind.name()
+                    ),
+                    Some(format!("export {var}=... before running opsh")),
+                )
+            })?),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        err(
+                            format!(
+                                "{} target `{name}`: cannot read bearer_file {}: {e}",
+                                kind.name(),
+                                file.display()
+                            ),
+                            None,
+                        )
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        if let Some(b) = &bearer {
+            redact::register_secret(b);
+        }
         Ok(Target {
             kind,
             name: name.to_string(),
             url,
             protected: tc.protected,
+            bearer,
+            ca_file: tc.ca_file.clone(),
         })
     }
 
@@ -466,16 +560,13 @@ impl Config {
             name: shown,
             url,
             protected,
+            bearer: None,
+            ca_file: None,
         }
     }
 
     fn env_default(&self, kind: Kind) -> Result<Target, ConfigError> {
-        let var = match kind {
-            Kind::Pg => "DATABASE_URL",
-            Kind::Redis => "REDIS_URL",
-            Kind::Prom => "PROMETHEUS_URL",
-            Kind::Kube => "KUBECONFIG",
-        };
+        let var = kind.env_var();
         if let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
             redact::register_url(&url);
             return Ok(Target {
@@ -483,6 +574,8 @@ impl Config {
                 name: var.to_string(),
                 url,
                 protected: false,
+                bearer: None,
+                ca_file: None,
             });
         }
         if kind == Kind::Pg {
@@ -492,6 +585,8 @@ impl Config {
                     name: "PG* environment".into(),
                     url,
                     protected: false,
+                    bearer: None,
+                    ca_file: None,
                 });
             }
         }

@@ -14,6 +14,7 @@ pub mod modules;
 pub mod output;
 pub mod redact;
 pub mod registry;
+pub mod repl;
 pub mod sandbox;
 pub mod session;
 pub mod value;

@@ -1,10 +1,14 @@
 //! One file (or folder) per ops area. Each declares its primitives once, in
 //! its `MODULE`; adding a module means adding it to `MODULES`.
 
+pub mod alertmanager;
 pub mod http;
 pub mod json;
 pub mod k8s;
+pub mod metrics;
 pub mod pg;
+pub mod prom;
+pub mod pushgateway;
 pub mod redis;
 pub mod sys;
 
@@ -16,5 +20,9 @@ pub static MODULES: &[&ModuleDecl] = &[
     &http::MODULE,
     &pg::MODULE,
     &redis::MODULE,
+    &prom::MODULE,
+    &alertmanager::MODULE,
+    &pushgateway::MODULE,
+    &metrics::MODULE,
     &k8s::MODULE,
 ];

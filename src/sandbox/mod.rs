@@ -2,11 +2,13 @@
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
 mod kube;
+pub mod monitoring;
 mod postgres;
 mod proc;
 mod redis;
 
 pub use kube::KubeServer;
+pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;
 pub use redis::RedisServer;
@@ -18,6 +20,9 @@ use std::path::{Path, PathBuf};
 pub struct Services {
     pub postgres: bool,
     pub redis: bool,
+    /// Prometheus, Alertmanager, Pushgateway, and an exporter for each of
+    /// the servers above.
+    pub monitoring: bool,
     /// The in-process Kubernetes API test server (kube/).
     pub kube: bool,
 }
@@ -27,7 +32,18 @@ impl Default for Services {
         Services {
             postgres: true,
             redis: true,
+            monitoring: false,
             kube: true,
+        }
+    }
+}
+
+impl Services {
+    /// Everything installed on this machine: what `opsh sandbox` starts.
+    pub fn all_available() -> Services {
+        Services {
+            monitoring: monitoring::available(),
+            ..Services::default()
         }
     }
 }
@@ -72,8 +88,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Field order matters: servers stop before their directory is removed.
+/// Field order matters: servers stop before their directory is removed,
+/// and the monitoring stack before the servers it watches.
 pub struct Sandbox {
+    pub monitoring: Option<Monitoring>,
     pub postgres: Option<Postgres>,
     pub redis: Option<RedisServer>,
     pub kube: Option<KubeServer>,
@@ -93,12 +111,22 @@ impl Sandbox {
         } else {
             None
         };
+        let monitoring = if services.monitoring {
+            Some(Monitoring::start(
+                &dir.path().join("monitoring"),
+                postgres.as_ref().map(|p| p.url()).as_deref(),
+                redis.as_ref().map(|r| r.url()).as_deref(),
+            )?)
+        } else {
+            None
+        };
         let kube = if services.kube {
             Some(KubeServer::start(&dir.path().join("kube"))?)
         } else {
             None
         };
         Ok(Sandbox {
+            monitoring,
             postgres,
             redis,
             kube,
@@ -114,6 +142,11 @@ impl Sandbox {
         if let Some(r) = &self.redis {
             t.push((Kind::Redis, r.url()));
         }
+        if let Some(m) = &self.monitoring {
+            t.push((Kind::Prom, m.prometheus.url()));
+            t.push((Kind::Alertmanager, m.alertmanager.url()));
+            t.push((Kind::Pushgateway, m.pushgateway.url()));
+        }
         if let Some(k) = &self.kube {
             t.push((Kind::Kube, k.kubeconfig.display().to_string()));
         }
@@ -127,6 +160,9 @@ impl Sandbox {
         }
         if let Some(r) = &self.redis {
             parts.push(format!("Redis on 127.0.0.1:{}", r.port));
+        }
+        if let Some(m) = &self.monitoring {
+            parts.push(m.describe());
         }
         if let Some(k) = &self.kube {
             parts.push(format!("Kubernetes API on 127.0.0.1:{}", k.port));

@@ -24,13 +24,24 @@ fn binary() -> Result<PathBuf, SandboxError> {
 
 impl RedisServer {
     pub fn start(dir: &Path) -> Result<RedisServer, SandboxError> {
-        Self::start_with(dir, None)
+        Self::start_with(dir, None, &[])
+    }
+
+    /// A node with cluster mode on; the caller assigns slots and MEETs.
+    pub fn start_cluster_node(dir: &Path) -> Result<RedisServer, SandboxError> {
+        let conf = dir.join("nodes.conf");
+        let conf = conf.to_string_lossy().into_owned();
+        Self::start_with(
+            dir,
+            None,
+            &["--cluster-enabled", "yes", "--cluster-config-file", &conf],
+        )
     }
 
     /// A TLS-only server (`rediss://`) with the given PEM certificate and key;
     /// clients are not asked for certificates.
     pub fn start_tls(dir: &Path, cert: &Path, key: &Path) -> Result<RedisServer, SandboxError> {
-        Self::start_with(dir, Some((cert, key)))
+        Self::start_with(dir, Some((cert, key)), &[])
     }
 
     /// A Sentinel monitoring the master on `master_port` under the name
@@ -68,7 +79,11 @@ impl RedisServer {
         }
     }
 
-    fn start_with(dir: &Path, tls: Option<(&Path, &Path)>) -> Result<RedisServer, SandboxError> {
+    fn start_with(
+        dir: &Path,
+        tls: Option<(&Path, &Path)>,
+        extra: &[&str],
+    ) -> Result<RedisServer, SandboxError> {
         let bin = binary()?;
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let log = dir.join("redis.log");
@@ -101,6 +116,7 @@ impl RedisServer {
                     "--logfile",
                     "",
                 ])
+                .args(extra)
                 .arg("--dir")
                 .arg(dir);
             let mut child = spawn(&mut cmd, &log, None)?;

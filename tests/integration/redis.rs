@@ -1,6 +1,7 @@
 use crate::support::*;
 
-fn redis_int(url: &str, args: &[&str]) -> i64 {
+/// One command over an independent connection, to check what the server holds.
+fn redis_query<T: ::redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
     let client = ::redis::Client::open(url).expect("client");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -17,24 +18,16 @@ fn redis_int(url: &str, args: &[&str]) -> i64 {
     })
 }
 
+fn redis_int(url: &str, args: &[&str]) -> i64 {
+    redis_query(url, args)
+}
+
+fn redis_text(url: &str, args: &[&str]) -> String {
+    redis_query(url, args)
+}
+
 fn redis_cmd(url: &str, args: &[&str]) -> String {
-    let client = ::redis::Client::open(url).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let mut cmd = ::redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        let v: ::redis::Value = cmd.query_async(&mut c).await.expect("cmd");
-        format!("{v:?}")
-    })
+    format!("{:?}", redis_query::<::redis::Value>(url, args))
 }
 
 #[test]
@@ -468,4 +461,60 @@ fn sentinel_url_reaches_the_master() {
         )],
     );
     r.assert_code(2);
+}
+
+#[test]
+fn cluster_ping_and_info_fan_out_over_every_node() {
+    let env = Env::new();
+    let nodes: Vec<_> = (0..3)
+        .map(|i| {
+            opsh::sandbox::RedisServer::start_cluster_node(&env.path(&format!("node{i}")))
+                .expect("cluster node")
+        })
+        .collect();
+    let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
+    for (n, (a, b)) in nodes.iter().zip(ranges) {
+        redis_cmd(&n.url(), &["CLUSTER", "ADDSLOTSRANGE", a, b]);
+    }
+    for n in &nodes[1..] {
+        redis_cmd(
+            &nodes[0].url(),
+            &["CLUSTER", "MEET", "127.0.0.1", &n.port.to_string()],
+        );
+    }
+    // Gossip takes a moment: wait until the seed knows all three nodes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let settled = |text: &str| {
+        let masters: Vec<&str> = text.lines().filter(|l| l.contains("master")).collect();
+        masters.len() == 3
+            && masters.iter().all(|l| {
+                l.contains(" connected")
+                    && !l.contains("handshake")
+                    && !l.contains("fail")
+                    && !l.contains("noaddr")
+            })
+    };
+    while !settled(&redis_text(&nodes[0].url(), &["CLUSTER", "NODES"])) {
+        assert!(std::time::Instant::now() < deadline, "cluster did not form");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let r = env.run(
+        "let i = redis.info(\"server\"); for k in i.keys() { print(`${k} ${i[k].tcp_port}`); } print(redis.ping() >= 0.0);",
+        &[],
+        &[("REDIS_URL", &url)],
+    );
+    r.assert_code(0);
+    let mut want: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{0} {0}", n.port))
+        .collect();
+    want.sort();
+    let mut got: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(got.pop(), Some("true"));
+    got.sort();
+    assert_eq!(got, want, "{}", r.stderr);
+    let r = env.run("redis.get(\"k\")", &[], &[("REDIS_URL", &url)]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("needs one node"), "{}", r.stderr);
 }

@@ -38,11 +38,16 @@ impl Run {
 }
 
 pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
-    match Sandbox::start(Services {
+    sandbox_with(Services {
         postgres: pg,
         redis,
+        monitoring: false,
         kube: false,
-    }) {
+    })
+}
+
+pub fn sandbox_with(services: Services) -> Sandbox {
+    match Sandbox::start(services) {
         Ok(s) => s,
         Err(e) => panic!("sandbox did not start: {e}"),
     }
@@ -86,6 +91,8 @@ impl Env {
             "DATABASE_URL",
             "REDIS_URL",
             "PROMETHEUS_URL",
+            "ALERTMANAGER_URL",
+            "PUSHGATEWAY_URL",
             "PGHOST",
             "PGPORT",
             "PGUSER",

@@ -1,25 +1,25 @@
 //! PostgreSQL, on sqlx: one small pool per target, reused for the run.
+//! This file is the module's one declaration list; the code lives by
+//! concern: conn (pool, timeouts, errors), sql (query/exec), filter (the
+//! shared session filter), activity, sizes, stats, terminate, maintenance.
 
+mod activity;
+mod conn;
 mod decode;
+mod filter;
+mod maintenance;
+mod sizes;
+mod sql;
+mod stats;
+mod terminate;
 
 pub use decode::unix_to_rfc3339;
 
-use crate::config::Target;
-use crate::dispatch::{Call, ErrorKind, OpError, Plan};
-use crate::engine::Handle;
-use crate::redact::redact;
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
-use crate::value::map_of;
-use rhai::{Array, Dynamic};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::query::Query;
-use sqlx::{Connection, Postgres, Row};
-use std::str::FromStr;
-use std::time::{Duration, Instant};
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "pg",
-    doc: "PostgreSQL: queries, statements, health. Targets come from [pg.NAME] in the config, DATABASE_URL or the PG* variables.",
+    doc: "PostgreSQL (14 or later): queries, statements, health, sessions, sizes, maintenance. Targets come from [pg.NAME] in the config, DATABASE_URL or the PG* variables.",
     target: Some(crate::config::Kind::Pg),
     primitives: &[
         Primitive {
@@ -28,9 +28,9 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             params: &[req("target", "string")],
             returns: "pg handle",
             doc: "Connect to a named target or a postgres:// URL and return a handle with the same methods as `pg`.\n\
-                  Connects at once, so a wrong password or an unreachable server fails on this line.",
+                  Connects at once, so a wrong password or an unreachable server fails on this line. TLS follows the URL's `sslmode` (disable, prefer, require, verify-ca, verify-full; `sslrootcert=/path/ca.pem` for a private CA).",
             example: r#"let db = pg.connect("staging"); db.query("select 1 as one")"#,
-            effect: Effect::Read(connect),
+            effect: Effect::Read(sql::connect),
             timeout: CallTimeout::Default,
         },
         Primitive {
@@ -40,7 +40,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             returns: "float",
             doc: "Round-trip a trivial query; returns the latency in milliseconds.",
             example: "let ms = pg.ping();",
-            effect: Effect::Read(ping),
+            effect: Effect::Read(sql::ping),
             timeout: CallTimeout::Default,
         },
         Primitive {
@@ -51,7 +51,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             doc: "Run a query with bound parameters ($1, $2, ...) and return its rows as maps with typed values.\n\
                   ints and floats stay numbers, numeric without fraction is an int, timestamps are RFC 3339 strings, json/jsonb are maps, arrays are arrays. Cast a string parameter in SQL when its type matters (`$1::timestamptz`).",
             example: r#"pg.query("select datname, pg_database_size(datname) as bytes from pg_database where datname = $1", ["postgres"])"#,
-            effect: Effect::Read(query),
+            effect: Effect::Read(sql::query),
             timeout: CallTimeout::Default,
         },
         Primitive {
@@ -62,273 +62,207 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             doc: "Execute one statement (INSERT, UPDATE, DELETE, DDL) and return #{rows_affected}.\n\
                   A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited.",
             example: r#"pg.exec("update jobs set state = 'queued' where state = $1", ["stuck"])"#,
-            effect: Effect::Mutate { plan: plan_exec, apply: exec },
+            effect: Effect::Mutate { plan: sql::plan_exec, apply: sql::exec },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "activity",
+            params: &[opt("filter", "map")],
+            returns: "array of maps",
+            doc: "Sessions from pg_stat_activity: pid, user, database, application, client_addr, backend_type, state, durations in seconds (state_s: in the current state, query_s, xact_s, backend_s), wait_event_type, wait_event, query (first 300 characters), query_start, state_change, backend_start.\n\
+                  Every backend type is listed (filter with `backend_type: \"client backend\"`), except the call's own. Oldest state first; `limit` caps the rows. The same filter as pg.terminate_idle, so this shows what a terminate would consider.\n\
+                  Filter keys (all optional): `states` (or `state`): a state or a list (\"active\", \"idle\", \"idle in transaction\", ...); `older_than` (or `min`): in that state for longer than a duration (\"10m\" or seconds); `database`, `user`, `application`: a name or a list; `exclude_applications`: a list; `pids`: a list; `query_like`: an ILIKE pattern on the query text; `backend_type`; `limit`.",
+            example: r#"show(pg.activity(#{states: ["idle in transaction"], older_than: "1m"}))"#,
+            effect: Effect::Read(activity::activity),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "connections",
+            params: &[],
+            returns: "map",
+            doc: "Client connections at a glance: total, active, idle, idle_in_transaction, max_connections, reserved (superuser and reserved slots), available, saturation_pct (total of max_connections minus reserved), by_state (map), by_database and by_user (arrays).",
+            example: "let c = pg.connections(); if c.saturation_pct > 80.0 { fail(`${c.total} of ${c.max_connections} connections used`) }",
+            effect: Effect::Read(activity::connections),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "long_running",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "Client sessions in a state for longer than `min` (default \"5m\"), state `active` by default; the same columns as pg.activity, longest first.\n\
+                  Takes every filter key of pg.activity, e.g. #{min: \"30s\", state: \"idle in transaction\"}.",
+            example: r#"let slow = pg.long_running(#{min: "5m"}); show(slow)"#,
+            effect: Effect::Read(activity::long_running),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "blocking",
+            params: &[],
+            returns: "array of maps",
+            doc: "Lock waits: who blocks whom (pg_blocking_pids), one row per (blocked, blocking) pair with lock_type, lock_mode, relation, wait_s, and both queries. Empty when nothing waits on a lock.",
+            example: "for w in pg.blocking() { print(`${w.blocking_pid} blocks ${w.blocked_pid} for ${w.wait_s}s`) }",
+            effect: Effect::Read(activity::blocking),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "slow_queries",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "The costliest statements from pg_stat_statements: queryid, user, database, calls, total_ms, mean_ms, min_ms, max_ms, stddev_ms, rows, cache_hit_pct, query.\n\
+                  Options: `limit` (default 10), `order_by`: \"mean\" (default), \"total\", \"calls\", \"max\" or \"rows\"; `database` to keep one database. When the extension is missing the error says exactly how to install it.",
+            example: r#"show(pg.slow_queries(#{limit: 5, order_by: "total"}))"#,
+            effect: Effect::Read(stats::slow_queries),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "db_size",
+            params: &[opt("name", "string")],
+            returns: "map",
+            doc: "Size of a database (default: the connected one): #{database, bytes, size}, bytes as pg_database_size reports it, size human-readable.",
+            example: r#"let gb = pg.db_size().bytes / 1073741824.0;"#,
+            effect: Effect::Read(sizes::db_size),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "databases",
+            params: &[],
+            returns: "array of maps",
+            doc: "Every database: database, owner, encoding, bytes, size, connections, allow_connections, is_template, xid_age (transaction-ID wraparound age). Largest first; sizes are () where you may not connect.",
+            example: "show(pg.databases())",
+            effect: Effect::Read(sizes::databases),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "table_sizes",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "Largest tables first: schema, table, total/table/index/toast sizes as raw bytes (total_bytes, ...) and human-readable (total_size, ...), estimated_rows.\n\
+                  Options: `schema` (default: every non-system schema), `limit` (default 20).",
+            example: r#"show(pg.table_sizes(#{schema: "public", limit: 10}))"#,
+            effect: Effect::Read(sizes::table_sizes),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "vacuum_stats",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "Per table, most dead tuples first: live_tuples, dead_tuples, dead_pct, modified_since_analyze, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze and their counts. Options: `schema`, `limit` (default 50).",
+            example: "for t in pg.vacuum_stats(#{limit: 5}) { if t.dead_pct > 20.0 { print(t.table) } }",
+            effect: Effect::Read(stats::vacuum_stats),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "cache_hit_ratio",
+            params: &[],
+            returns: "map",
+            doc: "Buffer cache hit ratios (0 to 1; () before any read): database (pg_stat_database), tables and indexes (user relations), with blks_hit and blks_read.",
+            example: "let r = pg.cache_hit_ratio(); if r.database != () && r.database < 0.99 { print(`cache hit ${r.database}`) }",
+            effect: Effect::Read(stats::cache_hit_ratio),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "index_usage",
+            params: &[opt("opts", "map")],
+            returns: "array of maps",
+            doc: "Index scans per index: schema, table, index, scans, tuples_read, tuples_fetched, bytes, size, is_unique, is_primary, unused (never scanned since the statistics were reset, and enforcing no constraint). Unused first.\n\
+                  Options: `schema`, `unused_only: true`.",
+            example: "show(pg.index_usage(#{unused_only: true}))",
+            effect: Effect::Read(stats::index_usage),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "replication",
+            params: &[],
+            returns: "map",
+            doc: "Replication state: in_recovery, current_lsn, replicas (application, client_addr, state, sync_state, lag_bytes, replay/write/flush lag in seconds), slots (retained_bytes), and on a standby `standby` (receive/replay lsn, replay_lag_s, receiver_status).",
+            example: "for r in pg.replication().replicas { if r.lag_bytes > 100000000 { print(`${r.application} lags`) } }",
+            effect: Effect::Read(stats::replication),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "settings",
+            params: &[opt("names", "string|array")],
+            returns: "array of maps",
+            doc: "Server settings from pg_settings: name, setting (an int, float or bool when the setting is one), unit, value (as SHOW prints it), vartype, source, context, pending_restart, description.\n\
+                  Without names: every setting. An unknown name is an error.",
+            example: r#"let s = pg.settings(["max_connections", "work_mem"]); print(s[0].setting)"#,
+            effect: Effect::Read(stats::settings),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "version",
+            params: &[],
+            returns: "map",
+            doc: "The server: version (full string), server_version, version_num, major, minor, in_recovery, uptime_s.",
+            example: "let v = pg.version(); if v.major < 14 { fail(v.server_version) }",
+            effect: Effect::Read(stats::version),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "terminate_idle",
+            params: &[opt("opts", "map")],
+            returns: "map",
+            doc: "Terminate idle client sessions (default: state idle or idle in transaction for more than 10 minutes) and return #{count, sessions, skipped}.\n\
+                  Only ever client backends: never opsh's own connections (application \"opsh\"), never autovacuum, walsenders or background workers, never superuser sessions unless `include_superusers: true`. Refused when more than `max` sessions match (default `[defaults] pg_max_terminate`, else 50). Uses pg_terminate_backend(pid, timeout) with `wait` (default \"5s\"), re-applies the filter to each session at the moment it acts (a session that became active is skipped), and checks each one is gone. --dry-run returns the same sessions and terminates nothing.\n\
+                  See pg.activity for the filter keys.",
+            example: r#"let r = pg.terminate_idle(#{older_than: "10m", database: "app", exclude_applications: ["pgbouncer"], max: 20}); print(r.count)"#,
+            effect: Effect::Mutate { plan: terminate::plan_terminate_idle, apply: terminate::terminate_idle },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "terminate",
+            params: &[opt("opts", "map")],
+            returns: "map",
+            doc: "Terminate the sessions of long-running queries (default: state active for more than 5 minutes); the same filter, guards, `max`, `wait` and result as pg.terminate_idle.",
+            example: r#"pg.terminate(#{older_than: "5m", user: "reporting"})"#,
+            effect: Effect::Mutate { plan: terminate::plan_terminate, apply: terminate::terminate },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "cancel",
+            params: &[opt("opts", "map")],
+            returns: "map",
+            doc: "Cancel long-running queries (pg_cancel_backend; the sessions stay connected). Default: active for more than 5 minutes; the same filter, guards and `max` as pg.terminate_idle. Checks that each query stopped within `wait` (default \"5s\").",
+            example: r#"pg.cancel(#{older_than: "5m", query_like: "%report%"})"#,
+            effect: Effect::Mutate { plan: terminate::plan_cancel, apply: terminate::cancel },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "vacuum_analyze",
+            params: &[opt("table", "string")],
+            returns: "map",
+            doc: "VACUUM (ANALYZE) one table (schema.table, resolved and quoted by the server) or, without a name, the whole database. Returns #{table, duration_ms}; --dry-run reports the table's size and dead tuples.",
+            example: r#"pg.vacuum_analyze("public.jobs")"#,
+            effect: Effect::Mutate { plan: maintenance::plan_vacuum_analyze, apply: maintenance::vacuum_analyze },
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "reindex",
+            params: &[req("opts", "map")],
+            returns: "map",
+            doc: "REINDEX exactly one of #{table}, #{index} or #{database} (the connected one), with `concurrently: true` to avoid blocking writes. Returns #{statement, indexes, bytes_before, bytes_after, duration_ms}; --dry-run reports the statement and the indexes' current size.",
+            example: r#"pg.reindex(#{index: "jobs_state_idx", concurrently: true})"#,
+            effect: Effect::Mutate { plan: maintenance::plan_reindex, apply: maintenance::reindex },
             timeout: CallTimeout::Default,
         },
     ],
 };
-
-/// Turns a sqlx error into what the operator needs: PostgreSQL's message
-/// and SQLSTATE, and a hint for the usual suspects.
-fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
-    match &e {
-        sqlx::Error::Database(db) => {
-            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            let mut cause = format!("{} (SQLSTATE {code})", db.message());
-            let mut hint = None;
-            if let Some(pgerr) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-                if let Some(d) = pgerr.detail() {
-                    cause.push_str(&format!("; detail: {d}"));
-                }
-                hint = pgerr.hint().map(str::to_string);
-            }
-            let hint = hint.or_else(|| match code.as_str() {
-                "28P01" | "28000" => Some(format!(
-                    "check the user and password for {} (password_env / password_file in the config)",
-                    t.name
-                )),
-                "3D000" => Some("the database in the URL does not exist; list them with pg.query(\"select datname from pg_database\")".into()),
-                "42P01" => Some("the table does not exist here; check the schema and search_path".into()),
-                "57014" => Some("the statement was cancelled (statement_timeout or an operator)".into()),
-                "53300" => Some("the server has no free connection slots; see pg_stat_activity".into()),
-                _ => None,
-            });
-            OpError::failed(format!("{what} on {}", t.name))
-                .with_cause(cause)
-                .hint_opt(hint)
-        }
-        sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
-            .with_cause(io)
-            .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432))),
-        sqlx::Error::PoolTimedOut => OpError::new(
-            ErrorKind::Timeout,
-            format!("timed out connecting to {}", t.display()),
-        )
-        .with_hint(format!(
-            "is PostgreSQL reachable on {}? a firewall or a full server can cause this",
-            t.host_port(5432)
-        )),
-        sqlx::Error::Tls(err) => OpError::failed(format!("TLS with {} failed", t.display()))
-            .with_cause(err)
-            .with_hint("check sslmode and the server certificate (sslrootcert)"),
-        sqlx::Error::Configuration(err) => {
-            OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
-                .with_cause(err)
-        }
-        other => OpError::failed(format!("{what} on {}", t.display())).with_cause(other),
-    }
-}
-
-fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
-    let t = call.target()?;
-    let call: &Call = call;
-    let p = call.session.client::<PgPool>(&t.url, || {
-        let opts = PgConnectOptions::from_str(&t.url)
-            .map_err(|e| {
-                OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
-                    .with_cause(redact(&e.to_string()))
-            })?
-            .application_name("opsh");
-        // One plain connection first: the pool retries refused connections
-        // until its timeout, which would turn "nothing listens there" into a
-        // slow, vague timeout. A lone connect fails at once and precisely.
-        call.block_on(async {
-            let first =
-                tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&opts))
-                    .await
-                    .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
-                    .map_err(|e| pg_error(e, &t, "connect"))?;
-            let _ = first.close().await;
-            Ok(())
-        })?;
-        // The pool spawns its maintenance task on the current runtime.
-        let _rt = call.session.rt.enter();
-        Ok(PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(opts))
-    })?;
-    Ok((p, t))
-}
-
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
-
-fn bind<'q>(q: PgQuery<'q>, d: &Dynamic, i: usize) -> Result<PgQuery<'q>, OpError> {
-    Ok(if d.is_unit() {
-        q.bind(None::<String>)
-    } else if let Ok(b) = d.as_bool() {
-        q.bind(b)
-    } else if let Ok(n) = d.as_int() {
-        q.bind(n)
-    } else if let Ok(f) = d.as_float() {
-        q.bind(f)
-    } else if d.is_string() {
-        q.bind(d.to_string())
-    } else if let Some(arr) = d.read_lock::<Array>() {
-        if arr.iter().all(|x| x.is_int()) {
-            q.bind(
-                arr.iter()
-                    .filter_map(|x| x.as_int().ok())
-                    .collect::<Vec<i64>>(),
-            )
-        } else if arr.iter().all(|x| x.is_float() || x.is_int()) {
-            q.bind(
-                arr.iter()
-                    .map(|x| {
-                        x.as_float()
-                            .or_else(|_| x.as_int().map(|i| i as f64))
-                            .unwrap_or(0.0)
-                    })
-                    .collect::<Vec<f64>>(),
-            )
-        } else if arr.iter().all(|x| x.is_string()) {
-            q.bind(arr.iter().map(|x| x.to_string()).collect::<Vec<String>>())
-        } else {
-            q.bind(sqlx::types::Json(crate::value::to_json(d)))
-        }
-    } else if d.is_map() {
-        q.bind(sqlx::types::Json(crate::value::to_json(d)))
-    } else {
-        return Err(OpError::bad_input(format!(
-            "parameter ${} has type {}, which cannot be sent to PostgreSQL",
-            i + 1,
-            crate::value::type_name(d)
-        )));
-    })
-}
-
-fn bound<'q>(sql: &'q str, params: &Array) -> Result<PgQuery<'q>, OpError> {
-    let mut q = sqlx::query(sql);
-    for (i, p) in params.iter().enumerate() {
-        q = bind(q, p, i)?;
-    }
-    Ok(q)
-}
-
-fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
-    let t = call.session.resolve(crate::config::Kind::Pg, Some(&name))?;
-    call.set_target(t);
-    pool(call)?;
-    Ok(Dynamic::from(Handle {
-        module: "pg",
-        target: Some(name),
-    }))
-}
-
-fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (pool, t) = pool(call)?;
-    call.block_on(async move {
-        let started = Instant::now();
-        sqlx::query("select 1")
-            .execute(&pool)
-            .await
-            .map_err(|e| pg_error(e, &t, "ping"))?;
-        Ok(Dynamic::from_float(
-            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
-        ))
-    })
-}
-
-fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
-    let (pool, t) = pool(call)?;
-    call.block_on(async move {
-        let rows = bound(&sql, &params)?
-            .fetch_all(&pool)
-            .await
-            .map_err(|e| pg_error(e, &t, "query failed"))?;
-        if let Some(first) = rows.first() {
-            use sqlx::Column;
-            crate::output::column_order_hint(
-                &first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_string())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        Ok(Dynamic::from_array(
-            rows.iter()
-                .map(|r| Dynamic::from_map(decode::row_to_map(r)))
-                .collect(),
-        ))
-    })
-}
-
-fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
-    let (pool, t) = pool(call)?;
-    call.block_on(async move {
-        let res = bound(&sql, &params)?
-            .execute(&pool)
-            .await
-            .map_err(|e| pg_error(e, &t, "statement failed"))?;
-        Ok(Dynamic::from_map(map_of([(
-            "rows_affected",
-            Dynamic::from_int(res.rows_affected() as i64),
-        )])))
-    })
-}
-
-/// EXPLAIN, never ANALYZE: the planner on the real target validates the
-/// statement and estimates its rows without executing it.
-fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
-    let (pool, t) = pool(call)?;
-    let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    let explain = format!("EXPLAIN (FORMAT JSON) {sql}");
-    let explained = call.block_on(async {
-        match bound(&explain, &params)?.fetch_one(&pool).await {
-            Ok(row) => {
-                let v: sqlx::types::Json<serde_json::Value> =
-                    row.try_get(0).map_err(|e| pg_error(e, &t, "explain"))?;
-                Ok(Some(v.0))
-            }
-            // Utility statements (DDL, VACUUM) cannot be explained: 42601 syntax error at EXPLAIN.
-            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42601") => Ok(None),
-            Err(e) => Err(pg_error(e, &t, "the statement does not plan")),
-        }
-    })?;
-    let (summary, details) = match explained {
-        Some(v) => {
-            let top = &v[0]["Plan"];
-            // ModifyTable returns no rows itself; the scan below it estimates
-            // how many rows the statement touches.
-            let scan = if top["Node Type"] == "ModifyTable" {
-                &top["Plans"][0]
-            } else {
-                top
-            };
-            let rows = scan["Plan Rows"].as_i64().unwrap_or(0);
-            let node = top["Operation"]
-                .as_str()
-                .or(top["Node Type"].as_str())
-                .unwrap_or("?")
-                .to_string();
-            let rel = top["Relation Name"]
-                .as_str()
-                .map(|r| format!(" on {r}"))
-                .unwrap_or_default();
-            (
-                format!("would execute `{short}` ({node}{rel}, planner estimates {rows} rows)"),
-                map_of([
-                    ("sql", short.clone().into()),
-                    ("estimated_rows", Dynamic::from_int(rows)),
-                    ("node", format!("{node}{rel}").into()),
-                ]),
-            )
-        }
-        None => (
-            format!("would execute `{short}` (a utility statement: no row estimate)"),
-            map_of([
-                ("sql", short.clone().into()),
-                ("estimated_rows", Dynamic::UNIT),
-            ]),
-        ),
-    };
-    Ok(Plan { summary, details })
-}

@@ -45,6 +45,13 @@ pub(super) fn conn(
     call: &mut Call,
 ) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
     let t = call.target()?;
+    if super::cluster::is_cluster(&t.url) {
+        return Err(OpError::bad_input(format!(
+            "{} needs one node: only redis.ping and redis.info fan out over a cluster target",
+            call.prim.full_name()
+        ))
+        .with_hint("connect to a node with redis.connect(\"redis://host:port\") for the rest"));
+    }
     let call: &Call = call;
     let c = call
         .session
@@ -95,19 +102,14 @@ pub(super) fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (mut c, t) = conn(call)?;
-    let r = call.block_on(async move {
-        let started = Instant::now();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, "PING"))?;
-        Ok(Dynamic::from_float(
-            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
-        ))
-    });
-    forget_on_io(call, &r);
-    r
+    if super::cluster::is_cluster(&call.target()?.url) {
+        return super::cluster::ping(call);
+    }
+    let started = Instant::now();
+    let _: String = run_cmd(call, redis::cmd("PING"), "PING")?;
+    Ok(Dynamic::from_float(
+        (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+    ))
 }
 
 /// A broken connection is not reused: the next call reconnects.

@@ -8,30 +8,29 @@ use rhai::{Dynamic, Map};
 
 pub(super) fn info(call: &mut Call) -> Result<Dynamic, OpError> {
     let section = call.opt_str(0)?;
-    let (mut c, t) = conn(call)?;
-    let sec = section.clone();
-    let r = call.block_on(async move {
-        let mut cmd = redis::cmd("INFO");
-        if let Some(s) = &sec {
-            cmd.arg(s);
-        }
-        let text: String = cmd
-            .query_async(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, "INFO"))?;
-        Ok(text)
-    });
-    forget_on_io(call, &r);
-    let sections = parse_info(&r?);
-    Ok(Dynamic::from_map(
-        match section.map(|s| s.to_ascii_lowercase()) {
-            Some(s) if !matches!(s.as_str(), "all" | "everything" | "default") => sections
-                .get(s.as_str())
-                .and_then(|m| m.clone().try_cast::<Map>())
-                .unwrap_or_default(),
-            _ => sections,
-        },
-    ))
+    if super::cluster::is_cluster(&call.target()?.url) {
+        return super::cluster::info(call, section.as_deref());
+    }
+    let mut cmd = redis::cmd("INFO");
+    if let Some(s) = &section {
+        cmd.arg(s);
+    }
+    let text: String = run_cmd(call, cmd, "INFO")?;
+    Ok(Dynamic::from_map(select_section(
+        parse_info(&text),
+        section.as_deref(),
+    )))
+}
+
+/// One named section's fields, or every section keyed by name.
+pub(super) fn select_section(sections: Map, section: Option<&str>) -> Map {
+    match section.map(|s| s.to_ascii_lowercase()) {
+        Some(s) if !matches!(s.as_str(), "all" | "everything" | "default") => sections
+            .get(s.as_str())
+            .and_then(|m| m.clone().try_cast::<Map>())
+            .unwrap_or_default(),
+        _ => sections,
+    }
 }
 
 pub(super) fn scalar(v: &str) -> Dynamic {

@@ -2,6 +2,7 @@
 //! The declarations live here; conn.rs talks to the server, info.rs reads
 //! server state, keys.rs reads and changes keys.
 
+mod cluster;
 mod conn;
 mod info;
 mod keys;
@@ -33,7 +34,8 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             name: "ping",
             params: &[],
             returns: "float",
-            doc: "PING the server; returns the round trip in milliseconds.",
+            doc: "PING the server; returns the round trip in milliseconds.\n\
+                  On a cluster target (redis+cluster://) every node found by CLUSTER NODES is pinged and the slowest round trip is returned; any node failing fails the call.",
             example: "let ms = redis.ping();",
             effect: Effect::Read(ping),
             timeout: CallTimeout::Default,
@@ -44,7 +46,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             params: &[opt("section", "string")],
             returns: "map",
             doc: "INFO, parsed: numbers typed, `k=v,...` values (keyspace db0, cmdstat_*, slaveN) as nested maps.\n\
-                  Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields.",
+                  Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields. On a cluster target (redis+cluster://) the result is keyed by node address (host:port).",
             example: r#"let mem = redis.info("memory"); mem.used_memory"#,
             effect: Effect::Read(info),
             timeout: CallTimeout::Default,

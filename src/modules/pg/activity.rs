@@ -1,0 +1,159 @@
+//! Who is connected and what they do: activity, connections,
+//! long_running, blocking.
+
+use super::conn::{check_keys, one, opt_int, rows, rows_to_array};
+use super::filter::{Scope, SessionFilter, FILTER_KEYS, SESSION_COLUMNS};
+use crate::dispatch::{Call, OpError};
+use rhai::{Array, Dynamic, Map};
+use std::time::Duration;
+
+/// Sessions matching `filter`, oldest state first.
+pub fn list_sessions(
+    call: &mut Call,
+    f: &SessionFilter,
+    scope: Scope,
+    limit: Option<i64>,
+) -> Result<Vec<Map>, OpError> {
+    let (wh, mut params) = f.to_sql(scope, 1);
+    let limit_sql = match limit {
+        Some(n) => {
+            params.push(Dynamic::from_int(n));
+            format!("limit ${}", params.len())
+        }
+        None => String::new(),
+    };
+    let sql = format!(
+        "select {SESSION_COLUMNS}\nfrom pg_stat_activity a\nwhere {wh}\norder by a.state_change nulls last, a.pid\n{limit_sql}"
+    );
+    rows(call, &sql, &params, "listing sessions failed")
+}
+
+pub fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let mut known = FILTER_KEYS.to_vec();
+    known.push("limit");
+    check_keys(&opts, &known, "pg.activity")?;
+    let f = SessionFilter::parse(&opts)?;
+    let limit = opt_int(&opts, "limit")?;
+    Ok(rows_to_array(list_sessions(
+        call,
+        &f,
+        Scope::Observe,
+        limit,
+    )?))
+}
+
+pub fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let mut known = FILTER_KEYS.to_vec();
+    known.push("limit");
+    check_keys(&opts, &known, "pg.long_running")?;
+    let mut f = SessionFilter::parse(&opts)?;
+    if f.states.is_none() {
+        f.states = Some(vec!["active".into()]);
+    }
+    if f.older_than.is_none() {
+        f.older_than = Some(Duration::from_secs(300));
+    }
+    if f.backend_type.is_none() {
+        f.backend_type = Some(vec!["client backend".into()]);
+    }
+    let limit = opt_int(&opts, "limit")?;
+    Ok(rows_to_array(list_sessions(
+        call,
+        &f,
+        Scope::Observe,
+        limit,
+    )?))
+}
+
+pub fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
+    let none = Array::new();
+    let mut m = one(
+        call,
+        r#"select count(*)::int8 as total,
+                  current_setting('max_connections')::int8 as max_connections,
+                  (current_setting('superuser_reserved_connections')::int8
+                   + coalesce(current_setting('reserved_connections', true)::int8, 0)) as reserved,
+                  count(*) filter (where state = 'active')::int8 as active,
+                  count(*) filter (where state = 'idle')::int8 as idle,
+                  count(*) filter (where state like 'idle in transaction%')::int8 as idle_in_transaction
+           from pg_stat_activity where backend_type = 'client backend'"#,
+        &none,
+        "counting connections failed",
+    )?;
+    let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
+    let (total, max, reserved) = (
+        int(&m, "total"),
+        int(&m, "max_connections"),
+        int(&m, "reserved"),
+    );
+    let usable = (max - reserved).max(1);
+    m.insert("available".into(), Dynamic::from_int(usable - total));
+    m.insert(
+        "saturation_pct".into(),
+        Dynamic::from_float((total as f64 * 1000.0 / usable as f64).round() / 10.0),
+    );
+    let by_state: Map = rows(
+        call,
+        "select coalesce(state, 'unknown') as state, count(*)::int8 as n
+         from pg_stat_activity where backend_type = 'client backend' group by 1 order by 1",
+        &none,
+        "counting connections failed",
+    )?
+    .into_iter()
+    .map(|r| {
+        (
+            r.get("state")
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+                .into(),
+            r.get("n").cloned().unwrap_or(Dynamic::UNIT),
+        )
+    })
+    .collect();
+    m.insert("by_state".into(), Dynamic::from_map(by_state));
+    for (key, col) in [("by_database", "datname"), ("by_user", "usename")] {
+        let label = if key == "by_user" {
+            "\"user\""
+        } else {
+            "database"
+        };
+        let sql = format!(
+            "select {col} as {label}, count(*)::int8 as connections,
+                    count(*) filter (where state = 'active')::int8 as active,
+                    count(*) filter (where state = 'idle')::int8 as idle,
+                    count(*) filter (where state like 'idle in transaction%')::int8 as idle_in_transaction
+             from pg_stat_activity where backend_type = 'client backend'
+             group by 1 order by 2 desc, 1"
+        );
+        let r = rows(call, &sql, &none, "counting connections failed")?;
+        m.insert(key.into(), rows_to_array(r));
+    }
+    Ok(Dynamic::from_map(m))
+}
+
+pub fn blocking(call: &mut Call) -> Result<Dynamic, OpError> {
+    let r = rows(
+        call,
+        r#"select w.pid as blocked_pid, w.usename as blocked_user,
+                  b.pid as blocking_pid, b.usename as blocking_user, b.state as blocking_state,
+                  l.locktype as lock_type, l.mode as lock_mode,
+                  l.relation::regclass::text as relation,
+                  round(greatest(0, extract(epoch from clock_timestamp()
+                        - coalesce(l.waitstart, w.state_change)))::numeric, 3)::float8 as wait_s,
+                  w.wait_event_type, w.wait_event,
+                  left(w.query, 200) as blocked_query, left(b.query, 200) as blocking_query,
+                  w.datname as database
+           from pg_stat_activity w
+           cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
+           join pg_stat_activity b on b.pid = bp.pid
+           left join lateral (
+               select * from pg_locks l where l.pid = w.pid and not l.granted limit 1
+           ) l on true
+           order by wait_s desc, w.pid, b.pid"#,
+        &Array::new(),
+        "listing lock waits failed",
+    )?;
+    Ok(rows_to_array(r))
+}

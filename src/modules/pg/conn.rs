@@ -1,0 +1,352 @@
+//! Connections: one small pool per target for the run, connect and
+//! statement timeouts, the error mapping, and row fetching shared by every
+//! pg primitive.
+
+use super::decode;
+use crate::config::Target;
+use crate::dispatch::{Call, ErrorKind, OpError};
+use crate::redact::redact;
+use rhai::{Array, Dynamic, Map};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::query::Query;
+use sqlx::{Connection, Postgres};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The pg-specific knobs from `[defaults]`, read per call (cheap).
+pub struct Settings {
+    pub connect_timeout: Duration,
+    /// None: leave the server's (or the URL's) statement_timeout alone.
+    pub statement_timeout: Option<Duration>,
+    pub max_terminate: i64,
+}
+
+pub fn settings(call: &Call) -> Result<Settings, OpError> {
+    let d = match call.session.config.read() {
+        Ok(c) => c.defaults.clone(),
+        Err(poisoned) => poisoned.into_inner().defaults.clone(),
+    };
+    let dur = |key: &str, v: Option<String>| -> Result<Option<Duration>, OpError> {
+        v.map(|s| {
+            crate::value::parse_duration(&Dynamic::from(s.clone())).map_err(|e| {
+                OpError::bad_input(format!("[defaults] {key} in the config is invalid"))
+                    .with_cause(e)
+            })
+        })
+        .transpose()
+    };
+    let connect_timeout =
+        dur("pg_connect_timeout", d.pg_connect_timeout)?.unwrap_or(Duration::from_secs(10));
+    // By default the server gives up when opsh does, so a call that timed
+    // out does not leave its query running on the server.
+    let statement_timeout = match dur("pg_statement_timeout", d.pg_statement_timeout)? {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => Some(call.session.call_timeout),
+    };
+    Ok(Settings {
+        connect_timeout,
+        statement_timeout,
+        max_terminate: d.pg_max_terminate.unwrap_or(50),
+    })
+}
+
+const TLS_HINT: &str = "check sslmode in the URL; for verify-ca/verify-full give the CA that signed the server's certificate with sslrootcert=/path/ca.pem, and for verify-full connect by a name or IP the certificate lists";
+
+/// Turns a sqlx error into what the operator needs: PostgreSQL's message
+/// and SQLSTATE, and a hint for the usual suspects.
+pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let mut cause = format!("{} (SQLSTATE {code})", db.message());
+            let mut hint = None;
+            if let Some(pgerr) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                if let Some(d) = pgerr.detail() {
+                    cause.push_str(&format!("; detail: {d}"));
+                }
+                hint = pgerr.hint().map(str::to_string);
+            }
+            let hint = hint.or_else(|| match code.as_str() {
+                "28P01" | "28000" => Some(format!(
+                    "check the user and password for {} (password_env / password_file in the config)",
+                    t.name
+                )),
+                "3D000" => Some("the database in the URL does not exist; list them with pg.databases()".into()),
+                "42P01" => Some("the table does not exist here; check the schema and search_path".into()),
+                "57014" => Some("the statement was cancelled (statement_timeout, `[defaults] pg_statement_timeout`, or an operator)".into()),
+                "53300" => Some("the server has no free connection slots; see pg.connections()".into()),
+                "42501" => Some("the role lacks the privilege; connect as the table owner or a superuser".into()),
+                _ => None,
+            });
+            OpError::failed(format!("{what} on {}", t.name))
+                .with_cause(cause)
+                .hint_opt(hint)
+        }
+        // rustls reports a refused certificate as an I/O error.
+        sqlx::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::InvalidData
+                || io.to_string().contains("certificate") =>
+        {
+            OpError::failed(format!("TLS with {} failed", t.display()))
+                .with_cause(io)
+                .with_hint(TLS_HINT)
+        }
+        sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
+            .with_cause(io)
+            .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432))),
+        sqlx::Error::PoolTimedOut => OpError::new(
+            ErrorKind::Timeout,
+            format!("timed out connecting to {}", t.display()),
+        )
+        .with_hint(format!(
+            "is PostgreSQL reachable on {}? a firewall or a full server can cause this (`[defaults] pg_connect_timeout` sets the limit)",
+            t.host_port(5432)
+        )),
+        sqlx::Error::Tls(err) => OpError::failed(format!("TLS with {} failed", t.display()))
+            .with_cause(err)
+            .with_hint(TLS_HINT),
+        sqlx::Error::Configuration(err) => {
+            OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                .with_cause(err)
+        }
+        other => OpError::failed(format!("{what} on {}", t.display())).with_cause(other),
+    }
+}
+
+pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
+    let t = call.target()?;
+    let call: &Call = call;
+    let p = call.session.client::<PgPool>(&t.url, || {
+        let s = settings(call)?;
+        let mut opts = PgConnectOptions::from_str(&t.url)
+            .map_err(|e| {
+                OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                    .with_cause(redact(&e.to_string()))
+            })?
+            .application_name("opsh");
+        // A statement_timeout the URL sets itself (options=-c ...) wins.
+        if let Some(st) = s
+            .statement_timeout
+            .filter(|_| !t.url.contains("statement_timeout"))
+        {
+            opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
+        }
+        // One plain connection first: the pool retries refused connections
+        // until its timeout, which would turn "nothing listens there" into a
+        // slow, vague timeout. A lone connect fails at once and precisely.
+        call.block_on(async {
+            let first = tokio::time::timeout(s.connect_timeout, PgConnection::connect_with(&opts))
+                .await
+                .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
+                .map_err(|e| pg_error(e, &t, "connect"))?;
+            let _ = first.close().await;
+            Ok(())
+        })?;
+        // The pool spawns its maintenance task on the current runtime.
+        let _rt = call.session.rt.enter();
+        Ok(PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(s.connect_timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // When opsh gives up on a query (Ctrl-C, a timeout, the
+                    // REPL cancelling an entry) it drops the connection; with
+                    // this the server notices within a second and stops the
+                    // query instead of running it to the end (PostgreSQL 14+).
+                    if conn.server_version_num().is_some_and(|v| v >= 140000) {
+                        sqlx::Executor::execute(
+                            &mut *conn,
+                            "SET client_connection_check_interval = '1s'",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(opts))
+    })?;
+    Ok((p, t))
+}
+
+pub type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+fn bind<'q>(q: PgQuery<'q>, d: &Dynamic, i: usize) -> Result<PgQuery<'q>, OpError> {
+    Ok(if d.is_unit() {
+        q.bind(None::<String>)
+    } else if let Ok(b) = d.as_bool() {
+        q.bind(b)
+    } else if let Ok(n) = d.as_int() {
+        q.bind(n)
+    } else if let Ok(f) = d.as_float() {
+        q.bind(f)
+    } else if d.is_string() {
+        q.bind(d.to_string())
+    } else if let Some(arr) = d.read_lock::<Array>() {
+        if arr.iter().all(|x| x.is_int()) {
+            q.bind(
+                arr.iter()
+                    .filter_map(|x| x.as_int().ok())
+                    .collect::<Vec<i64>>(),
+            )
+        } else if arr.iter().all(|x| x.is_float() || x.is_int()) {
+            q.bind(
+                arr.iter()
+                    .map(|x| {
+                        x.as_float()
+                            .or_else(|_| x.as_int().map(|i| i as f64))
+                            .unwrap_or(0.0)
+                    })
+                    .collect::<Vec<f64>>(),
+            )
+        } else if arr.iter().all(|x| x.is_string()) {
+            q.bind(arr.iter().map(|x| x.to_string()).collect::<Vec<String>>())
+        } else {
+            q.bind(sqlx::types::Json(crate::value::to_json(d)))
+        }
+    } else if d.is_map() {
+        q.bind(sqlx::types::Json(crate::value::to_json(d)))
+    } else {
+        return Err(OpError::bad_input(format!(
+            "parameter ${} has type {}, which cannot be sent to PostgreSQL",
+            i + 1,
+            crate::value::type_name(d)
+        )));
+    })
+}
+
+/// A query with its parameters bound in order ($1, $2, ...).
+pub fn bound<'q>(sql: &'q str, params: &Array) -> Result<PgQuery<'q>, OpError> {
+    let mut q = sqlx::query(sql);
+    for (i, p) in params.iter().enumerate() {
+        q = bind(q, p, i)?;
+    }
+    Ok(q)
+}
+
+/// Runs a query of opsh's own and returns its rows as maps, registering
+/// the SELECT's column order for `show`.
+pub fn rows(call: &mut Call, sql: &str, params: &Array, what: &str) -> Result<Vec<Map>, OpError> {
+    let (pool, t) = pool(call)?;
+    call.block_on(async move {
+        let rows = bound(sql, params)?
+            .fetch_all(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, what))?;
+        if let Some(first) = rows.first() {
+            use sqlx::{Column, Row};
+            crate::output::column_order_hint(
+                &first
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        Ok(rows.iter().map(decode::row_to_map).collect())
+    })
+}
+
+/// The single row of a query that always returns one.
+pub fn one(call: &mut Call, sql: &str, params: &Array, what: &str) -> Result<Map, OpError> {
+    rows(call, sql, params, what)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| OpError::failed(format!("{what}: the server returned no row")))
+}
+
+/// A statement of opsh's own with no parameters, on the simple protocol
+/// (VACUUM, REINDEX ... CONCURRENTLY refuse to run inside a transaction).
+pub fn run_utility(call: &mut Call, sql: &str, what: &str) -> Result<(), OpError> {
+    let (pool, t) = pool(call)?;
+    call.block_on(async move {
+        sqlx::raw_sql(sql)
+            .execute(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, what))?;
+        Ok(())
+    })
+}
+
+pub fn rows_to_array(rows: Vec<Map>) -> Dynamic {
+    Dynamic::from_array(rows.into_iter().map(Dynamic::from_map).collect())
+}
+
+/// The options map of a primitive: rejects keys it does not know, so a
+/// typo (`#{olderthan: "10m"}`) cannot silently widen a filter.
+pub fn check_keys(opts: &Map, known: &[&str], prim: &str) -> Result<(), OpError> {
+    for k in opts.keys() {
+        if !known.contains(&k.as_str()) {
+            let hint = match crate::registry::suggest(k, known.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known options: {}", known.join(", ")),
+            };
+            return Err(OpError::bad_input(format!("{prim}: unknown option `{k}`")).with_hint(hint));
+        }
+    }
+    Ok(())
+}
+
+pub fn opt_int(opts: &Map, k: &str) -> Result<Option<i64>, OpError> {
+    match opts.get(k) {
+        None => Ok(None),
+        Some(d) if d.is_unit() => Ok(None),
+        Some(d) => d
+            .as_int()
+            .map(Some)
+            .map_err(|_| OpError::bad_input(format!("option `{k}` must be an int"))),
+    }
+}
+
+pub fn opt_bool(opts: &Map, k: &str) -> Result<bool, OpError> {
+    match opts.get(k) {
+        None => Ok(false),
+        Some(d) => d
+            .as_bool()
+            .map_err(|_| OpError::bad_input(format!("option `{k}` must be true or false"))),
+    }
+}
+
+pub fn opt_string(opts: &Map, k: &str) -> Result<Option<String>, OpError> {
+    match opts.get(k) {
+        None => Ok(None),
+        Some(d) if d.is_unit() => Ok(None),
+        Some(d) if d.is_string() => Ok(Some(d.to_string())),
+        Some(_) => Err(OpError::bad_input(format!("option `{k}` must be a string"))),
+    }
+}
+
+/// A string or an array of strings, as a list.
+pub fn opt_strings(opts: &Map, k: &str) -> Result<Option<Vec<String>>, OpError> {
+    match opts.get(k) {
+        None => Ok(None),
+        Some(d) if d.is_unit() => Ok(None),
+        Some(d) if d.is_string() => Ok(Some(vec![d.to_string()])),
+        Some(d) if d.is_array() => d
+            .clone()
+            .cast::<Array>()
+            .iter()
+            .map(|x| {
+                x.is_string().then(|| x.to_string()).ok_or_else(|| {
+                    OpError::bad_input(format!(
+                        "option `{k}` must be a string or an array of strings"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(OpError::bad_input(format!(
+            "option `{k}` must be a string or an array of strings"
+        ))),
+    }
+}
+
+pub fn opt_duration(opts: &Map, k: &str) -> Result<Option<Duration>, OpError> {
+    match opts.get(k) {
+        None => Ok(None),
+        Some(d) if d.is_unit() => Ok(None),
+        Some(d) => crate::value::parse_duration(d)
+            .map(Some)
+            .map_err(|e| OpError::bad_input(format!("option `{k}`: {e}"))),
+    }
+}

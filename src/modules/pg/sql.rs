@@ -1,0 +1,120 @@
+//! The general-purpose calls: connect, ping, query, exec.
+
+use super::conn::rows;
+use super::conn::{bound, pg_error, pool};
+use crate::dispatch::{Call, OpError, Plan};
+use crate::engine::Handle;
+use crate::value::map_of;
+use rhai::Dynamic;
+use sqlx::Row;
+use std::time::Instant;
+
+pub fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    let t = call.session.resolve(crate::config::Kind::Pg, Some(&name))?;
+    call.set_target(t);
+    pool(call)?;
+    Ok(Dynamic::from(Handle {
+        module: "pg",
+        target: Some(name),
+    }))
+}
+
+pub fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (pool, t) = pool(call)?;
+    call.block_on(async move {
+        let started = Instant::now();
+        sqlx::query("select 1")
+            .execute(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, "ping"))?;
+        Ok(Dynamic::from_float(
+            (started.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        ))
+    })
+}
+
+pub fn query(call: &mut Call) -> Result<Dynamic, OpError> {
+    let sql = call.str_arg(0)?;
+    let params = call.opt_array(1)?;
+    let rows = rows(call, &sql, &params, "query failed")?;
+    Ok(Dynamic::from_array(
+        rows.into_iter().map(Dynamic::from_map).collect(),
+    ))
+}
+
+pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
+    let sql = call.str_arg(0)?;
+    let params = call.opt_array(1)?;
+    let (pool, t) = pool(call)?;
+    call.block_on(async move {
+        let res = bound(&sql, &params)?
+            .execute(&pool)
+            .await
+            .map_err(|e| pg_error(e, &t, "statement failed"))?;
+        Ok(Dynamic::from_map(map_of([(
+            "rows_affected",
+            Dynamic::from_int(res.rows_affected() as i64),
+        )])))
+    })
+}
+
+/// EXPLAIN, never ANALYZE: the planner on the real target validates the
+/// statement and estimates its rows without executing it.
+pub fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
+    let sql = call.str_arg(0)?;
+    let params = call.opt_array(1)?;
+    let (pool, t) = pool(call)?;
+    let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let explain = format!("EXPLAIN (FORMAT JSON) {sql}");
+    let explained = call.block_on(async {
+        match bound(&explain, &params)?.fetch_one(&pool).await {
+            Ok(row) => {
+                let v: sqlx::types::Json<serde_json::Value> =
+                    row.try_get(0).map_err(|e| pg_error(e, &t, "explain"))?;
+                Ok(Some(v.0))
+            }
+            // Utility statements (DDL, VACUUM) cannot be explained: 42601 syntax error at EXPLAIN.
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42601") => Ok(None),
+            Err(e) => Err(pg_error(e, &t, "the statement does not plan")),
+        }
+    })?;
+    let (summary, details) = match explained {
+        Some(v) => {
+            let top = &v[0]["Plan"];
+            // ModifyTable returns no rows itself; the scan below it estimates
+            // how many rows the statement touches.
+            let scan = if top["Node Type"] == "ModifyTable" {
+                &top["Plans"][0]
+            } else {
+                top
+            };
+            let rows = scan["Plan Rows"].as_i64().unwrap_or(0);
+            let node = top["Operation"]
+                .as_str()
+                .or(top["Node Type"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let rel = top["Relation Name"]
+                .as_str()
+                .map(|r| format!(" on {r}"))
+                .unwrap_or_default();
+            (
+                format!("would execute `{short}` ({node}{rel}, planner estimates {rows} rows)"),
+                map_of([
+                    ("sql", short.clone().into()),
+                    ("estimated_rows", Dynamic::from_int(rows)),
+                    ("node", format!("{node}{rel}").into()),
+                ]),
+            )
+        }
+        None => (
+            format!("would execute `{short}` (a utility statement: no row estimate)"),
+            map_of([
+                ("sql", short.clone().into()),
+                ("estimated_rows", Dynamic::UNIT),
+            ]),
+        ),
+    };
+    Ok(Plan { summary, details })
+}

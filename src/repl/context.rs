@@ -1,0 +1,310 @@
+//! What the cursor is in: a word, a member after `x.`, a string argument,
+//! the call being typed, a meta command. Shared by completion and hints.
+
+use super::lex::{self, Kind, Token};
+use super::state::Shared;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spot<'a> {
+    Word {
+        prefix: &'a str,
+    },
+    /// After `receiver.`; `module` is set when the receiver is a module or a
+    /// handle (`pg`, `db` after `let db = pg.connect(..)`).
+    Member {
+        receiver: &'a str,
+        module: Option<&'static str>,
+        prefix: &'a str,
+    },
+    /// Inside an open string that is argument `index` of a call.
+    StringArg {
+        module: Option<&'static str>,
+        function: &'a str,
+        index: usize,
+        prefix: &'a str,
+    },
+    Meta {
+        prefix: &'a str,
+    },
+    MetaArg {
+        command: &'a str,
+        index: usize,
+        previous: Vec<&'a str>,
+        prefix: &'a str,
+    },
+}
+
+impl Spot<'_> {
+    pub fn prefix(&self) -> &str {
+        match self {
+            Spot::Word { prefix }
+            | Spot::Member { prefix, .. }
+            | Spot::StringArg { prefix, .. }
+            | Spot::Meta { prefix }
+            | Spot::MetaArg { prefix, .. } => prefix,
+        }
+    }
+}
+
+/// A call being typed: `module` is "" for a global function, `None` when
+/// the receiver is not known to be a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callee<'a> {
+    pub module: Option<&'static str>,
+    pub name: &'a str,
+    /// Which argument the cursor is in (0-based).
+    pub index: usize,
+}
+
+/// Classifies the text before `pos`; returns where the completed word
+/// starts, in bytes, and the spot.
+pub fn spot<'a>(text: &'a str, pos: usize, shared: &Shared) -> Option<(usize, Spot<'a>)> {
+    let before = text.get(..pos)?;
+    let trimmed = before.trim_start();
+    if trimmed.starts_with(':') {
+        return Some(meta_spot(before));
+    }
+    let toks = lex::lex(before);
+    let last = toks.last();
+    match last {
+        None => Some((pos, Spot::Word { prefix: "" })),
+        Some(t) if t.kind == (Kind::Str { closed: false }) => {
+            let sig = significant(&toks);
+            let call = enclosing_call(before, &sig[..sig.len() - 1], shared)?;
+            let start = t.start + 1;
+            Some((
+                start,
+                Spot::StringArg {
+                    module: call.module,
+                    function: call.name,
+                    index: call.index,
+                    prefix: &before[start..],
+                },
+            ))
+        }
+        Some(t) if matches!(t.kind, Kind::Ident | Kind::Keyword) => {
+            let sig = significant(&toks);
+            let prefix = t.text(before);
+            let rest = &sig[..sig.len() - 1];
+            Some((t.start, member_or_word(before, rest, prefix, shared)))
+        }
+        Some(t) if t.kind == Kind::Punct && t.text(before) == "." => {
+            let sig = significant(&toks);
+            Some((pos, member_or_word(before, &sig, "", shared)))
+        }
+        Some(t) if matches!(t.kind, Kind::Space | Kind::Punct) => {
+            Some((pos, Spot::Word { prefix: "" }))
+        }
+        _ => None,
+    }
+}
+
+fn significant(toks: &[Token]) -> Vec<Token> {
+    toks.iter()
+        .copied()
+        .filter(|t| !matches!(t.kind, Kind::Space | Kind::Comment { .. }))
+        .collect()
+}
+
+/// `rest` ends just before the word being typed.
+fn member_or_word<'a>(src: &'a str, rest: &[Token], prefix: &'a str, shared: &Shared) -> Spot<'a> {
+    match rest.split_last() {
+        Some((dot, head)) if dot.text(src) == "." => {
+            let receiver = head.last().map(|t| t.text(src)).unwrap_or("");
+            Spot::Member {
+                receiver,
+                module: receiver_module(src, head, shared),
+                prefix,
+            }
+        }
+        _ => Spot::Word { prefix },
+    }
+}
+
+/// The module of the expression that `toks` ends with: a module name, a
+/// variable holding a handle, or a `module.connect(..)` call.
+fn receiver_module(src: &str, toks: &[Token], shared: &Shared) -> Option<&'static str> {
+    let last = toks.last()?;
+    match last.kind {
+        Kind::Ident => shared.module_of(last.text(src)),
+        Kind::Punct if last.text(src) == ")" => {
+            let open = matching_open(src, toks)?;
+            let callee = toks.get(..open)?;
+            let (name, head) = callee.split_last()?;
+            if name.text(src) != "connect" {
+                return None;
+            }
+            let (dot, head) = head.split_last()?;
+            if dot.text(src) != "." {
+                return None;
+            }
+            receiver_module(src, head, shared)
+        }
+        _ => None,
+    }
+}
+
+/// Index of the `(` matching the `)` that `toks` ends with.
+fn matching_open(src: &str, toks: &[Token]) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in toks.iter().enumerate().rev() {
+        match t.text(src) {
+            ")" | "]" | "}" => depth += 1,
+            "(" | "[" | "{" | "#{" => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The innermost call whose `(` is still open at the end of `toks`.
+pub fn enclosing_call<'a>(src: &'a str, toks: &[Token], shared: &Shared) -> Option<Callee<'a>> {
+    let mut depth = 0usize;
+    let mut index = 0usize;
+    for (i, t) in toks.iter().enumerate().rev() {
+        match t.text(src) {
+            ")" | "]" | "}" => depth += 1,
+            "(" | "[" | "{" if depth > 0 => depth -= 1,
+            // Inside an array or map literal that is itself an argument:
+            // the commas seen so far were the literal's.
+            "[" => index = 0,
+            "{" if i > 0 && toks[i - 1].text(src) == "#" => index = 0,
+            "{" | ";" => return None,
+            "," if depth == 0 => index += 1,
+            "(" => {
+                let head = &toks[..i];
+                let (name, head) = head.split_last()?;
+                if name.kind != Kind::Ident {
+                    return None;
+                }
+                let module = match head.split_last() {
+                    Some((dot, recv)) if dot.text(src) == "." => receiver_module(src, recv, shared),
+                    _ => Some(""),
+                };
+                return Some(Callee {
+                    module,
+                    name: name.text(src),
+                    index,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The call the cursor is in, if any.
+pub fn call_at<'a>(text: &'a str, pos: usize, shared: &Shared) -> Option<Callee<'a>> {
+    let before = text.get(..pos)?;
+    let mut sig = lex::significant(before);
+    if sig
+        .last()
+        .is_some_and(|t| t.kind == (Kind::Str { closed: false }))
+    {
+        sig.pop();
+    }
+    enclosing_call(before, &sig, shared)
+}
+
+fn meta_spot(before: &str) -> (usize, Spot<'_>) {
+    let lead = before.len() - before.trim_start().len();
+    let body = &before[lead..];
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let ends_in_space = body.ends_with(char::is_whitespace);
+    if words.len() <= 1 && !ends_in_space {
+        return (lead, Spot::Meta { prefix: body });
+    }
+    let command = words[0].trim_start_matches(':');
+    let (previous, prefix) = if ends_in_space {
+        (words[1..].to_vec(), "")
+    } else {
+        (
+            words[1..words.len() - 1].to_vec(),
+            words.last().copied().unwrap_or(""),
+        )
+    };
+    (
+        before.len() - prefix.len(),
+        Spot::MetaArg {
+            command,
+            index: previous.len(),
+            previous,
+            prefix,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repl::state::Var;
+
+    fn shared() -> Shared {
+        let s = Shared::default();
+        s.set_vars(vec![Var {
+            name: "db".into(),
+            module: Some("pg"),
+        }]);
+        s
+    }
+
+    #[test]
+    fn classifies_the_cursor() {
+        let s = shared();
+        let t = "pg.connect(\"sta";
+        assert_eq!(
+            spot(t, t.len(), &s),
+            Some((
+                12,
+                Spot::StringArg {
+                    module: Some("pg"),
+                    function: "connect",
+                    index: 0,
+                    prefix: "sta"
+                }
+            ))
+        );
+        let t = "redis.connect(\"c\").";
+        assert!(matches!(
+            spot(t, t.len(), &s),
+            Some((
+                _,
+                Spot::Member {
+                    module: Some("redis"),
+                    prefix: "",
+                    ..
+                }
+            ))
+        ));
+        let t = ":target pg st";
+        assert_eq!(
+            spot(t, t.len(), &s),
+            Some((
+                11,
+                Spot::MetaArg {
+                    command: "target",
+                    index: 1,
+                    previous: vec!["pg"],
+                    prefix: "st"
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn finds_the_call_being_typed() {
+        let s = shared();
+        let t = "db.query(\"select $1\", [f(1), ";
+        let c = call_at(t, t.len(), &s).unwrap();
+        assert_eq!((c.module, c.name, c.index), (Some("pg"), "query", 1));
+        let t = "sleep(";
+        let c = call_at(t, t.len(), &s).unwrap();
+        assert_eq!((c.module, c.name), (Some(""), "sleep"));
+        assert_eq!(call_at("x.len()", 7, &s), None);
+    }
+}

@@ -1,0 +1,720 @@
+//! The pg admin primitives against real sessions: the test opens idle,
+//! idle-in-transaction and active (pg_sleep) connections under different
+//! roles and application names, runs the real binary, and checks
+//! pg_stat_activity afterwards.
+
+use crate::support::*;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy)]
+enum State {
+    Idle,
+    IdleInTx,
+    Active,
+}
+
+/// Real sessions, kept open until the value is dropped.
+struct Held {
+    rt: tokio::runtime::Runtime,
+    conns: Vec<PgConnection>,
+    url: String,
+}
+
+impl Held {
+    fn new(url: &str) -> Held {
+        Held {
+            rt: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            conns: Vec::new(),
+            url: url.to_string(),
+        }
+    }
+
+    fn options(&self, user: &str, app: &str) -> PgConnectOptions {
+        let o = PgConnectOptions::from_str(&self.url)
+            .unwrap()
+            .application_name(app);
+        if user == "opsh" {
+            o
+        } else {
+            o.username(user).password("pw")
+        }
+    }
+
+    /// Opens a session as `user` with `application_name = app` and returns its pid.
+    fn open(&mut self, user: &str, app: &str, state: State) -> i64 {
+        let opts = self.options(user, app);
+        match state {
+            State::Active => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                self.rt.spawn(async move {
+                    let mut c = PgConnection::connect_with(&opts).await.unwrap();
+                    let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+                        .fetch_one(&mut c)
+                        .await
+                        .unwrap();
+                    tx.send(pid as i64).unwrap();
+                    // Ends with an error when cancelled or terminated.
+                    let _ = sqlx::query("select pg_sleep(60)").execute(&mut c).await;
+                    // Keep the session open after a cancel.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                });
+                let pid = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                wait_for(&self.url, &format!("select count(*) from pg_stat_activity where pid = {pid} and state = 'active'"));
+                pid
+            }
+            _ => {
+                let mut c = self.rt.block_on(PgConnection::connect_with(&opts)).unwrap();
+                let pid: i32 = self
+                    .rt
+                    .block_on(sqlx::query_scalar("select pg_backend_pid()").fetch_one(&mut c))
+                    .unwrap();
+                if matches!(state, State::IdleInTx) {
+                    self.rt
+                        .block_on(sqlx::raw_sql("begin; select 1").execute(&mut c))
+                        .unwrap();
+                }
+                self.conns.push(c);
+                pid as i64
+            }
+        }
+    }
+}
+
+impl Held {
+    /// A query on the newest held session, so its idle time restarts.
+    fn touch_last(&mut self) {
+        let c = self.conns.last_mut().unwrap();
+        self.rt
+            .block_on(sqlx::query("select 1").execute(&mut *c))
+            .unwrap();
+    }
+}
+
+/// Polls until `sql` (a count) is 1, for up to 10 s.
+fn wait_for(url: &str, sql: &str) {
+    let started = Instant::now();
+    while pg_scalar(url, sql) != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for: {sql}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(url: &str, pid: i64) -> bool {
+    pg_scalar(
+        url,
+        &format!("select count(*) from pg_stat_activity where pid = {pid}"),
+    ) == 1
+}
+
+fn roles(url: &str) {
+    pg_exec(
+        url,
+        "create role alice login password 'pw'; create role bob login password 'pw';",
+    );
+}
+
+/// The ints a script printed, one per line, after a first `count` line.
+fn printed_pids(stdout: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<i64>) -> Vec<i64> {
+    v.sort();
+    v
+}
+
+#[test]
+fn terminate_idle_ends_exactly_the_matching_sessions() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    let idle = held.open("alice", "web", State::Idle);
+    let in_tx = held.open("alice", "web", State::IdleInTx);
+    let bob_idle = held.open("bob", "worker", State::Idle);
+    let bouncer = held.open("alice", "pgbouncer", State::Idle);
+    let superuser = held.open("opsh", "admin", State::Idle);
+    let active = held.open("alice", "web", State::Active);
+    std::thread::sleep(Duration::from_millis(2200));
+    let fresh = held.open("alice", "web", State::Idle);
+    let others = "select count(*) from pg_stat_activity where backend_type <> 'client backend'";
+    let workers_before = pg_scalar(&url, others);
+    let env = Env::new();
+    let script = r#"
+        let r = pg.terminate_idle(#{older_than: "2s", exclude_applications: ["pgbouncer"]});
+        print(r.count);
+        for s in r.sessions { print(s.pid) }
+    "#;
+    let expected = sorted(vec![idle, in_tx, bob_idle]);
+
+    // Dry run: the same list, nobody touched.
+    held.touch_last();
+    let r = env.run(script, &["--dry-run"], &[("DATABASE_URL", &url)]);
+    r.assert_code(0);
+    assert_eq!(printed_pids(&r.stdout), expected, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("would terminate 3 sessions"),
+        "{}",
+        r.stderr
+    );
+    for pid in [idle, in_tx, bob_idle, bouncer, superuser, active, fresh] {
+        assert!(alive(&url, pid), "dry run killed {pid}");
+    }
+
+    held.touch_last();
+    let r = env.run(script, &[], &[("DATABASE_URL", &url)]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().next(), Some("3"), "{}", r.stderr);
+    assert_eq!(printed_pids(&r.stdout), expected);
+    for pid in [idle, in_tx, bob_idle] {
+        assert!(!alive(&url, pid), "{pid} should be gone");
+    }
+    for pid in [bouncer, superuser, active, fresh] {
+        assert!(alive(&url, pid), "{pid} should be alive");
+    }
+    assert_eq!(
+        pg_scalar(&url, others),
+        workers_before,
+        "a background process was hit"
+    );
+    let audit = env.audit();
+    assert!(audit.iter().any(|a| a["primitive"] == "pg.terminate_idle"
+        && a["mode"] == "real"
+        && a["outcome"] == "ok"));
+
+    // Superusers only on request.
+    let r = env.run(
+        r#"print(pg.terminate_idle(#{older_than: 0, application: "admin"}).count)"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "0");
+    assert!(alive(&url, superuser));
+    let r = env.run(
+        r#"print(pg.terminate_idle(#{older_than: 0, application: "admin", include_superusers: true}).count)"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "1");
+    assert!(!alive(&url, superuser));
+    assert!(alive(&url, bouncer) && alive(&url, fresh) && alive(&url, active));
+}
+
+#[test]
+fn cancel_and_terminate_act_on_active_queries_only() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    let report = held.open("alice", "report", State::Active);
+    let api = held.open("bob", "api", State::Active);
+    let idle = held.open("alice", "report", State::Idle);
+    std::thread::sleep(Duration::from_millis(1200));
+    let env = Env::new();
+    let r = env.run(
+        r#"let r = pg.cancel(#{older_than: "1s", user: "alice"}); print(r.count); for s in r.sessions { print(s.pid) }"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(printed_pids(&r.stdout), vec![report], "{}", r.stderr);
+    // Cancelled, not disconnected.
+    assert!(alive(&url, report));
+    assert_eq!(
+        pg_scalar(
+            &url,
+            &format!(
+                "select count(*) from pg_stat_activity where pid = {report} and state = 'active'"
+            )
+        ),
+        0
+    );
+    assert_eq!(
+        pg_scalar(
+            &url,
+            &format!(
+                "select count(*) from pg_stat_activity where pid = {api} and state = 'active'"
+            )
+        ),
+        1
+    );
+
+    let r = env.run(
+        r#"let r = pg.terminate(#{older_than: "1s", application: ["api", "report"]}); print(r.count); for s in r.sessions { print(s.pid) }"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(printed_pids(&r.stdout), vec![api], "{}", r.stderr);
+    assert!(!alive(&url, api));
+    assert!(alive(&url, report) && alive(&url, idle));
+}
+
+#[test]
+fn max_and_protected_targets_refuse() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    let pids: Vec<i64> = (0..3)
+        .map(|_| held.open("alice", "web", State::Idle))
+        .collect();
+    let env = Env::new();
+    let script = r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice", max: 2}).count)"#;
+    env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
+    let r = env.run(script, &["--yes"], &[]);
+    r.assert_code(3);
+    assert!(
+        r.stderr.contains("3 sessions match, more than max 2"),
+        "{}",
+        r.stderr
+    );
+    assert!(pids.iter().all(|p| alive(&url, *p)));
+    // The default max comes from the config.
+    env.write_config(&format!(
+        "[defaults]\npg_max_terminate = 1\n[pg.prod]\nurl = \"{url}\"\nprotected = true\n"
+    ));
+    let unbounded =
+        r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice"}).count)"#;
+    let r = env.run(unbounded, &["--yes"], &[]);
+    r.assert_code(3);
+    assert!(r.stderr.contains("more than max 1"), "{}", r.stderr);
+    // Dry-run reports the refusal to come, and kills nothing.
+    let r = env.run(unbounded, &["--dry-run"], &[]);
+    r.assert_code(0);
+    assert!(r.stderr.contains("would be refused"), "{}", r.stderr);
+    assert!(pids.iter().all(|p| alive(&url, *p)));
+    // Protected: no --yes, no terminal: refused.
+    let ok = r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice", max: 3}).count)"#;
+    let r = env.run(ok, &[], &[]);
+    r.assert_code(3);
+    assert!(r.stderr.contains("protected target prod"), "{}", r.stderr);
+    assert!(pids.iter().all(|p| alive(&url, *p)));
+    let r = env.run(ok, &["--yes"], &[]);
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "3");
+    assert!(pids.iter().all(|p| !alive(&url, *p)));
+}
+
+#[test]
+fn activity_connections_and_long_running_see_the_real_sessions() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    let idle = held.open("alice", "web", State::Idle);
+    let in_tx = held.open("alice", "web", State::IdleInTx);
+    let active = held.open("bob", "batch", State::Active);
+    std::thread::sleep(Duration::from_millis(1100));
+    let env = Env::new();
+    let r = env.run(
+        r#"
+        let a = pg.activity(#{user: ["alice", "bob"]});
+        print(a.len());
+        for s in a { print(`${s.pid} ${s.user} ${s.application} ${s.state} ${s.backend_type} ${s.state_s >= 1.0}`) }
+        let c = pg.connections();
+        print(c.by_user.filter(|u| u.user == "alice")[0].connections);
+        print(`${c.active >= 1} ${c.idle_in_transaction} ${c.max_connections} ${c.total <= c.max_connections} ${type_of(c.saturation_pct)}`);
+        let l = pg.long_running(#{min: "1s"});
+        print(l.map(|s| s.pid));
+        print(pg.long_running(#{min: "1h"}).len());
+        print(pg.activity(#{states: "idle in transaction"}).map(|s| s.pid));
+        "#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "3", "{}", r.stdout);
+    let mut sessions: Vec<&str> = lines[1..4].to_vec();
+    sessions.sort();
+    let mut want = vec![
+        format!("{idle} alice web idle client backend true"),
+        format!("{in_tx} alice web idle in transaction client backend true"),
+        format!("{active} bob batch active client backend true"),
+    ];
+    want.sort();
+    assert_eq!(sessions, want);
+    assert_eq!(lines[4], "2");
+    assert_eq!(lines[5], "true 1 100 true f64");
+    assert_eq!(lines[6], format!("[{active}]"));
+    assert_eq!(lines[7], "0");
+    assert_eq!(lines[8], format!("[{in_tx}]"));
+    // A typo in a filter is an error, not a wider match.
+    let r = env.run(
+        r#"pg.terminate_idle(#{olderthan: "1m"})"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("did you mean `older_than`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(alive(&url, idle) && alive(&url, in_tx));
+}
+
+#[test]
+fn blocking_sees_a_real_lock_wait() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(
+        &url,
+        "create table acct(id int primary key, n int); insert into acct values (1, 0);",
+    );
+    let mut held = Held::new(&url);
+    let holder = held.open("opsh", "holder", State::Idle);
+    let c = held.conns.last_mut().unwrap();
+    held.rt
+        .block_on(sqlx::raw_sql("begin; update acct set n = n + 1 where id = 1").execute(&mut *c))
+        .unwrap();
+    let opts = held.options("opsh", "waiter");
+    let (tx, rx) = std::sync::mpsc::channel();
+    held.rt.spawn(async move {
+        let mut c = PgConnection::connect_with(&opts).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("select pg_backend_pid()")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+        tx.send(pid as i64).unwrap();
+        let _ = sqlx::query("update acct set n = n + 10 where id = 1")
+            .execute(&mut c)
+            .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let waiter = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    wait_for(&url, &format!("select count(*) from pg_stat_activity where pid = {waiter} and wait_event_type = 'Lock'"));
+    let env = Env::new();
+    let r = env.run(
+        r#"for w in pg.blocking() { print(`${w.blocked_pid} ${w.blocking_pid} ${w.lock_type} ${w.lock_mode} ${w.wait_s >= 0.0} ${w.blocking_state}`) }"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout.trim(),
+        format!("{waiter} {holder} transactionid ShareLock true idle in transaction"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn slow_queries_reads_pg_stat_statements_and_explains_a_missing_extension() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(&url, "create extension pg_stat_statements; create table t(id int); insert into t select generate_series(1, 100);");
+    for _ in 0..3 {
+        pg_exec(&url, "select count(*) from t where id > 50");
+    }
+    let env = Env::new();
+    let r = env.run(
+        r#"
+        let q = pg.slow_queries(#{limit: 50, order_by: "calls"});
+        let mine = q.filter(|x| x.query.contains("from t where id >"));
+        print(mine.len());
+        print(`${mine[0].calls} ${type_of(mine[0].mean_ms)} ${mine[0].user} ${mine[0].database}`);
+        print(pg.slow_queries(#{limit: 2}).len());
+        "#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "1\n3 f64 opsh postgres\n2\n", "{}", r.stderr);
+    let r = env.run(
+        r#"pg.slow_queries(#{order_by: "slowest"})"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("order_by must be one of"), "{}", r.stderr);
+    // A database without the extension: the exact remedy.
+    pg_exec(&url, "create database noext");
+    let other = sb.postgres.as_ref().unwrap().url_for("noext");
+    let r = env.run("pg.slow_queries()", &[], &[("DATABASE_URL", &other)]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("pg_stat_statements extension is not installed in database `noext`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("psql -d noext -c 'create extension pg_stat_statements;'"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn sizes_agree_with_the_server() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(&url, "create table big(id int primary key, pad text); insert into big select g, repeat('x', 500) from generate_series(1, 2000) g; create table small(id int);");
+    let env = Env::new();
+    let r = env.run(
+        r#"
+        let d = pg.db_size();
+        print(d.bytes); print(d.database); print(d.size.len() > 0);
+        print(pg.databases().filter(|x| x.database == "postgres")[0].bytes);
+        let t = pg.table_sizes(#{schema: "public", limit: 1});
+        print(t.len());
+        print(`${t[0].table} ${t[0].total_bytes} ${t[0].index_bytes} ${t[0].total_bytes >= t[0].table_bytes + t[0].index_bytes}`);
+        "#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let db = pg_scalar(&url, "select pg_database_size('postgres')");
+    assert_eq!(lines[0], db.to_string());
+    assert_eq!(lines[1..3], ["postgres", "true"]);
+    assert_eq!(lines[3], db.to_string());
+    assert_eq!(lines[4], "1");
+    let total = pg_scalar(&url, "select pg_total_relation_size('big')");
+    let idx = pg_scalar(&url, "select pg_indexes_size('big')");
+    assert_eq!(lines[5], format!("big {total} {idx} true"));
+    let r = env.run(r#"pg.db_size("nope")"#, &[], &[("DATABASE_URL", &url)]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("no database named `nope`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(
+        &url,
+        r#"create table jobs(id int primary key, state text); create index jobs_state_idx on jobs(state);
+                     insert into jobs select g, 'done' from generate_series(1, 500) g; delete from jobs where id <= 250;
+                     create table "Odd Name"(id int);"#,
+    );
+    let vacuumed = "select count(*) from pg_stat_user_tables where relname = 'jobs' and last_vacuum is not null and last_analyze is not null";
+    let env = Env::new();
+    let r = env.run(
+        r#"print(pg.vacuum_analyze("jobs").action)"#,
+        &["--dry-run"],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("would VACUUM (ANALYZE) public.jobs"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pg_scalar(&url, vacuumed), 0);
+    let r = env.run(
+        r#"print(pg.vacuum_analyze("jobs").table); print(pg.vacuum_analyze("\"Odd Name\"").table);"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(
+        r.stdout, "public.jobs\npublic.\"Odd Name\"\n",
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pg_scalar(&url, vacuumed), 1);
+    // Names are resolved by the server, never spliced into SQL.
+    let r = env.run(
+        r#"pg.vacuum_analyze("jobs; drop table jobs")"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert_eq!(pg_scalar(&url, "select count(*) from jobs"), 250);
+
+    let oid = "select 'jobs_state_idx'::regclass::oid::int8";
+    let before = pg_scalar(&url, oid);
+    let r = env.run(
+        r#"print(pg.reindex(#{index: "jobs_state_idx", concurrently: true}).action)"#,
+        &["--dry-run"],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stdout
+            .contains("REINDEX INDEX CONCURRENTLY public.jobs_state_idx"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(pg_scalar(&url, oid), before, "dry run rebuilt the index");
+    let r = env.run(
+        r#"let r = pg.reindex(#{index: "jobs_state_idx", concurrently: true}); print(`${r.indexes} ${r.bytes_after > 0}`);"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "1 true", "{}", r.stderr);
+    assert_ne!(
+        pg_scalar(&url, oid),
+        before,
+        "a concurrent rebuild makes a new index"
+    );
+    env.run(
+        r#"pg.reindex(#{table: "jobs"})"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    )
+    .assert_code(0);
+    let r = env.run(
+        r#"pg.reindex(#{table: "jobs", index: "jobs_pkey"})"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("exactly one of"), "{}", r.stderr);
+    let r = env.run(
+        r#"pg.reindex(#{database: "template1"})"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("only on the database of the connection"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn settings_version_replication_and_stats_are_typed() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(&url, "create table t(id int primary key, v int); create index t_v_idx on t(v); insert into t select g, g from generate_series(1, 100) g; select * from t where id = 5;");
+    let env = Env::new();
+    let r = env.run(
+        r#"
+        let s = pg.settings(["max_connections", "fsync"]);
+        print(`${s[0].name} ${s[0].setting} ${s[1].name} ${s[1].setting} ${type_of(s[0].setting)}`);
+        let v = pg.version();
+        print(`${v.major * 10000 + v.minor == v.version_num} ${v.in_recovery}`);
+        let r = pg.replication();
+        print(`${r.in_recovery} ${r.replicas.len()} ${r.standby == ()}`);
+        let c = pg.cache_hit_ratio();
+        print(type_of(c.database));
+        let u = pg.index_usage(#{unused_only: true});
+        print(u.map(|i| i.index));
+        print(pg.vacuum_stats().filter(|t| t.table == "t").len());
+        "#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    let v = pg_scalar(&url, "select current_setting('server_version_num')::int8");
+    assert!(v >= 140000);
+    assert_eq!(
+        r.stdout,
+        "fsync false max_connections 100 bool\ntrue false\nfalse 0 true\nf64\n[\"t_v_idx\"]\n1\n",
+        "{}",
+        r.stderr
+    );
+    let r = env.run(
+        r#"pg.settings("max_conections")"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("unknown setting `max_conections`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn statement_and_connect_timeouts_come_from_the_config() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    let env = Env::new();
+    env.write_config("[defaults]\npg_statement_timeout = \"500ms\"\npg_connect_timeout = \"1s\"\n");
+    let started = Instant::now();
+    let r = env.run(
+        r#"pg.query("select pg_sleep(5)")"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("SQLSTATE 57014"), "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The setting is on the session, visible to the server.
+    let r = env.run(
+        r#"print(pg.settings("statement_timeout")[0].value)"#,
+        &[],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.trim(), "500ms");
+    // A server that accepts but never answers: the connect timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let started = Instant::now();
+    let r = env.run(
+        "pg.ping()",
+        &[],
+        &[(
+            "DATABASE_URL",
+            &format!("postgres://u:secretpw@127.0.0.1:{port}/db"),
+        )],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("timed out connecting"), "{}", r.stderr);
+    assert!(!r.stderr.contains("secretpw"), "{}", r.stderr);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
+}
+
+#[test]
+fn a_session_the_role_may_not_end_is_reported_not_hidden() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    roles(&url);
+    let mut held = Held::new(&url);
+    // Sees every session's state, may not signal them.
+    pg_exec(&url, "grant pg_read_all_stats to alice");
+    let bob = held.open("bob", "worker", State::Idle);
+    let as_alice = url.replacen(
+        &format!("opsh:{}@", sb.postgres.as_ref().unwrap().password),
+        "alice:pw@",
+        1,
+    );
+    let env = Env::new();
+    let r = env.run(
+        r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#,
+        &[],
+        &[("DATABASE_URL", &as_alice)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("ended 0 of the 1 sessions"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(&format!("pid {bob}")), "{}", r.stderr);
+    assert!(r.stderr.contains("SQLSTATE 42501"), "{}", r.stderr);
+    assert!(alive(&url, bob));
+}

@@ -1,0 +1,455 @@
+//! prom, alertmanager, pushgateway and metrics against the sandbox's real
+//! Prometheus stack. Each test starts its own stack (~6 s, mostly
+//! Prometheus's first target sync), so the tests are few and broad.
+
+use crate::support::*;
+use opsh::sandbox::monitoring::http_get;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn stack(pg: bool, redis: bool) -> Sandbox {
+    sandbox_with(Services {
+        postgres: pg,
+        redis,
+        monitoring: true,
+        kube: false,
+    })
+}
+
+/// Every sandbox target as its default environment variable.
+fn target_env(sb: &Sandbox) -> Vec<(&'static str, String)> {
+    sb.targets()
+        .into_iter()
+        .map(|(k, u)| (k.env_var(), u))
+        .collect()
+}
+
+fn run(env: &Env, sb: &Sandbox, script: &str, flags: &[&str]) -> Run {
+    let vars = target_env(sb);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.run(script, flags, &refs)
+}
+
+fn json_at(port: u16, path: &str) -> serde_json::Value {
+    let (code, body) = http_get(port, path).expect("http get");
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("json")
+}
+
+fn redis_set_keys(url: &str, n: usize) {
+    let client = ::redis::Client::open(url).expect("client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        for i in 0..n {
+            let _: () = ::redis::cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(i)
+                .query_async(&mut c)
+                .await
+                .expect("set");
+        }
+    })
+}
+
+/// A script helper: polls `f` (a closure returning () until ready) for up
+/// to 20 s. Data arrives on Prometheus's schedule, never after a fixed sleep.
+const WAIT: &str = r#"
+fn wait_for(what, f) {
+    let started = now();
+    loop {
+        let v = f.call();
+        if v != () { return v; }
+        if now() - started > 20.0 { throw `timed out waiting for ${what}`; }
+        sleep("100ms");
+    }
+}
+"#;
+
+#[test]
+fn queries_return_what_the_exporters_expose() {
+    let sb = stack(true, true);
+    let env = Env::new();
+    redis_set_keys(&sb.redis.as_ref().unwrap().url(), 7);
+    let m = sb.monitoring.as_ref().unwrap();
+    let script = format!(
+        r#"{WAIT}
+        // Redis's key count, through redis_exporter and Prometheus.
+        let keys = wait_for("redis keys", || {{
+            let r = prom.query("redis_db_keys{{db=\"db0\"}}");
+            if r.len() == 1 && r[0].value == 7.0 {{ r[0].value }} else {{ () }}
+        }});
+        print(`keys=${{keys}}`);
+        print(`redis_up=${{prom.value("redis_up")}}`);
+        print(`pg_up=${{prom.value("pg_up")}}`);
+        print(`pg_size=${{prom.value("pg_database_size_bytes{{datname=\"postgres\"}}") > 1000000.0}}`);
+        print(`scalar=${{prom.query("1 + 1")}}`);
+        let up = prom.query("up");
+        print(`up=${{up.len()}} all=${{up.all(|s| s.value == 1.0)}} labels=${{up[0].labels.job != ()}}`);
+        let jobs = prom.labels("job"); jobs.sort();
+        print(`jobs=${{jobs}}`);
+        print(`series=${{prom.series("up{{job=\"redis\"}}").len()}}`);
+        let t = prom.targets();
+        print(`targets=${{t.len()}} up=${{t.all(|x| x.up && x.last_error == ())}}`);
+        let r = prom.query_range("up{{job=\"prometheus\"}}", #{{start: "2m", step: "1s"}});
+        print(`range=${{r.len()}} max=${{r[0].stats.max}} last=${{r[0].stats.last}} n=${{r[0].values.len() == r[0].stats.count}}`);
+        print(`rules=${{prom.rules().filter(|x| x.name == "OpshSandboxAlert")[0].type}}`);
+        print(`healthy=${{prom.healthy()}} ready=${{prom.ready()}}`);
+        // metrics.scrape reads an exporter directly.
+        let s = metrics.scrape("{redis_exporter}/metrics");
+        let up = s.filter(|x| x.name == "redis_up")[0];
+        print(`scrape redis_up=${{up.value}} ${{up.type}}`);
+        let h = metrics.scrape("{prometheus}/metrics").filter(|x| x.family == "prometheus_http_request_duration_seconds");
+        let inf = h.filter(|x| x.name.ends_with("_bucket") && x.labels.le == "+Inf").len();
+        print(`histogram=${{h[0].type}} inf_buckets=${{inf > 0}} sums=${{h.filter(|x| x.name.ends_with("_sum")).len() > 0}}`);
+        "#,
+        redis_exporter = m.redis_exporter.as_ref().unwrap().url(),
+        prometheus = m.prometheus.url(),
+    );
+    let r = run(&env, &sb, &script, &[]);
+    r.assert_code(0);
+    let expected = [
+        "keys=7.0",
+        "redis_up=1.0",
+        "pg_up=1.0",
+        "pg_size=true",
+        "scalar=2.0",
+        "up=5 all=true labels=true",
+        r#"jobs=["alertmanager", "postgres", "prometheus", "pushgateway", "redis"]"#,
+        "series=1",
+        "targets=5 up=true",
+        "max=1.0 last=1.0 n=true",
+        "rules=alerting",
+        "healthy=true ready=true",
+        "scrape redis_up=1.0 gauge",
+        "histogram=histogram inf_buckets=true sums=true",
+    ];
+    for e in expected {
+        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+    }
+    // The count in Prometheus is the count in Redis.
+    let prom_keys = json_at(m.prometheus.port, "/api/v1/query?query=redis_db_keys");
+    assert_eq!(prom_keys["data"]["result"][0]["value"][1], "7");
+}
+
+#[test]
+fn bad_queries_say_what_prometheus_said() {
+    let sb = stack(false, false);
+    let env = Env::new();
+    // A syntax error: Prometheus's errorType and message, with the expression.
+    let r = run(&env, &sb, r#"prom.query("sum(up")"#, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("`sum(up`"), "{}", r.stderr);
+    assert!(r.stderr.contains("bad_data"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unclosed left parenthesis"),
+        "{}",
+        r.stderr
+    );
+    // value(): several samples and none are errors, never a silent 0.
+    let r = run(&env, &sb, r#"prom.value("up")"#, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("returned 3 samples"), "{}", r.stderr);
+    assert!(r.stderr.contains("job=\"pushgateway\""), "{}", r.stderr);
+    let r = run(&env, &sb, r#"prom.value("no_such_metric")"#, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("returned no samples"), "{}", r.stderr);
+    assert!(r.stderr.contains("not 0"), "{}", r.stderr);
+    // A script can catch it and read Prometheus's words.
+    let r = run(
+        &env,
+        &sb,
+        r#"try { prom.query("rate(up[") } catch (e) { print(e.kind); print(e.cause) }"#,
+        &[],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stdout.starts_with("bad_input\nbad_data: "),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
+    let sb = stack(false, false);
+    let env = Env::new();
+    let m = sb.monitoring.as_ref().unwrap();
+    let weird = "a\\\"b\\\\c\\nd"; // a"b\c<newline>d, in Rhai source
+    let script = format!(
+        r#"{WAIT}
+        let p = pushgateway.push("nightly", #{{
+            opsh_sandbox_alert: 1,
+            opsh_sandbox_pending: 1,
+            nightly_duration_seconds: #{{value: 4.5, help: "run time", labels: #{{step: "{weird}"}}}},
+        }}, #{{grouping: #{{env: "test"}}}});
+        print(`pushed=${{p.pushed}}`);
+        let v = wait_for("pushed metric", || {{
+            let r = prom.query("nightly_duration_seconds{{env=\"test\"}}");
+            if r.len() == 1 {{ r[0] }} else {{ () }}
+        }});
+        print(`value=${{v.value}} job=${{v.labels.job}} step_ok=${{v.labels.step == "{weird}"}}`);
+        let a = wait_for("firing alert", || {{
+            let f = prom.alerts().filter(|a| a.name == "OpshSandboxAlert" && a.state == "firing");
+            if f.len() == 1 {{ f[0] }} else {{ () }}
+        }});
+        print(`alert=${{a.state}} ${{a.labels.severity}} ${{a.annotations.summary}}`);
+        let pending = prom.alerts().filter(|a| a.name == "OpshSandboxPending");
+        print(`pending=${{pending[0].state}}`);
+        let am = wait_for("alert in alertmanager", || {{
+            let f = alertmanager.alerts(#{{alertname: "OpshSandboxAlert"}});
+            if f.len() == 1 {{ f[0] }} else {{ () }}
+        }});
+        print(`am=${{am.state}}`);
+        // The same exposition, read back from the Pushgateway directly.
+        let s = metrics.scrape("{pushgateway}/metrics").filter(|x| x.name == "nightly_duration_seconds");
+        print(`scraped=${{s.len()}} ${{s[0].type}} escaped_ok=${{s[0].labels.step == "{weird}"}}`);
+        print(`groups=${{pushgateway.groups().filter(|g| g.labels.job == "nightly")[0].metrics}}`);
+        "#,
+        pushgateway = m.pushgateway.url(),
+    );
+    let r = run(&env, &sb, &script, &[]);
+    r.assert_code(0);
+    for e in [
+        "pushed=3",
+        "value=4.5 job=nightly step_ok=true",
+        "alert=firing warning opsh_sandbox_alert is 1",
+        "pending=pending",
+        "am=active",
+        "scraped=1 gauge escaped_ok=true",
+        r#"groups=["nightly_duration_seconds", "opsh_sandbox_alert", "opsh_sandbox_pending"]"#,
+    ] {
+        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+    }
+    // The Pushgateway's raw text really carries the escapes.
+    let (_, raw) = http_get(m.pushgateway.port, "/metrics").unwrap();
+    assert!(raw.contains(r#"step="a\"b\\c\nd""#), "{raw}");
+
+    let silences = |port| json_at(port, "/api/v2/silences");
+    let am_port = m.alertmanager.port;
+    // Dry run: the plan names the alert it would silence and creates nothing.
+    let r = run(
+        &env,
+        &sb,
+        r#"alertmanager.silence(#{alertname: "OpshSandboxAlert"}, "1h", "maintenance")"#,
+        &["--dry-run"],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .contains("it would silence 1 current alerts: OpshSandboxAlert"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(silences(am_port).as_array().unwrap().len(), 0);
+
+    let r = run(
+        &env,
+        &sb,
+        r#"let s = alertmanager.silence(`{alertname="OpshSandboxAlert", severity=~"warn.*"}`, "1h", "maintenance"); print(s.id); print(s.alerts);"#,
+        &[],
+    );
+    r.assert_code(0);
+    let mut lines = r.stdout.lines();
+    let id = lines.next().unwrap().to_string();
+    assert_eq!(lines.next(), Some(r#"["OpshSandboxAlert"]"#));
+    let s = json_at(am_port, &format!("/api/v2/silence/{id}"));
+    assert_eq!(s["status"]["state"], "active");
+    assert_eq!(s["comment"], "maintenance");
+    assert_eq!(s["matchers"].as_array().unwrap().len(), 2);
+
+    // Alertmanager now reports the alert as suppressed by that silence.
+    let r = run(
+        &env,
+        &sb,
+        &format!(
+            r#"{WAIT}
+            let a = wait_for("suppressed", || {{
+                let a = alertmanager.alerts(#{{alertname: "OpshSandboxAlert"}})[0];
+                if a.state == "suppressed" {{ a }} else {{ () }}
+            }});
+            print(a.silenced_by);
+            let e = alertmanager.expire_silence("{id}");
+            print(e.was);"#
+        ),
+        &[],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, format!("[\"{id}\"]\nactive\n"));
+    let s = json_at(am_port, &format!("/api/v2/silence/{id}"));
+    assert_eq!(s["status"]["state"], "expired");
+
+    // Both mutations are in the audit log, intent then outcome.
+    let audit = env.audit();
+    let prims: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|a| a["event"] == "primitive")
+        .map(|a| {
+            (
+                a["primitive"].as_str().unwrap(),
+                a["phase"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        ("pushgateway.push", "intent"),
+        ("pushgateway.push", "outcome"),
+        ("alertmanager.silence", "plan"),
+        ("alertmanager.silence", "outcome"),
+        ("alertmanager.expire_silence", "outcome"),
+    ] {
+        assert!(prims.contains(&want), "{want:?} not in {prims:?}");
+    }
+
+    // An unknown silence id is a clear error.
+    let r = run(
+        &env,
+        &sb,
+        r#"alertmanager.expire_silence("00000000-0000-0000-0000-000000000000")"#,
+        &[],
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("no silence with id"), "{}", r.stderr);
+}
+
+#[test]
+fn a_stopped_prometheus_is_a_clear_error_within_the_timeout() {
+    let mut sb = stack(false, false);
+    let env = Env::new();
+    sb.monitoring.as_mut().unwrap().prometheus.stop();
+    let started = Instant::now();
+    let r = run(&env, &sb, r#"prom.value("up")"#, &["--call-timeout", "3s"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    r.assert_code(2);
+    assert!(r.stderr.contains("cannot connect to prom"), "{}", r.stderr);
+    assert!(r.stderr.contains("is prom running"), "{}", r.stderr);
+}
+
+/// A loopback server that answers every connection with `reply`, or
+/// never answers when `reply` is empty.
+fn fake_server(reply: String) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            if reply.is_empty() {
+                held.push(s);
+            } else {
+                let _ = s.write_all(reply.as_bytes());
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn proxy_pages_and_hangs_are_reported_as_such() {
+    let env = Env::new();
+    let page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n";
+    let port = fake_server(format!(
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+        page.len()
+    ));
+    let url = format!("http://127.0.0.1:{port}");
+    let r = env.run(r#"prom.query("up")"#, &[], &[("PROMETHEUS_URL", &url)]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("HTTP 502 Bad Gateway"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not a Prometheus API response"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("\"502 Bad Gateway\""), "{}", r.stderr);
+    assert!(r.stderr.contains("proxy"), "{}", r.stderr);
+
+    let hang = fake_server(String::new());
+    let url = format!("http://127.0.0.1:{hang}");
+    let started = Instant::now();
+    let r = env.run(
+        r#"prom.query("up")"#,
+        &["--call-timeout", "1s"],
+        &[("PROMETHEUS_URL", &url)],
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+}
+
+#[test]
+fn bearer_token_from_the_config_is_sent_and_redacted() {
+    let env = Env::new();
+    // Records the request it gets and answers like Prometheus.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let mut buf = [0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            *seen2.lock().unwrap() = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let body = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]},"warnings":["something odd"]}"#;
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    env.write_config(&format!(
+        "[defaults]\nprom = \"main\"\n[prom.main]\nurl = \"http://127.0.0.1:{port}\"\nbearer_env = \"PROM_TOKEN\"\n"
+    ));
+    let r = env.run(
+        r#"print(prom.value("3")); prom.query("no(")"#,
+        &[],
+        &[("PROM_TOKEN", "s3cr3t-token-value")],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "3.0\n");
+    assert!(
+        r.stderr.contains("warning: prom.value: something odd"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains("authorization: Bearer s3cr3t-token-value"),
+        "{}",
+        seen.lock().unwrap()
+    );
+}
+
+#[test]
+fn sandbox_run_with_monitoring_runs_the_metrics_check() {
+    let env = Env::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metrics_check.rhai");
+    let s = script.to_str().unwrap();
+    let r = env.opsh(
+        &["sandbox", "run", "--monitoring", s, "--arg", "push=true"],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("Prometheus on 127.0.0.1:"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("scrape targets up"), "{}", r.stdout);
+    assert!(r.stdout.contains("0 failed"), "{}", r.stdout);
+    // No HTTP traffic in the sandbox: the latency check says so.
+    assert!(r.stdout.contains("no data"), "{}", r.stdout);
+    let pushed = env.audit().iter().any(|a| {
+        a["primitive"] == "pushgateway.push" && a["phase"] == "outcome" && a["outcome"] == "ok"
+    });
+    assert!(pushed, "{:?}", env.audit());
+}
