@@ -659,6 +659,7 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
         &format!(
             r#"
             print(`previous ${{k8s.logs("{worker}", #{{previous: true}}).filter(|l| l.line.contains("out of memory")).len()}}`);
+            print(`by selector ${{k8s.logs("app=api", #{{previous: true}}).len()}}`);
             k8s.set_image("api", "api", "registry.example/api:broken");
             k8s.rollout_status("api", #{{timeout: "20s"}});
             "#
@@ -667,6 +668,8 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
     );
     r.assert_code(2);
     assert!(r.stdout.contains("previous 1"), "{}", r.stdout);
+    assert!(r.stdout.contains("by selector 0"), "{}", r.stdout);
+    assert!(r.stderr.contains("k8s.logs: skipping api-"), "{}", r.stderr);
     assert!(
         r.stderr
             .contains("deployment api exceeded its progress deadline"),

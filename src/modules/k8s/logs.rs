@@ -12,7 +12,8 @@ pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
     let target = call.str_arg(0)?;
     let opts = call.opt_map(1)?;
     let (k, _) = connect(call)?;
-    let pods: Vec<String> = if target.contains('=') {
+    let by_selector = target.contains('=');
+    let pods: Vec<String> = if by_selector {
         let found = list_pods(call, &k, &target)?;
         if found.is_empty() {
             return Err(OpError::failed(format!(
@@ -57,11 +58,18 @@ pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
             q.join("&")
         );
         let what = format!("logs of {pod}");
-        let text = call.block_on(async {
-            k.request_text(&path)
-                .await
-                .map_err(|e| super::client::unreachable_or(&k, &what, e))
-        })?;
+        let text = match call.block_on(async { Ok(k.request_text(&path).await) })? {
+            Ok(t) => t,
+            // With a selector, one pod still starting (or without a previous
+            // container) does not hide the others' logs.
+            Err(e) if by_selector && e.code == 400 => {
+                call.session
+                    .out
+                    .note(&format!("k8s.logs: skipping {pod}: {}", e.message));
+                continue;
+            }
+            Err(e) => return Err(super::client::unreachable_or(&k, &what, e)),
+        };
         for line in text.lines() {
             if grep.as_ref().is_some_and(|g| !line.contains(g.as_str())) {
                 continue;
