@@ -694,6 +694,29 @@ mod tests {
     }
 
     #[test]
+    fn kube_targets_name_a_context_and_namespace() {
+        let cfg: Config = toml::from_str(
+            "[kube.prod]\ncontext = \"gke-prod\"\nnamespace = \"web\"\nkubeconfig = \"/k/prod\"\nprotected = true\n",
+        )
+        .unwrap();
+        let t = cfg.resolve(Kind::Kube, Some("prod/")).unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.protected),
+            ("gke-prod/web@/k/prod", true)
+        );
+        assert_eq!(t.display(), "prod");
+        // Named by its context, another namespace: still protected.
+        let t = cfg.resolve(Kind::Kube, Some("gke-prod/api")).unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.protected),
+            ("gke-prod/api@/k/prod", true)
+        );
+        // An unconfigured context is used as is.
+        let t = cfg.resolve(Kind::Kube, Some("kind-dev/")).unwrap();
+        assert_eq!((t.url.as_str(), t.protected), ("kind-dev/", false));
+    }
+
+    #[test]
     fn unknown_fields_rejected() {
         assert!(toml::from_str::<Config>("[pg.x]\nurll = \"a\"\n").is_err());
     }
