@@ -1,13 +1,16 @@
 //! Waiting for a rollout, judged as `kubectl rollout status` judges it:
 //! the spec change observed, every replica updated, old ones gone, the new
 //! ones available; a Progressing condition with ProgressDeadlineExceeded
-//! is a failure. Progress lines go to stderr while it waits.
+//! is a failure. Progress lines go to stderr while it waits; it follows a
+//! watch on the Deployment rather than polling.
 
 use super::api::{deploy_path, enc, i, s};
 use super::client::{unreachable_or, Kube};
 use super::deploy::timeout_opt;
 use super::reads::{deployment_row, revision};
 use crate::dispatch::{Call, OpError};
+use futures_util::TryStreamExt;
+use kube::api::WatchEvent;
 use rhai::Dynamic;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -51,7 +54,9 @@ fn waiting_for(d: &Value) -> Result<Option<String>, String> {
     Ok(None)
 }
 
-/// Polls until the rollout is complete, the deadline passes, or it fails.
+/// Waits until the rollout is complete, the deadline passes, or it fails:
+/// a watch on the one Deployment (as kubectl does), re-opened when the
+/// server ends it; polling once a second if the watch is refused.
 pub fn wait_rollout(
     call: &Call,
     k: &Kube,
@@ -62,27 +67,70 @@ pub fn wait_rollout(
     let path = deploy_path(&k.namespace, &enc(name));
     let started = Instant::now();
     let out = &call.session.out;
+    let what = format!("rollout status {name}");
     call.block_on(async {
         let mut last = String::new();
-        loop {
-            let d = k.request("GET", &path, None, None).await.map_err(|e| unreachable_or(k, &format!("rollout status {name}"), e))?;
-            match waiting_for(&d) {
-                Ok(None) => return Ok(d),
-                Err(failed) => {
-                    return Err(OpError::failed(failed).with_hint(format!("see k8s.events(#{{involved: \"{name}\"}}) and k8s.pods(#{{not_ready: true}}); k8s.rollout_undo(\"{name}\") returns to the previous revision")))
-                }
+        let mut judge = |d: &Value| -> Result<Option<Value>, OpError> {
+            match waiting_for(d) {
+                Ok(None) => Ok(Some(d.clone())),
+                Err(failed) => Err(OpError::failed(failed).with_hint(format!(
+                    "see k8s.events(#{{involved: \"{name}\"}}) and k8s.pods(#{{not_ready: true}}); k8s.rollout_undo(\"{name}\") returns to the previous revision"
+                ))),
                 Ok(Some(msg)) => {
-                    if progress && msg != last {
-                        out.note(&format!("rollout {name}: {msg}"));
-                        last = msg.clone();
-                    }
                     if started.elapsed() >= timeout {
                         return Err(OpError::new(crate::dispatch::ErrorKind::Timeout, format!("rollout of {name} not complete after {}: {msg}", humantime::format_duration(timeout)))
                             .with_hint("raise #{timeout: \"10m\"} if it is slow, or look at k8s.pods(#{not_ready: true}) and k8s.events()"));
                     }
+                    if progress && msg != last {
+                        out.note(&format!("rollout {name}: {msg}"));
+                        last = msg;
+                    }
+                    Ok(None)
                 }
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        loop {
+            let d = k.request("GET", &path, None, None).await.map_err(|e| unreachable_or(k, &what, e))?;
+            if let Some(done) = judge(&d)? {
+                return Ok(done);
+            }
+            let left = timeout.saturating_sub(started.elapsed());
+            let rv = d["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+            let watch = format!(
+                "/apis/apps/v1/namespaces/{}/deployments?fieldSelector={}&watch=1&resourceVersion={rv}&timeoutSeconds={}",
+                k.namespace,
+                enc(&format!("metadata.name={name}")),
+                left.as_secs().clamp(1, 300)
+            );
+            let request = http::Request::builder().uri(watch).body(Vec::new()).map_err(|e| OpError::failed(format!("{what}: {e}")))?;
+            let events = match k.client.request_events::<Value>(request).await {
+                Ok(events) => events,
+                Err(_) => {
+                    // No watch permission or support: poll instead.
+                    tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+                    continue;
+                }
+            };
+            let mut events = Box::pin(events);
+            let deadline = tokio::time::sleep(left);
+            tokio::pin!(deadline);
+            loop {
+                let next = tokio::select! {
+                    e = events.try_next() => e,
+                    _ = &mut deadline => break,
+                };
+                match next {
+                    Ok(Some(WatchEvent::Added(d) | WatchEvent::Modified(d))) => {
+                        if let Some(done) = judge(&d)? {
+                            return Ok(done);
+                        }
+                    }
+                    Ok(Some(WatchEvent::Deleted(_))) => return Err(OpError::failed(format!("{what}: deployment {name} was deleted while waiting"))),
+                    // Ended, expired (410) or broken: read again and re-watch.
+                    Ok(None) | Ok(Some(WatchEvent::Error(_))) | Err(_) => break,
+                    Ok(Some(WatchEvent::Bookmark(_))) => {}
+                }
+            }
         }
     })
 }
