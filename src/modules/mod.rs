@@ -5,16 +5,19 @@ pub mod alertmanager;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
 pub mod redis;
+pub mod run;
 pub mod sys;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &run::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
@@ -23,4 +26,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &alertmanager::MODULE,
     &pushgateway::MODULE,
     &metrics::MODULE,
+    &notify::MODULE,
 ];
