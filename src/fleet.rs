@@ -155,14 +155,15 @@ fn run_one(plan: &Plan, args: &[String], target: &str, cancel: &Cancel) -> Outco
     let started = Instant::now();
     let exe = std::env::current_exe().unwrap_or_else(|_| "opsh".into());
     let mut cmd = Command::new(exe);
-    cmd.arg("--no-lock")
+    // After the user's flags, so this --target wins over one of theirs.
+    cmd.args(args)
+        .arg("--no-lock")
         .arg("--target")
         .arg(format!("{}={target}", plan.kind.name()));
     if let Some(r) = &plan.report {
         cmd.arg("--report").arg(per_target_report(r, target));
     }
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env("OPSH_FLEET_TARGET", target);
@@ -284,6 +285,9 @@ pub fn run(plan: &Plan, argv: &[String], cancel: &Cancel) -> i32 {
         .map(|c| c.unwrap_or(-1))
         .filter(|c| *c != 0)
         .collect();
+    crate::output::column_order_hint(
+        &["target", "status", "exit", "seconds", "detail"].map(String::from),
+    );
     println!("{}", crate::output::table(&rows, false).trim_end());
     println!(
         "{} targets: {} ok, {} failed, {} skipped",

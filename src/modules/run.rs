@@ -66,9 +66,16 @@ fn record_checks(call: &mut Call) -> Result<Dynamic, OpError> {
                 })
                 .unwrap_or(serde_json::Value::Null)
         };
+        let status = text("status");
+        if !matches!(status.as_str(), "PASS" | "WARN" | "FAIL") {
+            return Err(OpError::bad_input(format!(
+                "check {:?}: status must be \"PASS\", \"WARN\" or \"FAIL\", got {status:?}",
+                text("check")
+            )));
+        }
         call.session.journal.check(crate::report::Check {
             check: crate::redact::redact(&text("check")),
-            status: text("status"),
+            status,
             value: json("value"),
             detail: json("detail"),
         });

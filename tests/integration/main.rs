@@ -15,3 +15,4 @@ mod redis;
 mod repl;
 mod safety;
 mod sandbox;
+mod unattended;
