@@ -381,24 +381,26 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
             .clone()
             .or_else(|| crate::lock::from_header(&text)),
     };
-    let _lock = match lock_name.as_deref().map(|l| crate::lock::acquire(l, &name)) {
-        None => None,
-        Some(Ok(l)) => Some(l),
+    let started = std::time::SystemTime::now();
+    let lock = lock_name.as_deref().map(|l| crate::lock::acquire(l, &name));
+    // A run that could not take its lock still reports and notifies: a job
+    // skipped again and again is a hung job someone should hear about.
+    let (code, error, session) = match &lock {
         Some(Err(e)) => {
             eprintln!("error: {e}");
-            return match e {
+            match e {
                 crate::lock::LockError::Held { .. } => {
-                    tracing::info!(script = %name, "not run: lock held");
                     eprintln!("   = hint: another run is still going; this one did nothing (exit 75). A lock left by a killed run on this host is taken over automatically");
-                    exit::LOCKED
+                    (exit::LOCKED, Some(e.to_string()), None)
                 }
-                crate::lock::LockError::Io(_) => exit::ERROR,
-            };
+                crate::lock::LockError::Io(_) => (exit::ERROR, Some(e.to_string()), None),
+            }
+        }
+        _ => {
+            tracing::info!(script = %name, lock = lock_name.as_deref(), dry_run = g.dry_run, "run started");
+            execute(g, a, cfg.clone(), &name, &text, args.clone())
         }
     };
-    let started = std::time::SystemTime::now();
-    tracing::info!(script = %name, lock = lock_name.as_deref(), dry_run = g.dry_run, "run started");
-    let (code, error, session) = execute(g, a, cfg.clone(), &name, &text, args.clone());
     match &error {
         None => tracing::info!(script = %name, exit = code, "run ended"),
         Some(e) => tracing::error!(script = %name, exit = code, error = %e, "run failed"),
@@ -423,6 +425,7 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         journal: session.as_ref().map(|s| &s.journal),
     };
     crate::unattended::finish(&after, &cfg, &finished);
+    drop(lock);
     code
 }
 

@@ -218,6 +218,12 @@ impl Schedule {
     }
 }
 
+/// Whether a job whose latest due fire is `late` runs now: on time it does;
+/// missed, only under `run_once`. Several fires due at once give one run.
+pub fn should_run(late: Duration, missed: Missed) -> bool {
+    late <= MISFIRE || missed == Missed::RunOnce
+}
+
 /// What the child is run with: the scheduler's own config/audit/log flags,
 /// then the job's lock, timeout and flags.
 fn command(g: &Global, job: &Job) -> Command {
@@ -335,13 +341,11 @@ pub fn main(g: &Global, file: &Path) -> i32 {
             job.checked = now;
             let Some(latest) = latest else { continue };
             let late = (now - latest).to_std().unwrap_or_default();
-            if late <= MISFIRE {
-                start(g, job);
-            } else {
+            if late > MISFIRE {
                 tracing::warn!(job = %job.name, missed = n, last_due = %latest.to_rfc3339(), policy = ?job.missed, "missed runs (the scheduler was not running, or the clock jumped)");
-                if job.missed == Missed::RunOnce {
-                    start(g, job);
-                }
+            }
+            if should_run(late, job.missed) {
+                start(g, job);
             }
         }
         if cancel.reason().is_some() {
@@ -415,6 +419,16 @@ mod tests {
         assert!(parse_cron("* * * * * *").is_ok());
         assert!(parse_cron("* * *").is_err());
         assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn missed_policy() {
+        let on_time = Duration::from_millis(300);
+        let after_suspend = Duration::from_secs(3600);
+        assert!(should_run(on_time, Missed::Skip));
+        assert!(should_run(on_time, Missed::RunOnce));
+        assert!(!should_run(after_suspend, Missed::Skip));
+        assert!(should_run(after_suspend, Missed::RunOnce));
     }
 
     #[test]

@@ -918,3 +918,116 @@ fn deploy_manifests_are_well_formed_and_consistent() {
         assert!(docker.contains(e), "Dockerfile lacks {e:?}");
     }
 }
+
+/// A suspend, simulated by SIGSTOP: the wall clock moves past a fire while
+/// the scheduler is stopped. `skip` drops the missed fire, `run_once` runs it.
+#[test]
+fn missed_fires_follow_each_jobs_policy() {
+    let env = Env::new();
+    env.write("once.rhai", "print(\"once ran\");");
+    env.write("skip.rhai", "print(\"skip ran\");");
+    // One fire a minute, 2-3 s from now.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let second = (now + 3) % 60;
+    let schedule = env.write(
+        "s.toml",
+        &format!(
+            "[[job]]\nname = \"once\"\ncron = \"{second} * * * * *\"\nscript = \"once.rhai\"\nmissed = \"run_once\"\n\n\
+             [[job]]\nname = \"skip\"\ncron = \"{second} * * * * *\"\nscript = \"skip.rhai\"\nmissed = \"skip\"\n"
+        ),
+    );
+    let mut child = env.spawn(&["schedule", schedule.to_str().unwrap()], &[]);
+    let stdout = child.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(6500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    let count = |s: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.as_str() == s)
+            .count()
+    };
+    wait_until("the run_once job", 10, || count("once ran") == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&child);
+    let r = wait_output(child);
+    r.assert_code(0);
+    assert_eq!(count("once ran"), 1);
+    assert_eq!(count("skip ran"), 0, "{}", r.stderr);
+    let missed: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("missed runs"))
+        .collect();
+    assert_eq!(missed.len(), 2, "{}", r.stderr);
+    assert!(
+        missed
+            .iter()
+            .any(|l| l.contains("job=skip") && l.contains("policy=Skip")),
+        "{missed:?}"
+    );
+    assert!(
+        missed
+            .iter()
+            .any(|l| l.contains("job=once") && l.contains("policy=RunOnce")),
+        "{missed:?}"
+    );
+}
+
+#[test]
+fn refused_and_locked_runs_are_reported_too() {
+    let env = Env::new();
+    env.write_config(
+        "[defaults]\npg = \"prod\"\n[pg.prod]\nurl = \"postgres://app:s3cret-pw@127.0.0.1:1/app\"\nprotected = true\n",
+    );
+    let report = env.path("r.json");
+    let read = || -> Value { serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap() };
+    // No TTY, no --yes: refused before anything is sent (port 1 is closed).
+    let r = env.run(
+        "pg.exec(\"delete from jobs\")",
+        &["--report", report.to_str().unwrap()],
+        &[],
+    );
+    r.assert_code(3);
+    let v = read();
+    assert_valid(&v);
+    assert_eq!(v["status"], "refused");
+    assert_eq!(v["mutations"][0]["primitive"], "pg.exec");
+    assert_eq!(v["mutations"][0]["outcome"], "refused");
+    assert!(!v.to_string().contains("s3cret-pw"), "{v}");
+
+    // Held by a live process on this host (this test): locked, reported.
+    let holder = serde_json::json!({
+        "pid": std::process::id(), "host": opsh::audit::hostname(),
+        "started": "2026-01-01T00:00:00Z", "started_unix": 1u64, "script": "long.rhai"
+    });
+    env.write("xdgstate/opsh/locks/busy.lock", &holder.to_string());
+    let r = env.run(
+        "print(1)",
+        &["--lock", "busy", "--report", report.to_str().unwrap()],
+        &[],
+    );
+    r.assert_code(LOCKED);
+    let v = read();
+    assert_valid(&v);
+    assert_eq!(v["status"], "locked");
+    assert_eq!(v["lock"], "busy");
+    assert!(v["error"].as_str().unwrap().contains("long.rhai"), "{v:#}");
+    assert!(
+        lock_file(&env, "busy").exists(),
+        "a held lock is left alone"
+    );
+}
