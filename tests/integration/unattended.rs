@@ -392,6 +392,11 @@ fn failures_notify_successes_do_not_and_a_broken_target_keeps_the_exit_code() {
             "{}",
             r.stderr
         );
+        assert!(
+            !r.stderr.contains("/hook"),
+            "webhook URLs are secrets: {}",
+            r.stderr
+        );
         let r = env.run(
             "exit(0)",
             &["--notify", target, "--notify-on", "always"],
@@ -399,9 +404,16 @@ fn failures_notify_successes_do_not_and_a_broken_target_keeps_the_exit_code() {
         );
         r.assert_code(0);
     }
+    let audit = env.audit();
     assert!(
-        !env.audit().is_empty(),
+        audit.iter().any(|e| e["primitive"] == "notify.slack")
+            && audit.iter().any(|e| e["primitive"] == "notify.webhook"),
         "notifications are audited mutations"
+    );
+    let text = serde_json::to_string(&audit).unwrap();
+    assert!(
+        !text.contains(&hook),
+        "webhook URLs are masked in the audit log"
     );
 }
 
