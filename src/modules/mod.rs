@@ -6,16 +6,19 @@ pub mod http;
 pub mod json;
 pub mod k8s;
 pub mod metrics;
+pub mod notify;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
 pub mod redis;
+pub mod run;
 pub mod sys;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &run::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
@@ -25,4 +28,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &pushgateway::MODULE,
     &metrics::MODULE,
     &k8s::MODULE,
+    &notify::MODULE,
 ];

@@ -17,3 +17,4 @@ mod redis;
 mod repl;
 mod safety;
 mod sandbox;
+mod unattended;
