@@ -2,6 +2,7 @@
 //! its `MODULE`; adding a module means adding it to `MODULES`.
 
 pub mod alertmanager;
+pub mod backup;
 pub mod http;
 pub mod json;
 pub mod metrics;
@@ -23,4 +24,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &alertmanager::MODULE,
     &pushgateway::MODULE,
     &metrics::MODULE,
+    &backup::MODULE,
 ];
