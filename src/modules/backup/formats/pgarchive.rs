@@ -53,6 +53,25 @@ fn qualified(rest: &str) -> String {
     }
 }
 
+/// pg_restore's own words, or how it died: it can crash on a damaged
+/// tar header rather than report it.
+fn failure(status: std::process::ExitStatus, stderr: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let msg = stderr.trim().replace('\n', "; ");
+    match (status.signal(), msg.is_empty()) {
+        (Some(sig), _) => format!(
+            "pg_restore crashed (signal {sig}) on the damaged archive{}",
+            if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            }
+        ),
+        (None, true) => format!("pg_restore failed ({status}) without a message"),
+        (None, false) => msg,
+    }
+}
+
 pub fn parse_list(text: &str) -> Toc {
     let mut toc = Toc::default();
     for line in text.lines() {
@@ -101,10 +120,9 @@ pub fn list(path: &Path) -> Result<Toc, String> {
         .output()
         .map_err(|e| format!("cannot run pg_restore: {e}"))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
             "pg_restore --list cannot read the table of contents: {}",
-            err.trim().replace('\n', "; ")
+            failure(out.status, &String::from_utf8_lossy(&out.stderr))
         ));
     }
     Ok(parse_list(&String::from_utf8_lossy(&out.stdout)))
@@ -140,7 +158,7 @@ pub fn read_data(path: &Path) -> Result<SqlInfo, String> {
     if !status.success() {
         return Err(format!(
             "pg_restore could not read the archive to the end: {}",
-            err.trim().replace('\n', "; ")
+            failure(status, &err)
         ));
     }
     scanned.map_err(|e| format!("reading pg_restore's output failed: {e}"))
