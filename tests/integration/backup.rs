@@ -768,3 +768,66 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
         ]
     );
 }
+
+#[test]
+fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    seed(&url);
+    let env = Env::new();
+    let dir = env.path("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = env.run(
+        &format!(
+            "pg.dump(\"{url}\", \"{}\")",
+            dir.join("app-1.dump").display()
+        ),
+        &[],
+        &[],
+    );
+    r.assert_code(0);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/backup_verify.rhai");
+    let script = script.to_str().unwrap();
+    let d = format!("dir={}", dir.display());
+    let target = format!("restore_target={url}");
+    let r = env.opsh(
+        &[
+            "run",
+            script,
+            "--arg",
+            &d,
+            "--arg",
+            "pattern=*.dump",
+            "--arg",
+            &target,
+            "--arg",
+            "min_tables=3",
+            "--arg",
+            "require_checksum=true",
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("restore_rows"), "{}", r.stdout);
+    assert!(r.stdout.contains("at least 3 tables"), "{}", r.stdout);
+    assert!(r.stdout.contains("failed"), "{}", r.stdout);
+    std::fs::File::open(dir.join("app-1.dump"))
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(2 * 86_400))
+        .unwrap();
+    let r = env.opsh(&["run", script, "--arg", &d], &[]);
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("older than max_age 1day 2h"),
+        "{}",
+        r.stdout
+    );
+    let empty = env.path("none");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = env.opsh(
+        &["run", script, "--arg", &format!("dir={}", empty.display())],
+        &[],
+    );
+    r.assert_code(1);
+    assert!(r.stdout.contains("no backup matching *"), "{}", r.stdout);
+}
