@@ -335,7 +335,17 @@ fn mutate(
 ) -> Result<Dynamic, OpError> {
     let session = call.session;
     let prim = call.prim;
-    let target = match crate::registry::module(prim.module).and_then(|m| m.target) {
+    let kind = crate::registry::module(prim.module).and_then(|m| m.target);
+    // A mutation with a `target` parameter (`pg.dump(target, path)`) acts on
+    // the target that argument names: confirmation and audit must see that
+    // one, not the module's default.
+    if let (Some(kind), Some(i)) = (kind, prim.params.iter().position(|p| p.name == "target")) {
+        if let Some(name) = call.opt_str(i)? {
+            let t = session.resolve(kind, Some(&name))?;
+            call.set_target(t);
+        }
+    }
+    let target = match kind {
         Some(_) => Some(call.target()?),
         None => None,
     };

@@ -2,6 +2,7 @@
 //! its `MODULE`; adding a module means adding it to `MODULES`.
 
 pub mod alertmanager;
+pub mod backup;
 pub mod http;
 pub mod json;
 pub mod k8s;
@@ -29,4 +30,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &metrics::MODULE,
     &k8s::MODULE,
     &notify::MODULE,
+    &backup::MODULE,
 ];
