@@ -6,6 +6,7 @@
 
 mod api;
 mod client;
+pub use client::current_context_label;
 mod mutations;
 mod reads;
 mod rollout;
