@@ -180,4 +180,28 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn zstd_roundtrip_corruption_and_truncation() {
+        let dir = std::env::temp_dir().join(format!("opsh-zst-{}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.zst");
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let z = ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        std::fs::write(&p, &z).unwrap();
+        let mut r = open(&p, Compression::Zstd).unwrap();
+        assert_eq!(drain(&mut r).unwrap(), data.len() as u64);
+        std::fs::write(&p, &z[..z.len() / 2]).unwrap();
+        let mut r = open(&p, Compression::Zstd).unwrap();
+        assert!(
+            drain(&mut r).is_err(),
+            "a truncated zstd stream must not verify"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
