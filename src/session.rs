@@ -49,6 +49,8 @@ pub struct Session {
     pub call_timeout: Duration,
     pub max_operations: u64,
     pub args: rhai::Map,
+    /// Checks and mutations of this run, for `--report`.
+    pub journal: crate::report::Journal,
     dry_run: AtomicBool,
     /// The running script's functions, so `parallel` can call named
     /// function pointers from worker threads.
@@ -78,6 +80,7 @@ impl Session {
             call_timeout: opts.call_timeout,
             max_operations: opts.max_operations,
             args: opts.args,
+            journal: Default::default(),
             dry_run: AtomicBool::new(opts.dry_run),
             script: RwLock::new(None),
             clients: Mutex::new(HashMap::new()),

@@ -2,20 +2,24 @@
 //! its `MODULE`; adding a module means adding it to `MODULES`.
 
 pub mod alertmanager;
+pub mod backup;
 pub mod http;
 pub mod json;
 pub mod k8s;
 pub mod metrics;
+pub mod notify;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
 pub mod redis;
+pub mod run;
 pub mod sys;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &run::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
@@ -25,4 +29,6 @@ pub static MODULES: &[&ModuleDecl] = &[
     &pushgateway::MODULE,
     &metrics::MODULE,
     &k8s::MODULE,
+    &notify::MODULE,
+    &backup::MODULE,
 ];

@@ -186,6 +186,18 @@ impl Repl {
                 }
             }
         }
+        // Without a configured kube default, the kubeconfig's current
+        // context is what k8s.* talks to: show it, as kubectl users expect.
+        let kube_configured = self
+            .session
+            .config
+            .read()
+            .is_ok_and(|c| c.default_name(Kind::Kube).is_some());
+        if !kube_configured {
+            if let Some(label) = crate::modules::k8s::current_context_label() {
+                parts.push(format!("kube:{label}"));
+            }
+        }
         let dry = self.session.dry_run();
         if dry {
             parts.push("dry-run".into());

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backup;
 mod cli;
 mod errors;
 mod http;
@@ -17,3 +18,4 @@ mod redis;
 mod repl;
 mod safety;
 mod sandbox;
+mod unattended;

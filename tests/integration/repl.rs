@@ -138,13 +138,21 @@ impl Tty {
     #[track_caller]
     fn wait_prompts(&self, n: usize) -> String {
         self.wait_for(&format!("prompt #{n}"), |s| {
-            prompts(s) >= n && s.lines().last() == Some("opsh>")
+            prompts(s) >= n && s.lines().last().is_some_and(is_prompt)
         })
     }
 }
 
+/// `opsh>` or `opsh [kube:ctx/ns dry-run]>` with nothing typed after it.
+fn is_prompt(line: &str) -> bool {
+    line == "opsh>" || (line.starts_with("opsh [") && line.ends_with("]>"))
+}
+
 fn prompts(screen: &str) -> usize {
-    screen.lines().filter(|l| l.starts_with("opsh>")).count()
+    screen
+        .lines()
+        .filter(|l| l.starts_with("opsh>") || l.starts_with("opsh ["))
+        .count()
 }
 
 impl Drop for Tty {
@@ -380,4 +388,17 @@ fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     t.wait_for("same help as opsh help", |s| s.contains("sleep(duration:"));
     t.line(":quit");
     t.wait_for("exit", |s| s.contains("[opsh exited 0]"));
+}
+
+#[test]
+fn prompt_shows_the_current_kube_context_and_namespace() {
+    let env = Env::new();
+    let kubeconfig = env.write(
+        "kube/config",
+        "apiVersion: v1\nkind: Config\ncurrent-context: staging\ncontexts:\n- name: staging\n  context: {cluster: c, user: u, namespace: payments}\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: u\n  user: {token: abc}\n",
+    );
+    let t = Tty::start(&env, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    t.wait_for("the kube context in the prompt", |s| {
+        s.contains("opsh [kube:staging/payments]>")
+    });
 }

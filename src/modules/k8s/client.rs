@@ -69,6 +69,21 @@ fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>
     }
 }
 
+/// `context/namespace` of the current kubeconfig context, for the REPL
+/// prompt; None when there is no usable kubeconfig.
+pub fn current_context_label() -> Option<String> {
+    let (kc, _) = load_kubeconfig(None).ok()??;
+    let name = kc.current_context.clone()?;
+    let ns = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    Some(format!("{name}/{ns}"))
+}
+
 pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
     let t = call.target()?;
     let call: &Call = call;

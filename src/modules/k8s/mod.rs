@@ -15,6 +15,8 @@ mod reads;
 mod rollout;
 mod select;
 
+pub use client::current_context_label;
+
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
 use apply::*;
 use deploy::*;

@@ -16,7 +16,7 @@ pub use info::parse_info;
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "redis",
-    doc: "Redis: health and INFO. Targets come from [redis.NAME] in the config or REDIS_URL.",
+    doc: "Redis: health, INFO, cache health, clients and slowlog, keys by SCAN, guarded key mutations. Targets: [redis.NAME] in the config or REDIS_URL (redis://, rediss://, redis+sentinel://, redis+cluster:// for ping and info).",
     target: Some(crate::config::Kind::Redis),
     primitives: &[
         Primitive {
