@@ -82,6 +82,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run runbook tests: every `fn test_*()` in tests/runbooks/*_test.rhai.
+    Test(TestArgs),
     /// List primitives, or describe one: `opsh help pg.query`.
     Help {
         name: Option<String>,
@@ -111,12 +113,40 @@ pub enum SandboxCommand {
     },
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     pub file: PathBuf,
     /// Script argument, reaching the script as `args.KEY` (repeatable).
     #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
     pub args: Vec<String>,
+    /// Record every primitive call (arguments, result; secrets masked) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Answer primitive calls from a recording; report calls that differ; plan mutations.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Run only these checks (checks stdlib; names or `prefix*`, repeatable or comma-separated).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these checks (checks stdlib; names or `prefix*`).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+/// `opsh test`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TestArgs {
+    /// Test files or directories (default: tests/runbooks).
+    pub paths: Vec<PathBuf>,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only tests whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Run against a fresh sandbox (PostgreSQL, Redis): unstubbed calls reach it.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -140,6 +170,7 @@ pub fn main() -> i32 {
     match cli.command {
         Some(Command::Run(a)) => run_file(&g, &a, None),
         Some(Command::Check { files }) => check(&g, &files),
+        Some(Command::Test(a)) => crate::testing::cli::main(&g, &a),
         Some(Command::Help { name, markdown }) => help_cmd(&g, name.as_deref(), markdown),
         Some(Command::Sandbox { command }) => sandbox_cmd(&g, command),
         None => {
@@ -150,7 +181,7 @@ pub fn main() -> i32 {
                     &g,
                     &RunArgs {
                         file: PathBuf::from("-"),
-                        args: Vec::new(),
+                        ..Default::default()
                     },
                     None,
                 )
@@ -167,7 +198,7 @@ fn color_choice(g: &Global) -> ColorChoice {
     }
 }
 
-fn output(g: &Global) -> Output {
+pub(crate) fn output(g: &Global) -> Output {
     let format = match g.output {
         OutputArg::Text => Format::Text,
         OutputArg::Json => Format::Json,
@@ -235,7 +266,7 @@ pub fn parse_args(pairs: &[String]) -> Result<Map, String> {
     Ok(m)
 }
 
-fn load_config(g: &Global) -> Result<Config, i32> {
+pub(crate) fn load_config(g: &Global) -> Result<Config, i32> {
     Config::load(g.config.as_deref()).map_err(|e| {
         eprintln!("error: {}", e.message);
         if let Some(h) = e.hint {
@@ -258,7 +289,7 @@ fn read_script(file: &Path) -> Result<(String, String), String> {
     Ok((file.display().to_string(), text))
 }
 
-fn audit_path(g: &Global, cfg: &Config) -> PathBuf {
+pub(crate) fn audit_path(g: &Global, cfg: &Config) -> PathBuf {
     g.audit_log
         .clone()
         .or_else(|| {
@@ -280,7 +311,7 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     if let Some(f) = prepare {
         f(&mut cfg);
     }
-    let args = match parse_args(&a.args) {
+    let mut args = match parse_args(&a.args) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -288,6 +319,18 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         }
     };
     let (name, text) = match read_script(&a.file) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let attach = match crate::record::Attach::prepare(
+        a.record.as_deref(),
+        a.replay.as_deref(),
+        &name,
+        &mut args,
+    ) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
@@ -318,7 +361,12 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     };
     let out = output(g);
     let session = match Session::new(opts, cfg, out, audit) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.only = a.only.clone();
+            s.skip = a.skip.clone();
+            attach.install(&s);
+            Arc::new(s)
+        }
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return exit::ERROR;
@@ -352,7 +400,7 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     let ast = Arc::new(ast);
     session.set_script(ast.clone());
     let mut scope = Scope::new();
-    match engine.run_ast_with_scope(&mut scope, &ast) {
+    let code = match engine.run_ast_with_scope(&mut scope, &ast) {
         Ok(()) => exit::OK,
         Err(err) => {
             let reason = session.cancel.reason();
@@ -367,7 +415,8 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
             }
             code
         }
-    }
+    };
+    crate::record::finish(&session, code)
 }
 
 /// `opsh` on a terminal: the interactive console, with the same session

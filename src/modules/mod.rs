@@ -10,11 +10,13 @@ pub mod prom;
 pub mod pushgateway;
 pub mod redis;
 pub mod sys;
+pub mod testing;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &testing::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
