@@ -34,6 +34,17 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             effect: Effect::Mutate { plan: plan_post, apply: post },
             timeout: CallTimeout::Default,
         },
+        Primitive {
+            module: "http",
+            name: "hmac_sha256",
+            params: &[req("secret", "string"), req("body", "string|map|array")],
+            returns: "string",
+            doc: "HMAC-SHA256 of a body with a secret, as lowercase hex: the signature webhooks send (GitHub: \"sha256=\" + this).\n\
+                  A map or array body is signed as the JSON http.post sends, so sign and post the same value. The secret is masked in output and logs.",
+            example: r#"let sig = http.hmac_sha256("s3cret-key", `{"event":"ping"}`); let h = #{"X-Signature": `sha256=${sig}`};"#,
+            effect: Effect::Read(hmac_sha256),
+            timeout: CallTimeout::Default,
+        },
     ],
 };
 
@@ -218,4 +229,20 @@ fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
             ("bytes", Dynamic::from_int(n as i64)),
         ]),
     })
+}
+
+fn hmac_sha256(call: &mut Call) -> Result<Dynamic, OpError> {
+    use hmac::Mac;
+    let secret = call.str_arg(0)?;
+    crate::redact::register_secret(&secret);
+    let (body, _) = body_of(call.arg(1));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|e| OpError::bad_input("unusable HMAC key").with_cause(e))?;
+    mac.update(&body.unwrap_or_default());
+    let sig = mac.finalize().into_bytes();
+    Ok(sig
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into())
 }

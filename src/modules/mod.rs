@@ -11,12 +11,16 @@ pub mod pushgateway;
 pub mod redis;
 pub mod sys;
 pub mod testing;
+pub mod tls;
+pub mod x509;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
     &testing::MODULE,
+    &sys::SYS,
+    &tls::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
