@@ -69,9 +69,9 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         global("assert_ne", &[req("actual", "any"), req("unexpected", "any"), opt("message", "string")], "()",
             "Fail the test if the two values are equal.",
             r#"assert_ne("a", "b")"#, assert_ne),
-        global("run", &[req("file", "string"), opt("args", "map")], "map",
+        global("run", &[req("file", "string"), opt("args", "map"), opt("opts", "map")], "map",
             "Run a runbook with these args in this session (the test's stubs apply) and return #{exit_code, ok, report, shows, output, error}.\n\
-             `report` is the last value the runbook showed, `shows` all of them, `output` its printed lines, `error` the rendered error. The path is relative to the current directory.",
+             `report` is the last value the runbook showed, `shows` all of them, `output` its printed lines, `error` the rendered error. The path is relative to the current directory. opts: dry_run, only, skip (as the flags).",
             r#"let r = run("scripts/high_latency.rhai", #{p95_ms: 500}); r.exit_code"#, run),
         global("replay", &[req("recording", "string"), opt("opts", "map")], "map",
             "Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
@@ -213,7 +213,8 @@ fn assert_ne(call: &mut Call) -> Result<Dynamic, OpError> {
 fn run(call: &mut Call) -> Result<Dynamic, OpError> {
     let file = call.str_arg(0)?;
     let args = call.opt_map(1)?;
-    crate::testing::run::run_script(call.session, &file, args).map(Dynamic::from_map)
+    let opts = call.opt_map(2)?;
+    crate::testing::run::run_script(call.session, &file, args, &opts).map(Dynamic::from_map)
 }
 
 fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -232,7 +233,7 @@ fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
     if let Ok(mut r) = hooks.replay.lock() {
         *r = Some(rec.replay);
     }
-    let result = crate::testing::run::run_script(call.session, &script, args);
+    let result = crate::testing::run::run_script(call.session, &script, args, &opts);
     let rp = hooks.replay.lock().ok().and_then(|mut r| r.take());
     let mut m = result?;
     let (diffs, plans) = match rp {

@@ -102,12 +102,14 @@ pub fn run_file(file: &Path, session: Arc<Session>, filter: Option<&str>) -> Vec
     ast.set_source(name.as_str());
     let ast = Arc::new(ast);
     session.set_script(ast.clone());
-    let tests: Vec<String> = ast
+    let mut tests: Vec<String> = ast
         .iter_functions()
         .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
         .filter(|f| filter.is_none_or(|s| f.name.contains(s)))
         .map(|f| f.name.to_string())
         .collect();
+    // In source order.
+    tests.sort_by_key(|t| text.find(&format!("fn {t}(")).unwrap_or(usize::MAX));
     let mut out = Vec::new();
     for t in tests {
         session.hooks.reset();

@@ -15,7 +15,18 @@ use rhai::{Dynamic, Map, Scope};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-pub fn run_script(parent: &Session, file: &str, args: Map) -> Result<Map, OpError> {
+/// `opts`: dry_run, only, skip (as the command-line flags).
+pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result<Map, OpError> {
+    let list = |k: &str, inherited: &Vec<String>| match opts.get(k) {
+        Some(v) => v
+            .clone()
+            .try_cast::<rhai::Array>()
+            .unwrap_or_else(|| vec![v.clone()])
+            .iter()
+            .map(|d| d.to_string())
+            .collect(),
+        None => inherited.clone(),
+    };
     let text = std::fs::read_to_string(file).map_err(|e| {
         OpError::bad_input(format!("cannot read runbook {file}"))
             .with_cause(e)
@@ -24,7 +35,10 @@ pub fn run_script(parent: &Session, file: &str, args: Map) -> Result<Map, OpErro
             )
     })?;
     let opts = Options {
-        dry_run: parent.dry_run(),
+        dry_run: opts
+            .get("dry_run")
+            .and_then(|d| d.as_bool().ok())
+            .unwrap_or(parent.dry_run()),
         yes: parent.yes,
         call_timeout: parent.call_timeout,
         max_operations: parent.max_operations,
@@ -45,8 +59,8 @@ pub fn run_script(parent: &Session, file: &str, args: Map) -> Result<Map, OpErro
     .map_err(|e| OpError::failed("cannot start a runtime for the runbook").with_cause(e))?;
     child.hooks = parent.hooks.clone();
     child.cancel = parent.cancel.clone();
-    child.only = parent.only.clone();
-    child.skip = parent.skip.clone();
+    child.only = list("only", &parent.only);
+    child.skip = list("skip", &parent.skip);
     let child = Arc::new(child);
     let shows_before = parent.hooks.shows().len();
 
