@@ -216,14 +216,24 @@ fn answer_stub(call: &Call, stub: Stub) -> Result<Dynamic, OpError> {
         // next_stub resolves sequences to values.
         Stub::Seq(values, _) => Ok(values.into_iter().next().unwrap_or_default()),
         Stub::Error(m) => Err(OpError::failed(m).with_hint("this failure is stubbed by the test")),
-        Stub::Func(f, ast) => f
-            .call::<Dynamic>(call.engine, &ast, call.args.clone())
-            .map_err(|e| {
+        Stub::Func(f, ast) => {
+            // A stub may name every declared parameter (|name, fallback|)
+            // while the script passes fewer: pad with () and retry.
+            let mut args = call.args.clone();
+            let mut r = f.call::<Dynamic>(call.engine, &ast, args.clone());
+            let arity_miss = matches!(&r, Err(e) if matches!(&**e,
+                rhai::EvalAltResult::ErrorFunctionNotFound(sig, _) if sig.starts_with(f.fn_name())));
+            if arity_miss && args.len() < call.prim.params.len() {
+                args.resize(call.prim.params.len(), Dynamic::UNIT);
+                r = f.call::<Dynamic>(call.engine, &ast, args);
+            }
+            r.map_err(|e| {
                 let msg = match crate::diagnostic::leaf(&e) {
                     rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
                     other => other.to_string(),
                 };
                 OpError::new(ErrorKind::Failed, msg).with_hint("raised by the test's stub")
-            }),
+            })
+        }
     }
 }
