@@ -74,20 +74,13 @@ fn body_of(d: Option<&Dynamic>) -> (Option<Vec<u8>>, Option<&'static str>) {
     }
 }
 
-fn request(
-    call: &mut Call,
-    method: reqwest::Method,
-    body_idx: Option<usize>,
-    opts_idx: usize,
-) -> Result<Dynamic, OpError> {
-    let url = call.str_arg(0)?;
-    let opts = call.opt_map(opts_idx)?;
-    let insecure = opts
-        .get("insecure")
-        .and_then(|d| d.as_bool().ok())
-        .unwrap_or(false);
-    let client = client(call, insecure)?;
-    let mut rb = client.request(method.clone(), &url);
+/// The request options every HTTP-speaking primitive accepts: headers,
+/// query, bearer, basic ([user, password]) and timeout. Credentials are
+/// registered as secrets so they never reach output or the audit log.
+pub fn apply_opts(
+    mut rb: reqwest::RequestBuilder,
+    opts: &Map,
+) -> Result<reqwest::RequestBuilder, OpError> {
     if let Some(h) = opts.get("headers") {
         let h = h
             .clone()
@@ -129,6 +122,24 @@ fn request(
     if let Some(t) = opts.get("timeout") {
         rb = rb.timeout(parse_duration(t).map_err(OpError::bad_input)?);
     }
+    Ok(rb)
+}
+
+fn request(
+    call: &mut Call,
+    method: reqwest::Method,
+    body_idx: Option<usize>,
+    opts_idx: usize,
+) -> Result<Dynamic, OpError> {
+    let url = call.str_arg(0)?;
+    let opts = call.opt_map(opts_idx)?;
+    let insecure = opts
+        .get("insecure")
+        .and_then(|d| d.as_bool().ok())
+        .unwrap_or(false);
+    let client = client(call, insecure)?;
+    let mut rb = client.request(method.clone(), &url);
+    rb = apply_opts(rb, &opts)?;
     if let Some(i) = body_idx {
         let (body, ctype) = body_of(call.arg(i));
         if let Some(b) = body {

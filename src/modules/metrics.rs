@@ -7,7 +7,7 @@ use crate::modules::prom::client::Http;
 use crate::modules::prom::exposition::{self, Parsed};
 use crate::redact::redact;
 use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
-use crate::value::{map_of, parse_duration};
+use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -87,48 +87,20 @@ fn scrape(call: &mut Call) -> Result<Dynamic, OpError> {
         )));
     }
     crate::redact::register_url(&url);
-    let bearer = opts.get("bearer").map(|b| b.to_string());
-    if let Some(b) = &bearer {
-        crate::redact::register_secret(b);
-    }
     let target = Target {
         kind: Kind::Prom,
         name: redact(&url),
         url: url.clone(),
         protected: false,
-        bearer,
+        // opts.bearer is applied with the other request options below.
+        bearer: None,
         ca_file: None,
     };
     let h = Http::new(call, &target)?;
     let mut rb = h
         .request(reqwest::Method::GET, "")
         .header(reqwest::header::ACCEPT, "text/plain;version=0.0.4");
-    if let Some(b) = opts.get("basic") {
-        let parts: Vec<String> = b
-            .clone()
-            .try_cast::<Array>()
-            .unwrap_or_default()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        let [user, pass] = parts.as_slice() else {
-            return Err(OpError::bad_input("opts.basic must be [user, password]"));
-        };
-        crate::redact::register_secret(pass);
-        rb = rb.basic_auth(user, Some(pass));
-    }
-    if let Some(t) = opts.get("timeout") {
-        rb = rb.timeout(parse_duration(t).map_err(OpError::bad_input)?);
-    }
-    if let Some(hd) = opts.get("headers") {
-        let hd = hd
-            .clone()
-            .try_cast::<Map>()
-            .ok_or_else(|| OpError::bad_input("opts.headers must be a map"))?;
-        for (k, v) in hd {
-            rb = rb.header(k.as_str(), v.to_string());
-        }
-    }
+    rb = crate::modules::http::apply_opts(rb, &opts)?;
     let r = call.block_on(h.send(rb))?;
     if !r.status.is_success() {
         return Err(r.not_api("metrics"));

@@ -148,6 +148,22 @@ pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
         Ok(PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(s.connect_timeout)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // When opsh gives up on a query (Ctrl-C, a timeout, the
+                    // REPL cancelling an entry) it drops the connection; with
+                    // this the server notices within a second and stops the
+                    // query instead of running it to the end (PostgreSQL 14+).
+                    if conn.server_version_num().is_some_and(|v| v >= 140000) {
+                        sqlx::Executor::execute(
+                            &mut *conn,
+                            "SET client_connection_check_interval = '1s'",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(opts))
     })?;
     Ok((p, t))

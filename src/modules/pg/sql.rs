@@ -1,7 +1,7 @@
 //! The general-purpose calls: connect, ping, query, exec.
 
+use super::conn::rows;
 use super::conn::{bound, pg_error, pool};
-use super::decode;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
 use crate::value::map_of;
@@ -37,28 +37,10 @@ pub fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
 pub fn query(call: &mut Call) -> Result<Dynamic, OpError> {
     let sql = call.str_arg(0)?;
     let params = call.opt_array(1)?;
-    let (pool, t) = pool(call)?;
-    call.block_on(async move {
-        let rows = bound(&sql, &params)?
-            .fetch_all(&pool)
-            .await
-            .map_err(|e| pg_error(e, &t, "query failed"))?;
-        if let Some(first) = rows.first() {
-            use sqlx::Column;
-            crate::output::column_order_hint(
-                &first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_string())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        Ok(Dynamic::from_array(
-            rows.iter()
-                .map(|r| Dynamic::from_map(decode::row_to_map(r)))
-                .collect(),
-        ))
-    })
+    let rows = rows(call, &sql, &params, "query failed")?;
+    Ok(Dynamic::from_array(
+        rows.into_iter().map(Dynamic::from_map).collect(),
+    ))
 }
 
 pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
