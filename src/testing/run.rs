@@ -2,7 +2,8 @@
 //! session that shares the test's stubs and call log (so its calls are
 //! stubbed and inspectable), with its own `args`, and returns what a test
 //! asserts on: exit code, printed lines, shown values, the last one shown
-//! (the report) and the rendered error.
+//! (the report) and the rendered error. The runbook's output is always
+//! text: `opsh test --output json` is about the test report.
 
 use crate::audit::Audit;
 use crate::diagnostic::Renderer;
@@ -53,7 +54,7 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
     let mut child = Session::new(
         opts,
         config,
-        Output::new(parent.out.format, ColorChoice::Never),
+        Output::new(crate::output::Format::Text, ColorChoice::Never),
         audit,
     )
     .map_err(|e| OpError::failed("cannot start a runtime for the runbook").with_cause(e))?;

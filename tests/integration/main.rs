@@ -13,5 +13,6 @@ mod pg_tls;
 mod prom;
 mod redis;
 mod repl;
+mod runbooks;
 mod safety;
 mod sandbox;

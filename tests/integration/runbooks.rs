@@ -1,0 +1,459 @@
+//! `opsh test` on the shipped runbook tests, the test runner's reports, and
+//! runbooks end to end against real servers (not stubs).
+
+use crate::support::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script(name: &str) -> String {
+    repo()
+        .join("scripts")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `opsh ARGS` run from the repository root (runbook tests name
+/// scripts/... relative to it).
+fn opsh_in_repo(env: &Env, args: &[&str]) -> Run {
+    let mut c: Command = env.command();
+    c.current_dir(repo()).args(args);
+    let o = c.output().expect("run opsh");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
+    let env = Env::new();
+    let junit = env.path("junit.xml");
+    let r = opsh_in_repo(
+        &env,
+        &[
+            "test",
+            "--output",
+            "json",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    r.assert_code(0);
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["failed"], 0, "{}", r.stdout);
+    assert!(summary["passed"].as_u64().unwrap() >= 30, "{}", r.stdout);
+    // Every shipped runbook with a test file is exercised.
+    for f in [
+        "daily_check",
+        "post_deploy_verify",
+        "cert_expiry",
+        "disk_space",
+        "cache_miss_storm",
+        "db_connection_exhaustion",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["file"].as_str().is_some_and(|p| p.contains(f))),
+            "no tests ran for {f}"
+        );
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"tests/runbooks/daily_check_test.rhai\""));
+    assert!(!xml.contains("<failure"));
+}
+
+#[test]
+fn a_failing_test_reports_its_position_and_exits_1() {
+    let env = Env::new();
+    let f = env.write(
+        "t/demo_test.rhai",
+        r#"
+fn test_passes() { stub("pg.ping", 1.5); assert_eq(pg.ping(), 1.5); }
+fn test_fails() {
+    stub("prom.value", |expr| 2.4);
+    let v = prom.value("histogram_quantile(0.95, x)");
+    assert(v < 2.0, "p95 under 2s");
+}
+fn test_unstubbed_read_is_refused() { pg.ping(); }
+fn test_unstubbed_mutation_is_planned_not_applied() {
+    let r = pg.terminate(#{older_than: "5m"});
+    assert_eq(r.dry_run, true);
+    assert_eq(calls("pg.terminate").len(), 1);
+}
+"#,
+    );
+    let junit = env.path("j.xml");
+    let r = env.opsh(
+        &[
+            "test",
+            f.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(1);
+    let loc = format!("{}:6:5", f.display());
+    assert!(r.stdout.contains("ok    test_passes"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL  test_fails") && r.stdout.contains(&loc),
+        "{}",
+        r.stdout
+    );
+    assert!(r
+        .stdout
+        .contains("assertion failed: p95 under 2s: condition is false"));
+    assert!(r.stdout.contains("pg.ping is not stubbed in this test"));
+    assert!(r
+        .stdout
+        .contains("ok    test_unstubbed_mutation_is_planned_not_applied"));
+    assert!(
+        r.stdout.contains("2 passed, 2 failed, 4 tests"),
+        "{}",
+        r.stdout
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
+    assert!(xml.contains(&loc));
+    // Nothing reached an audit log: no mutation ran.
+    assert!(env.audit().is_empty());
+}
+
+#[test]
+fn record_then_replay_reports_differences_and_plans_mutations() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
+    let env = Env::new();
+    let body = r#"
+let n = pg.query("select count(*)::int as n from t")[0].n;
+print(`rows ${n}`);
+let r = pg.exec("delete from t where id = $1", [args.id]);
+print(`deleted ${r.rows_affected}`);
+"#;
+    let s = env.write("incident.rhai", body);
+    let rec = env.path("run.json");
+    let r = env.opsh(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--arg",
+            "id=1",
+            "--record",
+            rec.to_str().unwrap(),
+        ],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "rows 2\ndeleted 1\n");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    assert_eq!(doc["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["calls"][1]["primitive"], "pg.exec");
+    assert_eq!(doc["args"]["id"], 1);
+    // The password of the URL never lands in the recording.
+    let pw = url::Url::parse(&url)
+        .unwrap()
+        .password()
+        .map(str::to_string);
+    if let Some(pw) = pw {
+        assert!(!std::fs::read_to_string(&rec).unwrap().contains(&pw));
+    }
+
+    // Replay without any server: same answers, the delete only planned.
+    drop(sb);
+    let r = env.opsh(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--replay",
+            rec.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().next(), Some("rows 2"));
+    assert!(
+        r.stderr.contains("[replay] planned, not applied: pg.exec"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("every call matched the recording"));
+
+    // A changed script: the difference is reported and the run exits 1.
+    let changed = env.write("incident_v2.rhai", &body.replace("count(*)", "count(id)"));
+    let r = env.opsh(
+        &[
+            "run",
+            changed.to_str().unwrap(),
+            "--replay",
+            rec.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("differs from the recording"),
+        "{}",
+        r.stderr
+    );
+
+    // The same recording as a regression test.
+    let t = env.write(
+        "replay_test.rhai",
+        &format!(
+            r#"fn test_replay() {{
+    let r = replay("{}", #{{script: "{}"}});
+    assert_eq(r.exit_code, 0);
+    assert_eq(r.differences, []);
+    assert_eq(r.plans.len(), 1);
+    assert_eq(r.output, ["rows 2", "deleted "]);
+}}"#,
+            rec.display(),
+            s.display()
+        ),
+    );
+    let r = env.opsh(&["test", t.to_str().unwrap()], &[]);
+    r.assert_code(0);
+}
+
+#[test]
+fn daily_check_end_to_end_json_and_filters() {
+    let env = Env::new();
+    let s = script("daily_check.rhai");
+    let r = env.opsh(
+        &["sandbox", "run", &s, "--output", "json", "--skip", "redis*"],
+        &[],
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    assert_eq!(doc["status"], "PASS");
+    assert_eq!(doc["summary"]["FAIL"], 0);
+    assert_eq!(doc["summary"]["SKIP"], 1);
+    assert!(doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "pg connection saturation %" && c["status"] == "PASS"));
+}
+
+/// Holds `n` idle sessions of a non-superuser role open while `f` runs.
+fn with_idle_sessions<T>(url: &str, n: usize, f: impl FnOnce() -> T) -> T {
+    pg_exec(
+        url,
+        "create role app login password 'app-pw-123'; grant connect on database postgres to app;",
+    );
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_username("app").unwrap();
+    u.set_password(Some("app-pw-123")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conns: Vec<sqlx::PgConnection> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(sqlx::PgConnection::connect(u.as_str()).await.unwrap());
+        }
+        v
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = f();
+    drop(conns);
+    out
+}
+
+#[test]
+fn db_connection_exhaustion_end_to_end_terminates_idle_sessions() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    let env = Env::new();
+    let s = script("db_connection_exhaustion.rhai");
+    let count = "select count(*) from pg_stat_activity where usename = 'app'";
+    with_idle_sessions(&url, 8, || {
+        // Dry run: reports, terminates nothing.
+        let r = env.opsh(
+            &[
+                "--dry-run",
+                "run",
+                &s,
+                "--arg",
+                "saturation_pct=5",
+                "--arg",
+                "idle_older_than=1s",
+            ],
+            &[("DATABASE_URL", &url)],
+        );
+        assert_eq!(pg_scalar(&url, count), 8, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("would_terminate"),
+            "{}{}",
+            r.stdout,
+            r.stderr
+        );
+        // For real: the idle sessions are gone and saturation recovered.
+        let r = env.opsh(
+            &[
+                "run",
+                &s,
+                "--arg",
+                "saturation_pct=5",
+                "--arg",
+                "idle_older_than=1s",
+            ],
+            &[("DATABASE_URL", &url)],
+        );
+        r.assert_code(0);
+        assert!(r.stdout.contains("recovered"), "{}", r.stdout);
+        assert_eq!(pg_scalar(&url, count), 0);
+    });
+    let terminated: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|e| e["primitive"] == "pg.terminate_idle" && e["phase"] == "outcome")
+        .collect();
+    assert_eq!(terminated.len(), 1);
+}
+
+#[test]
+fn cache_miss_storm_end_to_end_on_real_counters() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    let env = Env::new();
+    let s = script("cache_miss_storm.rhai");
+    let traffic = |hits: usize, misses: usize| {
+        let script = format!(
+            "redis.set(\"k\", \"v\"); for i in 0..{hits} {{ redis.get(\"k\"); }} for i in 0..{misses} {{ redis.get(`missing:${{i}}`); }}"
+        );
+        env.run(&script, &[], &[("REDIS_URL", &url)]).assert_code(0);
+    };
+    traffic(2, 18);
+    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
+    r.assert_code(1);
+    assert!(r.stdout.contains("cache hit rate"), "{}", r.stdout);
+    assert!(r.stdout.contains("(redis: 2 hits"), "{}", r.stdout);
+    assert!(r.stdout.contains("up only"), "{}", r.stdout);
+    traffic(200, 0);
+    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("cache hit rate is healthy"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn disk_space_and_tls_cert_on_this_machine() {
+    let env = Env::new();
+    // A certificate valid for 10 days, served by openssl s_server.
+    let dir = env.path("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=opsh-test",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && started.elapsed().as_secs() < 10
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let addr = format!("127.0.0.1:{port}");
+    let r = env.opsh(
+        &[
+            "run",
+            &script("cert_expiry.rhai"),
+            "--arg",
+            &format!("hosts=[\"{addr}\"]"),
+        ],
+        &[],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    // 10 days left: under the 14-day threshold.
+    r.assert_code(1);
+    assert!(r.stdout.contains("opsh-test"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("9.9") || r.stdout.contains("10"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
+
+    let r = env.opsh(
+        &[
+            "run",
+            &script("disk_space.rhai"),
+            "--arg",
+            "warn_pct=100",
+            "--arg",
+            "crit_pct=101",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let used = doc["checks"][0]["value"].as_f64().unwrap();
+    assert!(used > 0.0 && used <= 100.0, "{used}");
+}
