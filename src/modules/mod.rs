@@ -9,6 +9,7 @@ pub mod pg;
 pub mod prom;
 pub mod pushgateway;
 pub mod redis;
+pub mod sqlite;
 pub mod sys;
 pub mod testing;
 pub mod tls;
@@ -21,6 +22,7 @@ pub static MODULES: &[&ModuleDecl] = &[
     &testing::MODULE,
     &sys::SYS,
     &tls::MODULE,
+    &sqlite::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,

@@ -61,6 +61,7 @@ fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
         "disk_space",
         "cache_miss_storm",
         "db_connection_exhaustion",
+        "sqlite_integrity",
     ] {
         assert!(
             lines
@@ -456,4 +457,61 @@ fn disk_space_and_tls_cert_on_this_machine() {
     let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let used = doc["checks"][0]["value"].as_f64().unwrap();
     assert!(used > 0.0 && used <= 100.0, "{used}");
+}
+
+#[test]
+fn sqlite_integrity_end_to_end_on_real_files() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    let made = Command::new("sqlite3")
+        .arg(&db)
+        .arg("pragma journal_mode=wal; create table decisions(id integer primary key, ahsan_score real, note text); with recursive n(i) as (select 1 union all select i + 1 from n where i < 2000) insert into decisions select i, 90 + (i % 10), hex(randomblob(100)) from n; create index by_score on decisions(ahsan_score);")
+        .output()
+        .expect("sqlite3 runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let backup = env.path("app.db.backup");
+    std::fs::copy(&db, &backup).unwrap();
+    let s = script("sqlite_integrity.rhai");
+    let db_arg = format!("db_path={}", db.display());
+    let backup_arg = format!("backup_path={}", backup.display());
+    let violations = "violations_sql=select count(*) as n from decisions where ahsan_score < 95";
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            &db_arg,
+            "--arg",
+            &backup_arg,
+            "--arg",
+            violations,
+            "--arg",
+            "max_violations=1000",
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("4 checks: 4 passed"), "{}", r.stdout);
+    assert!(r.stdout.contains("1000"), "{}", r.stdout);
+    // Damage pages of the database (not the header): the check must fail and
+    // point at the sound backup.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 3..len / 3 + 8192] {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let r = env.opsh(&["run", &s, "--arg", &db_arg, "--arg", &backup_arg], &[]);
+    r.assert_code(1);
+    assert!(
+        r.stdout
+            .contains("the database is damaged and the backup is sound"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
 }
