@@ -49,6 +49,9 @@ enum Class {
     Control,
     /// `show`: captured (not printed) in test mode.
     Show,
+    /// Returns a handle (`pg.connect`, `k8s.ns`): under test or replay, a
+    /// handle is made without connecting, so no server is needed.
+    Handle,
     /// Local and side-effect free (clock, env, parsing): stubbable and
     /// recorded, but runs for real when not stubbed.
     Local,
@@ -59,9 +62,8 @@ enum Class {
 fn class(p: &Primitive) -> Class {
     match (p.module, p.name) {
         ("", "show") => Class::Show,
-        ("", "fail" | "exit" | "parallel" | "duration") | ("json", _) | (_, "connect") => {
-            Class::Control
-        }
+        ("", "fail" | "exit" | "parallel" | "duration") | ("json", _) => Class::Control,
+        (_, "connect") | ("k8s", "ns" | "context") => Class::Handle,
         ("", n) if crate::modules::testing::NAMES.contains(&n) => Class::Control,
         ("", _) | ("metrics", "parse") | ("http", "hmac_sha256") => Class::Local,
         _ => Class::System,
@@ -153,6 +155,11 @@ pub fn intercept(call: &mut Call) -> Option<Result<Dynamic, OpError>> {
     if class == Class::Show {
         return None;
     }
+    let replaying = hooks.replay.lock().map(|r| r.is_some()).unwrap_or(false);
+    if class == Class::Handle {
+        let offline = replaying || (test && !hooks.real.load(Ordering::Relaxed));
+        return offline.then(|| Ok(offline_handle(call)));
+    }
     if let Some(answer) = crate::record::replay_answer(call, class == Class::System) {
         return Some(answer);
     }
@@ -189,9 +196,23 @@ pub fn observe(call: &Call, result: &Result<Dynamic, OpError>) {
             });
         }
     }
-    if class != Class::Show {
+    if class != Class::Show && class != Class::Handle {
         crate::record::record_call(call, result);
     }
+}
+
+/// `pg.connect("staging")` -> a handle on "staging"; `k8s.context("prod").ns("web")`
+/// -> a handle on "prod/web". Nothing is contacted.
+fn offline_handle(call: &Call) -> Dynamic {
+    let name = call.args.first().map(|a| a.to_string()).unwrap_or_default();
+    let target = match (call.prim.name, call.handle_target()) {
+        ("ns" | "context", Some(t)) => format!("{t}/{name}"),
+        _ => name,
+    };
+    Dynamic::from(crate::engine::Handle {
+        module: call.prim.module,
+        target: Some(target),
+    })
 }
 
 /// What an unapplied mutation returns: the shape of a dry-run plan.
