@@ -515,3 +515,34 @@ fn sqlite_integrity_end_to_end_on_real_files() {
         r.stderr
     );
 }
+
+#[test]
+fn opsh_test_sandbox_lets_unstubbed_calls_reach_a_fresh_sandbox() {
+    let env = Env::new();
+    let f = env.write(
+        "t/sandbox_test.rhai",
+        r#"
+fn test_real_calls() {
+    assert(pg.ping() >= 0.0);
+    pg.exec("create table seen(x int)");
+    pg.exec("insert into seen values (42)");
+    assert_eq(pg.query("select x from seen")[0].x, 42);
+    assert_eq(calls("pg.exec").len(), 2);
+    // Stubs still win.
+    stub("redis.ping", 0.5);
+    assert_eq(redis.ping(), 0.5);
+}
+"#,
+    );
+    let r = env.opsh(&["test", "--sandbox", f.to_str().unwrap()], &[]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("ok    test_real_calls"), "{}", r.stdout);
+    // Without --sandbox the same test is refused at its first unstubbed read.
+    let r = env.opsh(&["test", f.to_str().unwrap()], &[]);
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("pg.ping is not stubbed in this test"),
+        "{}",
+        r.stdout
+    );
+}
