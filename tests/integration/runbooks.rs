@@ -546,3 +546,160 @@ fn test_real_calls() {
         r.stdout
     );
 }
+
+/// A small HTTP API that behaves as runbook 000 expects a deployed service
+/// to: OIDC documents, an HMAC-checked webhook, SSRF refusals, a rate
+/// limit after `limit` health requests, bearer-token tenant auth.
+/// `lax_webhook` makes the webhook accept any signature (a broken deploy).
+fn fake_api(secret: &'static str, limit: usize, lax_webhook: bool) -> u16 {
+    use hmac::Mac;
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut health = 0usize;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("").to_string();
+            let mut headers = std::collections::HashMap::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+            let (status, json) = match (method.as_str(), url.path()) {
+                ("GET", "/api/health") => {
+                    health += 1;
+                    if health > limit {
+                        (429, "{}".to_string())
+                    } else {
+                        (200, r#"{"ok":true}"#.to_string())
+                    }
+                }
+                ("GET", "/.well-known/openid-configuration") => (
+                    200,
+                    format!(
+                        r#"{{"issuer":"http://127.0.0.1:{port}","authorization_endpoint":"a","token_endpoint":"t","jwks_uri":"j"}}"#
+                    ),
+                ),
+                ("GET", "/oidc/jwks.json") => {
+                    (200, r#"{"keys":[{"kid":"k1","kty":"RSA"}]}"#.to_string())
+                }
+                ("POST", "/webhook/test") => {
+                    let mut mac =
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                    mac.update(&body);
+                    let want = format!("sha256={}", base64(&mac.finalize().into_bytes()));
+                    let ok = lax_webhook || headers.get("x-signature") == Some(&want);
+                    (if ok { 200 } else { 401 }, "{}".to_string())
+                }
+                ("GET", "/api/test-ssrf") => {
+                    let u = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "url")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default();
+                    let blocked =
+                        u.starts_with("file:") || u.contains("169.254.") || u.contains("127.0.0.1");
+                    (if blocked { 400 } else { 200 }, "{}".to_string())
+                }
+                ("GET", "/api/marketplace/plugins") => {
+                    let ok = headers.get("authorization").map(String::as_str)
+                        == Some("Bearer tenant-token-1");
+                    (if ok { 200 } else { 401 }, "[]".to_string())
+                }
+                _ => (404, "{}".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
+    });
+    port
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                ABC[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn post_deploy_verify_end_to_end_against_a_real_http_service() {
+    let env = Env::new();
+    let s = script("post_deploy_verify.rhai");
+    let secrets = [
+        ("WEBHOOK_SECRET", "whsec-e2e-42"),
+        ("VALID_TOKEN", "tenant-token-1"),
+    ];
+    let port = fake_api("whsec-e2e-42", 4, false);
+    let base = format!("base_url=http://127.0.0.1:{port}");
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            &base,
+            "--arg",
+            "rate_limit_requests=20",
+            "--output",
+            "json",
+        ],
+        &secrets,
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(doc["status"], "PASS", "{}", r.stdout);
+    assert_eq!(doc["summary"]["PASS"], 7, "{}", r.stdout);
+    // The secrets never reach the output or the audit log.
+    assert!(!r.stdout.contains("whsec-e2e-42") && !r.stderr.contains("whsec-e2e-42"));
+    assert!(!std::fs::read_to_string(env.audit_path())
+        .unwrap_or_default()
+        .contains("whsec-e2e-42"));
+
+    // A deploy whose webhook accepts a bad signature fails the run.
+    let port = fake_api("whsec-e2e-42", 4, true);
+    let base = format!("base_url=http://127.0.0.1:{port}");
+    let r = env.opsh(
+        &["run", &s, "--arg", &base, "--arg", "rate_limit_requests=20"],
+        &secrets,
+    );
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("bad signature got 200, expected 401"),
+        "{}",
+        r.stdout
+    );
+}
