@@ -84,6 +84,13 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 };
 
 fn name_arg(call: &Call) -> Result<String, OpError> {
+    if !call.session.hooks.test_mode() {
+        return Err(
+            OpError::bad_input(format!("{} works only in tests", call.prim.name)).with_hint(
+                "run the file with `opsh test FILE`; `opsh run` always calls the real primitives",
+            ),
+        );
+    }
     let name = call.str_arg(0)?;
     if crate::registry::lookup(&name).is_some() {
         return Ok(name);
