@@ -21,6 +21,7 @@ fn main() {
             postgres: false,
             redis: true,
             monitoring: false,
+            kube: false,
         }) {
             Ok(s) => servers.push(s),
             Err(e) => {

@@ -144,7 +144,7 @@ pub struct TestArgs {
     /// Only tests whose name contains this.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Run against a fresh sandbox (PostgreSQL, Redis): unstubbed calls reach it.
+    /// Run against a fresh sandbox (PostgreSQL, Redis, Kubernetes API): unstubbed calls reach it.
     #[arg(long)]
     pub sandbox: bool,
 }

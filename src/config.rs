@@ -137,6 +137,14 @@ pub struct TargetConfig {
     #[serde(default)]
     pub protected: bool,
     pub description: Option<String>,
+    /// kube only: the kubeconfig context (default: the target's name, or
+    /// the file's current context when `kubeconfig`/`url` names a file).
+    pub context: Option<String>,
+    /// kube only: the namespace (default: the context's).
+    pub namespace: Option<String>,
+    /// kube only: the kubeconfig file (default: KUBECONFIG, ~/.kube/config).
+    /// `url` is read as this too, which is how the sandbox announces itself.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// A resolved target: where a primitive talks to. `url` carries the secret
@@ -168,6 +176,10 @@ impl Target {
     }
 
     pub fn display(&self) -> String {
+        // A kube target's url is only how modules/k8s finds it again.
+        if self.kind == Kind::Kube {
+            return self.name.clone();
+        }
         let url = redact::redact(&self.url);
         if self.name == url {
             url
@@ -327,6 +339,9 @@ impl Config {
     /// Resolves what a script named (a target name or a URL), or the default
     /// target of this kind when it named nothing.
     pub fn resolve(&self, kind: Kind, name_or_url: Option<&str>) -> Result<Target, ConfigError> {
+        if kind == Kind::Kube {
+            return Ok(self.resolve_kube(name_or_url.unwrap_or("")));
+        }
         match name_or_url {
             Some(s) if s.contains("://") => {
                 redact::register_url(s);
@@ -482,6 +497,74 @@ impl Config {
         })
     }
 
+    /// A kube handle names `TARGET/NAMESPACE`, either part may be empty.
+    /// TARGET is a `[kube.NAME]` entry, or else a kubeconfig context. The
+    /// result's `url` is `CONTEXT/NAMESPACE[@KUBECONFIG]` (empty parts:
+    /// the kubeconfig's current context and that context's namespace);
+    /// modules/k8s reads the kubeconfig itself.
+    fn resolve_kube(&self, spec: &str) -> Target {
+        let (given, ns) = spec.split_once('/').unwrap_or((spec, ""));
+        let name = match given {
+            "" => self.defaults.kube.clone().unwrap_or_default(),
+            g => g.to_string(),
+        };
+        let entry = self.kube.get(&name).or_else(|| {
+            self.kube
+                .values()
+                .find(|t| !name.is_empty() && t.context.as_deref() == Some(name.as_str()))
+        });
+        let file = entry.and_then(|e| {
+            e.kubeconfig
+                .clone()
+                .or_else(|| e.url.as_ref().map(PathBuf::from))
+        });
+        let context = match entry {
+            Some(e) => e.context.clone().or_else(|| {
+                (file.is_none() && self.kube.contains_key(&name)).then(|| name.clone())
+            }),
+            None => (!name.is_empty()).then(|| name.clone()),
+        };
+        let namespace = match ns {
+            "" => entry.and_then(|e| e.namespace.clone()),
+            n => Some(n.to_string()),
+        };
+        // With no context named, protection follows the kubeconfig's current context.
+        let protected = match entry {
+            Some(e) => e.protected,
+            None if context.is_none() => kube_current_context(file.as_deref()).is_some_and(|c| {
+                self.kube
+                    .iter()
+                    .any(|(n, t)| t.protected && (*n == c || t.context.as_deref() == Some(&c)))
+            }),
+            None => false,
+        };
+        let mut url = format!(
+            "{}/{}",
+            context.as_deref().unwrap_or(""),
+            namespace.as_deref().unwrap_or("")
+        );
+        if let Some(f) = &file {
+            url.push('@');
+            url.push_str(&f.to_string_lossy());
+        }
+        let mut shown = if name.is_empty() {
+            "current-context".to_string()
+        } else {
+            name
+        };
+        if !ns.is_empty() {
+            shown = format!("{shown}/{ns}");
+        }
+        Target {
+            kind: Kind::Kube,
+            name: shown,
+            url,
+            protected,
+            bearer: None,
+            ca_file: None,
+        }
+    }
+
     fn env_default(&self, kind: Kind) -> Result<Target, ConfigError> {
         let var = kind.env_var();
         if let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
@@ -536,6 +619,30 @@ impl Config {
             }
         }
     }
+}
+
+/// `current-context:` of the kubeconfig that applies (the file, else the
+/// first KUBECONFIG entry that has one, else ~/.kube/config): a line scan,
+/// enough to decide whether a protected target is in use.
+pub fn kube_current_context(file: Option<&Path>) -> Option<String> {
+    let files: Vec<PathBuf> = match file {
+        Some(f) => vec![f.to_path_buf()],
+        None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(v) => std::env::split_paths(&v).collect(),
+            None => home().map(|h| h.join(".kube/config")).into_iter().collect(),
+        },
+    };
+    files.iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        text.lines().find_map(|l| {
+            let v = l
+                .strip_prefix("current-context:")?
+                .trim()
+                .trim_matches('"')
+                .trim_matches('\'');
+            (!v.is_empty()).then(|| v.to_string())
+        })
+    })
 }
 
 /// libpq's convention: the PG* variables, when any is set.

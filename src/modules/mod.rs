@@ -4,6 +4,7 @@
 pub mod alertmanager;
 pub mod http;
 pub mod json;
+pub mod k8s;
 pub mod metrics;
 pub mod pg;
 pub mod prom;
@@ -31,4 +32,5 @@ pub static MODULES: &[&ModuleDecl] = &[
     &alertmanager::MODULE,
     &pushgateway::MODULE,
     &metrics::MODULE,
+    &k8s::MODULE,
 ];

@@ -1,11 +1,13 @@
 //! Ephemeral real services on free loopback ports, in a temp dir, torn down
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
+mod kube;
 pub mod monitoring;
 mod postgres;
 mod proc;
 mod redis;
 
+pub use kube::KubeServer;
 pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;
@@ -21,6 +23,8 @@ pub struct Services {
     /// Prometheus, Alertmanager, Pushgateway, and an exporter for each of
     /// the servers above.
     pub monitoring: bool,
+    /// The in-process Kubernetes API test server (kube/).
+    pub kube: bool,
 }
 
 impl Default for Services {
@@ -29,6 +33,7 @@ impl Default for Services {
             postgres: true,
             redis: true,
             monitoring: false,
+            kube: true,
         }
     }
 }
@@ -89,6 +94,7 @@ pub struct Sandbox {
     pub monitoring: Option<Monitoring>,
     pub postgres: Option<Postgres>,
     pub redis: Option<RedisServer>,
+    pub kube: Option<KubeServer>,
     _dir: TempDir,
 }
 
@@ -114,10 +120,16 @@ impl Sandbox {
         } else {
             None
         };
+        let kube = if services.kube {
+            Some(KubeServer::start(&dir.path().join("kube"))?)
+        } else {
+            None
+        };
         Ok(Sandbox {
             monitoring,
             postgres,
             redis,
+            kube,
             _dir: dir,
         })
     }
@@ -135,6 +147,9 @@ impl Sandbox {
             t.push((Kind::Alertmanager, m.alertmanager.url()));
             t.push((Kind::Pushgateway, m.pushgateway.url()));
         }
+        if let Some(k) = &self.kube {
+            t.push((Kind::Kube, k.kubeconfig.display().to_string()));
+        }
         t
     }
 
@@ -148,6 +163,9 @@ impl Sandbox {
         }
         if let Some(m) = &self.monitoring {
             parts.push(m.describe());
+        }
+        if let Some(k) = &self.kube {
+            parts.push(format!("Kubernetes API on 127.0.0.1:{}", k.port));
         }
         parts.join(", ")
     }

@@ -25,11 +25,8 @@ pub fn main(g: &Global, a: &TestArgs) -> i32 {
     };
     // Held for the whole run: dropping it stops the servers.
     let _sandbox = if a.sandbox {
-        match crate::sandbox::Sandbox::start(crate::sandbox::Services {
-            postgres: true,
-            redis: true,
-            monitoring: false,
-        }) {
+        // PostgreSQL, Redis and the Kubernetes API test server.
+        match crate::sandbox::Sandbox::start(crate::sandbox::Services::default()) {
             Ok(sb) => {
                 for (kind, url) in sb.targets() {
                     cfg.add_target(kind, "sandbox", &url, false);

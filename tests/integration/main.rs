@@ -7,6 +7,8 @@ mod cli;
 mod errors;
 mod http;
 mod interrupt;
+mod k8s;
+mod k8s_kubectl;
 mod pg;
 mod pg_admin;
 mod pg_tls;

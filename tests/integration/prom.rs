@@ -12,6 +12,7 @@ fn stack(pg: bool, redis: bool) -> Sandbox {
         postgres: pg,
         redis,
         monitoring: true,
+        kube: false,
     })
 }
 

@@ -42,6 +42,7 @@ pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
         postgres: pg,
         redis,
         monitoring: false,
+        kube: false,
     })
 }
 
@@ -99,6 +100,8 @@ impl Env {
             "PGDATABASE",
             "OPSH_CONFIG",
             "XDG_RUNTIME_DIR",
+            "KUBECONFIG",
+            "KUBERNETES_SERVICE_HOST",
         ] {
             c.env_remove(var);
         }
@@ -177,4 +180,97 @@ pub fn pg_exec(url: &str, sql: &str) {
     with_pg(url, async |c| {
         sqlx::raw_sql(sql).execute(c).await.expect("exec");
     })
+}
+
+/// A Kubernetes API test server of its own, with the demo objects.
+pub struct Kube {
+    pub api: opsh::sandbox::KubeServer,
+    _dir: opsh::sandbox::TempDir,
+}
+
+impl std::ops::Deref for Kube {
+    type Target = opsh::sandbox::KubeServer;
+    fn deref(&self) -> &Self::Target {
+        &self.api
+    }
+}
+
+impl Kube {
+    pub fn kubeconfig(&self) -> String {
+        self.api.kubeconfig.to_string_lossy().into_owned()
+    }
+
+    /// Waits until the deployment's pods are all ready at its desired count.
+    #[track_caller]
+    pub fn wait_rolled_out(&self, name: &str) {
+        let ok = self.api.wait_for(std::time::Duration::from_secs(15), |k| {
+            k.object("Deployment", "default", name).is_some_and(|d| {
+                let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+                d["status"]["readyReplicas"].as_i64().unwrap_or(0) == want
+                    && d["status"]["replicas"].as_i64().unwrap_or(0) == want
+                    && d["status"]["updatedReplicas"].as_i64().unwrap_or(0) == want
+                    && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            })
+        });
+        assert!(
+            ok,
+            "deployment {name} did not roll out: {:?}",
+            self.api
+                .object("Deployment", "default", name)
+                .map(|d| d["status"].clone())
+        );
+    }
+
+    /// Waits until exactly `n` pods labelled app=`app` exist, all Running and Ready.
+    #[track_caller]
+    pub fn wait_pods_ready(&self, app: &str, n: usize) {
+        let ok = self.api.wait_for(std::time::Duration::from_secs(10), |k| {
+            let pods: Vec<_> = k
+                .objects("Pod", "default")
+                .into_iter()
+                .filter(|p| p["metadata"]["labels"]["app"] == app)
+                .collect();
+            pods.len() == n
+                && pods.iter().all(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+        });
+        assert!(ok, "{n} ready {app} pods did not appear");
+    }
+
+    /// Waits until both `worker` pods have been OOM-killed at least once.
+    #[track_caller]
+    pub fn wait_worker_oom_killed(&self) {
+        let ok = self.api.wait_for(std::time::Duration::from_secs(10), |k| {
+            let w: Vec<_> = k
+                .objects("Pod", "default")
+                .into_iter()
+                .filter(|p| p["metadata"]["labels"]["app"] == "worker")
+                .collect();
+            w.len() == 2
+                && w.iter().all(|p| {
+                    p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"]
+                        == "OOMKilled"
+                })
+        });
+        assert!(ok, "worker pods were not OOM-killed");
+    }
+
+    pub fn replicas(&self, name: &str) -> i64 {
+        self.api
+            .object("Deployment", "default", name)
+            .expect("deployment")["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(-1)
+    }
+}
+
+pub fn kube() -> Kube {
+    let dir = opsh::sandbox::TempDir::new("opsh-kube-test").expect("temp dir");
+    let api = opsh::sandbox::KubeServer::start(dir.path())
+        .unwrap_or_else(|e| panic!("kube test server did not start: {e}"));
+    Kube { api, _dir: dir }
 }

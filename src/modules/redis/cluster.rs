@@ -32,8 +32,7 @@ fn split(url: &str) -> (String, Vec<String>) {
     )
 }
 
-/// `<id> <ip:port@cport[,hostname]> <flags> ...` lines to node addresses,
-/// skipping nodes flagged as failed or without an address.
+/// `<id> <ip:port@cport[,hostname]> <flags> ...` lines to node addresses.
 pub(super) fn parse_nodes(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
@@ -41,8 +40,10 @@ pub(super) fn parse_nodes(text: &str) -> Vec<String> {
             let _id = f.next()?;
             let addr = f.next()?.split('@').next()?.to_string();
             let flags = f.next()?;
+            // A failing node is kept: a health check must report it, not
+            // skip it. Only nodes with no address to dial are left out.
             let usable =
-                !flags.contains("fail") && !flags.contains("noaddr") && !addr.starts_with(':');
+                !flags.contains("noaddr") && !flags.contains("handshake") && !addr.starts_with(':');
             usable.then_some(addr)
         })
         .collect()
@@ -169,7 +170,10 @@ mod tests {
                     b2 127.0.0.1:7001@17001,host-b master - 0 0 2 connected 5461-10922\n\
                     c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected\n\
                     d4 :0@0 master,noaddr - 0 0 0 disconnected\n";
-        assert_eq!(parse_nodes(text), vec!["127.0.0.1:7000", "127.0.0.1:7001"]);
+        assert_eq!(
+            parse_nodes(text),
+            vec!["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+        );
         assert_eq!(
             split("redis+cluster://u:p@h1:1,h2:2/"),
             (

@@ -1,0 +1,287 @@
+//! The connection to a cluster: kubeconfig (or in-cluster) loading for the
+//! handle's context and namespace, one kube::Client per target, raw JSON
+//! requests, and API errors turned into messages that say who was refused
+//! and what changed.
+
+use crate::config::Target;
+use crate::dispatch::{Call, ErrorKind, OpError};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Clone)]
+pub struct Kube {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// Context name ("in-cluster" inside a pod).
+    pub context: String,
+    /// Who the API sees: the kubeconfig user, and whom it impersonates.
+    pub identity: String,
+    pub server: String,
+}
+
+/// `CONTEXT/NAMESPACE[@KUBECONFIG]`, as config.rs resolves kube targets.
+fn parse_url(url: &str) -> (Option<String>, Option<String>, Option<PathBuf>) {
+    let (spec, file) = match url.split_once('@') {
+        Some((s, f)) => (s, Some(PathBuf::from(f))),
+        None => (url, None),
+    };
+    let (ctx, ns) = spec.split_once('/').unwrap_or((spec, ""));
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    (some(ctx), some(ns), file)
+}
+
+fn config_error(what: String, e: impl std::fmt::Display) -> OpError {
+    OpError::bad_input(what).with_cause(e).with_hint(
+        "check the file with `kubectl config view`; opsh reads KUBECONFIG, else ~/.kube/config, or `kubeconfig` in [kube.NAME]",
+    )
+}
+
+fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>, OpError> {
+    if let Some(f) = file {
+        let kc = Kubeconfig::read_from(&f)
+            .map_err(|e| config_error(format!("cannot load kubeconfig {}", f.display()), e))?;
+        return Ok(Some((kc, f.display().to_string())));
+    }
+    if let Some(v) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let shown = v.to_string_lossy().into_owned();
+        for p in std::env::split_paths(&v) {
+            if !p.exists() {
+                return Err(OpError::bad_input(format!(
+                    "KUBECONFIG names {}, which does not exist",
+                    p.display()
+                ))
+                .with_hint("fix KUBECONFIG, or unset it to use ~/.kube/config"));
+            }
+        }
+        let kc = Kubeconfig::from_env()
+            .map_err(|e| config_error(format!("cannot load kubeconfig {shown}"), e))?;
+        return Ok(kc.map(|k| (k, shown)));
+    }
+    let home = crate::config::home().map(|h| h.join(".kube/config"));
+    match home {
+        Some(p) if p.exists() => {
+            let kc = Kubeconfig::read_from(&p)
+                .map_err(|e| config_error(format!("cannot load kubeconfig {}", p.display()), e))?;
+            Ok(Some((kc, p.display().to_string())))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
+    let t = call.target()?;
+    let call: &Call = call;
+    let k = call.session.client::<Kube>(&t.url, || {
+        let (ctx, ns, file) = parse_url(&t.url);
+        let loaded = load_kubeconfig(file)?;
+        let (config, context, identity) = match loaded {
+            Some((kc, source)) => {
+                let context = match ctx.clone().or_else(|| kc.current_context.clone()) {
+                    Some(c) => c,
+                    None => {
+                        return Err(OpError::bad_input(format!("kubeconfig {source} has no current context"))
+                            .with_hint("name one with k8s.context(\"NAME\") or `kubectl config use-context`"))
+                    }
+                };
+                let Some(named) = kc.contexts.iter().find(|c| c.name == context) else {
+                    let names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                    return Err(OpError::bad_input(format!("no context `{context}` in kubeconfig {source}"))
+                        .with_hint(format!("contexts there: {}", names.join(", "))));
+                };
+                let user = named.context.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
+                let acting = kc
+                    .auth_infos
+                    .iter()
+                    .find(|a| a.name == user)
+                    .and_then(|a| a.auth_info.as_ref())
+                    .and_then(|a| a.impersonate.clone());
+                let identity = match acting {
+                    Some(a) if a != user => format!("user `{user}` acting as `{a}` (context {context})"),
+                    Some(_) => format!("user `{user}` (context {context})"),
+                    None => format!("user `{user}` (context {context})"),
+                };
+                let opts = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
+                let config = call.block_on(async {
+                    kube::Config::from_custom_kubeconfig(kc, &opts)
+                        .await
+                        .map_err(|e| config_error(format!("cannot use context `{context}` of kubeconfig {source}"), e))
+                })?;
+                (config, context, identity)
+            }
+            None if ctx.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+                let config = kube::Config::incluster()
+                    .map_err(|e| config_error("cannot use the in-cluster service account".into(), e))?;
+                (config, "in-cluster".to_string(), "the pod's service account".to_string())
+            }
+            None => {
+                return Err(OpError::bad_input("no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist")
+                    .with_hint("export KUBECONFIG=/path/to/kubeconfig, or name a file with `kubeconfig` in [kube.NAME] of the opsh config"))
+            }
+        };
+        let namespace = ns.unwrap_or_else(|| config.default_namespace.clone());
+        let server = config.cluster_url.to_string();
+        // The client spawns its connection buffer task on the session runtime.
+        let _rt = call.session.rt.enter();
+        let client = kube::Client::try_from(config)
+            .map_err(|e| OpError::failed(format!("cannot build a Kubernetes client for {context}")).with_cause(e))?;
+        Ok(Kube { client, namespace, context, identity, server })
+    })?;
+    Ok((k, t))
+}
+
+/// An API failure, decoded.
+#[derive(Debug)]
+pub struct ApiErr {
+    pub code: u16,
+    pub reason: String,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl Kube {
+    pub fn api_error(&self, what: &str, e: ApiErr) -> OpError {
+        let cause = crate::redact::redact(&e.message);
+        match e.code {
+            401 => OpError::failed(format!(
+                "{what}: the API server did not accept the credentials of {}",
+                self.identity
+            ))
+            .with_cause(cause)
+            .with_hint(
+                "refresh the credentials (token expired?) and check with `kubectl auth whoami`",
+            ),
+            403 => OpError::new(
+                ErrorKind::Failed,
+                format!("{what}: forbidden for {}", self.identity),
+            )
+            .with_cause(cause)
+            .with_hint("this identity lacks the RBAC permission; check with `kubectl auth can-i`"),
+            404 => OpError::failed(format!("{what}: not found in namespace {}", self.namespace))
+                .with_cause(cause),
+            409 => {
+                let causes: Vec<String> = e
+                    .details
+                    .as_ref()
+                    .and_then(|d| d["causes"].as_array())
+                    .map(|a| {
+                        a.iter()
+                            .map(|c| {
+                                format!(
+                                    "{} ({})",
+                                    c["field"].as_str().unwrap_or("?"),
+                                    c["message"].as_str().unwrap_or("")
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut err = OpError::failed(format!(
+                    "{what}: conflict, the object changed since it was read"
+                ))
+                .with_cause(cause);
+                if !causes.is_empty() {
+                    err.message = format!("{what}: conflict on {}", causes.join(", "));
+                }
+                err.with_hint("read it again and decide; nothing was changed")
+            }
+            422 | 400 => {
+                OpError::bad_input(format!("{what}: the API server rejected it ({})", e.reason))
+                    .with_cause(cause)
+            }
+            _ => OpError::failed(format!(
+                "{what}: the API server answered {} {}",
+                e.code, e.reason
+            ))
+            .with_cause(cause),
+        }
+    }
+
+    /// One request with a JSON answer. `path` starts with /api or /apis.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value, ApiErr> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Accept", "application/json");
+        if let Some(c) = ctype {
+            b = b.header("Content-Type", c);
+        }
+        let req = b.body(body.unwrap_or_default()).map_err(|e| ApiErr {
+            code: 0,
+            reason: "BadRequest".into(),
+            message: e.to_string(),
+            details: None,
+        })?;
+        let resp = self
+            .client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .map_err(|e| match e {
+                kube::Error::Api(s) => ApiErr {
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    message: s.message.clone(),
+                    details: None,
+                },
+                other => ApiErr {
+                    code: 0,
+                    reason: "Unreachable".into(),
+                    message: other.to_string(),
+                    details: None,
+                },
+            })?;
+        let status = resp.status().as_u16();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| ApiErr {
+                code: 0,
+                reason: "Unreachable".into(),
+                message: e.to_string(),
+                details: None,
+            })?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        if status >= 400 {
+            return Err(ApiErr {
+                code: status,
+                reason: v["reason"].as_str().unwrap_or("").to_string(),
+                message: v["message"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()),
+                details: v.get("details").cloned(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// A text answer (pod logs).
+    pub async fn request_text(&self, path: &str) -> Result<String, ApiErr> {
+        match self.request("GET", path, None, None).await? {
+            Value::String(s) => Ok(s),
+            other => Ok(other.to_string()),
+        }
+    }
+}
+
+pub fn unreachable_or(k: &Kube, what: &str, e: ApiErr) -> OpError {
+    if e.code == 0 {
+        return OpError::failed(format!(
+            "{what}: cannot reach the Kubernetes API at {}",
+            k.server
+        ))
+        .with_cause(crate::redact::redact(&e.message))
+        .with_hint(format!(
+            "is the cluster of context {} up? `kubectl --context {} cluster-info` tells",
+            k.context, k.context
+        ));
+    }
+    k.api_error(what, e)
+}

@@ -1,0 +1,690 @@
+//! Reads: any kind through discovery, deployments, pods, events, logs,
+//! metrics, HPAs, rollout history and a namespace export.
+
+use super::api::{age_secs, core, deploy_path, enc, get, i, items, resolve_kind, s, tidy, to_dyn};
+use super::client::connect;
+use crate::dispatch::{Call, OpError};
+use crate::output::column_order_hint;
+use crate::value::map_of;
+use rhai::{Array, Dynamic, Map};
+use serde_json::Value;
+
+fn hint(cols: &[&str]) {
+    column_order_hint(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+}
+
+pub fn get_any(call: &mut Call) -> Result<Dynamic, OpError> {
+    let kind = call.str_arg(0)?;
+    let name = call.opt_str(1)?;
+    let (k, t) = connect(call)?;
+    let r = resolve_kind(call, &k, &t.url, &kind)?;
+    let base = r.collection(&k.namespace);
+    match name {
+        Some(n) => Ok(to_dyn(&tidy(get(
+            call,
+            &k,
+            &format!("get {} {n}", r.plural),
+            &format!("{base}/{}", enc(&n)),
+        )?))),
+        None => {
+            let list = get(call, &k, &format!("list {}", r.plural), &base)?;
+            let arr: Array = items(&list)
+                .into_iter()
+                .map(|mut o| {
+                    o["kind"] = Value::String(r.kind.clone());
+                    o["apiVersion"] = Value::String(r.api_version());
+                    to_dyn(&tidy(o))
+                })
+                .collect();
+            Ok(arr.into())
+        }
+    }
+}
+
+pub fn deployment_row(d: &Value) -> Map {
+    let images: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["image"].as_str()).collect())
+        .unwrap_or_default();
+    let want = i(d, "spec.replicas");
+    let conds = d["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let progressing = conds
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    map_of([
+        ("name", s(d, "metadata.name").into()),
+        ("replicas", want.into()),
+        ("ready", i(d, "status.readyReplicas").into()),
+        ("updated", i(d, "status.updatedReplicas").into()),
+        ("available", i(d, "status.availableReplicas").into()),
+        ("images", images.join(",").into()),
+        ("revision", revision(d).into()),
+        ("progressing", progressing.into()),
+        ("age", age_secs(s(d, "metadata.creationTimestamp")).into()),
+    ])
+}
+
+pub fn revision(o: &Value) -> i64 {
+    o["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn deployments(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (k, _) = connect(call)?;
+    let list = get(
+        call,
+        &k,
+        "list deployments",
+        &format!("/apis/apps/v1/namespaces/{}/deployments", k.namespace),
+    )?;
+    hint(&[
+        "name",
+        "replicas",
+        "ready",
+        "updated",
+        "available",
+        "images",
+        "revision",
+        "progressing",
+        "age",
+    ]);
+    Ok(items(&list)
+        .iter()
+        .map(|d| Dynamic::from_map(deployment_row(d)))
+        .collect::<Array>()
+        .into())
+}
+
+pub fn pod_row(p: &Value) -> Map {
+    let cs = p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let restarts: i64 = cs
+        .iter()
+        .map(|c| c["restartCount"].as_i64().unwrap_or(0))
+        .sum();
+    let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    let waiting = cs
+        .iter()
+        .find_map(|c| c["state"]["waiting"]["reason"].as_str())
+        .map(String::from);
+    let last = cs
+        .iter()
+        .find_map(|c| c["lastState"]["terminated"]["reason"].as_str())
+        .map(String::from);
+    let status = waiting
+        .clone()
+        .unwrap_or_else(|| s(p, "status.phase").to_string());
+    let owner = p["metadata"]["ownerReferences"][0]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    map_of([
+        ("name", s(p, "metadata.name").into()),
+        ("phase", s(p, "status.phase").into()),
+        ("status", status.into()),
+        ("ready", ready.into()),
+        ("restarts", restarts.into()),
+        (
+            "last_termination",
+            last.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+        ),
+        ("node", s(p, "spec.nodeName").into()),
+        ("ip", s(p, "status.podIP").into()),
+        ("age", age_secs(s(p, "metadata.creationTimestamp")).into()),
+        ("owner", owner.into()),
+        ("uid", s(p, "metadata.uid").into()),
+    ])
+}
+
+pub fn list_pods(
+    call: &Call,
+    k: &super::client::Kube,
+    selector: &str,
+) -> Result<Vec<Value>, OpError> {
+    let mut path = core(&k.namespace, "pods");
+    if !selector.is_empty() {
+        path.push_str(&format!("?labelSelector={}", enc(selector)));
+    }
+    Ok(items(&get(call, k, "list pods", &path)?))
+}
+
+pub fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let (k, _) = connect(call)?;
+    let selector = opts
+        .get("selector")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let phase = opts.get("phase").map(|v| v.to_string());
+    let not_ready = opts
+        .get("not_ready")
+        .and_then(|v| v.as_bool().ok())
+        .unwrap_or(false);
+    let rows: Array = list_pods(call, &k, &selector)?
+        .iter()
+        .map(pod_row)
+        .filter(|r| {
+            phase.as_ref().is_none_or(|p| {
+                r.get("phase")
+                    .is_some_and(|x| x.to_string().eq_ignore_ascii_case(p))
+            })
+        })
+        .filter(|r| {
+            !not_ready
+                || (!r
+                    .get("ready")
+                    .and_then(|x| x.as_bool().ok())
+                    .unwrap_or(false)
+                    && r.get("phase").is_some_and(|x| x.to_string() != "Succeeded"))
+        })
+        .map(Dynamic::from_map)
+        .collect();
+    hint(&[
+        "name",
+        "phase",
+        "status",
+        "ready",
+        "restarts",
+        "last_termination",
+        "node",
+        "ip",
+        "age",
+        "owner",
+        "uid",
+    ]);
+    Ok(rows.into())
+}
+
+pub fn events(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opt_map(0)?;
+    let since = match opts.get("since") {
+        Some(d) => Some(
+            crate::value::parse_duration(d)
+                .map_err(|e| OpError::bad_input(format!("since: {e}")))?
+                .as_secs() as i64,
+        ),
+        None => None,
+    };
+    let type_ = opts.get("type").map(|v| v.to_string());
+    let involved = opts.get("involved").map(|v| v.to_string());
+    let (k, _) = connect(call)?;
+    let mut path = core(&k.namespace, "events");
+    if let Some(inv) = &involved {
+        let name = inv.rsplit('/').next().unwrap_or(inv);
+        path.push_str(&format!(
+            "?fieldSelector={}",
+            enc(&format!("involvedObject.name={name}"))
+        ));
+    }
+    let mut rows: Vec<(i64, Map)> = items(&get(call, &k, "list events", &path)?)
+        .iter()
+        .filter_map(|e| {
+            let last = e["lastTimestamp"]
+                .as_str()
+                .or_else(|| e["eventTime"].as_str())
+                .unwrap_or("");
+            let ago = age_secs(last);
+            if since.is_some_and(|s| ago > s)
+                || type_
+                    .as_ref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case(s(e, "type")))
+            {
+                return None;
+            }
+            let object = format!(
+                "{}/{}",
+                s(e, "involvedObject.kind").to_ascii_lowercase(),
+                s(e, "involvedObject.name")
+            );
+            Some((
+                ago,
+                map_of([
+                    ("ago", ago.into()),
+                    ("type", s(e, "type").into()),
+                    ("reason", s(e, "reason").into()),
+                    ("object", object.into()),
+                    ("message", s(e, "message").into()),
+                    ("count", e["count"].as_i64().unwrap_or(1).into()),
+                ]),
+            ))
+        })
+        .collect();
+    rows.sort_by_key(|(ago, _)| *ago);
+    hint(&["ago", "type", "reason", "object", "message", "count"]);
+    Ok(rows
+        .into_iter()
+        .map(|(_, m)| Dynamic::from_map(m))
+        .collect::<Array>()
+        .into())
+}
+
+pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
+    let target = call.str_arg(0)?;
+    let opts = call.opt_map(1)?;
+    let (k, _) = connect(call)?;
+    let pods: Vec<String> = if target.contains('=') {
+        let found = list_pods(call, &k, &target)?;
+        if found.is_empty() {
+            return Err(OpError::failed(format!(
+                "no pods match {target} in namespace {}",
+                k.namespace
+            )));
+        }
+        found
+            .iter()
+            .map(|p| s(p, "metadata.name").to_string())
+            .collect()
+    } else {
+        vec![target]
+    };
+    let mut q = Vec::new();
+    if let Some(c) = opts.get("container") {
+        q.push(format!("container={}", enc(&c.to_string())));
+    }
+    if let Some(n) = opts.get("tail").and_then(|v| v.as_int().ok()) {
+        q.push(format!("tailLines={n}"));
+    }
+    if let Some(d) = opts.get("since") {
+        let secs = crate::value::parse_duration(d)
+            .map_err(|e| OpError::bad_input(format!("since: {e}")))?
+            .as_secs();
+        q.push(format!("sinceSeconds={}", secs.max(1)));
+    }
+    if opts
+        .get("previous")
+        .and_then(|v| v.as_bool().ok())
+        .unwrap_or(false)
+    {
+        q.push("previous=true".into());
+    }
+    let grep = opts.get("grep").map(|g| g.to_string());
+    let mut out = Array::new();
+    for pod in pods {
+        let path = format!(
+            "{}/{}/log?{}",
+            core(&k.namespace, "pods"),
+            enc(&pod),
+            q.join("&")
+        );
+        let what = format!("logs of {pod}");
+        let text = call.block_on(async {
+            k.request_text(&path)
+                .await
+                .map_err(|e| super::client::unreachable_or(&k, &what, e))
+        })?;
+        for line in text.lines() {
+            if grep.as_ref().is_some_and(|g| !line.contains(g.as_str())) {
+                continue;
+            }
+            out.push(Dynamic::from_map(map_of([
+                ("pod", pod.clone().into()),
+                ("line", line.to_string().into()),
+            ])));
+        }
+    }
+    hint(&["pod", "line"]);
+    Ok(out.into())
+}
+
+/// "250m" -> 250, "1" -> 1000, "1500000n" -> 1 (millicores).
+pub fn millicores(q: &str) -> i64 {
+    if let Some(n) = q.strip_suffix('n') {
+        n.parse::<i64>().map(|v| v / 1_000_000).unwrap_or(0)
+    } else if let Some(u) = q.strip_suffix('u') {
+        u.parse::<i64>().map(|v| v / 1000).unwrap_or(0)
+    } else if let Some(m) = q.strip_suffix('m') {
+        m.parse().unwrap_or(0)
+    } else {
+        q.parse::<f64>().map(|v| (v * 1000.0) as i64).unwrap_or(0)
+    }
+}
+
+/// "34Mi" -> 34, "1Gi" -> 1024, "123456Ki" -> 120 (MiB).
+pub fn mebibytes(q: &str) -> i64 {
+    let units = [
+        ("Ki", 1.0 / 1024.0),
+        ("Mi", 1.0),
+        ("Gi", 1024.0),
+        ("Ti", 1024.0 * 1024.0),
+        ("k", 1000.0 / 1048576.0),
+        ("M", 1e6 / 1048576.0),
+        ("G", 1e9 / 1048576.0),
+    ];
+    for (u, f) in units {
+        if let Some(n) = q.strip_suffix(u) {
+            return n
+                .parse::<f64>()
+                .map(|v| (v * f).round() as i64)
+                .unwrap_or(0);
+        }
+    }
+    q.parse::<f64>()
+        .map(|v| (v / 1048576.0).round() as i64)
+        .unwrap_or(0)
+}
+
+fn metrics(call: &mut Call, nodes: bool) -> Result<Dynamic, OpError> {
+    let (k, _) = connect(call)?;
+    let path = if nodes {
+        "/apis/metrics.k8s.io/v1beta1/nodes".to_string()
+    } else {
+        format!(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods",
+            k.namespace
+        )
+    };
+    let what = if nodes { "top nodes" } else { "top pods" };
+    let list = call.block_on(async {
+        k.request("GET", &path, None, None).await.map_err(|e| {
+            if e.code == 404 || e.code == 503 {
+                OpError::failed(format!("{what}: this cluster serves no metrics API (metrics.k8s.io)"))
+                    .with_cause(e.message)
+                    .with_hint("install metrics-server, or check `kubectl get apiservice v1beta1.metrics.k8s.io`")
+            } else {
+                super::client::unreachable_or(&k, what, e)
+            }
+        })
+    })?;
+    let mut rows: Vec<Map> = items(&list)
+        .iter()
+        .map(|m| {
+            let (cpu, mem) = if nodes {
+                (
+                    millicores(s(m, "usage.cpu")),
+                    mebibytes(s(m, "usage.memory")),
+                )
+            } else {
+                m["containers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .fold((0, 0), |(c, me), x| {
+                        (
+                            c + millicores(s(x, "usage.cpu")),
+                            me + mebibytes(s(x, "usage.memory")),
+                        )
+                    })
+            };
+            map_of([
+                ("name", s(m, "metadata.name").into()),
+                ("cpu_m", cpu.into()),
+                ("memory_mi", mem.into()),
+            ])
+        })
+        .collect();
+    rows.sort_by_key(|r| -r.get("cpu_m").and_then(|v| v.as_int().ok()).unwrap_or(0));
+    hint(&["name", "cpu_m", "memory_mi"]);
+    Ok(rows
+        .into_iter()
+        .map(Dynamic::from_map)
+        .collect::<Array>()
+        .into())
+}
+
+pub fn top_pods(call: &mut Call) -> Result<Dynamic, OpError> {
+    metrics(call, false)
+}
+
+pub fn top_nodes(call: &mut Call) -> Result<Dynamic, OpError> {
+    metrics(call, true)
+}
+
+pub fn hpa_row(h: &Value) -> Map {
+    let cur = h["status"]["currentMetrics"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["resource"]["name"] == "cpu"))
+        .map(|m| {
+            m["resource"]["current"]["averageUtilization"]
+                .as_i64()
+                .unwrap_or(0)
+        });
+    let want = h["spec"]["metrics"]
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["resource"]["name"] == "cpu"))
+        .map(|m| {
+            m["resource"]["target"]["averageUtilization"]
+                .as_i64()
+                .unwrap_or(0)
+        });
+    let limited = h["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "ScalingLimited" && c["status"] == "True")
+    });
+    let opt = |v: Option<i64>| v.map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    map_of([
+        ("name", s(h, "metadata.name").into()),
+        (
+            "target",
+            format!(
+                "{}/{}",
+                s(h, "spec.scaleTargetRef.kind"),
+                s(h, "spec.scaleTargetRef.name")
+            )
+            .into(),
+        ),
+        ("min", h["spec"]["minReplicas"].as_i64().unwrap_or(1).into()),
+        ("max", i(h, "spec.maxReplicas").into()),
+        ("current", i(h, "status.currentReplicas").into()),
+        ("desired", i(h, "status.desiredReplicas").into()),
+        ("cpu_pct", opt(cur)),
+        ("cpu_target_pct", opt(want)),
+        ("limited", limited.into()),
+    ])
+}
+
+pub fn hpa(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.opt_str(0)?;
+    let (k, _) = connect(call)?;
+    let base = format!(
+        "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+        k.namespace
+    );
+    hint(&[
+        "name",
+        "target",
+        "min",
+        "max",
+        "current",
+        "desired",
+        "cpu_pct",
+        "cpu_target_pct",
+        "limited",
+    ]);
+    match name {
+        Some(n) => Ok(Dynamic::from_map(hpa_row(&get(
+            call,
+            &k,
+            &format!("get hpa {n}"),
+            &format!("{base}/{}", enc(&n)),
+        )?))),
+        None => Ok(items(&get(call, &k, "list hpa", &base)?)
+            .iter()
+            .map(|h| Dynamic::from_map(hpa_row(h)))
+            .collect::<Array>()
+            .into()),
+    }
+}
+
+/// The Deployment's own ReplicaSets (by owner uid, as kubectl counts them), oldest revision first.
+pub fn owned_replicasets(
+    call: &Call,
+    k: &super::client::Kube,
+    d: &Value,
+) -> Result<Vec<Value>, OpError> {
+    let sel = d["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(a, b)| format!("{a}={}", b.as_str().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let path = format!(
+        "/apis/apps/v1/namespaces/{}/replicasets?labelSelector={}",
+        k.namespace,
+        enc(&sel)
+    );
+    let uid = s(d, "metadata.uid");
+    let mut rs: Vec<Value> = items(&get(call, k, "list replicasets", &path)?)
+        .into_iter()
+        .filter(|r| {
+            r["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|o| o["uid"] == uid))
+        })
+        .collect();
+    rs.sort_by_key(revision);
+    Ok(rs)
+}
+
+pub fn images_of(template: &Value) -> String {
+    template["spec"]["containers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["image"].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    let (k, _) = connect(call)?;
+    let d = get(
+        call,
+        &k,
+        &format!("get deployment {name}"),
+        &deploy_path(&k.namespace, &enc(&name)),
+    )?;
+    let current = revision(&d);
+    let rows: Array = owned_replicasets(call, &k, &d)?
+        .iter()
+        .map(|r| {
+            let cause = r["metadata"]["annotations"]["kubernetes.io/change-cause"]
+                .as_str()
+                .map(|c| Dynamic::from(c.to_string()))
+                .unwrap_or(Dynamic::UNIT);
+            Dynamic::from_map(map_of([
+                ("revision", revision(r).into()),
+                ("replicaset", s(r, "metadata.name").into()),
+                ("images", images_of(&r["spec"]["template"]).into()),
+                ("replicas", i(r, "spec.replicas").into()),
+                ("current", (revision(r) == current).into()),
+                ("change_cause", cause),
+                ("age", age_secs(s(r, "metadata.creationTimestamp")).into()),
+            ]))
+        })
+        .collect();
+    hint(&[
+        "revision",
+        "replicaset",
+        "images",
+        "replicas",
+        "current",
+        "change_cause",
+        "age",
+    ]);
+    Ok(rows.into())
+}
+
+/// The kinds a namespace backup holds, as (api prefix, plural, kind).
+const EXPORTED: &[(&str, &str, &str)] = &[
+    ("/api/v1", "configmaps", "ConfigMap"),
+    ("/api/v1", "secrets", "Secret"),
+    ("/api/v1", "services", "Service"),
+    ("/api/v1", "serviceaccounts", "ServiceAccount"),
+    ("/apis/apps/v1", "deployments", "Deployment"),
+    (
+        "/apis/autoscaling/v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+    ),
+    ("/apis/batch/v1", "cronjobs", "CronJob"),
+    (
+        "/apis/networking.k8s.io/v1",
+        "networkpolicies",
+        "NetworkPolicy",
+    ),
+];
+
+/// An object as it would be re-applied: no status, no server-set metadata.
+pub fn for_backup(mut o: Value, api_version: &str, kind: &str) -> Value {
+    o["apiVersion"] = Value::String(api_version.into());
+    o["kind"] = Value::String(kind.into());
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(m) = o["metadata"].as_object_mut() {
+        for f in [
+            "managedFields",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "generation",
+            "selfLink",
+            "ownerReferences",
+        ] {
+            m.remove(f);
+        }
+        if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("deployment.kubernetes.io/revision");
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    if kind == "Service" {
+        if let Some(sp) = o["spec"].as_object_mut() {
+            sp.remove("clusterIP");
+            sp.remove("clusterIPs");
+        }
+    }
+    o
+}
+
+pub fn export(call: &mut Call) -> Result<Dynamic, OpError> {
+    let ns_arg = call.opt_str(0)?;
+    let (k, _) = connect(call)?;
+    let ns = ns_arg.unwrap_or_else(|| k.namespace.clone());
+    let mut out = Array::new();
+    for (prefix, plural, kind) in EXPORTED {
+        let list = get(
+            call,
+            &k,
+            &format!("list {plural}"),
+            &format!("{prefix}/namespaces/{ns}/{plural}"),
+        )?;
+        let api_version = prefix
+            .trim_start_matches("/apis/")
+            .trim_start_matches("/api/");
+        for o in items(&list) {
+            if *kind == "ServiceAccount" && s(&o, "metadata.name") == "default" {
+                continue;
+            }
+            let mut o = for_backup(o, api_version, kind);
+            if *kind == "Secret" {
+                // Keys only: a backup shown on a terminal or in a log must not leak values.
+                if let Some(d) = o["data"].as_object_mut() {
+                    for v in d.values_mut() {
+                        *v = Value::String(crate::redact::MASK.into());
+                    }
+                }
+            }
+            out.push(to_dyn(&o));
+        }
+    }
+    Ok(out.into())
+}

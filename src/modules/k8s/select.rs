@@ -1,0 +1,50 @@
+//! `k8s.context(name)` and `.ns(name)`: handles whose target is
+//! `TARGET/NAMESPACE` (see config.rs, resolve_kube).
+
+use super::client::connect;
+use crate::dispatch::{Call, OpError};
+use crate::engine::Handle;
+use rhai::Dynamic;
+
+fn handle(call: &mut Call, spec: String) -> Result<Dynamic, OpError> {
+    let t = call
+        .session
+        .resolve(crate::config::Kind::Kube, Some(&spec))?;
+    call.set_target(t);
+    // Loads the kubeconfig now, so a wrong context fails on this line.
+    connect(call)?;
+    Ok(Dynamic::from(Handle {
+        module: "k8s",
+        target: Some(spec),
+    }))
+}
+
+pub fn context(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    if name.contains('/') || name.is_empty() {
+        return Err(OpError::bad_input(format!(
+            "`{name}` is not a context or kube target name"
+        )));
+    }
+    let ns = current(call)?.1;
+    handle(call, format!("{name}/{ns}"))
+}
+
+pub fn ns(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str_arg(0)?;
+    if name.contains('/') || name.is_empty() {
+        return Err(OpError::bad_input(format!(
+            "`{name}` is not a namespace name"
+        )));
+    }
+    let ctx = current(call)?.0;
+    handle(call, format!("{ctx}/{name}"))
+}
+
+/// (target-or-context, namespace) of the handle this was called on.
+fn current(call: &mut Call) -> Result<(String, String), OpError> {
+    let t = call.target()?;
+    let (c, n) = t.name.split_once('/').unwrap_or((t.name.as_str(), ""));
+    let c = if c == "current-context" { "" } else { c };
+    Ok((c.to_string(), n.to_string()))
+}

@@ -1,0 +1,320 @@
+//! The resource kinds the test server knows, and the discovery documents
+//! (/api, /apis, /version) kubectl and the kube crate read first.
+
+use serde_json::{json, Value};
+
+pub struct Res {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short: &'static [&'static str],
+    /// Subresources served besides the object itself.
+    pub subs: &'static [(&'static str, &'static str, &'static str, &'static str)],
+}
+
+impl Res {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+    /// Metrics are computed on request, never stored or written.
+    pub fn computed(&self) -> bool {
+        self.group == "metrics.k8s.io"
+    }
+}
+
+const SCALE: (&str, &str, &str, &str) = ("scale", "autoscaling", "v1", "Scale");
+
+pub static RESOURCES: &[Res] = &[
+    Res {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        kind: "Namespace",
+        namespaced: false,
+        short: &["ns"],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        kind: "Node",
+        namespaced: false,
+        short: &["no"],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        kind: "Pod",
+        namespaced: true,
+        short: &["po"],
+        subs: &[("log", "", "v1", "Pod"), ("status", "", "v1", "Pod")],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "services",
+        kind: "Service",
+        namespaced: true,
+        short: &["svc"],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        kind: "ConfigMap",
+        namespaced: true,
+        short: &["cm"],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        kind: "Secret",
+        namespaced: true,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "events",
+        kind: "Event",
+        namespaced: true,
+        short: &["ev"],
+        subs: &[],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short: &["sa"],
+        subs: &[],
+    },
+    Res {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        kind: "Deployment",
+        namespaced: true,
+        short: &["deploy"],
+        subs: &[SCALE, ("status", "apps", "v1", "Deployment")],
+    },
+    Res {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short: &["rs"],
+        subs: &[SCALE, ("status", "apps", "v1", "ReplicaSet")],
+    },
+    Res {
+        group: "autoscaling",
+        version: "v2",
+        plural: "horizontalpodautoscalers",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short: &["hpa"],
+        subs: &[("status", "autoscaling", "v2", "HorizontalPodAutoscaler")],
+    },
+    Res {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        kind: "Job",
+        namespaced: true,
+        short: &[],
+        subs: &[("status", "batch", "v1", "Job")],
+    },
+    Res {
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        kind: "CronJob",
+        namespaced: true,
+        short: &["cj"],
+        subs: &[("status", "batch", "v1", "CronJob")],
+    },
+    Res {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        namespaced: true,
+        short: &["netpol"],
+        subs: &[],
+    },
+    Res {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        plural: "pods",
+        kind: "PodMetrics",
+        namespaced: true,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "metrics.k8s.io",
+        version: "v1beta1",
+        plural: "nodes",
+        kind: "NodeMetrics",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+];
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Res> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+pub fn by_kind(kind: &str) -> Option<&'static Res> {
+    RESOURCES.iter().find(|r| r.kind == kind && !r.computed())
+}
+
+fn verbs(r: &Res) -> Value {
+    if r.computed() {
+        json!(["get", "list"])
+    } else {
+        json!(["create", "delete", "get", "list", "patch", "update", "watch"])
+    }
+}
+
+fn groups(metrics: bool) -> Vec<(&'static str, &'static str)> {
+    let mut g: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if (metrics || !r.computed()) && !r.group.is_empty() && !g.contains(&(r.group, r.version)) {
+            g.push((r.group, r.version));
+        }
+    }
+    g
+}
+
+/// The aggregated discovery version the client asked for (kubectl 1.27-1.29
+/// only know v2beta1), if it asked for aggregated discovery at all.
+pub fn aggregated_version(accept: &str) -> Option<&'static str> {
+    if !accept.contains("apidiscovery.k8s.io") {
+        return None;
+    }
+    Some(if accept.contains("v=v2;") || accept.contains("v=v2,") {
+        "v2"
+    } else {
+        "v2beta1"
+    })
+}
+
+pub fn aggregated_content_type(v: &str) -> String {
+    format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList")
+}
+
+fn resource_entry(r: &Res) -> Value {
+    let subs: Vec<Value> = r
+        .subs
+        .iter()
+        .map(|(s, g, v, k)| {
+            json!({"subresource": s, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": ["get", "patch", "update"]})
+        })
+        .collect();
+    json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.kind.to_lowercase(),
+        "shortNames": r.short,
+        "verbs": verbs(r),
+        "subresources": subs,
+    })
+}
+
+/// `/api` (core = true) or `/apis` as an APIGroupDiscoveryList.
+pub fn aggregated(core: bool, v: &str, metrics: bool) -> Value {
+    let items: Vec<Value> = if core {
+        let res: Vec<Value> = RESOURCES
+            .iter()
+            .filter(|r| r.group.is_empty())
+            .map(resource_entry)
+            .collect();
+        vec![
+            json!({"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": res, "freshness": "Current"}]}),
+        ]
+    } else {
+        groups(metrics)
+            .into_iter()
+            .map(|(g, ver)| {
+                let res: Vec<Value> = RESOURCES
+                    .iter()
+                    .filter(|r| r.group == g && r.version == ver)
+                    .map(resource_entry)
+                    .collect();
+                json!({"metadata": {"name": g}, "versions": [{"version": ver, "resources": res, "freshness": "Current"}]})
+            })
+            .collect()
+    };
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{v}"), "metadata": {}, "items": items})
+}
+
+pub fn api_versions() -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})
+}
+
+pub fn api_group_list(metrics: bool) -> Value {
+    let groups: Vec<Value> = groups(metrics)
+        .into_iter()
+        .map(|(g, v)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// The legacy per-group-version document, for clients without aggregated
+/// discovery (the kube crate, older kubectl).
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        resources.push(json!({
+            "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": verbs(r), "shortNames": r.short,
+        }));
+        for (s, g, v, k) in r.subs {
+            resources.push(json!({"name": format!("{}/{s}", r.plural), "namespaced": r.namespaced, "kind": k, "group": g, "version": v, "verbs": ["get", "patch", "update"]}));
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
+
+/// Minor 31: the kubectl dispatcher then runs a kubectl that sends JSON
+/// bodies (1.32+ send protobuf for some creates).
+pub fn version() -> Value {
+    json!({"major": "1", "minor": "31", "gitVersion": "v1.31.0-opsh-sandbox", "gitCommit": "0000000", "gitTreeState": "clean",
+           "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22", "compiler": "gc", "platform": "linux/amd64"})
+}

@@ -1,0 +1,615 @@
+//! HTTP/1.1 serving on hyper: authentication by bearer token, routing of
+//! discovery and resource paths, the verbs, and watch streams.
+
+use super::discovery::{self, Res};
+use super::patch;
+use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
+use super::{logs, metrics, table};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+
+pub struct Shared {
+    pub store: Store,
+    /// Whether metrics.k8s.io is served (tests turn it off to see the error).
+    pub metrics: std::sync::atomic::AtomicBool,
+}
+
+/// A response body: whole, or a stream of watch events.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => SizeHint::with_exact(0),
+            Body::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+enum Reply {
+    Json(u16, Value, String),
+    Text(String),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+fn ok(v: Value) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(200, v, "application/json".into()))
+}
+
+fn response(reply: Reply) -> Response<Body> {
+    let (status, ctype, body) = match reply {
+        Reply::Json(s, v, ct) => (s, ct, Body::Full(Some(Bytes::from(v.to_string())))),
+        Reply::Text(t) => (200, "text/plain".into(), Body::Full(Some(Bytes::from(t)))),
+        Reply::Stream(rx) => (200, "application/json".into(), Body::Stream(rx)),
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    if let Ok(v) = ctype.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let (parts, body) = req.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let reply = route(&shared, &parts, &bytes)
+        .unwrap_or_else(|e| Reply::Json(e.code, e.status(), "application/json".into()));
+    Ok(response(reply))
+}
+
+struct Req<'a> {
+    method: &'a str,
+    query: HashMap<String, String>,
+    accept: String,
+    ctype: String,
+    body: &'a [u8],
+    user: String,
+    writer: bool,
+}
+
+impl Req<'_> {
+    fn q(&self, k: &str) -> &str {
+        self.query.get(k).map(String::as_str).unwrap_or("")
+    }
+    fn dry(&self) -> bool {
+        self.q("dryRun") == "All"
+    }
+    fn manager(&self) -> Option<&str> {
+        Some(self.q("fieldManager")).filter(|m| !m.is_empty())
+    }
+    fn json(&self) -> Result<Value, ApiError> {
+        if self.ctype.contains("protobuf") {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the sandbox API server accepts JSON bodies only",
+            ));
+        }
+        if self.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(self.body)
+            .map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn route(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
+    let header = |n: hyper::header::HeaderName| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    // Anyone is admin, except who asks to act as someone else: `viewer` may only read.
+    let user = parts
+        .headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("admin")
+        .to_string();
+    let writer = user == "admin";
+    let query: HashMap<String, String> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let req = Req {
+        method: parts.method.as_str(),
+        query,
+        accept: header(hyper::header::ACCEPT),
+        ctype: header(hyper::header::CONTENT_TYPE),
+        body,
+        user,
+        writer,
+    };
+    let path = parts.uri.path().trim_end_matches('/');
+    let metrics = shared.metrics.load(std::sync::atomic::Ordering::Relaxed);
+    if !metrics && path.starts_with("/apis/metrics.k8s.io") {
+        return Err(not_served());
+    }
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => ok(discovery::version()),
+        ["healthz"] | ["livez"] | ["readyz"] => Ok(Reply::Text("ok".into())),
+        ["api"] | ["apis"] => {
+            let core = segs[0] == "api";
+            match discovery::aggregated_version(&req.accept) {
+                Some(v) => Ok(Reply::Json(
+                    200,
+                    discovery::aggregated(core, v, metrics),
+                    discovery::aggregated_content_type(v),
+                )),
+                None if core => ok(discovery::api_versions()),
+                None => ok(discovery::api_group_list(metrics)),
+            }
+        }
+        ["api", v] => discovery::resource_list("", v)
+            .map(ok)
+            .unwrap_or_else(|| Err(not_served())),
+        ["apis", g, v] => discovery::resource_list(g, v)
+            .map(ok)
+            .unwrap_or_else(|| Err(not_served())),
+        ["api", v, rest @ ..] => resource(shared, &req, "", v, rest),
+        ["apis", g, v, rest @ ..] => resource(shared, &req, g, v, rest),
+        _ => Err(not_served()),
+    }
+}
+
+fn not_served() -> ApiError {
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+}
+
+fn forbidden(req: &Req, r: &Res, ns: &str, verb: &str) -> ApiError {
+    let mut m = format!(
+        "{} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"",
+        store::qualified(r),
+        req.user,
+        r.plural,
+        r.group
+    );
+    if !ns.is_empty() {
+        m.push_str(&format!(" in the namespace \"{ns}\""));
+    }
+    ApiError::new(403, "Forbidden", m)
+}
+
+fn resource(
+    shared: &Shared,
+    req: &Req,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<Reply, ApiError> {
+    let (ns, rest) = match rest {
+        ["namespaces", ns, more @ ..] if !more.is_empty() => (*ns, more),
+        other => ("", other),
+    };
+    let Some((plural, rest)) = rest.split_first() else {
+        return Err(not_served());
+    };
+    let r = discovery::find(group, version, plural).ok_or_else(not_served)?;
+    let name = rest.first().copied();
+    let sub = rest.get(1).copied();
+    let st = &shared.store;
+    let verb = match (req.method, name) {
+        ("GET", None) if matches!(req.q("watch"), "1" | "true") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => return Err(ApiError::new(405, "MethodNotAllowed", "method not allowed")),
+    };
+    if !req.writer && !matches!(verb, "get" | "list" | "watch") {
+        return Err(forbidden(req, r, ns, verb));
+    }
+    if r.computed() {
+        return metrics::serve(st, r, ns, name, verb).and_then(ok);
+    }
+    match (verb, name, sub) {
+        ("watch", _, _) => watch(st, r, ns, req),
+        ("list", _, _) => {
+            let (items, rv) = st.list(r, ns);
+            let items = filter(items, req)?;
+            if req.accept.contains("as=Table") {
+                return ok(table::table(r, &items, rv));
+            }
+            ok(
+                json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            )
+        }
+        ("get", Some(n), None) => {
+            let o = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            if req.accept.contains("as=Table") {
+                return ok(table::table(r, &[o], st.resource_version()));
+            }
+            ok(o)
+        }
+        ("get", Some(n), Some("scale")) => ok(scale_of(
+            &st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?,
+        )),
+        ("get", Some(n), Some("status")) => {
+            ok(st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?)
+        }
+        ("get", Some(n), Some("log")) => {
+            let p = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            logs::pod_log(&p, &req.query).map(Reply::Text)
+        }
+        ("create", None, None) => {
+            let obj = req.json()?;
+            let ns = if ns.is_empty() && r.namespaced {
+                meta_str(&obj, "namespace").to_string()
+            } else {
+                ns.to_string()
+            };
+            let ns = if ns.is_empty() && r.namespaced {
+                "default".to_string()
+            } else {
+                ns
+            };
+            let o = st.create(r, &ns, prepare(r, obj), req.dry(), req.manager())?;
+            Ok(Reply::Json(201, o, "application/json".into()))
+        }
+        ("update", Some(n), None) => {
+            ok(st.update(r, ns, n, prepare(r, req.json()?), req.dry(), req.manager())?)
+        }
+        ("update", Some(n), Some("status")) => {
+            let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            let body = req.json()?;
+            cur["status"] = body["status"].clone();
+            cur["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"].clone();
+            ok(st.update(r, ns, n, cur, req.dry(), req.manager())?)
+        }
+        ("update", Some(n), Some("scale")) => {
+            let body = req.json()?;
+            let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            cur["spec"]["replicas"] = body["spec"]["replicas"].clone();
+            cur["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"].clone();
+            ok(scale_of(&st.update(
+                r,
+                ns,
+                n,
+                cur,
+                req.dry(),
+                req.manager(),
+            )?))
+        }
+        ("patch", Some(n), sub) => patch_object(st, r, ns, n, sub, req),
+        ("delete", Some(n), None) => {
+            let opts = req.json()?;
+            let opts = if opts.is_null() { json!({}) } else { opts };
+            let dry = req.dry()
+                || opts["dryRun"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "All"));
+            let o = st.delete(r, ns, n, &opts, dry)?;
+            if r.kind == "Namespace" && !dry {
+                delete_namespace_contents(st, n);
+            }
+            ok(o)
+        }
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on this path"),
+        )),
+    }
+}
+
+/// Defaults the API server fills in, so clients see what they would see.
+fn prepare(r: &Res, mut obj: Value) -> Value {
+    match r.kind {
+        "Deployment" => {
+            if obj["spec"]["replicas"].is_null() {
+                obj["spec"]["replicas"] = json!(1);
+            }
+            if obj["spec"]["strategy"].is_null() {
+                obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+            }
+            if obj["spec"]["revisionHistoryLimit"].is_null() {
+                obj["spec"]["revisionHistoryLimit"] = json!(10);
+            }
+            if obj["spec"]["progressDeadlineSeconds"].is_null() {
+                obj["spec"]["progressDeadlineSeconds"] = json!(600);
+            }
+        }
+        "Service" => {
+            if obj["spec"]["type"].is_null() {
+                obj["spec"]["type"] = json!("ClusterIP");
+            }
+            if obj["spec"]["clusterIP"].is_null() {
+                obj["spec"]["clusterIP"] = json!(format!(
+                    "10.96.{}.{}",
+                    fastrand::u8(0..250),
+                    fastrand::u8(1..250)
+                ));
+            }
+        }
+        "Secret" => {
+            // stringData is write-only: it lands base64-encoded in data.
+            if let Some(sd) = obj["stringData"].as_object().cloned() {
+                for (k, v) in sd {
+                    obj["data"][k] = json!(b64(v.as_str().unwrap_or("").as_bytes()));
+                }
+                if let Some(o) = obj.as_object_mut() {
+                    o.remove("stringData");
+                }
+            }
+            if obj["type"].is_null() {
+                obj["type"] = json!("Opaque");
+            }
+        }
+        _ => {}
+    }
+    obj
+}
+
+pub fn b64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn delete_namespace_contents(st: &Store, ns: &str) {
+    for r in discovery::RESOURCES
+        .iter()
+        .filter(|r| r.namespaced && !r.computed())
+    {
+        let (items, _) = st.list(r, ns);
+        for o in items {
+            let _ = st.delete(r, ns, meta_str(&o, "name"), &Value::Null, false);
+        }
+    }
+}
+
+fn filter(items: Vec<Value>, req: &Req) -> Result<Vec<Value>, ApiError> {
+    let labels = Selector::parse(req.q("labelSelector"))?;
+    let fields = req.q("fieldSelector");
+    Ok(items
+        .into_iter()
+        .filter(|o| labels.matches(&o["metadata"]["labels"]) && field_matches(fields, o))
+        .collect())
+}
+
+fn scale_of(o: &Value) -> Value {
+    json!({
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {"name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"], "uid": o["metadata"]["uid"],
+                     "resourceVersion": o["metadata"]["resourceVersion"], "creationTimestamp": o["metadata"]["creationTimestamp"]},
+        "spec": {"replicas": o["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": o["status"]["replicas"].as_i64().unwrap_or(0), "selector": super::controllers::selector_of(o)},
+    })
+}
+
+fn patch_object(
+    st: &Store,
+    r: &Res,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+    req: &Req,
+) -> Result<Reply, ApiError> {
+    let ctype = req.ctype.split(';').next().unwrap_or("").trim();
+    if ctype == "application/apply-patch+yaml" || ctype == "application/apply-patch+json" {
+        return apply(st, r, ns, name, req);
+    }
+    let body = req.json()?;
+    let cur = st
+        .get(r, ns, name)
+        .ok_or_else(|| ApiError::not_found(r, name))?;
+    let mut doc = if sub == Some("scale") {
+        scale_of(&cur)
+    } else {
+        cur.clone()
+    };
+    match ctype {
+        "application/merge-patch+json" => patch::merge(&mut doc, &body),
+        "application/json-patch+json" => patch::json_patch(&mut doc, &body)?,
+        "application/strategic-merge-patch+json" => patch::strategic(&mut doc, &body),
+        other => return Err(ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"))),
+    }
+    match sub {
+        Some("scale") => {
+            let mut obj = cur;
+            obj["spec"]["replicas"] = doc["spec"]["replicas"].clone();
+            obj["metadata"]["resourceVersion"] = doc["metadata"]["resourceVersion"].clone();
+            ok(scale_of(&st.update(
+                r,
+                ns,
+                name,
+                obj,
+                req.dry(),
+                req.manager(),
+            )?))
+        }
+        Some("status") | None => {
+            ok(st.update(r, ns, name, prepare(r, doc), req.dry(), req.manager())?)
+        }
+        Some(_) => Err(not_served()),
+    }
+}
+
+/// Server-side apply: the applied fields become the manager's; a field
+/// another manager set to a different value is a conflict unless forced.
+fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, ApiError> {
+    let Some(manager) = req.manager() else {
+        return Err(ApiError::bad(
+            "PATCH requests of type apply must provide a fieldManager",
+        ));
+    };
+    let text =
+        std::str::from_utf8(req.body).map_err(|_| ApiError::bad("the apply body is not UTF-8"))?;
+    let applied: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad(format!("invalid apply body: {e}")))?;
+    let mut paths = Vec::new();
+    leaf_paths(&applied, "", &mut paths);
+    let Some(cur) = st.get(r, ns, name) else {
+        let o = st.create(r, ns, prepare(r, applied), req.dry(), Some(manager))?;
+        return Ok(Reply::Json(201, o, "application/json".into()));
+    };
+    let owners = st.owners(r, ns, name);
+    let force = req.q("force") == "true";
+    let conflicts: Vec<(String, String)> = paths
+        .iter()
+        .filter(|p| at_path(&cur, p) != at_path(&applied, p))
+        .filter_map(|p| {
+            owners
+                .get(p)
+                .filter(|m| m.as_str() != manager)
+                .map(|m| (p.clone(), m.clone()))
+        })
+        .collect();
+    if !conflicts.is_empty() && !force {
+        let causes: Vec<Value> = conflicts.iter().map(|(p, m)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": format!(".{p}")})).collect();
+        let list = conflicts
+            .iter()
+            .map(|(p, m)| format!("conflict with \"{m}\": .{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut e = ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: {list}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" }
+            ),
+        );
+        e.details =
+            Some(json!({"name": name, "group": r.group, "kind": r.plural, "causes": causes}));
+        return Err(e);
+    }
+    let mut doc = cur.clone();
+    patch::strategic(&mut doc, &applied);
+    doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+    let o = st.update(r, ns, name, prepare(r, doc), req.dry(), None)?;
+    if !req.dry() {
+        st.set_owners(r, ns, name, manager, &paths);
+    }
+    ok(o)
+}
+
+fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
+    let labels = Selector::parse(req.q("labelSelector"))?;
+    let fields = req.q("fieldSelector").to_string();
+    let rv: u64 = req.q("resourceVersion").parse().unwrap_or(0);
+    let timeout = req.q("timeoutSeconds").parse().unwrap_or(1800u64);
+    let res = store::rkey(r);
+    let (mut past, mut rx) = st.watch_from(&res, rv)?;
+    let mut last = past.iter().map(|e| e.rv).max().unwrap_or(rv);
+    if rv == 0 {
+        // No resourceVersion: the current state as ADDED events, then changes.
+        let (items, now_rv) = st.list(r, ns);
+        past = items
+            .into_iter()
+            .map(|o| store::Event {
+                rv: now_rv,
+                res: res.clone(),
+                ns: meta_str(&o, "namespace").to_string(),
+                kind: "ADDED",
+                object: o,
+            })
+            .collect();
+        last = now_rv;
+    }
+    let ns = ns.to_string();
+    let keep = move |e: &store::Event| {
+        e.res == res
+            && (ns.is_empty() || e.ns == ns)
+            && labels.matches(&e.object["metadata"]["labels"])
+            && field_matches(&fields, &e.object)
+    };
+    let (tx, out) = mpsc::channel::<Bytes>(256);
+    tokio::spawn(async move {
+        let line = |e: &store::Event| {
+            Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})))
+        };
+        for e in past.iter().filter(|e| keep(e)) {
+            if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        let end = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+        loop {
+            let e = tokio::select! {
+                e = rx.recv() => e,
+                _ = tokio::time::sleep_until(end) => return,
+                _ = tx.closed() => return,
+            };
+            match e {
+                Ok(e) if e.rv > last && keep(&e) => {
+                    last = e.rv;
+                    if tx.send(line(&e)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
+                | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(Reply::Stream(out))
+}
