@@ -58,6 +58,50 @@ pub struct Global {
     /// Stop a script after this many Rhai operations (runaway loops).
     #[arg(long, global = true)]
     pub max_operations: Option<u64>,
+    /// The default target of a kind for this run, e.g. `pg=prod-1` (repeatable).
+    #[arg(long = "target", global = true, value_name = "KIND=NAME")]
+    pub targets: Vec<String>,
+    /// Logs on stderr: text or json (one object per line).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: crate::logging::LogFormat,
+    /// More log detail: -v info, -vv debug (every primitive call). Default warn; OPSH_LOG=LEVEL overrides.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub unattended: Unattended,
+}
+
+/// Flags for cron, CronJobs and fleets (docs/unattended.md).
+#[derive(Args, Debug, Clone)]
+pub struct Unattended {
+    /// Run under this lock: a second run with the same lock exits 75 at once.
+    /// Default: a `// opsh: lock=NAME` line in the script's header comment.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub lock: Option<String>,
+    /// Ignore the script's header lock.
+    #[arg(long, global = true, conflicts_with = "lock")]
+    pub no_lock: bool,
+    /// Write a JSON run report here (docs/unattended.md).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Notify this `[notify.NAME]` target or webhook URL (repeatable).
+    #[arg(long, global = true, value_name = "TARGET")]
+    pub notify: Vec<String>,
+    /// When to notify.
+    #[arg(long, value_enum, default_value = "failure", global = true)]
+    pub notify_on: crate::unattended::NotifyOn,
+    /// Push opsh_run_* metrics to the default Pushgateway after the run.
+    #[arg(long, global = true)]
+    pub push_metrics: bool,
+    /// Run the script once per target of KIND whose name matches GLOB, e.g. `pg:prod-*`.
+    #[arg(long, global = true, value_name = "KIND:GLOB")]
+    pub each_target: Option<String>,
+    /// With --each-target: how many targets run at once.
+    #[arg(long, global = true, default_value_t = 4)]
+    pub concurrency: usize,
+    /// With --each-target: start no new target after this many failures.
+    #[arg(long, global = true)]
+    pub max_failures: Option<usize>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -91,6 +135,9 @@ pub enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Run jobs on cron schedules from a TOML file, for places without cron
+    /// (a container); each job runs as `opsh run` under its lock and timeout.
+    Schedule { file: PathBuf },
     /// Start ephemeral PostgreSQL and Redis servers on free loopback ports,
     /// and the monitoring stack (Prometheus, Alertmanager, Pushgateway,
     /// exporters) when it is installed.
@@ -167,12 +214,19 @@ pub fn main() -> i32 {
         }
     };
     let g = cli.global.clone();
+    // A scheduler's job starts and ends are its output: info by default.
+    let verbose = match cli.command {
+        Some(Command::Schedule { .. }) => g.verbose.max(1),
+        _ => g.verbose,
+    };
+    crate::logging::init(g.log_format, verbose);
     match cli.command {
         Some(Command::Run(a)) => run_file(&g, &a, None),
         Some(Command::Check { files }) => check(&g, &files),
         Some(Command::Test(a)) => crate::testing::cli::main(&g, &a),
         Some(Command::Help { name, markdown }) => help_cmd(&g, name.as_deref(), markdown),
         Some(Command::Sandbox { command }) => sandbox_cmd(&g, command),
+        Some(Command::Schedule { file }) => crate::schedule::main(&g, &file),
         None => {
             if std::io::stdin().is_terminal() {
                 repl(&g)
@@ -301,8 +355,26 @@ pub(crate) fn audit_path(g: &Global, cfg: &Config) -> PathBuf {
         .unwrap_or_else(crate::audit::default_path)
 }
 
+/// `--target pg=prod-1`: make NAME the default target of KIND.
+fn apply_targets(g: &Global, cfg: &mut Config) -> Result<(), String> {
+    for t in &g.targets {
+        let (k, name) = t
+            .split_once('=')
+            .ok_or_else(|| format!("--target {t:?} is not KIND=NAME"))?;
+        let kind = Kind::parse(k.trim()).ok_or_else(|| {
+            format!(
+                "--target {t:?}: unknown kind {k:?} (kinds: {})",
+                Kind::ALL.map(Kind::name).join(", ")
+            )
+        })?;
+        cfg.set_default(kind, name.trim());
+    }
+    Ok(())
+}
+
 /// Runs one script file. `prepare` adjusts the config first (the sandbox
-/// registers its targets that way).
+/// registers its targets that way). Around the script: the lock, logs, and
+/// the after-run report, metrics and notifications (src/unattended.rs).
 pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) -> i32 {
     let mut cfg = match load_config(g) {
         Ok(c) => c,
@@ -311,7 +383,14 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     if let Some(f) = prepare {
         f(&mut cfg);
     }
-    let mut args = match parse_args(&a.args) {
+    if let Err(e) = apply_targets(g, &mut cfg) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    if let Some(spec) = &g.unattended.each_target {
+        return fleet(g, &cfg, spec);
+    }
+    let args = match parse_args(&a.args) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");
@@ -325,16 +404,154 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
             return exit::ERROR;
         }
     };
+    let lock_name = match g.unattended.no_lock {
+        true => None,
+        false => g
+            .unattended
+            .lock
+            .clone()
+            .or_else(|| crate::lock::from_header(&text)),
+    };
+    let started = std::time::SystemTime::now();
+    let lock = lock_name.as_deref().map(|l| crate::lock::acquire(l, &name));
+    // A run that could not take its lock still reports and notifies: a job
+    // skipped again and again is a hung job someone should hear about.
+    let (code, error, session) = match &lock {
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            match e {
+                crate::lock::LockError::Held { .. } => {
+                    eprintln!("   = hint: another run is still going; this one did nothing (exit 75). A lock left by a killed run on this host is taken over automatically");
+                    (exit::LOCKED, Some(e.to_string()), None)
+                }
+                crate::lock::LockError::Io(_) => (exit::ERROR, Some(e.to_string()), None),
+            }
+        }
+        _ => {
+            tracing::info!(script = %name, lock = lock_name.as_deref(), dry_run = g.dry_run, "run started");
+            execute(g, a, cfg.clone(), &name, &text, args.clone())
+        }
+    };
+    match &error {
+        None => tracing::info!(script = %name, exit = code, "run ended"),
+        Some(e) => tracing::error!(script = %name, exit = code, error = %e, "run failed"),
+    }
+    let after = crate::unattended::After {
+        report: g.unattended.report.clone(),
+        notify: g.unattended.notify.clone(),
+        notify_on: g.unattended.notify_on,
+        push_metrics: g.unattended.push_metrics,
+        dry_run: g.dry_run,
+        format: output(g).format,
+        color: color_choice(g),
+        audit_path: audit_path(g, &cfg),
+    };
+    let finished = crate::unattended::Finished {
+        script: name,
+        args: &args,
+        lock: lock_name,
+        started,
+        code,
+        error,
+        journal: session.as_ref().map(|s| &s.journal),
+    };
+    crate::unattended::finish(&after, &cfg, &finished);
+    drop(lock);
+    code
+}
+
+fn fleet(g: &Global, cfg: &Config, spec: &str) -> i32 {
+    let (kind, pattern) = match crate::fleet::parse_spec(spec) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let targets = crate::fleet::matching(&cfg.target_names(kind), &pattern);
+    if targets.is_empty() {
+        eprintln!(
+            "error: --each-target {spec}: no configured {} target matches {pattern:?}",
+            kind.name()
+        );
+        eprintln!(
+            "   = hint: configured: {}",
+            cfg.target_names(kind).join(", ")
+        );
+        return exit::USAGE;
+    }
+    let _lock = match &g.unattended.lock {
+        None => None,
+        Some(l) => match crate::lock::acquire(l, spec) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return match e {
+                    crate::lock::LockError::Held { .. } => exit::LOCKED,
+                    crate::lock::LockError::Io(_) => exit::ERROR,
+                };
+            }
+        },
+    };
+    let plan = crate::fleet::Plan {
+        kind,
+        targets,
+        concurrency: g.unattended.concurrency,
+        max_failures: g.unattended.max_failures.unwrap_or(usize::MAX),
+        report: g.unattended.report.clone(),
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return exit::ERROR;
+        }
+    };
+    let cancel = crate::cancel::Cancel::default();
+    cancel.install_signal_handlers(&rt);
+    if let Some(t) = g.timeout {
+        cancel.arm_timeout(&rt, t);
+    }
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    crate::fleet::run(&plan, &argv, &cancel)
+}
+
+/// One line saying why a run failed, for logs, reports and notifications.
+fn one_line(err: &rhai::EvalAltResult) -> String {
+    use crate::dispatch::PrimitiveError;
+    let s = match crate::diagnostic::leaf(err) {
+        rhai::EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => {
+            v.clone().cast::<PrimitiveError>().to_string()
+        }
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    crate::redact::redact(s.lines().next().unwrap_or(""))
+}
+
+/// Compiles and runs the script: (exit code, why it failed, the session).
+fn execute(
+    g: &Global,
+    a: &RunArgs,
+    cfg: Config,
+    name: &str,
+    text: &str,
+    mut args: Map,
+) -> (i32, Option<String>, Option<Arc<Session>>) {
     let attach = match crate::record::Attach::prepare(
         a.record.as_deref(),
         a.replay.as_deref(),
-        &name,
+        name,
         &mut args,
     ) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::ERROR;
+            return (exit::ERROR, Some(e), None);
         }
     };
     let call_timeout = g
@@ -350,14 +567,14 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         .max_operations
         .or(cfg.defaults.max_operations)
         .unwrap_or(100_000_000);
-    let audit = Audit::new(audit_path(g, &cfg), &name);
+    let audit = Audit::new(audit_path(g, &cfg), name);
     let opts = Options {
         dry_run: g.dry_run,
         yes: g.yes,
         call_timeout,
         max_operations,
         args,
-        script: name.clone(),
+        script: name.to_string(),
     };
     let out = output(g);
     let session = match Session::new(opts, cfg, out, audit) {
@@ -369,7 +586,11 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
         }
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return exit::ERROR;
+            return (
+                exit::ERROR,
+                Some(format!("cannot start the runtime: {e}")),
+                None,
+            );
         }
     };
     session.cancel.install_signal_handlers(&session.rt);
@@ -382,41 +603,53 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     };
     let base = base.canonicalize().unwrap_or(base);
     let sources = Arc::new(Sources::default());
-    sources.insert(&name, &text);
+    sources.insert(name, text);
     let engine = engine::build(session.clone(), sources.clone(), base);
     let renderer = Renderer {
         sources: &sources,
         color: session.out.err_color,
     };
 
-    let mut ast = match engine.compile(&text) {
+    let mut ast = match engine.compile(text) {
         Ok(ast) => ast,
         Err(e) => {
-            eprint!("{}", renderer.parse_error(&name, &e));
-            return exit::ERROR;
+            eprint!("{}", renderer.parse_error(name, &e));
+            return (
+                exit::ERROR,
+                Some(format!("does not compile: {e}")),
+                Some(session),
+            );
         }
     };
-    ast.set_source(name.as_str());
+    ast.set_source(name);
     let ast = Arc::new(ast);
     session.set_script(ast.clone());
     let mut scope = Scope::new();
-    let code = match engine.run_ast_with_scope(&mut scope, &ast) {
-        Ok(()) => exit::OK,
+    let (code, why) = match engine.run_ast_with_scope(&mut scope, &ast) {
+        Ok(()) => (exit::OK, None),
         Err(err) => {
             let reason = session.cancel.reason();
             let code = crate::diagnostic::exit_code(&err, reason);
-            if !crate::diagnostic::is_exit(&err) {
-                eprint!("{}", renderer.eval_error(&name, &err));
+            let quiet = crate::diagnostic::is_exit(&err);
+            if !quiet {
+                eprint!("{}", renderer.eval_error(name, &err));
             }
             if let Some(r) = reason {
                 let _ = session.audit.append(
                     json!({"event": "run", "outcome": "interrupted", "reason": r.describe()}),
                 );
             }
-            code
+            let why = match reason {
+                Some(r) => Some(r.describe().to_string()),
+                None if quiet => (code != exit::OK).then(|| format!("exit({code})")),
+                None => Some(one_line(&err)),
+            };
+            (code, why)
         }
     };
-    crate::record::finish(&session, code)
+    // --record writes its file; --replay reports differences (exit 1).
+    let code = crate::record::finish(&session, code);
+    (code, why, Some(session))
 }
 
 /// `opsh` on a terminal: the interactive console, with the same session

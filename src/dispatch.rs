@@ -326,6 +326,7 @@ pub fn invoke(
         CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
         CallTimeout::Unbounded => None,
     };
+    tracing::debug!(primitive = %prim.full_name(), target = handle_target.as_deref().map(redact), "call");
     let mut call = Call {
         prim,
         session,
@@ -353,7 +354,17 @@ fn mutate(
 ) -> Result<Dynamic, OpError> {
     let session = call.session;
     let prim = call.prim;
-    let target = match crate::registry::module(prim.module).and_then(|m| m.target) {
+    let kind = crate::registry::module(prim.module).and_then(|m| m.target);
+    // A mutation with a `target` parameter (`pg.dump(target, path)`) acts on
+    // the target that argument names: confirmation and audit must see that
+    // one, not the module's default.
+    if let (Some(kind), Some(i)) = (kind, prim.params.iter().position(|p| p.name == "target")) {
+        if let Some(name) = call.opt_str(i)? {
+            let t = session.resolve(kind, Some(&name))?;
+            call.set_target(t);
+        }
+    }
+    let target = match kind {
         Some(_) => Some(call.target()?),
         None => None,
     };
@@ -388,11 +399,21 @@ fn mutate(
         let started = Instant::now();
         let p = plan(call)?;
         // A dry run changes nothing, so an unwritable audit log does not stop it.
+        let ms = started.elapsed().as_millis() as u64;
         let _ = record(
             "plan",
             "dry-run",
             "ok",
-            json!({"plan": redact(&p.summary), "duration_ms": started.elapsed().as_millis() as u64}),
+            json!({"plan": redact(&p.summary), "duration_ms": ms}),
+        );
+        journal(
+            session,
+            prim,
+            &target_display,
+            "dry-run",
+            "planned",
+            None,
+            ms,
         );
         session.out.note(&format!(
             "[dry-run] {} on {}: {}",
@@ -409,7 +430,18 @@ fn mutate(
     }
 
     if target.as_ref().is_some_and(|t| t.protected) && !session.yes {
-        confirm(&prim.full_name(), &target_display, &call.args)?;
+        if let Err(e) = confirm(&prim.full_name(), &target_display, &call.args) {
+            journal(
+                session,
+                prim,
+                &target_display,
+                "real",
+                "refused",
+                Some(e.message.clone()),
+                0,
+            );
+            return Err(e);
+        }
     }
 
     if let Err(e) = record("intent", "real", "pending", json!({})) {
@@ -436,12 +468,47 @@ fn mutate(
             )
         }
     };
+    let error = result.as_ref().err().map(|e| redact(&e.message));
+    let what = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.cancelled.is_some() => "interrupted",
+        Err(_) => "error",
+    };
+    journal(session, prim, &target_display, "real", what, error, ms);
     if let Err(e) = outcome {
         session.out.note(&format!(
             "warning: could not write the audit outcome record: {e}"
         ));
     }
     result
+}
+
+/// Logs a mutation and records it for `--report`.
+fn journal(
+    session: &Session,
+    prim: &Primitive,
+    target: &str,
+    mode: &str,
+    outcome: &str,
+    error: Option<String>,
+    ms: u64,
+) {
+    match &error {
+        None => {
+            tracing::info!(primitive = %prim.full_name(), target, mode, outcome, duration_ms = ms, "mutation")
+        }
+        Some(e) => {
+            tracing::error!(primitive = %prim.full_name(), target, mode, outcome, duration_ms = ms, error = %e, "mutation failed")
+        }
+    }
+    session.journal.mutation(crate::report::Mutation {
+        primitive: prim.full_name(),
+        target: target.to_string(),
+        mode: mode.into(),
+        outcome: outcome.into(),
+        error,
+        duration_ms: ms,
+    });
 }
 
 fn confirm(prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {

@@ -11,6 +11,8 @@ pub const ERROR: i32 = 2;
 /// A safety refusal: a protected target without confirmation, an audit log
 /// that cannot be written.
 pub const REFUSED: i32 = 3;
+/// Another run holds the `--lock` (EX_TEMPFAIL: try again later).
+pub const LOCKED: i32 = 75;
 /// Bad command-line usage (EX_USAGE).
 pub const USAGE: i32 = 64;
 /// The whole run exceeded `--timeout` (same code as timeout(1)).
@@ -25,6 +27,7 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (ERROR, "error", "script error, compile error, a primitive failed, or the script hit an operation/size limit"),
     (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable; nothing was changed"),
     (USAGE, "usage", "bad command-line arguments"),
+    (LOCKED, "locked", "another run holds the --lock; nothing was run (stderr names the holder and since when)"),
     (TIMEOUT, "timeout", "the run exceeded --timeout"),
     (INTERRUPTED, "interrupted", "Ctrl-C or SIGTERM"),
 ];

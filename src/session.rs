@@ -55,6 +55,8 @@ pub struct Session {
     /// runs or leaves out, read through `run_options()`.
     pub only: Vec<String>,
     pub skip: Vec<String>,
+    /// Checks and mutations of this run, for `--report`.
+    pub journal: crate::report::Journal,
     dry_run: AtomicBool,
     /// The running script's functions, so `parallel` can call named
     /// function pointers from worker threads.
@@ -87,6 +89,7 @@ impl Session {
             hooks: Default::default(),
             only: Vec::new(),
             skip: Vec::new(),
+            journal: Default::default(),
             dry_run: AtomicBool::new(opts.dry_run),
             script: RwLock::new(None),
             clients: Mutex::new(HashMap::new()),

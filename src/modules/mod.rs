@@ -2,14 +2,17 @@
 //! its `MODULE`; adding a module means adding it to `MODULES`.
 
 pub mod alertmanager;
+pub mod backup;
 pub mod http;
 pub mod json;
 pub mod k8s;
 pub mod metrics;
+pub mod notify;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
 pub mod redis;
+pub mod run;
 pub mod sqlite;
 pub mod sys;
 pub mod testing;
@@ -24,6 +27,7 @@ pub static MODULES: &[&ModuleDecl] = &[
     &sys::SYS,
     &tls::MODULE,
     &sqlite::MODULE,
+    &run::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,
@@ -33,4 +37,6 @@ pub static MODULES: &[&ModuleDecl] = &[
     &pushgateway::MODULE,
     &metrics::MODULE,
     &k8s::MODULE,
+    &notify::MODULE,
+    &backup::MODULE,
 ];

@@ -62,7 +62,8 @@ enum Class {
 fn class(p: &Primitive) -> Class {
     match (p.module, p.name) {
         ("", "show") => Class::Show,
-        ("", "fail" | "exit" | "parallel" | "duration") | ("json", _) => Class::Control,
+        ("", "fail" | "exit" | "parallel" | "duration" | "for_each_target" | "record_checks")
+        | ("json", _) => Class::Control,
         (_, "connect") | ("k8s", "ns" | "context") => Class::Handle,
         ("", n) if crate::modules::testing::NAMES.contains(&n) => Class::Control,
         ("", _) | ("metrics", "parse") | ("http", "hmac_sha256") => Class::Local,

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod backup;
 mod cli;
 mod errors;
 mod http;
@@ -18,3 +19,4 @@ mod repl;
 mod runbooks;
 mod safety;
 mod sandbox;
+mod unattended;

@@ -1,11 +1,13 @@
 //! PostgreSQL, on sqlx: one small pool per target, reused for the run.
 //! This file is the module's one declaration list; the code lives by
 //! concern: conn (pool, timeouts, errors), sql (query/exec), filter (the
-//! shared session filter), activity, sizes, stats, terminate, maintenance.
+//! shared session filter), activity, sizes, stats, terminate, maintenance,
+//! dump (pg.dump and pg.restore).
 
 mod activity;
-mod conn;
-mod decode;
+pub(crate) mod conn;
+pub(crate) mod decode;
+mod dump;
 mod filter;
 mod maintenance;
 mod sizes;
@@ -263,6 +265,30 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             example: r#"pg.reindex(#{index: "jobs_state_idx", concurrently: true})"#,
             effect: Effect::Mutate { plan: maintenance::plan_reindex, apply: maintenance::reindex },
             timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "pg",
+            name: "dump",
+            params: &[req("target", "string"), req("path", "string"), opt("opts", "map")],
+            returns: "map",
+            doc: "pg_dump a target's database to `path` and write the `PATH.sha256` sidecar; returns #{path, format, database, tables, bytes, size, duration_ms, sha256, sidecar}.\n\
+                  Options: `format`: \"custom\" (default), \"directory\", \"tar\" or \"plain\"; `schema`: a schema or a list (seed runbooks back up per schema); `jobs`: parallel dump (directory format only); `overwrite: true` to replace an existing path (refused otherwise). pg_dump comes from the PostgreSQL bin directory (OPSH_PG_BINDIR, the newest /usr/lib/postgresql/N/bin, or PATH); the password reaches it only through PGPASSWORD. A failed dump leaves no partial file.\n\
+                  A mutation (it writes files): --dry-run says what it would write, from the database's real size and tables; it is audited; on a protected target it asks first. No per-call timeout: a dump takes as long as it takes (the run timeout and Ctrl-C still end it).",
+            example: r#"let d = pg.dump("staging", "/backups/app.dump", #{format: "custom"}); print(`${d.size} in ${d.duration_ms} ms`)"#,
+            effect: Effect::Mutate { plan: dump::plan_dump, apply: dump::dump },
+            timeout: CallTimeout::Unbounded,
+        },
+        Primitive {
+            module: "pg",
+            name: "restore",
+            params: &[req("path", "string"), req("target", "string"), opt("opts", "map")],
+            returns: "map",
+            doc: "Restore a dump into an existing database on a target: pg_restore --exit-on-error for archives, psql ON_ERROR_STOP for plain SQL (gzip/zstd too); stops at the first error. Returns #{path, format, database, tables, duration_ms}.\n\
+                  Options: `database` (default: the target's), `clean: true` (drop existing objects first), `jobs`, `schema`, `data_only`, `single_transaction`, `owners: true` (keep ownership and grants; by default --no-owner --no-acl). A dump that switches database (\\connect, pg_dump --create) is refused.\n\
+                  A guarded mutation: --dry-run reads the archive's table of contents and the database and says what would be restored where and which tables exist already; confirmation on protected targets; audited. No per-call timeout.",
+            example: r#"pg.restore("/backups/app.dump", "staging", #{database: "app_restored", clean: true})"#,
+            effect: Effect::Mutate { plan: dump::plan_restore, apply: dump::restore },
+            timeout: CallTimeout::Unbounded,
         },
     ],
 };

@@ -1,0 +1,669 @@
+//! backup.verify: the file checks (exists, size, age, checksum,
+//! compression, format and its integrity) as one report, then the
+//! optional restore into a scratch database (restore.rs).
+
+use super::compress::{self, Compression};
+use super::formats::{self, pgarchive, rdb, sql, sqlite, Format};
+use super::opts::{
+    check_keys, display, human_bytes, human_duration, opt_bool, opt_duration, opt_size, opt_string,
+    rfc3339, unix_secs,
+};
+use super::{checksum, restore};
+use crate::dispatch::{Call, ErrorKind, OpError, Plan};
+use crate::value::map_of;
+use rhai::{Array, Dynamic, Map};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, r: Result<String, String>) -> Check {
+        let (passed, detail) = match r {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        Check {
+            name: name.into(),
+            passed,
+            detail,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum ChecksumMode {
+    /// Verify a sidecar when there is one.
+    Auto,
+    Required,
+    Skip,
+    Digest(String),
+}
+
+#[derive(Clone)]
+pub struct VerifyOpts {
+    pub max_age: Option<Duration>,
+    pub min_size: u64,
+    pub checksum: ChecksumMode,
+    pub format: Option<String>,
+    pub restore: bool,
+    pub target: Option<String>,
+    pub sanity: Array,
+    pub fail: bool,
+    pub scratch_db: Option<String>,
+    pub keep: bool,
+}
+
+const KEYS: &[&str] = &[
+    "max_age",
+    "min_size",
+    "checksum",
+    "format",
+    "restore",
+    "target",
+    "sanity",
+    "fail",
+    "scratch_db",
+    "keep",
+];
+
+fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
+    let path = PathBuf::from(call.str_arg(0)?);
+    let o = call.opt_map(1)?;
+    check_keys(&o, KEYS, "backup.verify")?;
+    let checksum = match o.get("checksum") {
+        None => ChecksumMode::Auto,
+        Some(d) if d.is_unit() => ChecksumMode::Auto,
+        Some(d) if d.is_bool() => {
+            if d.as_bool().unwrap_or(false) {
+                ChecksumMode::Required
+            } else {
+                ChecksumMode::Skip
+            }
+        }
+        Some(d) if d.is_string() => {
+            let s = d.to_string();
+            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(OpError::bad_input(
+                    "option `checksum` must be true, false or a SHA-256 digest (64 hex digits)",
+                ));
+            }
+            ChecksumMode::Digest(s)
+        }
+        Some(_) => {
+            return Err(OpError::bad_input(
+                "option `checksum` must be true, false or a SHA-256 digest (64 hex digits)",
+            ))
+        }
+    };
+    let format = opt_string(&o, "format")?;
+    if let Some(f) = &format {
+        if !formats::NAMES.contains(&f.as_str()) {
+            return Err(OpError::bad_input(format!("unknown format `{f}`"))
+                .with_hint(format!("one of: {}", formats::NAMES.join(", "))));
+        }
+    }
+    let sanity = match o.get("sanity") {
+        None => Array::new(),
+        Some(d) if d.is_array() => d.clone().cast::<Array>(),
+        Some(_) => {
+            return Err(OpError::bad_input(
+                "option `sanity` must be an array like [#{sql: \"select count(*) from users\", expect: 42}]",
+            ))
+        }
+    };
+    let restore = opt_bool(&o, "restore")?;
+    let target = opt_string(&o, "target")?;
+    if restore && target.is_none() {
+        return Err(OpError::bad_input("`restore: true` needs `target`: the PostgreSQL server to restore on (a pg target name or URL)")
+            .with_hint("e.g. #{restore: true, target: \"restore-test\"}; opsh creates and drops a scratch database there"));
+    }
+    Ok((
+        path,
+        VerifyOpts {
+            max_age: opt_duration(&o, "max_age")?,
+            min_size: opt_size(&o, "min_size")?.unwrap_or(1),
+            checksum,
+            format,
+            restore,
+            target,
+            sanity,
+            fail: o
+                .get("fail")
+                .map(|d| d.as_bool().unwrap_or(true))
+                .unwrap_or(true),
+            scratch_db: opt_string(&o, "scratch_db")?,
+            keep: opt_bool(&o, "keep")?,
+        },
+    ))
+}
+
+/// Everything found about the file, for the report and for a restore.
+pub struct Report {
+    pub path: PathBuf,
+    pub checks: Vec<Check>,
+    pub format: Option<Format>,
+    pub compression: Compression,
+    pub bytes: u64,
+    pub mtime: Option<i64>,
+    pub age_s: Option<u64>,
+    pub info: Map,
+    pub toc: Option<pgarchive::Toc>,
+    pub sql: Option<sql::SqlInfo>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    fn push(&mut self, name: &str, r: Result<String, String>) -> bool {
+        let c = Check::new(name, r);
+        let passed = c.passed;
+        self.checks.push(c);
+        passed
+    }
+
+    pub fn to_dynamic(&self) -> Dynamic {
+        crate::output::column_order_hint(&["check".into(), "passed".into(), "detail".into()]);
+        let checks: Array = self
+            .checks
+            .iter()
+            .map(|c| {
+                Dynamic::from_map(map_of([
+                    ("check", c.name.clone().into()),
+                    ("passed", Dynamic::from_bool(c.passed)),
+                    ("detail", c.detail.clone().into()),
+                ]))
+            })
+            .collect();
+        let opt_int = |v: Option<i64>| v.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT);
+        Dynamic::from_map(map_of([
+            ("path", display(&self.path).into()),
+            ("ok", Dynamic::from_bool(self.ok())),
+            (
+                "format",
+                self.format
+                    .as_ref()
+                    .map(|f| Dynamic::from(f.name().to_string()))
+                    .unwrap_or(Dynamic::UNIT),
+            ),
+            ("compression", self.compression.name().into()),
+            ("bytes", Dynamic::from_int(self.bytes as i64)),
+            ("size", human_bytes(self.bytes).into()),
+            (
+                "mtime",
+                self.mtime
+                    .map(|t| rfc3339(t).into())
+                    .unwrap_or(Dynamic::UNIT),
+            ),
+            ("age_s", opt_int(self.age_s.map(|a| a as i64))),
+            ("info", Dynamic::from_map(self.info.clone())),
+            ("checks", Dynamic::from_array(checks)),
+        ]))
+    }
+
+    pub fn failure(&self) -> OpError {
+        let failed: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        OpError::new(
+            ErrorKind::CheckFailed,
+            format!(
+                "backup {} failed {} of {} checks: {}",
+                self.path.display(),
+                failed.len(),
+                self.checks.len(),
+                failed.join("; ")
+            ),
+        )
+    }
+}
+
+fn dir_bytes(p: &Path) -> (u64, usize) {
+    std::fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok().filter(|m| m.is_file()))
+        .fold((0, 0), |(b, n), m| (b + m.len(), n + 1))
+}
+
+fn read_head(path: &Path, n: usize) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(n);
+    f.by_ref().take(n as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The checks that read only the file. Blocking: run off the runtime.
+pub fn file_checks(path: &Path, o: &VerifyOpts) -> Report {
+    let mut r = Report {
+        path: path.to_path_buf(),
+        checks: Vec::new(),
+        format: None,
+        compression: Compression::None,
+        bytes: 0,
+        mtime: None,
+        age_s: None,
+        info: Map::new(),
+        toc: None,
+        sql: None,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            r.push("exists", Err(format!("{}: {e}", path.display())));
+            return r;
+        }
+    };
+    let is_dir = meta.is_dir();
+    let (bytes, files) = if is_dir {
+        dir_bytes(path)
+    } else {
+        (meta.len(), 1)
+    };
+    r.bytes = bytes;
+    if let Ok(m) = meta.modified() {
+        r.mtime = Some(unix_secs(m));
+        r.age_s = Some(super::opts::age_secs(m));
+    }
+    let when = r.mtime.map(rfc3339).unwrap_or_else(|| "?".into());
+    r.push(
+        "exists",
+        Ok(if is_dir {
+            format!("directory with {files} files, {bytes} bytes, modified {when}")
+        } else {
+            format!("file of {bytes} bytes, modified {when}")
+        }),
+    );
+    r.push(
+        "size",
+        if bytes == 0 {
+            Err("empty: 0 bytes".into())
+        } else if bytes < o.min_size {
+            Err(format!(
+                "{bytes} bytes ({}), below min_size {} ({})",
+                human_bytes(bytes),
+                o.min_size,
+                human_bytes(o.min_size)
+            ))
+        } else {
+            Ok(format!(
+                "{bytes} bytes ({}) >= min_size {}",
+                human_bytes(bytes),
+                o.min_size
+            ))
+        },
+    );
+    if let (Some(max), Some(age)) = (o.max_age, r.age_s) {
+        let msg = format!("modified {} ago ({when})", human_duration(age));
+        r.push(
+            "age",
+            if age <= max.as_secs() {
+                Ok(format!(
+                    "{msg}, within max_age {}",
+                    human_duration(max.as_secs())
+                ))
+            } else {
+                Err(format!(
+                    "{msg}, older than max_age {}",
+                    human_duration(max.as_secs())
+                ))
+            },
+        );
+    }
+    checksum_check(&mut r, path, o);
+    if bytes == 0 {
+        return r;
+    }
+    if is_dir {
+        let f = formats::detect_dir(path);
+        if f == Format::PgDirectory {
+            dir_compression(&mut r, path);
+        }
+        format_checks(&mut r, path, f, o);
+        return r;
+    }
+    let head = match read_head(path, 512) {
+        Ok(h) => h,
+        Err(e) => {
+            r.push(
+                "format",
+                Err(format!("cannot read {}: {e}", path.display())),
+            );
+            return r;
+        }
+    };
+    r.compression = Compression::detect(&head);
+    if r.compression == Compression::None {
+        let f = formats::detect(&head);
+        format_checks(&mut r, path, f, o);
+    } else {
+        compressed(&mut r, path, o);
+    }
+    r
+}
+
+fn checksum_check(r: &mut Report, path: &Path, o: &VerifyOpts) {
+    let res = match &o.checksum {
+        ChecksumMode::Skip => return,
+        ChecksumMode::Digest(d) if path.is_dir() => {
+            let _ = d;
+            Err("a digest cannot be given for a directory archive: use its DIR.sha256 sidecar".into())
+        }
+        ChecksumMode::Digest(d) => checksum::verify_digest(path, d),
+        mode => match checksum::find(path) {
+            Some(exp) => checksum::verify(path, &exp),
+            None if matches!(mode, ChecksumMode::Required) => Err(format!(
+                "no checksum sidecar ({}.sha256 or a SHA256SUMS entry) and `checksum: true` requires one",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            )),
+            None => Ok("no checksum sidecar (FILE.sha256 or SHA256SUMS): not verified".into()),
+        },
+    };
+    r.push("checksum", res);
+}
+
+/// Every .gz member of a directory archive, named when one is damaged.
+fn dir_compression(r: &mut Report, dir: &Path) {
+    let files = checksum::dir_files(dir).unwrap_or_default();
+    let mut total = 0u64;
+    let mut n = 0;
+    for f in files.iter().filter(|f| f.ends_with(".gz")) {
+        let p = dir.join(f);
+        let res = compress::open(&p, Compression::Gzip)
+            .map_err(|e| (0, e))
+            .and_then(|mut rd| compress::drain(&mut rd));
+        match res {
+            Ok(b) => {
+                total += b;
+                n += 1;
+            }
+            Err((at, e)) => {
+                r.push(
+                    "compression",
+                    Err(format!(
+                        "{f}: {}",
+                        compress::describe(Compression::Gzip, at, &e)
+                    )),
+                );
+                return;
+            }
+        }
+    }
+    if n > 0 {
+        r.compression = Compression::Gzip;
+        r.push(
+            "compression",
+            Ok(format!(
+                "{n} gzip data files streamed to the end ({total} bytes), CRC-32 ok"
+            )),
+        );
+    }
+}
+
+/// A gzip/zstd file: stream it to the end; a plain SQL dump inside is
+/// checked in the same pass.
+fn compressed(r: &mut Report, path: &Path, o: &VerifyOpts) {
+    let c = r.compression;
+    let mut rd = match compress::open(path, c) {
+        Ok(rd) => rd,
+        Err(e) => {
+            r.push("compression", Err(format!("cannot read: {e}")));
+            return;
+        }
+    };
+    let mut head = Vec::new();
+    if let Err(e) = rd.by_ref().take(512).read_to_end(&mut head) {
+        let at = rd.count;
+        r.push("compression", Err(compress::describe(c, at, &e)));
+        return;
+    }
+    let inner = formats::detect(&head);
+    let ok_detail = |n: u64| {
+        format!(
+            "{} stream read to the end: {n} bytes decompressed, {} ok",
+            c.name(),
+            if c == Compression::Gzip {
+                "CRC-32"
+            } else {
+                "checksums"
+            }
+        )
+    };
+    if inner == Format::Sql {
+        let mut chained = BufReader::new(std::io::Cursor::new(head).chain(&mut rd));
+        let scanned = sql::scan(&mut chained);
+        drop(chained);
+        match scanned {
+            Ok(info) => {
+                r.push("compression", Ok(ok_detail(rd.count)));
+                if expect_format(r, &inner, o) {
+                    sql_info(r, info);
+                }
+            }
+            Err(e) => {
+                r.push("compression", Err(compress::describe(c, rd.count, &e)));
+            }
+        }
+        return;
+    }
+    match compress::drain(&mut rd) {
+        Ok(n) => r.push("compression", Ok(ok_detail(n))),
+        Err((at, e)) => r.push("compression", Err(compress::describe(c, at, &e))),
+    };
+    if expect_format(r, &inner, o) {
+        r.info.insert(
+            "note".into(),
+            format!(
+                "{} inside {}: decompress it to check the format itself",
+                inner.describe(),
+                c.name()
+            )
+            .into(),
+        );
+    }
+}
+
+/// The format check; false when the format is wrong or unknown.
+fn expect_format(r: &mut Report, found: &Format, o: &VerifyOpts) -> bool {
+    r.format = Some(found.clone());
+    let inside = if r.compression == Compression::None || *found == Format::PgDirectory {
+        String::new()
+    } else {
+        format!(" inside {}", r.compression.name())
+    };
+    let known = formats::NAMES.contains(&found.name());
+    let res = match &o.format {
+        Some(want) if want != found.name() => Err(format!(
+            "wrong format: expected {want}, found {}{inside}",
+            found.describe()
+        )),
+        _ if !known => Err(format!("unrecognised format: {}", found.describe())),
+        _ => Ok(format!("{}{inside}", found.describe())),
+    };
+    r.push("format", res)
+}
+
+fn format_checks(r: &mut Report, path: &Path, f: Format, o: &VerifyOpts) {
+    if !expect_format(r, &f, o) {
+        return;
+    }
+    match f {
+        Format::PgCustom | Format::PgDirectory | Format::PgTar => pg_archive(r, path),
+        Format::Sql => {
+            let res = std::fs::File::open(path)
+                .and_then(|fh| sql::scan(&mut BufReader::with_capacity(1 << 16, fh)));
+            match res {
+                Ok(info) => sql_info(r, info),
+                Err(e) => {
+                    r.push("sql_dump", Err(format!("reading failed: {e}")));
+                }
+            }
+        }
+        Format::Sqlite => sqlite_checks(r, path),
+        Format::Rdb => {
+            let res = rdb::read(path).map_err(|e| format!("reading failed: {e}"));
+            let res = res.and_then(|info| {
+                r.info
+                    .insert("rdb_version".into(), Dynamic::from_int(info.version as i64));
+                info.judge()
+            });
+            r.push("rdb", res);
+        }
+        _ => {}
+    }
+}
+
+fn pg_archive(r: &mut Report, path: &Path) {
+    let toc = match pgarchive::list(path) {
+        Ok(t) => t,
+        Err(e) => {
+            r.push("archive", Err(e));
+            return;
+        }
+    };
+    let s = |v: &Option<String>| v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    r.info.insert("database".into(), s(&toc.dbname));
+    r.info
+        .insert("pg_dump_version".into(), s(&toc.dump_version));
+    r.info
+        .insert("server_version".into(), s(&toc.server_version));
+    r.info.insert("created".into(), s(&toc.created));
+    r.info
+        .insert("archive_compression".into(), s(&toc.compression));
+    r.info
+        .insert("toc_entries".into(), Dynamic::from_int(toc.entries as i64));
+    r.info
+        .insert("tables".into(), Dynamic::from_int(toc.tables.len() as i64));
+    r.info.insert(
+        "data_entries".into(),
+        Dynamic::from_int(toc.data.len() as i64),
+    );
+    match pgarchive::read_data(path) {
+        Ok(data) => {
+            table_rows(r, &data);
+            let res = match data.judge() {
+                Ok(_) => Ok(toc.summary(&data)),
+                Err(e) => Err(format!("pg_restore's script of the archive: {e}")),
+            };
+            r.push("archive", res);
+            r.sql = Some(data);
+        }
+        Err(e) => {
+            r.push("archive", Err(e));
+        }
+    }
+    r.toc = Some(toc);
+}
+
+fn table_rows(r: &mut Report, info: &sql::SqlInfo) {
+    let m: Map = info
+        .copies
+        .iter()
+        .map(|(t, n)| (t.as_str().into(), Dynamic::from_int(*n as i64)))
+        .collect();
+    r.info
+        .insert("rows".into(), Dynamic::from_int(info.rows() as i64));
+    r.info.insert("table_rows".into(), Dynamic::from_map(m));
+}
+
+fn sql_info(r: &mut Report, info: sql::SqlInfo) {
+    let s = |v: &Option<String>| v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT);
+    r.info
+        .insert("pg_dump_version".into(), s(&info.dump_version));
+    r.info
+        .insert("server_version".into(), s(&info.server_version));
+    r.info
+        .insert("tables".into(), Dynamic::from_int(info.tables.len() as i64));
+    table_rows(r, &info);
+    r.push("sql_dump", info.judge());
+    r.sql = Some(info);
+}
+
+fn sqlite_checks(r: &mut Report, path: &Path) {
+    let head = read_head(path, 100).unwrap_or_default();
+    let Some(h) = sqlite::header(&head) else {
+        r.push(
+            "sqlite_header",
+            Err("the 100-byte SQLite header is incomplete".into()),
+        );
+        return;
+    };
+    r.info
+        .insert("page_size".into(), Dynamic::from_int(h.page_size as i64));
+    r.info
+        .insert("pages".into(), Dynamic::from_int(h.pages as i64));
+    r.info.insert(
+        "journal_mode".into(),
+        (if h.wal_mode { "wal" } else { "rollback" }).into(),
+    );
+    if !r.push("sqlite_header", sqlite::judge_size(&h, r.bytes)) {
+        return;
+    }
+    r.push("sqlite_integrity", sqlite::integrity_check(path));
+    r.push("sqlite_wal", sqlite::wal_state(path, &h));
+}
+
+/// The file checks off the runtime's threads, so Ctrl-C still ends the
+/// call at once while a large file is being read.
+fn run_file_checks(call: &Call, path: &Path, o: &VerifyOpts) -> Result<Report, OpError> {
+    let (p, oo) = (path.to_path_buf(), o.clone());
+    call.block_on(async move {
+        tokio::task::spawn_blocking(move || file_checks(&p, &oo))
+            .await
+            .map_err(|e| OpError::failed("the backup checks stopped unexpectedly").with_cause(e))
+    })
+}
+
+pub fn plan_verify(call: &mut Call) -> Result<Plan, OpError> {
+    let (path, o) = parse(call)?;
+    let mut r = run_file_checks(call, &path, &o)?;
+    if o.fail && !r.ok() {
+        return Err(r.failure());
+    }
+    let summary = if o.restore {
+        let target = o.target.clone().unwrap_or_default();
+        let t = call
+            .session
+            .resolve(crate::config::Kind::Pg, Some(&target))?;
+        r.info.insert("restore_target".into(), t.display().into());
+        format!(
+            "{} checks passed; would restore {} into a new scratch database on {}, compare it with the archive and drop it",
+            r.checks.iter().filter(|c| c.passed).count(),
+            path.display(),
+            t.display()
+        )
+    } else {
+        format!(
+            "{} of {} checks passed for {}",
+            r.checks.iter().filter(|c| c.passed).count(),
+            r.checks.len(),
+            path.display()
+        )
+    };
+    let details = r.to_dynamic().try_cast::<Map>().unwrap_or_default();
+    Ok(Plan { summary, details })
+}
+
+pub fn verify(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (path, o) = parse(call)?;
+    let mut r = run_file_checks(call, &path, &o)?;
+    if o.restore {
+        restore::verify_restore(call, &o, &mut r)?;
+    }
+    if o.fail && !r.ok() {
+        return Err(r.failure());
+    }
+    Ok(r.to_dynamic())
+}

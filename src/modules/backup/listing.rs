@@ -1,0 +1,157 @@
+//! The backups in a directory: what counts as one, newest first.
+
+use super::opts::{age_secs, check_keys, human_bytes, opt_string, rfc3339, unix_secs};
+use crate::dispatch::{Call, OpError};
+use crate::value::map_of;
+use rhai::{Array, Dynamic};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub path: PathBuf,
+    pub is_dir: bool,
+    pub bytes: u64,
+    pub mtime: i64,
+    pub age_s: u64,
+}
+
+impl Entry {
+    pub fn to_dynamic(&self) -> Dynamic {
+        Dynamic::from_map(map_of([
+            ("name", self.name.clone().into()),
+            ("path", self.path.display().to_string().into()),
+            ("kind", (if self.is_dir { "dir" } else { "file" }).into()),
+            ("bytes", Dynamic::from_int(self.bytes as i64)),
+            ("size", human_bytes(self.bytes).into()),
+            ("mtime", rfc3339(self.mtime).into()),
+            ("age_s", Dynamic::from_int(self.age_s as i64)),
+        ]))
+    }
+}
+
+pub const COLUMNS: &[&str] = &["name", "kind", "bytes", "size", "mtime", "age_s", "path"];
+
+/// `*` any run of characters, `?` one character.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    let (mut pi, mut ni) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Sidecars and SQLite's companions are never backups themselves.
+fn companion(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with(".sha256")
+        || name == "SHA256SUMS"
+        || name.ends_with("-wal")
+        || name.ends_with("-shm")
+        || name.ends_with("-journal")
+}
+
+pub fn scan(dir: &Path, pattern: Option<&str>) -> Result<Vec<Entry>, OpError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| {
+        OpError::failed(format!("cannot list {}", dir.display()))
+            .with_cause(e)
+            .with_hint("check the directory exists and is readable")
+    })?;
+    let mut v = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if companion(&name) || pattern.is_some_and(|p| !glob(p, &name)) {
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(e.path()) else {
+            continue;
+        };
+        let path = e.path();
+        let bytes = if meta.is_dir() {
+            if !path.join("toc.dat").is_file() {
+                continue;
+            }
+            std::fs::read_dir(&path)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.metadata().ok().filter(|m| m.is_file()))
+                .map(|m| m.len())
+                .sum()
+        } else if meta.is_file() {
+            meta.len()
+        } else {
+            continue;
+        };
+        let Ok(m) = meta.modified() else { continue };
+        v.push(Entry {
+            name,
+            path,
+            is_dir: meta.is_dir(),
+            bytes,
+            mtime: unix_secs(m),
+            age_s: age_secs(m),
+        });
+    }
+    // Newest first; the name breaks ties so the order is stable.
+    v.sort_by(|a, b| b.mtime.cmp(&a.mtime).then_with(|| b.name.cmp(&a.name)));
+    Ok(v)
+}
+
+fn args(call: &Call, prim: &str) -> Result<(PathBuf, Option<String>), OpError> {
+    let dir = PathBuf::from(call.str_arg(0)?);
+    let o = call.opt_map(1)?;
+    check_keys(&o, &["pattern"], prim)?;
+    Ok((dir, opt_string(&o, "pattern")?))
+}
+
+pub fn list(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (dir, pattern) = args(call, "backup.list")?;
+    let v = scan(&dir, pattern.as_deref())?;
+    crate::output::column_order_hint(&COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    Ok(Dynamic::from_array(
+        v.iter().map(Entry::to_dynamic).collect::<Array>(),
+    ))
+}
+
+pub fn latest(call: &mut Call) -> Result<Dynamic, OpError> {
+    let (dir, pattern) = args(call, "backup.latest")?;
+    Ok(scan(&dir, pattern.as_deref())?
+        .first()
+        .map(Entry::to_dynamic)
+        .unwrap_or(Dynamic::UNIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*.dump", "app-2025.dump"));
+        assert!(glob("app-????.dump", "app-2025.dump"));
+        assert!(!glob("*.dump", "app.dump.sha256"));
+        assert!(glob("*", "x"));
+        assert!(glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("a*b*c", "aXXbYY"));
+    }
+}

@@ -1,0 +1,119 @@
+//! Option parsing and the small conversions every backup primitive shares:
+//! sizes ("10MB"), human-readable bytes, file times.
+
+use crate::dispatch::OpError;
+pub use crate::modules::pg::conn::{check_keys, opt_bool, opt_duration, opt_int, opt_string};
+use rhai::Map;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A size given as bytes (int) or a string like "10MB", "1.5 GiB", "500k".
+/// Decimal units are powers of 1000, binary ones (KiB, MiB) of 1024.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: 1024, \"10MB\", \"1.5GiB\")"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    Ok((n * mult).round() as u64)
+}
+
+pub fn opt_size(opts: &Map, k: &str) -> Result<Option<u64>, OpError> {
+    match opts.get(k) {
+        None => Ok(None),
+        Some(d) if d.is_unit() => Ok(None),
+        Some(d) if d.is_int() => d
+            .as_int()
+            .ok()
+            .and_then(|i| u64::try_from(i).ok())
+            .map(Some)
+            .ok_or_else(|| OpError::bad_input(format!("option `{k}` cannot be negative"))),
+        Some(d) if d.is_string() => parse_size(&d.to_string())
+            .map(Some)
+            .map_err(|e| OpError::bad_input(format!("option `{k}`: {e}"))),
+        Some(_) => Err(OpError::bad_input(format!(
+            "option `{k}` must be bytes (an int) or a string like \"10MB\""
+        ))),
+    }
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+pub fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+pub fn rfc3339(unix_secs: i64) -> String {
+    crate::modules::pg::unix_to_rfc3339(unix_secs * 1_000_000)
+}
+
+/// Seconds since the file was modified (0 for a time in the future).
+pub fn age_secs(mtime: SystemTime) -> u64 {
+    SystemTime::now()
+        .duration_since(mtime)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+pub fn human_duration(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+pub fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 1_610_612_736);
+        assert_eq!(parse_size("500k").unwrap(), 500_000);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(12), "12 B");
+    }
+}

@@ -1,0 +1,127 @@
+//! Globals for unattended runs and fleets: recording check results for
+//! `--report`, and running a function over many configured targets.
+
+use crate::config::Kind;
+use crate::dispatch::{Call, OpError};
+use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use rhai::{Dynamic, Map};
+
+pub static MODULE: ModuleDecl = ModuleDecl {
+    name: "",
+    doc: "Global functions for unattended runs and fleets.",
+    target: None,
+    primitives: &[
+        Primitive {
+            module: "",
+            name: "record_checks",
+            params: &[req("results", "array of maps")],
+            returns: "int",
+            doc: "Record check results (#{check, status, value, detail}) in the run report (`--report`); returns how many.\n\
+                  `checks::report` calls it, so scripts using the checks stdlib need not.",
+            example: r#"record_checks([#{check: "disk", status: "PASS", value: 42, detail: "42% used"}])"#,
+            effect: Effect::Read(record_checks),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "",
+            name: "targets",
+            params: &[req("kind", "string"), opt("pattern", "string")],
+            returns: "array of strings",
+            doc: "Names of the configured targets of a kind (pg, redis, prom, ...) matching a glob (`*`, `?`; default `*`), sorted.",
+            example: r#"for t in targets("pg", "prod-*") { print(t) }"#,
+            effect: Effect::Read(targets),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "",
+            name: "for_each_target",
+            params: &[req("kind", "string"), req("pattern", "string"), req("f", "function"), opt("opts", "map")],
+            returns: "array of maps",
+            doc: "`parallel` over `targets(kind, pattern)`: calls `f(name)` for each, concurrently; returns #{item, ok, value, error, ms, skipped} per target.\n\
+                  opts as for `parallel`: concurrency, max_failures. `f` connects itself, e.g. `|t| pg.connect(t).ping()`.",
+            example: r#"let r = for_each_target("pg", "prod-*", |t| pg.connect(t).ping(), #{concurrency: 4, max_failures: 2});"#,
+            effect: Effect::Read(for_each_target),
+            timeout: CallTimeout::Unbounded,
+        },
+    ],
+};
+
+fn record_checks(call: &mut Call) -> Result<Dynamic, OpError> {
+    let results = call.opt_array(0)?;
+    let mut n = 0;
+    for r in results {
+        let Some(m) = r.try_cast::<Map>() else {
+            return Err(OpError::bad_input(
+                "each result must be a map #{check, status, value, detail}",
+            ));
+        };
+        let text = |k: &str| m.get(k).map(|d| d.to_string()).unwrap_or_default();
+        let json = |k: &str| {
+            m.get(k)
+                .map(|d| match crate::value::to_json(d) {
+                    serde_json::Value::String(s) => {
+                        serde_json::Value::String(crate::redact::redact(&s))
+                    }
+                    other => other,
+                })
+                .unwrap_or(serde_json::Value::Null)
+        };
+        let status = text("status");
+        if !matches!(status.as_str(), "PASS" | "WARN" | "FAIL") {
+            return Err(OpError::bad_input(format!(
+                "check {:?}: status must be \"PASS\", \"WARN\" or \"FAIL\", got {status:?}",
+                text("check")
+            )));
+        }
+        call.session.journal.check(crate::report::Check {
+            check: crate::redact::redact(&text("check")),
+            status,
+            value: json("value"),
+            detail: json("detail"),
+        });
+        n += 1;
+    }
+    Ok(Dynamic::from_int(n))
+}
+
+fn names(call: &Call) -> Result<Vec<String>, OpError> {
+    let kind_s = call.str_arg(0)?;
+    let kind = Kind::parse(&kind_s).ok_or_else(|| {
+        OpError::bad_input(format!("unknown target kind {kind_s:?}"))
+            .with_hint(format!("kinds: {}", Kind::ALL.map(Kind::name).join(", ")))
+    })?;
+    let pattern = call.opt_str(1)?.unwrap_or_else(|| "*".into());
+    let all = match call.session.config.read() {
+        Ok(c) => c.target_names(kind),
+        Err(p) => p.into_inner().target_names(kind),
+    };
+    Ok(crate::fleet::matching(&all, &pattern))
+}
+
+fn targets(call: &mut Call) -> Result<Dynamic, OpError> {
+    Ok(Dynamic::from_array(
+        names(call)?.into_iter().map(Dynamic::from).collect(),
+    ))
+}
+
+fn for_each_target(call: &mut Call) -> Result<Dynamic, OpError> {
+    let items: rhai::Array = names(call)?.into_iter().map(Dynamic::from).collect();
+    let parallel = crate::registry::find("", "parallel")
+        .ok_or_else(|| OpError::failed("parallel is not registered"))?;
+    let f = call.arg(2).cloned().unwrap_or(Dynamic::UNIT);
+    let opts = call.arg(3).cloned().unwrap_or(Dynamic::UNIT);
+    crate::dispatch::invoke(
+        call.engine,
+        call.session,
+        parallel,
+        None,
+        vec![Dynamic::from_array(items), f, opts],
+    )
+    .map_err(|e| match crate::diagnostic::leaf(&e) {
+        rhai::EvalAltResult::ErrorRuntime(v, _) if v.is::<crate::dispatch::PrimitiveError>() => {
+            let pe = v.clone().cast::<crate::dispatch::PrimitiveError>();
+            OpError::new(pe.kind, pe.message)
+        }
+        other => OpError::failed(other.to_string()),
+    })
+}
