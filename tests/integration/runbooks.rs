@@ -72,6 +72,7 @@ fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
         "secret_rotation",
         "staged_rollout_guard",
         "weekly_maintenance",
+        "backup_verify",
     ] {
         assert!(
             lines
