@@ -126,6 +126,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run runbook tests: every `fn test_*()` in tests/runbooks/*_test.rhai.
+    Test(TestArgs),
     /// List primitives, or describe one: `opsh help pg.query`.
     Help {
         name: Option<String>,
@@ -158,12 +160,40 @@ pub enum SandboxCommand {
     },
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     pub file: PathBuf,
     /// Script argument, reaching the script as `args.KEY` (repeatable).
     #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
     pub args: Vec<String>,
+    /// Record every primitive call (arguments, result; secrets masked) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Answer primitive calls from a recording; report calls that differ; plan mutations.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Run only these checks (checks stdlib; names or `prefix*`, repeatable or comma-separated).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these checks (checks stdlib; names or `prefix*`).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+/// `opsh test`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TestArgs {
+    /// Test files or directories (default: tests/runbooks).
+    pub paths: Vec<PathBuf>,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only tests whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Run against a fresh sandbox (PostgreSQL, Redis, Kubernetes API): unstubbed calls reach it.
+    #[arg(long)]
+    pub sandbox: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -193,6 +223,7 @@ pub fn main() -> i32 {
     match cli.command {
         Some(Command::Run(a)) => run_file(&g, &a, None),
         Some(Command::Check { files }) => check(&g, &files),
+        Some(Command::Test(a)) => crate::testing::cli::main(&g, &a),
         Some(Command::Help { name, markdown }) => help_cmd(&g, name.as_deref(), markdown),
         Some(Command::Sandbox { command }) => sandbox_cmd(&g, command),
         Some(Command::Schedule { file }) => crate::schedule::main(&g, &file),
@@ -204,7 +235,7 @@ pub fn main() -> i32 {
                     &g,
                     &RunArgs {
                         file: PathBuf::from("-"),
-                        args: Vec::new(),
+                        ..Default::default()
                     },
                     None,
                 )
@@ -289,7 +320,7 @@ pub fn parse_args(pairs: &[String]) -> Result<Map, String> {
     Ok(m)
 }
 
-fn load_config(g: &Global) -> Result<Config, i32> {
+pub(crate) fn load_config(g: &Global) -> Result<Config, i32> {
     Config::load(g.config.as_deref()).map_err(|e| {
         eprintln!("error: {}", e.message);
         if let Some(h) = e.hint {
@@ -509,8 +540,20 @@ fn execute(
     cfg: Config,
     name: &str,
     text: &str,
-    args: Map,
+    mut args: Map,
 ) -> (i32, Option<String>, Option<Arc<Session>>) {
+    let attach = match crate::record::Attach::prepare(
+        a.record.as_deref(),
+        a.replay.as_deref(),
+        name,
+        &mut args,
+    ) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return (exit::ERROR, Some(e), None);
+        }
+    };
     let call_timeout = g
         .call_timeout
         .or_else(|| {
@@ -535,7 +578,12 @@ fn execute(
     };
     let out = output(g);
     let session = match Session::new(opts, cfg, out, audit) {
-        Ok(s) => Arc::new(s),
+        Ok(mut s) => {
+            s.only = a.only.clone();
+            s.skip = a.skip.clone();
+            attach.install(&s);
+            Arc::new(s)
+        }
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             return (
@@ -577,8 +625,8 @@ fn execute(
     let ast = Arc::new(ast);
     session.set_script(ast.clone());
     let mut scope = Scope::new();
-    match engine.run_ast_with_scope(&mut scope, &ast) {
-        Ok(()) => (exit::OK, None, Some(session)),
+    let (code, why) = match engine.run_ast_with_scope(&mut scope, &ast) {
+        Ok(()) => (exit::OK, None),
         Err(err) => {
             let reason = session.cancel.reason();
             let code = crate::diagnostic::exit_code(&err, reason);
@@ -596,9 +644,12 @@ fn execute(
                 None if quiet => (code != exit::OK).then(|| format!("exit({code})")),
                 None => Some(one_line(&err)),
             };
-            (code, why, Some(session))
+            (code, why)
         }
-    }
+    };
+    // --record writes its file; --replay reports differences (exit 1).
+    let code = crate::record::finish(&session, code);
+    (code, why, Some(session))
 }
 
 /// `opsh` on a terminal: the interactive console, with the same session

@@ -1,8 +1,9 @@
 //! The one place every primitive call passes. Everything that is true for
 //! every primitive happens here: argument arity, target resolution,
 //! dry-run, confirmation on protected targets, audit, per-call timeout and
-//! cancellation, and the conversion of failures into script errors. Later:
-//! stubs and record/replay for `opsh test` hook in here too.
+//! cancellation, and the conversion of failures into script errors. Stubs
+//! (`opsh test`) and record/replay hook in here too, through
+//! `testing::hooks::{intercept, observe}`.
 
 use crate::cancel::Reason;
 use crate::config::Target;
@@ -99,16 +100,20 @@ pub struct PrimitiveError {
     pub hint: Option<String>,
 }
 
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Failed => "failed",
+        ErrorKind::BadInput => "bad_input",
+        ErrorKind::Refused => "refused",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::CheckFailed => "check_failed",
+        ErrorKind::Exit(_) => "exit",
+    }
+}
+
 impl PrimitiveError {
     pub fn kind_name(&self) -> &'static str {
-        match self.kind {
-            ErrorKind::Failed => "failed",
-            ErrorKind::BadInput => "bad_input",
-            ErrorKind::Refused => "refused",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::CheckFailed => "check_failed",
-            ErrorKind::Exit(_) => "exit",
-        }
+        kind_name(self.kind)
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -170,6 +175,11 @@ impl<'a> Call<'a> {
         let t = self.session.resolve(kind, self.handle_target.as_deref())?;
         self.target = Some(t.clone());
         Ok(t)
+    }
+
+    /// The target the script named (`pg.connect("staging")`), if any.
+    pub fn handle_target(&self) -> Option<&str> {
+        self.handle_target.as_deref()
     }
 
     /// Replaces the target, for primitives whose argument names it (`connect`).
@@ -265,26 +275,31 @@ impl<'a> Call<'a> {
     }
 }
 
-fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
-    fn scrub(v: serde_json::Value, key: Option<&str>) -> serde_json::Value {
-        use serde_json::Value;
-        if key.is_some_and(crate::redact::is_secret_key) && !v.is_null() {
-            return Value::String(crate::redact::MASK.into());
-        }
-        match v {
-            Value::String(s) => Value::String(redact(&s)),
-            Value::Array(a) => Value::Array(a.into_iter().map(|x| scrub(x, None)).collect()),
-            Value::Object(o) => Value::Object(
-                o.into_iter()
-                    .map(|(k, x)| {
-                        let v = scrub(x, Some(&k));
-                        (k, v)
-                    })
-                    .collect(),
-            ),
-            other => other,
-        }
+/// A JSON value with secrets masked: values under secret-looking keys, and
+/// every known secret inside strings.
+pub fn scrub_json(v: serde_json::Value, key: Option<&str>) -> serde_json::Value {
+    use serde_json::Value;
+    if key.is_some_and(crate::redact::is_secret_key) && !v.is_null() {
+        return Value::String(crate::redact::MASK.into());
     }
+    match v {
+        Value::String(s) => Value::String(redact(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| scrub_json(x, None)).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, x)| {
+                    let v = scrub_json(x, Some(&k));
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// A call's arguments by parameter name, secrets masked (audit, recordings).
+pub fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
+    let scrub = scrub_json;
     let obj: serde_json::Map<String, serde_json::Value> = args
         .iter()
         .enumerate()
@@ -321,10 +336,14 @@ pub fn invoke(
         target: None,
         deadline,
     };
-    let result = match &prim.effect {
-        Effect::Read(run) => run(&mut call),
-        Effect::Mutate { plan, apply } => mutate(&mut call, *plan, *apply),
+    let result = match crate::testing::hooks::intercept(&mut call) {
+        Some(answer) => answer,
+        None => match &prim.effect {
+            Effect::Read(run) => run(&mut call),
+            Effect::Mutate { plan, apply } => mutate(&mut call, *plan, *apply),
+        },
     };
+    crate::testing::hooks::observe(&call, &result);
     result.map_err(|e| to_script_error(&call, e))
 }
 

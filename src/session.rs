@@ -49,6 +49,12 @@ pub struct Session {
     pub call_timeout: Duration,
     pub max_operations: u64,
     pub args: rhai::Map,
+    /// Stubs, call log, recording and replay (`opsh test`, --record, --replay).
+    pub hooks: std::sync::Arc<crate::testing::hooks::Hooks>,
+    /// `--only` / `--skip`: check names (or `prefix*`) the `checks` stdlib
+    /// runs or leaves out, read through `run_options()`.
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
     /// Checks and mutations of this run, for `--report`.
     pub journal: crate::report::Journal,
     dry_run: AtomicBool,
@@ -80,6 +86,9 @@ impl Session {
             call_timeout: opts.call_timeout,
             max_operations: opts.max_operations,
             args: opts.args,
+            hooks: Default::default(),
+            only: Vec::new(),
+            skip: Vec::new(),
             journal: Default::default(),
             dry_run: AtomicBool::new(opts.dry_run),
             script: RwLock::new(None),

@@ -13,12 +13,20 @@ pub mod prom;
 pub mod pushgateway;
 pub mod redis;
 pub mod run;
+pub mod sqlite;
 pub mod sys;
+pub mod testing;
+pub mod tls;
+pub mod x509;
 
 use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &testing::MODULE,
+    &sys::SYS,
+    &tls::MODULE,
+    &sqlite::MODULE,
     &run::MODULE,
     &json::MODULE,
     &http::MODULE,

@@ -263,3 +263,75 @@ fn sleep(call: &mut Call) -> Result<Dynamic, OpError> {
         Ok(Dynamic::UNIT)
     })
 }
+
+/// `sys.*`: facts about the machine opsh runs on.
+pub static SYS: ModuleDecl = ModuleDecl {
+    name: "sys",
+    doc: "The local machine: disk usage.",
+    target: None,
+    primitives: &[Primitive {
+        module: "sys",
+        name: "disk_usage",
+        params: &[req("path", "string")],
+        returns: "map",
+        doc: "Space and inodes of the filesystem holding a path: #{path, total_bytes, used_bytes, avail_bytes, used_pct, inodes_total, inodes_used_pct}.\n\
+              used_pct counts space reserved for root as used, as df does; avail_bytes is what an unprivileged process can still write.",
+        example: r#"let d = sys.disk_usage("/var/lib/postgresql"); if d.used_pct > 85.0 { print("disk nearly full") }"#,
+        effect: Effect::Read(disk_usage),
+        timeout: CallTimeout::Default,
+    }],
+};
+
+fn disk_usage(call: &mut Call) -> Result<Dynamic, OpError> {
+    let path = call.str_arg(0)?;
+    let c = std::ffi::CString::new(path.clone())
+        .map_err(|_| OpError::bad_input("the path contains a NUL byte"))?;
+    // SAFETY: statvfs only writes into the zeroed struct we pass.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(
+            OpError::failed(format!("cannot stat the filesystem of {path}"))
+                .with_cause(std::io::Error::last_os_error())
+                .with_hint("does the path exist on this machine?"),
+        );
+    }
+    let frsize = st.f_frsize as u64;
+    let total = st.f_blocks as u64 * frsize;
+    let free = st.f_bfree as u64 * frsize;
+    let avail = st.f_bavail as u64 * frsize;
+    let used = total.saturating_sub(free);
+    // As df: used / (used + available to users).
+    let pct = |used: u64, of: u64| {
+        if of == 0 {
+            0.0
+        } else {
+            (used as f64 * 1000.0 / of as f64).round() / 10.0
+        }
+    };
+    let inodes = st.f_files as u64;
+    let inodes_used = inodes.saturating_sub(st.f_ffree as u64);
+    crate::output::column_order_hint(
+        &[
+            "path",
+            "total_bytes",
+            "used_bytes",
+            "avail_bytes",
+            "used_pct",
+            "inodes_total",
+            "inodes_used_pct",
+        ]
+        .map(String::from),
+    );
+    Ok(Dynamic::from_map(crate::value::map_of([
+        ("path", path.into()),
+        ("total_bytes", Dynamic::from_int(total as i64)),
+        ("used_bytes", Dynamic::from_int(used as i64)),
+        ("avail_bytes", Dynamic::from_int(avail as i64)),
+        ("used_pct", Dynamic::from_float(pct(used, used + avail))),
+        ("inodes_total", Dynamic::from_int(inodes as i64)),
+        (
+            "inodes_used_pct",
+            Dynamic::from_float(pct(inodes_used, inodes)),
+        ),
+    ])))
+}

@@ -16,6 +16,7 @@ mod pg_tls;
 mod prom;
 mod redis;
 mod repl;
+mod runbooks;
 mod safety;
 mod sandbox;
 mod unattended;

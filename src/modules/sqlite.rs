@@ -1,0 +1,128 @@
+//! SQLite files, read-only, through the `sqlite3` command-line shell (a
+//! system package) rather than a linked library: integrity checks of a
+//! live database or a backup, and queries for reports.
+
+use crate::dispatch::{Call, OpError};
+use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::value::{from_json, map_of};
+use rhai::Dynamic;
+
+pub static MODULE: ModuleDecl = ModuleDecl {
+    name: "sqlite",
+    doc: "SQLite database files, opened read-only (needs the sqlite3 shell on PATH).",
+    target: None,
+    primitives: &[
+        Primitive {
+            module: "sqlite",
+            name: "query",
+            params: &[req("path", "string"), req("sql", "string")],
+            returns: "array of maps",
+            doc: "Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
+                  The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.",
+            example: r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#,
+            effect: Effect::Read(query),
+            timeout: CallTimeout::Default,
+        },
+        Primitive {
+            module: "sqlite",
+            name: "integrity_check",
+            params: &[req("path", "string"), opt("opts", "map")],
+            returns: "map",
+            doc: "PRAGMA integrity_check (or quick_check) on a database file: #{path, ok, problems, journal_mode, bytes}.\n\
+                  `problems` lists what SQLite reported (empty when ok). opts: quick (true for quick_check: faster, skips index content checks).",
+            example: r#"let r = sqlite.integrity_check("/backups/app.db.backup"); if !r.ok { show(r.problems) }"#,
+            effect: Effect::Read(integrity_check),
+            timeout: CallTimeout::Default,
+        },
+    ],
+};
+
+fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>, OpError> {
+    if !std::path::Path::new(path).is_file() {
+        return Err(OpError::bad_input(format!("{path} is not a file"))
+            .with_hint("give the path of the SQLite database file on this machine"));
+    }
+    let mut cmd = std::process::Command::new("sqlite3");
+    cmd.args([
+        "-readonly",
+        "-json",
+        "-bail",
+        "-cmd",
+        ".timeout 5000",
+        path,
+        sql,
+    ])
+    .stdin(std::process::Stdio::null());
+    let shown = path.to_string();
+    // On a blocking thread: the wait still obeys the call's deadline and Ctrl-C.
+    let out = call.block_on(async move {
+        let run = tokio::task::spawn_blocking(move || cmd.output());
+        match run.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(OpError::failed("cannot run the sqlite3 shell")
+                .with_cause(e)
+                .with_hint(
+                    "install it (Debian/Ubuntu: apt-get install sqlite3) or put it on PATH",
+                )),
+            Err(e) => Err(OpError::failed("the sqlite3 shell did not finish").with_cause(e)),
+        }
+    })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(OpError::failed(format!("sqlite3 failed on {shown}")).with_cause(err));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| OpError::failed("sqlite3 printed something that is not JSON").with_cause(e))?;
+    Ok(v.as_array().cloned().unwrap_or_default())
+}
+
+fn query(call: &mut Call) -> Result<Dynamic, OpError> {
+    let path = call.str_arg(0)?;
+    let sql = call.str_arg(1)?;
+    let rows = sqlite3(call, &path, &sql)?;
+    Ok(Dynamic::from_array(rows.iter().map(from_json).collect()))
+}
+
+fn integrity_check(call: &mut Call) -> Result<Dynamic, OpError> {
+    let path = call.str_arg(0)?;
+    let opts = call.opt_map(1)?;
+    let quick = opts
+        .get("quick")
+        .and_then(|d| d.as_bool().ok())
+        .unwrap_or(false);
+    let pragma = if quick {
+        "quick_check"
+    } else {
+        "integrity_check"
+    };
+    let rows = sqlite3(call, &path, &format!("PRAGMA {pragma};"))?;
+    let lines: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.as_object()?.values().next()?.as_str().map(str::to_string))
+        .collect();
+    let ok = lines == ["ok"];
+    let problems: rhai::Array = if ok {
+        Vec::new()
+    } else {
+        lines.into_iter().map(Dynamic::from).collect()
+    };
+    let mode = sqlite3(call, &path, "PRAGMA journal_mode;")?
+        .first()
+        .and_then(|r| r.get("journal_mode")?.as_str().map(str::to_string))
+        .map(Dynamic::from)
+        .unwrap_or(Dynamic::UNIT);
+    let bytes = std::fs::metadata(&path)
+        .map(|m| m.len() as i64)
+        .unwrap_or(0);
+    Ok(Dynamic::from_map(map_of([
+        ("path", path.into()),
+        ("ok", Dynamic::from_bool(ok)),
+        ("problems", Dynamic::from_array(problems)),
+        ("journal_mode", mode),
+        ("bytes", Dynamic::from_int(bytes)),
+    ])))
+}

@@ -1,0 +1,814 @@
+//! `opsh test` on the shipped runbook tests, the test runner's reports, and
+//! runbooks end to end against real servers (not stubs).
+
+use crate::support::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn script(name: &str) -> String {
+    repo()
+        .join("scripts")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `opsh ARGS` run from the repository root (runbook tests name
+/// scripts/... relative to it).
+fn opsh_in_repo(env: &Env, args: &[&str]) -> Run {
+    let mut c: Command = env.command();
+    c.current_dir(repo()).args(args);
+    let o = c.output().expect("run opsh");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
+    let env = Env::new();
+    let junit = env.path("junit.xml");
+    let r = opsh_in_repo(
+        &env,
+        &[
+            "test",
+            "--output",
+            "json",
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    r.assert_code(0);
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["failed"], 0, "{}", r.stdout);
+    assert!(summary["passed"].as_u64().unwrap() >= 80, "{}", r.stdout);
+    // Every shipped runbook with a test file is exercised.
+    for f in [
+        "daily_check",
+        "post_deploy_verify",
+        "cert_expiry",
+        "disk_space",
+        "cache_miss_storm",
+        "db_connection_exhaustion",
+        "sqlite_integrity",
+        "high_latency",
+        "high_error_rate",
+        "system_down",
+        "rollback",
+        "db_rollback",
+        "oom_or_memory_leak",
+        "morning_health",
+        "secret_rotation",
+        "staged_rollout_guard",
+        "weekly_maintenance",
+        "backup_verify",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["file"].as_str().is_some_and(|p| p.contains(f))),
+            "no tests ran for {f}"
+        );
+    }
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuite name=\"tests/runbooks/daily_check_test.rhai\""));
+    assert!(!xml.contains("<failure"));
+}
+
+#[test]
+fn a_failing_test_reports_its_position_and_exits_1() {
+    let env = Env::new();
+    let f = env.write(
+        "t/demo_test.rhai",
+        r#"
+fn test_passes() { stub("pg.ping", 1.5); assert_eq(pg.ping(), 1.5); }
+fn test_fails() {
+    stub("prom.value", |expr| 2.4);
+    let v = prom.value("histogram_quantile(0.95, x)");
+    assert(v < 2.0, "p95 under 2s");
+}
+fn test_unstubbed_read_is_refused() { pg.ping(); }
+fn test_unstubbed_mutation_is_planned_not_applied() {
+    let r = pg.terminate(#{older_than: "5m"});
+    assert_eq(r.dry_run, true);
+    assert_eq(calls("pg.terminate").len(), 1);
+}
+"#,
+    );
+    let junit = env.path("j.xml");
+    let r = env.opsh(
+        &[
+            "test",
+            f.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(1);
+    let loc = format!("{}:6:5", f.display());
+    assert!(r.stdout.contains("ok    test_passes"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("FAIL  test_fails") && r.stdout.contains(&loc),
+        "{}",
+        r.stdout
+    );
+    assert!(r
+        .stdout
+        .contains("assertion failed: p95 under 2s: condition is false"));
+    assert!(r.stdout.contains("pg.ping is not stubbed in this test"));
+    assert!(r
+        .stdout
+        .contains("ok    test_unstubbed_mutation_is_planned_not_applied"));
+    assert!(
+        r.stdout.contains("2 passed, 2 failed, 4 tests"),
+        "{}",
+        r.stdout
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
+    assert!(xml.contains(&loc));
+    // Nothing reached an audit log: no mutation ran.
+    assert!(env.audit().is_empty());
+}
+
+#[test]
+fn record_then_replay_reports_differences_and_plans_mutations() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
+    let env = Env::new();
+    let body = r#"
+let n = pg.query("select count(*)::int as n from t")[0].n;
+print(`rows ${n}`);
+let r = pg.exec("delete from t where id = $1", [args.id]);
+print(`deleted ${r.rows_affected}`);
+"#;
+    let s = env.write("incident.rhai", body);
+    let rec = env.path("run.json");
+    let r = env.opsh(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--arg",
+            "id=1",
+            "--record",
+            rec.to_str().unwrap(),
+        ],
+        &[("DATABASE_URL", &url)],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout, "rows 2\ndeleted 1\n");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    assert_eq!(doc["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(doc["calls"][1]["primitive"], "pg.exec");
+    assert_eq!(doc["args"]["id"], 1);
+    // The password of the URL never lands in the recording.
+    let pw = url::Url::parse(&url)
+        .unwrap()
+        .password()
+        .map(str::to_string);
+    if let Some(pw) = pw {
+        assert!(!std::fs::read_to_string(&rec).unwrap().contains(&pw));
+    }
+
+    // Replay without any server: same answers, the delete only planned.
+    drop(sb);
+    let r = env.opsh(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--replay",
+            rec.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert_eq!(r.stdout.lines().next(), Some("rows 2"));
+    assert!(
+        r.stderr.contains("[replay] planned, not applied: pg.exec"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("every call matched the recording"));
+
+    // A changed script: the difference is reported and the run exits 1.
+    let changed = env.write("incident_v2.rhai", &body.replace("count(*)", "count(id)"));
+    let r = env.opsh(
+        &[
+            "run",
+            changed.to_str().unwrap(),
+            "--replay",
+            rec.to_str().unwrap(),
+        ],
+        &[],
+    );
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("differs from the recording"),
+        "{}",
+        r.stderr
+    );
+
+    // The same recording as a regression test.
+    let t = env.write(
+        "replay_test.rhai",
+        &format!(
+            r#"fn test_replay() {{
+    let r = replay("{}", #{{script: "{}"}});
+    assert_eq(r.exit_code, 0);
+    assert_eq(r.differences, []);
+    assert_eq(r.plans.len(), 1);
+    assert_eq(r.output, ["rows 2", "deleted "]);
+}}"#,
+            rec.display(),
+            s.display()
+        ),
+    );
+    let r = env.opsh(&["test", t.to_str().unwrap()], &[]);
+    r.assert_code(0);
+}
+
+#[test]
+fn daily_check_end_to_end_json_and_filters() {
+    let env = Env::new();
+    let s = script("daily_check.rhai");
+    let r = env.opsh(
+        &["sandbox", "run", &s, "--output", "json", "--skip", "redis*"],
+        &[],
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    assert_eq!(doc["status"], "PASS");
+    assert_eq!(doc["summary"]["FAIL"], 0);
+    assert_eq!(doc["summary"]["SKIP"], 1);
+    assert!(doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["check"] == "pg connection saturation %" && c["status"] == "PASS"));
+}
+
+/// Holds `n` idle sessions of a non-superuser role open while `f` runs.
+fn with_idle_sessions<T>(url: &str, n: usize, f: impl FnOnce() -> T) -> T {
+    pg_exec(
+        url,
+        "create role app login password 'app-pw-123'; grant connect on database postgres to app;",
+    );
+    let mut u = url::Url::parse(url).unwrap();
+    u.set_username("app").unwrap();
+    u.set_password(Some("app-pw-123")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let conns: Vec<sqlx::PgConnection> = rt.block_on(async {
+        use sqlx::Connection;
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(sqlx::PgConnection::connect(u.as_str()).await.unwrap());
+        }
+        v
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = f();
+    drop(conns);
+    out
+}
+
+#[test]
+fn db_connection_exhaustion_end_to_end_terminates_idle_sessions() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    let env = Env::new();
+    let s = script("db_connection_exhaustion.rhai");
+    let count = "select count(*) from pg_stat_activity where usename = 'app'";
+    with_idle_sessions(&url, 8, || {
+        // Dry run: reports, terminates nothing.
+        let r = env.opsh(
+            &[
+                "--dry-run",
+                "run",
+                &s,
+                "--arg",
+                "saturation_pct=5",
+                "--arg",
+                "idle_older_than=1s",
+            ],
+            &[("DATABASE_URL", &url)],
+        );
+        assert_eq!(pg_scalar(&url, count), 8, "{}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("would_terminate"),
+            "{}{}",
+            r.stdout,
+            r.stderr
+        );
+        // For real: the idle sessions are gone and saturation recovered.
+        let r = env.opsh(
+            &[
+                "run",
+                &s,
+                "--arg",
+                "saturation_pct=5",
+                "--arg",
+                "idle_older_than=1s",
+            ],
+            &[("DATABASE_URL", &url)],
+        );
+        r.assert_code(0);
+        assert!(r.stdout.contains("recovered"), "{}", r.stdout);
+        assert_eq!(pg_scalar(&url, count), 0);
+    });
+    let terminated: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|e| e["primitive"] == "pg.terminate_idle" && e["phase"] == "outcome")
+        .collect();
+    assert_eq!(terminated.len(), 1);
+}
+
+#[test]
+fn cache_miss_storm_end_to_end_on_real_counters() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    let env = Env::new();
+    let s = script("cache_miss_storm.rhai");
+    let traffic = |hits: usize, misses: usize| {
+        let script = format!(
+            "redis.set(\"k\", \"v\"); for i in 0..{hits} {{ redis.get(\"k\"); }} for i in 0..{misses} {{ redis.get(`missing:${{i}}`); }}"
+        );
+        env.run(&script, &[], &[("REDIS_URL", &url)]).assert_code(0);
+    };
+    traffic(2, 18);
+    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
+    r.assert_code(1);
+    assert!(r.stdout.contains("cache hit rate"), "{}", r.stdout);
+    assert!(r.stdout.contains("(redis: 2 hits"), "{}", r.stdout);
+    assert!(r.stdout.contains("up only"), "{}", r.stdout);
+    traffic(200, 0);
+    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("cache hit rate is healthy"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn disk_space_and_tls_cert_on_this_machine() {
+    let env = Env::new();
+    // A certificate valid for 10 days, served by openssl s_server.
+    let dir = env.path("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=opsh-test",
+        ])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        && started.elapsed().as_secs() < 10
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let addr = format!("127.0.0.1:{port}");
+    let r = env.opsh(
+        &[
+            "run",
+            &script("cert_expiry.rhai"),
+            "--arg",
+            &format!("hosts=[\"{addr}\"]"),
+        ],
+        &[],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    // 10 days left: under the 14-day threshold.
+    r.assert_code(1);
+    assert!(r.stdout.contains("opsh-test"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("9.9") || r.stdout.contains("10"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
+
+    let r = env.opsh(
+        &[
+            "run",
+            &script("disk_space.rhai"),
+            "--arg",
+            "warn_pct=100",
+            "--arg",
+            "crit_pct=101",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let used = doc["checks"][0]["value"].as_f64().unwrap();
+    assert!(used > 0.0 && used <= 100.0, "{used}");
+}
+
+#[test]
+fn sqlite_integrity_end_to_end_on_real_files() {
+    let env = Env::new();
+    let db = env.path("app.db");
+    let made = Command::new("sqlite3")
+        .arg(&db)
+        .arg("pragma journal_mode=wal; create table decisions(id integer primary key, ahsan_score real, note text); with recursive n(i) as (select 1 union all select i + 1 from n where i < 2000) insert into decisions select i, 90 + (i % 10), hex(randomblob(100)) from n; create index by_score on decisions(ahsan_score);")
+        .output()
+        .expect("sqlite3 runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let backup = env.path("app.db.backup");
+    std::fs::copy(&db, &backup).unwrap();
+    let s = script("sqlite_integrity.rhai");
+    let db_arg = format!("db_path={}", db.display());
+    let backup_arg = format!("backup_path={}", backup.display());
+    let violations = "violations_sql=select count(*) as n from decisions where ahsan_score < 95";
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            &db_arg,
+            "--arg",
+            &backup_arg,
+            "--arg",
+            violations,
+            "--arg",
+            "max_violations=1000",
+        ],
+        &[],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("4 checks: 4 passed"), "{}", r.stdout);
+    assert!(r.stdout.contains("1000"), "{}", r.stdout);
+    // Damage pages of the database (not the header): the check must fail and
+    // point at the sound backup.
+    let mut bytes = std::fs::read(&db).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len / 3..len / 3 + 8192] {
+        *b = 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let r = env.opsh(&["run", &s, "--arg", &db_arg, "--arg", &backup_arg], &[]);
+    r.assert_code(1);
+    assert!(
+        r.stdout
+            .contains("the database is damaged and the backup is sound"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+}
+
+#[test]
+fn opsh_test_sandbox_lets_unstubbed_calls_reach_a_fresh_sandbox() {
+    let env = Env::new();
+    let f = env.write(
+        "t/sandbox_test.rhai",
+        r#"
+fn test_real_calls() {
+    assert(pg.ping() >= 0.0);
+    pg.exec("create table seen(x int)");
+    pg.exec("insert into seen values (42)");
+    assert_eq(pg.query("select x from seen")[0].x, 42);
+    assert_eq(calls("pg.exec").len(), 2);
+    // Stubs still win.
+    stub("redis.ping", 0.5);
+    assert_eq(redis.ping(), 0.5);
+}
+"#,
+    );
+    let r = env.opsh(&["test", "--sandbox", f.to_str().unwrap()], &[]);
+    r.assert_code(0);
+    assert!(r.stdout.contains("ok    test_real_calls"), "{}", r.stdout);
+    // Without --sandbox the same test is refused at its first unstubbed read.
+    let r = env.opsh(&["test", f.to_str().unwrap()], &[]);
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("pg.ping is not stubbed in this test"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A small HTTP API that behaves as runbook 000 expects a deployed service
+/// to: OIDC documents, an HMAC-checked webhook, SSRF refusals, a rate
+/// limit after `limit` health requests, bearer-token tenant auth.
+/// `lax_webhook` makes the webhook accept any signature (a broken deploy).
+fn fake_api(secret: &'static str, limit: usize, lax_webhook: bool) -> u16 {
+    use hmac::Mac;
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut health = 0usize;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("").to_string();
+            let mut headers = std::collections::HashMap::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+            let (status, json) = match (method.as_str(), url.path()) {
+                ("GET", "/api/health") => {
+                    health += 1;
+                    if health > limit {
+                        (429, "{}".to_string())
+                    } else {
+                        (200, r#"{"ok":true}"#.to_string())
+                    }
+                }
+                ("GET", "/.well-known/openid-configuration") => (
+                    200,
+                    format!(
+                        r#"{{"issuer":"http://127.0.0.1:{port}","authorization_endpoint":"a","token_endpoint":"t","jwks_uri":"j"}}"#
+                    ),
+                ),
+                ("GET", "/oidc/jwks.json") => {
+                    (200, r#"{"keys":[{"kid":"k1","kty":"RSA"}]}"#.to_string())
+                }
+                ("POST", "/webhook/test") => {
+                    let mut mac =
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+                    mac.update(&body);
+                    let want = format!("sha256={}", base64(&mac.finalize().into_bytes()));
+                    let ok = lax_webhook || headers.get("x-signature") == Some(&want);
+                    (if ok { 200 } else { 401 }, "{}".to_string())
+                }
+                ("GET", "/api/test-ssrf") => {
+                    let u = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "url")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default();
+                    let blocked =
+                        u.starts_with("file:") || u.contains("169.254.") || u.contains("127.0.0.1");
+                    (if blocked { 400 } else { 200 }, "{}".to_string())
+                }
+                ("GET", "/api/marketplace/plugins") => {
+                    let ok = headers.get("authorization").map(String::as_str)
+                        == Some("Bearer tenant-token-1");
+                    (if ok { 200 } else { 401 }, "[]".to_string())
+                }
+                _ => (404, "{}".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
+    });
+    port
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            out.push(if i <= c.len() {
+                ABC[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn post_deploy_verify_end_to_end_against_a_real_http_service() {
+    let env = Env::new();
+    let s = script("post_deploy_verify.rhai");
+    let secrets = [
+        ("WEBHOOK_SECRET", "whsec-e2e-42"),
+        ("VALID_TOKEN", "tenant-token-1"),
+    ];
+    let port = fake_api("whsec-e2e-42", 4, false);
+    let base = format!("base_url=http://127.0.0.1:{port}");
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            &base,
+            "--arg",
+            "rate_limit_requests=20",
+            "--output",
+            "json",
+        ],
+        &secrets,
+    );
+    r.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(doc["status"], "PASS", "{}", r.stdout);
+    assert_eq!(doc["summary"]["PASS"], 7, "{}", r.stdout);
+    // The secrets never reach the output or the audit log.
+    assert!(!r.stdout.contains("whsec-e2e-42") && !r.stderr.contains("whsec-e2e-42"));
+    assert!(!std::fs::read_to_string(env.audit_path())
+        .unwrap_or_default()
+        .contains("whsec-e2e-42"));
+
+    // A deploy whose webhook accepts a bad signature fails the run.
+    let port = fake_api("whsec-e2e-42", 4, true);
+    let base = format!("base_url=http://127.0.0.1:{port}");
+    let r = env.opsh(
+        &["run", &s, "--arg", &base, "--arg", "rate_limit_requests=20"],
+        &secrets,
+    );
+    r.assert_code(1);
+    assert!(
+        r.stdout.contains("bad signature got 200, expected 401"),
+        "{}",
+        r.stdout
+    );
+}
+
+fn image_of(k: &Kube, name: &str) -> String {
+    k.object("Deployment", "default", name).expect("deployment")["spec"]["template"]["spec"]
+        ["containers"][0]["image"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn rollback_end_to_end_on_the_kubernetes_test_server() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    let kc = k.kubeconfig();
+    let kube_env = [("KUBECONFIG", kc.as_str())];
+    env.run(
+        r#"k8s.set_image("api", "api", "registry.example/api:1.5.0"); k8s.rollout_status("api", #{timeout: "30s"});"#,
+        &[],
+        &kube_env,
+    )
+    .assert_code(0);
+    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    let port = fake_api("unused", 1000, false);
+    let health = format!("health_url=http://127.0.0.1:{port}/api/health");
+    let s = script("rollback.rhai");
+    // A dry run changes nothing.
+    let r = env.opsh(&["--dry-run", "run", &s, "--arg", &health], &kube_env);
+    r.assert_code(0);
+    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    let r = env.opsh(&["run", &s, "--arg", &health], &kube_env);
+    r.assert_code(0);
+    assert!(r.stdout.contains("health"), "{}", r.stdout);
+    assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
+    k.wait_rolled_out("api");
+}
+
+#[test]
+fn oom_or_memory_leak_end_to_end_on_the_kubernetes_test_server() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.wait_worker_oom_killed();
+    let env = Env::new();
+    let kc = k.kubeconfig();
+    let kube_env = [("KUBECONFIG", kc.as_str())];
+    let s = script("oom_or_memory_leak.rhai");
+    // The worker keeps getting OOM-killed: reported, nothing restarted.
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            "selector=app=worker",
+            "--arg",
+            "limit_mi=100000",
+            "--arg",
+            "restart=false",
+        ],
+        &kube_env,
+    );
+    r.assert_code(1);
+    assert!(r.stdout.contains("OOMKilled"), "{}", r.stdout);
+    // Every api pod over a 1 MiB limit: only the worst one is deleted.
+    let uids = |k: &Kube| -> Vec<String> {
+        k.objects("Pod", "default")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == "api")
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = uids(&k);
+    assert_eq!(before.len(), 3);
+    let r = env.opsh(
+        &[
+            "run",
+            &s,
+            "--arg",
+            "selector=app=api",
+            "--arg",
+            "limit_mi=1",
+        ],
+        &kube_env,
+    );
+    r.assert_code(1);
+    assert!(r.stdout.contains("restarted"), "{}", r.stdout);
+    let after = uids(&k);
+    assert_eq!(
+        before.iter().filter(|u| !after.contains(u)).count(),
+        1,
+        "{before:?} -> {after:?}"
+    );
+    let deletes: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|e| e["primitive"] == "k8s.delete_pod" && e["phase"] == "outcome")
+        .collect();
+    assert_eq!(deletes.len(), 1);
+}
