@@ -703,7 +703,6 @@ fn a_concurrent_change_is_a_409_that_says_what_changed() {
     let k = kube();
     let env = Env::new();
     for (kind, name, script) in [
-        ("Deployment", "api", r#"k8s.scale("api", 5)"#),
         (
             "HorizontalPodAutoscaler",
             "api",
@@ -746,5 +745,31 @@ fn a_concurrent_change_is_a_409_that_says_what_changed() {
     );
     // Read again and it goes through.
     run(&env, &k, r#"k8s.scale("api", 5)"#, &[]).assert_code(0);
+    assert_eq!(k.replicas("api"), 5);
+}
+
+#[test]
+fn scale_retries_past_an_unrelated_change_but_not_past_a_replicas_change() {
+    let k = kube();
+    let env = Env::new();
+    // Another client touches the Deployment between opsh's read and write:
+    // the write conflicts, opsh reads again and scales, keeping their change.
+    k.interfere("Deployment", "default", "api");
+    let r = run(&env, &k, r#"k8s.scale("api", 5, #{current: 3})"#, &[]);
+    r.assert_code(0);
+    assert_eq!(k.replicas("api"), 5);
+    let after = k.object("Deployment", "default", "api").unwrap();
+    assert_eq!(
+        after["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"],
+        "another-client"
+    );
+    // The precondition is checked on every read: replicas are 5 now, not 3.
+    let r = run(&env, &k, r#"k8s.scale("api", 7, #{current: 3})"#, &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("has 5 replicas, not the 3 expected"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(k.replicas("api"), 5);
 }

@@ -60,20 +60,34 @@ pub fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
 pub fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, n, opts, k) = scale_args(call)?;
     let path = format!("{}/scale", deploy_path(&k.namespace, &enc(&name)));
-    let mut sc = get(call, &k, &format!("get deployment {name}"), &path)?;
-    let from = i(&sc, "spec.replicas");
-    check_current(&opts, from, &name)?;
-    // PUT with the resourceVersion just read: a change in between is a 409.
-    sc["spec"]["replicas"] = json!(n);
-    req(
-        call,
-        &k,
-        &format!("scale {name}"),
-        "PUT",
-        &with_dry(&path, false),
-        Some("application/json"),
-        Some(&sc),
-    )?;
+    // PUT with the resourceVersion just read, so a write never lands on a
+    // state it did not see. Controllers bump the version with every status
+    // update, so a conflict is retried on a fresh read, as kubectl scale
+    // does; the `current` precondition is checked again on every read, so a
+    // real change of replicas by someone else still stops the scale.
+    let mut attempt = 0;
+    let from = loop {
+        attempt += 1;
+        let mut sc = get(call, &k, &format!("get deployment {name}"), &path)?;
+        let from = i(&sc, "spec.replicas");
+        check_current(&opts, from, &name)?;
+        sc["spec"]["replicas"] = json!(n);
+        match req(
+            call,
+            &k,
+            &format!("scale {name}"),
+            "PUT",
+            &with_dry(&path, false),
+            Some("application/json"),
+            Some(&sc),
+        ) {
+            Ok(_) => break from,
+            Err(e) if attempt < 5 && e.message.contains(": conflict, someone else changed it") => {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut out = map_of([
         ("deployment", name.clone().into()),
         ("from", from.into()),
