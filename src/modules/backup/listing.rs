@@ -32,33 +32,8 @@ impl Entry {
 
 pub const COLUMNS: &[&str] = &["name", "kind", "bytes", "size", "mtime", "age_s", "path"];
 
-/// `*` any run of characters, `?` one character.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    let (mut pi, mut ni) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
+/// The one glob matcher (`*`, `?`), shared with `--each-target`.
+pub use crate::fleet::glob_match as glob;
 
 /// Sidecars and SQLite's companions are never backups themselves.
 fn companion(name: &str) -> bool {
