@@ -43,8 +43,14 @@ impl KubeServer {
             interfere: Default::default(),
         });
         seed::seed(&shared.store);
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| err(format!("cannot listen on loopback: {e}")))?;
+        // A port below the ephemeral range, like every sandbox server: the
+        // listener is held from here on, so no other process can take it.
+        let std_listener = (0..20)
+            .find_map(|_| {
+                let port = super::free_port().ok()?;
+                std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+            })
+            .ok_or_else(|| err("cannot listen on a loopback port in 20000-31999"))?;
         let port = std_listener
             .local_addr()
             .map_err(|e| err(e.to_string()))?
