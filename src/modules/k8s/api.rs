@@ -11,6 +11,16 @@ use std::sync::Arc;
 
 pub const MANAGER: &str = "opsh";
 
+/// GET a Deployment of the handle's namespace.
+pub fn get_deployment(call: &Call, k: &Kube, name: &str) -> Result<Value, OpError> {
+    get(
+        call,
+        k,
+        &format!("get deployment {name}"),
+        &deploy_path(&k.namespace, &enc(name)),
+    )
+}
+
 pub fn deploy_path(ns: &str, name: &str) -> String {
     format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")
 }

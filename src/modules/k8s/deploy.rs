@@ -176,12 +176,7 @@ fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
     let name = call.str_arg(0)?;
     let opts = call.opt_map(1)?;
     let (k, _) = connect(call)?;
-    let d = get(
-        call,
-        &k,
-        &format!("get deployment {name}"),
-        &deploy_path(&k.namespace, &enc(&name)),
-    )?;
+    let d = get_deployment(call, &k, &name)?;
     let rss = owned_replicasets(call, &k, &d)?;
     let current = revision(&d);
     let target = match opts.get("to_revision").and_then(|v| v.as_int().ok()) {
@@ -293,12 +288,7 @@ fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpE
     }
     let only = opts.get("container").map(|c| c.to_string());
     let (k, _) = connect(call)?;
-    let d = get(
-        call,
-        &k,
-        &format!("get deployment {name}"),
-        &deploy_path(&k.namespace, &enc(&name)),
-    )?;
+    let d = get_deployment(call, &k, &name)?;
     let mut patches = Vec::new();
     let mut diff = Map::new();
     let cs = containers_of(&d);
@@ -401,12 +391,7 @@ fn image_change(call: &mut Call) -> Result<(String, Kube, String, String, String
     let container = call.str_arg(1)?;
     let image = call.str_arg(2)?;
     let (k, _) = connect(call)?;
-    let d = get(
-        call,
-        &k,
-        &format!("get deployment {name}"),
-        &deploy_path(&k.namespace, &enc(&name)),
-    )?;
+    let d = get_deployment(call, &k, &name)?;
     let cs = containers_of(&d);
     let Some(c) = cs.iter().find(|c| c["name"] == container.as_str()) else {
         let names: Vec<&str> = cs.iter().filter_map(|c| c["name"].as_str()).collect();

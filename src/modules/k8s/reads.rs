@@ -1,7 +1,9 @@
 //! Reads: any kind through discovery, deployments, pods, events, HPAs,
 //! rollout history. logs.rs: logs and metrics; export.rs: a namespace backup.
 
-use super::api::{age_secs, core, deploy_path, enc, get, i, items, resolve_kind, s, tidy, to_dyn};
+use super::api::{
+    age_secs, core, enc, get, get_deployment, i, items, resolve_kind, s, tidy, to_dyn,
+};
 use super::client::connect;
 use crate::dispatch::{Call, OpError};
 use crate::output::column_order_hint;
@@ -394,12 +396,7 @@ pub fn images_of(template: &Value) -> String {
 pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = call.str_arg(0)?;
     let (k, _) = connect(call)?;
-    let d = get(
-        call,
-        &k,
-        &format!("get deployment {name}"),
-        &deploy_path(&k.namespace, &enc(&name)),
-    )?;
+    let d = get_deployment(call, &k, &name)?;
     let current = revision(&d);
     let rows: Array = owned_replicasets(call, &k, &d)?
         .iter()
