@@ -560,25 +560,6 @@ fn pg_dump_dry_run_writes_nothing_and_pg_restore_fills_a_database() {
     assert!(!r.stderr.contains(&pg.password));
 }
 
-/// SAVE over an independent connection: the server writes dir/dump.rdb.
-fn redis_save(url: &str) {
-    let client = ::redis::Client::open(url).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let _: () = ::redis::cmd("SAVE")
-            .query_async(&mut c)
-            .await
-            .expect("SAVE");
-    })
-}
-
 fn sqlite3(db: &Path, sql: &str) {
     let out = std::process::Command::new("sqlite3")
         .arg(db)
@@ -658,7 +639,8 @@ fn an_rdb_saved_by_redis_verifies_and_a_corrupted_copy_does_not() {
         &[("REDIS_URL", &redis.url())],
     );
     r.assert_code(0);
-    redis_save(&redis.url());
+    // SAVE: the server writes dir/dump.rdb.
+    let _: () = redis_query(&redis.url(), &["SAVE"]);
     let saved = redis.log.parent().unwrap().join("dump.rdb");
     assert!(saved.is_file(), "SAVE wrote no {}", saved.display());
     let good = env.path("dump.rdb");

@@ -37,25 +37,9 @@ fn json_at(port: u16, path: &str) -> serde_json::Value {
 }
 
 fn redis_set_keys(url: &str, n: usize) {
-    let client = ::redis::Client::open(url).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        for i in 0..n {
-            let _: () = ::redis::cmd("SET")
-                .arg(format!("k{i}"))
-                .arg(i)
-                .query_async(&mut c)
-                .await
-                .expect("set");
-        }
-    })
+    for i in 0..n {
+        let _: () = redis_query(url, &["SET", &format!("k{i}"), &i.to_string()]);
+    }
 }
 
 /// A script helper: polls `f` (a closure returning () until ready) for up

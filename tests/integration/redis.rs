@@ -1,23 +1,5 @@
 use crate::support::*;
 
-/// One command over an independent connection, to check what the server holds.
-fn redis_query<T: ::redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
-    let client = ::redis::Client::open(url).expect("client");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    rt.block_on(async {
-        let mut c = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
-        let mut cmd = ::redis::cmd(args[0]);
-        cmd.arg(&args[1..]);
-        cmd.query_async(&mut c).await.expect("cmd")
-    })
-}
-
 fn redis_int(url: &str, args: &[&str]) -> i64 {
     redis_query(url, args)
 }

@@ -274,3 +274,22 @@ pub fn kube() -> Kube {
         .unwrap_or_else(|e| panic!("kube test server did not start: {e}"));
     Kube { api, _dir: dir }
 }
+
+/// One Redis command over an independent connection, to set up or check
+/// what the server holds.
+pub fn redis_query<T: ::redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = ::redis::Client::open(url).expect("client");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let mut cmd = ::redis::cmd(args[0]);
+        cmd.arg(&args[1..]);
+        cmd.query_async(&mut c).await.expect("redis command")
+    })
+}

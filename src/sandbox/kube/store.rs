@@ -106,6 +106,16 @@ pub fn rkey(r: &Res) -> String {
     format!("{}/{}", r.group, r.plural)
 }
 
+/// Where an object lives in the store: cluster-scoped kinds have no namespace.
+fn object_key(r: &Res, ns: &str, name: &str) -> Key {
+    let ns = if r.namespaced {
+        ns.to_string()
+    } else {
+        String::new()
+    };
+    (rkey(r), ns, name.to_string())
+}
+
 #[derive(Default)]
 struct Inner {
     rv: u64,
@@ -286,15 +296,7 @@ impl Store {
             name = format!("{gen}{}", suffix(5));
         }
         let mut inner = self.lock();
-        let key = (
-            rkey(r),
-            if r.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.clone(),
-        );
+        let key = object_key(r, ns, &name);
         if inner.objects.contains_key(&key) {
             return Err(ApiError::new(
                 409,
@@ -348,15 +350,7 @@ impl Store {
         manager: Option<&str>,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let key = (
-            rkey(r),
-            if r.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(r, ns, name);
         let Some(cur) = inner.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(r, name));
         };
@@ -444,15 +438,7 @@ impl Store {
         dry: bool,
     ) -> Result<Value, ApiError> {
         let mut inner = self.lock();
-        let key = (
-            rkey(r),
-            if r.namespaced {
-                ns.to_string()
-            } else {
-                String::new()
-            },
-            name.to_string(),
-        );
+        let key = object_key(r, ns, name);
         let Some(cur) = inner.objects.get(&key).cloned() else {
             return Err(ApiError::not_found(r, name));
         };
