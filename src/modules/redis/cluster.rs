@@ -33,13 +33,19 @@ fn split(url: &str) -> (String, Vec<String>) {
 }
 
 /// `<id> <ip:port@cport[,hostname]> <flags> ...` lines to node addresses.
-pub(super) fn parse_nodes(text: &str) -> Vec<String> {
+/// `seed` is the node that answered: a node that has not yet learnt its own
+/// IP lists itself as `:port`, and is reached at the seed's host.
+pub(super) fn parse_nodes(text: &str, seed: &str) -> Vec<String> {
+    let seed_host = seed.rsplit_once(':').map(|(h, _)| h).unwrap_or(seed);
     text.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let _id = f.next()?;
-            let addr = f.next()?.split('@').next()?.to_string();
+            let mut addr = f.next()?.split('@').next()?.to_string();
             let flags = f.next()?;
+            if addr.starts_with(':') && flags.contains("myself") {
+                addr = format!("{seed_host}{addr}");
+            }
             // A failing node is kept: a health check must report it, not
             // skip it. Only nodes with no address to dial are left out.
             let usable =
@@ -88,7 +94,7 @@ fn on_each_node(
                     .await
                 {
                     Ok(text) => {
-                        nodes = parse_nodes(&text);
+                        nodes = parse_nodes(&text, seed);
                         break;
                     }
                     Err(e) => last = Some(redis_error(e, &t, "CLUSTER NODES")),
@@ -171,9 +177,12 @@ mod tests {
                     c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected\n\
                     d4 :0@0 master,noaddr - 0 0 0 disconnected\n";
         assert_eq!(
-            parse_nodes(text),
+            parse_nodes(text, "127.0.0.1:7000"),
             vec!["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
         );
+        // A node that has not learnt its own IP yet is reached at the seed's host.
+        let fresh = "a1 :7000@17000 myself,master - 0 0 1 connected\n";
+        assert_eq!(parse_nodes(fresh, "10.0.0.5:7000"), vec!["10.0.0.5:7000"]);
         assert_eq!(
             split("redis+cluster://u:p@h1:1,h2:2/"),
             (
