@@ -29,6 +29,22 @@ impl Renderer<'_> {
     }
 
     /// The `--> file:line:col` block with the source line and a caret.
+    /// `pg` in `pg.qeury(...)` when the error points at `qeury`: the
+    /// identifier before the dot, if any.
+    fn receiver(&self, source: &str, pos: Position) -> Option<String> {
+        let (line, col) = (pos.line()?, pos.position()?);
+        let all = self.sources.get(source)?;
+        let text = all.lines().nth(line - 1)?;
+        let before: String = text.chars().take(col.saturating_sub(1)).collect();
+        let before = before.strip_suffix('.')?;
+        let ident: String = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        (!ident.is_empty()).then(|| ident.chars().rev().collect())
+    }
+
     fn snippet(&self, source: &str, pos: Position) -> String {
         let (Some(line), col) = (pos.line(), pos.position().unwrap_or(1)) else {
             return format!("  {} {source}\n", self.paint(Color::Blue.bold(), "-->"));
@@ -141,7 +157,7 @@ impl Renderer<'_> {
             EvalAltResult::ErrorFunctionNotFound(sig, _) => {
                 out.push_str(&self.header(&format!("function not found: {sig}")));
                 out.push_str(&self.snippet(&leaf_source, pos));
-                if let Some(h) = function_hint(sig) {
+                if let Some(h) = function_hint(sig, self.receiver(&leaf_source, pos).as_deref()) {
                     out.push_str(&self.note("hint", &h));
                 }
             }
@@ -232,12 +248,16 @@ fn strip_position(s: &str) -> String {
 }
 
 /// For `pg.qeury(...)`: Rhai reports "qeury (module, ...)"; suggest the
-/// registry's nearest names.
-fn function_hint(sig: &str) -> Option<String> {
+/// registry's nearest names, of that module when the receiver names one
+/// (a variable holding a handle could be any).
+fn function_hint(sig: &str, receiver: Option<&str>) -> Option<String> {
     let name = sig.split(" (").next()?.trim();
     let on_module = sig.contains("(module");
+    let module =
+        receiver.filter(|r| on_module && crate::registry::value_modules().any(|m| m.name == *r));
     let candidates: Vec<(String, String)> = crate::registry::all()
         .filter(|p| p.module.is_empty() != on_module)
+        .filter(|p| module.is_none_or(|m| p.module == m))
         .map(|p| (p.name.to_string(), p.signature()))
         .collect();
     let same: Vec<&String> = candidates
@@ -254,7 +274,7 @@ fn function_hint(sig: &str) -> Option<String> {
     }
     let best = crate::registry::suggest(name, candidates.iter().map(|(n, _)| n.as_str()))?;
     let full: Vec<String> = crate::registry::all()
-        .filter(|p| p.name == best)
+        .filter(|p| p.name == best && module.is_none_or(|m| p.module == m))
         .map(|p| p.full_name())
         .collect();
     Some(format!("did you mean {}?", full.join(" or ")))

@@ -49,6 +49,17 @@ pub struct OpError {
     pub cancelled: Option<Reason>,
 }
 
+/// The innermost error of `e`'s source chain: client libraries wrap the one
+/// line that says what happened ("invalid peer certificate: UnknownIssuer")
+/// in generic layers ("client error (Connect)").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
+}
+
 impl OpError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         OpError {

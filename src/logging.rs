@@ -1,6 +1,7 @@
 //! Structured logs on stderr (`--log-format text|json`), for cron mail and
 //! container log collectors. Level: warn by default, `-v` info, `-vv` debug,
-//! `-vvv` trace; `OPSH_LOG=debug` (a level name) overrides. Never coloured.
+//! `-vvv` trace; `OPSH_LOG=debug` (a level name) overrides, for the
+//! libraries' own logs too. Never coloured.
 
 use tracing::level_filters::LevelFilter;
 
@@ -22,15 +23,40 @@ pub fn level(verbose: u8) -> LevelFilter {
     })
 }
 
+/// How much the libraries opsh uses (the kube client, hyper, sqlx...) may
+/// log: one step below opsh, and nothing by default, since every failure
+/// they log also comes back to opsh, which reports it once with context.
+fn dependency_level(verbose: u8) -> LevelFilter {
+    if std::env::var_os("OPSH_LOG").is_some() {
+        return level(verbose);
+    }
+    match verbose {
+        0 => LevelFilter::OFF,
+        1 => LevelFilter::WARN,
+        2 => LevelFilter::INFO,
+        _ => LevelFilter::TRACE,
+    }
+}
+
 /// Installs the process-wide subscriber; a second call is a no-op.
 pub fn init(format: LogFormat, verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("opsh", level(verbose))
+        .with_default(dependency_level(verbose));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level(verbose))
         .with_ansi(false)
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.finish().with(filter).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .try_init(),
     };
 }

@@ -7,7 +7,7 @@ mod postgres;
 mod proc;
 mod redis;
 
-pub use kube::KubeServer;
+pub use kube::{KubeServer, TlsFiles};
 pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;

@@ -164,3 +164,21 @@ fn wrong_password_never_leaks_anywhere() {
         runs[0].stderr
     );
 }
+
+/// At run time the hint stays within the module the call was made on, and
+/// falls back to every module when the receiver is a variable.
+#[test]
+fn a_misspelt_method_is_matched_within_its_module() {
+    let env = Env::new();
+    let r = env.run("pg.qeury(\"select 1\")", &[], &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("hint: did you mean pg.query?\n"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run("let db = pg;\ndb.qeury(\"select 1\")", &[], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("pg.query"), "{}", r.stderr);
+    assert!(r.stderr.contains("prom.query"), "{}", r.stderr);
+}

@@ -9,6 +9,7 @@ mod errors;
 mod http;
 mod interrupt;
 mod k8s;
+mod k8s_incluster;
 mod k8s_kubectl;
 mod pg;
 mod pg_admin;

@@ -2,42 +2,7 @@
 //! switches to SSL with a throwaway CA (made with the openssl CLI).
 
 use crate::support::*;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut a = vec!["req", "-x509"];
-    a.extend(ec);
-    let (key, pem, subj) = (
-        format!("{name}.key"),
-        format!("{name}.pem"),
-        format!("/CN={name}"),
-    );
-    a.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
-    openssl(dir, &a);
-}
 
 #[test]
 fn sslmode_verify_full_with_a_private_ca() {
@@ -71,51 +36,9 @@ fn sslmode_verify_full_with_a_private_ca() {
 
     // Certificates in the server's own directory, owned by its user.
     let dir = pg.log.parent().unwrap().to_path_buf();
-    make_ca(&dir, "ca");
-    make_ca(&dir, "other-ca");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut a = vec!["req"];
-    a.extend(ec);
-    a.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(&dir, &a);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
+    certs::ca(&dir, "ca");
+    certs::ca(&dir, "other-ca");
+    certs::server(&dir, "ca", "server");
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let owner = std::fs::metadata(dir.join("data")).unwrap();

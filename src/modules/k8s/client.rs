@@ -125,9 +125,8 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                 (config, context, identity)
             }
             None if ctx.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
-                let config = kube::Config::incluster()
-                    .map_err(|e| config_error("cannot use the in-cluster service account".into(), e))?;
-                (config, "in-cluster".to_string(), "the pod's service account".to_string())
+                let (config, identity) = super::incluster::config()?;
+                (config, "in-cluster".to_string(), identity)
             }
             None => {
                 return Err(OpError::bad_input("no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist")
@@ -247,7 +246,7 @@ impl Kube {
                 other => ApiErr {
                     code: 0,
                     reason: "Unreachable".into(),
-                    message: other.to_string(),
+                    message: crate::dispatch::root_cause(&other),
                     details: None,
                 },
             })?;
@@ -286,6 +285,28 @@ impl Kube {
     }
 }
 
+fn unreachable_hint(k: &Kube, cause: &str) -> String {
+    let in_cluster = k.context == "in-cluster";
+    if cause.contains("certificate") {
+        return if in_cluster {
+            format!(
+                "the API server's certificate is not signed by the CA in {}/ca.crt",
+                super::incluster::service_account_dir().display()
+            )
+        } else {
+            format!("the API server's certificate is not signed by the certificate-authority of context {}; check the kubeconfig", k.context)
+        };
+    }
+    if in_cluster {
+        "is the API server reachable from this pod (KUBERNETES_SERVICE_HOST/PORT, egress NetworkPolicy)?".into()
+    } else {
+        format!(
+            "is the cluster of context {0} up? `kubectl --context {0} cluster-info` tells",
+            k.context
+        )
+    }
+}
+
 pub fn unreachable_or(k: &Kube, what: &str, e: ApiErr) -> OpError {
     if e.code == 0 {
         return OpError::failed(format!(
@@ -293,10 +314,7 @@ pub fn unreachable_or(k: &Kube, what: &str, e: ApiErr) -> OpError {
             k.server
         ))
         .with_cause(crate::redact::redact(&e.message))
-        .with_hint(format!(
-            "is the cluster of context {} up? `kubectl --context {} cluster-info` tells",
-            k.context, k.context
-        ));
+        .with_hint(unreachable_hint(k, &e.message));
     }
     k.api_error(what, e)
 }

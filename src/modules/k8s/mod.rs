@@ -9,6 +9,7 @@ mod apply;
 mod client;
 mod deploy;
 mod export;
+mod incluster;
 mod logs;
 mod objects;
 mod reads;

@@ -122,12 +122,7 @@ fn build_client(t: &Target) -> Result<reqwest::Client, OpError> {
 }
 
 fn send_error(e: reqwest::Error, url: &str, t: &Target) -> OpError {
-    let mut cause = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
+    let cause = crate::dispatch::root_cause(&e);
     let what = t.kind.name();
     if e.is_timeout() {
         OpError::new(

@@ -1,6 +1,7 @@
 //! HTTP/1.1 serving on hyper: authentication by bearer token, routing of
 //! discovery and resource paths, the verbs, and watch streams.
 
+use super::auth::{Access, Auth, ADMIN};
 use super::discovery::{self, Res};
 use super::patch;
 use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
@@ -23,6 +24,10 @@ pub struct Shared {
     /// (kind, namespace, name): the next write to it is preceded by another
     /// writer's change, as a concurrent client would make.
     pub interfere: std::sync::Mutex<Option<(String, String, String)>>,
+    /// Tokens and RBAC grants (see auth.rs).
+    pub auth: std::sync::RwLock<Auth>,
+    /// Served over TLS: every request must carry an issued bearer token.
+    pub secure: bool,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -104,7 +109,6 @@ struct Req<'a> {
     ctype: String,
     body: &'a [u8],
     user: String,
-    writer: bool,
 }
 
 impl Req<'_> {
@@ -146,14 +150,21 @@ fn route(
             .unwrap_or("")
             .to_string()
     };
-    // Anyone is admin, except who asks to act as someone else: `viewer` may only read.
-    let user = parts
-        .headers
-        .get("impersonate-user")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("admin")
-        .to_string();
-    let writer = user == "admin";
+    let user = if shared.secure {
+        let token = header(hyper::header::AUTHORIZATION);
+        let user = token
+            .strip_prefix("Bearer ")
+            .and_then(|t| shared.auth.read().ok()?.user(t.trim()).map(str::to_string));
+        user.ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"))?
+    } else {
+        // No tokens over HTTP: whoever asks is admin unless acting as someone else.
+        parts
+            .headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(ADMIN)
+            .to_string()
+    };
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -165,7 +176,6 @@ fn route(
         ctype: header(hyper::header::CONTENT_TYPE),
         body,
         user,
-        writer,
     };
     let path = parts.uri.path().trim_end_matches('/');
     let metrics = shared.metrics.load(std::sync::atomic::Ordering::Relaxed);
@@ -215,14 +225,16 @@ fn not_served() -> ApiError {
     )
 }
 
-fn forbidden(req: &Req, r: &Res, ns: &str, verb: &str) -> ApiError {
+fn forbidden(req: &Req, r: &Res, a: &Access) -> ApiError {
+    let what = match a.name {
+        Some(n) => format!("{} \"{n}\"", store::qualified(r)),
+        None => store::qualified(r),
+    };
     let mut m = format!(
-        "{} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"",
-        store::qualified(r),
-        req.user,
-        r.plural,
-        r.group
+        "{what} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\"",
+        req.user, a.verb, a.resource, r.group
     );
+    let ns = a.namespace;
     if !ns.is_empty() {
         m.push_str(&format!(" in the namespace \"{ns}\""));
     }
@@ -257,8 +269,24 @@ fn resource(
         ("DELETE", _) => "delete",
         _ => return Err(ApiError::new(405, "MethodNotAllowed", "method not allowed")),
     };
-    if !req.writer && !matches!(verb, "get" | "list" | "watch") {
-        return Err(forbidden(req, r, ns, verb));
+    let resource = match sub {
+        Some(s) => format!("{}/{s}", r.plural),
+        None => r.plural.to_string(),
+    };
+    let access = Access {
+        verb,
+        group,
+        resource: &resource,
+        namespace: ns,
+        name,
+    };
+    let allowed = shared
+        .auth
+        .read()
+        .map(|a| a.allows(&req.user, &access))
+        .unwrap_or(false);
+    if !allowed {
+        return Err(forbidden(req, r, &access));
     }
     if matches!(verb, "update" | "patch" | "delete") {
         interfere(shared, r, ns, name.unwrap_or(""));

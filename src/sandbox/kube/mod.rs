@@ -5,10 +5,13 @@
 //! turn into a living cluster. It runs on its own thread and runtime, on a
 //! free loopback port, and writes a kubeconfig with two users: `admin`
 //! (context `sandbox`) and the read-only `viewer` (context `sandbox-viewer`).
-//! Plain HTTP, so no credentials: client-go does not send bearer tokens
-//! over HTTP. Identity comes from the impersonation header (`as: viewer`),
-//! which both kubectl and the kube crate send.
+//! Plain HTTP by default, so no credentials: client-go does not send bearer
+//! tokens over HTTP, and identity comes from the impersonation header
+//! (`as: viewer`), which both kubectl and the kube crate send. With
+//! `start_tls` it serves HTTPS and authenticates bearer tokens, as a real
+//! API server does for a pod's service account (auth.rs).
 
+mod auth;
 mod controllers;
 mod discovery;
 mod http;
@@ -28,6 +31,8 @@ use std::time::Duration;
 pub struct KubeServer {
     pub port: u16,
     pub kubeconfig: PathBuf,
+    /// Served over HTTPS with token authentication.
+    pub tls: bool,
     shared: Arc<http::Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -36,11 +41,25 @@ pub struct KubeServer {
 impl KubeServer {
     /// Starts the server with the demo objects of `seed.rs` in `default`.
     pub fn start(dir: &Path) -> Result<KubeServer, SandboxError> {
+        Self::start_with(dir, None)
+    }
+
+    /// Starts it serving HTTPS with the certificate and key of `tls`, whose
+    /// CA the kubeconfig names; requests need a token from `issue_token`
+    /// (the kubeconfig's users have one each).
+    pub fn start_tls(dir: &Path, tls: &TlsFiles) -> Result<KubeServer, SandboxError> {
+        Self::start_with(dir, Some(tls))
+    }
+
+    fn start_with(dir: &Path, tls: Option<&TlsFiles>) -> Result<KubeServer, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
+        let acceptor = tls.map(acceptor).transpose()?;
         let shared = Arc::new(http::Shared {
             store: store::Store::default(),
             metrics: true.into(),
             interfere: Default::default(),
+            auth: Default::default(),
+            secure: tls.is_some(),
         });
         seed::seed(&shared.store);
         // A port below the ephemeral range, like every sandbox server: the
@@ -69,23 +88,45 @@ impl KubeServer {
                 else {
                     return;
                 };
-                rt.block_on(run(std_listener, s, stop_rx));
+                rt.block_on(run(std_listener, s, acceptor, stop_rx));
             })
             .map_err(|e| err(format!("cannot start the API server thread: {e}")))?;
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_text(port))
-            .map_err(|e| err(format!("write {}: {e}", kubeconfig.display())))?;
-        Ok(KubeServer {
+        let server = KubeServer {
             port,
-            kubeconfig,
+            kubeconfig: dir.join("kubeconfig"),
+            tls: tls.is_some(),
             shared,
             stop: Some(stop_tx),
             thread: Some(thread),
-        })
+        };
+        let text = kubeconfig_text(&server, tls.map(|t| t.ca.as_path()));
+        std::fs::write(&server.kubeconfig, text)
+            .map_err(|e| err(format!("write {}: {e}", server.kubeconfig.display())))?;
+        Ok(server)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A bearer token that authenticates as `user` (over TLS), e.g.
+    /// `system:serviceaccount:NS:NAME` for a pod's service account.
+    pub fn issue_token(&self, user: &str) -> String {
+        match self.shared.auth.write() {
+            Ok(mut a) => a.issue(user),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Grants what the Roles of an RBAC manifest allow to the subjects of
+    /// its RoleBindings; returns how many subjects were bound.
+    pub fn grant(&self, rbac_manifest: &str) -> Result<usize, String> {
+        self.shared
+            .auth
+            .write()
+            .map_err(|_| "auth lock poisoned".to_string())?
+            .grant(rbac_manifest)
     }
 
     /// An object as the server holds it, read directly: how tests check
@@ -163,6 +204,7 @@ const TICK: Duration = Duration::from_millis(100);
 async fn run(
     listener: std::net::TcpListener,
     shared: Arc<http::Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
@@ -183,11 +225,16 @@ async fn run(
             conn = listener.accept() => {
                 let Ok((stream, _)) = conn else { continue };
                 let s = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| http::handle(s.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve(stream, s).await;
+                            }
+                        }
+                        None => serve(stream, s).await,
+                    }
                 });
             }
         }
@@ -195,14 +242,64 @@ async fn run(
     controllers.abort();
 }
 
-fn kubeconfig_text(port: u16) -> String {
+async fn serve<T>(io: T, shared: Arc<http::Shared>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| http::handle(shared.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .await;
+}
+
+/// PEM files for serving HTTPS: the server's certificate chain and key, and
+/// the CA that signed it (for the kubeconfig).
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+fn acceptor(tls: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, SandboxError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| err(format!("read {}: {e}", p.display())));
+    let chain = CertificateDer::pem_slice_iter(&read(&tls.cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("{}: {e}", tls.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&tls.key)?)
+        .map_err(|e| err(format!("{}: {e}", tls.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| err(format!("server certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Two contexts: `sandbox` (admin) and `sandbox-viewer`. Over HTTP the
+/// viewer impersonates; over HTTPS each user has its own token.
+fn kubeconfig_text(server: &KubeServer, ca: Option<&Path>) -> String {
+    let url = server.url();
+    let (ca_line, admin, viewer) = match ca {
+        Some(ca) => (
+            format!("\n    certificate-authority: {}", ca.display()),
+            format!("\n    token: {}", server.issue_token(auth::ADMIN)),
+            format!("token: {}", server.issue_token(auth::VIEWER)),
+        ),
+        None => (String::new(), " {}".to_string(), "as: viewer".to_string()),
+    };
     format!(
         "apiVersion: v1
 kind: Config
 clusters:
 - name: sandbox
   cluster:
-    server: http://127.0.0.1:{port}
+    server: {url}{ca_line}
 contexts:
 - name: sandbox
   context:
@@ -217,10 +314,10 @@ contexts:
 current-context: sandbox
 users:
 - name: admin
-  user: {{}}
+  user:{admin}
 - name: viewer
   user:
-    as: viewer
+    {viewer}
 preferences: {{}}
 "
     )

@@ -1,0 +1,316 @@
+//! opsh inside a pod: no kubeconfig, only KUBERNETES_SERVICE_HOST/PORT and
+//! the mounted service-account token, CA and namespace. The Kubernetes API
+//! test server serves HTTPS here, accepts only the tokens it issued, and
+//! enforces the Role of docs/deploy/rbac.yaml for the service account, so
+//! these tests also prove that the Role shipped for the CronJob lets the
+//! runbooks do their job and refuses more. kubectl, given the same token
+//! and CA, agrees.
+
+use crate::support::{certs, Env};
+use opsh::sandbox::{KubeServer, TlsFiles};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const SA: &str = "system:serviceaccount:opsh:opsh";
+
+struct Pod {
+    env: Env,
+    api: KubeServer,
+    token: String,
+    /// The mounted service-account directory: token, ca.crt, namespace.
+    sa: PathBuf,
+    port: String,
+}
+
+impl Pod {
+    fn new() -> Pod {
+        let env = Env::new();
+        let pki = env.path("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        certs::ca(&pki, "ca");
+        certs::ca(&pki, "other-ca");
+        certs::server(&pki, "ca", "server");
+        let api = KubeServer::start_tls(
+            &env.path("kube"),
+            &TlsFiles {
+                cert: pki.join("server.pem"),
+                key: pki.join("server.key"),
+                ca: pki.join("ca.pem"),
+            },
+        )
+        .unwrap_or_else(|e| panic!("kube test server did not start: {e}"));
+        let rbac = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/deploy/rbac.yaml"),
+        )
+        .unwrap();
+        assert_eq!(api.grant(&rbac), Ok(1), "one subject bound");
+        let token = api.issue_token(SA);
+
+        // The opsh namespace, with a copy of the demo `api` deployment.
+        api.put(
+            "Namespace",
+            "",
+            json!({"metadata": {"name": "opsh"}, "status": {"phase": "Active"}}),
+        )
+        .unwrap();
+        let demo = api.object("Deployment", "default", "api").unwrap();
+        api.put(
+            "Deployment",
+            "opsh",
+            json!({"metadata": {"name": "api", "labels": demo["metadata"]["labels"]}, "spec": demo["spec"]}),
+        )
+        .unwrap();
+
+        let sa = env.path("serviceaccount");
+        std::fs::create_dir_all(&sa).unwrap();
+        std::fs::write(sa.join("token"), &token).unwrap();
+        std::fs::copy(pki.join("ca.pem"), sa.join("ca.crt")).unwrap();
+        std::fs::write(sa.join("namespace"), "opsh").unwrap();
+        let port = api.port.to_string();
+        Pod {
+            env,
+            api,
+            token,
+            sa,
+            port,
+        }
+    }
+
+    /// The environment the kubelet gives a pod.
+    fn pod_env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", self.port.as_str()),
+            ("OPSH_SERVICEACCOUNT_DIR", self.sa.to_str().unwrap()),
+        ]
+    }
+
+    fn run(&self, script: &str, flags: &[&str]) -> crate::support::Run {
+        self.env.run(script, flags, &self.pod_env())
+    }
+
+    fn deployment(&self) -> serde_json::Value {
+        self.api.object("Deployment", "opsh", "api").unwrap()
+    }
+
+    fn wait_ready(&self, n: i64) {
+        let ok = self.api.wait_for(Duration::from_secs(15), |k| {
+            k.object("Deployment", "opsh", "api")
+                .is_some_and(|d| d["status"]["readyReplicas"].as_i64() == Some(n))
+        });
+        assert!(ok, "api in opsh did not get {n} ready replicas");
+    }
+
+    /// kubectl as the pod's service account: flags, no kubeconfig.
+    fn kubectl(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let ca = self.env.path("pki/ca.pem");
+        let o = Command::new("kubectl")
+            .arg(format!("--server={}", self.api.url()))
+            .arg(format!("--certificate-authority={}", ca.display()))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.env.path("home"))
+            .env("KUBECACHEDIR", self.env.path("kubecache"))
+            .output()
+            .expect("run kubectl");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
+    let pod = Pod::new();
+    pod.wait_ready(3);
+
+    // Reads land in the namespace of the mounted namespace file, and the
+    // scale subresource the Role grants works.
+    let r = pod.run(
+        r#"
+        print(`deployments ${k8s.deployments().map(|d| d.name)}`);
+        let s = k8s.scale("api", 2);
+        print(`scaled ${s.from} -> ${s.to}`);
+        "#,
+        &[],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains(r#"deployments ["api"]"#), "{}", r.stdout);
+    assert!(r.stdout.contains("scaled 3 -> 2"), "{}", r.stdout);
+    // In the namespace of the mounted namespace file, not `default`.
+    assert_eq!(pod.deployment()["spec"]["replicas"], 2);
+    let demo = pod.api.object("Deployment", "default", "api").unwrap();
+    assert_eq!(demo["spec"]["replicas"], 3);
+    pod.wait_ready(2);
+
+    // The morning health runbook needs only what the Role grants.
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/morning_health.rhai");
+    let r = pod.env.opsh(
+        &[
+            "run",
+            script.to_str().unwrap(),
+            "--arg",
+            r#"namespaces=["opsh"]"#,
+            "--arg",
+            "check_db=false",
+        ],
+        &pod.pod_env(),
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("pods opsh"), "{}", r.stdout);
+
+    // More than the Role grants is refused by the server, named as the
+    // service account, and nothing changes. rollout_restart patches the
+    // deployment itself, which the Role does not allow.
+    let before = pod.deployment();
+    let r = pod.run(r#"k8s.rollout_restart("api")"#, &[]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains(&format!("forbidden for `{SA}` (in-cluster)")),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("kubectl auth can-i"), "{}", r.stderr);
+    let after = pod.deployment();
+    assert_eq!(before["spec"], after["spec"]);
+    // Nor may it read outside its namespace.
+    let r = pod.run(r#"k8s.ns("default").deployments()"#, &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("forbidden"), "{}", r.stderr);
+
+    // The token is a secret: never printed, logged or audited.
+    for text in [r.stdout.as_str(), r.stderr.as_str()] {
+        assert!(!text.contains(&pod.token));
+    }
+    let audit = std::fs::read_to_string(pod.env.audit_path()).unwrap_or_default();
+    assert!(audit.contains("scale"), "{audit}");
+    assert!(!audit.contains(&pod.token));
+}
+
+#[test]
+fn in_cluster_config_fails_clearly() {
+    let pod = Pod::new();
+    let probe = "print(k8s.deployments().len())";
+    let with = |extra: &[(&str, &str)]| {
+        let mut env = pod.pod_env();
+        env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+        env.extend_from_slice(extra);
+        pod.env.run(probe, &[], &env)
+    };
+
+    // No token mounted (automountServiceAccountToken: false).
+    let empty = pod.env.path("no-token");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::copy(pod.sa.join("ca.crt"), empty.join("ca.crt")).unwrap();
+    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", empty.to_str().unwrap())]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("cannot read the service account token"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("automountServiceAccountToken"),
+        "{}",
+        r.stderr
+    );
+
+    // A CA that did not sign the server's certificate.
+    let wrong_ca = pod.env.path("wrong-ca");
+    std::fs::create_dir_all(&wrong_ca).unwrap();
+    std::fs::copy(pod.sa.join("token"), wrong_ca.join("token")).unwrap();
+    std::fs::copy(pod.env.path("pki/other-ca.pem"), wrong_ca.join("ca.crt")).unwrap();
+    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", wrong_ca.to_str().unwrap())]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("invalid peer certificate: UnknownIssuer"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("not signed by the CA in") && r.stderr.contains("wrong-ca/ca.crt"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(&pod.token), "{}", r.stderr);
+
+    // A token the API server did not issue.
+    let forged = pod.env.path("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::copy(pod.sa.join("ca.crt"), forged.join("ca.crt")).unwrap();
+    let mut bad = pod.token.clone();
+    bad.push('x');
+    std::fs::write(forged.join("token"), &bad).unwrap();
+    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", forged.to_str().unwrap())]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("did not accept the credentials"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(&bad), "{}", r.stderr);
+
+    // The kubelet sets both variables; half a pod environment is named.
+    let r = with(&[("KUBERNETES_SERVICE_PORT", "")]);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("KUBERNETES_SERVICE_PORT is not set"),
+        "{}",
+        r.stderr
+    );
+
+    // A kubeconfig, when there is one, wins over the pod environment.
+    let r = with(&[("KUBECONFIG", pod.api.kubeconfig.to_str().unwrap())]);
+    r.assert_code(0);
+}
+
+/// The HTTPS server is what a real API server is to kubectl: the shipped
+/// Role allows the scale subresource and refuses the deployment itself,
+/// and a token it did not issue is not logged in.
+#[test]
+fn kubectl_agrees_about_the_service_accounts_rights() {
+    let pod = Pod::new();
+    let t = pod.token.as_str();
+    let (code, out, err) =
+        pod.kubectl(t, &["-n", "opsh", "get", "deployment", "api", "-o", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(d["metadata"]["namespace"], "opsh");
+
+    let (code, _, err) = pod.kubectl(
+        t,
+        &["-n", "opsh", "scale", "deployment/api", "--replicas=4"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(pod.deployment()["spec"]["replicas"], 4);
+
+    let (code, _, err) = pod.kubectl(t, &["-n", "opsh", "delete", "pod", "--all"]);
+    assert_ne!(code, 0);
+    assert!(err.contains(&format!("User \"{SA}\" cannot")), "{err}");
+    let (code, _, err) = pod.kubectl(t, &["-n", "default", "get", "pods"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("forbidden"), "{err}");
+
+    let (code, _, err) = pod.kubectl("not-issued", &["-n", "opsh", "get", "pods"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("Unauthorized"), "{err}");
+
+    // The admin kubeconfig of the HTTPS server (CA file and token) works too.
+    let o = Command::new("kubectl")
+        .args(["get", "deployments", "-A", "-o", "name"])
+        .env("KUBECONFIG", &pod.api.kubeconfig)
+        .env("HOME", pod.env.path("home"))
+        .env("KUBECACHEDIR", pod.env.path("kubecache-admin"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("deployment.apps/api"), "{out}");
+}
