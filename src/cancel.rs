@@ -141,11 +141,18 @@ impl Cancel {
         });
     }
 
-    pub fn arm_timeout(&self, rt: &tokio::runtime::Runtime, after: Duration) {
+    /// Triggers `Timeout` after `after`, unless the returned handle is
+    /// aborted first (the REPL's per-entry deadline).
+    pub fn arm_timeout(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        after: Duration,
+    ) -> tokio::task::AbortHandle {
         let me = self.clone();
         rt.spawn(async move {
             tokio::time::sleep(after).await;
             me.trigger(Reason::Timeout);
-        });
+        })
+        .abort_handle()
     }
 }

@@ -49,7 +49,7 @@ pub struct Global {
     /// Audit log (default: $XDG_STATE_HOME/opsh/audit.jsonl; env OPSH_AUDIT_LOG).
     #[arg(long, global = true, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Stop the whole run after this long, e.g. "10m".
+    /// Stop the whole run after this long, e.g. "10m" (in the console: each entry).
     #[arg(long, global = true, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Per-primitive-call timeout (default 30s, or `[defaults] timeout`).
@@ -434,7 +434,7 @@ pub fn run_file(g: &Global, a: &RunArgs, prepare: Option<&dyn Fn(&mut Config)>) 
     };
     match &error {
         None => tracing::info!(script = %name, exit = code, "run ended"),
-        Some(e) => tracing::error!(script = %name, exit = code, error = %e, "run failed"),
+        Some(e) => crate::log_failure!(script = %name, exit = code, error = %e, "run failed"),
     }
     let after = crate::unattended::After {
         report: g.unattended.report.clone(),
@@ -514,7 +514,7 @@ fn fleet(g: &Global, cfg: &Config, spec: &str) -> i32 {
     let cancel = crate::cancel::Cancel::default();
     cancel.install_signal_handlers(&rt);
     if let Some(t) = g.timeout {
-        cancel.arm_timeout(&rt, t);
+        let _ = cancel.arm_timeout(&rt, t);
     }
     let argv: Vec<String> = std::env::args().skip(1).collect();
     crate::fleet::run(&plan, &argv, &cancel)
@@ -531,6 +531,31 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
         other => other.to_string(),
     };
     crate::redact::redact(s.lines().next().unwrap_or(""))
+}
+
+/// The session options of the global flags and `[defaults]`, the same for
+/// `opsh run`, the REPL and `opsh test`.
+pub(crate) fn options(g: &Global, cfg: &Config, script: &str, args: Map) -> Options {
+    let call_timeout = g
+        .call_timeout
+        .or_else(|| {
+            cfg.defaults
+                .timeout
+                .as_deref()
+                .and_then(|t| humantime::parse_duration(t).ok())
+        })
+        .unwrap_or(Duration::from_secs(30));
+    Options {
+        dry_run: g.dry_run,
+        yes: g.yes,
+        call_timeout,
+        max_operations: g
+            .max_operations
+            .or(cfg.defaults.max_operations)
+            .unwrap_or(100_000_000),
+        args,
+        script: script.to_string(),
+    }
 }
 
 /// Compiles and runs the script: (exit code, why it failed, the session).
@@ -554,28 +579,8 @@ fn execute(
             return (exit::ERROR, Some(e), None);
         }
     };
-    let call_timeout = g
-        .call_timeout
-        .or_else(|| {
-            cfg.defaults
-                .timeout
-                .as_deref()
-                .and_then(|t| humantime::parse_duration(t).ok())
-        })
-        .unwrap_or(Duration::from_secs(30));
-    let max_operations = g
-        .max_operations
-        .or(cfg.defaults.max_operations)
-        .unwrap_or(100_000_000);
     let audit = Audit::new(audit_path(g, &cfg), name);
-    let opts = Options {
-        dry_run: g.dry_run,
-        yes: g.yes,
-        call_timeout,
-        max_operations,
-        args,
-        script: name.to_string(),
-    };
+    let opts = options(g, &cfg, name, args);
     let out = output(g);
     let session = match Session::new(opts, cfg, out, audit) {
         Ok(mut s) => {
@@ -595,7 +600,7 @@ fn execute(
     };
     session.cancel.install_signal_handlers(&session.rt);
     if let Some(t) = g.timeout {
-        session.cancel.arm_timeout(&session.rt, t);
+        let _ = session.cancel.arm_timeout(&session.rt, t);
     }
     let base = match a.file.parent() {
         Some(p) if a.file != Path::new("-") && !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -659,29 +664,10 @@ fn repl(g: &Global) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let call_timeout = g
-        .call_timeout
-        .or_else(|| {
-            cfg.defaults
-                .timeout
-                .as_deref()
-                .and_then(|t| humantime::parse_duration(t).ok())
-        })
-        .unwrap_or(Duration::from_secs(30));
-    let opts = Options {
-        dry_run: g.dry_run,
-        yes: g.yes,
-        call_timeout,
-        max_operations: g
-            .max_operations
-            .or(cfg.defaults.max_operations)
-            .unwrap_or(100_000_000),
-        args: Map::new(),
-        script: "repl".into(),
-    };
+    let opts = options(g, &cfg, "repl", Map::new());
     let audit = Audit::new(audit_path(g, &cfg), "repl");
     match Session::new(opts, cfg, output(g), audit) {
-        Ok(s) => crate::repl::run(Arc::new(s)),
+        Ok(s) => crate::repl::run(Arc::new(s), g.timeout),
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
             exit::ERROR

@@ -441,7 +441,7 @@ fn mutate(
     }
 
     if target.as_ref().is_some_and(|t| t.protected) && !session.yes {
-        if let Err(e) = confirm(&prim.full_name(), &target_display, &call.args) {
+        if let Err(e) = confirm(session, &prim.full_name(), &target_display, &call.args) {
             journal(
                 session,
                 prim,
@@ -509,7 +509,7 @@ fn journal(
             tracing::info!(primitive = %prim.full_name(), target, mode, outcome, duration_ms = ms, "mutation")
         }
         Some(e) => {
-            tracing::error!(primitive = %prim.full_name(), target, mode, outcome, duration_ms = ms, error = %e, "mutation failed")
+            crate::log_failure!(primitive = %prim.full_name(), target, mode, outcome, duration_ms = ms, error = %e, "mutation failed")
         }
     }
     session.journal.mutation(crate::report::Mutation {
@@ -522,7 +522,7 @@ fn journal(
     });
 }
 
-fn confirm(prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
+fn confirm(session: &Session, prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !interactive {
         return Err(OpError::refused(format!("{prim} on protected target {target} needs confirmation, and there is no terminal to ask on"))
@@ -536,14 +536,41 @@ fn confirm(prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
         shown.join(", ")
     );
     let _ = err.flush();
+    let not_confirmed = || {
+        OpError::refused(format!(
+            "{prim} on protected target {target}: not confirmed"
+        ))
+    };
+    // Wait for the answer without blocking in read(2), so that Ctrl-C or
+    // --timeout ends the prompt at once. The terminal is in line mode here,
+    // so stdin turns readable only when a whole line has been typed.
+    loop {
+        if let Some(reason) = session.cancel.reason() {
+            let _ = writeln!(err);
+            let mut e = not_confirmed();
+            e.cancelled = Some(reason);
+            return Err(e);
+        }
+        let mut fd = libc::pollfd {
+            fd: libc::STDIN_FILENO,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut fd, 1, 50) };
+        if ready > 0 {
+            break;
+        }
+        if ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return Err(not_confirmed());
+        }
+    }
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);
     if line.trim() == "yes" {
         Ok(())
     } else {
-        Err(OpError::refused(format!(
-            "{prim} on protected target {target}: not confirmed"
-        )))
+        Err(not_confirmed())
     }
 }
 

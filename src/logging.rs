@@ -38,8 +38,35 @@ fn dependency_level(verbose: u8) -> LevelFilter {
     }
 }
 
+static AT_TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a person reads stderr: text logs on a terminal, where every
+/// failure has just been shown as a rendered diagnostic.
+pub fn at_terminal() -> bool {
+    AT_TERMINAL.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A failure that opsh also renders as a diagnostic: logged as an error for
+/// log collectors, but only at info on a terminal, where it would repeat
+/// what the person just read.
+#[macro_export]
+macro_rules! log_failure {
+    ($($t:tt)*) => {
+        if $crate::logging::at_terminal() {
+            tracing::info!($($t)*)
+        } else {
+            tracing::error!($($t)*)
+        }
+    };
+}
+
 /// Installs the process-wide subscriber; a second call is a no-op.
 pub fn init(format: LogFormat, verbose: u8) {
+    use std::io::IsTerminal;
+    AT_TERMINAL.store(
+        format == LogFormat::Text && std::io::stderr().is_terminal(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::filter::Targets::new()

@@ -51,10 +51,13 @@ struct Repl {
     /// inside one shows that entry's line, not the calling entry's.
     fn_sources: std::collections::HashMap<String, String>,
     shared: Arc<Shared>,
+    /// `--timeout`: each entry's deadline.
+    timeout: Option<std::time::Duration>,
 }
 
-/// Runs the console until `:quit`, Ctrl-D or `exit(n)`; returns the exit code.
-pub fn run(session: Arc<Session>) -> i32 {
+/// Runs the console until `:quit`, Ctrl-D or `exit(n)`; returns the exit
+/// code. `timeout` limits each entry, as it limits a whole `opsh run`.
+pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
     session.cancel.set_interactive(true);
     session.cancel.install_signal_handlers(&session.rt);
     let color = session.out.color;
@@ -70,6 +73,7 @@ pub fn run(session: Arc<Session>) -> i32 {
         entries: 0,
         fn_sources: Default::default(),
         shared: shared.clone(),
+        timeout,
     };
     repl.refresh();
 
@@ -275,9 +279,15 @@ impl Repl {
         self.session.cancel.reset();
         self.ast += ast;
         self.ast.set_source(name);
+        let deadline = self
+            .timeout
+            .map(|t| self.session.cancel.arm_timeout(&self.session.rt, t));
         let result = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &self.ast);
+        if let Some(d) = deadline {
+            d.abort();
+        }
         self.ast.clear_statements();
         let reason = self.session.cancel.reason();
         self.session.cancel.reset();

@@ -1,7 +1,7 @@
 //! `opsh test [PATH...]`: a fresh session per test file, in test mode.
 
 use crate::audit::Audit;
-use crate::cli::{audit_path, load_config, output, Global, TestArgs};
+use crate::cli::{audit_path, load_config, options, output, Global, TestArgs};
 use crate::output::Format;
 use crate::session::{Options, Session};
 use std::sync::Arc;
@@ -46,13 +46,10 @@ pub fn main(g: &Global, a: &TestArgs) -> i32 {
     let mut outcomes = Vec::new();
     for file in &files {
         let name = file.display().to_string();
+        // Tests never stop at a confirmation prompt.
         let opts = Options {
-            dry_run: g.dry_run,
             yes: true,
-            call_timeout: g.call_timeout.unwrap_or(std::time::Duration::from_secs(30)),
-            max_operations: g.max_operations.unwrap_or(100_000_000),
-            args: rhai::Map::new(),
-            script: name.clone(),
+            ..options(g, &cfg, &name, rhai::Map::new())
         };
         let audit = Audit::new(audit_path(g, &cfg), &name);
         let session = match Session::new(opts, cfg.clone(), output(g), audit) {

@@ -17,6 +17,11 @@ impl Tty {
     /// Starts `opsh` in a fresh tmux server with a hermetic environment:
     /// the Env's HOME and XDG dirs, nothing inherited but PATH.
     fn start(env: &Env, extra: &[(&str, &str)]) -> Tty {
+        Self::start_with(env, extra, &[])
+    }
+
+    /// `opsh FLAGS...` on the terminal.
+    fn start_with(env: &Env, extra: &[(&str, &str)], flags: &[&str]) -> Tty {
         // A socket in the test's own directory: a private tmux server,
         // removed with the directory.
         let socket = env
@@ -52,9 +57,10 @@ impl Tty {
         args.extend([
             "sh".into(),
             "-c".into(),
-            r#""$0"; echo "[opsh exited $?]"; sleep 600"#.into(),
+            r#""$0" "$@"; echo "[opsh exited $?]"; sleep 600"#.into(),
             env!("CARGO_BIN_EXE_opsh").into(),
         ]);
+        args.extend(flags.iter().map(|f| f.to_string()));
         let status = Command::new("tmux")
             .args([
                 "-S",
@@ -401,4 +407,56 @@ fn prompt_shows_the_current_kube_context_and_namespace() {
     t.wait_for("the kube context in the prompt", |s| {
         s.contains("opsh [kube:staging/payments]>")
     });
+}
+
+/// Ctrl-C while the confirmation prompt of a protected target is open ends
+/// the entry at once (no Enter needed), changes nothing, and the console
+/// goes on; `--timeout` limits each entry, not the session.
+#[test]
+fn ctrl_c_at_a_confirmation_prompt_and_the_per_entry_timeout() {
+    let sb = sandbox(false, true);
+    let url = sb.redis.as_ref().unwrap().url();
+    let env = Env::new();
+    env.write_config(&format!(
+        "[redis.prod]\nurl = \"{url}\"\nprotected = true\n"
+    ));
+    let t = Tty::start_with(&env, &[], &["--timeout", "2s"]);
+
+    t.line("redis.connect(\"prod\").set(\"guard\", \"x\")");
+    t.wait_for("the confirmation prompt", |s| {
+        s.contains("PROTECTED target prod") && s.ends_with("Type `yes` to continue:")
+    });
+    let shown = prompts(&t.screen());
+    let sent = Instant::now();
+    t.key("C-c");
+    t.wait_within(Duration::from_secs(5), "prompt after Ctrl-C", |s| {
+        s.contains("interrupted (Ctrl-C)")
+            && prompts(s) > shown
+            && s.lines().last() == Some("opsh>")
+    });
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(1), "prompt back after {took:?}");
+    // The refusal is shown once, as a diagnostic, not again as a log line.
+    assert!(!t.screen().contains("ERROR"), "{}", t.screen());
+    let v: Option<String> = redis_query(&url, &["GET", "guard"]);
+    assert_eq!(v, None, "nothing was set");
+    let audit = std::fs::read_to_string(env.audit_path()).unwrap_or_default();
+    assert!(!audit.contains("\"outcome\":\"ok\""), "{audit}");
+
+    // Each entry gets the whole --timeout: a slow one is stopped...
+    let shown = prompts(&t.screen());
+    t.line("sleep(\"30s\")");
+    t.wait_within(Duration::from_secs(6), "the entry's timeout", |s| {
+        s.contains("run timeout exceeded")
+            && prompts(s) > shown
+            && s.lines().last() == Some("opsh>")
+    });
+    // ...and later entries start with a fresh deadline.
+    t.line("sleep(\"1s\"); 6 * 7");
+    t.wait_for("an entry within its deadline", |s| {
+        s.lines().any(|l| l.trim() == "42")
+    });
+    t.line("sleep(\"1500ms\"); \"second\"");
+    t.wait_for("another one", |s| s.lines().any(|l| l.trim() == "second"));
+    assert!(!t.screen().contains("[opsh exited"), "{}", t.screen());
 }

@@ -70,7 +70,7 @@ fn runaway_loop_hits_the_operation_limit() {
 }
 
 /// Runs opsh on a pseudo-terminal (util-linux `script`) and answers the
-/// confirmation prompt with `answer`.
+/// confirmation prompt by typing `answer` (a line, or a key such as ^C).
 fn run_on_tty(env: &Env, script: &std::path::Path, answer: &str) -> Run {
     use std::io::Write;
     let cmd = format!(
@@ -99,9 +99,20 @@ fn run_on_tty(env: &Env, script: &std::path::Path, answer: &str) -> Run {
         .expect("util-linux `script` runs opsh on a pty");
     let mut stdin = child.stdin.take().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
-    stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    // The answer alone must end the run: a prompt still waiting (for Enter
+    // after a Ctrl-C, say) fails the test rather than reading EOF later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            drop(stdin);
+            let _ = child.kill();
+            panic!("opsh still waits after the answer {answer:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     drop(stdin);
+    let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -123,12 +134,18 @@ fn protected_target_asks_on_a_terminal() {
         "del.rhai",
         "pg.connect(\"prod\").exec(\"delete from t where id = 1\");\nprint(\"deleted\");\n",
     );
-    let r = run_on_tty(&env, &f, "no");
+    let r = run_on_tty(&env, &f, "no\n");
     r.assert_code(3);
     assert!(r.stdout.contains("PROTECTED target prod"), "{}", r.stdout);
     assert!(r.stdout.contains("not confirmed"), "{}", r.stdout);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
-    let r = run_on_tty(&env, &f, "yes");
+    // Ctrl-C at the prompt ends the run as interrupted, without waiting
+    // for Enter, and changes nothing.
+    let r = run_on_tty(&env, &f, "\x03");
+    r.assert_code(130);
+    assert!(r.stdout.contains("interrupted (Ctrl-C)"), "{}", r.stdout);
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
+    let r = run_on_tty(&env, &f, "yes\n");
     r.assert_code(0);
     assert!(r.stdout.contains("deleted"), "{}", r.stdout);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
