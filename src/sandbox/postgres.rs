@@ -133,67 +133,52 @@ impl Postgres {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
         }
-        let log = dir.join("postgres.log");
-        let preload = bin
-            .parent()
-            .map(|p| p.join("lib/pg_stat_statements.so"))
-            .is_some_and(|p| p.is_file());
-        let mut last = String::new();
-        for _attempt in 0..4 {
-            let port = free_port()?;
-            let mut cmd = Command::new(bin.join("postgres"));
-            cmd.arg("-D")
-                .arg(dir.join("data"))
-                .arg("-p")
-                .arg(port.to_string())
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .arg("-c")
-                .arg(format!("unix_socket_directories={}", dir.display()))
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
-                .args([
-                    "-c",
-                    "max_connections=100",
-                    "-c",
-                    "log_min_messages=warning",
-                ]);
-            if preload {
-                cmd.args([
-                    "-c",
-                    "shared_preload_libraries=pg_stat_statements",
-                    "-c",
-                    "pg_stat_statements.track=all",
-                ]);
-            }
-            let mut child = spawn(&mut cmd, &log, ids)?;
-            match wait_ready(&mut child, &dir.join("data/postmaster.pid"), &log) {
-                Ok(()) => {
-                    return Ok(Postgres {
-                        child,
-                        port,
-                        user: "opsh".into(),
-                        password,
-                        log,
-                    })
-                }
-                Err(e) => {
-                    stop(&mut child, libc::SIGINT, Duration::from_secs(5));
-                    last = e.0.clone();
-                    if !(last.contains("could not bind") || last.contains("in use")) {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(err(format!("PostgreSQL did not start: {last}")))
+        launch(&bin, dir, ids, password, &[])
     }
 
+    /// A hot standby of this server in `dir`: a base backup over the
+    /// replication protocol (pg_basebackup -R, with a physical slot named
+    /// `standby_NAME`), started streaming from it. Its walreceiver reports
+    /// itself as `name` (cluster_name), which is what `pg_stat_replication`
+    /// shows as application_name.
+    pub fn start_standby(&self, dir: &Path, name: &str) -> Result<Postgres, SandboxError> {
+        let bin = bindir()?;
+        let ids = service_user();
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
+        chown_tree(dir, ids)?;
+        if let Some(parent) = dir.parent() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+        }
+        let log = dir.join("basebackup.log");
+        let mut cmd = Command::new(bin.join("pg_basebackup"));
+        cmd.arg("-D")
+            .arg(dir.join("data"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                &self.user,
+            ])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-C", "-S"])
+            .arg(format!("standby_{name}"))
+            .env("PGPASSWORD", &self.password);
+        let mut child = spawn(&mut cmd, &log, ids)?;
+        let status = child.wait().map_err(|e| err(e.to_string()))?;
+        if !status.success() {
+            return Err(err(format!("pg_basebackup failed: {}", log_tail(&log))));
+        }
+        let cluster_name = format!("cluster_name={name}");
+        launch(
+            &bin,
+            dir,
+            ids,
+            self.password.clone(),
+            &["-c", &cluster_name],
+        )
+    }
     pub fn url(&self) -> String {
         self.url_for("postgres")
     }
@@ -217,7 +202,79 @@ impl Drop for Postgres {
     }
 }
 
-/// pg_ctl's own readiness test: the 8th line of postmaster.pid says "ready".
+/// Starts postgres on the data directory `dir/data` on a free port (retried
+/// when another process takes the port first) and waits until it accepts
+/// connections.
+fn launch(
+    bin: &Path,
+    dir: &Path,
+    ids: Option<(u32, u32)>,
+    password: String,
+    extra: &[&str],
+) -> Result<Postgres, SandboxError> {
+    let log = dir.join("postgres.log");
+    let preload = bin
+        .parent()
+        .map(|p| p.join("lib/pg_stat_statements.so"))
+        .is_some_and(|p| p.is_file());
+    let mut last = String::new();
+    for _attempt in 0..4 {
+        let port = free_port()?;
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(dir.join("data"))
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()))
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args([
+                "-c",
+                "max_connections=100",
+                "-c",
+                "log_min_messages=warning",
+            ]);
+        cmd.args(extra);
+        if preload {
+            cmd.args([
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+                "-c",
+                "pg_stat_statements.track=all",
+            ]);
+        }
+        let mut child = spawn(&mut cmd, &log, ids)?;
+        match wait_ready(&mut child, &dir.join("data/postmaster.pid"), &log) {
+            Ok(()) => {
+                return Ok(Postgres {
+                    child,
+                    port,
+                    user: "opsh".into(),
+                    password,
+                    log,
+                })
+            }
+            Err(e) => {
+                stop(&mut child, libc::SIGINT, Duration::from_secs(5));
+                last = e.0.clone();
+                if !(last.contains("could not bind") || last.contains("in use")) {
+                    break;
+                }
+            }
+        }
+    }
+    Err(err(format!("PostgreSQL did not start: {last}")))
+}
+
+/// pg_ctl's own readiness test: the 8th line of postmaster.pid.
 fn wait_ready(child: &mut Child, pidfile: &Path, log: &Path) -> Result<(), SandboxError> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
@@ -228,7 +285,12 @@ fn wait_ready(child: &mut Child, pidfile: &Path, log: &Path) -> Result<(), Sandb
             )));
         }
         if let Ok(text) = std::fs::read_to_string(pidfile) {
-            if text.lines().nth(7).is_some_and(|l| l.trim() == "ready") {
+            // "standby" on a hot standby that accepts read-only connections.
+            if text
+                .lines()
+                .nth(7)
+                .is_some_and(|l| matches!(l.trim(), "ready" | "standby"))
+            {
                 return Ok(());
             }
         }

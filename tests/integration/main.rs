@@ -13,6 +13,7 @@ mod k8s_incluster;
 mod k8s_kubectl;
 mod pg;
 mod pg_admin;
+mod pg_replication;
 mod pg_tls;
 mod prom;
 mod redis;
