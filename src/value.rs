@@ -117,3 +117,10 @@ pub fn parse_duration(d: &Dynamic) -> Result<std::time::Duration, String> {
 pub fn map_of(pairs: impl IntoIterator<Item = (&'static str, Dynamic)>) -> Map {
     pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
 }
+
+/// Standard base64 with padding (RFC 4648), as Kubernetes Secret data and
+/// HMAC signatures use it.
+pub fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}

@@ -257,32 +257,10 @@ fn hmac_sha256(call: &mut Call) -> Result<Dynamic, OpError> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
             .into()),
-        Some("base64") => Ok(base64(&sig).into()),
+        Some("base64") => Ok(crate::value::b64(&sig).into()),
         Some(other) => Err(OpError::bad_input(format!("unknown encoding {other:?}"))
             .with_hint("use \"hex\" or \"base64\"")),
     }
-}
-
-/// Standard base64 with padding (RFC 4648).
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -296,7 +274,7 @@ mod tests {
             ("foo", "Zm9v"),
             ("foobar", "Zm9vYmFy"),
         ] {
-            assert_eq!(super::base64(i.as_bytes()), o);
+            assert_eq!(crate::value::b64(i.as_bytes()), o);
         }
     }
 }

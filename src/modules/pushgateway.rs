@@ -279,26 +279,14 @@ fn url_escape(s: &str) -> String {
         .replace('+', "%20")
 }
 
+/// URL-safe base64 with padding, the Pushgateway's `@base64` label
+/// encoding; `=` alone is its spelling of an empty value.
 fn base64url(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
+    use base64::Engine as _;
+    if b.is_empty() {
+        return "=".into();
     }
-    while out.len() % 4 != 0 {
-        out.push('=');
-    }
-    // The Pushgateway's spelling of an empty value.
-    if out.is_empty() {
-        out.push('=');
-    }
-    out
+    base64::engine::general_purpose::URL_SAFE.encode(b)
 }
 
 fn group_labels(p: &PushReq) -> Vec<(String, String)> {

@@ -813,3 +813,88 @@ fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
     r.assert_code(1);
     assert!(r.stdout.contains("no backup matching *"), "{}", r.stdout);
 }
+
+/// `pg_dump | zstd` and `pg_dump | gzip`, made with the real CLIs as cron
+/// jobs make them: streamed to the end, the SQL inside checked in the same
+/// pass, restored through a pipe into psql; a cut-off or damaged stream is
+/// named as such.
+#[test]
+fn compressed_plain_dumps_verify_and_restore() {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    seed(&url);
+    let env = Env::new();
+    let dir = env.path("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = env.run(
+        &format!(
+            "pg.dump(\"{url}\", \"{}\", #{{format: \"plain\"}})",
+            dir.join("app.sql").display()
+        ),
+        &[],
+        &[],
+    );
+    r.assert_code(0);
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{cmd}");
+    };
+    sh("zstd -q -19 -o app.sql.zst app.sql && gzip -9 -c app.sql > app.sql.gz");
+    for name in ["app.sql.zst", "app.sql.gz"] {
+        copy(&dir.join(name), &dir.join(format!("cut-{name}")));
+        truncate(
+            &dir.join(format!("cut-{name}")),
+            len(&dir.join(name)) * 2 / 3,
+        );
+        copy(&dir.join(name), &dir.join(format!("bad-{name}")));
+        flip(&dir.join(format!("bad-{name}")), len(&dir.join(name)) / 2);
+    }
+    let restore = format!("restore: true, target: \"{url}\", format: \"sql\"");
+    let items: Vec<(PathBuf, &str)> = vec![
+        (dir.join("app.sql.zst"), restore.as_str()),
+        (dir.join("app.sql.gz"), restore.as_str()),
+        (dir.join("cut-app.sql.zst"), ""),
+        (dir.join("cut-app.sql.gz"), ""),
+        (dir.join("bad-app.sql.zst"), ""),
+        (dir.join("bad-app.sql.gz"), ""),
+    ];
+    let reports = verify_many(&env, &items, &[]);
+    for (r, kind) in reports[..2].iter().zip(["zstd", "gzip"]) {
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert_eq!(r["format"], "sql", "{r:#}");
+        assert!(
+            check(r, "compression")["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{kind} stream read to the end")),
+            "{r:#}"
+        );
+        assert_eq!(r["info"]["restored_rows"]["public.events"], 2000, "{r:#}");
+        assert_eq!(r["info"]["restored_rows"]["billing.invoices"], 30, "{r:#}");
+    }
+    assert_failed(
+        &reports[2],
+        "compression",
+        "zstd stream ends early (truncated)",
+    );
+    assert_failed(
+        &reports[3],
+        "compression",
+        "gzip stream ends early (truncated)",
+    );
+    assert_failed(&reports[4], "compression", "zstd stream is corrupt");
+    assert_failed(&reports[5], "compression", "gzip stream is corrupt");
+    // No scratch database is left behind.
+    assert_eq!(
+        pg_scalar(
+            &url,
+            "select count(*) from pg_database where datname like 'opsh_verify_%'"
+        ),
+        0
+    );
+}

@@ -129,6 +129,37 @@ fn kubectl_get_and_opsh_agree() {
     );
     let top = c.ok(&["top", "pods"]);
     assert!(top.contains("CPU(cores)"), "{top}");
+
+    // `kubectl top nodes` and k8s.top_nodes() read the same NodeMetrics.
+    // Usage follows the running pods, so compare two reads made while no
+    // pod changed (a pod starting between them moves the numbers).
+    let mut agreed = false;
+    let mut last = String::new();
+    for _ in 0..5 {
+        let mut kubectl: Vec<String> = c
+            .ok(&["top", "nodes", "--no-headers"])
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                format!("{} {} {}", f[0], f[1], f[3])
+            })
+            .collect();
+        let opsh = c.opsh(
+            r#"for n in k8s.top_nodes() { print(`${n.name} ${n.cpu_m}m ${n.memory_mi}Mi`) }"#,
+        );
+        let mut opsh: Vec<String> = opsh.lines().map(str::to_string).collect();
+        assert_eq!(opsh.len(), 2, "two nodes: {opsh:?}");
+        // opsh lists the busiest first; kubectl in the API's order.
+        kubectl.sort();
+        opsh.sort();
+        if opsh == kubectl {
+            agreed = true;
+            break;
+        }
+        last = format!("kubectl {kubectl:?}\nopsh    {opsh:?}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(agreed, "top nodes differ:\n{last}");
 }
 
 #[test]

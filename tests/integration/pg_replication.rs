@@ -111,14 +111,7 @@ fn replication_reports_replicas_slots_and_lag_on_both_sides() {
         r.stdout
     );
     let r = env.opsh(
-        &[
-            "run",
-            daily,
-            "--only",
-            "pg re*",
-            "--arg",
-            "skip_redis=true",
-        ],
+        &["run", daily, "--only", "pg re*", "--arg", "skip_redis=true"],
         &[("DATABASE_URL", &s_url)],
     );
     r.assert_code(0);

@@ -111,21 +111,11 @@ pub fn restore_into(
         return tools::run(call, cmd, "psql");
     }
     // A compressed dump streams into psql's stdin through a pipe a thread
-    // feeds with the decompressed SQL.
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid array of two ints for pipe() to fill.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(OpError::failed("cannot create a pipe for psql")
-            .with_cause(std::io::Error::last_os_error()));
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: pipe() just returned these descriptors; each is owned once.
-    let (rd, wr) = unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    };
+    // feeds with the decompressed SQL. std's pipe is close-on-exec, so psql
+    // inherits only the read end as its stdin: were the write end inherited
+    // too, psql would never see the end of its input.
+    let (rd, wr) = std::io::pipe()
+        .map_err(|e| OpError::failed("cannot create a pipe for psql").with_cause(e))?;
     let src = compress::open(path, compression)
         .map_err(|e| OpError::failed(format!("cannot read {}", path.display())).with_cause(e))?;
     std::thread::spawn(move || {

@@ -87,7 +87,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "CPU and memory per pod from metrics.k8s.io: #{name, cpu_m, memory_mi}, busiest first. A clear error when the cluster serves no metrics API.",
             "show(k8s.top_pods())", Effect::Read(top_pods)),
         prim!("top_nodes", &[], "array of maps",
-            "CPU and memory per node from metrics.k8s.io: #{name, cpu_m, memory_mi}.",
+            "CPU and memory per node from metrics.k8s.io: #{name, cpu_m, memory_mi}, busiest first. A clear error when the cluster serves no metrics API.",
             "show(k8s.top_nodes())", Effect::Read(top_nodes)),
         prim!("hpa", &[opt("name", "string")], "map or array of maps",
             "HorizontalPodAutoscalers (autoscaling/v2): #{name, target, min, max, current, desired, cpu_pct, cpu_target_pct, limited}.",

@@ -256,27 +256,6 @@ pub fn create_job_from(call: &mut Call) -> Result<Dynamic, OpError> {
 
 // ---- secrets ----
 
-fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for i in 0..4 {
-            out.push(if i <= chunk.len() {
-                T[((n >> (18 - 6 * i)) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
-}
-
 struct SecretChange {
     exists: bool,
     added: Vec<String>,
@@ -326,7 +305,7 @@ fn secret_change(call: &mut Call) -> Result<(String, Kube, SecretChange), OpErro
     for (key, v) in &ch.values {
         match cur["data"][key.as_str()].as_str() {
             None => ch.added.push(key.clone()),
-            Some(old) if old == b64(v.as_str().unwrap_or("").as_bytes()) => {
+            Some(old) if old == crate::value::b64(v.as_str().unwrap_or("").as_bytes()) => {
                 ch.unchanged.push(key.clone())
             }
             Some(_) => ch.changed.push(key.clone()),

@@ -435,7 +435,7 @@ fn prepare(r: &Res, mut obj: Value) -> Value {
             // stringData is write-only: it lands base64-encoded in data.
             if let Some(sd) = obj["stringData"].as_object().cloned() {
                 for (k, v) in sd {
-                    obj["data"][k] = json!(b64(v.as_str().unwrap_or("").as_bytes()));
+                    obj["data"][k] = json!(crate::value::b64(v.as_str().unwrap_or("").as_bytes()));
                 }
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("stringData");
@@ -448,27 +448,6 @@ fn prepare(r: &Res, mut obj: Value) -> Value {
         _ => {}
     }
     obj
-}
-
-pub fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn delete_namespace_contents(st: &Store, ns: &str) {

@@ -5,8 +5,8 @@
 
 use super::controllers::OOM_ANNOTATION;
 use super::discovery::by_kind;
-use super::http::b64;
 use super::store::Store;
+use crate::value::b64;
 use serde_json::{json, Value};
 
 fn put(st: &Store, kind: &str, ns: &str, obj: Value) {

@@ -47,7 +47,7 @@ pub fn judge_size(h: &Header, bytes: u64) -> Result<String, String> {
             h.pages * h.page_size
         ));
     }
-    if bytes % h.page_size != 0 {
+    if !bytes.is_multiple_of(h.page_size) {
         return Err(format!(
             "{bytes} bytes is not a whole number of {}-byte pages: truncated or damaged",
             h.page_size
