@@ -87,12 +87,9 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError
             "--locale=C",
         ])
         .arg(format!("--pwfile={}", build.join("password").display()));
-    let mut child = spawn(&mut cmd, &log, ids)?;
-    let status = child.wait().map_err(|e| err(e.to_string()))?;
-    if !status.success() {
-        let tail = log_tail(&log);
+    if let Err(e) = run_tool(&mut cmd, &log, ids, "initdb") {
         let _ = std::fs::remove_dir_all(&build);
-        return Err(err(format!("initdb failed: {tail}")));
+        return Err(e);
     }
     if std::fs::rename(&build, &final_dir).is_err() {
         let _ = std::fs::remove_dir_all(&build);
@@ -127,12 +124,7 @@ impl Postgres {
         if !status.success() {
             return Err(err("copying the PostgreSQL template failed"));
         }
-        chown_tree(dir, ids)?;
-        // The parent of a server's dir must be traversable by its user.
-        if let Some(parent) = dir.parent() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
-        }
+        give_to(dir, ids)?;
         launch(&bin, dir, ids, password, &[])
     }
 
@@ -145,11 +137,7 @@ impl Postgres {
         let bin = bindir()?;
         let ids = service_user();
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
-        chown_tree(dir, ids)?;
-        if let Some(parent) = dir.parent() {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
-        }
+        give_to(dir, ids)?;
         let log = dir.join("basebackup.log");
         let mut cmd = Command::new(bin.join("pg_basebackup"));
         cmd.arg("-D")
@@ -165,11 +153,7 @@ impl Postgres {
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync", "-C", "-S"])
             .arg(format!("standby_{name}"))
             .env("PGPASSWORD", &self.password);
-        let mut child = spawn(&mut cmd, &log, ids)?;
-        let status = child.wait().map_err(|e| err(e.to_string()))?;
-        if !status.success() {
-            return Err(err(format!("pg_basebackup failed: {}", log_tail(&log))));
-        }
+        run_tool(&mut cmd, &log, ids, "pg_basebackup")?;
         let cluster_name = format!("cluster_name={name}");
         launch(
             &bin,
@@ -200,6 +184,34 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs a PostgreSQL tool to completion as the server's user; its output
+/// goes to `log`, whose tail explains a failure.
+fn run_tool(
+    cmd: &mut Command,
+    log: &Path,
+    ids: Option<(u32, u32)>,
+    what: &str,
+) -> Result<(), SandboxError> {
+    let mut child = spawn(cmd, log, ids)?;
+    let status = child.wait().map_err(|e| err(e.to_string()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(err(format!("{what} failed: {}", log_tail(log))))
+    }
+}
+
+/// Hands a server's directory to its user; the parent must be traversable
+/// by that user too.
+fn give_to(dir: &Path, ids: Option<(u32, u32)>) -> Result<(), SandboxError> {
+    chown_tree(dir, ids)?;
+    if let Some(parent) = dir.parent() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755));
+    }
+    Ok(())
 }
 
 /// Starts postgres on the data directory `dir/data` on a free port (retried

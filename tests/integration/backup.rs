@@ -30,6 +30,16 @@ fn seed(url: &str) {
     );
 }
 
+/// One pg.dump to `path` with the options `opts` (a Rhai map body).
+fn pg_dump(env: &Env, url: &str, path: &Path, opts: &str) {
+    env.run(
+        &format!("pg.dump(\"{url}\", \"{}\", #{{{opts}}})", path.display()),
+        &[],
+        &[],
+    )
+    .assert_code(0);
+}
+
 /// Dumps the sandbox database in every format into `dir` with pg.dump.
 fn dump_all(env: &Env, url: &str, dir: &Path) -> Vec<Value> {
     std::fs::create_dir_all(dir).unwrap();
@@ -759,15 +769,7 @@ fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
     let env = Env::new();
     let dir = env.path("backups");
     std::fs::create_dir_all(&dir).unwrap();
-    let r = env.run(
-        &format!(
-            "pg.dump(\"{url}\", \"{}\")",
-            dir.join("app-1.dump").display()
-        ),
-        &[],
-        &[],
-    );
-    r.assert_code(0);
+    pg_dump(&env, &url, &dir.join("app-1.dump"), "");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/backup_verify.rhai");
     let script = script.to_str().unwrap();
     let d = format!("dir={}", dir.display());
@@ -826,15 +828,7 @@ fn compressed_plain_dumps_verify_and_restore() {
     let env = Env::new();
     let dir = env.path("backups");
     std::fs::create_dir_all(&dir).unwrap();
-    let r = env.run(
-        &format!(
-            "pg.dump(\"{url}\", \"{}\", #{{format: \"plain\"}})",
-            dir.join("app.sql").display()
-        ),
-        &[],
-        &[],
-    );
-    r.assert_code(0);
+    pg_dump(&env, &url, &dir.join("app.sql"), "format: \"plain\"");
     let sh = |cmd: &str| {
         let ok = std::process::Command::new("sh")
             .args(["-c", cmd])

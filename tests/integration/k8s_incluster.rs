@@ -204,12 +204,20 @@ fn in_cluster_config_fails_clearly() {
         env.extend_from_slice(extra);
         pod.env.run(probe, &[], &env)
     };
+    // Another mounted service-account directory: this token (or none) and CA.
+    let with_sa = |name: &str, token: Option<&str>, ca: &str| {
+        let dir = pod.env.path(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(t) = token {
+            std::fs::write(dir.join("token"), t).unwrap();
+        }
+        std::fs::write(dir.join("ca.crt"), ca).unwrap();
+        with(&[("OPSH_SERVICEACCOUNT_DIR", dir.to_str().unwrap())])
+    };
 
     // No token mounted (automountServiceAccountToken: false).
-    let empty = pod.env.path("no-token");
-    std::fs::create_dir_all(&empty).unwrap();
-    std::fs::copy(pod.sa.join("ca.crt"), empty.join("ca.crt")).unwrap();
-    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", empty.to_str().unwrap())]);
+    let ca = std::fs::read_to_string(pod.sa.join("ca.crt")).unwrap();
+    let r = with_sa("no-token", None, &ca);
     r.assert_code(2);
     assert!(
         r.stderr.contains("cannot read the service account token"),
@@ -223,11 +231,8 @@ fn in_cluster_config_fails_clearly() {
     );
 
     // A CA that did not sign the server's certificate.
-    let wrong_ca = pod.env.path("wrong-ca");
-    std::fs::create_dir_all(&wrong_ca).unwrap();
-    std::fs::copy(pod.sa.join("token"), wrong_ca.join("token")).unwrap();
-    std::fs::copy(pod.env.path("pki/other-ca.pem"), wrong_ca.join("ca.crt")).unwrap();
-    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", wrong_ca.to_str().unwrap())]);
+    let other_ca = std::fs::read_to_string(pod.env.path("pki/other-ca.pem")).unwrap();
+    let r = with_sa("wrong-ca", Some(&pod.token), &other_ca);
     r.assert_code(2);
     assert!(
         r.stderr.contains("invalid peer certificate: UnknownIssuer"),
@@ -242,13 +247,8 @@ fn in_cluster_config_fails_clearly() {
     assert!(!r.stderr.contains(&pod.token), "{}", r.stderr);
 
     // A token the API server did not issue.
-    let forged = pod.env.path("forged");
-    std::fs::create_dir_all(&forged).unwrap();
-    std::fs::copy(pod.sa.join("ca.crt"), forged.join("ca.crt")).unwrap();
-    let mut bad = pod.token.clone();
-    bad.push('x');
-    std::fs::write(forged.join("token"), &bad).unwrap();
-    let r = with(&[("OPSH_SERVICEACCOUNT_DIR", forged.to_str().unwrap())]);
+    let bad = format!("{}x", pod.token);
+    let r = with_sa("forged", Some(&bad), &ca);
     r.assert_code(2);
     assert!(
         r.stderr.contains("did not accept the credentials"),
