@@ -12,11 +12,29 @@ fn paint(color: bool, style: Style, s: &str) -> String {
     }
 }
 
-fn module_title(m: &ModuleDecl) -> &str {
-    if m.name.is_empty() {
-        "global functions"
-    } else {
-        m.name
+/// A module's heading. Global functions come in several declarations; one
+/// whose doc starts with a short `Label:` is headed `global functions: label`.
+fn module_title(m: &ModuleDecl) -> String {
+    if !m.name.is_empty() {
+        return m.name.to_string();
+    }
+    match m.doc.split_once(':') {
+        Some((label, _)) if label.len() <= 30 && !label.contains('`') => {
+            format!("global functions: {}", label.to_lowercase())
+        }
+        _ => "global functions".to_string(),
+    }
+}
+
+/// The module's doc, without the label its heading already shows.
+fn module_doc(m: &ModuleDecl) -> &str {
+    match m.doc.split_once(':') {
+        Some((label, rest))
+            if m.name.is_empty() && module_title(m).ends_with(&label.to_lowercase()) =>
+        {
+            rest.trim_start()
+        }
+        _ => m.doc,
     }
 }
 
@@ -26,8 +44,8 @@ pub fn overview(color: bool) -> String {
         String::from("opsh primitives (opsh help NAME for details; ! marks a mutation)\n");
     for m in registry::modules() {
         out.push('\n');
-        out.push_str(&paint(color, Style::new().bold(), module_title(m)));
-        out.push_str(&format!("  {}\n", m.doc));
+        out.push_str(&paint(color, Style::new().bold(), &module_title(m)));
+        out.push_str(&format!("  {}\n", module_doc(m)));
         let width = m
             .primitives
             .iter()
@@ -136,7 +154,7 @@ pub fn reference_markdown() -> String {
          Mutating primitives (marked **mutates**) honour `--dry-run`, ask for confirmation on protected targets unless `--yes`, and are written to the audit log.\n",
     );
     for m in registry::modules() {
-        out.push_str(&format!("\n## {}\n\n{}\n", module_title(m), m.doc));
+        out.push_str(&format!("\n## {}\n\n{}\n", module_title(m), module_doc(m)));
         for p in m.primitives {
             out.push_str(&format!(
                 "\n### `{}`\n\n```\n{}\n```\n\n",

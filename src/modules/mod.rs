@@ -23,11 +23,11 @@ use crate::registry::ModuleDecl;
 
 pub static MODULES: &[&ModuleDecl] = &[
     &sys::MODULE,
+    &run::MODULE,
     &testing::MODULE,
     &sys::SYS,
     &tls::MODULE,
     &sqlite::MODULE,
-    &run::MODULE,
     &json::MODULE,
     &http::MODULE,
     &pg::MODULE,

@@ -8,7 +8,7 @@ use rhai::{Dynamic, Map};
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "",
-    doc: "Global functions for unattended runs and fleets.",
+    doc: "Unattended runs and fleets: check results for the run report, targets by glob, and fan-out over them.",
     target: None,
     primitives: &[
         Primitive {
