@@ -628,10 +628,17 @@ impl Config {
             url.push('@');
             url.push_str(&f.to_string_lossy());
         }
-        let mut shown = if name.is_empty() {
-            "current-context".to_string()
-        } else {
+        let in_cluster = || {
+            context.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+                && kube_current_context(file.as_deref()).is_none()
+        };
+        let mut shown = if !name.is_empty() {
             name
+        } else if in_cluster() {
+            "in-cluster".to_string()
+        } else {
+            "current-context".to_string()
         };
         if !ns.is_empty() {
             shown = format!("{shown}/{ns}");

@@ -178,6 +178,7 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
         r.stderr
     );
     assert!(r.stderr.contains("kubectl auth can-i"), "{}", r.stderr);
+    assert!(r.stderr.contains("target: in-cluster"), "{}", r.stderr);
     let after = pod.deployment();
     assert_eq!(before["spec"], after["spec"]);
     // Nor may it read outside its namespace.

@@ -45,6 +45,11 @@ pub fn ns(call: &mut Call) -> Result<Dynamic, OpError> {
 fn current(call: &mut Call) -> Result<(String, String), OpError> {
     let t = call.target()?;
     let (c, n) = t.name.split_once('/').unwrap_or((t.name.as_str(), ""));
-    let c = if c == "current-context" { "" } else { c };
+    // The default target's display names stand for "no context named".
+    let c = if matches!(c, "current-context" | "in-cluster") {
+        ""
+    } else {
+        c
+    };
     Ok((c.to_string(), n.to_string()))
 }
