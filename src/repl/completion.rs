@@ -1,10 +1,9 @@
 //! Tab completion. The text before the cursor is classified once into a
 //! [`Spot`] (a bare word, a member after `x.`, a string argument of a call,
 //! a meta command); then every [`Source`] adds what it knows for that spot.
-//! The registry, the session's scope and the config are sources today.
-//! Live resources (Kubernetes namespaces, deployment names, Redis databases)
-//! belong in a further `Source` that caches what it fetched per target and
-//! returns only what it has cached: completion must never wait on a network.
+//! The registry, the session's scope and the config are sources, and
+//! live.rs adds the cluster's names from a cache: completion must never
+//! wait on a network.
 
 use super::context::{self, Spot};
 use super::meta;

@@ -19,6 +19,8 @@ pub enum Spot<'a> {
     /// Inside an open string that is argument `index` of a call.
     StringArg {
         module: Option<&'static str>,
+        /// The identifier the call is made on (`k8s`, `db`), "" otherwise.
+        receiver: &'a str,
         function: &'a str,
         index: usize,
         prefix: &'a str,
@@ -51,6 +53,9 @@ impl Spot<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callee<'a> {
     pub module: Option<&'static str>,
+    /// The identifier before the dot (`k8s` in `k8s.scale(`), "" for a
+    /// global function or a receiver that is an expression.
+    pub receiver: &'a str,
     pub name: &'a str,
     /// Which argument the cursor is in (0-based).
     pub index: usize,
@@ -76,6 +81,7 @@ pub fn spot<'a>(text: &'a str, pos: usize, shared: &Shared) -> Option<(usize, Sp
                 start,
                 Spot::StringArg {
                     module: call.module,
+                    receiver: call.receiver,
                     function: call.name,
                     index: call.index,
                     prefix: &before[start..],
@@ -182,12 +188,18 @@ pub fn enclosing_call<'a>(src: &'a str, toks: &[Token], shared: &Shared) -> Opti
                 if name.kind != Kind::Ident {
                     return None;
                 }
-                let module = match head.split_last() {
-                    Some((dot, recv)) if dot.text(src) == "." => receiver_module(src, recv, shared),
-                    _ => Some(""),
+                let (module, receiver) = match head.split_last() {
+                    Some((dot, recv)) if dot.text(src) == "." => (
+                        receiver_module(src, recv, shared),
+                        recv.last()
+                            .filter(|t| t.kind == Kind::Ident)
+                            .map_or("", |t| t.text(src)),
+                    ),
+                    _ => (Some(""), ""),
                 };
                 return Some(Callee {
                     module,
+                    receiver,
                     name: name.text(src),
                     index,
                 });
@@ -263,6 +275,7 @@ mod tests {
                 12,
                 Spot::StringArg {
                     module: Some("pg"),
+                    receiver: "pg",
                     function: "connect",
                     index: 0,
                     prefix: "sta"

@@ -3,6 +3,7 @@
 //! current line), so a continued call is understood in context.
 
 use super::completion::{self, Source};
+use super::live::Live;
 use super::state::Shared;
 use super::{highlight, hint};
 use nu_ansi_term::Style;
@@ -18,14 +19,18 @@ pub struct ReplHelper {
     pub shared: Arc<Shared>,
     sources: Vec<Box<dyn Source>>,
     files: FilenameCompleter,
+    live: Arc<Live>,
 }
 
 impl ReplHelper {
-    pub fn new(shared: Arc<Shared>) -> ReplHelper {
+    pub fn new(shared: Arc<Shared>, live: Arc<Live>) -> ReplHelper {
+        let mut sources = completion::default_sources();
+        sources.push(Box::new(live.clone()));
         ReplHelper {
             shared,
-            sources: completion::default_sources(),
+            sources,
             files: FilenameCompleter::new(),
+            live,
         }
     }
 
@@ -70,6 +75,7 @@ impl Hinter for ReplHelper {
 
     fn hint(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> Option<String> {
         let (text, offset) = self.entry(line);
+        self.live.prefetch(&text, offset + pos, &self.shared);
         hint::signature_hint(&text, offset + pos, &self.shared)
     }
 }

@@ -10,6 +10,7 @@ mod highlight;
 mod hint;
 mod history;
 mod lex;
+mod live;
 mod meta;
 mod state;
 mod validate;
@@ -90,7 +91,8 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
             return exit::ERROR;
         }
     };
-    editor.set_helper(Some(ReplHelper::new(shared.clone())));
+    let live = Arc::new(live::Live::start(repl.session.clone()));
+    editor.set_helper(Some(ReplHelper::new(shared.clone(), live)));
     let history = history::path();
     if let Some(dir) = history.parent() {
         let _ = std::fs::create_dir_all(dir);

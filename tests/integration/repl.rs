@@ -133,7 +133,10 @@ impl Tty {
                 return s;
             }
             if Instant::now() > deadline {
-                panic!("waited {limit:?} for {what}; screen:\n{s}");
+                panic!(
+                    "waited {limit:?} for {what}; screen:\n{s}\nlast line: {:?}",
+                    s.lines().last()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -459,4 +462,51 @@ fn ctrl_c_at_a_confirmation_prompt_and_the_per_entry_timeout() {
     t.line("sleep(\"1500ms\"); \"second\"");
     t.wait_for("another one", |s| s.lines().any(|l| l.trim() == "second"));
     assert!(!t.screen().contains("[opsh exited"), "{}", t.screen());
+}
+
+/// Tab inside `k8s.scale("` offers the cluster's deployments (and inside
+/// `k8s.ns("` its namespaces), fetched in the background while the call
+/// is typed, never by waiting at the Tab.
+#[test]
+fn tab_completes_live_names_from_the_cluster() {
+    let k = kube();
+    let env = Env::new();
+    let t = Tty::start(&env, &[("KUBECONFIG", &k.kubeconfig())]);
+    t.type_text("k8s.scale(\"wor");
+    // The names arrive in the background; Tab answers from what has come.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        t.key("Tab");
+        std::thread::sleep(Duration::from_millis(200));
+        // The signature hint follows the cursor on the same line.
+        if t.screen()
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("]> k8s.scale(\"worker\""))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no completion:\n{}", t.screen());
+    }
+    t.line(", 1)");
+    t.wait_for("the scale ran", |s| {
+        prompts(s) >= 2 && s.lines().last().is_some_and(is_prompt)
+    });
+    assert_eq!(k.replicas("worker"), 1);
+
+    // Namespaces, for k8s.ns("...
+    t.type_text("k8s.ns(\"stag");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        t.key("Tab");
+        std::thread::sleep(Duration::from_millis(200));
+        if t.screen()
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("]> k8s.ns(\"staging\""))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no completion:\n{}", t.screen());
+    }
 }
