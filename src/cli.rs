@@ -703,7 +703,32 @@ fn check(g: &Global, files: &[PathBuf]) -> i32 {
         }
         let scan = engine::scan::scan(&text, &modules);
         for r in &scan.calls {
-            if registry::find(&r.module, &r.name).is_none() {
+            if let Some(p) = registry::find(&r.module, &r.name) {
+                let min = p.params.iter().filter(|x| !x.optional).count();
+                let max = p.params.len();
+                if let Some(n) = r.args.filter(|n| *n < min || *n > max) {
+                    let wanted = match (min, max) {
+                        (a, b) if a == b => format!("{a}"),
+                        (a, b) => format!("{a} to {b}"),
+                    };
+                    eprint!(
+                        "{}",
+                        renderer.custom(
+                            &format!(
+                                "{}.{} takes {wanted} argument(s), this call passes {n}",
+                                r.module, r.name
+                            ),
+                            &name,
+                            r.line,
+                            r.col,
+                            &p.signature()
+                        )
+                    );
+                    problems += 1;
+                }
+                continue;
+            }
+            {
                 let names = registry::module(&r.module)
                     .map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>())
                     .unwrap_or_default();

@@ -10,6 +10,8 @@ pub struct Reference {
     pub name: String,
     pub line: usize,
     pub col: usize,
+    /// How many arguments the call passes; None when the call is not closed.
+    pub args: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -106,19 +108,62 @@ fn tokens(src: &str) -> Vec<(Tok, usize, usize)> {
     out
 }
 
+/// The number of arguments of the call whose `(` is `toks[0]`: commas at
+/// its own nesting level, closure parameter lists (`|a, b|`) skipped.
+fn count_args(toks: &[(Tok, usize, usize)]) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut commas = 0usize;
+    let mut empty = true;
+    // The previous significant token at depth 1, to tell a closure's `|`
+    // (after `(` or `,`) from an or-operator.
+    let mut after_sep = true;
+    let mut i = 1;
+    while i < toks.len() {
+        let t = &toks[i].0;
+        match t {
+            Tok::Punct('(' | '[' | '{') => depth += 1,
+            Tok::Punct(')' | ']' | '}') if depth == 0 => {
+                return Some(if empty { 0 } else { commas + 1 });
+            }
+            Tok::Punct(')' | ']' | '}') => depth -= 1,
+            Tok::Punct(',') if depth == 0 => {
+                commas += 1;
+                after_sep = true;
+                i += 1;
+                continue;
+            }
+            Tok::Punct('|') if depth == 0 && after_sep => {
+                // `||` lexes as two `|`: an empty parameter list.
+                i += 1;
+                while i < toks.len() && toks[i].0 != Tok::Punct('|') {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        empty = false;
+        after_sep = false;
+        i += 1;
+    }
+    None
+}
+
 pub fn scan(src: &str, modules: &[&str]) -> Scan {
     let toks = tokens(src);
     let mut s = Scan::default();
-    for w in toks.windows(4) {
+    for (i, w) in toks.windows(4).enumerate() {
         if let [(Tok::Ident(m), line, col), (Tok::Punct('.'), ..), (Tok::Ident(n), ..), (Tok::Punct('('), ..)] =
             w
         {
-            if modules.contains(&m.as_str()) {
+            // `x.pg.query(` is a field of x, not the module.
+            let field = i > 0 && toks[i - 1].0 == Tok::Punct('.');
+            if modules.contains(&m.as_str()) && !field {
                 s.calls.push(Reference {
                     module: m.clone(),
                     name: n.clone(),
                     line: *line,
                     col: *col,
+                    args: count_args(&toks[i + 3..]),
                 });
             }
         }
@@ -148,5 +193,20 @@ mod tests {
             .collect();
         assert_eq!(names, vec![("pg", "query", 1, 9), ("redis", "info", 2, 17)]);
         assert_eq!(s.imports, vec![("checks".to_string(), 3, 1)]);
+    }
+
+    #[test]
+    fn counts_arguments_at_the_calls_own_level() {
+        let args = |src: &str| scan(src, &["pg", "k8s"]).calls[0].args;
+        assert_eq!(args("pg.ping()"), Some(0));
+        assert_eq!(args("pg.query(\"select $1, $2\", [1, 2])"), Some(2));
+        assert_eq!(args("pg.query(f(a, b), #{x: 1, y: [2, 3]})"), Some(2));
+        assert_eq!(
+            args("k8s.scale(\"api\", if a || b { 1 } else { 2 })"),
+            Some(2)
+        );
+        assert_eq!(args("pg.x(|a, b| a + b, || 1, 3)"), Some(3));
+        assert_eq!(args("pg.query(\"select 1\""), None);
+        assert!(scan("let v = cfg.pg.query(1)", &["pg"]).calls.is_empty());
     }
 }

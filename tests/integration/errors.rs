@@ -18,7 +18,7 @@ fn check_reports_unknown_primitives_and_bad_imports() {
     let env = Env::new();
     let f = env.write(
         "c.rhai",
-        "import \"nosuch\" as n;\nlet x = pg.qeury(\"select 1\");\nredis.info();\n",
+        "import \"nosuch\" as n;\nlet x = pg.qeury(\"select 1\");\nredis.info();\nk8s.scale(\"api\");\nk8s.scale(\"api\", 3, #{}, |a, b| a);\n",
     );
     let r = env.opsh(&["check", f.to_str().unwrap()], &[]);
     r.assert_code(2);
@@ -33,7 +33,14 @@ fn check_reports_unknown_primitives_and_bad_imports() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("2 problem(s) found"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("k8s.scale takes 2 to 3 argument(s), this call passes 1"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("c.rhai:4:1"), "{}", r.stderr);
+    assert!(r.stderr.contains("this call passes 4"), "{}", r.stderr);
+    assert!(r.stderr.contains("4 problem(s) found"), "{}", r.stderr);
     let ok = env.write(
         "ok.rhai",
         "import \"checks\" as checks;\nlet x = pg.query(\"select 1\");\n",
