@@ -34,7 +34,8 @@ fn check_reports_unknown_primitives_and_bad_imports() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("k8s.scale takes 2 to 3 argument(s), this call passes 1"),
+        r.stderr
+            .contains("k8s.scale takes 2 to 3 argument(s), this call passes 1"),
         "{}",
         r.stderr
     );

@@ -105,6 +105,12 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                         .with_hint(format!("contexts there: {}", names.join(", "))));
                 };
                 let user = named.context.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
+                // A token inline in the kubeconfig is masked like any secret.
+                for a in kc.auth_infos.iter().filter_map(|a| a.auth_info.as_ref()) {
+                    if let Some(t) = &a.token {
+                        crate::redact::register_secret(secrecy::ExposeSecret::expose_secret(t));
+                    }
+                }
                 let acting = kc
                     .auth_infos
                     .iter()

@@ -74,6 +74,7 @@ pub fn config() -> Result<(kube::Config, String), OpError> {
             dir.join("token").display()
         )));
     }
+    crate::redact::register_secret(token.trim());
     let ca = read(&dir, "ca.crt", "cluster CA")?;
     use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
     let roots: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(ca.as_bytes())
