@@ -609,10 +609,19 @@ impl Config {
             "" => entry.and_then(|e| e.namespace.clone()),
             n => Some(n.to_string()),
         };
-        // With no context named, protection follows the kubeconfig's current context.
+        // In a pod without a kubeconfig, the current context is the pod's
+        // service account, which `context = "in-cluster"` names.
+        let current = || {
+            kube_current_context(file.as_deref()).or_else(|| {
+                std::env::var_os("KUBERNETES_SERVICE_HOST")
+                    .is_some()
+                    .then(|| IN_CLUSTER.to_string())
+            })
+        };
+        // With no context named, protection follows the current context.
         let protected = match entry {
             Some(e) => e.protected,
-            None if context.is_none() => kube_current_context(file.as_deref()).is_some_and(|c| {
+            None if context.is_none() => current().is_some_and(|c| {
                 self.kube
                     .iter()
                     .any(|(n, t)| t.protected && (*n == c || t.context.as_deref() == Some(&c)))
@@ -628,15 +637,10 @@ impl Config {
             url.push('@');
             url.push_str(&f.to_string_lossy());
         }
-        let in_cluster = || {
-            context.is_none()
-                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
-                && kube_current_context(file.as_deref()).is_none()
-        };
         let mut shown = if !name.is_empty() {
             name
-        } else if in_cluster() {
-            "in-cluster".to_string()
+        } else if context.is_none() && current().as_deref() == Some(IN_CLUSTER) {
+            IN_CLUSTER.to_string()
         } else {
             "current-context".to_string()
         };
@@ -708,6 +712,10 @@ impl Config {
         }
     }
 }
+
+/// The context name that stands for the pod's own service account
+/// (in-cluster config), in `[kube.NAME] context` and in messages.
+pub const IN_CLUSTER: &str = "in-cluster";
 
 /// `current-context:` of the kubeconfig that applies (the file, else the
 /// first KUBECONFIG entry that has one, else ~/.kube/config): a line scan,

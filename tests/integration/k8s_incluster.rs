@@ -315,3 +315,37 @@ fn kubectl_agrees_about_the_service_accounts_rights() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("deployment.apps/api"), "{out}");
 }
+
+/// `context = "in-cluster"` names the pod's service account in the config,
+/// so an in-cluster target can be protected: an unattended run (no TTY)
+/// is refused without --yes, and nothing changes.
+#[test]
+fn an_in_cluster_target_can_be_protected() {
+    let pod = Pod::new();
+    pod.env
+        .write_config("[kube.cluster]\ncontext = \"in-cluster\"\nprotected = true\n");
+    // The default target (no context named) is the in-cluster one, which
+    // the config protects; so is the named target.
+    for script in [
+        r#"k8s.scale("api", 1)"#,
+        r#"k8s.context("cluster").scale("api", 1)"#,
+    ] {
+        let r = pod.run(script, &[]);
+        r.assert_code(3);
+        assert!(r.stderr.contains("needs confirmation"), "{}", r.stderr);
+        assert_eq!(pod.deployment()["spec"]["replicas"], 3);
+    }
+    let r = pod.run(
+        r#"print(k8s.context("cluster").scale("api", 1).to)"#,
+        &["--yes"],
+    );
+    r.assert_code(0);
+    assert_eq!(pod.deployment()["spec"]["replicas"], 1);
+
+    // Outside a pod the name says what is wrong.
+    let r = pod
+        .env
+        .run(r#"k8s.context("cluster").deployments()"#, &[], &[]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("this is not a pod"), "{}", r.stderr);
+}

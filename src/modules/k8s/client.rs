@@ -3,7 +3,7 @@
 //! requests, and API errors turned into messages that say who was refused
 //! and what changed.
 
-use crate::config::Target;
+use crate::config::{Target, IN_CLUSTER};
 use crate::dispatch::{Call, ErrorKind, OpError};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
@@ -90,8 +90,15 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
     let k = call.session.client::<Kube>(&t.url, || {
         let (ctx, ns, file) = parse_url(&t.url);
         let loaded = load_kubeconfig(file)?;
+        // `context = "in-cluster"` names the pod's service account, unless a
+        // kubeconfig really has a context of that name.
+        let named_in_cluster = ctx.as_deref() == Some(IN_CLUSTER)
+            && !loaded
+                .as_ref()
+                .is_some_and(|(kc, _)| kc.contexts.iter().any(|c| c.name == IN_CLUSTER));
+        let in_pod = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let (config, context, identity) = match loaded {
-            Some((kc, source)) => {
+            Some((kc, source)) if !named_in_cluster => {
                 let context = match ctx.clone().or_else(|| kc.current_context.clone()) {
                     Some(c) => c,
                     None => {
@@ -130,11 +137,15 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                 })?;
                 (config, context, identity)
             }
-            None if ctx.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            _ if in_pod && (named_in_cluster || ctx.is_none()) => {
                 let (config, identity) = super::incluster::config()?;
-                (config, "in-cluster".to_string(), identity)
+                (config, IN_CLUSTER.to_string(), identity)
             }
-            None => {
+            _ if named_in_cluster => {
+                return Err(OpError::bad_input("context `in-cluster` is the service account of the pod opsh runs in, and KUBERNETES_SERVICE_HOST is not set: this is not a pod")
+                    .with_hint("outside the cluster, name a kubeconfig context instead"))
+            }
+            _ => {
                 return Err(OpError::bad_input("no kubeconfig: KUBECONFIG is not set and ~/.kube/config does not exist")
                     .with_hint("export KUBECONFIG=/path/to/kubeconfig, or name a file with `kubeconfig` in [kube.NAME] of the opsh config"))
             }
@@ -292,7 +303,7 @@ impl Kube {
 }
 
 fn unreachable_hint(k: &Kube, cause: &str) -> String {
-    let in_cluster = k.context == "in-cluster";
+    let in_cluster = k.context == IN_CLUSTER;
     if cause.contains("certificate") {
         return if in_cluster {
             format!(

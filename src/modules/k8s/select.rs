@@ -46,7 +46,7 @@ fn current(call: &mut Call) -> Result<(String, String), OpError> {
     let t = call.target()?;
     let (c, n) = t.name.split_once('/').unwrap_or((t.name.as_str(), ""));
     // The default target's display names stand for "no context named".
-    let c = if matches!(c, "current-context" | "in-cluster") {
+    let c = if c == "current-context" || c == crate::config::IN_CLUSTER {
         ""
     } else {
         c
