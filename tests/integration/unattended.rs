@@ -905,12 +905,16 @@ fn deploy_manifests_are_well_formed_and_consistent() {
     let env = Env::new();
     let cfg = env.write("deploy-config.toml", &config);
     let r = env.run(
-        "print(targets(\"pg\")); print(targets(\"pushgateway\"))",
+        "print(targets(\"pg\")); print(targets(\"pushgateway\")); print(targets(\"kube\"))",
         &["--config", cfg.to_str().unwrap()],
         &[],
     );
     r.assert_code(0);
-    assert!(r.stdout.contains("[\"main\"]\n[\"ops\"]"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("[\"main\"]\n[\"ops\"]\n[\"cluster\"]"),
+        "{}",
+        r.stdout
+    );
     let script = env.write("deploy/daily_check.rhai", &block(&cm, "daily_check.rhai"));
     env.opsh(&["check", script.to_str().unwrap()], &[])
         .assert_code(0);
