@@ -510,3 +510,22 @@ fn tab_completes_live_names_from_the_cluster() {
         assert!(Instant::now() < deadline, "no completion:\n{}", t.screen());
     }
 }
+
+#[test]
+fn prompt_shows_in_cluster_and_the_pods_namespace() {
+    let env = Env::new();
+    let sa = env.path("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("namespace"), "payments\n").unwrap();
+    let t = Tty::start(
+        &env,
+        &[
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "1"),
+            ("OPSH_SERVICEACCOUNT_DIR", sa.to_str().unwrap()),
+        ],
+    );
+    t.wait_for("in-cluster in the prompt", |s| {
+        s.contains("opsh [kube:in-cluster/payments]>")
+    });
+}

@@ -72,7 +72,11 @@ fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>
 /// `context/namespace` of the current kubeconfig context, for the REPL
 /// prompt; None when there is no usable kubeconfig.
 pub fn current_context_label() -> Option<String> {
-    let (kc, _) = load_kubeconfig(None).ok()??;
+    let Some((kc, _)) = load_kubeconfig(None).ok()? else {
+        // In a pod: the service account's namespace.
+        std::env::var_os("KUBERNETES_SERVICE_HOST")?;
+        return Some(format!("{IN_CLUSTER}/{}", super::incluster::namespace()));
+    };
     let name = kc.current_context.clone()?;
     let ns = kc
         .contexts

@@ -40,6 +40,16 @@ fn read(dir: &Path, file: &str, what: &str) -> Result<String, OpError> {
     })
 }
 
+/// The pod's namespace, as client-go finds it: the service account's
+/// `namespace` file, else `default`.
+pub fn namespace() -> String {
+    std::fs::read_to_string(service_account_dir().join("namespace"))
+        .ok()
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
 /// `system:serviceaccount:NS:NAME`, from the token's payload (not
 /// verified: only to say who the API server will see).
 pub fn token_subject(token: &str) -> Option<String> {
@@ -93,12 +103,7 @@ pub fn config() -> Result<(kube::Config, String), OpError> {
             dir.join("ca.crt").display()
         )));
     }
-    // As client-go: the namespace file, else `default`.
-    let namespace = std::fs::read_to_string(dir.join("namespace"))
-        .ok()
-        .map(|n| n.trim().to_string())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".into());
+    let namespace = namespace();
     let identity = match token_subject(&token) {
         Some(sub) => format!("`{sub}` (in-cluster)"),
         None => "the pod's service account (in-cluster)".to_string(),
