@@ -165,6 +165,30 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
     r.assert_code(0);
     assert!(r.stdout.contains("pods opsh"), "{}", r.stdout);
 
+    // A runbook can ask first: the answers follow the Role exactly.
+    let r = pod.run(
+        r#"
+        for q in [["patch", "deployments/scale"], ["get", "pods/log"], ["list", "hpa"],
+                  ["patch", "deployments"], ["delete", "pods"], ["create", "secrets"]] {
+            print(`${q[0]} ${q[1]} ${k8s.can_i(q[0], q[1])}`);
+        }
+        print(`other ns ${k8s.ns("default").can_i("list", "pods")}`);
+        "#,
+        &[],
+    );
+    r.assert_code(0);
+    for line in [
+        "patch deployments/scale true",
+        "get pods/log true",
+        "list hpa true",
+        "patch deployments false",
+        "delete pods false",
+        "create secrets false",
+        "other ns false",
+    ] {
+        assert!(r.stdout.contains(line), "{line}: {}", r.stdout);
+    }
+
     // More than the Role grants is refused by the server, named as the
     // service account, and nothing changes. rollout_restart patches the
     // deployment itself, which the Role does not allow.
@@ -298,6 +322,35 @@ fn kubectl_agrees_about_the_service_accounts_rights() {
     let (code, _, err) = pod.kubectl(t, &["-n", "default", "get", "pods"]);
     assert_ne!(code, 0);
     assert!(err.contains("forbidden"), "{err}");
+
+    // kubectl auth can-i asks the same question opsh's k8s.can_i does.
+    for (args, yes) in [
+        (
+            &[
+                "auth",
+                "can-i",
+                "patch",
+                "deployments",
+                "--subresource=scale",
+                "-n",
+                "opsh",
+            ][..],
+            true,
+        ),
+        (
+            &["auth", "can-i", "patch", "deployments", "-n", "opsh"][..],
+            false,
+        ),
+        (
+            &["auth", "can-i", "list", "pods", "-n", "default"][..],
+            false,
+        ),
+    ] {
+        let (code, out, err) = pod.kubectl(t, args);
+        let want = if yes { "yes" } else { "no" };
+        assert_eq!(out.trim(), want, "{args:?}: {err}");
+        assert_eq!(code == 0, yes, "{args:?}");
+    }
 
     let (code, _, err) = pod.kubectl("not-issued", &["-n", "opsh", "get", "pods"]);
     assert_ne!(code, 0);

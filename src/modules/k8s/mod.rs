@@ -89,6 +89,10 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         prim!("top_nodes", &[], "array of maps",
             "CPU and memory per node from metrics.k8s.io: #{name, cpu_m, memory_mi}, busiest first. A clear error when the cluster serves no metrics API.",
             "show(k8s.top_nodes())", Effect::Read(top_nodes)),
+        prim!("can_i", &[req("verb", "string"), req("resource", "string"), opt("name", "string")], "bool",
+            "Whether this identity may do `verb` on `resource` in the handle's namespace, as `kubectl auth can-i` asks the API server (a SelfSubjectAccessReview).\n\
+             `resource` is a kind as k8s.get takes it, with an optional subresource: \"deployments/scale\", \"pods/log\". A runbook checks before its first change, so it never stops half-way for lack of a permission.",
+            r#"if !k8s.can_i("patch", "deployments/scale") { fail("this identity may not scale deployments"); }"#, Effect::Read(can_i)),
         prim!("hpa", &[opt("name", "string")], "map or array of maps",
             "HorizontalPodAutoscalers (autoscaling/v2): #{name, target, min, max, current, desired, cpu_pct, cpu_target_pct, limited}.",
             r#"let h = k8s.hpa("api"); if h.current == h.max { print("api is at its HPA maximum") }"#, Effect::Read(hpa)),

@@ -427,3 +427,40 @@ pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
     ]);
     Ok(rows.into())
 }
+
+/// `kubectl auth can-i`: a SelfSubjectAccessReview for this handle's
+/// identity, in its namespace. `resource` is a kind as `k8s.get` takes it,
+/// with an optional subresource (`deployments/scale`).
+pub fn can_i(call: &mut Call) -> Result<Dynamic, OpError> {
+    let verb = call.str_arg(0)?;
+    let what = call.str_arg(1)?;
+    let name = call.opt_str(2)?;
+    let (k, t) = connect(call)?;
+    let (kind, sub) = match what.split_once('/') {
+        Some((kind, sub)) => (kind, sub),
+        None => (what.as_str(), ""),
+    };
+    let r = resolve_kind(call, &k, &t.url, kind)?;
+    let body = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {
+            "namespace": if r.namespaced { k.namespace.as_str() } else { "" },
+            "verb": verb, "group": r.group, "resource": r.plural, "subresource": sub,
+            "name": name.unwrap_or_default(),
+        }}
+    });
+    let review = super::api::req(
+        call,
+        &k,
+        &format!("can-i {verb} {what}"),
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+        Some("application/json"),
+        Some(&body),
+    )?;
+    Ok(review["status"]["allowed"]
+        .as_bool()
+        .unwrap_or(false)
+        .into())
+}

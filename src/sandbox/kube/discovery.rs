@@ -26,6 +26,10 @@ impl Res {
     pub fn computed(&self) -> bool {
         self.group == "metrics.k8s.io"
     }
+    /// SelfSubjectAccessReview: created to ask a question, never stored.
+    pub fn review(&self) -> bool {
+        self.group == "authorization.k8s.io"
+    }
 }
 
 const SCALE: (&str, &str, &str, &str) = ("scale", "autoscaling", "v1", "Scale");
@@ -158,6 +162,15 @@ pub static RESOURCES: &[Res] = &[
         subs: &[],
     },
     Res {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+    Res {
         group: "metrics.k8s.io",
         version: "v1beta1",
         plural: "pods",
@@ -184,12 +197,16 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Res> {
 }
 
 pub fn by_kind(kind: &str) -> Option<&'static Res> {
-    RESOURCES.iter().find(|r| r.kind == kind && !r.computed())
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && !r.computed() && !r.review())
 }
 
 fn verbs(r: &Res) -> Value {
     if r.computed() {
         json!(["get", "list"])
+    } else if r.review() {
+        json!(["create"])
     } else {
         json!(["create", "delete", "get", "list", "patch", "update", "watch"])
     }
@@ -350,7 +367,7 @@ pub fn openapi_gv(group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     for r in RESOURCES
         .iter()
-        .filter(|r| r.group == group && r.version == version && !r.computed())
+        .filter(|r| r.group == group && r.version == version && !r.computed() && !r.review())
     {
         let ns = if r.namespaced {
             "/namespaces/{namespace}"

@@ -241,6 +241,49 @@ fn forbidden(req: &Req, r: &Res, a: &Access) -> ApiError {
     ApiError::new(403, "Forbidden", m)
 }
 
+/// A SelfSubjectAccessReview (`kubectl auth can-i`): the request's own user
+/// against the same rules every request meets.
+fn access_review(shared: &Shared, req: &Req) -> Result<Value, ApiError> {
+    let mut review = req.json()?;
+    let a = &review["spec"]["resourceAttributes"];
+    if !a.is_object() {
+        return Err(ApiError::bad(
+            "spec.resourceAttributes is required (non-resource URLs are not supported)",
+        ));
+    }
+    let field = |k: &str| a[k].as_str().unwrap_or("").to_string();
+    let (verb, group, ns, name) = (
+        field("verb"),
+        field("group"),
+        field("namespace"),
+        field("name"),
+    );
+    let resource = match field("subresource").as_str() {
+        "" => field("resource"),
+        sub => format!("{}/{sub}", field("resource")),
+    };
+    let access = Access {
+        verb: &verb,
+        group: &group,
+        resource: &resource,
+        namespace: &ns,
+        name: Some(name.as_str()).filter(|n| !n.is_empty()),
+    };
+    let allowed = shared
+        .auth
+        .read()
+        .map(|au| au.allows(&req.user, &access))
+        .unwrap_or(false);
+    review["status"] = if allowed {
+        json!({"allowed": true, "reason": format!("RBAC: allowed for User \"{}\"", req.user)})
+    } else {
+        json!({"allowed": false})
+    };
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    Ok(review)
+}
+
 fn resource(
     shared: &Shared,
     req: &Req,
@@ -269,6 +312,19 @@ fn resource(
         ("DELETE", _) => "delete",
         _ => return Err(ApiError::new(405, "MethodNotAllowed", "method not allowed")),
     };
+    // Anyone authenticated may ask what they may do (system:basic-user).
+    if r.review() {
+        return match verb {
+            "create" => {
+                access_review(shared, req).map(|v| Reply::Json(201, v, "application/json".into()))
+            }
+            _ => Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{verb} is not supported on access reviews"),
+            )),
+        };
+    }
     let resource = match sub {
         Some(s) => format!("{}/{s}", r.plural),
         None => r.plural.to_string(),
