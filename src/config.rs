@@ -609,22 +609,25 @@ impl Config {
             "" => entry.and_then(|e| e.namespace.clone()),
             n => Some(n.to_string()),
         };
-        // In a pod without a kubeconfig, the current context is the pod's
-        // service account, which `context = "in-cluster"` names.
-        let current = || {
+        // With no target and no context named, the current context applies:
+        // the kubeconfig's, or in a pod without one, the pod's service
+        // account, which `context = "in-cluster"` names.
+        let current = if entry.is_none() && context.is_none() {
             kube_current_context(file.as_deref()).or_else(|| {
                 std::env::var_os("KUBERNETES_SERVICE_HOST")
                     .is_some()
                     .then(|| IN_CLUSTER.to_string())
             })
+        } else {
+            None
         };
-        // With no context named, protection follows the current context.
+        // Protection follows the current context too.
         let protected = match entry {
             Some(e) => e.protected,
-            None if context.is_none() => current().is_some_and(|c| {
-                self.kube
-                    .iter()
-                    .any(|(n, t)| t.protected && (*n == c || t.context.as_deref() == Some(&c)))
+            None if context.is_none() => current.as_ref().is_some_and(|c| {
+                self.kube.iter().any(|(n, t)| {
+                    t.protected && (n == c || t.context.as_deref() == Some(c.as_str()))
+                })
             }),
             None => false,
         };
@@ -639,7 +642,7 @@ impl Config {
         }
         let mut shown = if !name.is_empty() {
             name
-        } else if context.is_none() && current().as_deref() == Some(IN_CLUSTER) {
+        } else if current.as_deref() == Some(IN_CLUSTER) {
             IN_CLUSTER.to_string()
         } else {
             "current-context".to_string()
