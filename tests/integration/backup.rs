@@ -30,6 +30,18 @@ fn seed(url: &str) {
     );
 }
 
+/// A seeded sandbox PostgreSQL (kept alive by the returned Sandbox), its
+/// URL, and an Env with an empty `backups` directory.
+fn seeded() -> (Sandbox, String, Env, PathBuf) {
+    let sb = sandbox(true, false);
+    let url = sb.postgres.as_ref().unwrap().url();
+    seed(&url);
+    let env = Env::new();
+    let dir = env.path("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    (sb, url, env, dir)
+}
+
 /// One pg.dump to `path` with the options `opts` (a Rhai map body).
 fn pg_dump(env: &Env, url: &str, path: &Path, opts: &str) {
     env.run(
@@ -763,12 +775,7 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
 
 #[test]
 fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
-    seed(&url);
-    let env = Env::new();
-    let dir = env.path("backups");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_sb, url, env, dir) = seeded();
     pg_dump(&env, &url, &dir.join("app-1.dump"), "");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/backup_verify.rhai");
     let script = script.to_str().unwrap();
@@ -822,12 +829,7 @@ fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
 /// named as such.
 #[test]
 fn compressed_plain_dumps_verify_and_restore() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
-    seed(&url);
-    let env = Env::new();
-    let dir = env.path("backups");
-    std::fs::create_dir_all(&dir).unwrap();
+    let (_sb, url, env, dir) = seeded();
     pg_dump(&env, &url, &dir.join("app.sql"), "format: \"plain\"");
     let sh = |cmd: &str| {
         let ok = std::process::Command::new("sh")

@@ -142,6 +142,28 @@ impl Tty {
         }
     }
 
+    /// Types `text`, then presses Tab until the entry reads `completed`
+    /// (live names arrive in the background, so early Tabs may find none).
+    #[track_caller]
+    fn tab_until(&self, text: &str, completed: &str) {
+        self.type_text(text);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The signature hint follows the cursor on the same line.
+        let wanted = format!("]> {completed}");
+        loop {
+            self.key("Tab");
+            std::thread::sleep(Duration::from_millis(200));
+            let screen = self.screen();
+            if screen.lines().last().is_some_and(|l| l.contains(&wanted)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no completion to {completed}:\n{screen}"
+            );
+        }
+    }
+
     /// Waits until `n` prompts have been shown and the last line is an
     /// empty prompt: the previous entry has finished.
     #[track_caller]
@@ -472,22 +494,8 @@ fn tab_completes_live_names_from_the_cluster() {
     let k = kube();
     let env = Env::new();
     let t = Tty::start(&env, &[("KUBECONFIG", &k.kubeconfig())]);
-    t.type_text("k8s.scale(\"wor");
     // The names arrive in the background; Tab answers from what has come.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        t.key("Tab");
-        std::thread::sleep(Duration::from_millis(200));
-        // The signature hint follows the cursor on the same line.
-        if t.screen()
-            .lines()
-            .last()
-            .is_some_and(|l| l.contains("]> k8s.scale(\"worker\""))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no completion:\n{}", t.screen());
-    }
+    t.tab_until("k8s.scale(\"wor", "k8s.scale(\"worker\"");
     t.line(", 1)");
     t.wait_for("the scale ran", |s| {
         prompts(s) >= 2 && s.lines().last().is_some_and(is_prompt)
@@ -495,20 +503,7 @@ fn tab_completes_live_names_from_the_cluster() {
     assert_eq!(k.replicas("worker"), 1);
 
     // Namespaces, for k8s.ns("...
-    t.type_text("k8s.ns(\"stag");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        t.key("Tab");
-        std::thread::sleep(Duration::from_millis(200));
-        if t.screen()
-            .lines()
-            .last()
-            .is_some_and(|l| l.contains("]> k8s.ns(\"staging\""))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no completion:\n{}", t.screen());
-    }
+    t.tab_until("k8s.ns(\"stag", "k8s.ns(\"staging\"");
 }
 
 #[test]

@@ -16,9 +16,13 @@ pub fn age(ts: &str) -> String {
     }
 }
 
-fn col(name: &str, ty: &str, priority: u8) -> Value {
+/// A column definition and this object's value in it, side by side.
+fn cell(name: &str, ty: &str, priority: u8, value: Value) -> (Value, Value) {
     let format = if name == "Name" { "name" } else { "" };
-    json!({"name": name, "type": ty, "format": format, "description": name, "priority": priority})
+    (
+        json!({"name": name, "type": ty, "format": format, "description": name, "priority": priority}),
+        value,
+    )
 }
 
 fn i(v: &Value) -> i64 {
@@ -55,55 +59,61 @@ fn pod_status(p: &Value) -> String {
 }
 
 fn columns_and_cells(r: &Res, o: &Value) -> (Vec<Value>, Vec<Value>) {
+    cells(r, o).into_iter().unzip()
+}
+
+fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
     let name = json!(meta_str(o, "name"));
     let created = age(meta_str(o, "creationTimestamp"));
     match r.kind {
-        "Deployment" => (
-            vec![
-                col("Name", "string", 0),
-                col("Ready", "string", 0),
-                col("Up-to-date", "integer", 0),
-                col("Available", "integer", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-                col("Selector", "string", 1),
-            ],
-            vec![
-                name,
+        "Deployment" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Ready",
+                "string",
+                0,
                 json!(format!(
                     "{}/{}",
                     i(&o["status"]["readyReplicas"]),
                     i(&o["spec"]["replicas"])
                 )),
+            ),
+            cell(
+                "Up-to-date",
+                "integer",
+                0,
                 json!(i(&o["status"]["updatedReplicas"])),
+            ),
+            cell(
+                "Available",
+                "integer",
+                0,
                 json!(i(&o["status"]["availableReplicas"])),
-                json!(created),
-                json!(containers(o, "name")),
-                json!(containers(o, "image")),
+            ),
+            cell("Age", "string", 0, json!(created)),
+            cell("Containers", "string", 1, json!(containers(o, "name"))),
+            cell("Images", "string", 1, json!(containers(o, "image"))),
+            cell(
+                "Selector",
+                "string",
+                1,
                 json!(super::controllers::selector_of(o)),
-            ],
-        ),
-        "ReplicaSet" => (
-            vec![
-                col("Name", "string", 0),
-                col("Desired", "integer", 0),
-                col("Current", "integer", 0),
-                col("Ready", "integer", 0),
-                col("Age", "string", 0),
-                col("Containers", "string", 1),
-                col("Images", "string", 1),
-            ],
-            vec![
-                name,
-                json!(i(&o["spec"]["replicas"])),
-                json!(i(&o["status"]["replicas"])),
+            ),
+        ],
+        "ReplicaSet" => vec![
+            cell("Name", "string", 0, name),
+            cell("Desired", "integer", 0, json!(i(&o["spec"]["replicas"]))),
+            cell("Current", "integer", 0, json!(i(&o["status"]["replicas"]))),
+            cell(
+                "Ready",
+                "integer",
+                0,
                 json!(i(&o["status"]["readyReplicas"])),
-                json!(created),
-                json!(containers(o, "name")),
-                json!(containers(o, "image")),
-            ],
-        ),
+            ),
+            cell("Age", "string", 0, json!(created)),
+            cell("Containers", "string", 1, json!(containers(o, "name"))),
+            cell("Images", "string", 1, json!(containers(o, "image"))),
+        ],
         "Pod" => {
             let cs = o["status"]["containerStatuses"]
                 .as_array()
@@ -115,67 +125,76 @@ fn columns_and_cells(r: &Res, o: &Value) -> (Vec<Value>, Vec<Value>) {
                 .map(|a| a.len())
                 .unwrap_or(0);
             let restarts: i64 = cs.iter().map(|c| i(&c["restartCount"])).sum();
-            (
-                vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Status", "string", 0),
-                    col("Restarts", "string", 0),
-                    col("Age", "string", 0),
-                    col("IP", "string", 1),
-                    col("Node", "string", 1),
-                ],
-                vec![
-                    name,
-                    json!(format!("{ready}/{total}")),
-                    json!(pod_status(o)),
-                    json!(restarts.to_string()),
-                    json!(created),
+            vec![
+                cell("Name", "string", 0, name),
+                cell("Ready", "string", 0, json!(format!("{ready}/{total}"))),
+                cell("Status", "string", 0, json!(pod_status(o))),
+                cell("Restarts", "string", 0, json!(restarts.to_string())),
+                cell("Age", "string", 0, json!(created)),
+                cell(
+                    "IP",
+                    "string",
+                    1,
                     json!(o["status"]["podIP"].as_str().unwrap_or("<none>")),
+                ),
+                cell(
+                    "Node",
+                    "string",
+                    1,
                     json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
-                ],
-            )
+                ),
+            ]
         }
         "HorizontalPodAutoscaler" => {
             let util =
                 i(&o["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]);
             let want = i(&o["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"]);
-            (
-                vec![
-                    col("Name", "string", 0),
-                    col("Reference", "string", 0),
-                    col("Targets", "string", 0),
-                    col("MinPods", "string", 0),
-                    col("MaxPods", "integer", 0),
-                    col("Replicas", "integer", 0),
-                    col("Age", "string", 0),
-                ],
-                vec![
-                    name,
+            vec![
+                cell("Name", "string", 0, name),
+                cell(
+                    "Reference",
+                    "string",
+                    0,
                     json!(format!(
                         "Deployment/{}",
                         o["spec"]["scaleTargetRef"]["name"].as_str().unwrap_or("")
                     )),
+                ),
+                cell(
+                    "Targets",
+                    "string",
+                    0,
                     json!(format!("cpu: {util}%/{want}%")),
+                ),
+                cell(
+                    "MinPods",
+                    "string",
+                    0,
                     json!(i(&o["spec"]["minReplicas"]).to_string()),
-                    json!(i(&o["spec"]["maxReplicas"])),
+                ),
+                cell("MaxPods", "integer", 0, json!(i(&o["spec"]["maxReplicas"]))),
+                cell(
+                    "Replicas",
+                    "integer",
+                    0,
                     json!(i(&o["status"]["currentReplicas"])),
-                    json!(created),
-                ],
-            )
+                ),
+                cell("Age", "string", 0, json!(created)),
+            ]
         }
-        "Event" => (
-            vec![
-                col("Last Seen", "string", 0),
-                col("Type", "string", 0),
-                col("Reason", "string", 0),
-                col("Object", "string", 0),
-                col("Message", "string", 0),
-            ],
-            vec![
+        "Event" => vec![
+            cell(
+                "Last Seen",
+                "string",
+                0,
                 json!(age(o["lastTimestamp"].as_str().unwrap_or(""))),
-                o["type"].clone(),
-                o["reason"].clone(),
+            ),
+            cell("Type", "string", 0, o["type"].clone()),
+            cell("Reason", "string", 0, o["reason"].clone()),
+            cell(
+                "Object",
+                "string",
+                0,
                 json!(format!(
                     "{}/{}",
                     o["involvedObject"]["kind"]
@@ -184,9 +203,9 @@ fn columns_and_cells(r: &Res, o: &Value) -> (Vec<Value>, Vec<Value>) {
                         .to_lowercase(),
                     o["involvedObject"]["name"].as_str().unwrap_or("")
                 )),
-                o["message"].clone(),
-            ],
-        ),
+            ),
+            cell("Message", "string", 0, o["message"].clone()),
+        ],
         "Service" => {
             let ports = o["spec"]["ports"]
                 .as_array()
@@ -203,21 +222,26 @@ fn columns_and_cells(r: &Res, o: &Value) -> (Vec<Value>, Vec<Value>) {
                         .join(",")
                 })
                 .unwrap_or_default();
-            (
-                vec![
-                    col("Name", "string", 0),
-                    col("Type", "string", 0),
-                    col("Cluster-IP", "string", 0),
-                    col("Ports", "string", 0),
-                    col("Age", "string", 0),
-                    col("Selector", "string", 1),
-                ],
-                vec![
-                    name,
+            vec![
+                cell("Name", "string", 0, name),
+                cell(
+                    "Type",
+                    "string",
+                    0,
                     json!(o["spec"]["type"].as_str().unwrap_or("ClusterIP")),
+                ),
+                cell(
+                    "Cluster-IP",
+                    "string",
+                    0,
                     json!(o["spec"]["clusterIP"].as_str().unwrap_or("None")),
-                    json!(ports),
-                    json!(created),
+                ),
+                cell("Ports", "string", 0, json!(ports)),
+                cell("Age", "string", 0, json!(created)),
+                cell(
+                    "Selector",
+                    "string",
+                    1,
                     json!(o["spec"]["selector"]
                         .as_object()
                         .map(|m| m
@@ -226,78 +250,69 @@ fn columns_and_cells(r: &Res, o: &Value) -> (Vec<Value>, Vec<Value>) {
                             .collect::<Vec<_>>()
                             .join(","))
                         .unwrap_or_default()),
-                ],
-            )
+                ),
+            ]
         }
-        "Job" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Completions", "string", 0),
-                col("Age", "string", 0),
-            ],
-            vec![
-                name,
+        "Job" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Status",
+                "string",
+                0,
                 json!(if i(&o["status"]["succeeded"]) > 0 {
                     "Complete"
                 } else {
                     "Running"
                 }),
+            ),
+            cell(
+                "Completions",
+                "string",
+                0,
                 json!(format!(
                     "{}/{}",
                     i(&o["status"]["succeeded"]),
                     o["spec"]["completions"].as_i64().unwrap_or(1)
                 )),
-                json!(created),
-            ],
-        ),
-        "CronJob" => (
-            vec![
-                col("Name", "string", 0),
-                col("Schedule", "string", 0),
-                col("Suspend", "boolean", 0),
-                col("Active", "integer", 0),
-                col("Age", "string", 0),
-            ],
-            vec![
-                name,
-                o["spec"]["schedule"].clone(),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "CronJob" => vec![
+            cell("Name", "string", 0, name),
+            cell("Schedule", "string", 0, o["spec"]["schedule"].clone()),
+            cell(
+                "Suspend",
+                "boolean",
+                0,
                 json!(o["spec"]["suspend"].as_bool().unwrap_or(false)),
+            ),
+            cell(
+                "Active",
+                "integer",
+                0,
                 json!(o["status"]["active"]
                     .as_array()
                     .map(|a| a.len())
                     .unwrap_or(0)),
-                json!(created),
-            ],
-        ),
-        "Namespace" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Age", "string", 0),
-            ],
-            vec![name, json!("Active"), json!(created)],
-        ),
-        "Node" => (
-            vec![
-                col("Name", "string", 0),
-                col("Status", "string", 0),
-                col("Roles", "string", 0),
-                col("Age", "string", 0),
-                col("Version", "string", 0),
-            ],
-            vec![
-                name,
-                json!("Ready"),
-                json!("<none>"),
-                json!(created),
-                json!("v1.31.0"),
-            ],
-        ),
-        _ => (
-            vec![col("Name", "string", 0), col("Age", "string", 0)],
-            vec![name, json!(created)],
-        ),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "Namespace" => vec![
+            cell("Name", "string", 0, name),
+            cell("Status", "string", 0, json!("Active")),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "Node" => vec![
+            cell("Name", "string", 0, name),
+            cell("Status", "string", 0, json!("Ready")),
+            cell("Roles", "string", 0, json!("<none>")),
+            cell("Age", "string", 0, json!(created)),
+            cell("Version", "string", 0, json!("v1.31.0")),
+        ],
+        _ => vec![
+            cell("Name", "string", 0, name),
+            cell("Age", "string", 0, json!(created)),
+        ],
     }
 }
 
