@@ -777,8 +777,8 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
 fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
     let (_sb, url, env, dir) = seeded();
     pg_dump(&env, &url, &dir.join("app-1.dump"), "");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/backup_verify.rhai");
-    let script = script.to_str().unwrap();
+    let script = repo_path("scripts/backup_verify.rhai");
+    let script = script.as_str();
     let d = format!("dir={}", dir.display());
     let target = format!("restore_target={url}");
     let r = env.opsh(

@@ -139,7 +139,7 @@ fn help_lists_and_describes_from_the_registry() {
 
 #[test]
 fn docs_reference_is_generated_and_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md");
+    let path = std::path::PathBuf::from(repo_path("docs/reference.md"));
     let want = opsh::help::reference_markdown();
     if std::env::var_os("OPSH_BLESS").is_some() {
         std::fs::write(&path, &want).unwrap();
@@ -168,7 +168,7 @@ fn every_declared_example_compiles() {
 #[test]
 fn shipped_scripts_compile() {
     let env = Env::new();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts");
+    let dir = repo_path("scripts");
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "rhai") {

@@ -6,7 +6,7 @@
 //! runbooks do their job and refuses more. kubectl, given the same token
 //! and CA, agrees.
 
-use crate::support::{certs, Env};
+use crate::support::{certs, repo_file, repo_path, Env};
 use opsh::sandbox::{KubeServer, TlsFiles};
 use serde_json::json;
 use std::path::PathBuf;
@@ -41,10 +41,7 @@ impl Pod {
             },
         )
         .unwrap_or_else(|e| panic!("kube test server did not start: {e}"));
-        let rbac = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/deploy/rbac.yaml"),
-        )
-        .unwrap();
+        let rbac = repo_file("docs/deploy/rbac.yaml");
         assert_eq!(api.grant(&rbac), Ok(1), "one subject bound");
         let token = api.issue_token(SA);
 
@@ -149,12 +146,11 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
     pod.wait_ready(2);
 
     // The morning health runbook needs only what the Role grants.
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/morning_health.rhai");
+    let script = repo_path("scripts/morning_health.rhai");
     let r = pod.env.opsh(
         &[
             "run",
-            script.to_str().unwrap(),
+            script.as_str(),
             "--arg",
             r#"namespaces=["opsh"]"#,
             "--arg",

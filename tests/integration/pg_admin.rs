@@ -139,6 +139,14 @@ fn sorted(mut v: Vec<i64>) -> Vec<i64> {
     v
 }
 
+/// Runs `script` against `url`: it must fail (exit 2) and say `needle`.
+#[track_caller]
+fn fails_with(env: &Env, url: &str, script: &str, needle: &str) {
+    let r = env.run(script, &[], &[("DATABASE_URL", url)]);
+    r.assert_code(2);
+    assert!(r.stderr.contains(needle), "{}", r.stderr);
+}
+
 #[test]
 fn terminate_idle_ends_exactly_the_matching_sessions() {
     let sb = sandbox(true, false);
@@ -359,16 +367,11 @@ fn activity_connections_and_long_running_see_the_real_sessions() {
     assert_eq!(lines[7], "0");
     assert_eq!(lines[8], format!("[{in_tx}]"));
     // A typo in a filter is an error, not a wider match.
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.terminate_idle(#{olderthan: "1m"})"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("did you mean `older_than`?"),
-        "{}",
-        r.stderr
+        "did you mean `older_than`?",
     );
     assert!(alive(&url, idle) && alive(&url, in_tx));
 }
@@ -440,13 +443,12 @@ fn slow_queries_reads_pg_stat_statements_and_explains_a_missing_extension() {
     );
     r.assert_code(0);
     assert_eq!(r.stdout, "1\n3 f64 opsh postgres\n2\n", "{}", r.stderr);
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.slow_queries(#{order_by: "slowest"})"#,
-        &[],
-        &[("DATABASE_URL", &url)],
+        "order_by must be one of",
     );
-    r.assert_code(2);
-    assert!(r.stderr.contains("order_by must be one of"), "{}", r.stderr);
     // A database without the extension: the exact remedy.
     pg_exec(&url, "create database noext");
     let other = sb.postgres.as_ref().unwrap().url_for("noext");
@@ -581,23 +583,17 @@ fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
         &[("DATABASE_URL", &url)],
     )
     .assert_code(0);
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.reindex(#{table: "jobs", index: "jobs_pkey"})"#,
-        &[],
-        &[("DATABASE_URL", &url)],
+        "exactly one of",
     );
-    r.assert_code(2);
-    assert!(r.stderr.contains("exactly one of"), "{}", r.stderr);
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.reindex(#{database: "template1"})"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("only on the database of the connection"),
-        "{}",
-        r.stderr
+        "only on the database of the connection",
     );
 }
 
@@ -633,16 +629,11 @@ fn settings_version_replication_and_stats_are_typed() {
         "{}",
         r.stderr
     );
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.settings("max_conections")"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("unknown setting `max_conections`"),
-        "{}",
-        r.stderr
+        "unknown setting `max_conections`",
     );
 }
 
@@ -653,13 +644,12 @@ fn statement_and_connect_timeouts_come_from_the_config() {
     let env = Env::new();
     env.write_config("[defaults]\npg_statement_timeout = \"500ms\"\npg_connect_timeout = \"1s\"\n");
     let started = Instant::now();
-    let r = env.run(
+    fails_with(
+        &env,
+        &url,
         r#"pg.query("select pg_sleep(5)")"#,
-        &[],
-        &[("DATABASE_URL", &url)],
+        "SQLSTATE 57014",
     );
-    r.assert_code(2);
-    assert!(r.stderr.contains("SQLSTATE 57014"), "{}", r.stderr);
     assert!(started.elapsed() < Duration::from_secs(4));
     // The setting is on the session, visible to the server.
     let r = env.run(

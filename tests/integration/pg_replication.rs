@@ -85,8 +85,8 @@ fn replication_reports_replicas_slots_and_lag_on_both_sides() {
     assert!(lag(&out, "replica ") > 100_000, "{out}");
 
     // The daily check sees the same lag and fails on it (0.05 MiB here).
-    let daily = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/daily_check.rhai");
-    let daily = daily.to_str().unwrap();
+    let daily = repo_path("scripts/daily_check.rhai");
+    let daily = daily.as_str();
     let r = env.opsh(
         &[
             "run",

@@ -415,9 +415,8 @@ fn bearer_token_from_the_config_is_sent_and_redacted() {
 #[test]
 fn sandbox_run_with_monitoring_runs_the_metrics_check() {
     let env = Env::new();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/metrics_check.rhai");
-    let s = script.to_str().unwrap();
+    let script = repo_path("scripts/metrics_check.rhai");
+    let s = script.as_str();
     let r = env.opsh(
         &["sandbox", "run", "--monitoring", s, "--arg", "push=true"],
         &[],

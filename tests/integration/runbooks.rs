@@ -2,26 +2,17 @@
 //! runbooks end to end against real servers (not stubs).
 
 use crate::support::*;
-use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn script(name: &str) -> String {
-    repo()
-        .join("scripts")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    repo_path(&format!("scripts/{name}"))
 }
 
 /// `opsh ARGS` run from the repository root (runbook tests name
 /// scripts/... relative to it).
 fn opsh_in_repo(env: &Env, args: &[&str]) -> Run {
     let mut c: Command = env.command();
-    c.current_dir(repo()).args(args);
+    c.current_dir(repo_path("")).args(args);
     let o = c.output().expect("run opsh");
     Run {
         code: o.status.code().unwrap_or(-1),

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 #[test]
 fn sandbox_run_daily_check_passes_and_fails_on_thresholds() {
     let env = Env::new();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/daily_check.rhai");
-    let s = script.to_str().unwrap();
+    let script = repo_path("scripts/daily_check.rhai");
+    let s = script.as_str();
     let r = env.opsh(&["sandbox", "run", s], &[]);
     r.assert_code(0);
     assert!(r.stdout.contains("pg reachable"), "{}", r.stdout);

@@ -37,6 +37,16 @@ impl Run {
     }
 }
 
+/// A path in the repository (scripts/..., docs/...), as the binary is given it.
+pub fn repo_path(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file of the repository, read.
+pub fn repo_file(rel: &str) -> String {
+    std::fs::read_to_string(repo_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
 pub fn sandbox(pg: bool, redis: bool) -> Sandbox {
     sandbox_with(Services {
         postgres: pg,

@@ -167,12 +167,7 @@ fn validate(schema: &Value, v: &Value, path: &str, errors: &mut Vec<String>) {
 }
 
 fn schema() -> Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/report.schema.json"
-    ))
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&repo_file("docs/report.schema.json")).unwrap()
 }
 
 #[track_caller]
@@ -715,10 +710,8 @@ fn exit_codes_are_documented_and_distinct() {
     codes.sort();
     codes.dedup();
     assert_eq!(codes.len(), table.len(), "codes are distinct");
-    let reference =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md")).unwrap();
-    let cron =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cron.md")).unwrap();
+    let reference = repo_file("docs/reference.md");
+    let cron = repo_file("docs/cron.md");
     for (code, name, _) in table {
         assert!(
             reference.contains(&format!("| {code} | {name} |")),
@@ -744,10 +737,6 @@ fn exit_codes_are_documented_and_distinct() {
 
 // --- docs/deploy and the Dockerfile: no YAML crate, a structural check ----
 
-fn repo_file(rel: &str) -> String {
-    std::fs::read_to_string(format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
 /// The literal block scalar under `key: |`, dedented.
 fn block(doc: &str, key: &str) -> String {
     let lines: Vec<&str> = doc.lines().collect();
@@ -766,7 +755,7 @@ fn block(doc: &str, key: &str) -> String {
 
 #[test]
 fn deploy_manifests_are_well_formed_and_consistent() {
-    let dir = format!("{}/docs/deploy", env!("CARGO_MANIFEST_DIR"));
+    let dir = repo_path("docs/deploy");
     let mut kinds = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
