@@ -11,6 +11,10 @@ pub struct Param {
     pub name: &'static str,
     pub ty: &'static str,
     pub optional: bool,
+    /// For an argument that names something on the target (a deployment,
+    /// a namespace): a script listing those names, which the REPL runs in
+    /// the background to complete the argument.
+    pub names: Option<&'static str>,
 }
 
 pub const fn req(name: &'static str, ty: &'static str) -> Param {
@@ -18,6 +22,7 @@ pub const fn req(name: &'static str, ty: &'static str) -> Param {
         name,
         ty,
         optional: false,
+        names: None,
     }
 }
 
@@ -26,6 +31,17 @@ pub const fn opt(name: &'static str, ty: &'static str) -> Param {
         name,
         ty,
         optional: true,
+        names: None,
+    }
+}
+
+impl Param {
+    /// Declares the script that lists what this argument names.
+    pub const fn names(self, script: &'static str) -> Param {
+        Param {
+            names: Some(script),
+            ..self
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! Live completion: the names a cluster has (deployments, pods, namespaces,
-//! HPAs, CronJobs) inside the string argument of `k8s.scale("`,
-//! `k8s.logs("`, `k8s.ns("`... Completion never waits on the network: a
+//! Live completion: the names a target has inside a string argument whose
+//! declaration says what it names (`Param::names`): the cluster's
+//! deployments after `k8s.scale("`, pods after `k8s.logs("`, namespaces
+//! after `k8s.ns("`... Completion never waits on the network: a
 //! Tab answers from a cache, and a stale or missing entry is fetched by a
 //! background thread, which the signature hint already asks for as soon
 //! as the call is typed, so the names are usually there by the first Tab.
@@ -11,6 +12,7 @@
 use super::completion::{Source, Suggestion};
 use super::context::{self, Spot};
 use super::state::Shared;
+use crate::registry;
 use crate::session::Session;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,20 +24,9 @@ use std::time::{Duration, Instant};
 const FRESH: Duration = Duration::from_secs(30);
 
 /// The script listing what string argument `index` of `module.function`
-/// names, on the module's default target.
+/// names, from the primitive's declaration (`Param::names`).
 fn query(module: &str, function: &str, index: usize) -> Option<&'static str> {
-    if module != "k8s" || index != 0 {
-        return None;
-    }
-    Some(match function {
-        "scale" | "rollout_restart" | "rollout_undo" | "rollout_status" | "rollout_history"
-        | "set_env" | "set_image" => "k8s.deployments().map(|d| d.name)",
-        "delete_pod" | "logs" => "k8s.pods().map(|p| p.name)",
-        "ns" => r#"k8s.get("namespaces").map(|n| n.metadata.name)"#,
-        "hpa" | "patch_hpa" => r#"k8s.get("hpa").map(|h| h.metadata.name)"#,
-        "create_job_from" => r#"k8s.get("cronjobs").map(|c| c.metadata.name)"#,
-        _ => return None,
-    })
+    registry::find(module, function)?.params.get(index)?.names
 }
 
 #[derive(Default)]

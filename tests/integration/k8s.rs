@@ -773,3 +773,31 @@ fn scale_retries_past_an_unrelated_change_but_not_past_a_replicas_change() {
     );
     assert_eq!(k.replicas("api"), 5);
 }
+
+/// Every `names` script a parameter declares (what the REPL completes
+/// live) runs against a cluster and lists the demo objects by name.
+#[test]
+fn declared_name_lists_run_against_the_cluster() {
+    let k = kube();
+    let env = Env::new();
+    k.wait_pods_ready("api", 3);
+    let mut scripts: Vec<&str> = opsh::registry::all()
+        .flat_map(|p| p.params.iter().filter_map(|x| x.names))
+        .collect();
+    scripts.sort();
+    scripts.dedup();
+    assert_eq!(scripts.len(), 5, "{scripts:?}");
+    for s in scripts {
+        let r = run(&env, &k, &format!("print(json.stringify({s}))"), &[]);
+        r.assert_code(0);
+        let names: Vec<String> = serde_json::from_str(r.stdout.trim())
+            .unwrap_or_else(|e| panic!("{s}: {e}: {}", r.stdout));
+        let expected = ["api", "default", "nightly-report"];
+        assert!(
+            names
+                .iter()
+                .any(|n| expected.contains(&n.as_str()) || n.starts_with("api-")),
+            "{s} listed {names:?}"
+        );
+    }
+}

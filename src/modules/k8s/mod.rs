@@ -52,6 +52,13 @@ macro_rules! prim {
     };
 }
 
+// What name arguments name, for the REPL's live completion.
+const DEPLOYMENTS: &str = "k8s.deployments().map(|d| d.name)";
+const PODS: &str = "k8s.pods().map(|p| p.name)";
+const NAMESPACES: &str = r#"k8s.get("namespaces").map(|n| n.metadata.name)"#;
+const HPAS: &str = r#"k8s.get("hpa").map(|h| h.metadata.name)"#;
+const CRONJOBS: &str = r#"k8s.get("cronjobs").map(|c| c.metadata.name)"#;
+
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "k8s",
     doc: "Kubernetes: the current kubeconfig context and namespace (KUBECONFIG, ~/.kube/config, or in-cluster), or [kube.NAME] targets. Mutations validate with server-side dry run under --dry-run.",
@@ -61,7 +68,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "A handle on another kubeconfig context (or [kube.NAME] target), with the same methods as `k8s`.\n\
              Loads the kubeconfig at once, so an unknown context fails on this line. Protection comes from `protected = true` in [kube.NAME].",
             r#"let prod = k8s.context("prod"); prod.deployments()"#, Effect::Read(select::context)),
-        prim!("ns", &[req("name", "string")], "k8s handle",
+        prim!("ns", &[req("name", "string").names(NAMESPACES)], "k8s handle",
             "A handle on another namespace of the same context: `k8s.ns(\"web\")`, `k8s.context(\"prod\").ns(\"web\")`.",
             r#"k8s.ns("kube-system").pods()"#, Effect::Read(select::ns)),
         prim!("get", &[req("kind", "string"), opt("name", "string")], "map or array of maps",
@@ -79,7 +86,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "Events, newest first: #{ago, type, reason, object, message, count} (ago in seconds).\n\
              opts: since (\"10m\"), type (\"Warning\"), involved (an object name, or kind/name).",
             r#"show(k8s.events(#{since: "15m", type: "Warning"}))"#, Effect::Read(events)),
-        prim!("logs", &[req("pod_or_selector", "string"), opt("opts", "map")], "array of maps",
+        prim!("logs", &[req("pod_or_selector", "string").names(PODS), opt("opts", "map")], "array of maps",
             "Log lines of a pod, or of every pod matching a label selector (\"app=api\"): #{pod, line}.\n\
              opts: container, tail (lines per pod), since (\"5m\"), grep (substring), previous (the last terminated container, after a crash).",
             r#"let errors = k8s.logs("app=api", #{tail: 200, grep: "ERROR"}); errors.len()"#, Effect::Read(logs)),
@@ -93,13 +100,13 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "Whether this identity may do `verb` on `resource` in the handle's namespace, as `kubectl auth can-i` asks the API server (a SelfSubjectAccessReview).\n\
              `resource` is a kind as k8s.get takes it, with an optional subresource: \"deployments/scale\", \"pods/log\". A runbook checks before its first change, so it never stops half-way for lack of a permission.",
             r#"if !k8s.can_i("patch", "deployments/scale") { fail("this identity may not scale deployments"); }"#, Effect::Read(can_i)),
-        prim!("hpa", &[opt("name", "string")], "map or array of maps",
+        prim!("hpa", &[opt("name", "string").names(HPAS)], "map or array of maps",
             "HorizontalPodAutoscalers (autoscaling/v2): #{name, target, min, max, current, desired, cpu_pct, cpu_target_pct, limited}.",
             r#"let h = k8s.hpa("api"); if h.current == h.max { print("api is at its HPA maximum") }"#, Effect::Read(hpa)),
-        prim!("rollout_history", &[req("deployment", "string")], "array of maps",
+        prim!("rollout_history", &[req("deployment", "string").names(DEPLOYMENTS)], "array of maps",
             "The deployment's revisions, from its own ReplicaSets: #{revision, replicaset, images, replicas, current, change_cause, age}.",
             r#"show(k8s.rollout_history("api"))"#, Effect::Read(rollout_history)),
-        prim!("rollout_status", &[req("deployment", "string"), opt("opts", "map")], "map",
+        prim!("rollout_status", &[req("deployment", "string").names(DEPLOYMENTS), opt("opts", "map")], "map",
             "Wait until the deployment's rollout is complete (as `kubectl rollout status` judges it), showing progress on stderr.\n\
              opts: timeout (default \"5m\"). Fails at once when the rollout exceeded its progress deadline.",
             r#"k8s.rollout_status("api", #{timeout: "3m"})"#, Effect::Read(rollout::rollout_status), CallTimeout::Unbounded),
@@ -108,29 +115,29 @@ pub static MODULE: ModuleDecl = ModuleDecl {
              Named export_ns because `export` is a Rhai keyword. \
              Secret values are masked (keys kept): a backup printed to a terminal must not leak them.",
             r#"let objs = k8s.export_ns("default"); print(json.stringify(objs))"#, Effect::Read(export)),
-        prim!("scale", &[req("deployment", "string"), req("replicas", "int"), opt("opts", "map")], "map",
+        prim!("scale", &[req("deployment", "string").names(DEPLOYMENTS), req("replicas", "int"), opt("opts", "map")], "map",
             "Scale a deployment. Returns #{deployment, from, to} (and ready with wait).\n\
              opts: current (refuse unless it has exactly this many now, like kubectl --current-replicas), wait (true: until the replicas are ready), timeout (for wait, default \"5m\"). The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.",
             r#"k8s.scale("api", 5, #{current: 3, wait: true})"#, Effect::Mutate { plan: plan_scale, apply: scale }, CallTimeout::Unbounded),
-        prim!("rollout_restart", &[req("deployment", "string")], "map",
+        prim!("rollout_restart", &[req("deployment", "string").names(DEPLOYMENTS)], "map",
             "Restart a deployment's pods by a rolling update (the restartedAt annotation, as kubectl rollout restart).",
             r#"k8s.rollout_restart("api"); k8s.rollout_status("api")"#, Effect::Mutate { plan: plan_rollout_restart, apply: rollout_restart }),
-        prim!("rollout_undo", &[req("deployment", "string"), opt("opts", "map")], "map",
+        prim!("rollout_undo", &[req("deployment", "string").names(DEPLOYMENTS), opt("opts", "map")], "map",
             "Return a deployment to its previous revision, or #{to_revision: N}. Returns #{deployment, from_revision, to_revision, images}; --dry-run shows the images it returns to.",
             r#"k8s.rollout_undo("api", #{to_revision: 2})"#, Effect::Mutate { plan: plan_rollout_undo, apply: rollout_undo }),
-        prim!("delete_pod", &[req("pod", "string"), opt("opts", "map")], "map",
+        prim!("delete_pod", &[req("pod", "string").names(PODS), opt("opts", "map")], "map",
             "Delete a pod with a UID precondition, so a replacement with the same name is never deleted. opts: uid (the exact pod to delete, e.g. from k8s.pods()).",
             r#"let p = k8s.pods(#{selector: "app=api"})[0]; k8s.delete_pod(p.name, #{uid: p.uid})"#, Effect::Mutate { plan: plan_delete_pod, apply: delete_pod }),
-        prim!("patch_hpa", &[req("name", "string"), req("opts", "map")], "map",
+        prim!("patch_hpa", &[req("name", "string").names(HPAS), req("opts", "map")], "map",
             "Change an HPA's bounds: #{min, max} (either). Refuses min > max.",
             r#"k8s.patch_hpa("api", #{min: 4, max: 20})"#, Effect::Mutate { plan: plan_patch_hpa, apply: patch_hpa }),
-        prim!("set_env", &[req("deployment", "string"), req("vars", "map"), opt("opts", "map")], "map",
+        prim!("set_env", &[req("deployment", "string").names(DEPLOYMENTS), req("vars", "map"), opt("opts", "map")], "map",
             "Set (or with () remove) environment variables on the deployment's containers, or #{container: NAME} only. Starts a rollout when anything changes.",
             r#"k8s.set_env("api", #{LOG_LEVEL: "debug", OLD_FLAG: ()})"#, Effect::Mutate { plan: plan_set_env, apply: set_env }),
-        prim!("set_image", &[req("deployment", "string"), req("container", "string"), req("image", "string")], "map",
+        prim!("set_image", &[req("deployment", "string").names(DEPLOYMENTS), req("container", "string"), req("image", "string")], "map",
             "Change one container's image (a rollout). Nothing is sent when it already runs that image.",
             r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#, Effect::Mutate { plan: plan_set_image, apply: set_image }),
-        prim!("create_job_from", &[req("cronjob", "string"), opt("name", "string")], "map",
+        prim!("create_job_from", &[req("cronjob", "string").names(CRONJOBS), opt("name", "string")], "map",
             "Run a CronJob now: a Job from its template, owned by it (as kubectl create job --from=cronjob/NAME). Returns #{job, cronjob, uid}.",
             r#"k8s.create_job_from("nightly-report")"#, Effect::Mutate { plan: plan_create_job_from, apply: create_job_from }),
         prim!("secret_set", &[req("name", "string"), req("secrets", "map")], "map",
