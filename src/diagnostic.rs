@@ -256,8 +256,8 @@ fn function_hint(sig: &str, receiver: Option<&str>) -> Option<String> {
     let module =
         receiver.filter(|r| on_module && crate::registry::value_modules().any(|m| m.name == *r));
     let candidates: Vec<(String, String)> = crate::registry::all()
-        .filter(|p| p.module.is_empty() != on_module)
-        .filter(|p| module.is_none_or(|m| p.module == m))
+        .filter(|p| p.is_global() != on_module)
+        .filter(|p| module.is_none_or(|m| p.module.name == m))
         .map(|p| (p.name.to_string(), p.signature()))
         .collect();
     let same: Vec<&String> = candidates
@@ -274,7 +274,7 @@ fn function_hint(sig: &str, receiver: Option<&str>) -> Option<String> {
     }
     let best = crate::registry::suggest(name, candidates.iter().map(|(n, _)| n.as_str()))?;
     let full: Vec<String> = crate::registry::all()
-        .filter(|p| p.name == best && module.is_none_or(|m| p.module == m))
+        .filter(|p| p.name == best && module.is_none_or(|m| p.module.name == m))
         .map(|p| p.full_name())
         .collect();
     Some(format!("did you mean {}?", full.join(" or ")))

@@ -1,7 +1,7 @@
 //! `opsh help`, `opsh help NAME` and the generated reference in docs/, all
 //! rendered from the registry's declarations.
 
-use crate::registry::{self, ModuleDecl, Primitive};
+use crate::registry::{self, ModuleDecl, Prim};
 use nu_ansi_term::{Color, Style};
 
 fn paint(color: bool, style: Style, s: &str) -> String {
@@ -46,13 +46,8 @@ pub fn overview(color: bool) -> String {
         out.push('\n');
         out.push_str(&paint(color, Style::new().bold(), &module_title(m)));
         out.push_str(&format!("  {}\n", module_doc(m)));
-        let width = m
-            .primitives
-            .iter()
-            .map(|p| p.full_name().len())
-            .max()
-            .unwrap_or(0);
-        for p in m.primitives {
+        let width = m.prims().map(|p| p.full_name().len()).max().unwrap_or(0);
+        for p in m.prims() {
             let mark = if p.mutates() {
                 paint(color, Color::Yellow.bold(), "!")
             } else {
@@ -69,7 +64,7 @@ pub fn overview(color: bool) -> String {
     out
 }
 
-pub fn primitive(p: &Primitive, color: bool) -> String {
+pub fn primitive(p: Prim, color: bool) -> String {
     let mut out = String::new();
     out.push_str(&paint(color, Style::new().bold(), &p.signature()));
     out.push('\n');
@@ -125,7 +120,7 @@ pub fn lookup(name: &str, color: bool) -> Result<String, String> {
             paint(color, Style::new().bold(), m.name),
             m.doc
         );
-        for p in m.primitives {
+        for p in m.prims() {
             out.push_str(&format!(
                 "  {}{}\n      {}\n",
                 if p.mutates() { "! " } else { "" },
@@ -155,7 +150,7 @@ pub fn reference_markdown() -> String {
     );
     for m in registry::modules() {
         out.push_str(&format!("\n## {}\n\n{}\n", module_title(m), module_doc(m)));
-        for p in m.primitives {
+        for p in m.prims() {
             out.push_str(&format!(
                 "\n### `{}`\n\n```\n{}\n```\n\n",
                 p.full_name(),

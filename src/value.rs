@@ -114,6 +114,51 @@ pub fn parse_duration(d: &Dynamic) -> Result<std::time::Duration, String> {
     ))
 }
 
+/// A size given as bytes (int) or a string like "10MB", "1.5 GiB", "500k".
+/// Decimal units are powers of 1000, binary ones (KiB, MiB) of 1024.
+pub fn size_from_str(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: 1024, \"10MB\", \"1.5GiB\")"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    Ok((n * mult).round() as u64)
+}
+
+/// A size as scripts give it: bytes (a non-negative int) or a string like
+/// "10MB".
+pub fn parse_size(d: &Dynamic) -> Result<u64, String> {
+    if let Ok(i) = d.as_int() {
+        return u64::try_from(i).map_err(|_| format!("a size cannot be negative: {i}"));
+    }
+    if d.is_string() {
+        return size_from_str(&d.to_string());
+    }
+    Err(format!(
+        "expected a size (bytes, or a string like \"10MB\"), got {}",
+        type_name(d)
+    ))
+}
+
 pub fn map_of(pairs: impl IntoIterator<Item = (&'static str, Dynamic)>) -> Map {
     pairs.into_iter().map(|(k, v)| (k.into(), v)).collect()
 }

@@ -131,58 +131,57 @@ fn opt_dyn(v: &Option<String>) -> Dynamic {
 
 /// Registers one Rhai function per (name, arity) that the registry declares.
 /// Methods of all modules share the `Handle` receiver type, so a method
-/// looks the primitive up by the handle's module at call time: `pg.info()`
+/// picks its declaration by the handle's module at call time: `pg.info()`
 /// and `redis.info()` are one Rhai function with two declarations.
 fn register_primitives(engine: &mut Engine, session: &Arc<Session>) {
-    let mut seen: HashSet<(bool, &'static str, usize)> = HashSet::new();
+    let mut methods: HashMap<(&'static str, usize), Vec<registry::Prim>> = HashMap::new();
+    let mut globals: HashSet<(&'static str, usize)> = HashSet::new();
     for p in registry::all() {
-        let is_method = !p.module.is_empty();
         for n in p.min_args()..=p.params.len() {
-            if !seen.insert((is_method, p.name, n)) {
+            if !p.is_global() {
+                methods.entry((p.name, n)).or_default().push(p);
+                continue;
+            }
+            if !globals.insert((p.name, n)) {
                 continue;
             }
             let s = session.clone();
-            if is_method {
-                let name = p.name;
-                let mut types = vec![TypeId::of::<Handle>()];
-                types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), n));
-                engine.register_raw_fn(name, types, move |ctx, args| {
-                    let handle = args
-                        .first()
-                        .and_then(|a| (**a).clone().try_cast::<Handle>())
-                        .ok_or_else(|| rt_error(format!("{name}: not called on a module")))?;
-                    let Some(prim) = registry::find(handle.module, name) else {
-                        return Err(no_such_method(handle.module, name));
-                    };
-                    let rest: Vec<Dynamic> = args.iter().skip(1).map(|a| (**a).clone()).collect();
-                    if rest.len() < prim.min_args() || rest.len() > prim.params.len() {
-                        return Err(rt_error(format!(
-                            "{} takes {} arguments, got {}: {}",
-                            prim.full_name(),
-                            arity_text(prim),
-                            rest.len(),
-                            prim.signature()
-                        )));
-                    }
-                    dispatch::invoke(ctx.engine(), &s, prim, handle.target, rest)
-                });
-            } else {
-                let prim: &'static registry::Primitive = p;
-                let types = vec![TypeId::of::<Dynamic>(); n];
-                engine.register_raw_fn(p.name, types, move |ctx, args| {
-                    let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
-                    dispatch::invoke(ctx.engine(), &s, prim, None, args)
-                });
-            }
+            let types = vec![TypeId::of::<Dynamic>(); n];
+            engine.register_raw_fn(p.name, types, move |ctx, args| {
+                let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
+                dispatch::invoke(ctx.engine(), &s, p, None, args)
+            });
         }
     }
-}
-
-fn arity_text(p: &registry::Primitive) -> String {
-    if p.min_args() == p.params.len() {
-        p.min_args().to_string()
-    } else {
-        format!("{} to {}", p.min_args(), p.params.len())
+    for ((name, n), candidates) in methods {
+        let s = session.clone();
+        let mut types = vec![TypeId::of::<Handle>()];
+        types.extend(std::iter::repeat_n(TypeId::of::<Dynamic>(), n));
+        engine.register_raw_fn(name, types, move |ctx, args| {
+            let handle = args
+                .first()
+                .and_then(|a| (**a).clone().try_cast::<Handle>())
+                .ok_or_else(|| rt_error(format!("{name}: not called on a module")))?;
+            let Some(prim) = candidates
+                .iter()
+                .find(|p| p.module.name == handle.module)
+                .copied()
+                .or_else(|| registry::find(handle.module, name))
+            else {
+                return Err(no_such_method(handle.module, name));
+            };
+            let rest: Vec<Dynamic> = args.iter().skip(1).map(|a| (**a).clone()).collect();
+            if rest.len() < prim.min_args() || rest.len() > prim.params.len() {
+                return Err(rt_error(format!(
+                    "{} takes {} arguments, got {}: {}",
+                    prim.full_name(),
+                    prim.arity_text(),
+                    rest.len(),
+                    prim.signature()
+                )));
+            }
+            dispatch::invoke(ctx.engine(), &s, prim, handle.target, rest)
+        });
     }
 }
 

@@ -4,7 +4,7 @@ use crate::config::Kind;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
 use crate::modules::prom::client::Http;
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of, parse_duration};
 use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
@@ -15,60 +15,33 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Alertmanager: alerts and silences. Targets come from [alertmanager.NAME] in the config or ALERTMANAGER_URL.",
     target: Some(Kind::Alertmanager),
     primitives: &[
-        Primitive {
-            module: "alertmanager",
-            name: "connect",
-            params: &[req("target", "string")],
-            returns: "alertmanager handle",
-            doc: "Use a named target or an http(s):// URL; returns a handle with the same methods as `alertmanager`.",
-            example: r#"let am = alertmanager.connect("prod"); am.alerts().len()"#,
-            effect: Effect::Read(connect),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "alertmanager",
-            name: "alerts",
-            params: &[opt("matchers", "map|string")],
-            returns: "array of maps",
-            doc: "Alerts Alertmanager holds: #{name, state, labels, annotations, starts_at, ends_at, silenced_by, inhibited_by, receivers, fingerprint}.\n\
+        Primitive::handle("connect", connect, false)
+            .params(&[req("target", Ty::Str)])
+            .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `alertmanager`.")
+            .example(r#"let am = alertmanager.connect("prod"); am.alerts().len()"#),
+        Primitive::read("alerts", alerts)
+            .params(&[opt("matchers", Ty::OneOf(&[Ty::Map, Ty::Str]))])
+            .returns(Ty::Rows(&[]))
+            .doc("Alerts Alertmanager holds: #{name, state, labels, annotations, starts_at, ends_at, silenced_by, inhibited_by, receivers, fingerprint}.\n\
                   state is active, suppressed (silenced or inhibited) or unprocessed. matchers filter on the server: \
-                  a map means equality (#{alertname: \"X\"}), a string is a selector (`{severity=~\"crit|page\", team!=\"db\"}`).",
-            example: r#"let firing = alertmanager.alerts(#{severity: "critical"}).filter(|a| a.state == "active");"#,
-            effect: Effect::Read(alerts),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "alertmanager",
-            name: "silences",
-            params: &[],
-            returns: "array of maps",
-            doc: "Silences: #{id, state, matchers, comment, created_by, starts_at, ends_at}; state is active, pending or expired.",
-            example: r#"let active = alertmanager.silences().filter(|s| s.state == "active");"#,
-            effect: Effect::Read(silences),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "alertmanager",
-            name: "silence",
-            params: &[req("matchers", "map|string"), req("duration", "string"), req("comment", "string")],
-            returns: "map",
-            doc: "Create a silence from now for `duration` (\"2h\"). Returns #{id, matchers, ends_at, alerts} where alerts \
+                  a map means equality (#{alertname: \"X\"}), a string is a selector (`{severity=~\"crit|page\", team!=\"db\"}`).")
+            .example(r#"let firing = alertmanager.alerts(#{severity: "critical"}).filter(|a| a.state == "active");"#),
+        Primitive::read("silences", silences)
+            .returns(Ty::Rows(&[]))
+            .doc("Silences: #{id, state, matchers, comment, created_by, starts_at, ends_at}; state is active, pending or expired.")
+            .example(r#"let active = alertmanager.silences().filter(|s| s.state == "active");"#),
+        Primitive::mutate("silence", plan_silence, silence)
+            .params(&[req("matchers", Ty::OneOf(&[Ty::Map, Ty::Str])), req("duration", Ty::Str), req("comment", Ty::Str)])
+            .returns(Ty::Map)
+            .doc("Create a silence from now for `duration` (\"2h\"). Returns #{id, matchers, ends_at, alerts} where alerts \
                   are the names of the current alerts it silences.\n\
-                  matchers as for alertmanager.alerts. --dry-run lists the current alerts the matchers would silence.",
-            example: r#"let s = alertmanager.silence(#{alertname: "DiskFull", instance: "db1"}, "2h", "disk resize in progress"); print(s.id)"#,
-            effect: Effect::Mutate { plan: plan_silence, apply: silence },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "alertmanager",
-            name: "expire_silence",
-            params: &[req("id", "string")],
-            returns: "map",
-            doc: "Expire (end now) a silence by id. Returns #{id, matchers, was}, `was` being its state before.",
-            example: r#"alertmanager.expire_silence("8d6c1f0e-3b7a-4d8e-9c1a-2f4b5e6d7c8b")"#,
-            effect: Effect::Mutate { plan: plan_expire, apply: expire },
-            timeout: CallTimeout::Default,
-        },
+                  matchers as for alertmanager.alerts. --dry-run lists the current alerts the matchers would silence.")
+            .example(r#"let s = alertmanager.silence(#{alertname: "DiskFull", instance: "db1"}, "2h", "disk resize in progress"); print(s.id)"#),
+        Primitive::mutate("expire_silence", plan_expire, expire)
+            .params(&[req("id", Ty::Str)])
+            .returns(Ty::Map)
+            .doc("Expire (end now) a silence by id. Returns #{id, matchers, was}, `was` being its state before.")
+            .example(r#"alertmanager.expire_silence("8d6c1f0e-3b7a-4d8e-9c1a-2f4b5e6d7c8b")"#),
     ],
 };
 
@@ -173,7 +146,7 @@ fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
 
 fn matchers_arg(call: &Call, i: usize, required: bool) -> Result<Vec<Matcher>, OpError> {
     let hint = "give a map #{alertname: \"X\"} or a selector string `{alertname=\"X\", severity=~\"warn|crit\"}`";
-    let ms = match call.arg(i) {
+    let ms = match call.arg_at(i) {
         None if !required => return Ok(Vec::new()),
         None => return Err(OpError::bad_input("matchers are required").with_hint(hint)),
         Some(d) if d.is_map() => d
@@ -216,7 +189,7 @@ fn get(call: &mut Call, path: &str, query: &[(&str, String)]) -> Result<Value, O
 }
 
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let t = call.session.resolve(Kind::Alertmanager, Some(&name))?;
     call.set_target(t);
     get(call, "api/v2/status", &[])?;
@@ -329,13 +302,13 @@ fn silences(call: &mut Call) -> Result<Dynamic, OpError> {
 fn silence_args(call: &Call) -> Result<(Vec<Matcher>, Duration, String), OpError> {
     let ms = matchers_arg(call, 0, true)?;
     let dur = call
-        .arg(1)
+        .arg_at(1)
         .ok_or_else(|| OpError::bad_input("a duration is required (\"2h\")"))
         .and_then(|d| parse_duration(d).map_err(OpError::bad_input))?;
     if dur.is_zero() {
         return Err(OpError::bad_input("a silence needs a positive duration"));
     }
-    let comment = call.str_arg(2)?;
+    let comment = call.str_at(2)?;
     if comment.trim().is_empty() {
         return Err(OpError::bad_input("a silence needs a comment saying why")
             .with_hint("e.g. \"disk resize in progress, ticket OPS-123\""));
@@ -416,7 +389,7 @@ fn silence(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn silence_by_id(call: &mut Call) -> Result<(String, Value), OpError> {
-    let id = call.str_arg(0)?;
+    let id = call.str_at(0)?;
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(OpError::bad_input(format!("{id:?} is not a silence id")));
     }

@@ -2,7 +2,7 @@
 
 use crate::dispatch::{Call, OpError, Plan};
 use crate::redact::redact;
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of, parse_duration, to_json};
 use rhai::{Dynamic, Map};
 use std::time::Instant;
@@ -12,39 +12,25 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "HTTP requests with status, headers, body, parsed JSON and timing.",
     target: None,
     primitives: &[
-        Primitive {
-            module: "http",
-            name: "get",
-            params: &[req("url", "string"), opt("opts", "map")],
-            returns: "map",
-            doc: "GET a URL. Returns #{status, ok, headers, body, json, elapsed_ms}; a non-2xx status is a result, not an error.\n\
-                  opts: headers (map), query (map), bearer (token), basic ([user, password]), timeout (\"5s\"), insecure (skip TLS verification).",
-            example: r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#,
-            effect: Effect::Read(get),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "http",
-            name: "post",
-            params: &[req("url", "string"), opt("body", "map|array|string"), opt("opts", "map")],
-            returns: "map",
-            doc: "POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
-                  A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.",
-            example: r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#,
-            effect: Effect::Mutate { plan: plan_post, apply: post },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "http",
-            name: "hmac_sha256",
-            params: &[req("secret", "string"), req("body", "string|map|array"), opt("encoding", "string")],
-            returns: "string",
-            doc: "HMAC-SHA256 of a body with a secret, as lowercase hex: the signature webhooks send (GitHub: \"sha256=\" + this).\n\
-                  A map or array body is signed as the JSON http.post sends, so sign and post the same value. encoding: \"hex\" (default) or \"base64\" (`openssl dgst -binary | base64`). The secret is masked in output and logs.",
-            example: r#"let sig = http.hmac_sha256("s3cret-key", `{"event":"ping"}`); let h = #{"X-Signature": `sha256=${sig}`};"#,
-            effect: Effect::Read(hmac_sha256),
-            timeout: CallTimeout::Default,
-        },
+        Primitive::read("get", get)
+            .params(&[req("url", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("GET a URL. Returns #{status, ok, headers, body, json, elapsed_ms}; a non-2xx status is a result, not an error.\n\
+                  opts: headers (map), query (map), bearer (token), basic ([user, password]), timeout (\"5s\"), insecure (skip TLS verification).")
+            .example(r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#),
+        Primitive::mutate("post", plan_post, post)
+            .params(&[req("url", Ty::Str), opt("body", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str])), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
+                  A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.")
+            .example(r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#),
+        Primitive::read("hmac_sha256", hmac_sha256)
+            .params(&[req("secret", Ty::Str), req("body", Ty::OneOf(&[Ty::Str, Ty::Map, Ty::Array])), opt("encoding", Ty::Str)])
+            .returns(Ty::Str)
+            .doc("HMAC-SHA256 of a body with a secret, as lowercase hex: the signature webhooks send (GitHub: \"sha256=\" + this).\n\
+                  A map or array body is signed as the JSON http.post sends, so sign and post the same value. encoding: \"hex\" (default) or \"base64\" (`openssl dgst -binary | base64`). The secret is masked in output and logs.")
+            .example(r#"let sig = http.hmac_sha256("s3cret-key", `{"event":"ping"}`); let h = #{"X-Signature": `sha256=${sig}`};"#)
+            .class(Class::Local),
     ],
 };
 
@@ -131,8 +117,8 @@ fn request(
     body_idx: Option<usize>,
     opts_idx: usize,
 ) -> Result<Dynamic, OpError> {
-    let url = call.str_arg(0)?;
-    let opts = call.opt_map(opts_idx)?;
+    let url = call.str_at(0)?;
+    let opts = call.opts_at(opts_idx)?;
     let insecure = opts
         .get("insecure")
         .and_then(|d| d.as_bool().ok())
@@ -141,7 +127,7 @@ fn request(
     let mut rb = client.request(method.clone(), &url);
     rb = apply_opts(rb, &opts)?;
     if let Some(i) = body_idx {
-        let (body, ctype) = body_of(call.arg(i));
+        let (body, ctype) = body_of(call.arg_at(i));
         if let Some(b) = body {
             rb = rb.body(b);
         }
@@ -226,8 +212,8 @@ fn post(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
-    let url = call.str_arg(0)?;
-    let (body, ctype) = body_of(call.arg(1));
+    let url = call.str_at(0)?;
+    let (body, ctype) = body_of(call.arg_at(1));
     let n = body.as_ref().map(Vec::len).unwrap_or(0);
     Ok(Plan {
         summary: format!(
@@ -244,14 +230,14 @@ fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
 
 fn hmac_sha256(call: &mut Call) -> Result<Dynamic, OpError> {
     use hmac::Mac;
-    let secret = call.str_arg(0)?;
+    let secret = call.str_at(0)?;
     crate::redact::register_secret(&secret);
-    let (body, _) = body_of(call.arg(1));
+    let (body, _) = body_of(call.arg_at(1));
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
         .map_err(|e| OpError::bad_input("unusable HMAC key").with_cause(e))?;
     mac.update(&body.unwrap_or_default());
     let sig = mac.finalize().into_bytes();
-    match call.opt_str(2)?.as_deref() {
+    match call.opt_str_at(2)?.as_deref() {
         None | Some("hex") => Ok(sig
             .iter()
             .map(|b| format!("{b:02x}"))

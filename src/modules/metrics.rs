@@ -6,7 +6,7 @@ use crate::dispatch::{Call, OpError};
 use crate::modules::prom::client::Http;
 use crate::modules::prom::exposition::{self, Parsed};
 use crate::redact::redact;
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
@@ -15,29 +15,20 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Prometheus text exposition: scrape a /metrics endpoint or parse text into typed samples.",
     target: None,
     primitives: &[
-        Primitive {
-            module: "metrics",
-            name: "scrape",
-            params: &[req("url", "string"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "GET a /metrics endpoint and parse it: one #{name, labels, value, type, family} per sample \
+        Primitive::read("scrape", scrape)
+            .params(&[req("url", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("GET a /metrics endpoint and parse it: one #{name, labels, value, type, family} per sample \
                   (plus timestamp_ms when the line has one). type comes from `# TYPE` (a histogram's _bucket/_sum/_count \
                   samples have type histogram and family = the histogram's name); label values are unescaped.\n\
-                  opts: bearer (token), basic ([user, password]), timeout (\"5s\"), headers (map).",
-            example: r#"let s = metrics.scrape("http://app:9464/metrics").filter(|s| s.name == "ahsan_score");"#,
-            effect: Effect::Read(scrape),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "metrics",
-            name: "parse",
-            params: &[req("text", "string")],
-            returns: "array of maps",
-            doc: "Parse Prometheus text exposition (as metrics.scrape does) from a string.",
-            example: r#"metrics.parse("up{job=\"api\"} 1\n")[0].value"#,
-            effect: Effect::Read(parse),
-            timeout: CallTimeout::Default,
-        },
+                  opts: bearer (token), basic ([user, password]), timeout (\"5s\"), headers (map).")
+            .example(r#"let s = metrics.scrape("http://app:9464/metrics").filter(|s| s.name == "ahsan_score");"#),
+        Primitive::read("parse", parse)
+            .params(&[req("text", Ty::Str)])
+            .returns(Ty::Rows(&[]))
+            .doc("Parse Prometheus text exposition (as metrics.scrape does) from a string.")
+            .example(r#"metrics.parse("up{job=\"api\"} 1\n")[0].value"#)
+            .class(Class::Local),
     ],
 };
 
@@ -71,15 +62,15 @@ fn to_rows(p: Parsed) -> Dynamic {
 }
 
 fn parse(call: &mut Call) -> Result<Dynamic, OpError> {
-    let text = call.str_arg(0)?;
+    let text = call.str_at(0)?;
     let p = exposition::parse(&text)
         .map_err(|e| OpError::bad_input("not Prometheus text exposition").with_cause(e))?;
     Ok(to_rows(p))
 }
 
 fn scrape(call: &mut Call) -> Result<Dynamic, OpError> {
-    let url = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let url = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(OpError::bad_input(format!(
             "{} is not an http(s) URL",

@@ -4,7 +4,7 @@
 
 use crate::dispatch::{Call, OpError, Plan};
 use crate::redact::{redact, register_secret};
-use crate::registry::{req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{req, ModuleDecl, Primitive, Ty};
 use crate::value::{map_of, to_json};
 use rhai::Dynamic;
 use std::time::Instant;
@@ -14,32 +14,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Notifications: Slack incoming webhooks and generic JSON webhooks. `--notify` uses them at the end of a run.",
     target: None,
     primitives: &[
-        Primitive {
-            module: "notify",
-            name: "slack",
-            params: &[req("webhook", "string"), req("message", "string")],
-            returns: "map",
-            doc: "Post `message` to a Slack incoming webhook (`{\"text\": message}`). Returns #{status, ms}.\n\
-                  A non-2xx reply is an error carrying Slack's answer. The webhook URL is masked in output and the audit log.",
-            example: r#"notify.slack(env("SLACK_WEBHOOK_URL"), "backup finished")"#,
-            effect: Effect::Mutate { plan: plan_slack, apply: slack },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "notify",
-            name: "webhook",
-            params: &[req("url", "string"), req("payload", "map|array|string")],
-            returns: "map",
-            doc: "POST `payload` to a URL: a map or array as JSON, a string as text. Returns #{status, ms}; a non-2xx reply is an error.",
-            example: r#"notify.webhook("https://hooks.example.com/opsh", #{event: "failover", cluster: "main"})"#,
-            effect: Effect::Mutate { plan: plan_webhook, apply: webhook },
-            timeout: CallTimeout::Default,
-        },
+        Primitive::mutate("slack", plan_slack, slack)
+            .params(&[req("webhook", Ty::Str), req("message", Ty::Str)])
+            .returns(Ty::Map)
+            .doc("Post `message` to a Slack incoming webhook (`{\"text\": message}`). Returns #{status, ms}.\n\
+                  A non-2xx reply is an error carrying Slack's answer. The webhook URL is masked in output and the audit log.")
+            .example(r#"notify.slack(env("SLACK_WEBHOOK_URL"), "backup finished")"#),
+        Primitive::mutate("webhook", plan_webhook, webhook)
+            .params(&[req("url", Ty::Str), req("payload", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str]))])
+            .returns(Ty::Map)
+            .doc("POST `payload` to a URL: a map or array as JSON, a string as text. Returns #{status, ms}; a non-2xx reply is an error.")
+            .example(r#"notify.webhook("https://hooks.example.com/opsh", #{event: "failover", cluster: "main"})"#),
     ],
 };
 
 fn url_arg(call: &Call) -> Result<String, OpError> {
-    let url = call.str_arg(0)?;
+    let url = call.str_at(0)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(
             OpError::bad_input(format!("{} is not an http(s) URL", redact(&url)))
@@ -67,7 +57,7 @@ fn host_of(url: &str) -> String {
 
 fn plan_slack(call: &mut Call) -> Result<Plan, OpError> {
     let url = url_arg(call)?;
-    let msg = call.str_arg(1)?;
+    let msg = call.str_at(1)?;
     Ok(Plan {
         summary: format!(
             "would post a {}-character message to the Slack webhook on {}",
@@ -88,14 +78,14 @@ fn plan_webhook(call: &mut Call) -> Result<Plan, OpError> {
 
 fn slack(call: &mut Call) -> Result<Dynamic, OpError> {
     let url = url_arg(call)?;
-    let msg = call.str_arg(1)?;
+    let msg = call.str_at(1)?;
     let body = serde_json::json!({ "text": msg }).to_string();
     post(call, &url, body.into_bytes(), "application/json")
 }
 
 fn webhook(call: &mut Call) -> Result<Dynamic, OpError> {
     let url = url_arg(call)?;
-    let (body, ctype) = match call.arg(1) {
+    let (body, ctype) = match call.arg_at(1) {
         Some(d) if d.is_string() => (d.to_string().into_bytes(), "text/plain; charset=utf-8"),
         Some(d) => (
             serde_json::to_vec(&to_json(d)).unwrap_or_default(),

@@ -5,7 +5,7 @@ use crate::config::Kind;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::modules::prom::client::Http;
 use crate::modules::prom::exposition::{format_sample, valid_label_name, valid_metric_name};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of};
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
@@ -15,39 +15,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Prometheus Pushgateway: publish a run's metrics. Targets come from [pushgateway.NAME] in the config or PUSHGATEWAY_URL.",
     target: Some(Kind::Pushgateway),
     primitives: &[
-        Primitive {
-            module: "pushgateway",
-            name: "connect",
-            params: &[req("target", "string")],
-            returns: "pushgateway handle",
-            doc: "Use a named target or an http(s):// URL; returns a handle with the same methods as `pushgateway`.",
-            example: r#"let gw = pushgateway.connect("ops"); gw.groups().len()"#,
-            effect: Effect::Read(connect),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "pushgateway",
-            name: "push",
-            params: &[req("job", "string"), req("metrics", "map"), opt("opts", "map")],
-            returns: "map",
-            doc: "Push metrics for `job`: a map of name -> number (a gauge), or name -> #{value, type, help, labels}.\n\
+        Primitive::handle("connect", connect, false)
+            .params(&[req("target", Ty::Str)])
+            .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `pushgateway`.")
+            .example(r#"let gw = pushgateway.connect("ops"); gw.groups().len()"#),
+        Primitive::mutate("push", plan_push, push)
+            .params(&[req("job", Ty::Str), req("metrics", Ty::Map), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("Push metrics for `job`: a map of name -> number (a gauge), or name -> #{value, type, help, labels}.\n\
                   opts: grouping (map of extra grouping labels, e.g. #{instance: \"db1\"}), merge (true: replace only these \
                   metric names in the group, POST; default false: replace the whole group, PUT). Returns #{job, grouping, pushed}. \
-                  --dry-run shows what the group holds now and what would be replaced.",
-            example: r#"pushgateway.push("daily_check", #{daily_check_failed: 0, daily_check_duration_seconds: 4.2, daily_check_last_success_timestamp_seconds: now()}, #{grouping: #{env: "prod"}})"#,
-            effect: Effect::Mutate { plan: plan_push, apply: push },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "pushgateway",
-            name: "groups",
-            params: &[],
-            returns: "array of maps",
-            doc: "Groups the Pushgateway holds: #{labels, metrics (names), last_push (unix seconds)}.",
-            example: r#"for g in pushgateway.groups() { print(`${g.labels.job}: ${g.metrics.len()} metrics`) }"#,
-            effect: Effect::Read(groups),
-            timeout: CallTimeout::Default,
-        },
+                  --dry-run shows what the group holds now and what would be replaced.")
+            .example(r#"pushgateway.push("daily_check", #{daily_check_failed: 0, daily_check_duration_seconds: 4.2, daily_check_last_success_timestamp_seconds: now()}, #{grouping: #{env: "prod"}})"#),
+        Primitive::read("groups", groups)
+            .returns(Ty::Rows(&[]))
+            .doc("Groups the Pushgateway holds: #{labels, metrics (names), last_push (unix seconds)}.")
+            .example(r#"for g in pushgateway.groups() { print(`${g.labels.job}: ${g.metrics.len()} metrics`) }"#),
     ],
 };
 
@@ -57,7 +40,7 @@ fn http(call: &mut Call) -> Result<Http, OpError> {
 }
 
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let t = call.session.resolve(Kind::Pushgateway, Some(&name))?;
     call.set_target(t);
     fetch_groups(call)?;
@@ -167,11 +150,11 @@ fn number(d: &Dynamic, name: &str) -> Result<f64, OpError> {
 }
 
 fn push_args(call: &Call) -> Result<PushReq, OpError> {
-    let job = call.str_arg(0)?;
+    let job = call.str_at(0)?;
     if job.is_empty() {
         return Err(OpError::bad_input("job must not be empty"));
     }
-    let metrics = match call.arg(1) {
+    let metrics = match call.arg_at(1) {
         Some(d) if d.is_map() => d.clone().cast::<Map>(),
         _ => {
             return Err(
@@ -183,7 +166,7 @@ fn push_args(call: &Call) -> Result<PushReq, OpError> {
     if metrics.is_empty() {
         return Err(OpError::bad_input("no metrics to push"));
     }
-    let opts = call.opt_map(2)?;
+    let opts = call.opts_at(2)?;
     let grouping = match opts.get("grouping") {
         Some(g) => label_pairs(
             &g.clone()

@@ -3,7 +3,7 @@
 
 use crate::config::Kind;
 use crate::dispatch::{Call, OpError};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
 use rhai::{Dynamic, Map};
 
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -11,43 +11,32 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Unattended runs and fleets: check results for the run report, targets by glob, and fan-out over them.",
     target: None,
     primitives: &[
-        Primitive {
-            module: "",
-            name: "record_checks",
-            params: &[req("results", "array of maps")],
-            returns: "int",
-            doc: "Record check results (#{check, status, value, detail}) in the run report (`--report`); returns how many.\n\
-                  `checks::report` calls it, so scripts using the checks stdlib need not.",
-            example: r#"record_checks([#{check: "disk", status: "PASS", value: 42, detail: "42% used"}])"#,
-            effect: Effect::Read(record_checks),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "targets",
-            params: &[req("kind", "string"), opt("pattern", "string")],
-            returns: "array of strings",
-            doc: "Names of the configured targets of a kind (pg, redis, prom, ...) matching a glob (`*`, `?`; default `*`), sorted.",
-            example: r#"for t in targets("pg", "prod-*") { print(t) }"#,
-            effect: Effect::Read(targets),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "for_each_target",
-            params: &[req("kind", "string"), req("pattern", "string"), req("f", "function"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "`parallel` over `targets(kind, pattern)`: calls `f(name)` for each, concurrently; returns #{item, ok, value, error, ms, skipped} per target.\n\
-                  opts as for `parallel`: concurrency, max_failures. `f` connects itself, e.g. `|t| pg.connect(t).ping()`.",
-            example: r#"let r = for_each_target("pg", "prod-*", |t| pg.connect(t).ping(), #{concurrency: 4, max_failures: 2});"#,
-            effect: Effect::Read(for_each_target),
-            timeout: CallTimeout::Unbounded,
-        },
+        Primitive::read("record_checks", record_checks)
+            .params(&[req("results", Ty::List(&Ty::Map))])
+            .returns(Ty::Int)
+            .doc("Record check results (#{check, status, value, detail}) in the run report (`--report`); returns how many.\n\
+                  `checks::report` calls it, so scripts using the checks stdlib need not.")
+            .example(r#"record_checks([#{check: "disk", status: "PASS", value: 42, detail: "42% used"}])"#)
+            .class(Class::Control),
+        Primitive::read("targets", targets)
+            .params(&[req("kind", Ty::Str), opt("pattern", Ty::Str)])
+            .returns(Ty::List(&Ty::Str))
+            .doc("Names of the configured targets of a kind (pg, redis, prom, ...) matching a glob (`*`, `?`; default `*`), sorted.")
+            .example(r#"for t in targets("pg", "prod-*") { print(t) }"#)
+            .class(Class::Local),
+        Primitive::read("for_each_target", for_each_target)
+            .params(&[req("kind", Ty::Str), req("pattern", Ty::Str), req("f", Ty::Fn), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("`parallel` over `targets(kind, pattern)`: calls `f(name)` for each, concurrently; returns #{item, ok, value, error, ms, skipped} per target.\n\
+                  opts as for `parallel`: concurrency, max_failures. `f` connects itself, e.g. `|t| pg.connect(t).ping()`.")
+            .example(r#"let r = for_each_target("pg", "prod-*", |t| pg.connect(t).ping(), #{concurrency: 4, max_failures: 2});"#)
+            .class(Class::Control)
+            .unbounded(),
     ],
 };
 
 fn record_checks(call: &mut Call) -> Result<Dynamic, OpError> {
-    let results = call.opt_array(0)?;
+    let results = call.array_at(0)?;
     let mut n = 0;
     for r in results {
         let Some(m) = r.try_cast::<Map>() else {
@@ -85,12 +74,12 @@ fn record_checks(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn names(call: &Call) -> Result<Vec<String>, OpError> {
-    let kind_s = call.str_arg(0)?;
+    let kind_s = call.str_at(0)?;
     let kind = Kind::parse(&kind_s).ok_or_else(|| {
         OpError::bad_input(format!("unknown target kind {kind_s:?}"))
             .with_hint(format!("kinds: {}", Kind::ALL.map(Kind::name).join(", ")))
     })?;
-    let pattern = call.opt_str(1)?.unwrap_or_else(|| "*".into());
+    let pattern = call.opt_str_at(1)?.unwrap_or_else(|| "*".into());
     let all = match call.session.config.read() {
         Ok(c) => c.target_names(kind),
         Err(p) => p.into_inner().target_names(kind),
@@ -108,8 +97,8 @@ fn for_each_target(call: &mut Call) -> Result<Dynamic, OpError> {
     let items: rhai::Array = names(call)?.into_iter().map(Dynamic::from).collect();
     let parallel = crate::registry::find("", "parallel")
         .ok_or_else(|| OpError::failed("parallel is not registered"))?;
-    let f = call.arg(2).cloned().unwrap_or(Dynamic::UNIT);
-    let opts = call.arg(3).cloned().unwrap_or(Dynamic::UNIT);
+    let f = call.arg_at(2).cloned().unwrap_or(Dynamic::UNIT);
+    let opts = call.arg_at(3).cloned().unwrap_or(Dynamic::UNIT);
     crate::dispatch::invoke(
         call.engine,
         call.session,

@@ -3,7 +3,7 @@
 //! live database or a backup, and queries for reports.
 
 use crate::dispatch::{Call, OpError};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of};
 use rhai::Dynamic;
 
@@ -12,28 +12,18 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "SQLite database files, opened read-only (needs the sqlite3 shell on PATH).",
     target: None,
     primitives: &[
-        Primitive {
-            module: "sqlite",
-            name: "query",
-            params: &[req("path", "string"), req("sql", "string")],
-            returns: "array of maps",
-            doc: "Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
-                  The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.",
-            example: r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#,
-            effect: Effect::Read(query),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "sqlite",
-            name: "integrity_check",
-            params: &[req("path", "string"), opt("opts", "map")],
-            returns: "map",
-            doc: "PRAGMA integrity_check (or quick_check) on a database file: #{path, ok, problems, journal_mode, bytes}.\n\
-                  `problems` lists what SQLite reported (empty when ok). opts: quick (true for quick_check: faster, skips index content checks).",
-            example: r#"let r = sqlite.integrity_check("/backups/app.db.backup"); if !r.ok { show(r.problems) }"#,
-            effect: Effect::Read(integrity_check),
-            timeout: CallTimeout::Default,
-        },
+        Primitive::read("query", query)
+            .params(&[req("path", Ty::Str), req("sql", Ty::Str)])
+            .returns(Ty::Rows(&[]))
+            .doc("Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
+                  The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.")
+            .example(r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#),
+        Primitive::read("integrity_check", integrity_check)
+            .params(&[req("path", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("PRAGMA integrity_check (or quick_check) on a database file: #{path, ok, problems, journal_mode, bytes}.\n\
+                  `problems` lists what SQLite reported (empty when ok). opts: quick (true for quick_check: faster, skips index content checks).")
+            .example(r#"let r = sqlite.integrity_check("/backups/app.db.backup"); if !r.ok { show(r.problems) }"#),
     ],
 };
 
@@ -81,15 +71,15 @@ fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>,
 }
 
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_arg(0)?;
-    let sql = call.str_arg(1)?;
+    let path = call.str_at(0)?;
+    let sql = call.str_at(1)?;
     let rows = sqlite3(call, &path, &sql)?;
     Ok(Dynamic::from_array(rows.iter().map(from_json).collect()))
 }
 
 fn integrity_check(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let path = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let quick = opts
         .get("quick")
         .and_then(|d| d.as_bool().ok())

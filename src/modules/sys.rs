@@ -2,7 +2,7 @@
 //! time and sleeping.
 
 use crate::dispatch::{Call, ErrorKind, OpError};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
 use crate::value::parse_duration;
 use rhai::Dynamic;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,95 +12,62 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Global functions available in every script.",
     target: None,
     primitives: &[
-        Primitive {
-            module: "",
-            name: "show",
-            params: &[req("value", "any"), opt("columns", "array")],
-            returns: "()",
-            doc: "Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-                  `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.",
-            example: r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#,
-            effect: Effect::Read(show),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "fail",
-            params: &[req("message", "string")],
-            returns: "never",
-            doc: "Fail the run as a failed check: exit code 1, with the message.\n\
-                  Use it when what the script checked is unhealthy; an error in opsh or a primitive exits 2 instead. `try`/`catch` can catch it.",
-            example: r#"if 2 > 1 { fail("replica lag above 30s") }"#,
-            effect: Effect::Read(fail),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "exit",
-            params: &[opt("code", "int")],
-            returns: "never",
-            doc: "End the run now with this exit code (default 0). It cannot be caught.",
-            example: "if 1 > 2 { exit(3) }",
-            effect: Effect::Read(exit),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "parallel",
-            params: &[req("items", "array"), req("f", "function"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "Call `f(item)` for every item concurrently and return one #{item, ok, value, error, ms} per item, in input order.\n\
-                  A failing item does not stop the others. opts: concurrency (default 8), max_failures (stop starting new items after this many failures; the rest are reported with skipped: true). Ctrl-C and --timeout stop all of them.",
-            example: r#"let r = parallel(["redis://10.0.0.1", "redis://10.0.0.2"], |url| redis.connect(url).info("memory").used_memory, #{concurrency: 16});"#,
-            effect: Effect::Read(parallel),
-            timeout: CallTimeout::Unbounded,
-        },
-        Primitive {
-            module: "",
-            name: "env",
-            params: &[req("name", "string"), opt("default", "string")],
-            returns: "string",
-            doc: "Read an environment variable; () (or the default) when it is unset.",
-            example: r#"let region = env("AWS_REGION", "eu-west-1");"#,
-            effect: Effect::Read(env),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "now",
-            params: &[],
-            returns: "float",
-            doc: "The current time as Unix seconds (float, millisecond precision).",
-            example: "let started = now();",
-            effect: Effect::Read(now),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "duration",
-            params: &[req("text", "string")],
-            returns: "float",
-            doc: "Parse a duration such as \"5m\", \"1h 30m\" or \"250ms\" into seconds.",
-            example: r#"let limit = duration("10m");   // 600.0"#,
-            effect: Effect::Read(duration),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "",
-            name: "sleep",
-            params: &[req("duration", "string|int|float")],
-            returns: "()",
-            doc: "Wait for a duration (\"5s\", or seconds). Ctrl-C and --timeout end the wait at once.",
-            example: r#"sleep("1s")"#,
-            effect: Effect::Read(sleep),
-            timeout: CallTimeout::Unbounded,
-        },
+        Primitive::read("show", show)
+            .params(&[req("value", Ty::Any), opt("columns", Ty::Array)])
+            .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
+                  `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.")
+            .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#)
+            .class(Class::Show),
+        Primitive::read("fail", fail)
+            .params(&[req("message", Ty::Str)])
+            .returns(Ty::Never)
+            .doc("Fail the run as a failed check: exit code 1, with the message.\n\
+                  Use it when what the script checked is unhealthy; an error in opsh or a primitive exits 2 instead. `try`/`catch` can catch it.")
+            .example(r#"if 2 > 1 { fail("replica lag above 30s") }"#)
+            .class(Class::Control),
+        Primitive::read("exit", exit)
+            .params(&[opt("code", Ty::Int)])
+            .returns(Ty::Never)
+            .doc("End the run now with this exit code (default 0). It cannot be caught.")
+            .example("if 1 > 2 { exit(3) }")
+            .class(Class::Control),
+        Primitive::read("parallel", parallel)
+            .params(&[req("items", Ty::Array), req("f", Ty::Fn), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("Call `f(item)` for every item concurrently and return one #{item, ok, value, error, ms} per item, in input order.\n\
+                  A failing item does not stop the others. opts: concurrency (default 8), max_failures (stop starting new items after this many failures; the rest are reported with skipped: true). Ctrl-C and --timeout stop all of them.")
+            .example(r#"let r = parallel(["redis://10.0.0.1", "redis://10.0.0.2"], |url| redis.connect(url).info("memory").used_memory, #{concurrency: 16});"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("env", env)
+            .params(&[req("name", Ty::Str), opt("default", Ty::Str)])
+            .returns(Ty::Str)
+            .doc("Read an environment variable; () (or the default) when it is unset.")
+            .example(r#"let region = env("AWS_REGION", "eu-west-1");"#)
+            .class(Class::Local),
+        Primitive::read("now", now)
+            .returns(Ty::Float)
+            .doc("The current time as Unix seconds (float, millisecond precision).")
+            .example("let started = now();")
+            .class(Class::Local),
+        Primitive::read("duration", duration)
+            .params(&[req("text", Ty::Str)])
+            .returns(Ty::Float)
+            .doc("Parse a duration such as \"5m\", \"1h 30m\" or \"250ms\" into seconds.")
+            .example(r#"let limit = duration("10m");   // 600.0"#)
+            .class(Class::Control),
+        Primitive::read("sleep", sleep)
+            .params(&[req("duration", Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float]))])
+            .doc("Wait for a duration (\"5s\", or seconds). Ctrl-C and --timeout end the wait at once.")
+            .example(r#"sleep("1s")"#)
+            .class(Class::Wait)
+            .unbounded(),
     ],
 };
 
 fn show(call: &mut Call) -> Result<Dynamic, OpError> {
     let v = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    let columns: Vec<String> = call.opt_array(1)?.iter().map(|c| c.to_string()).collect();
+    let columns: Vec<String> = call.array_at(1)?.iter().map(|c| c.to_string()).collect();
     call.session.out.show(&v, &columns);
     Ok(Dynamic::UNIT)
 }
@@ -115,7 +82,7 @@ fn fail(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
-    let code = match call.arg(0) {
+    let code = match call.arg_at(0) {
         None => 0,
         Some(d) => d
             .as_int()
@@ -134,12 +101,12 @@ fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
 fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let items = call.opt_array(0)?;
+    let items = call.array_at(0)?;
     let f = call
-        .arg(1)
+        .arg_at(1)
         .and_then(|d| d.clone().try_cast::<rhai::FnPtr>())
         .ok_or_else(|| OpError::bad_input("the second argument must be a function, e.g. |target| redis.connect(target).ping()"))?;
-    let opts = call.opt_map(2)?;
+    let opts = call.opts_at(2)?;
     let int = |k: &str, default: i64| -> Result<i64, OpError> {
         match opts.get(k) {
             None => Ok(default),
@@ -230,10 +197,13 @@ fn item_error(e: &rhai::EvalAltResult) -> String {
 }
 
 fn env(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     match std::env::var(&name) {
         Ok(v) => Ok(v.into()),
-        Err(_) => Ok(call.opt_str(1)?.map(Dynamic::from).unwrap_or(Dynamic::UNIT)),
+        Err(_) => Ok(call
+            .opt_str_at(1)?
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)),
     }
 }
 
@@ -269,21 +239,16 @@ pub static SYS: ModuleDecl = ModuleDecl {
     name: "sys",
     doc: "The local machine: disk usage.",
     target: None,
-    primitives: &[Primitive {
-        module: "sys",
-        name: "disk_usage",
-        params: &[req("path", "string")],
-        returns: "map",
-        doc: "Space and inodes of the filesystem holding a path: #{path, total_bytes, used_bytes, avail_bytes, used_pct, inodes_total, inodes_used_pct}.\n\
-              used_pct counts space reserved for root as used, as df does; avail_bytes is what an unprivileged process can still write.",
-        example: r#"let d = sys.disk_usage("/var/lib/postgresql"); if d.used_pct > 85.0 { print("disk nearly full") }"#,
-        effect: Effect::Read(disk_usage),
-        timeout: CallTimeout::Default,
-    }],
+    primitives: &[Primitive::read("disk_usage", disk_usage)
+    .params(&[req("path", Ty::Str)])
+    .returns(Ty::Map)
+    .doc("Space and inodes of the filesystem holding a path: #{path, total_bytes, used_bytes, avail_bytes, used_pct, inodes_total, inodes_used_pct}.\n\
+              used_pct counts space reserved for root as used, as df does; avail_bytes is what an unprivileged process can still write.")
+    .example(r#"let d = sys.disk_usage("/var/lib/postgresql"); if d.used_pct > 85.0 { print("disk nearly full") }"#)],
 };
 
 fn disk_usage(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_arg(0)?;
+    let path = call.str_at(0)?;
     let c = std::ffi::CString::new(path.clone())
         .map_err(|_| OpError::bad_input("the path contains a NUL byte"))?;
     // SAFETY: statvfs only writes into the zeroed struct we pass.

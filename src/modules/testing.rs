@@ -3,83 +3,82 @@
 //! tells the stdlib how the run was invoked.
 
 use crate::dispatch::{Call, ErrorKind, OpError};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
 use crate::testing::hooks::Stub;
 use crate::value::{map_of, to_json};
 use rhai::{Dynamic, Map};
-
-/// Names of these primitives: dispatch never stubs or records them.
-pub const NAMES: &[&str] = &[
-    "stub",
-    "stub_seq",
-    "stub_error",
-    "calls",
-    "assert",
-    "assert_eq",
-    "assert_ne",
-    "run",
-    "replay",
-    "run_options",
-];
-
-const fn global(
-    name: &'static str,
-    params: &'static [crate::registry::Param],
-    returns: &'static str,
-    doc: &'static str,
-    example: &'static str,
-    f: crate::registry::RunFn,
-) -> Primitive {
-    Primitive {
-        module: "",
-        name,
-        params,
-        returns,
-        doc,
-        example,
-        effect: Effect::Read(f),
-        timeout: CallTimeout::Unbounded,
-    }
-}
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "",
     doc: "Testing: stubs, call inspection, assertions, running and replaying runbooks (opsh test).",
     target: None,
     primitives: &[
-        global("stub", &[req("primitive", "string"), req("answer", "any|function")], "()",
-            "Answer every call of a primitive with a value, or with `answer(args...)` when it is a function (test mode).\n\
-             Stubs last for the current test. A stub that throws makes the call fail with that message. In test mode an unstubbed read fails and an unstubbed mutation returns a plan without being applied (opsh test --sandbox lets them through).",
-            r#"stub("prom.value", |expr| 2.4); stub("pg.connections", #{total: 10, max_connections: 100})"#, stub),
-        global("stub_seq", &[req("primitive", "string"), req("answers", "array")], "()",
-            "Answer successive calls with successive values; the last one repeats.",
-            r#"stub_seq("http.get", [#{status: 503}, #{status: 200}])"#, stub_seq),
-        global("stub_error", &[req("primitive", "string"), req("message", "string")], "()",
-            "Make every call of a primitive fail with this message (an unreachable server, a refused query).",
-            r#"stub_error("pg.ping", "connection refused")"#, stub_error),
-        global("calls", &[opt("primitive", "string")], "array of maps",
-            "The calls made so far in this test, in order: #{primitive, target, args, result, error}. All calls, or one primitive's.",
-            r#"let scaled = calls("pg.terminate"); scaled.len()"#, calls),
-        global("assert", &[req("condition", "bool"), opt("message", "string")], "()",
-            "Fail the test unless the condition is true.",
-            r#"assert(1 < 2, "one is less than two")"#, assert),
-        global("assert_eq", &[req("actual", "any"), req("expected", "any"), opt("message", "string")], "()",
-            "Fail the test unless the two values are equal (as data: 2 == 2.0, maps compare by content).",
-            r#"assert_eq(1 + 1, 2)"#, assert_eq),
-        global("assert_ne", &[req("actual", "any"), req("unexpected", "any"), opt("message", "string")], "()",
-            "Fail the test if the two values are equal.",
-            r#"assert_ne("a", "b")"#, assert_ne),
-        global("run", &[req("file", "string"), opt("args", "map"), opt("opts", "map")], "map",
-            "Run a runbook with these args in this session (the test's stubs apply) and return #{exit_code, ok, report, shows, output, error}.\n\
-             `report` is the last value the runbook showed, `shows` all of them, `output` its printed lines, `error` the rendered error. The path is relative to the current directory. opts: dry_run, only, skip (as the flags).",
-            r#"let r = run("scripts/high_latency.rhai", #{p95_ms: 500}); r.exit_code"#, run),
-        global("replay", &[req("recording", "string"), opt("opts", "map")], "map",
-            "Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
-             Returns what run() returns plus `differences` (calls that differ from the recording) and `plans` (recorded mutations, not applied). opts: script, args (override the recorded ones).",
-            r#"let r = replay("tests/runbooks/incident.json"); r.differences.len()"#, replay),
-        global("run_options", &[], "map",
-            "How this run was invoked: #{dry_run, output, only, skip, test}. The checks stdlib reads --only/--skip from it.",
-            "let o = run_options(); o.dry_run", run_options),
+        Primitive::read("stub", stub)
+            .params(&[req("primitive", Ty::Str), req("answer", Ty::Any)])
+            .doc("Answer every call of a primitive with a value, or with `answer(args...)` when it is a function (test mode).\n\
+             Stubs last for the current test. A stub that throws makes the call fail with that message. In test mode an unstubbed read fails and an unstubbed mutation returns a plan without being applied (opsh test --sandbox lets them through).")
+            .example(r#"stub("prom.value", |expr| 2.4); stub("pg.connections", #{total: 10, max_connections: 100})"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("stub_seq", stub_seq)
+            .params(&[req("primitive", Ty::Str), req("answers", Ty::Array)])
+            .doc("Answer successive calls with successive values; the last one repeats.")
+            .example(r#"stub_seq("http.get", [#{status: 503}, #{status: 200}])"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("stub_error", stub_error)
+            .params(&[req("primitive", Ty::Str), req("message", Ty::Str)])
+            .doc("Make every call of a primitive fail with this message (an unreachable server, a refused query).")
+            .example(r#"stub_error("pg.ping", "connection refused")"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("calls", calls)
+            .params(&[opt("primitive", Ty::Str)])
+            .returns(Ty::Rows(&[]))
+            .doc("The calls made so far in this test, in order: #{primitive, target, args, result, error}. All calls, or one primitive's.")
+            .example(r#"let scaled = calls("pg.terminate"); scaled.len()"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("assert", assert)
+            .params(&[req("condition", Ty::Bool), opt("message", Ty::Str)])
+            .doc("Fail the test unless the condition is true.")
+            .example(r#"assert(1 < 2, "one is less than two")"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("assert_eq", assert_eq)
+            .params(&[req("actual", Ty::Any), req("expected", Ty::Any), opt("message", Ty::Str)])
+            .doc("Fail the test unless the two values are equal (as data: 2 == 2.0, maps compare by content).")
+            .example(r#"assert_eq(1 + 1, 2)"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("assert_ne", assert_ne)
+            .params(&[req("actual", Ty::Any), req("unexpected", Ty::Any), opt("message", Ty::Str)])
+            .doc("Fail the test if the two values are equal.")
+            .example(r#"assert_ne("a", "b")"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("run", run)
+            .params(&[req("file", Ty::Str), opt("args", Ty::Map), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("Run a runbook with these args in this session (the test's stubs apply) and return #{exit_code, ok, report, shows, output, error}.\n\
+             `report` is the last value the runbook showed, `shows` all of them, `output` its printed lines, `error` the rendered error. The path is relative to the current directory. opts: dry_run, only, skip (as the flags).")
+            .example(r#"let r = run("scripts/high_latency.rhai", #{p95_ms: 500}); r.exit_code"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("replay", replay)
+            .params(&[req("recording", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
+             Returns what run() returns plus `differences` (calls that differ from the recording) and `plans` (recorded mutations, not applied). opts: script, args (override the recorded ones).")
+            .example(r#"let r = replay("tests/runbooks/incident.json"); r.differences.len()"#)
+            .class(Class::Control)
+            .unbounded(),
+        Primitive::read("run_options", run_options)
+            .returns(Ty::Map)
+            .doc("How this run was invoked: #{dry_run, output, only, skip, test}. The checks stdlib reads --only/--skip from it.")
+            .example("let o = run_options(); o.dry_run")
+            .class(Class::Control)
+            .unbounded(),
     ],
 };
 
@@ -91,7 +90,7 @@ fn name_arg(call: &Call) -> Result<String, OpError> {
             ),
         );
     }
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     if crate::registry::lookup(&name).is_some() {
         return Ok(name);
     }
@@ -115,7 +114,7 @@ fn stub(call: &mut Call) -> Result<Dynamic, OpError> {
 
 fn stub_seq(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = name_arg(call)?;
-    let values = call.opt_array(1)?;
+    let values = call.array_at(1)?;
     if values.is_empty() {
         return Err(OpError::bad_input("stub_seq needs at least one answer"));
     }
@@ -125,13 +124,13 @@ fn stub_seq(call: &mut Call) -> Result<Dynamic, OpError> {
 
 fn stub_error(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = name_arg(call)?;
-    let msg = call.str_arg(1)?;
+    let msg = call.str_at(1)?;
     call.session.hooks.stub(name, Stub::Error(msg));
     Ok(Dynamic::UNIT)
 }
 
 fn calls(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str(0)?;
+    let name = call.opt_str_at(0)?;
     crate::output::column_order_hint(
         &["primitive", "target", "args", "result", "error"].map(String::from),
     );
@@ -169,8 +168,8 @@ fn failed(what: String, msg: Option<String>) -> OpError {
 }
 
 fn assert(call: &mut Call) -> Result<Dynamic, OpError> {
-    let cond = call.arg(0).cloned().unwrap_or(Dynamic::UNIT);
-    let msg = call.arg(1).map(|m| m.to_string());
+    let cond = call.arg_at(0).cloned().unwrap_or(Dynamic::UNIT);
+    let msg = call.arg_at(1).map(|m| m.to_string());
     match cond.as_bool() {
         Ok(true) => Ok(Dynamic::UNIT),
         Ok(false) => Err(failed("condition is false".into(), msg)),
@@ -198,7 +197,7 @@ fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 fn pair(call: &Call) -> (serde_json::Value, serde_json::Value, Option<String>) {
     let get = |i| to_json(&call.args.get(i).cloned().unwrap_or(Dynamic::UNIT));
-    (get(0), get(1), call.arg(2).map(|m| m.to_string()))
+    (get(0), get(1), call.arg_at(2).map(|m| m.to_string()))
 }
 
 fn assert_eq(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -218,15 +217,15 @@ fn assert_ne(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn run(call: &mut Call) -> Result<Dynamic, OpError> {
-    let file = call.str_arg(0)?;
-    let args = call.opt_map(1)?;
-    let opts = call.opt_map(2)?;
+    let file = call.str_at(0)?;
+    let args = call.opts_at(1)?;
+    let opts = call.opts_at(2)?;
     crate::testing::run::run_script(call.session, &file, args, &opts).map(Dynamic::from_map)
 }
 
 fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
-    let file = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let file = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let rec = crate::record::load(std::path::Path::new(&file)).map_err(OpError::bad_input)?;
     let script = match opts.get("script") {
         Some(s) => s.to_string(),

@@ -4,7 +4,7 @@
 //! over the connection.
 
 use crate::dispatch::{Call, OpError};
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::map_of;
 use rhai::Dynamic;
 use std::sync::Arc;
@@ -14,17 +14,12 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "tls",
     doc: "TLS certificates a server presents: subject, issuer, validity, days to expiry.",
     target: None,
-    primitives: &[Primitive {
-        module: "tls",
-        name: "cert",
-        params: &[req("address", "string"), opt("opts", "map")],
-        returns: "map",
-        doc: "The leaf certificate a server presents: #{host, port, subject, issuer, not_before, not_after, days_left, expired}.\n\
-              address: \"host:port\" (port 443 when omitted) or an https:// URL. The certificate is read even when it is expired or untrusted, so an expiry check still works. opts: server_name (SNI, default the host).",
-        example: r#"let c = tls.cert("example.com:443"); if c.days_left < 14 { print(`renew ${c.subject}`) }"#,
-        effect: Effect::Read(cert),
-        timeout: CallTimeout::Default,
-    }],
+    primitives: &[Primitive::read("cert", cert)
+    .params(&[req("address", Ty::Str), opt("opts", Ty::Map)])
+    .returns(Ty::Map)
+    .doc("The leaf certificate a server presents: #{host, port, subject, issuer, not_before, not_after, days_left, expired}.\n\
+              address: \"host:port\" (port 443 when omitted) or an https:// URL. The certificate is read even when it is expired or untrusted, so an expiry check still works. opts: server_name (SNI, default the host).")
+    .example(r#"let c = tls.cert("example.com:443"); if c.days_left < 14 { print(`renew ${c.subject}`) }"#)],
 };
 
 #[derive(Debug)]
@@ -99,8 +94,8 @@ fn split_address(address: &str) -> Result<(String, u16), OpError> {
 }
 
 fn cert(call: &mut Call) -> Result<Dynamic, OpError> {
-    let address = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let address = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let (host, port) = split_address(&address)?;
     let sni = opts
         .get("server_name")

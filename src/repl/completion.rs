@@ -46,7 +46,7 @@ impl Source for Registry {
                 for m in registry::value_modules() {
                     out.push(Suggestion::same(m.name));
                 }
-                for p in registry::all().filter(|p| p.module.is_empty()) {
+                for p in registry::all().filter(|p| p.is_global()) {
                     out.push(Suggestion {
                         display: p.name.to_string(),
                         replacement: format!("{}(", p.name),

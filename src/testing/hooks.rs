@@ -6,7 +6,7 @@
 
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::record::{Recorder, Replay};
-use crate::registry::Primitive;
+use crate::registry::Class;
 use crate::value::map_of;
 use rhai::{Dynamic, FnPtr};
 use std::collections::HashMap;
@@ -42,34 +42,6 @@ pub struct Hooks {
     pub replay: Mutex<Option<Replay>>,
 }
 
-/// How a primitive takes part in stubbing and recording.
-#[derive(PartialEq, Eq)]
-enum Class {
-    /// Control flow and the testing primitives themselves: never touched.
-    Control,
-    /// `show`: captured (not printed) in test mode.
-    Show,
-    /// Returns a handle (`pg.connect`, `k8s.ns`): under test or replay, a
-    /// handle is made without connecting, so no server is needed.
-    Handle,
-    /// Local and side-effect free (clock, env, parsing): stubbable and
-    /// recorded, but runs for real when not stubbed.
-    Local,
-    /// Talks to a system.
-    System,
-}
-
-fn class(p: &Primitive) -> Class {
-    match (p.module, p.name) {
-        ("", "show") => Class::Show,
-        ("", "fail" | "exit" | "parallel" | "duration" | "for_each_target" | "record_checks")
-        | ("json", _) => Class::Control,
-        (_, "connect") | ("k8s", "ns" | "context") => Class::Handle,
-        ("", n) if crate::modules::testing::NAMES.contains(&n) => Class::Control,
-        ("", _) | ("metrics", "parse") | ("http", "hmac_sha256") => Class::Local,
-        _ => Class::System,
-    }
-}
 impl Hooks {
     pub fn set_test_mode(&self, on: bool, real: bool) {
         self.test.store(on, Ordering::Relaxed);
@@ -139,7 +111,7 @@ impl Hooks {
 /// real call.
 pub fn intercept(call: &mut Call) -> Option<Result<Dynamic, OpError>> {
     let hooks = &call.session.hooks;
-    let class = class(call.prim);
+    let class = call.prim.class;
     if class == Class::Control {
         return None;
     }
@@ -157,9 +129,9 @@ pub fn intercept(call: &mut Call) -> Option<Result<Dynamic, OpError>> {
         return None;
     }
     let replaying = hooks.replay.lock().map(|r| r.is_some()).unwrap_or(false);
-    if class == Class::Handle {
+    if let Class::Handle { narrows } = class {
         let offline = replaying || (test && !hooks.real.load(Ordering::Relaxed));
-        return offline.then(|| Ok(offline_handle(call)));
+        return offline.then(|| Ok(offline_handle(call, narrows)));
     }
     if let Some(answer) = crate::record::replay_answer(call, class == Class::System) {
         return Some(answer);
@@ -169,7 +141,7 @@ pub fn intercept(call: &mut Call) -> Option<Result<Dynamic, OpError>> {
     }
     match class {
         // Tests do not wait.
-        Class::Local if name == "sleep" => Some(Ok(Dynamic::UNIT)),
+        Class::Wait => Some(Ok(Dynamic::UNIT)),
         Class::Local => None,
         _ if call.prim.mutates() => Some(Ok(unapplied(call, "test mode: not stubbed, not applied"))),
         _ => Some(Err(OpError::refused(format!("{name} is not stubbed in this test"))
@@ -179,7 +151,7 @@ pub fn intercept(call: &mut Call) -> Option<Result<Dynamic, OpError>> {
 
 /// Called by dispatch after every call (stubbed, replayed or real).
 pub fn observe(call: &Call, result: &Result<Dynamic, OpError>) {
-    let class = class(call.prim);
+    let class = call.prim.class;
     if class == Class::Control {
         return;
     }
@@ -197,21 +169,21 @@ pub fn observe(call: &Call, result: &Result<Dynamic, OpError>) {
             });
         }
     }
-    if class != Class::Show && class != Class::Handle {
+    if !matches!(class, Class::Show | Class::Handle { .. }) {
         crate::record::record_call(call, result);
     }
 }
 
 /// `pg.connect("staging")` -> a handle on "staging"; `k8s.context("prod").ns("web")`
 /// -> a handle on "prod/web". Nothing is contacted.
-fn offline_handle(call: &Call) -> Dynamic {
+fn offline_handle(call: &Call, narrows: bool) -> Dynamic {
     let name = call.args.first().map(|a| a.to_string()).unwrap_or_default();
-    let target = match (call.prim.name, call.handle_target()) {
-        ("ns" | "context", Some(t)) => format!("{t}/{name}"),
+    let target = match (narrows, call.handle_target()) {
+        (true, Some(t)) => format!("{t}/{name}"),
         _ => name,
     };
     Dynamic::from(crate::engine::Handle {
-        module: call.prim.module,
+        module: call.prim.module.name,
         target: Some(target),
     })
 }

@@ -74,8 +74,8 @@ const KEYS: &[&str] = &[
 ];
 
 fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
-    let path = PathBuf::from(call.str_arg(0)?);
-    let o = call.opt_map(1)?;
+    let path = PathBuf::from(call.str_at(0)?);
+    let o = call.opts_at(1)?;
     check_keys(&o, KEYS, "backup.verify")?;
     let checksum = match o.get("checksum") {
         None => ChecksumMode::Auto,

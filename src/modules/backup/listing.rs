@@ -93,8 +93,8 @@ pub fn scan(dir: &Path, pattern: Option<&str>) -> Result<Vec<Entry>, OpError> {
 }
 
 fn args(call: &Call, prim: &str) -> Result<(PathBuf, Option<String>), OpError> {
-    let dir = PathBuf::from(call.str_arg(0)?);
-    let o = call.opt_map(1)?;
+    let dir = PathBuf::from(call.str_at(0)?);
+    let o = call.opts_at(1)?;
     check_keys(&o, &["pattern"], prim)?;
     Ok((dir, opt_string(&o, "pattern")?))
 }

@@ -3,56 +3,20 @@
 
 use crate::dispatch::OpError;
 pub use crate::modules::pg::conn::{check_keys, opt_bool, opt_duration, opt_int, opt_string};
+#[cfg(test)]
+use crate::value::size_from_str as parse_size;
 use rhai::Map;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A size given as bytes (int) or a string like "10MB", "1.5 GiB", "500k".
-/// Decimal units are powers of 1000, binary ones (KiB, MiB) of 1024.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?} (examples: 1024, \"10MB\", \"1.5GiB\")"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {s:?} (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
-            ))
-        }
-    };
-    Ok((n * mult).round() as u64)
-}
-
+/// A size option: bytes (an int) or a string like "10MB".
 pub fn opt_size(opts: &Map, k: &str) -> Result<Option<u64>, OpError> {
     match opts.get(k) {
         None => Ok(None),
         Some(d) if d.is_unit() => Ok(None),
-        Some(d) if d.is_int() => d
-            .as_int()
-            .ok()
-            .and_then(|i| u64::try_from(i).ok())
-            .map(Some)
-            .ok_or_else(|| OpError::bad_input(format!("option `{k}` cannot be negative"))),
-        Some(d) if d.is_string() => parse_size(&d.to_string())
+        Some(d) => crate::value::parse_size(d)
             .map(Some)
             .map_err(|e| OpError::bad_input(format!("option `{k}`: {e}"))),
-        Some(_) => Err(OpError::bad_input(format!(
-            "option `{k}` must be bytes (an int) or a string like \"10MB\""
-        ))),
     }
 }
 

@@ -88,8 +88,8 @@ pub fn decide(entries: Vec<Entry>, p: &Policy) -> Decision {
 }
 
 fn request(call: &Call) -> Result<(PathBuf, Option<String>, Policy), OpError> {
-    let dir = PathBuf::from(call.str_arg(0)?);
-    let o = call.opt_map(1)?;
+    let dir = PathBuf::from(call.str_at(0)?);
+    let o = call.opts_at(1)?;
     check_keys(
         &o,
         &["keep_daily", "keep_weekly", "keep_monthly", "pattern"],

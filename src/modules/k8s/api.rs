@@ -311,7 +311,7 @@ pub fn plan(summary: String, details: Map) -> Plan {
 }
 
 pub fn int_arg(call: &Call, i: usize, what: &str) -> Result<i64, OpError> {
-    call.arg(i)
+    call.arg_at(i)
         .and_then(|v| v.as_int().ok())
         .ok_or_else(|| OpError::bad_input(format!("argument `{what}` must be an int")))
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 // ---- server-side apply ----
 
 fn apply_docs(call: &mut Call) -> Result<(Kube, String, Vec<Value>), OpError> {
-    let text = call.str_arg(0)?;
+    let text = call.str_at(0)?;
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
         OpError::bad_input("k8s.apply: the manifest is not valid YAML").with_cause(e)
     })?;

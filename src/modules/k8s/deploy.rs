@@ -14,14 +14,14 @@ use serde_json::{json, Value};
 // ---- scale ----
 
 fn scale_args(call: &mut Call) -> Result<(String, i64, Map, Kube), OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let n = int_arg(call, 1, "replicas")?;
     if n < 0 {
         return Err(OpError::bad_input(format!(
             "replicas must be 0 or more, got {n}"
         )));
     }
-    let opts = call.opt_map(2)?;
+    let opts = call.opts_at(2)?;
     let (k, _) = connect(call)?;
     Ok((name, n, opts, k))
 }
@@ -123,7 +123,7 @@ fn restart_patch() -> (String, Value) {
 }
 
 pub fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let (k, _) = connect(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
     let d = get(call, &k, &format!("get deployment {name}"), &path)?;
@@ -144,7 +144,7 @@ pub fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
 }
 
 pub fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let (k, _) = connect(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
     let (ts, body) = restart_patch();
@@ -173,8 +173,8 @@ struct Undo {
 }
 
 fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
-    let name = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let name = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let rss = owned_replicasets(call, &k, &d)?;
@@ -278,9 +278,9 @@ fn containers_of(d: &Value) -> Vec<Value> {
 }
 
 fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpError> {
-    let name = call.str_arg(0)?;
-    let vars = call.opt_map(1)?;
-    let opts = call.opt_map(2)?;
+    let name = call.str_at(0)?;
+    let vars = call.opts_at(1)?;
+    let opts = call.opts_at(2)?;
     if vars.is_empty() {
         return Err(OpError::bad_input(
             "give the variables to set as a map, e.g. #{LOG_LEVEL: \"debug\"} (() removes one)",
@@ -387,9 +387,9 @@ pub fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn image_change(call: &mut Call) -> Result<(String, Kube, String, String, String), OpError> {
-    let name = call.str_arg(0)?;
-    let container = call.str_arg(1)?;
-    let image = call.str_arg(2)?;
+    let name = call.str_at(0)?;
+    let container = call.str_at(1)?;
+    let image = call.str_at(2)?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let cs = containers_of(&d);

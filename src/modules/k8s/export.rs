@@ -61,7 +61,7 @@ pub fn for_backup(mut o: Value, api_version: &str, kind: &str) -> Value {
 }
 
 pub fn export(call: &mut Call) -> Result<Dynamic, OpError> {
-    let ns_arg = call.opt_str(0)?;
+    let ns_arg = call.opt_str_at(0)?;
     let (k, _) = connect(call)?;
     let ns = ns_arg.unwrap_or_else(|| k.namespace.clone());
     let mut out = Array::new();

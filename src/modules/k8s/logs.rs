@@ -9,8 +9,8 @@ use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
 pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
-    let target = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let target = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let (k, _) = connect(call)?;
     let by_selector = target.contains('=');
     let pods: Vec<String> = if by_selector {

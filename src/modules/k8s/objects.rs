@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 // ---- delete pod ----
 
 fn pod_uid(call: &mut Call) -> Result<(String, String, Value, Kube), OpError> {
-    let name = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let name = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let (k, _) = connect(call)?;
     let pod = get(
         call,
@@ -88,8 +88,8 @@ pub fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- hpa ----
 
 fn hpa_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Map), OpError> {
-    let name = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let name = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let (k, _) = connect(call)?;
     let path = format!(
         "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers/{}",
@@ -173,8 +173,8 @@ pub fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- job from cronjob ----
 
 fn job_from(call: &mut Call) -> Result<(String, Kube, Value), OpError> {
-    let cj_name = call.str_arg(0)?;
-    let job_name = call.opt_str(1)?;
+    let cj_name = call.str_at(0)?;
+    let job_name = call.opt_str_at(1)?;
     let (k, _) = connect(call)?;
     let cj = get(
         call,
@@ -266,8 +266,8 @@ struct SecretChange {
 }
 
 fn secret_change(call: &mut Call) -> Result<(String, Kube, SecretChange), OpError> {
-    let name = call.str_arg(0)?;
-    let vars = call.opt_map(1)?;
+    let name = call.str_at(0)?;
+    let vars = call.opts_at(1)?;
     let mut values = serde_json::Map::new();
     for (key, v) in &vars {
         let val = v.to_string();
@@ -391,9 +391,9 @@ pub fn secret_set(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- service selector ----
 
 fn selector_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Value, usize), OpError> {
-    let name = call.str_arg(0)?;
-    let sel = call.opt_map(1)?;
-    let opts = call.opt_map(2)?;
+    let name = call.str_at(0)?;
+    let sel = call.opts_at(1)?;
+    let opts = call.opts_at(2)?;
     if sel.is_empty() {
         return Err(OpError::bad_input(
             "give the new selector as a map, e.g. #{app: \"web\", version: \"green\"}",

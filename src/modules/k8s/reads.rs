@@ -16,8 +16,8 @@ pub fn hint(cols: &[&str]) {
 }
 
 pub fn get_any(call: &mut Call) -> Result<Dynamic, OpError> {
-    let kind = call.str_arg(0)?;
-    let name = call.opt_str(1)?;
+    let kind = call.str_at(0)?;
+    let name = call.opt_str_at(1)?;
     let (k, t) = connect(call)?;
     let r = resolve_kind(call, &k, &t.url, &kind)?;
     let base = r.collection(&k.namespace);
@@ -163,7 +163,7 @@ pub fn list_pods(
 }
 
 pub fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let (k, _) = connect(call)?;
     let selector = opts
         .get("selector")
@@ -210,7 +210,7 @@ pub fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn events(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let since = match opts.get("since") {
         Some(d) => Some(
             crate::value::parse_duration(d)
@@ -316,7 +316,7 @@ pub fn hpa_row(h: &Value) -> Map {
 }
 
 pub fn hpa(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str(0)?;
+    let name = call.opt_str_at(0)?;
     let (k, _) = connect(call)?;
     let base = format!(
         "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
@@ -394,7 +394,7 @@ pub fn images_of(template: &Value) -> String {
 }
 
 pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let current = revision(&d);
@@ -432,9 +432,9 @@ pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
 /// identity, in its namespace. `resource` is a kind as `k8s.get` takes it,
 /// with an optional subresource (`deployments/scale`).
 pub fn can_i(call: &mut Call) -> Result<Dynamic, OpError> {
-    let verb = call.str_arg(0)?;
-    let what = call.str_arg(1)?;
-    let name = call.opt_str(2)?;
+    let verb = call.str_at(0)?;
+    let what = call.str_at(1)?;
+    let name = call.opt_str_at(2)?;
     let (k, t) = connect(call)?;
     let (kind, sub) = match what.split_once('/') {
         Some((kind, sub)) => (kind, sub),

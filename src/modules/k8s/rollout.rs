@@ -136,8 +136,8 @@ pub fn wait_rollout(
 }
 
 pub fn rollout_status(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let name = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let timeout = timeout_opt(&opts, 300)?;
     let (k, _) = super::client::connect(call)?;
     let started = Instant::now();

@@ -20,7 +20,7 @@ fn handle(call: &mut Call, spec: String) -> Result<Dynamic, OpError> {
 }
 
 pub fn context(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     if name.contains('/') || name.is_empty() {
         return Err(OpError::bad_input(format!(
             "`{name}` is not a context or kube target name"
@@ -31,7 +31,7 @@ pub fn context(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn ns(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     if name.contains('/') || name.is_empty() {
         return Err(OpError::bad_input(format!(
             "`{name}` is not a namespace name"

@@ -29,7 +29,7 @@ pub fn list_sessions(
 }
 
 pub fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let mut known = FILTER_KEYS.to_vec();
     known.push("limit");
     check_keys(&opts, &known, "pg.activity")?;
@@ -44,7 +44,7 @@ pub fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let mut known = FILTER_KEYS.to_vec();
     known.push("limit");
     check_keys(&opts, &known, "pg.long_running")?;

@@ -25,8 +25,8 @@ struct DumpReq {
 }
 
 fn dump_req(call: &Call) -> Result<DumpReq, OpError> {
-    let path = PathBuf::from(call.str_arg(1)?);
-    let o = call.opt_map(2)?;
+    let path = PathBuf::from(call.str_at(1)?);
+    let o = call.opts_at(2)?;
     check_keys(&o, &["format", "schema", "jobs", "overwrite"], "pg.dump")?;
     let format = match opt_string(&o, "format")?.as_deref() {
         None | Some("custom") => "custom",
@@ -294,8 +294,8 @@ struct RestoreReq {
 }
 
 fn restore_req(call: &Call) -> Result<RestoreReq, OpError> {
-    let path = PathBuf::from(call.str_arg(0)?);
-    let o = call.opt_map(2)?;
+    let path = PathBuf::from(call.str_at(0)?);
+    let o = call.opts_at(2)?;
     check_keys(
         &o,
         &[

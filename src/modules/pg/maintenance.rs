@@ -47,7 +47,7 @@ fn resolve(call: &mut Call, name: &str, kinds: &[&str], what: &str) -> Result<Re
 const TABLE_KINDS: &[&str] = &["r", "m", "p"];
 
 pub fn plan_vacuum_analyze(call: &mut Call) -> Result<Plan, OpError> {
-    match call.opt_str(0)? {
+    match call.opt_str_at(0)? {
         Some(name) => {
             let rel = resolve(call, &name, TABLE_KINDS, "table")?;
             let dead = rel
@@ -92,7 +92,7 @@ pub fn plan_vacuum_analyze(call: &mut Call) -> Result<Plan, OpError> {
 }
 
 pub fn vacuum_analyze(call: &mut Call) -> Result<Dynamic, OpError> {
-    let target = match call.opt_str(0)? {
+    let target = match call.opt_str_at(0)? {
         Some(name) => resolve(call, &name, TABLE_KINDS, "table")?.ident,
         None => String::new(),
     };
@@ -131,7 +131,7 @@ struct Reindex {
 }
 
 fn reindex_request(call: &mut Call) -> Result<Reindex, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     check_keys(
         &opts,
         &["table", "index", "database", "concurrently"],

@@ -6,7 +6,7 @@ use crate::dispatch::{Call, OpError};
 use rhai::{Array, Dynamic};
 
 pub fn db_size(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str(0)?;
+    let name = call.opt_str_at(0)?;
     let params: Array = vec![name.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)];
     let r = rows(
         call,
@@ -44,7 +44,7 @@ pub fn databases(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn table_sizes(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     check_keys(&opts, &["schema", "limit"], "pg.table_sizes")?;
     let schema = opt_string(&opts, "schema")?;
     let limit = opt_int(&opts, "limit")?.unwrap_or(20);

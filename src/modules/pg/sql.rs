@@ -10,7 +10,7 @@ use sqlx::Row;
 use std::time::Instant;
 
 pub fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let t = call.session.resolve(crate::config::Kind::Pg, Some(&name))?;
     call.set_target(t);
     pool(call)?;
@@ -35,8 +35,8 @@ pub fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
+    let sql = call.str_at(0)?;
+    let params = call.array_at(1)?;
     let rows = rows(call, &sql, &params, "query failed")?;
     Ok(Dynamic::from_array(
         rows.into_iter().map(Dynamic::from_map).collect(),
@@ -44,8 +44,8 @@ pub fn query(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
+    let sql = call.str_at(0)?;
+    let params = call.array_at(1)?;
     let (pool, t) = pool(call)?;
     call.block_on(async move {
         let res = bound(&sql, &params)?
@@ -62,8 +62,8 @@ pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
 /// EXPLAIN, never ANALYZE: the planner on the real target validates the
 /// statement and estimates its rows without executing it.
 pub fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
-    let sql = call.str_arg(0)?;
-    let params = call.opt_array(1)?;
+    let sql = call.str_at(0)?;
+    let params = call.array_at(1)?;
     let (pool, t) = pool(call)?;
     let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     let explain = format!("EXPLAIN (FORMAT JSON) {sql}");

@@ -63,7 +63,7 @@ fn not_loaded(db: &str) -> OpError {
 }
 
 pub fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     check_keys(&opts, &["limit", "order_by", "database"], "pg.slow_queries")?;
     let limit = opt_int(&opts, "limit")?.unwrap_or(10);
     let order = opt_string(&opts, "order_by")?.unwrap_or_else(|| "mean".into());
@@ -137,7 +137,7 @@ pub fn cache_hit_ratio(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     check_keys(&opts, &["schema", "unused_only"], "pg.index_usage")?;
     let params: Array = vec![
         opt_string(&opts, "schema")?
@@ -165,7 +165,7 @@ pub fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn vacuum_stats(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     check_keys(&opts, &["schema", "limit"], "pg.vacuum_stats")?;
     let params: Array = vec![
         opt_string(&opts, "schema")?
@@ -250,7 +250,7 @@ pub fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub fn settings(call: &mut Call) -> Result<Dynamic, OpError> {
-    let names: Option<Vec<String>> = match call.arg(0) {
+    let names: Option<Vec<String>> = match call.arg_at(0) {
         None => None,
         Some(d) if d.is_string() => Some(vec![d.to_string()]),
         Some(d) if d.is_array() => Some(

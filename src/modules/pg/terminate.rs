@@ -47,7 +47,7 @@ struct Request {
 }
 
 fn request(call: &Call, action: Action) -> Result<Request, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let mut known: Vec<&str> = FILTER_KEYS
         .iter()
         .copied()

@@ -7,7 +7,7 @@ mod time;
 use crate::config::Kind;
 use crate::dispatch::{Call, OpError};
 use crate::engine::Handle;
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of};
 use client::{sample_value, Http};
 use rhai::{Array, Dynamic, Map};
@@ -18,128 +18,67 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Prometheus: PromQL queries, targets, alerts, rules. Targets come from [prom.NAME] in the config or PROMETHEUS_URL.",
     target: Some(Kind::Prom),
     primitives: &[
-        Primitive {
-            module: "prom",
-            name: "connect",
-            params: &[req("target", "string")],
-            returns: "prom handle",
-            doc: "Use a named target or an http(s):// URL; returns a handle with the same methods as `prom`.\n\
-                  Checks that the server answers (/-/ready).",
-            example: r#"let p = prom.connect("prod"); p.value("sum(up)")"#,
-            effect: Effect::Read(connect),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "query",
-            params: &[req("expr", "string"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "Instant PromQL query. A vector is an array of #{labels, value, time} (value a float, time unix seconds); \
+        Primitive::handle("connect", connect, false)
+            .params(&[req("target", Ty::Str)])
+            .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `prom`.\n\
+                  Checks that the server answers (/-/ready).")
+            .example(r#"let p = prom.connect("prod"); p.value("sum(up)")"#),
+        Primitive::read("query", query)
+            .params(&[req("expr", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("Instant PromQL query. A vector is an array of #{labels, value, time} (value a float, time unix seconds); \
                   a scalar is a float; a string is a string; a range selector (`x[5m]`) gives #{labels, values: [[time, value], ...]}.\n\
                   opts: time (unix seconds, RFC 3339, or a duration ago like \"5m\"), timeout (\"10s\", evaluated by Prometheus).\n\
-                  Prometheus's warnings are printed on stderr.",
-            example: r#"for s in prom.query("up == 0") { print(`${s.labels.job} ${s.labels.instance} is down`) }"#,
-            effect: Effect::Read(query),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "value",
-            params: &[req("expr", "string"), opt("opts", "map")],
-            returns: "float",
-            doc: "Instant query that must give exactly one number (a one-sample vector or a scalar).\n\
+                  Prometheus's warnings are printed on stderr.")
+            .example(r#"for s in prom.query("up == 0") { print(`${s.labels.job} ${s.labels.instance} is down`) }"#),
+        Primitive::read("value", value)
+            .params(&[req("expr", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Float)
+            .doc("Instant query that must give exactly one number (a one-sample vector or a scalar).\n\
                   No sample or several samples is an error that shows the count and the labels: an empty result is not 0 \
-                  (append `or vector(0)` when absence really means zero). opts as for prom.query.",
-            example: r#"let p95 = prom.value("histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))");"#,
-            effect: Effect::Read(value),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "query_range",
-            params: &[req("expr", "string"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "Range query: one #{labels, values, stats} per series; values is [[time, value], ...] and \
+                  (append `or vector(0)` when absence really means zero). opts as for prom.query.")
+            .example(r#"let p95 = prom.value("histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))");"#),
+        Primitive::read("query_range", query_range)
+            .params(&[req("expr", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("Range query: one #{labels, values, stats} per series; values is [[time, value], ...] and \
                   stats is #{min, max, avg, last, count} (NaN samples skipped).\n\
                   opts: start (default \"1h\" ago), end (default now), step (default range/250, at least 1s), timeout. \
-                  Times are unix seconds, RFC 3339, or a duration ago (\"30m\").",
-            example: r#"for s in prom.query_range("rate(http_requests_total[5m])", #{start: "1h", step: "1m"}) { print(`${s.labels} max ${s.stats.max}`) }"#,
-            effect: Effect::Read(query_range),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "series",
-            params: &[req("selector", "string"), opt("opts", "map")],
-            returns: "array of maps",
-            doc: "Label sets of the series matching a selector (`up{job=\"api\"}`).\n\
-                  opts: start, end (as for query_range; default: the last hour).",
-            example: r#"let s = prom.series("up{job=\"postgres\"}"); s.len()"#,
-            effect: Effect::Read(series),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "labels",
-            params: &[opt("name", "string")],
-            returns: "array",
-            doc: "Without a name: all label names. With one: that label's values (`prom.labels(\"job\")`).",
-            example: r#"let jobs = prom.labels("job");"#,
-            effect: Effect::Read(labels),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "targets",
-            params: &[],
-            returns: "array of maps",
-            doc: "Scrape targets: #{job, instance, up, health, last_error, last_scrape, scrape_ms, scrape_url, labels}.\n\
-                  last_scrape is RFC 3339; `up` is true when the last scrape succeeded.",
-            example: r#"for t in prom.targets() { if !t.up { print(`${t.job} ${t.instance}: ${t.last_error}`) } }"#,
-            effect: Effect::Read(targets),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "alerts",
-            params: &[],
-            returns: "array of maps",
-            doc: "Alerts Prometheus currently holds, firing and pending: #{name, state, labels, annotations, active_at, value}.",
-            example: r#"let firing = prom.alerts().filter(|a| a.state == "firing");"#,
-            effect: Effect::Read(alerts),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "rules",
-            params: &[],
-            returns: "array of maps",
-            doc: "Recording and alerting rules: #{group, name, type, state, health, query, alerts, last_error, last_evaluation, evaluation_ms}.\n\
-                  state is inactive/pending/firing for alerting rules, () for recording rules.",
-            example: r#"let broken = prom.rules().filter(|r| r.health != "ok");"#,
-            effect: Effect::Read(rules),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "healthy",
-            params: &[],
-            returns: "bool",
-            doc: "GET /-/healthy: true on 200, false on another status. An unreachable server is an error.",
-            example: "if !prom.healthy() { fail(\"Prometheus is unhealthy\") }",
-            effect: Effect::Read(healthy),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "prom",
-            name: "ready",
-            params: &[],
-            returns: "bool",
-            doc: "GET /-/ready: true once Prometheus serves queries (false while it replays its WAL). An unreachable server is an error.",
-            example: "prom.ready()",
-            effect: Effect::Read(ready),
-            timeout: CallTimeout::Default,
-        },
+                  Times are unix seconds, RFC 3339, or a duration ago (\"30m\").")
+            .example(r#"for s in prom.query_range("rate(http_requests_total[5m])", #{start: "1h", step: "1m"}) { print(`${s.labels} max ${s.stats.max}`) }"#),
+        Primitive::read("series", series)
+            .params(&[req("selector", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("Label sets of the series matching a selector (`up{job=\"api\"}`).\n\
+                  opts: start, end (as for query_range; default: the last hour).")
+            .example(r#"let s = prom.series("up{job=\"postgres\"}"); s.len()"#),
+        Primitive::read("labels", labels)
+            .params(&[opt("name", Ty::Str)])
+            .returns(Ty::Array)
+            .doc("Without a name: all label names. With one: that label's values (`prom.labels(\"job\")`).")
+            .example(r#"let jobs = prom.labels("job");"#),
+        Primitive::read("targets", targets)
+            .returns(Ty::Rows(&[]))
+            .doc("Scrape targets: #{job, instance, up, health, last_error, last_scrape, scrape_ms, scrape_url, labels}.\n\
+                  last_scrape is RFC 3339; `up` is true when the last scrape succeeded.")
+            .example(r#"for t in prom.targets() { if !t.up { print(`${t.job} ${t.instance}: ${t.last_error}`) } }"#),
+        Primitive::read("alerts", alerts)
+            .returns(Ty::Rows(&[]))
+            .doc("Alerts Prometheus currently holds, firing and pending: #{name, state, labels, annotations, active_at, value}.")
+            .example(r#"let firing = prom.alerts().filter(|a| a.state == "firing");"#),
+        Primitive::read("rules", rules)
+            .returns(Ty::Rows(&[]))
+            .doc("Recording and alerting rules: #{group, name, type, state, health, query, alerts, last_error, last_evaluation, evaluation_ms}.\n\
+                  state is inactive/pending/firing for alerting rules, () for recording rules.")
+            .example(r#"let broken = prom.rules().filter(|r| r.health != "ok");"#),
+        Primitive::read("healthy", healthy)
+            .returns(Ty::Bool)
+            .doc("GET /-/healthy: true on 200, false on another status. An unreachable server is an error.")
+            .example("if !prom.healthy() { fail(\"Prometheus is unhealthy\") }"),
+        Primitive::read("ready", ready)
+            .returns(Ty::Bool)
+            .doc("GET /-/ready: true once Prometheus serves queries (false while it replays its WAL). An unreachable server is an error.")
+            .example("prom.ready()"),
     ],
 };
 
@@ -173,7 +112,7 @@ fn api(
 }
 
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let t = call.session.resolve(Kind::Prom, Some(&name))?;
     call.set_target(t.clone());
     let h = Http::new(call, &t)?;
@@ -189,7 +128,7 @@ fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn query_params(call: &Call, expr: &str) -> Result<Vec<(&'static str, String)>, OpError> {
-    let opts = call.opt_map(1)?;
+    let opts = call.opts_at(1)?;
     let now = time::now();
     let mut p = vec![("query", expr.to_string())];
     if let Some(t) = opts.get("time") {
@@ -260,7 +199,7 @@ fn decode(data: &Value) -> Dynamic {
 }
 
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let expr = call.str_arg(0)?;
+    let expr = call.str_at(0)?;
     let params = query_params(call, &expr)?;
     let data = api(call, "api/v1/query", &params, Some(&expr))?;
     Ok(decode(&data))
@@ -279,7 +218,7 @@ fn labels_text(m: &Value) -> String {
 }
 
 fn value(call: &mut Call) -> Result<Dynamic, OpError> {
-    let expr = call.str_arg(0)?;
+    let expr = call.str_at(0)?;
     let params = query_params(call, &expr)?;
     let data = api(call, "api/v1/query", &params, Some(&expr))?;
     let result = &data["result"];
@@ -348,7 +287,7 @@ fn stats(points: &Array) -> Map {
 }
 
 fn range_of(call: &Call, idx: usize, default_span: f64) -> Result<(f64, f64, Map), OpError> {
-    let opts = call.opt_map(idx)?;
+    let opts = call.opts_at(idx)?;
     let now = time::now();
     let end = match opts.get("end") {
         Some(d) => time::parse(d, now)?,
@@ -369,7 +308,7 @@ fn range_of(call: &Call, idx: usize, default_span: f64) -> Result<(f64, f64, Map
 }
 
 fn query_range(call: &mut Call) -> Result<Dynamic, OpError> {
-    let expr = call.str_arg(0)?;
+    let expr = call.str_at(0)?;
     let (start, end, opts) = range_of(call, 1, 3600.0)?;
     let step = match opts.get("step") {
         Some(d) => crate::value::parse_duration(d)
@@ -411,7 +350,7 @@ fn query_range(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn series(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sel = call.str_arg(0)?;
+    let sel = call.str_at(0)?;
     let (start, end, _) = range_of(call, 1, 3600.0)?;
     let params = [
         ("match[]", sel.clone()),
@@ -423,7 +362,7 @@ fn series(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn labels(call: &mut Call) -> Result<Dynamic, OpError> {
-    let data = match call.opt_str(0)? {
+    let data = match call.opt_str_at(0)? {
         Some(name) => {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(OpError::bad_input(format!("invalid label name {name:?}")));

@@ -89,7 +89,7 @@ pub(super) fn conn(
 }
 
 pub(super) fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let t = call
         .session
         .resolve(crate::config::Kind::Redis, Some(&name))?;
@@ -165,7 +165,7 @@ pub(super) fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
 pub(super) fn db_conn(
     call: &mut Call,
 ) -> Result<(redis::aio::MultiplexedConnection, Target, i64), OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let db = match opts.get("db") {
         Some(d) => d
             .as_int()

@@ -7,7 +7,7 @@ use crate::value::map_of;
 use rhai::{Dynamic, Map};
 
 pub(super) fn info(call: &mut Call) -> Result<Dynamic, OpError> {
-    let section = call.opt_str(0)?;
+    let section = call.opt_str_at(0)?;
     if super::cluster::is_cluster(&call.target()?.url) {
         return super::cluster::info(call, section.as_deref());
     }
@@ -210,7 +210,7 @@ pub(super) fn clients(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn slowlog(call: &mut Call) -> Result<Dynamic, OpError> {
-    let n = match call.arg(0) {
+    let n = match call.arg_at(0) {
         None => 10,
         Some(d) => d
             .as_int()
@@ -280,7 +280,7 @@ pub(super) fn latency(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn config_get(call: &mut Call) -> Result<Dynamic, OpError> {
-    let pattern = call.str_arg(0)?;
+    let pattern = call.str_at(0)?;
     let mut cmd = redis::cmd("CONFIG");
     cmd.arg("GET").arg(&pattern);
     let v: redis::Value = run_cmd(call, cmd, "CONFIG GET")?;
@@ -319,7 +319,7 @@ pub(super) fn current_config(call: &mut Call, name: &str) -> Result<Dynamic, OpE
 }
 
 pub(super) fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let value = scalar_arg(call, 1)?;
     let previous = current_config(call, &name)?;
     Ok(Plan {
@@ -333,7 +333,7 @@ pub(super) fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
 }
 
 pub(super) fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_arg(0)?;
+    let name = call.str_at(0)?;
     let value = scalar_arg(call, 1)?;
     let previous = current_config(call, &name)?;
     let mut cmd = redis::cmd("CONFIG");

@@ -54,7 +54,7 @@ pub(super) fn scan_keys(
 }
 
 pub(super) fn scan(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let pattern = opts
         .get("pattern")
         .map(|d| d.to_string())
@@ -75,13 +75,13 @@ pub(super) fn key_cmd(name: &str, key: &str) -> redis::Cmd {
 }
 
 pub(super) fn get(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let v: Option<String> = run_cmd(call, key_cmd("GET", &key), "GET")?;
     Ok(v.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
 }
 
 pub(super) fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     Ok(Dynamic::from_int(run_cmd(
         call,
         key_cmd("TTL", &key),
@@ -90,19 +90,19 @@ pub(super) fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn exists(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let n: i64 = run_cmd(call, key_cmd("EXISTS", &key), "EXISTS")?;
     Ok(Dynamic::from_bool(n > 0))
 }
 
 pub(super) fn key_type(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let t: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     Ok(t.into())
 }
 
 pub(super) fn scalar_arg(call: &Call, i: usize) -> Result<String, OpError> {
-    match call.arg(i) {
+    match call.arg_at(i) {
         Some(d) if d.is_string() || d.is_int() || d.is_float() || d.is_bool() => Ok(d.to_string()),
         Some(d) => Err(OpError::bad_input(format!(
             "value must be a string or number, got {}",
@@ -114,7 +114,7 @@ pub(super) fn scalar_arg(call: &Call, i: usize) -> Result<String, OpError> {
 }
 
 pub(super) fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     let ttl: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
     let now = if ty == "none" {
@@ -133,9 +133,9 @@ pub(super) fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
 }
 
 pub(super) fn set(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let value = scalar_arg(call, 1)?;
-    let opts = call.opt_map(2)?;
+    let opts = call.opts_at(2)?;
     let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     let mut cmd = redis::cmd("SET");
     cmd.arg(&key).arg(&value);
@@ -151,7 +151,7 @@ pub(super) fn set(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn keys_arg(call: &Call) -> Result<Vec<String>, OpError> {
-    match call.arg(0) {
+    match call.arg_at(0) {
         Some(d) if d.is_string() => Ok(vec![d.to_string()]),
         Some(d) if d.is_array() => Ok(d
             .clone()
@@ -184,8 +184,8 @@ pub(super) fn del(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
-    let pattern = call.str_arg(0)?;
-    let opts = call.opt_map(1)?;
+    let pattern = call.str_at(0)?;
+    let opts = call.opts_at(1)?;
     let max = int_opt(&opts, "max", 1000)?;
     // One more than max is enough to know the match is too broad.
     let keys = scan_keys(
@@ -290,7 +290,7 @@ pub(super) fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opt_map(0)?;
+    let opts = call.opts_at(0)?;
     let sample = usize::try_from(int_opt(&opts, "sample", 1000)?).unwrap_or(0);
     let top = usize::try_from(int_opt(&opts, "top", 10)?).unwrap_or(0);
     let pattern = opts
@@ -323,12 +323,12 @@ pub(super) fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub(super) fn ttl_arg(call: &Call) -> Result<std::time::Duration, OpError> {
-    let d = call.arg(1).cloned().unwrap_or(Dynamic::UNIT);
+    let d = call.arg_at(1).cloned().unwrap_or(Dynamic::UNIT);
     crate::value::parse_duration(&d).map_err(OpError::bad_input)
 }
 
 pub(super) fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let d = ttl_arg(call)?;
     let current: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
     let now = match current {
@@ -346,7 +346,7 @@ pub(super) fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
 }
 
 pub(super) fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_arg(0)?;
+    let key = call.str_at(0)?;
     let d = ttl_arg(call)?;
     let mut cmd = redis::cmd("PEXPIRE");
     cmd.arg(&key).arg(d.as_millis().max(1) as u64);

@@ -7,7 +7,7 @@ mod conn;
 mod info;
 mod keys;
 
-use crate::registry::{opt, req, CallTimeout, Effect, ModuleDecl, Primitive};
+use crate::registry::{opt, req, ModuleDecl, Primitive, Ty, STRINGS};
 use conn::{connect, ping};
 use info::*;
 use keys::*;
@@ -19,243 +19,120 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     doc: "Redis: health, INFO, cache health, clients and slowlog, keys by SCAN, guarded key mutations. Targets: [redis.NAME] in the config or REDIS_URL (redis://, rediss://, redis+sentinel://, redis+cluster:// for ping and info).",
     target: Some(crate::config::Kind::Redis),
     primitives: &[
-        Primitive {
-            module: "redis",
-            name: "connect",
-            params: &[req("target", "string")],
-            returns: "redis handle",
-            doc: "Connect to a named target or a redis:// URL and return a handle with the same methods as `redis`.",
-            example: r#"let cache = redis.connect("cache"); cache.ping()"#,
-            effect: Effect::Read(connect),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "ping",
-            params: &[],
-            returns: "float",
-            doc: "PING the server; returns the round trip in milliseconds.\n\
-                  On a cluster target (redis+cluster://) every node found by CLUSTER NODES is pinged and the slowest round trip is returned; any node failing fails the call.",
-            example: "let ms = redis.ping();",
-            effect: Effect::Read(ping),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "info",
-            params: &[opt("section", "string")],
-            returns: "map",
-            doc: "INFO, parsed: numbers typed, `k=v,...` values (keyspace db0, cmdstat_*, slaveN) as nested maps.\n\
-                  Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields. On a cluster target (redis+cluster://) the result is keyed by node address (host:port).",
-            example: r#"let mem = redis.info("memory"); mem.used_memory"#,
-            effect: Effect::Read(info),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "hit_rate",
-            params: &[],
-            returns: "map",
-            doc: "Keyspace hits, misses and their ratio since the last stats reset.\n\
-                  With no traffic yet the ratio is () and `note` says so, rather than a division by zero.",
-            example: "let h = redis.hit_rate(); if h.ratio != () && h.ratio < 0.8 { print(`hit rate ${h.ratio}`) }",
-            effect: Effect::Read(hit_rate),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "memory",
-            params: &[],
-            returns: "map",
-            doc: "Memory at a glance: used, peak, rss, fragmentation_ratio, maxmemory, policy, evicted_keys.",
-            example: "let m = redis.memory(); m.used",
-            effect: Effect::Read(memory),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "keyspace",
-            params: &[],
-            returns: "array of maps",
-            doc: "One row per database with keys: #{db, keys, expires, avg_ttl}.",
-            example: "show(redis.keyspace())",
-            effect: Effect::Read(keyspace),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "scan",
-            params: &[opt("opts", "map")],
-            returns: "array",
-            doc: "Key names by SCAN (never KEYS, which blocks the server).\n\
-                  opts: pattern (glob, default \"*\"), type (string, hash, ...), count (SCAN hint, default 500), limit (stop after this many keys, default 10000).",
-            example: r#"let keys = redis.scan(#{pattern: "session:*", limit: 100});"#,
-            effect: Effect::Read(scan),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "get",
-            params: &[req("key", "string")],
-            returns: "string",
-            doc: "GET a string key; () when it does not exist.",
-            example: r#"redis.get("feature:flags")"#,
-            effect: Effect::Read(get),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "ttl",
-            params: &[req("key", "string")],
-            returns: "int",
-            doc: "Seconds to live: -1 when the key has no expiry, -2 when it does not exist (as TTL).",
-            example: r#"redis.ttl("session:42")"#,
-            effect: Effect::Read(ttl),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "exists",
-            params: &[req("key", "string")],
-            returns: "bool",
-            doc: "Whether the key exists.",
-            example: r#"redis.exists("lock:nightly")"#,
-            effect: Effect::Read(exists),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "type",
-            params: &[req("key", "string")],
-            returns: "string",
-            doc: "The key's type (string, list, set, zset, hash, stream), or \"none\".",
-            example: r#"redis.type("queue:emails")"#,
-            effect: Effect::Read(key_type),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "set",
-            params: &[req("key", "string"), req("value", "string|int|float"), opt("opts", "map")],
-            returns: "map",
-            doc: "SET a key, optionally with #{ttl: \"10m\"}. Returns #{key, previous_type}.\n\
-                  A mutation: --dry-run reports whether it would overwrite (and what), protected targets ask, it is audited.",
-            example: r#"redis.set("feature:new_checkout", "on", #{ttl: "1h"})"#,
-            effect: Effect::Mutate { plan: plan_set, apply: set },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "del",
-            params: &[req("keys", "string|array")],
-            returns: "int",
-            doc: "Delete one key or an array of keys (UNLINK); returns how many existed.",
-            example: r#"redis.del(["cache:a", "cache:b"])"#,
-            effect: Effect::Mutate { plan: plan_del, apply: del },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "del_matching",
-            params: &[req("pattern", "string"), opt("opts", "map")],
-            returns: "map",
-            doc: "Delete every key matching a glob, by SCAN and batched UNLINK. Returns #{deleted}.\n\
-                  Refuses when more than `max` keys match (default 1000): raise it deliberately. --dry-run reports the count and a sample.",
-            example: r#"redis.del_matching("cache:user:*", #{max: 50000})"#,
-            effect: Effect::Mutate { plan: plan_del_matching, apply: del_matching },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "flushdb",
-            params: &[req("opts", "map")],
-            returns: "map",
-            doc: "Empty one database, named explicitly: #{db: 3}. Returns #{db, deleted}. FLUSHALL is not offered.\n\
-                  Runs on a connection opened for that db alone, so a reconnect cannot land it on another database. --dry-run reports the key count.",
-            example: "redis.flushdb(#{db: 2})",
-            effect: Effect::Mutate { plan: plan_flushdb, apply: flushdb },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "clients",
-            params: &[],
-            returns: "array of maps",
-            doc: "CLIENT LIST, parsed: id, addr, name, age and idle in seconds, db, cmd, and the rest of each line's fields.",
-            example: "let idle = redis.clients().filter(|c| c.idle > 600);",
-            effect: Effect::Read(clients),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "slowlog",
-            params: &[opt("n", "int")],
-            returns: "array of maps",
-            doc: "The last n (default 10) SLOWLOG entries: #{id, time, duration_us, command, client, client_name}.",
-            example: "show(redis.slowlog(5))",
-            effect: Effect::Read(slowlog),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "latency",
-            params: &[],
-            returns: "array of maps",
-            doc: "LATENCY LATEST: #{event, time, latest_ms, max_ms} per event the latency monitor recorded (empty unless latency-monitor-threshold is set).",
-            example: "show(redis.latency())",
-            effect: Effect::Read(latency),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "replication",
-            params: &[],
-            returns: "map",
-            doc: "INFO replication: role, connected replicas (each #{ip, port, state, offset, lag}) and, on a replica, the link to its master.",
-            example: "redis.replication().role",
-            effect: Effect::Read(replication),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "config_get",
-            params: &[req("pattern", "string")],
-            returns: "map",
-            doc: "CONFIG GET pattern as a map (numbers typed).",
-            example: r#"redis.config_get("maxmemory*")"#,
-            effect: Effect::Read(config_get),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "biggest",
-            params: &[opt("opts", "map")],
-            returns: "array of maps",
-            doc: "The largest keys in a sample, by MEMORY USAGE: #{key, type, bytes}, largest first.\n\
-                  opts: sample (keys to SCAN, default 1000), top (default 10), pattern. A sample, not a full scan: cheap on a busy server.",
-            example: "show(redis.biggest(#{sample: 5000, top: 5}))",
-            effect: Effect::Read(biggest),
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "expire",
-            params: &[req("key", "string"), req("ttl", "string|int")],
-            returns: "bool",
-            doc: "Set a key's time to live (\"10m\" or seconds); false when the key does not exist.",
-            example: r#"redis.expire("session:42", "30m")"#,
-            effect: Effect::Mutate { plan: plan_expire, apply: expire },
-            timeout: CallTimeout::Default,
-        },
-        Primitive {
-            module: "redis",
-            name: "config_set",
-            params: &[req("name", "string"), req("value", "string|int")],
-            returns: "map",
-            doc: "CONFIG SET one parameter; returns #{name, previous, value}. --dry-run shows the current value.",
-            example: r#"redis.config_set("maxmemory-policy", "allkeys-lru")"#,
-            effect: Effect::Mutate { plan: plan_config_set, apply: config_set },
-            timeout: CallTimeout::Default,
-        },
+        Primitive::handle("connect", connect, false)
+            .params(&[req("target", Ty::Str)])
+            .doc("Connect to a named target or a redis:// URL and return a handle with the same methods as `redis`.")
+            .example(r#"let cache = redis.connect("cache"); cache.ping()"#),
+        Primitive::read("ping", ping)
+            .returns(Ty::Float)
+            .doc("PING the server; returns the round trip in milliseconds.\n\
+                  On a cluster target (redis+cluster://) every node found by CLUSTER NODES is pinged and the slowest round trip is returned; any node failing fails the call.")
+            .example("let ms = redis.ping();"),
+        Primitive::read("info", info)
+            .params(&[opt("section", Ty::Str)])
+            .returns(Ty::Map)
+            .doc("INFO, parsed: numbers typed, `k=v,...` values (keyspace db0, cmdstat_*, slaveN) as nested maps.\n\
+                  Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields. On a cluster target (redis+cluster://) the result is keyed by node address (host:port).")
+            .example(r#"let mem = redis.info("memory"); mem.used_memory"#),
+        Primitive::read("hit_rate", hit_rate)
+            .returns(Ty::Map)
+            .doc("Keyspace hits, misses and their ratio since the last stats reset.\n\
+                  With no traffic yet the ratio is () and `note` says so, rather than a division by zero.")
+            .example("let h = redis.hit_rate(); if h.ratio != () && h.ratio < 0.8 { print(`hit rate ${h.ratio}`) }"),
+        Primitive::read("memory", memory)
+            .returns(Ty::Map)
+            .doc("Memory at a glance: used, peak, rss, fragmentation_ratio, maxmemory, policy, evicted_keys.")
+            .example("let m = redis.memory(); m.used"),
+        Primitive::read("keyspace", keyspace)
+            .returns(Ty::Rows(&[]))
+            .doc("One row per database with keys: #{db, keys, expires, avg_ttl}.")
+            .example("show(redis.keyspace())"),
+        Primitive::read("scan", scan)
+            .params(&[opt("opts", Ty::Map)])
+            .returns(Ty::Array)
+            .doc("Key names by SCAN (never KEYS, which blocks the server).\n\
+                  opts: pattern (glob, default \"*\"), type (string, hash, ...), count (SCAN hint, default 500), limit (stop after this many keys, default 10000).")
+            .example(r#"let keys = redis.scan(#{pattern: "session:*", limit: 100});"#),
+        Primitive::read("get", get)
+            .params(&[req("key", Ty::Str)])
+            .returns(Ty::Str)
+            .doc("GET a string key; () when it does not exist.")
+            .example(r#"redis.get("feature:flags")"#),
+        Primitive::read("ttl", ttl)
+            .params(&[req("key", Ty::Str)])
+            .returns(Ty::Int)
+            .doc("Seconds to live: -1 when the key has no expiry, -2 when it does not exist (as TTL).")
+            .example(r#"redis.ttl("session:42")"#),
+        Primitive::read("exists", exists)
+            .params(&[req("key", Ty::Str)])
+            .returns(Ty::Bool)
+            .doc("Whether the key exists.")
+            .example(r#"redis.exists("lock:nightly")"#),
+        Primitive::read("type", key_type)
+            .params(&[req("key", Ty::Str)])
+            .returns(Ty::Str)
+            .doc("The key's type (string, list, set, zset, hash, stream), or \"none\".")
+            .example(r#"redis.type("queue:emails")"#),
+        Primitive::mutate("set", plan_set, set)
+            .params(&[req("key", Ty::Str), req("value", Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float])), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("SET a key, optionally with #{ttl: \"10m\"}. Returns #{key, previous_type}.\n\
+                  A mutation: --dry-run reports whether it would overwrite (and what), protected targets ask, it is audited.")
+            .example(r#"redis.set("feature:new_checkout", "on", #{ttl: "1h"})"#),
+        Primitive::mutate("del", plan_del, del)
+            .params(&[req("keys", STRINGS)])
+            .returns(Ty::Int)
+            .doc("Delete one key or an array of keys (UNLINK); returns how many existed.")
+            .example(r#"redis.del(["cache:a", "cache:b"])"#),
+        Primitive::mutate("del_matching", plan_del_matching, del_matching)
+            .params(&[req("pattern", Ty::Str), opt("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("Delete every key matching a glob, by SCAN and batched UNLINK. Returns #{deleted}.\n\
+                  Refuses when more than `max` keys match (default 1000): raise it deliberately. --dry-run reports the count and a sample.")
+            .example(r#"redis.del_matching("cache:user:*", #{max: 50000})"#),
+        Primitive::mutate("flushdb", plan_flushdb, flushdb)
+            .params(&[req("opts", Ty::Map)])
+            .returns(Ty::Map)
+            .doc("Empty one database, named explicitly: #{db: 3}. Returns #{db, deleted}. FLUSHALL is not offered.\n\
+                  Runs on a connection opened for that db alone, so a reconnect cannot land it on another database. --dry-run reports the key count.")
+            .example("redis.flushdb(#{db: 2})"),
+        Primitive::read("clients", clients)
+            .returns(Ty::Rows(&[]))
+            .doc("CLIENT LIST, parsed: id, addr, name, age and idle in seconds, db, cmd, and the rest of each line's fields.")
+            .example("let idle = redis.clients().filter(|c| c.idle > 600);"),
+        Primitive::read("slowlog", slowlog)
+            .params(&[opt("n", Ty::Int)])
+            .returns(Ty::Rows(&[]))
+            .doc("The last n (default 10) SLOWLOG entries: #{id, time, duration_us, command, client, client_name}.")
+            .example("show(redis.slowlog(5))"),
+        Primitive::read("latency", latency)
+            .returns(Ty::Rows(&[]))
+            .doc("LATENCY LATEST: #{event, time, latest_ms, max_ms} per event the latency monitor recorded (empty unless latency-monitor-threshold is set).")
+            .example("show(redis.latency())"),
+        Primitive::read("replication", replication)
+            .returns(Ty::Map)
+            .doc("INFO replication: role, connected replicas (each #{ip, port, state, offset, lag}) and, on a replica, the link to its master.")
+            .example("redis.replication().role"),
+        Primitive::read("config_get", config_get)
+            .params(&[req("pattern", Ty::Str)])
+            .returns(Ty::Map)
+            .doc("CONFIG GET pattern as a map (numbers typed).")
+            .example(r#"redis.config_get("maxmemory*")"#),
+        Primitive::read("biggest", biggest)
+            .params(&[opt("opts", Ty::Map)])
+            .returns(Ty::Rows(&[]))
+            .doc("The largest keys in a sample, by MEMORY USAGE: #{key, type, bytes}, largest first.\n\
+                  opts: sample (keys to SCAN, default 1000), top (default 10), pattern. A sample, not a full scan: cheap on a busy server.")
+            .example("show(redis.biggest(#{sample: 5000, top: 5}))"),
+        Primitive::mutate("expire", plan_expire, expire)
+            .params(&[req("key", Ty::Str), req("ttl", Ty::OneOf(&[Ty::Str, Ty::Int]))])
+            .returns(Ty::Bool)
+            .doc("Set a key's time to live (\"10m\" or seconds); false when the key does not exist.")
+            .example(r#"redis.expire("session:42", "30m")"#),
+        Primitive::mutate("config_set", plan_config_set, config_set)
+            .params(&[req("name", Ty::Str), req("value", Ty::OneOf(&[Ty::Str, Ty::Int]))])
+            .returns(Ty::Map)
+            .doc("CONFIG SET one parameter; returns #{name, previous, value}. --dry-run shows the current value.")
+            .example(r#"redis.config_set("maxmemory-policy", "allkeys-lru")"#),
     ],
 };

@@ -1,289 +1,32 @@
 //! The one place every primitive call passes. Everything that is true for
-//! every primitive happens here: argument arity, target resolution,
-//! dry-run, confirmation on protected targets, audit, per-call timeout and
+//! every primitive happens here: arguments checked against the declaration,
+//! target resolution, dry-run, confirmation on protected targets, audit, per-call timeout and
 //! cancellation, and the conversion of failures into script errors. Stubs
 //! (`opsh test`) and record/replay hook in here too, through
 //! `testing::hooks::{intercept, observe}`.
 
+mod call;
+mod error;
+
+pub use call::{Call, Opts};
+pub use error::{kind_name, root_cause, ErrorKind, ExitCode, OpError, PrimitiveError};
+
 use crate::cancel::Reason;
 use crate::config::Target;
 use crate::redact::redact;
-use crate::registry::{CallTimeout, Effect, Primitive};
+use crate::registry::{CallTimeout, Effect, Prim};
 use crate::session::Session;
-use crate::value::{to_json, type_name};
+use crate::value::to_json;
 use rhai::{Dynamic, EvalAltResult, Map, Position};
 use serde_json::json;
-use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Instant;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The primitive failed (server error, unreachable, bad reply).
-    Failed,
-    /// The script passed something the primitive cannot use.
-    BadInput,
-    /// A safety refusal (protected target, audit log, limit).
-    Refused,
-    /// The per-call timeout elapsed.
-    Timeout,
-    /// `fail(msg)`: a check failed.
-    CheckFailed,
-    /// `exit(n)`: end the run now with this code.
-    Exit(i32),
-}
-
-/// Carried by the (uncatchable) termination that `exit(n)` raises.
-#[derive(Debug, Clone, Copy)]
-pub struct ExitCode(pub i32);
-
-/// What a primitive reports when it fails. `message` says what failed,
-/// `cause` what the system said, `hint` what to try.
-#[derive(Debug, Clone)]
-pub struct OpError {
-    pub kind: ErrorKind,
-    pub message: String,
-    pub cause: Option<String>,
-    pub hint: Option<String>,
-    /// Set when the call was cancelled: the run is ending.
-    pub cancelled: Option<Reason>,
-}
-
-/// The innermost error of `e`'s source chain: client libraries wrap the one
-/// line that says what happened ("invalid peer certificate: UnknownIssuer")
-/// in generic layers ("client error (Connect)").
-pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(s) = last.source() {
-        last = s;
-    }
-    last.to_string()
-}
-
-impl OpError {
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        OpError {
-            kind,
-            message: message.into(),
-            cause: None,
-            hint: None,
-            cancelled: None,
-        }
-    }
-    pub fn failed(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Failed, message)
-    }
-    pub fn bad_input(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::BadInput, message)
-    }
-    pub fn refused(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Refused, message)
-    }
-    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
-        self.cause = Some(cause.to_string());
-        self
-    }
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-    pub fn hint_opt(mut self, hint: Option<String>) -> Self {
-        self.hint = hint.or(self.hint);
-        self
-    }
-}
-
-impl From<crate::config::ConfigError> for OpError {
-    fn from(e: crate::config::ConfigError) -> Self {
-        OpError::bad_input(e.message).hint_opt(e.hint)
-    }
-}
-
-/// The error value a script sees (and can `catch`): it has `message`,
-/// `primitive`, `target`, `cause`, `hint` and `kind` properties.
-#[derive(Debug, Clone)]
-pub struct PrimitiveError {
-    pub primitive: String,
-    pub target: Option<String>,
-    pub kind: ErrorKind,
-    pub message: String,
-    pub cause: Option<String>,
-    pub hint: Option<String>,
-}
-
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Failed => "failed",
-        ErrorKind::BadInput => "bad_input",
-        ErrorKind::Refused => "refused",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::CheckFailed => "check_failed",
-        ErrorKind::Exit(_) => "exit",
-    }
-}
-
-impl PrimitiveError {
-    pub fn kind_name(&self) -> &'static str {
-        kind_name(self.kind)
-    }
-
-    pub fn exit_code(&self) -> i32 {
-        match self.kind {
-            ErrorKind::CheckFailed => crate::exit::CHECK_FAILED,
-            ErrorKind::Refused => crate::exit::REFUSED,
-            _ => crate::exit::ERROR,
-        }
-    }
-}
-
-impl std::fmt::Display for PrimitiveError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.kind == ErrorKind::CheckFailed {
-            return f.write_str(&self.message);
-        }
-        write!(f, "{}: {}", self.primitive, self.message)?;
-        if let Some(c) = &self.cause {
-            write!(f, ": {c}")?;
-        }
-        Ok(())
-    }
-}
 
 /// What a mutation would do, computed from the target's real current state.
 pub struct Plan {
     /// One line: "would terminate 3 sessions on staging".
     pub summary: String,
     pub details: Map,
-}
-
-/// One primitive invocation, as a primitive's implementation sees it.
-pub struct Call<'a> {
-    pub prim: &'static Primitive,
-    pub session: &'a Session,
-    /// The engine running the script, for primitives that call back into
-    /// script functions (`parallel`).
-    pub engine: &'a rhai::Engine,
-    pub args: Vec<Dynamic>,
-    handle_target: Option<String>,
-    target: Option<Target>,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl<'a> Call<'a> {
-    /// The target this call talks to: the handle's, or the module's default.
-    pub fn target(&mut self) -> Result<Target, OpError> {
-        if let Some(t) = &self.target {
-            return Ok(t.clone());
-        }
-        let kind = crate::registry::module(self.prim.module)
-            .and_then(|m| m.target)
-            .ok_or_else(|| {
-                OpError::failed(format!(
-                    "{} does not talk to a target",
-                    self.prim.full_name()
-                ))
-            })?;
-        let t = self.session.resolve(kind, self.handle_target.as_deref())?;
-        self.target = Some(t.clone());
-        Ok(t)
-    }
-
-    /// The target the script named (`pg.connect("staging")`), if any.
-    pub fn handle_target(&self) -> Option<&str> {
-        self.handle_target.as_deref()
-    }
-
-    /// Replaces the target, for primitives whose argument names it (`connect`).
-    pub fn set_target(&mut self, t: Target) {
-        self.target = Some(t);
-    }
-
-    pub fn arg(&self, i: usize) -> Option<&Dynamic> {
-        self.args.get(i).filter(|d| !d.is_unit())
-    }
-
-    fn param_name(&self, i: usize) -> &'static str {
-        self.prim
-            .params
-            .get(i)
-            .map(|p| p.name)
-            .unwrap_or("argument")
-    }
-
-    fn wrong_type(&self, i: usize, expected: &str, got: &Dynamic) -> OpError {
-        OpError::bad_input(format!(
-            "argument `{}` must be {expected}, got {} ({})",
-            self.param_name(i),
-            type_name(got),
-            redact(&got.to_string())
-        ))
-        .with_hint(format!("signature: {}", self.prim.signature()))
-    }
-
-    pub fn str_arg(&self, i: usize) -> Result<String, OpError> {
-        match self.arg(i) {
-            Some(d) if d.is_string() => Ok(d.to_string()),
-            Some(d) => Err(self.wrong_type(i, "a string", d)),
-            None => Err(OpError::bad_input(format!(
-                "argument `{}` is required",
-                self.param_name(i)
-            ))
-            .with_hint(format!("signature: {}", self.prim.signature()))),
-        }
-    }
-
-    pub fn opt_str(&self, i: usize) -> Result<Option<String>, OpError> {
-        match self.arg(i) {
-            None => Ok(None),
-            Some(d) if d.is_string() => Ok(Some(d.to_string())),
-            Some(d) => Err(self.wrong_type(i, "a string", d)),
-        }
-    }
-
-    pub fn opt_map(&self, i: usize) -> Result<Map, OpError> {
-        match self.arg(i) {
-            None => Ok(Map::new()),
-            Some(d) if d.is_map() => Ok(d.clone().cast::<Map>()),
-            Some(d) => Err(self.wrong_type(i, "a map like #{key: value}", d)),
-        }
-    }
-
-    pub fn opt_array(&self, i: usize) -> Result<rhai::Array, OpError> {
-        match self.arg(i) {
-            None => Ok(Vec::new()),
-            Some(d) if d.is_array() => Ok(d.clone().cast::<rhai::Array>()),
-            Some(d) => Err(self.wrong_type(i, "an array like [1, \"a\"]", d)),
-        }
-    }
-
-    /// Runs a future on the session's runtime under this call's deadline and
-    /// the run's cancellation. Every network wait of a primitive goes here.
-    pub fn block_on<T>(&self, fut: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {
-        let cancel = self.session.cancel.clone();
-        let deadline = self.deadline;
-        let timeout = self.session.call_timeout;
-        let name = self.prim.full_name();
-        self.session.rt.block_on(async move {
-            let timed = async {
-                match deadline {
-                    Some(d) => match tokio::time::timeout_at(d, fut).await {
-                        Ok(r) => r,
-                        Err(_) => Err(OpError::new(ErrorKind::Timeout, format!("timed out after {}", humantime::format_duration(timeout)))
-                            .with_hint(format!("raise the per-call timeout with --call-timeout, or check why {name} is slow"))),
-                    },
-                    None => fut.await,
-                }
-            };
-            tokio::select! {
-                r = timed => r,
-                reason = cancel.cancelled() => {
-                    let mut e = OpError::failed(reason.describe());
-                    e.cancelled = Some(reason);
-                    Err(e)
-                }
-            }
-        })
-    }
 }
 
 /// A JSON value with secrets masked: values under secret-looking keys, and
@@ -309,7 +52,7 @@ pub fn scrub_json(v: serde_json::Value, key: Option<&str>) -> serde_json::Value 
 }
 
 /// A call's arguments by parameter name, secrets masked (audit, recordings).
-pub fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
+pub fn audit_args(args: &[Dynamic], prim: Prim) -> serde_json::Value {
     let scrub = scrub_json;
     let obj: serde_json::Map<String, serde_json::Value> = args
         .iter()
@@ -326,12 +69,26 @@ pub fn audit_args(args: &[Dynamic], prim: &Primitive) -> serde_json::Value {
 pub fn invoke(
     engine: &rhai::Engine,
     session: &Session,
-    prim: &'static Primitive,
+    prim: Prim,
     handle_target: Option<String>,
     args: Vec<Dynamic>,
 ) -> Result<Dynamic, Box<EvalAltResult>> {
     if let Some(reason) = session.cancel.reason() {
         return Err(terminated(reason));
+    }
+    if let Err(e) = prim.check_args(&args) {
+        let pe = PrimitiveError {
+            primitive: prim.full_name(),
+            target: handle_target.as_deref().map(redact),
+            kind: ErrorKind::BadInput,
+            message: e.message,
+            cause: None,
+            hint: e.hint,
+        };
+        return Err(Box::new(EvalAltResult::ErrorRuntime(
+            Dynamic::from(pe),
+            Position::NONE,
+        )));
     }
     let deadline = match prim.timeout {
         CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
@@ -365,12 +122,17 @@ fn mutate(
 ) -> Result<Dynamic, OpError> {
     let session = call.session;
     let prim = call.prim;
-    let kind = crate::registry::module(prim.module).and_then(|m| m.target);
-    // A mutation with a `target` parameter (`pg.dump(target, path)`) acts on
+    let kind = prim.module.target;
+    // A mutation with a target parameter (`pg.dump(target, path)`) acts on
     // the target that argument names: confirmation and audit must see that
     // one, not the module's default.
-    if let (Some(kind), Some(i)) = (kind, prim.params.iter().position(|p| p.name == "target")) {
-        if let Some(name) = call.opt_str(i)? {
+    if let (Some(kind), Some(i)) = (kind, prim.target_param()) {
+        if let Some(name) = call
+            .args
+            .get(i)
+            .filter(|a| a.is_string())
+            .map(|a| a.to_string())
+        {
             let t = session.resolve(kind, Some(&name))?;
             call.set_target(t);
         }
@@ -497,7 +259,7 @@ fn mutate(
 /// Logs a mutation and records it for `--report`.
 fn journal(
     session: &Session,
-    prim: &Primitive,
+    prim: Prim,
     target: &str,
     mode: &str,
     outcome: &str,
