@@ -11,8 +11,12 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 
 /// Runs opsh with `args` (the program name first) and returns the exit code.
-pub fn run(args: impl IntoIterator<Item = OsString>) -> i32 {
-    let argv: Vec<OsString> = args.into_iter().collect();
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
