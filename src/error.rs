@@ -43,6 +43,7 @@ impl CliError {
         }
     }
 
+    /// A rendered diagnostic keeps the notes it was rendered with.
     pub fn with_hint(self, h: impl Into<String>) -> CliError {
         match self {
             CliError::Message { message, code, .. } => CliError::Message {
