@@ -3,10 +3,12 @@
 //! its target as the default of KIND), with bounded concurrency, a failure
 //! budget and a per-target summary.
 
+use crate::args::Flag;
 use crate::cancel::Cancel;
 use crate::config::Kind;
 use crate::exit;
 use rhai::{Dynamic, Map};
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -66,36 +68,26 @@ pub fn parse_spec(spec: &str) -> Result<(Kind, String), String> {
     ))
 }
 
-/// Flags the parent consumes; children get the rest of the command line.
-const PARENT_ONLY: &[&str] = &[
-    "--each-target",
-    "--concurrency",
-    "--max-failures",
-    "--lock",
-    "--report",
-];
-
-/// The command line minus the parent-only flags (`--x v` and `--x=v`).
-pub fn child_args(argv: &[String]) -> Vec<String> {
+/// The command line minus `parent` flags (`--x v`, `--x=v`, `--flag`):
+/// the rest is what each child runs.
+pub fn child_args(argv: &[OsString], parent: &[Flag]) -> Vec<OsString> {
     let mut out = Vec::new();
-    let mut skip = false;
-    for a in argv {
-        if skip {
-            skip = false;
-            continue;
+    let mut args = argv.iter();
+    while let Some(a) = args.next() {
+        let flag = a.to_str().and_then(|s| s.strip_prefix("--"));
+        let (name, inline_value) = match flag.map(|f| f.split_once('=')) {
+            Some(Some((n, _))) => (Some(n), true),
+            Some(None) => (flag, false),
+            None => (None, false),
+        };
+        match name.and_then(|n| parent.iter().find(|f| f.long == n)) {
+            Some(f) => {
+                if f.takes_value && !inline_value {
+                    args.next();
+                }
+            }
+            None => out.push(a.clone()),
         }
-        // The parent adds its own; clap refuses a flag given twice.
-        if a == "--no-lock" {
-            continue;
-        }
-        if PARENT_ONLY.contains(&a.as_str()) {
-            skip = true;
-            continue;
-        }
-        if PARENT_ONLY.iter().any(|f| a.starts_with(&format!("{f}="))) {
-            continue;
-        }
-        out.push(a.clone());
     }
     out
 }
@@ -151,11 +143,12 @@ pub fn terminate(child: &Child) {
     }
 }
 
-fn run_one(plan: &Plan, args: &[String], target: &str, cancel: &Cancel) -> Outcome {
+fn run_one(plan: &Plan, args: &[OsString], target: &str, cancel: &Cancel) -> Outcome {
     let started = Instant::now();
     let exe = std::env::current_exe().unwrap_or_else(|_| "opsh".into());
     let mut cmd = Command::new(exe);
-    // After the user's flags, so this --target wins over one of theirs.
+    // After the user's flags, so this --target wins over one of theirs; the
+    // parent holds the lock, so children take none (not even the script's).
     cmd.args(args)
         .arg("--no-lock")
         .arg("--target")
@@ -215,10 +208,10 @@ fn prefixed(target: &str, bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Runs the fleet and returns the exit code: 0 when every target passed;
-/// else the failing targets' code when they all agree, 2 otherwise.
-pub fn run(plan: &Plan, argv: &[String], cancel: &Cancel) -> i32 {
-    let args = child_args(argv);
+/// Runs the fleet, each child with `args` (`child_args`), and returns the
+/// exit code: 0 when every target passed; else the failing targets' code
+/// when they all agree, 2 otherwise.
+pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let rows: Mutex<Vec<Option<Map>>> = Mutex::new(vec![None; plan.targets.len()]);
@@ -243,7 +236,7 @@ pub fn run(plan: &Plan, argv: &[String], cancel: &Cancel) -> i32 {
                         "failure budget spent or run stopping".into(),
                     );
                 } else {
-                    let o = run_one(plan, &args, t, cancel);
+                    let o = run_one(plan, args, t, cancel);
                     let _ = std::io::stdout().write_all(prefixed(t, &o.stdout).as_bytes());
                     let _ = std::io::stderr().write_all(prefixed(t, &o.stderr).as_bytes());
                     let code = o.code.unwrap_or(exit::ERROR);
@@ -324,21 +317,29 @@ mod tests {
 
     #[test]
     fn child_args_drop_parent_flags() {
-        let v: Vec<String> = [
+        let parent = crate::args::fleet_parent_flags();
+        let v: Vec<OsString> = [
             "--each-target",
             "pg:x*",
             "--concurrency=3",
             "-y",
             "--lock",
             "l",
+            "--no-lock",
             "run",
             "f.rhai",
             "--report",
             "r.json",
+            "--arg",
+            "lock=x",
+            "--reporting",
         ]
-        .map(String::from)
+        .map(OsString::from)
         .to_vec();
-        assert_eq!(child_args(&v), ["-y", "run", "f.rhai"]);
+        assert_eq!(
+            child_args(&v, &parent),
+            ["-y", "run", "f.rhai", "--arg", "lock=x", "--reporting"].map(OsString::from)
+        );
         assert_eq!(
             per_target_report(std::path::Path::new("out/r.json"), "prod-1"),
             std::path::PathBuf::from("out/r.prod-1.json")

@@ -1,13 +1,16 @@
 //! opsh: a scriptable operations shell. The binary is a thin wrapper over
 //! this library so that integration tests and the sandbox harness share it.
 
+pub mod args;
 pub mod audit;
 pub mod cancel;
-pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod context;
 pub mod diagnostic;
 pub mod dispatch;
 pub mod engine;
+pub mod error;
 pub mod exit;
 pub mod fleet;
 pub mod help;
@@ -20,9 +23,12 @@ pub mod redact;
 pub mod registry;
 pub mod repl;
 pub mod report;
+mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod session;
 pub mod testing;
 pub mod unattended;
 pub mod value;
+
+pub use run::run;

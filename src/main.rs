@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(opsh::cli::main());
+    std::process::exit(opsh::run(std::env::args_os()));
 }

@@ -6,11 +6,11 @@
 //! SIGTERM/SIGINT: stop scheduling, pass SIGTERM to running jobs, wait up to
 //! `grace`, then kill what is left.
 
-use crate::cli::Global;
 use crate::exit;
 use chrono::{DateTime, Local, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
@@ -224,20 +224,12 @@ pub fn should_run(late: Duration, missed: Missed) -> bool {
     late <= MISFIRE || missed == Missed::RunOnce
 }
 
-/// What the child is run with: the scheduler's own config/audit/log flags,
+/// What the child is run with: `inherited` (the scheduler's own flags),
 /// then the job's lock, timeout and flags.
-fn command(g: &Global, job: &Job) -> Command {
+fn command(inherited: &[OsString], job: &Job) -> Command {
     let exe = std::env::current_exe().unwrap_or_else(|_| "opsh".into());
     let mut c = Command::new(exe);
-    if let Some(p) = &g.config {
-        c.arg("--config").arg(p);
-    }
-    if let Some(p) = &g.audit_log {
-        c.arg("--audit-log").arg(p);
-    }
-    if matches!(g.log_format, crate::logging::LogFormat::Json) {
-        c.arg("--log-format").arg("json");
-    }
+    c.args(inherited);
     c.arg("--lock").arg(&job.lock);
     if let Some(t) = job.timeout {
         c.arg("--timeout")
@@ -251,12 +243,12 @@ fn command(g: &Global, job: &Job) -> Command {
     c
 }
 
-fn start(g: &Global, job: &mut Job) {
+fn start(inherited: &[OsString], job: &mut Job) {
     if let Some(r) = &job.running {
         tracing::warn!(job = %job.name, running_for = %humantime::format_duration(Duration::from_secs(r.started.elapsed().as_secs())), "previous run still going: this fire is skipped");
         return;
     }
-    match command(g, job).spawn() {
+    match command(inherited, job).spawn() {
         Ok(child) => {
             tracing::info!(job = %job.name, pid = child.id(), "job started");
             job.running = Some(Running {
@@ -305,24 +297,13 @@ fn reap(job: &mut Job) {
     }
 }
 
-pub fn main(g: &Global, file: &Path) -> i32 {
-    let mut sched = match Schedule::load(file) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// Runs the jobs until SIGTERM or SIGINT; returns the exit code. Every job
+/// runs with `inherited` first on its command line. Fails only when the
+/// runtime that waits for the signals cannot start.
+pub fn run(mut sched: Schedule, inherited: &[OsString]) -> std::io::Result<i32> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return exit::ERROR;
-        }
-    };
+        .build()?;
     let cancel = crate::cancel::Cancel::default();
     cancel.install_signal_handlers(&rt);
     for j in &sched.jobs {
@@ -345,7 +326,7 @@ pub fn main(g: &Global, file: &Path) -> i32 {
                 tracing::warn!(job = %job.name, missed = n, last_due = %latest.to_rfc3339(), policy = ?job.missed, "missed runs (the scheduler was not running, or the clock jumped)");
             }
             if should_run(late, job.missed) {
-                start(g, job);
+                start(inherited, job);
             }
         }
         if cancel.reason().is_some() {
@@ -368,7 +349,7 @@ pub fn main(g: &Global, file: &Path) -> i32 {
             }
         });
     }
-    shutdown(&mut sched)
+    Ok(shutdown(&mut sched))
 }
 
 fn shutdown(sched: &mut Schedule) -> i32 {

@@ -19,6 +19,7 @@ use crate::cancel::Reason;
 use crate::config::Kind;
 use crate::diagnostic::{self, Renderer};
 use crate::engine::{self, Handle, Sources};
+use crate::error::CliError;
 use crate::session::Session;
 use crate::{exit, help, output};
 use helper::ReplHelper;
@@ -29,7 +30,7 @@ use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Editor};
 use state::{Shared, Var};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use validate::{Checker, Verdict};
 
@@ -58,13 +59,15 @@ struct Repl {
 
 /// Runs the console until `:quit`, Ctrl-D or `exit(n)`; returns the exit
 /// code. `timeout` limits each entry, as it limits a whole `opsh run`.
-pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
+pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> Result<i32, CliError> {
     session.cancel.set_interactive(true);
     session.cancel.install_signal_handlers(&session.rt);
     let color = session.out.color;
     let shared = Arc::new(Shared::new(color));
     let sources = Arc::new(Sources::default());
-    let engine = engine::build(session.clone(), sources.clone(), PathBuf::from("."));
+    // Entries import as a script on stdin does.
+    let base = crate::context::script_base(Path::new("-"));
+    let engine = engine::build(session.clone(), sources.clone(), base);
     let mut repl = Repl {
         session,
         engine,
@@ -84,13 +87,9 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
         .history_ignore_dups(true)
         .and_then(|b| b.max_history_size(10_000))
         .map(|b| b.completion_type(CompletionType::List).build());
-    let mut editor = match config.and_then(Editor::<ReplHelper, FileHistory>::with_config) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: cannot start the line editor: {e}");
-            return exit::ERROR;
-        }
-    };
+    let mut editor = config
+        .and_then(Editor::<ReplHelper, FileHistory>::with_config)
+        .map_err(|e| CliError::failed(format!("cannot start the line editor: {e}")))?;
     let live = Arc::new(live::Live::start(repl.session.clone()));
     editor.set_helper(Some(ReplHelper::new(shared.clone(), live)));
     let history = history::path();
@@ -127,10 +126,7 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
                 continue;
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => {
-                eprintln!("error: reading input: {e}");
-                return exit::ERROR;
-            }
+            Err(e) => return Err(CliError::failed(format!("reading input: {e}"))),
         };
         let entry = format!("{pending}{line}");
         if checker.check(&entry) == Verdict::Incomplete {
@@ -149,10 +145,10 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> i32 {
         };
         repl.refresh();
         if let Flow::Quit(code) = flow {
-            return code;
+            return Ok(code);
         }
     }
-    exit::OK
+    Ok(exit::OK)
 }
 
 /// In-memory and on-disk history, except for entries holding a credential.

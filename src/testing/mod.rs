@@ -3,7 +3,6 @@
 //! (see `hooks`). Reports pass/fail with timing and the failing position,
 //! as text, JSON lines (`--output json`) or JUnit XML (`--junit FILE`).
 
-pub mod cli;
 pub mod hooks;
 mod junit;
 pub mod run;
@@ -78,14 +77,13 @@ pub fn run_file(file: &Path, session: Arc<Session>, filter: Option<&str>) -> Vec
         Ok(t) => t,
         Err(e) => return failed(format!("cannot read {name}: {e}"), String::new()),
     };
-    let base = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = base.canonicalize().unwrap_or(base.to_path_buf());
     let sources = Arc::new(Sources::default());
     sources.insert(&name, &text);
-    let engine = engine::build(session.clone(), sources.clone(), base);
+    let engine = engine::build(
+        session.clone(),
+        sources.clone(),
+        crate::context::script_base(file),
+    );
     let renderer = Renderer {
         sources: &sources,
         color: session.out.err_color,
@@ -182,7 +180,12 @@ fn location(err: &EvalAltResult, main: &str) -> String {
 }
 
 /// Prints the outcomes and returns the exit code.
-pub fn report(outcomes: &[Outcome], json_lines: bool, junit: Option<&Path>, ms: f64) -> i32 {
+pub fn report(
+    outcomes: &[Outcome],
+    json_lines: bool,
+    junit: Option<&Path>,
+    ms: f64,
+) -> Result<i32, crate::error::CliError> {
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
     let passed = outcomes.len() - failed;
     if json_lines {
@@ -224,14 +227,13 @@ pub fn report(outcomes: &[Outcome], json_lines: bool, junit: Option<&Path>, ms: 
         );
     }
     if let Some(path) = junit {
-        if let Err(e) = std::fs::write(path, junit::xml(outcomes)) {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return crate::exit::ERROR;
-        }
+        std::fs::write(path, junit::xml(outcomes)).map_err(|e| {
+            crate::error::CliError::failed(format!("cannot write {}: {e}", path.display()))
+        })?;
     }
-    if failed > 0 {
+    Ok(if failed > 0 {
         crate::exit::CHECK_FAILED
     } else {
         crate::exit::OK
-    }
+    })
 }

@@ -65,14 +65,13 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
     let child = Arc::new(child);
     let shows_before = parent.hooks.shows().len();
 
-    let base = Path::new(file)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = base.canonicalize().unwrap_or(base.to_path_buf());
     let sources = Arc::new(Sources::default());
     sources.insert(file, &text);
-    let mut engine = engine::build(child.clone(), sources.clone(), base);
+    let mut engine = engine::build(
+        child.clone(),
+        sources.clone(),
+        crate::context::script_base(Path::new(file)),
+    );
     let printed = Arc::new(Mutex::new(Vec::<Dynamic>::new()));
     let sink = printed.clone();
     engine.on_print(move |s| {

@@ -1,0 +1,287 @@
+//! The command line as clap types: every flag, its help text, and which
+//! flags a fleet parent keeps to itself. Parsing only; `crate::run` acts.
+
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "opsh",
+    version,
+    about = "A scriptable operations shell: runbooks as versioned, testable scripts",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Report what mutating primitives would do, reading real state, and change nothing.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation on protected targets.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// How `show` renders values.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub output: OutputArg,
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    pub color: ColorArg,
+    /// Config file (default: $XDG_CONFIG_HOME/opsh/config.toml; env OPSH_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Audit log (default: $XDG_STATE_HOME/opsh/audit.jsonl; env OPSH_AUDIT_LOG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Stop the whole run after this long, e.g. "10m" (in the console: each entry).
+    #[arg(long, global = true, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Per-primitive-call timeout (default 30s, or `[defaults] timeout`).
+    #[arg(long, global = true, value_parser = parse_duration)]
+    pub call_timeout: Option<Duration>,
+    /// Stop a script after this many Rhai operations (runaway loops).
+    #[arg(long, global = true)]
+    pub max_operations: Option<u64>,
+    /// The default target of a kind for this run, e.g. `pg=prod-1` (repeatable).
+    #[arg(long = "target", global = true, value_name = "KIND=NAME")]
+    pub targets: Vec<String>,
+    /// Logs on stderr: text or json (one object per line).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: crate::logging::LogFormat,
+    /// More log detail: -v info, -vv debug (every primitive call). Default warn; OPSH_LOG=LEVEL overrides.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(flatten)]
+    pub unattended: Unattended,
+}
+
+/// Flags for cron, CronJobs and fleets (docs/unattended.md).
+#[derive(Args, Debug, Clone)]
+// The FLEET_PARENT group marks the flags an `--each-target` parent keeps to
+// itself: it takes the lock, writes the reports and runs the fleet, and
+// gives each child `--no-lock` (and its own `--report`); the children get
+// the rest of the command line (`fleet_parent_flags`).
+#[command(group(
+    ArgGroup::new(FLEET_PARENT)
+        .multiple(true)
+        .args(["lock", "no_lock", "report", "each_target", "concurrency", "max_failures"])
+))]
+pub struct Unattended {
+    /// Run under this lock: a second run with the same lock exits 75 at once.
+    /// Default: a `// opsh: lock=NAME` line in the script's header comment.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub lock: Option<String>,
+    /// Ignore the script's header lock.
+    #[arg(long, global = true, conflicts_with = "lock")]
+    pub no_lock: bool,
+    /// Write a JSON run report here (docs/unattended.md).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Notify this `[notify.NAME]` target or webhook URL (repeatable).
+    #[arg(long, global = true, value_name = "TARGET")]
+    pub notify: Vec<String>,
+    /// When to notify.
+    #[arg(long, value_enum, default_value = "failure", global = true)]
+    pub notify_on: crate::unattended::NotifyOn,
+    /// Push opsh_run_* metrics to the default Pushgateway after the run.
+    #[arg(long, global = true)]
+    pub push_metrics: bool,
+    /// Run the script once per target of KIND whose name matches GLOB, e.g. `pg:prod-*`.
+    #[arg(long, global = true, value_name = "KIND:GLOB")]
+    pub each_target: Option<String>,
+    /// With --each-target: how many targets run at once.
+    #[arg(long, global = true, default_value_t = 4)]
+    pub concurrency: usize,
+    /// With --each-target: start no new target after this many failures.
+    #[arg(long, global = true)]
+    pub max_failures: Option<usize>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum OutputArg {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a script (`-` reads it from stdin).
+    Run(RunArgs),
+    /// Compile scripts without running them and report every problem found.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run runbook tests: every `fn test_*()` in tests/runbooks/*_test.rhai.
+    Test(TestArgs),
+    /// List primitives, or describe one: `opsh help pg.query`.
+    Help {
+        name: Option<String>,
+        /// Print the whole reference as Markdown (docs/reference.md).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Run jobs on cron schedules from a TOML file, for places without cron
+    /// (a container); each job runs as `opsh run` under its lock and timeout.
+    Schedule { file: PathBuf },
+    /// Start ephemeral PostgreSQL and Redis servers on free loopback ports,
+    /// and the monitoring stack (Prometheus, Alertmanager, Pushgateway,
+    /// exporters) when it is installed.
+    Sandbox {
+        #[command(subcommand)]
+        command: Option<SandboxCommand>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCommand {
+    /// Run a script against a fresh sandbox, then tear it down.
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Also start Prometheus, Alertmanager, the Pushgateway and the
+        /// exporters (adds ~6 s: Prometheus's first scrape of every target).
+        #[arg(long)]
+        monitoring: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    pub file: PathBuf,
+    /// Script argument, reaching the script as `args.KEY` (repeatable).
+    #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    /// Record every primitive call (arguments, result; secrets masked) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Answer primitive calls from a recording; report calls that differ; plan mutations.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Run only these checks (checks stdlib; names or `prefix*`, repeatable or comma-separated).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these checks (checks stdlib; names or `prefix*`).
+    #[arg(long, value_name = "CHECK", value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+/// `opsh test`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TestArgs {
+    /// Test files or directories (default: tests/runbooks).
+    pub paths: Vec<PathBuf>,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Only tests whose name contains this.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Run against a fresh sandbox (PostgreSQL, Redis, Kubernetes API): unstubbed calls reach it.
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 5m, 1h)"))
+}
+
+/// The id of the group of parent-only flags on `Unattended`.
+const FLEET_PARENT: &str = "fleet_parent";
+
+/// A flag as it is spelled on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flag {
+    /// Without the leading `--`.
+    pub long: String,
+    /// Whether it takes a value (`--lock NAME`) or stands alone (`--no-lock`).
+    pub takes_value: bool,
+}
+
+/// The flags of the `FLEET_PARENT` group, read from the clap definitions.
+pub fn fleet_parent_flags() -> Vec<Flag> {
+    let cmd = Cli::command();
+    let Some(group) = cmd.get_groups().find(|g| g.get_id() == FLEET_PARENT) else {
+        return Vec::new();
+    };
+    let ids: Vec<_> = group.get_args().collect();
+    cmd.get_arguments()
+        .filter(|a| ids.contains(&a.get_id()))
+        .filter_map(|a| {
+            Some(Flag {
+                long: a.get_long()?.to_string(),
+                takes_value: a.get_action().takes_values(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        // clap's own checks: every id a group or a conflict names exists.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn fleet_parent_flags_come_from_the_group() {
+        let flags = fleet_parent_flags();
+        let spelled: Vec<(&str, bool)> = flags
+            .iter()
+            .map(|f| (f.long.as_str(), f.takes_value))
+            .collect();
+        assert_eq!(
+            spelled,
+            [
+                ("lock", true),
+                ("no-lock", false),
+                ("report", true),
+                ("each-target", true),
+                ("concurrency", true),
+                ("max-failures", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_group_does_not_bind_its_flags_together() {
+        // A group is exclusive unless `multiple`; these flags combine freely,
+        // before and after the subcommand.
+        let cli = Cli::try_parse_from([
+            "opsh",
+            "--each-target",
+            "pg:*",
+            "--lock",
+            "l",
+            "run",
+            "f.rhai",
+            "--report",
+            "r.json",
+            "--concurrency",
+            "2",
+        ]);
+        let u = match cli {
+            Ok(c) => c.global.unattended,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(u.each_target.as_deref(), Some("pg:*"));
+        assert_eq!(u.lock.as_deref(), Some("l"));
+        assert_eq!(u.report, Some(PathBuf::from("r.json")));
+        assert_eq!(u.concurrency, 2);
+    }
+}

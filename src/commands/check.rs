@@ -1,0 +1,124 @@
+//! `opsh check FILE...`: syntax (Rhai stops at the first syntax error of a
+//! file), unknown primitives and argument counts, and imports that do not
+//! resolve or compile. Every problem of every file is reported together.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::context::{self, Context};
+use crate::diagnostic::Renderer;
+use crate::engine::{self, Sources};
+use crate::error::CliError;
+use crate::output::{ColorChoice, Format, Output};
+use crate::session::{Options, Session};
+use crate::{exit, registry};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
+    let color = ctx.output().err_color;
+    let modules: Vec<&str> = registry::value_modules().map(|m| m.name).collect();
+    let mut problems: Vec<String> = Vec::new();
+    for file in files {
+        let (name, text) = match context::read_script(file) {
+            Ok(x) => x,
+            Err(e) => {
+                problems.push(e.render());
+                continue;
+            }
+        };
+        let sources = Sources::default();
+        sources.insert(&name, &text);
+        let renderer = Renderer {
+            sources: &sources,
+            color,
+        };
+        let engine = check_engine();
+        if let Err(e) = engine.compile(&text) {
+            problems.push(renderer.parse_error(&name, &e));
+        }
+        let scan = engine::scan::scan(&text, &modules);
+        for r in &scan.calls {
+            if let Some(p) = registry::find(&r.module, &r.name) {
+                let min = p.params.iter().filter(|x| !x.optional).count();
+                let max = p.params.len();
+                if let Some(n) = r.args.filter(|n| *n < min || *n > max) {
+                    let wanted = match (min, max) {
+                        (a, b) if a == b => format!("{a}"),
+                        (a, b) => format!("{a} to {b}"),
+                    };
+                    problems.push(renderer.custom(
+                        &format!(
+                            "{}.{} takes {wanted} argument(s), this call passes {n}",
+                            r.module, r.name
+                        ),
+                        &name,
+                        r.line,
+                        r.col,
+                        &p.signature(),
+                    ));
+                }
+                continue;
+            }
+            let names = registry::module(&r.module)
+                .map(|m| m.primitives.iter().map(|p| p.name).collect::<Vec<_>>())
+                .unwrap_or_default();
+            let hint = registry::suggest(&r.name, names.iter().copied())
+                .map(|s| format!("did you mean {}.{s}?", r.module))
+                .unwrap_or_else(|| format!("{} has: {}", r.module, names.join(", ")));
+            problems.push(renderer.custom(
+                &format!("unknown primitive {}.{}", r.module, r.name),
+                &name,
+                r.line,
+                r.col,
+                &hint,
+            ));
+        }
+        let resolver = engine::resolver::Resolver::new(
+            context::script_base(file),
+            Arc::new(Sources::default()),
+        );
+        for (path, line, col) in &scan.imports {
+            match resolver.locate(Some(&name), path) {
+                Ok((mname, mtext)) => {
+                    if let Err(e) = engine.compile(&mtext) {
+                        sources.insert(&mname, &mtext);
+                        problems.push(renderer.parse_error(&mname, &e));
+                    }
+                }
+                Err(msg) => problems.push(renderer.custom(
+                    &msg,
+                    &name,
+                    *line,
+                    *col,
+                    "imports resolve from the stdlib and the script's directory",
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        eprintln!("ok: {} file(s) checked", files.len());
+        return Ok(exit::OK);
+    }
+    let mut text = problems.concat();
+    text.push_str(&format!("{} problem(s) found\n", problems.len()));
+    Err(CliError::rendered(exit::ERROR, text))
+}
+
+/// An engine that knows every primitive's name and arity but can run none:
+/// enough to compile. Building a Session is cheap (no connections).
+fn check_engine() -> rhai::Engine {
+    let session = Session::new(
+        Options::default(),
+        Config::default(),
+        Output::new(Format::Text, ColorChoice::Never),
+        Audit::new(PathBuf::from("/dev/null"), "check"),
+    );
+    match session {
+        Ok(s) => engine::build(
+            Arc::new(s),
+            Arc::new(Sources::default()),
+            PathBuf::from("."),
+        ),
+        Err(_) => rhai::Engine::new(),
+    }
+}

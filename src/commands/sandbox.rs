@@ -1,0 +1,71 @@
+//! `opsh sandbox`: ephemeral servers on loopback ports, announced to other
+//! opsh processes as the target `sandbox` until Ctrl-C; `opsh sandbox run
+//! FILE`: `opsh run` against a fresh sandbox, torn down after.
+
+use crate::args::SandboxCommand;
+use crate::config::{Config, Kind};
+use crate::context::{self, Context};
+use crate::error::CliError;
+use crate::exit;
+use crate::sandbox::{Sandbox, Services};
+use serde_json::json;
+
+pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliError> {
+    let services = match &command {
+        Some(SandboxCommand::Run { monitoring, .. }) => Services {
+            monitoring: *monitoring,
+            ..Default::default()
+        },
+        None => Services::all_available(),
+    };
+    let sb = Sandbox::start(services)
+        .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
+    let targets = sb.targets();
+    match command {
+        Some(SandboxCommand::Run { args, .. }) => {
+            let prepare = |cfg: &mut Config| context::use_sandbox(cfg, &targets);
+            eprintln!("sandbox: {}", sb.describe());
+            super::run::run_prepared(ctx, &args, Some(&prepare))
+        }
+        None => serve(&sb, &targets),
+    }
+}
+
+/// Announces the servers to other opsh processes (target `sandbox`),
+/// prints how to reach them, and waits for Ctrl-C or SIGTERM.
+fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
+    let file = crate::config::sandbox_state_file();
+    let mut t = serde_json::Map::new();
+    for (k, u) in targets {
+        t.insert(k.name().into(), u.clone().into());
+    }
+    let announce = json!({"pid": std::process::id(), "targets": t});
+    if let Some(d) = file.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let _ = std::fs::write(&file, announce.to_string());
+    println!("opsh sandbox is up. Other opsh processes see it as the target `sandbox`:");
+    for (k, u) in targets {
+        println!("  export {}={u}", k.env_var());
+    }
+    if sb.monitoring.is_none() {
+        println!("  (no monitoring stack: install prometheus, prometheus-alertmanager, prometheus-pushgateway and the exporters to get one)");
+    }
+    println!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it.");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut i), Ok(mut t)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+        }
+    });
+    let _ = std::fs::remove_file(&file);
+    eprintln!("\nsandbox: stopping");
+    Ok(exit::OK)
+}
