@@ -18,6 +18,7 @@ pub mod lock;
 pub mod logging;
 pub mod modules;
 pub mod output;
+pub mod proc;
 pub mod record;
 pub mod redact;
 pub mod registry;

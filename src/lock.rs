@@ -105,15 +105,6 @@ fn proc_start(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
-    let Ok(p) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(p, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 impl Holder {
     fn me(script: &str) -> Holder {
         let now = SystemTime::now();
@@ -134,7 +125,7 @@ impl Holder {
         if self.host != crate::audit::hostname() {
             return false;
         }
-        if !alive(self.pid) {
+        if !crate::proc::alive(self.pid) {
             return true;
         }
         match (self.proc_start, proc_start(self.pid)) {

@@ -1,0 +1,181 @@
+//! Targets and settings. One TOML file at the XDG path, overridable with
+//! `--config` / `OPSH_CONFIG`; without one, the ecosystem's environment
+//! conventions (`DATABASE_URL`, `PG*`, `REDIS_URL`, `PROMETHEUS_URL`) apply.
+//!
+//! What differs between kinds of target is one row each in `kinds.rs`;
+//! the rest of this module reads the rows.
+
+mod de;
+mod env;
+mod kinds;
+mod kube;
+mod notify;
+mod paths;
+mod sandbox;
+mod target;
+
+pub use kinds::{Kind, KindInfo};
+pub use kube::{kube_current_context, IN_CLUSTER};
+pub use notify::{NotifyConfig, NotifyKind};
+pub use paths::{config_dir, data_dir, home, state_dir};
+pub use sandbox::sandbox_state_file;
+pub use target::Target;
+
+use crate::redact;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The config file. Its TOML shape (`[defaults]`, `[audit]`,
+/// `[KIND.NAME]` for each kind, `[notify.NAME]`, nothing else) is read
+/// by `de.rs`.
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    pub defaults: Defaults,
+    pub audit: AuditConfig,
+    /// `[KIND.NAME]` sections; a kind without any has no entry.
+    targets: BTreeMap<Kind, BTreeMap<String, TargetConfig>>,
+    /// `--notify NAME` destinations.
+    pub notify: BTreeMap<String, NotifyConfig>,
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Defaults {
+    /// `KIND = "NAME"`: the target a script gets when it names none.
+    targets: BTreeMap<Kind, String>,
+    /// Per-call timeout for primitives, e.g. "30s".
+    pub timeout: Option<String>,
+    pub max_operations: Option<u64>,
+    /// How long a new PostgreSQL connection may take, e.g. "10s".
+    pub pg_connect_timeout: Option<String>,
+    /// Server-side statement_timeout for opsh's PostgreSQL sessions, e.g.
+    /// "30s"; "0" disables it. Unset: the per-call timeout.
+    pub pg_statement_timeout: Option<String>,
+    /// Most sessions pg.terminate_idle / terminate / cancel act on when a
+    /// script gives no `max` (fallback 50).
+    pub pg_max_terminate: Option<i64>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub url: Option<String>,
+    /// Take the whole URL from this environment variable.
+    pub url_env: Option<String>,
+    /// Put the password into the URL from this environment variable...
+    pub password_env: Option<String>,
+    /// ...or from the first line of this file (a mounted Kubernetes secret).
+    pub password_file: Option<PathBuf>,
+    /// HTTP targets (prom, alertmanager, pushgateway): a bearer token from
+    /// this environment variable...
+    pub bearer_env: Option<String>,
+    /// ...or from the first line of this file.
+    pub bearer_file: Option<PathBuf>,
+    /// HTTP targets: a PEM CA bundle to trust in addition to the system's.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub protected: bool,
+    pub description: Option<String>,
+    /// kube only: the kubeconfig context (default: the target's name, or
+    /// the file's current context when `kubeconfig`/`url` names a file).
+    pub context: Option<String>,
+    /// kube only: the namespace (default: the context's).
+    pub namespace: Option<String>,
+    /// kube only: the kubeconfig file (default: KUBECONFIG, ~/.kube/config).
+    /// `url` is read as this too, which is how the sandbox announces itself.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
+    ConfigError {
+        message: message.into(),
+        hint,
+    }
+}
+
+impl Config {
+    /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
+    /// file is an error, a missing default file is not.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env_path = std::env::var_os("OPSH_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let (path, required) = match explicit.map(Path::to_path_buf).or(env_path) {
+            Some(p) => (p, true),
+            None => (config_dir().join("config.toml"), false),
+        };
+        let mut cfg = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+                    err(
+                        format!("invalid config {}: {}", path.display(), e.message()),
+                        Some(format!(
+                            "see docs/config.md for the format (error near byte {:?})",
+                            e.span().map(|s| s.start)
+                        )),
+                    )
+                })?;
+                cfg.path = Some(path);
+                cfg
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
+            Err(e) => {
+                return Err(err(
+                    format!("cannot read config {}: {e}", path.display()),
+                    None,
+                ))
+            }
+        };
+        cfg.load_sandbox_announcement();
+        Ok(cfg)
+    }
+
+    fn table(&self, kind: Kind) -> &BTreeMap<String, TargetConfig> {
+        static NONE: BTreeMap<String, TargetConfig> = BTreeMap::new();
+        self.targets.get(&kind).unwrap_or(&NONE)
+    }
+
+    pub fn default_name(&self, kind: Kind) -> Option<&String> {
+        self.defaults.targets.get(&kind)
+    }
+
+    pub fn set_default(&mut self, kind: Kind, name: &str) {
+        self.defaults.targets.insert(kind, name.to_string());
+    }
+
+    /// Adds (or replaces) a named target, as the sandbox does.
+    pub fn add_target(&mut self, kind: Kind, name: &str, url: &str, protected: bool) {
+        redact::register_url(url);
+        self.targets.entry(kind).or_default().insert(
+            name.to_string(),
+            TargetConfig {
+                url: Some(url.to_string()),
+                protected,
+                ..Default::default()
+            },
+        );
+    }
+
+    pub fn target_names(&self, kind: Kind) -> Vec<String> {
+        self.table(kind).keys().cloned().collect()
+    }
+}
