@@ -1,7 +1,7 @@
 //! `opsh help`, `opsh help NAME` and the generated reference in docs/, all
 //! rendered from the registry's declarations.
 
-use crate::registry::{self, ModuleDecl, Prim};
+use crate::registry::{self, Field, ModuleDecl, Prim, Ty};
 use nu_ansi_term::{Color, Style};
 
 fn paint(color: bool, style: Style, s: &str) -> String {
@@ -87,6 +87,16 @@ pub fn primitive(p: Prim, color: bool) -> String {
         out.push_str(&details);
         out.push('\n');
     }
+    for (title, rows) in schema(p) {
+        out.push_str(&format!("\n{title}:\n"));
+        let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let tw = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        for (name, ty, doc) in rows {
+            let line = format!("  {name:width$}  {ty:tw$}  {doc}");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
     out.push_str("\nExample:\n");
     for line in p.example.lines() {
         out.push_str(&format!(
@@ -95,6 +105,62 @@ pub fn primitive(p: Prim, color: bool) -> String {
         ));
     }
     out
+}
+
+type Rows = Vec<(String, String, &'static str)>;
+
+/// The declared option keys and result fields, as (title, rows of name,
+/// type, meaning); nested tables and records are flattened as
+/// `sessions[].pid`, `by_state.idle`.
+fn schema(p: Prim) -> Vec<(String, Rows)> {
+    let mut out = Vec::new();
+    for param in p.params {
+        for fields in records(&param.ty) {
+            let mut rows = Vec::new();
+            flatten(fields, "", &mut rows);
+            out.push((format!("Options of `{}`", param.name), rows));
+        }
+    }
+    for t in alternatives(&p.returns) {
+        let (title, fields) = match t {
+            Ty::Rows(f) if !f.is_empty() => ("Returns one map per row", f),
+            Ty::Record(f) if !f.is_empty() => ("Returns a map", f),
+            _ => continue,
+        };
+        let mut rows = Vec::new();
+        flatten(fields, "", &mut rows);
+        out.push((title.to_string(), rows));
+    }
+    out
+}
+
+fn alternatives(t: &Ty) -> Vec<Ty> {
+    match t {
+        Ty::OneOf(ts) => ts.to_vec(),
+        other => vec![*other],
+    }
+}
+
+fn records(t: &Ty) -> Vec<&'static [Field]> {
+    alternatives(t)
+        .into_iter()
+        .filter_map(|t| match t {
+            Ty::Record(f) if !f.is_empty() => Some(f),
+            _ => None,
+        })
+        .collect()
+}
+
+fn flatten(fields: &[Field], prefix: &str, out: &mut Rows) {
+    for f in fields {
+        let name = format!("{prefix}{}", f.name);
+        out.push((name.clone(), f.ty.name(), f.doc));
+        match f.ty {
+            Ty::Rows(inner) => flatten(inner, &format!("{name}[]."), out),
+            Ty::Record(inner) => flatten(inner, &format!("{name}."), out),
+            _ => {}
+        }
+    }
 }
 
 pub fn exit_codes() -> String {
@@ -166,6 +232,17 @@ pub fn reference_markdown() -> String {
                 out.push('\n');
                 out.push_str(&details);
                 out.push('\n');
+            }
+            for (title, rows) in schema(p) {
+                out.push_str(&format!(
+                    "\n{title}:\n\n| name | type | meaning |\n| --- | --- | --- |\n"
+                ));
+                for (name, ty, doc) in rows {
+                    out.push_str(&format!(
+                        "| `{name}` | {} | {doc} |\n",
+                        ty.replace('|', "\\|")
+                    ));
+                }
             }
             out.push_str(&format!("\n```rhai\n{}\n```\n", p.example));
         }

@@ -9,7 +9,7 @@ mod decl;
 mod ty;
 
 pub use decl::{opt, req, CallTimeout, Class, Effect, Param, PlanFn, Primitive, RunFn};
-pub use ty::{field, Field, Ty, TypeError, STRINGS};
+pub use ty::{field, join, Field, Ty, TypeError, STRINGS};
 
 use crate::config::Kind;
 use rhai::Dynamic;

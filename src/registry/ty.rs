@@ -60,6 +60,26 @@ pub const fn field(name: &'static str, ty: Ty) -> Field {
     Field { name, ty, doc: "" }
 }
 
+/// Option keys or fields from several lists, as one list: a filter shared
+/// by several primitives plus each one's own keys. `N` is the total length;
+/// a wrong `N` fails to compile.
+pub const fn join<const N: usize>(parts: &[&[Field]]) -> [Field; N] {
+    let mut out = [field("", Ty::Any); N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        let mut j = 0;
+        while j < parts[i].len() {
+            out[n] = parts[i][j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N, "join: N is not the total length of the parts");
+    out
+}
+
 impl Field {
     pub const fn doc(self, doc: &'static str) -> Field {
         Field { doc, ..self }
