@@ -2,121 +2,102 @@
 //! time and sleeping.
 
 use crate::dispatch::{Call, ErrorKind, OpError};
-use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
-use crate::value::parse_duration;
+use crate::registry::{field, opt, req, Class, Field, ModuleDecl, Primitive, Ty};
 use rhai::Dynamic;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "",
     doc: "Global functions available in every script.",
     target: None,
-    primitives: &[
-        Primitive::read("show", show)
-            .params(&[req("value", Ty::Any), opt("columns", Ty::Array)])
-            .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-                  `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.")
-            .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#)
-            .class(Class::Show),
-        Primitive::read("fail", fail)
-            .params(&[req("message", Ty::Str)])
-            .returns(Ty::Never)
-            .doc("Fail the run as a failed check: exit code 1, with the message.\n\
-                  Use it when what the script checked is unhealthy; an error in opsh or a primitive exits 2 instead. `try`/`catch` can catch it.")
-            .example(r#"if 2 > 1 { fail("replica lag above 30s") }"#)
-            .class(Class::Control),
-        Primitive::read("exit", exit)
-            .params(&[opt("code", Ty::Int)])
-            .returns(Ty::Never)
-            .doc("End the run now with this exit code (default 0). It cannot be caught.")
-            .example("if 1 > 2 { exit(3) }")
-            .class(Class::Control),
-        Primitive::read("parallel", parallel)
-            .params(&[req("items", Ty::Array), req("f", Ty::Fn), opt("opts", Ty::Map)])
-            .returns(Ty::Rows(&[]))
-            .doc("Call `f(item)` for every item concurrently and return one #{item, ok, value, error, ms} per item, in input order.\n\
-                  A failing item does not stop the others. opts: concurrency (default 8), max_failures (stop starting new items after this many failures; the rest are reported with skipped: true). Ctrl-C and --timeout stop all of them.")
-            .example(r#"let r = parallel(["redis://10.0.0.1", "redis://10.0.0.2"], |url| redis.connect(url).info("memory").used_memory, #{concurrency: 16});"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("env", env)
-            .params(&[req("name", Ty::Str), opt("default", Ty::Str)])
-            .returns(Ty::Str)
-            .doc("Read an environment variable; () (or the default) when it is unset.")
-            .example(r#"let region = env("AWS_REGION", "eu-west-1");"#)
-            .class(Class::Local),
-        Primitive::read("now", now)
-            .returns(Ty::Float)
-            .doc("The current time as Unix seconds (float, millisecond precision).")
-            .example("let started = now();")
-            .class(Class::Local),
-        Primitive::read("duration", duration)
-            .params(&[req("text", Ty::Str)])
-            .returns(Ty::Float)
-            .doc("Parse a duration such as \"5m\", \"1h 30m\" or \"250ms\" into seconds.")
-            .example(r#"let limit = duration("10m");   // 600.0"#)
-            .class(Class::Control),
-        Primitive::read("sleep", sleep)
-            .params(&[req("duration", Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float]))])
-            .doc("Wait for a duration (\"5s\", or seconds). Ctrl-C and --timeout end the wait at once.")
-            .example(r#"sleep("1s")"#)
-            .class(Class::Wait)
-            .unbounded(),
-    ],
+    primitives: &[SHOW, FAIL, EXIT, PARALLEL, ENV, NOW, DURATION, SLEEP],
 };
 
+pub const SHOW: Primitive = Primitive::read("show", show)
+    .params(&[req("value", Ty::Any), opt("columns", Ty::List(&Ty::Str))])
+    .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
+          `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.")
+    .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#)
+    .class(Class::Show);
+
 fn show(call: &mut Call) -> Result<Dynamic, OpError> {
-    let v = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    let columns: Vec<String> = call.array_at(1)?.iter().map(|c| c.to_string()).collect();
+    let v = call.value("value")?.cloned().unwrap_or(Dynamic::UNIT);
+    let columns = call.strings("columns")?.unwrap_or_default();
     call.session.out.show(&v, &columns);
     Ok(Dynamic::UNIT)
 }
 
+pub const FAIL: Primitive = Primitive::read("fail", fail)
+    .params(&[req("message", Ty::Str)])
+    .returns(Ty::Never)
+    .doc("Fail the run as a failed check: exit code 1, with the message.\n\
+          Use it when what the script checked is unhealthy; an error in opsh or a primitive exits 2 instead. `try`/`catch` can catch it.")
+    .example(r#"if 2 > 1 { fail("replica lag above 30s") }"#)
+    .class(Class::Control);
+
 fn fail(call: &mut Call) -> Result<Dynamic, OpError> {
-    let msg = call
-        .args
-        .first()
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "check failed".into());
-    Err(OpError::new(ErrorKind::CheckFailed, msg))
+    Err(OpError::new(ErrorKind::CheckFailed, call.str("message")?))
 }
 
+pub const EXIT: Primitive = Primitive::read("exit", exit)
+    .params(&[opt("code", Ty::Int)])
+    .returns(Ty::Never)
+    .doc("End the run now with this exit code (default 0). It cannot be caught.")
+    .example("if 1 > 2 { exit(3) }")
+    .class(Class::Control);
+
 fn exit(call: &mut Call) -> Result<Dynamic, OpError> {
-    let code = match call.arg_at(0) {
+    let code = match call.opt_int("code")? {
         None => 0,
-        Some(d) => d
-            .as_int()
-            .ok()
-            .and_then(|i| i32::try_from(i).ok())
-            .ok_or_else(|| {
-                OpError::bad_input(format!(
-                    "exit code must be an int, got {}",
-                    crate::value::type_name(d)
-                ))
-            })?,
+        Some(i) => i32::try_from(i).map_err(|_| {
+            OpError::bad_input(format!("exit code {i} is out of range"))
+                .with_hint("an exit code is a 32-bit int; the shell sees it modulo 256")
+        })?,
     };
     Err(OpError::new(ErrorKind::Exit(code), format!("exit({code})")))
 }
 
+/// `parallel`'s options, shared with `for_each_target`.
+pub const PARALLEL_OPTS: &[Field] = &[
+    field("concurrency", Ty::Int).doc("items run at once: default 8, at most 256"),
+    field("max_failures", Ty::Int)
+        .doc("stop starting new items after this many failures; the rest are reported with skipped: true"),
+];
+
+/// One row per item, in input order: what `parallel` and `for_each_target` return.
+pub const PARALLEL_ROWS: &[Field] = &[
+    field("item", Ty::Any).doc("the item (for for_each_target: the target name)"),
+    field("ok", Ty::Bool),
+    field("value", Ty::Any).doc("what f returned; () when it failed or was skipped"),
+    field("error", Ty::Str).doc("why f failed or the item was skipped; () when ok"),
+    field("ms", Ty::Float).doc("how long f ran, in milliseconds; () when skipped"),
+    field("skipped", Ty::Bool).doc("not started: the failure budget was spent or the run is stopping"),
+];
+
+pub const PARALLEL: Primitive = Primitive::read("parallel", parallel)
+    .params(&[
+        req("items", Ty::Array),
+        req("f", Ty::Fn),
+        opt("opts", Ty::Record(PARALLEL_OPTS)),
+    ])
+    .returns(Ty::Rows(PARALLEL_ROWS))
+    .doc("Call `f(item)` for every item concurrently and return one row per item, in input order.\n\
+          A failing item does not stop the others. Ctrl-C and --timeout stop all of them.")
+    .example(r#"let r = parallel(["redis://10.0.0.1", "redis://10.0.0.2"], |url| redis.connect(url).info("memory").used_memory, #{concurrency: 16});"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let items = call.array_at(0)?;
+    let items = call.array("items")?;
     let f = call
-        .arg_at(1)
+        .value("f")?
         .and_then(|d| d.clone().try_cast::<rhai::FnPtr>())
         .ok_or_else(|| OpError::bad_input("the second argument must be a function, e.g. |target| redis.connect(target).ping()"))?;
-    let opts = call.opts_at(2)?;
-    let int = |k: &str, default: i64| -> Result<i64, OpError> {
-        match opts.get(k) {
-            None => Ok(default),
-            Some(d) => d
-                .as_int()
-                .map_err(|_| OpError::bad_input(format!("opts.{k} must be an int"))),
-        }
-    };
-    let concurrency = int("concurrency", 8)?.clamp(1, 256) as usize;
-    let max_failures = int("max_failures", i64::MAX)?.max(0) as usize;
+    let opts = call.opts("opts")?;
+    let concurrency = opts.int("concurrency")?.unwrap_or(8).clamp(1, 256) as usize;
+    let max_failures = opts.int("max_failures")?.unwrap_or(i64::MAX).max(0) as usize;
     let engine = call.engine;
     let ast = call.session.script();
     let cancel = &call.session.cancel;
@@ -174,15 +155,14 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
         return Err(e);
     }
     let rows = results.into_inner().unwrap_or_default();
-    crate::output::column_order_hint(
-        &["item", "ok", "value", "error", "ms", "skipped"].map(String::from),
-    );
     Ok(Dynamic::from_array(
         rows.into_iter()
             .map(|r| Dynamic::from_map(r.unwrap_or_default()))
             .collect(),
     ))
 }
+
+/// The innermost message of an error raised inside a parallel item.
 
 /// The innermost message of an error raised inside a parallel item.
 fn item_error(e: &rhai::EvalAltResult) -> String {
@@ -196,12 +176,19 @@ fn item_error(e: &rhai::EvalAltResult) -> String {
     }
 }
 
+pub const ENV: Primitive = Primitive::read("env", env)
+    .params(&[req("name", Ty::Str), opt("default", Ty::Str)])
+    .returns(Ty::Str)
+    .doc("Read an environment variable; () (or the default) when it is unset.")
+    .example(r#"let region = env("AWS_REGION", "eu-west-1");"#)
+    .class(Class::Local);
+
 fn env(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+    let name = call.str("name")?;
     match std::env::var(&name) {
         Ok(v) => Ok(v.into()),
         Err(_) => Ok(call
-            .opt_str_at(1)?
+            .opt_str("default")?
             .map(Dynamic::from)
             .unwrap_or(Dynamic::UNIT)),
     }
@@ -214,20 +201,44 @@ pub fn unix_now() -> f64 {
     (d.as_millis() as f64) / 1000.0
 }
 
+pub const NOW: Primitive = Primitive::read("now", now)
+    .returns(Ty::Float)
+    .doc("The current time as Unix seconds (float, millisecond precision).")
+    .example("let started = now();")
+    .class(Class::Local);
+
 fn now(_call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_float(unix_now()))
 }
 
-fn duration(call: &mut Call) -> Result<Dynamic, OpError> {
-    let d = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    parse_duration(&d)
-        .map(|d| Dynamic::from_float(d.as_secs_f64()))
-        .map_err(OpError::bad_input)
+/// A required duration argument (dispatch has checked that it parses).
+fn duration_arg(call: &Call, name: &str) -> Result<Duration, OpError> {
+    call.opt_duration(name)?.ok_or_else(|| {
+        OpError::bad_input(format!("argument `{name}` is required"))
+            .with_hint(format!("signature: {}", call.prim.signature()))
+    })
 }
 
+pub const DURATION: Primitive = Primitive::read("duration", duration)
+    .params(&[req("text", Ty::Duration)])
+    .returns(Ty::Float)
+    .doc("Parse a duration such as \"5m\", \"1h 30m\" or \"250ms\" into seconds.")
+    .example(r#"let limit = duration("10m");   // 600.0"#)
+    .class(Class::Control);
+
+fn duration(call: &mut Call) -> Result<Dynamic, OpError> {
+    Ok(Dynamic::from_float(duration_arg(call, "text")?.as_secs_f64()))
+}
+
+pub const SLEEP: Primitive = Primitive::read("sleep", sleep)
+    .params(&[req("duration", Ty::Duration)])
+    .doc("Wait for a duration (\"5s\", or seconds). Ctrl-C and --timeout end the wait at once.")
+    .example(r#"sleep("1s")"#)
+    .class(Class::Wait)
+    .unbounded();
+
 fn sleep(call: &mut Call) -> Result<Dynamic, OpError> {
-    let d = call.args.first().cloned().unwrap_or(Dynamic::UNIT);
-    let d = parse_duration(&d).map_err(OpError::bad_input)?;
+    let d = duration_arg(call, "duration")?;
     call.block_on(async move {
         tokio::time::sleep(d).await;
         Ok(Dynamic::UNIT)
@@ -239,16 +250,27 @@ pub static SYS: ModuleDecl = ModuleDecl {
     name: "sys",
     doc: "The local machine: disk usage.",
     target: None,
-    primitives: &[Primitive::read("disk_usage", disk_usage)
-    .params(&[req("path", Ty::Str)])
-    .returns(Ty::Map)
-    .doc("Space and inodes of the filesystem holding a path: #{path, total_bytes, used_bytes, avail_bytes, used_pct, inodes_total, inodes_used_pct}.\n\
-              used_pct counts space reserved for root as used, as df does; avail_bytes is what an unprivileged process can still write.")
-    .example(r#"let d = sys.disk_usage("/var/lib/postgresql"); if d.used_pct > 85.0 { print("disk nearly full") }"#)],
+    primitives: &[DISK_USAGE],
 };
 
+pub const DISK_USAGE: Primitive = Primitive::read("disk_usage", disk_usage)
+    .params(&[req("path", Ty::Str)])
+    .returns(Ty::Record(&[
+        field("path", Ty::Str),
+        field("total_bytes", Ty::Int),
+        field("used_bytes", Ty::Int),
+        field("avail_bytes", Ty::Int)
+            .doc("what an unprivileged process can still write"),
+        field("used_pct", Ty::Float)
+            .doc("percent used, counting space reserved for root as used, as df does"),
+        field("inodes_total", Ty::Int),
+        field("inodes_used_pct", Ty::Float),
+    ]))
+    .doc("Space and inodes of the filesystem holding a path.")
+    .example(r#"let d = sys.disk_usage("/var/lib/postgresql"); if d.used_pct > 85.0 { print("disk nearly full") }"#);
+
 fn disk_usage(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_at(0)?;
+    let path = call.str("path")?;
     let c = std::ffi::CString::new(path.clone())
         .map_err(|_| OpError::bad_input("the path contains a NUL byte"))?;
     // SAFETY: statvfs only writes into the zeroed struct we pass.
@@ -275,18 +297,6 @@ fn disk_usage(call: &mut Call) -> Result<Dynamic, OpError> {
     };
     let inodes = st.f_files as u64;
     let inodes_used = inodes.saturating_sub(st.f_ffree as u64);
-    crate::output::column_order_hint(
-        &[
-            "path",
-            "total_bytes",
-            "used_bytes",
-            "avail_bytes",
-            "used_pct",
-            "inodes_total",
-            "inodes_used_pct",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_map(crate::value::map_of([
         ("path", path.into()),
         ("total_bytes", Dynamic::from_int(total as i64)),

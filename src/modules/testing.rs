@@ -3,82 +3,26 @@
 //! tells the stdlib how the run was invoked.
 
 use crate::dispatch::{Call, ErrorKind, OpError};
-use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, join, opt, req, Class, Field, ModuleDecl, Primitive, Ty, STRINGS};
 use crate::testing::hooks::Stub;
 use crate::value::{map_of, to_json};
-use rhai::{Dynamic, Map};
+use rhai::Dynamic;
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "",
     doc: "Testing: stubs, call inspection, assertions, running and replaying runbooks (opsh test).",
     target: None,
     primitives: &[
-        Primitive::read("stub", stub)
-            .params(&[req("primitive", Ty::Str), req("answer", Ty::Any)])
-            .doc("Answer every call of a primitive with a value, or with `answer(args...)` when it is a function (test mode).\n\
-             Stubs last for the current test. A stub that throws makes the call fail with that message. In test mode an unstubbed read fails and an unstubbed mutation returns a plan without being applied (opsh test --sandbox lets them through).")
-            .example(r#"stub("prom.value", |expr| 2.4); stub("pg.connections", #{total: 10, max_connections: 100})"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("stub_seq", stub_seq)
-            .params(&[req("primitive", Ty::Str), req("answers", Ty::Array)])
-            .doc("Answer successive calls with successive values; the last one repeats.")
-            .example(r#"stub_seq("http.get", [#{status: 503}, #{status: 200}])"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("stub_error", stub_error)
-            .params(&[req("primitive", Ty::Str), req("message", Ty::Str)])
-            .doc("Make every call of a primitive fail with this message (an unreachable server, a refused query).")
-            .example(r#"stub_error("pg.ping", "connection refused")"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("calls", calls)
-            .params(&[opt("primitive", Ty::Str)])
-            .returns(Ty::Rows(&[]))
-            .doc("The calls made so far in this test, in order: #{primitive, target, args, result, error}. All calls, or one primitive's.")
-            .example(r#"let scaled = calls("pg.terminate"); scaled.len()"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("assert", assert)
-            .params(&[req("condition", Ty::Bool), opt("message", Ty::Str)])
-            .doc("Fail the test unless the condition is true.")
-            .example(r#"assert(1 < 2, "one is less than two")"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("assert_eq", assert_eq)
-            .params(&[req("actual", Ty::Any), req("expected", Ty::Any), opt("message", Ty::Str)])
-            .doc("Fail the test unless the two values are equal (as data: 2 == 2.0, maps compare by content).")
-            .example(r#"assert_eq(1 + 1, 2)"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("assert_ne", assert_ne)
-            .params(&[req("actual", Ty::Any), req("unexpected", Ty::Any), opt("message", Ty::Str)])
-            .doc("Fail the test if the two values are equal.")
-            .example(r#"assert_ne("a", "b")"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("run", run)
-            .params(&[req("file", Ty::Str), opt("args", Ty::Map), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("Run a runbook with these args in this session (the test's stubs apply) and return #{exit_code, ok, report, shows, output, error}.\n\
-             `report` is the last value the runbook showed, `shows` all of them, `output` its printed lines, `error` the rendered error. The path is relative to the current directory. opts: dry_run, only, skip (as the flags).")
-            .example(r#"let r = run("scripts/high_latency.rhai", #{p95_ms: 500}); r.exit_code"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("replay", replay)
-            .params(&[req("recording", Ty::Str), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
-             Returns what run() returns plus `differences` (calls that differ from the recording) and `plans` (recorded mutations, not applied). opts: script, args (override the recorded ones).")
-            .example(r#"let r = replay("tests/runbooks/incident.json"); r.differences.len()"#)
-            .class(Class::Control)
-            .unbounded(),
-        Primitive::read("run_options", run_options)
-            .returns(Ty::Map)
-            .doc("How this run was invoked: #{dry_run, output, only, skip, test}. The checks stdlib reads --only/--skip from it.")
-            .example("let o = run_options(); o.dry_run")
-            .class(Class::Control)
-            .unbounded(),
+        STUB,
+        STUB_SEQ,
+        STUB_ERROR,
+        CALLS,
+        ASSERT,
+        ASSERT_EQ,
+        ASSERT_NE,
+        RUN,
+        REPLAY,
+        RUN_OPTIONS,
     ],
 };
 
@@ -90,7 +34,7 @@ fn name_arg(call: &Call) -> Result<String, OpError> {
             ),
         );
     }
-    let name = call.str_at(0)?;
+    let name = call.str("primitive")?;
     if crate::registry::lookup(&name).is_some() {
         return Ok(name);
     }
@@ -101,9 +45,17 @@ fn name_arg(call: &Call) -> Result<String, OpError> {
     Err(OpError::bad_input(format!("there is no primitive {name} to stub")).with_hint(hint))
 }
 
+pub const STUB: Primitive = Primitive::read("stub", stub)
+    .params(&[req("primitive", Ty::Str), req("answer", Ty::Any)])
+    .doc("Answer every call of a primitive with a value, or with `answer(args...)` when it is a function (test mode).\n\
+          Stubs last for the current test. A stub that throws makes the call fail with that message. In test mode an unstubbed read fails and an unstubbed mutation returns a plan without being applied (opsh test --sandbox lets them through).")
+    .example(r#"stub("prom.value", |expr| 2.4); stub("pg.connections", #{total: 10, max_connections: 100})"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn stub(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = name_arg(call)?;
-    let answer = call.args.get(1).cloned().unwrap_or(Dynamic::UNIT);
+    let answer = call.value("answer")?.cloned().unwrap_or(Dynamic::UNIT);
     let s = match answer.clone().try_cast::<rhai::FnPtr>() {
         Some(f) => Stub::Func(f, call.session.script()),
         None => Stub::Value(answer),
@@ -112,28 +64,56 @@ fn stub(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::UNIT)
 }
 
+pub const STUB_SEQ: Primitive = Primitive::read("stub_seq", stub_seq)
+    .params(&[req("primitive", Ty::Str), req("answers", Ty::Array)])
+    .doc("Answer successive calls with successive values; the last one repeats.")
+    .example(r#"stub_seq("http.get", [#{status: 503}, #{status: 200}])"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn stub_seq(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = name_arg(call)?;
-    let values = call.array_at(1)?;
+    let values = call.array("answers")?;
     if values.is_empty() {
-        return Err(OpError::bad_input("stub_seq needs at least one answer"));
+        return Err(OpError::bad_input(format!(
+            "{} needs at least one answer",
+            call.prim.full_name()
+        )));
     }
     call.session.hooks.stub(name, Stub::Seq(values, 0));
     Ok(Dynamic::UNIT)
 }
 
+pub const STUB_ERROR: Primitive = Primitive::read("stub_error", stub_error)
+    .params(&[req("primitive", Ty::Str), req("message", Ty::Str)])
+    .doc("Make every call of a primitive fail with this message (an unreachable server, a refused query).")
+    .example(r#"stub_error("pg.ping", "connection refused")"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn stub_error(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = name_arg(call)?;
-    let msg = call.str_at(1)?;
+    let msg = call.str("message")?;
     call.session.hooks.stub(name, Stub::Error(msg));
     Ok(Dynamic::UNIT)
 }
 
+pub const CALLS: Primitive = Primitive::read("calls", calls)
+    .params(&[opt("primitive", Ty::Str)])
+    .returns(Ty::Rows(&[
+        field("primitive", Ty::Str).doc("its full name, e.g. \"pg.query\""),
+        field("target", Ty::Str).doc("the target it was called on; () when it names none"),
+        field("args", Ty::Array),
+        field("result", Ty::Any).doc("what it returned; () when it failed"),
+        field("error", Ty::Str).doc("why it failed; () when it returned"),
+    ]))
+    .doc("The calls made so far in this test, in order. All calls, or one primitive's.")
+    .example(r#"let scaled = calls("pg.terminate"); scaled.len()"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn calls(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str_at(0)?;
-    crate::output::column_order_hint(
-        &["primitive", "target", "args", "result", "error"].map(String::from),
-    );
+    let name = call.opt_str("primitive")?;
     let rows = call
         .session
         .hooks
@@ -167,15 +147,21 @@ fn failed(what: String, msg: Option<String>) -> OpError {
     OpError::new(ErrorKind::CheckFailed, text)
 }
 
+pub const ASSERT: Primitive = Primitive::read("assert", assert)
+    .params(&[req("condition", Ty::Bool), opt("message", Ty::Str)])
+    .doc("Fail the test unless the condition is true.")
+    .example(r#"assert(1 < 2, "one is less than two")"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn assert(call: &mut Call) -> Result<Dynamic, OpError> {
-    let cond = call.arg_at(0).cloned().unwrap_or(Dynamic::UNIT);
-    let msg = call.arg_at(1).map(|m| m.to_string());
-    match cond.as_bool() {
-        Ok(true) => Ok(Dynamic::UNIT),
-        Ok(false) => Err(failed("condition is false".into(), msg)),
-        Err(_) => Err(OpError::bad_input(format!(
-            "assert needs a bool, got {}",
-            crate::value::type_name(&cond)
+    let msg = call.opt_str("message")?;
+    match call.opt_bool("condition")? {
+        Some(true) => Ok(Dynamic::UNIT),
+        Some(false) => Err(failed("condition is false".into(), msg)),
+        None => Err(OpError::bad_input(format!(
+            "{} needs a bool, got ()",
+            call.prim.full_name()
         ))),
     }
 }
@@ -195,46 +181,114 @@ fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     }
 }
 
-fn pair(call: &Call) -> (serde_json::Value, serde_json::Value, Option<String>) {
-    let get = |i| to_json(&call.args.get(i).cloned().unwrap_or(Dynamic::UNIT));
-    (get(0), get(1), call.arg_at(2).map(|m| m.to_string()))
+/// The two values to compare, as data, and the message. `()` is a value
+/// here (`assert_eq(x, ())`).
+fn pair(call: &Call, other: &str) -> Result<(serde_json::Value, serde_json::Value, Option<String>), OpError> {
+    let get = |name| -> Result<serde_json::Value, OpError> {
+        Ok(to_json(call.value(name)?.unwrap_or(&Dynamic::UNIT)))
+    };
+    Ok((get("actual")?, get(other)?, call.opt_str("message")?))
 }
 
+pub const ASSERT_EQ: Primitive = Primitive::read("assert_eq", assert_eq)
+    .params(&[req("actual", Ty::Any), req("expected", Ty::Any), opt("message", Ty::Str)])
+    .doc("Fail the test unless the two values are equal (as data: 2 == 2.0, maps compare by content).")
+    .example(r#"assert_eq(1 + 1, 2)"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn assert_eq(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (a, b, msg) = pair(call);
+    let (a, b, msg) = pair(call, "expected")?;
     if same(&a, &b) {
         return Ok(Dynamic::UNIT);
     }
     Err(failed(format!("got {a}, expected {b}"), msg))
 }
 
+pub const ASSERT_NE: Primitive = Primitive::read("assert_ne", assert_ne)
+    .params(&[req("actual", Ty::Any), req("unexpected", Ty::Any), opt("message", Ty::Str)])
+    .doc("Fail the test if the two values are equal.")
+    .example(r#"assert_ne("a", "b")"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn assert_ne(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (a, b, msg) = pair(call);
+    let (a, b, msg) = pair(call, "unexpected")?;
     if !same(&a, &b) {
         return Ok(Dynamic::UNIT);
     }
     Err(failed(format!("both are {a}"), msg))
 }
 
+/// How a runbook is run by `run` (and `replay`): as the command-line flags.
+const RUN_OPTS: &[Field] = &[
+    field("dry_run", Ty::Bool).doc("as --dry-run; default: as this test runs"),
+    field("only", STRINGS).doc("as --only: run only these checks"),
+    field("skip", STRINGS).doc("as --skip: skip these checks"),
+];
+
+/// What `run` returns (and `replay`, with two more fields).
+const RUN_RESULT: [Field; 6] = [
+    field("exit_code", Ty::Int),
+    field("ok", Ty::Bool).doc("the exit code is 0"),
+    field("report", Ty::Any).doc("the last value the runbook showed; () when it showed none"),
+    field("shows", Ty::Array).doc("every value the runbook showed, in order"),
+    field("output", Ty::List(&Ty::Str)).doc("its printed lines"),
+    field("error", Ty::Str).doc("the rendered error; () when it ended without one"),
+];
+
+pub const RUN: Primitive = Primitive::read("run", run)
+    .params(&[
+        req("file", Ty::Str),
+        opt("args", Ty::Map),
+        opt("opts", Ty::Record(RUN_OPTS)),
+    ])
+    .returns(Ty::Record(&RUN_RESULT))
+    .doc("Run a runbook with these args in this session (the test's stubs apply) and return how it ended.\n\
+          The path is relative to the current directory. `args` are the runbook's (as --arg).")
+    .example(r#"let r = run("scripts/high_latency.rhai", #{p95_ms: 500}); r.exit_code"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn run(call: &mut Call) -> Result<Dynamic, OpError> {
-    let file = call.str_at(0)?;
-    let args = call.opts_at(1)?;
-    let opts = call.opts_at(2)?;
-    crate::testing::run::run_script(call.session, &file, args, &opts).map(Dynamic::from_map)
+    let file = call.str("file")?;
+    let args = call.opts("args")?;
+    let opts = call.opts("opts")?;
+    crate::testing::run::run_script(call.session, &file, args.0, &opts).map(Dynamic::from_map)
 }
 
+const REPLAY_OPTS: [Field; 5] = join(&[
+    &[
+        field("script", Ty::Str).doc("the runbook to run instead of the recorded one"),
+        field("args", Ty::Map).doc("its args instead of the recorded ones"),
+    ],
+    RUN_OPTS,
+]);
+
+const REPLAY_RESULT: [Field; 8] = join(&[
+    &RUN_RESULT,
+    &[
+        field("differences", Ty::List(&Ty::Str))
+            .doc("calls that differ from the recording, and recorded calls not made"),
+        field("plans", Ty::List(&Ty::Map)).doc("the recorded mutations, planned and not applied"),
+    ],
+]);
+
+pub const REPLAY: Primitive = Primitive::read("replay", replay)
+    .params(&[req("recording", Ty::Str), opt("opts", Ty::Record(&REPLAY_OPTS))])
+    .returns(Ty::Record(&REPLAY_RESULT))
+    .doc("Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
+          Returns what run() returns, plus the differences from the recording and its mutations as plans.")
+    .example(r#"let r = replay("tests/runbooks/incident.json"); r.differences.len()"#)
+    .class(Class::Control)
+    .unbounded();
+
 fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
-    let file = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let file = call.str("recording")?;
+    let opts = call.opts("opts")?;
     let rec = crate::record::load(std::path::Path::new(&file)).map_err(OpError::bad_input)?;
-    let script = match opts.get("script") {
-        Some(s) => s.to_string(),
-        None => rec.script,
-    };
-    let args = match opts.get("args").and_then(|a| a.clone().try_cast::<Map>()) {
-        Some(a) => a,
-        None => rec.args,
-    };
+    let script = opts.str("script")?.unwrap_or(rec.script);
+    let args = opts.map("args")?.unwrap_or(rec.args);
     let hooks = &call.session.hooks;
     if let Ok(mut r) = hooks.replay.lock() {
         *r = Some(rec.replay);
@@ -258,6 +312,19 @@ fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
     m.insert("plans".into(), Dynamic::from_array(plans));
     Ok(Dynamic::from_map(m))
 }
+
+pub const RUN_OPTIONS: Primitive = Primitive::read("run_options", run_options)
+    .returns(Ty::Record(&[
+        field("dry_run", Ty::Bool),
+        field("output", Ty::Str).doc("\"text\" or \"json\" (--output)"),
+        field("only", Ty::List(&Ty::Str)).doc("--only patterns"),
+        field("skip", Ty::List(&Ty::Str)).doc("--skip patterns"),
+        field("test", Ty::Bool).doc("running under opsh test"),
+    ]))
+    .doc("How this run was invoked. The checks stdlib reads --only/--skip from it.")
+    .example("let o = run_options(); o.dry_run")
+    .class(Class::Control)
+    .unbounded();
 
 fn run_options(call: &mut Call) -> Result<Dynamic, OpError> {
     let s = call.session;
