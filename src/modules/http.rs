@@ -1,9 +1,9 @@
 //! HTTP checks and calls: health endpoints, OIDC discovery, webhooks.
 
-use crate::dispatch::{Call, OpError, Plan};
+use crate::dispatch::{Call, OpError, Opts, Plan};
 use crate::redact::redact;
-use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
-use crate::value::{from_json, map_of, parse_duration, to_json};
+use crate::registry::{field, join, opt, req, Class, Field, ModuleDecl, Primitive, Ty};
+use crate::value::{from_json, map_of, to_json};
 use rhai::{Dynamic, Map};
 use std::time::Instant;
 
@@ -11,28 +11,33 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "http",
     doc: "HTTP requests with status, headers, body, parsed JSON and timing.",
     target: None,
-    primitives: &[
-        Primitive::read("get", get)
-            .params(&[req("url", Ty::Str), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("GET a URL. Returns #{status, ok, headers, body, json, elapsed_ms}; a non-2xx status is a result, not an error.\n\
-                  opts: headers (map), query (map), bearer (token), basic ([user, password]), timeout (\"5s\"), insecure (skip TLS verification).")
-            .example(r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#),
-        Primitive::mutate("post", plan_post, post)
-            .params(&[req("url", Ty::Str), opt("body", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str])), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
-                  A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.")
-            .example(r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#),
-        Primitive::read("hmac_sha256", hmac_sha256)
-            .params(&[req("secret", Ty::Str), req("body", Ty::OneOf(&[Ty::Str, Ty::Map, Ty::Array])), opt("encoding", Ty::Str)])
-            .returns(Ty::Str)
-            .doc("HMAC-SHA256 of a body with a secret, as lowercase hex: the signature webhooks send (GitHub: \"sha256=\" + this).\n\
-                  A map or array body is signed as the JSON http.post sends, so sign and post the same value. encoding: \"hex\" (default) or \"base64\" (`openssl dgst -binary | base64`). The secret is masked in output and logs.")
-            .example(r#"let sig = http.hmac_sha256("s3cret-key", `{"event":"ping"}`); let h = #{"X-Signature": `sha256=${sig}`};"#)
-            .class(Class::Local),
-    ],
+    primitives: &[GET, POST, HMAC_SHA256],
 };
+
+/// The request options every HTTP-speaking primitive accepts (`apply_opts`).
+pub const REQUEST_OPTS: &[Field] = &[
+    field("headers", Ty::Map).doc("request headers, name: value"),
+    field("query", Ty::Map).doc("query parameters, name: value"),
+    field("bearer", Ty::Str).doc("a bearer token (masked in output and logs)"),
+    field("basic", Ty::List(&Ty::Str)).doc("[user, password] (the password is masked)"),
+    field("timeout", Ty::Duration).doc("for the whole request, e.g. \"5s\""),
+];
+
+const HTTP_OPTS: [Field; 6] = join(&[
+    REQUEST_OPTS,
+    &[field("insecure", Ty::Bool).doc("skip TLS certificate verification")],
+]);
+
+const RESPONSE: Ty = Ty::Record(&[
+    field("status", Ty::Int),
+    field("ok", Ty::Bool).doc("the status is 2xx"),
+    field("headers", Ty::Map)
+        .doc("response headers by lowercase name; repeated ones joined with \", \""),
+    field("body", Ty::Str),
+    field("json", Ty::Any).doc("the body parsed as JSON; () when it is not JSON"),
+    field("elapsed_ms", Ty::Float).doc("from sending the request to the end of the body"),
+    field("url", Ty::Str).doc("the final URL, after redirects"),
+]);
 
 fn client(call: &Call, insecure: bool) -> Result<reqwest::Client, OpError> {
     let key = if insecure { "insecure" } else { "default" };
@@ -60,74 +65,51 @@ fn body_of(d: Option<&Dynamic>) -> (Option<Vec<u8>>, Option<&'static str>) {
     }
 }
 
-/// The request options every HTTP-speaking primitive accepts: headers,
-/// query, bearer, basic ([user, password]) and timeout. Credentials are
-/// registered as secrets so they never reach output or the audit log.
+/// Applies `REQUEST_OPTS` to a request. Credentials are registered as
+/// secrets so they never reach output or the audit log.
 pub fn apply_opts(
     mut rb: reqwest::RequestBuilder,
     opts: &Map,
 ) -> Result<reqwest::RequestBuilder, OpError> {
-    if let Some(h) = opts.get("headers") {
-        let h = h
-            .clone()
-            .try_cast::<Map>()
-            .ok_or_else(|| OpError::bad_input("opts.headers must be a map"))?;
-        for (k, v) in h {
-            rb = rb.header(k.as_str(), v.to_string());
-        }
+    // A caller whose options are not declared yet still gets its types
+    // checked here.
+    let o = Opts(opts.clone());
+    for (k, v) in o.map("headers")?.unwrap_or_default() {
+        rb = rb.header(k.as_str(), v.to_string());
     }
-    if let Some(q) = opts.get("query") {
-        let q = q
-            .clone()
-            .try_cast::<Map>()
-            .ok_or_else(|| OpError::bad_input("opts.query must be a map"))?;
+    if let Some(q) = o.map("query")? {
         let pairs: Vec<(String, String)> = q
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         rb = rb.query(&pairs);
     }
-    if let Some(t) = opts.get("bearer") {
-        crate::redact::register_secret(&t.to_string());
-        rb = rb.bearer_auth(t.to_string());
+    if let Some(t) = o.str("bearer")? {
+        crate::redact::register_secret(&t);
+        rb = rb.bearer_auth(t);
     }
-    if let Some(b) = opts.get("basic") {
-        let parts: Vec<String> = b
-            .clone()
-            .try_cast::<rhai::Array>()
-            .unwrap_or_default()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        let [user, pass] = parts.as_slice() else {
+    if let Some(b) = o.strings("basic")? {
+        let [user, pass] = b.as_slice() else {
             return Err(OpError::bad_input("opts.basic must be [user, password]"));
         };
         crate::redact::register_secret(pass);
         rb = rb.basic_auth(user, Some(pass));
     }
-    if let Some(t) = opts.get("timeout") {
-        rb = rb.timeout(parse_duration(t).map_err(OpError::bad_input)?);
+    if let Some(t) = o.duration("timeout")? {
+        rb = rb.timeout(t);
     }
     Ok(rb)
 }
 
-fn request(
-    call: &mut Call,
-    method: reqwest::Method,
-    body_idx: Option<usize>,
-    opts_idx: usize,
-) -> Result<Dynamic, OpError> {
-    let url = call.str_at(0)?;
-    let opts = call.opts_at(opts_idx)?;
-    let insecure = opts
-        .get("insecure")
-        .and_then(|d| d.as_bool().ok())
-        .unwrap_or(false);
-    let client = client(call, insecure)?;
+/// GET or POST `url` with `opts`; a POST sends the `body` argument.
+fn request(call: &mut Call, method: reqwest::Method) -> Result<Dynamic, OpError> {
+    let url = call.str("url")?;
+    let opts = call.opts("opts")?;
+    let client = client(call, opts.bool("insecure")?)?;
     let mut rb = client.request(method.clone(), &url);
     rb = apply_opts(rb, &opts)?;
-    if let Some(i) = body_idx {
-        let (body, ctype) = body_of(call.arg_at(i));
+    if method == reqwest::Method::POST {
+        let (body, ctype) = body_of(call.value("body")?);
         if let Some(b) = body {
             rb = rb.body(b);
         }
@@ -203,17 +185,34 @@ fn send_error(e: reqwest::Error, url: &str) -> OpError {
     }
 }
 
+pub const GET: Primitive = Primitive::read("get", get)
+    .params(&[req("url", Ty::Str), opt("opts", Ty::Record(&HTTP_OPTS))])
+    .returns(RESPONSE)
+    .doc("GET a URL; a non-2xx status is a result, not an error.")
+    .example(r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#);
+
 fn get(call: &mut Call) -> Result<Dynamic, OpError> {
-    request(call, reqwest::Method::GET, None, 1)
+    request(call, reqwest::Method::GET)
 }
 
+pub const POST: Primitive = Primitive::mutate("post", plan_post, post)
+    .params(&[
+        req("url", Ty::Str),
+        opt("body", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str])),
+        opt("opts", Ty::Record(&HTTP_OPTS)),
+    ])
+    .returns(RESPONSE)
+    .doc("POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
+          A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.")
+    .example(r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#);
+
 fn post(call: &mut Call) -> Result<Dynamic, OpError> {
-    request(call, reqwest::Method::POST, Some(1), 2)
+    request(call, reqwest::Method::POST)
 }
 
 fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
-    let url = call.str_at(0)?;
-    let (body, ctype) = body_of(call.arg_at(1));
+    let url = call.str("url")?;
+    let (body, ctype) = body_of(call.value("body")?);
     let n = body.as_ref().map(Vec::len).unwrap_or(0);
     Ok(Plan {
         summary: format!(
@@ -228,16 +227,28 @@ fn plan_post(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
+pub const HMAC_SHA256: Primitive = Primitive::read("hmac_sha256", hmac_sha256)
+    .params(&[
+        req("secret", Ty::Str),
+        req("body", Ty::OneOf(&[Ty::Str, Ty::Map, Ty::Array])),
+        opt("encoding", Ty::Str),
+    ])
+    .returns(Ty::Str)
+    .doc("HMAC-SHA256 of a body with a secret, as lowercase hex: the signature webhooks send (GitHub: \"sha256=\" + this).\n\
+          A map or array body is signed as the JSON http.post sends, so sign and post the same value. encoding: \"hex\" (default) or \"base64\" (`openssl dgst -binary | base64`). The secret is masked in output and logs.")
+    .example(r#"let sig = http.hmac_sha256("s3cret-key", `{"event":"ping"}`); let h = #{"X-Signature": `sha256=${sig}`};"#)
+    .class(Class::Local);
+
 fn hmac_sha256(call: &mut Call) -> Result<Dynamic, OpError> {
     use hmac::Mac;
-    let secret = call.str_at(0)?;
+    let secret = call.str("secret")?;
     crate::redact::register_secret(&secret);
-    let (body, _) = body_of(call.arg_at(1));
+    let (body, _) = body_of(call.value("body")?);
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
         .map_err(|e| OpError::bad_input("unusable HMAC key").with_cause(e))?;
     mac.update(&body.unwrap_or_default());
     let sig = mac.finalize().into_bytes();
-    match call.opt_str_at(2)?.as_deref() {
+    match call.opt_str("encoding")?.as_deref() {
         None | Some("hex") => Ok(sig
             .iter()
             .map(|b| format!("{b:02x}"))

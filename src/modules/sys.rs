@@ -71,7 +71,8 @@ pub const PARALLEL_ROWS: &[Field] = &[
     field("value", Ty::Any).doc("what f returned; () when it failed or was skipped"),
     field("error", Ty::Str).doc("why f failed or the item was skipped; () when ok"),
     field("ms", Ty::Float).doc("how long f ran, in milliseconds; () when skipped"),
-    field("skipped", Ty::Bool).doc("not started: the failure budget was spent or the run is stopping"),
+    field("skipped", Ty::Bool)
+        .doc("not started: the failure budget was spent or the run is stopping"),
 ];
 
 pub const PARALLEL: Primitive = Primitive::read("parallel", parallel)
@@ -227,7 +228,9 @@ pub const DURATION: Primitive = Primitive::read("duration", duration)
     .class(Class::Control);
 
 fn duration(call: &mut Call) -> Result<Dynamic, OpError> {
-    Ok(Dynamic::from_float(duration_arg(call, "text")?.as_secs_f64()))
+    Ok(Dynamic::from_float(
+        duration_arg(call, "text")?.as_secs_f64(),
+    ))
 }
 
 pub const SLEEP: Primitive = Primitive::read("sleep", sleep)

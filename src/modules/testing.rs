@@ -183,7 +183,10 @@ fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 
 /// The two values to compare, as data, and the message. `()` is a value
 /// here (`assert_eq(x, ())`).
-fn pair(call: &Call, other: &str) -> Result<(serde_json::Value, serde_json::Value, Option<String>), OpError> {
+fn pair(
+    call: &Call,
+    other: &str,
+) -> Result<(serde_json::Value, serde_json::Value, Option<String>), OpError> {
     let get = |name| -> Result<serde_json::Value, OpError> {
         Ok(to_json(call.value(name)?.unwrap_or(&Dynamic::UNIT)))
     };
@@ -206,7 +209,11 @@ fn assert_eq(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub const ASSERT_NE: Primitive = Primitive::read("assert_ne", assert_ne)
-    .params(&[req("actual", Ty::Any), req("unexpected", Ty::Any), opt("message", Ty::Str)])
+    .params(&[
+        req("actual", Ty::Any),
+        req("unexpected", Ty::Any),
+        opt("message", Ty::Str),
+    ])
     .doc("Fail the test if the two values are equal.")
     .example(r#"assert_ne("a", "b")"#)
     .class(Class::Control)

@@ -4,7 +4,7 @@
 //! over the connection.
 
 use crate::dispatch::{Call, OpError};
-use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::map_of;
 use rhai::Dynamic;
 use std::sync::Arc;
@@ -14,12 +14,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "tls",
     doc: "TLS certificates a server presents: subject, issuer, validity, days to expiry.",
     target: None,
-    primitives: &[Primitive::read("cert", cert)
-    .params(&[req("address", Ty::Str), opt("opts", Ty::Map)])
-    .returns(Ty::Map)
-    .doc("The leaf certificate a server presents: #{host, port, subject, issuer, not_before, not_after, days_left, expired}.\n\
-              address: \"host:port\" (port 443 when omitted) or an https:// URL. The certificate is read even when it is expired or untrusted, so an expiry check still works. opts: server_name (SNI, default the host).")
-    .example(r#"let c = tls.cert("example.com:443"); if c.days_left < 14 { print(`renew ${c.subject}`) }"#)],
+    primitives: &[CERT],
 };
 
 #[derive(Debug)]
@@ -93,14 +88,32 @@ fn split_address(address: &str) -> Result<(String, u16), OpError> {
     }
 }
 
+pub const CERT: Primitive = Primitive::read("cert", cert)
+    .params(&[
+        req("address", Ty::Str),
+        opt("opts", Ty::Record(&[
+            field("server_name", Ty::Str).doc("the name sent as SNI; default the host"),
+        ])),
+    ])
+    .returns(Ty::Record(&[
+        field("host", Ty::Str),
+        field("port", Ty::Int),
+        field("subject", Ty::Str).doc("the subject's CN (all its name values when it has none)"),
+        field("issuer", Ty::Str).doc("the issuer's CN, likewise"),
+        field("not_before", Ty::Str).doc("RFC 3339, UTC"),
+        field("not_after", Ty::Str).doc("RFC 3339, UTC"),
+        field("days_left", Ty::Float).doc("days until not_after, rounded down to 0.1; negative once expired"),
+        field("expired", Ty::Bool),
+    ]))
+    .doc("The leaf certificate a server presents.\n\
+          address: \"host:port\" (port 443 when omitted) or an https:// URL. The certificate is read even when it is expired or untrusted, so an expiry check still works.")
+    .example(r#"let c = tls.cert("example.com:443"); if c.days_left < 14 { print(`renew ${c.subject}`) }"#);
+
 fn cert(call: &mut Call) -> Result<Dynamic, OpError> {
-    let address = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let address = call.str("address")?;
+    let opts = call.opts("opts")?;
     let (host, port) = split_address(&address)?;
-    let sni = opts
-        .get("server_name")
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| host.clone());
+    let sni = opts.str("server_name")?.unwrap_or_else(|| host.clone());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -139,19 +152,6 @@ fn cert(call: &mut Call) -> Result<Dynamic, OpError> {
     })?;
     let (host, port) = split_address(&address)?;
     let days_left = (info.not_after - crate::modules::sys::unix_now() as i64) as f64 / 86400.0;
-    crate::output::column_order_hint(
-        &[
-            "host",
-            "port",
-            "subject",
-            "issuer",
-            "not_before",
-            "not_after",
-            "days_left",
-            "expired",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_map(map_of([
         ("host", host.into()),
         ("port", Dynamic::from_int(i64::from(port))),
