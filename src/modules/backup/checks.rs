@@ -4,12 +4,10 @@
 
 use super::compress::{self, Compression};
 use super::formats::{self, pgarchive, rdb, sql, sqlite, Format};
-use super::opts::{
-    check_keys, display, human_bytes, human_duration, opt_bool, opt_duration, opt_size, opt_string,
-    rfc3339, unix_secs,
-};
+use super::opts::{display, human_bytes, human_duration, rfc3339, unix_secs};
 use super::{checksum, restore};
 use crate::dispatch::{Call, ErrorKind, OpError, Plan};
+use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::io::{BufReader, Read};
@@ -60,66 +58,58 @@ pub struct VerifyOpts {
     pub keep: bool,
 }
 
-const KEYS: &[&str] = &[
-    "max_age",
-    "min_size",
-    "checksum",
-    "format",
-    "restore",
-    "target",
-    "sanity",
-    "fail",
-    "scratch_db",
-    "keep",
+const VERIFY_OPTS: &[Field] = &[
+    field("max_age", Ty::Duration).doc("the age check: the file is at most this old, e.g. \"26h\""),
+    field("min_size", Ty::Size).doc("the size check: at least this big; default 1 byte (an empty file fails)"),
+    field("checksum", Ty::OneOf(&[Ty::Bool, Ty::Str])).doc(
+        "true: a sidecar is required; false: not checked; a SHA-256 digest (64 hex digits): the expected one; \
+         default: the sidecar is verified when there is one",
+    ),
+    field("format", Ty::Str)
+        .doc("the format expected: pg_custom, pg_directory, pg_tar, sql, sqlite or rdb"),
+    field("restore", Ty::Bool).doc("restore a PostgreSQL dump into a scratch database (needs `target`)"),
+    field("target", Ty::Str).doc("with restore: the PostgreSQL server (a pg target name or URL)"),
+    field("sanity", Ty::List(&Ty::Record(&[
+        field("sql", Ty::Str),
+        field("expect", Ty::Any)
+            .doc("the first column of the first row; an array: every row, as maps"),
+        field("name", Ty::Str).doc("the check's name; default the start of the SQL"),
+    ])))
+    .doc("with restore: queries run on the restored database, each a check"),
+    field("fail", Ty::Bool).doc("fail the script when a check fails; default true"),
+    field("scratch_db", Ty::Str)
+        .doc("with restore: the scratch database's name (it must start with opsh_verify_ and not exist)"),
+    field("keep", Ty::Bool).doc("with restore: keep the scratch database instead of dropping it"),
 ];
 
 fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
-    let path = PathBuf::from(call.str_at(0)?);
-    let o = call.opts_at(1)?;
-    check_keys(&o, KEYS, "backup.verify")?;
+    let path = PathBuf::from(call.str("path")?);
+    let o = call.opts("opts")?;
     let checksum = match o.get("checksum") {
         None => ChecksumMode::Auto,
-        Some(d) if d.is_unit() => ChecksumMode::Auto,
-        Some(d) if d.is_bool() => {
-            if d.as_bool().unwrap_or(false) {
-                ChecksumMode::Required
-            } else {
-                ChecksumMode::Skip
+        Some(d) => match d.as_bool() {
+            Ok(true) => ChecksumMode::Required,
+            Ok(false) => ChecksumMode::Skip,
+            Err(_) => {
+                let s = d.to_string();
+                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(OpError::bad_input(
+                        "option `checksum` must be true, false or a SHA-256 digest (64 hex digits)",
+                    ));
+                }
+                ChecksumMode::Digest(s)
             }
-        }
-        Some(d) if d.is_string() => {
-            let s = d.to_string();
-            if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(OpError::bad_input(
-                    "option `checksum` must be true, false or a SHA-256 digest (64 hex digits)",
-                ));
-            }
-            ChecksumMode::Digest(s)
-        }
-        Some(_) => {
-            return Err(OpError::bad_input(
-                "option `checksum` must be true, false or a SHA-256 digest (64 hex digits)",
-            ))
-        }
+        },
     };
-    let format = opt_string(&o, "format")?;
+    let format = o.str("format")?;
     if let Some(f) = &format {
         if !formats::NAMES.contains(&f.as_str()) {
             return Err(OpError::bad_input(format!("unknown format `{f}`"))
                 .with_hint(format!("one of: {}", formats::NAMES.join(", "))));
         }
     }
-    let sanity = match o.get("sanity") {
-        None => Array::new(),
-        Some(d) if d.is_array() => d.clone().cast::<Array>(),
-        Some(_) => {
-            return Err(OpError::bad_input(
-                "option `sanity` must be an array like [#{sql: \"select count(*) from users\", expect: 42}]",
-            ))
-        }
-    };
-    let restore = opt_bool(&o, "restore")?;
-    let target = opt_string(&o, "target")?;
+    let restore = o.bool("restore")?;
+    let target = o.str("target")?;
     if restore && target.is_none() {
         return Err(OpError::bad_input("`restore: true` needs `target`: the PostgreSQL server to restore on (a pg target name or URL)")
             .with_hint("e.g. #{restore: true, target: \"restore-test\"}; opsh creates and drops a scratch database there"));
@@ -127,19 +117,16 @@ fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
     Ok((
         path,
         VerifyOpts {
-            max_age: opt_duration(&o, "max_age")?,
-            min_size: opt_size(&o, "min_size")?.unwrap_or(1),
+            max_age: o.duration("max_age")?,
+            min_size: o.size("min_size")?.unwrap_or(1),
             checksum,
             format,
             restore,
             target,
-            sanity,
-            fail: o
-                .get("fail")
-                .map(|d| d.as_bool().unwrap_or(true))
-                .unwrap_or(true),
-            scratch_db: opt_string(&o, "scratch_db")?,
-            keep: opt_bool(&o, "keep")?,
+            sanity: o.array("sanity")?.unwrap_or_default(),
+            fail: o.opt_bool("fail")?.unwrap_or(true),
+            scratch_db: o.str("scratch_db")?,
+            keep: o.bool("keep")?,
         },
     ))
 }
@@ -171,7 +158,6 @@ impl Report {
     }
 
     pub fn to_dynamic(&self) -> Dynamic {
-        crate::output::column_order_hint(&["check".into(), "passed".into(), "detail".into()]);
         let checks: Array = self
             .checks
             .iter()
@@ -626,6 +612,48 @@ fn run_file_checks(call: &Call, path: &Path, o: &VerifyOpts) -> Result<Report, O
     })
 }
 
+/// The report `Report::to_dynamic` makes.
+const REPORT: Ty = Ty::Record(&[
+    field("path", Ty::Str),
+    field("ok", Ty::Bool).doc("every check passed"),
+    field("format", Ty::Str).doc(
+        "pg_custom, pg_directory, pg_tar, sql, sqlite, rdb, or tar, empty, unknown; \
+         () when the file could not be read",
+    ),
+    field("compression", Ty::Str).doc("none, gzip or zstd"),
+    field("bytes", Ty::Int).doc("a directory archive: the sum of its files"),
+    field("size", Ty::Str).doc("bytes, human-readable (\"1.5 KiB\")"),
+    field("mtime", Ty::Str).doc("modification time, RFC 3339, UTC; () when the file is missing"),
+    field("age_s", Ty::Int).doc("seconds since the modification time; () when the file is missing"),
+    field("info", Ty::Record(INFO)).doc("what the format check read; each key only for the formats it names"),
+    field("checks", Ty::Rows(&[
+        field("check", Ty::Str).doc("exists, size, age, checksum, compression, format, archive, sql_dump, sqlite_*, rdb, restore, restore_tables, restore_rows, sanity: NAME, cleanup"),
+        field("passed", Ty::Bool),
+        field("detail", Ty::Str).doc("what was found, or why it failed"),
+    ])),
+]);
+
+const INFO: &[Field] = &[
+    field("database", Ty::Str).doc("PostgreSQL archive: the database dumped"),
+    field("pg_dump_version", Ty::Str).doc("PostgreSQL archive or SQL dump"),
+    field("server_version", Ty::Str).doc("PostgreSQL archive or SQL dump: the server dumped"),
+    field("created", Ty::Str).doc("PostgreSQL archive: when pg_dump wrote it"),
+    field("archive_compression", Ty::Str).doc("PostgreSQL archive: its own compression"),
+    field("toc_entries", Ty::Int).doc("PostgreSQL archive"),
+    field("tables", Ty::Int).doc("PostgreSQL archive or SQL dump"),
+    field("data_entries", Ty::Int).doc("PostgreSQL archive: table data entries"),
+    field("rows", Ty::Int).doc("PostgreSQL archive or SQL dump: rows in its COPY data"),
+    field("table_rows", Ty::Map)
+        .doc("PostgreSQL archive or SQL dump: rows per table, by schema.table"),
+    field("rdb_version", Ty::Int).doc("Redis RDB"),
+    field("page_size", Ty::Int).doc("SQLite"),
+    field("pages", Ty::Int).doc("SQLite"),
+    field("journal_mode", Ty::Str).doc("SQLite: wal or rollback"),
+    field("note", Ty::Str).doc("a compressed file whose inner format is not checked: why"),
+    field("scratch_db", Ty::Str).doc("with restore: the scratch database's name"),
+    field("restored_rows", Ty::Map).doc("with restore: rows per table in the scratch database"),
+];
+
 pub fn plan_verify(call: &mut Call) -> Result<Plan, OpError> {
     let (path, o) = parse(call)?;
     let mut r = run_file_checks(call, &path, &o)?;
@@ -655,6 +683,15 @@ pub fn plan_verify(call: &mut Call) -> Result<Plan, OpError> {
     let details = r.to_dynamic().try_cast::<Map>().unwrap_or_default();
     Ok(Plan { summary, details })
 }
+
+pub const VERIFY: Primitive = Primitive::mutate("verify", plan_verify, verify)
+    .params(&[req("path", Ty::Str), opt("opts", Ty::Record(VERIFY_OPTS))])
+    .returns(REPORT)
+    .doc("Check a backup and return a report with one row per check. Fails the script (like fail()) when a check fails, unless `fail: false`.\n\
+          Checks: exists; size (>= `min_size`, default 1 byte: an empty file fails); age (<= `max_age`, e.g. \"26h\"); checksum (the `FILE.sha256` sidecar or a `SHA256SUMS` file beside it; `checksum: true` requires one, a hex string gives the digest); compression (gzip and zstd streamed to the end); format (detected; `format` names the one expected: pg_custom, pg_directory, pg_tar, sql, sqlite, rdb) and its integrity: PostgreSQL archives are read to the end with pg_restore (database, pg_dump version, creation time, tables, data entries, rows per table), plain SQL dumps need their header and completion footer, SQLite gets PRAGMA integrity_check and its WAL state, Redis RDB files their magic, version and CRC64.\n\
+          `restore: true` with `target` (a pg target name or URL) restores a PostgreSQL dump into a scratch database opsh creates (opsh_verify_...), stops at the first error, compares tables and row counts with the archive, runs `sanity: [#{sql, expect}]`, and drops it. It never restores into a database it did not create. A mutation: --dry-run runs the file checks and says what it would restore; it is audited (target: the path).")
+    .example(r#"let r = backup.verify("/backups/app.dump", #{max_age: "26h", min_size: 1024, fail: false}); show(r.checks)"#)
+    .unbounded();
 
 pub fn verify(call: &mut Call) -> Result<Dynamic, OpError> {
     let (path, o) = parse(call)?;

@@ -1,7 +1,8 @@
 //! The backups in a directory: what counts as one, newest first.
 
-use super::opts::{age_secs, check_keys, human_bytes, opt_string, rfc3339, unix_secs};
+use super::opts::{age_secs, human_bytes, rfc3339, unix_secs};
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,24 @@ impl Entry {
     }
 }
 
-pub const COLUMNS: &[&str] = &["name", "kind", "bytes", "size", "mtime", "age_s", "path"];
+/// One backup, as `Entry::to_dynamic` makes it: the columns of
+/// `backup.list`, in the order a table shows them.
+pub const ENTRY: &[Field] = &[
+    field("name", Ty::Str),
+    field("kind", Ty::Str).doc("\"file\", or \"dir\" for a pg_dump directory archive"),
+    field("bytes", Ty::Int).doc("a directory archive: the sum of its files"),
+    field("size", Ty::Str).doc("bytes, human-readable (\"1.5 KiB\")"),
+    field("mtime", Ty::Str).doc("modification time, RFC 3339, UTC"),
+    field("age_s", Ty::Int).doc("seconds since the modification time"),
+    field("path", Ty::Str),
+];
+
+/// The options of `backup.list` and `backup.latest`.
+const LIST_OPTS: Ty = Ty::Record(&[PATTERN]);
+
+/// Shared with `backup.retention`.
+pub const PATTERN: Field =
+    field("pattern", Ty::Str).doc("a glob on the name (`*`, `?`); default every entry");
 
 /// The one glob matcher (`*`, `?`), shared with `--each-target`.
 pub use crate::fleet::glob_match as glob;
@@ -92,24 +110,35 @@ pub fn scan(dir: &Path, pattern: Option<&str>) -> Result<Vec<Entry>, OpError> {
     Ok(v)
 }
 
-fn args(call: &Call, prim: &str) -> Result<(PathBuf, Option<String>), OpError> {
-    let dir = PathBuf::from(call.str_at(0)?);
-    let o = call.opts_at(1)?;
-    check_keys(&o, &["pattern"], prim)?;
-    Ok((dir, opt_string(&o, "pattern")?))
+/// The directory and the `pattern` option.
+fn args(call: &Call) -> Result<(PathBuf, Option<String>), OpError> {
+    let dir = PathBuf::from(call.str("dir")?);
+    Ok((dir, call.opts("opts")?.str("pattern")?))
 }
 
+pub const LIST: Primitive = Primitive::read("list", list)
+    .params(&[req("dir", Ty::Str), opt("opts", LIST_OPTS)])
+    .returns(Ty::Rows(ENTRY))
+    .doc("Backups in a directory, newest first.\n\
+          Checksum sidecars, SQLite -wal/-shm files and hidden files are not backups; a directory counts only when it is a pg_dump directory archive (it has a toc.dat).")
+    .example(r#"show(backup.list("/backups", #{pattern: "app-*.dump"}))"#);
+
 pub fn list(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (dir, pattern) = args(call, "backup.list")?;
+    let (dir, pattern) = args(call)?;
     let v = scan(&dir, pattern.as_deref())?;
-    crate::output::column_order_hint(&COLUMNS.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     Ok(Dynamic::from_array(
         v.iter().map(Entry::to_dynamic).collect::<Array>(),
     ))
 }
 
+pub const LATEST: Primitive = Primitive::read("latest", latest)
+    .params(&[req("dir", Ty::Str), opt("opts", LIST_OPTS)])
+    .returns(Ty::OneOf(&[Ty::Record(ENTRY), Ty::Unit]))
+    .doc("The newest backup in a directory (the first of backup.list), or () when none matches `pattern`.")
+    .example(r#"let b = backup.latest("/backups", #{pattern: "*.dump"}); if b == () { fail("no backup") }"#);
+
 pub fn latest(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (dir, pattern) = args(call, "backup.latest")?;
+    let (dir, pattern) = args(call)?;
     Ok(scan(&dir, pattern.as_deref())?
         .first()
         .map(Entry::to_dynamic)

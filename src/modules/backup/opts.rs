@@ -1,24 +1,10 @@
-//! Option parsing and the small conversions every backup primitive shares:
-//! sizes ("10MB"), human-readable bytes, file times.
+//! The small conversions every backup primitive shares: human-readable
+//! bytes and durations, file times.
 
-use crate::dispatch::OpError;
-pub use crate::modules::pg::conn::{check_keys, opt_bool, opt_duration, opt_int, opt_string};
 #[cfg(test)]
 use crate::value::size_from_str as parse_size;
-use rhai::Map;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// A size option: bytes (an int) or a string like "10MB".
-pub fn opt_size(opts: &Map, k: &str) -> Result<Option<u64>, OpError> {
-    match opts.get(k) {
-        None => Ok(None),
-        Some(d) if d.is_unit() => Ok(None),
-        Some(d) => crate::value::parse_size(d)
-            .map(Some)
-            .map_err(|e| OpError::bad_input(format!("option `{k}`: {e}"))),
-    }
-}
 
 /// 1536 -> "1.5 KiB".
 pub fn human_bytes(n: u64) -> String {

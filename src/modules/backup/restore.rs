@@ -26,9 +26,10 @@ fn scratch_name() -> String {
     format!("{PREFIX}{stamp}_{rand}")
 }
 
-fn comment(path: &Path) -> String {
+/// The marker put on the scratch database; `prim` is the primitive making it.
+fn comment(prim: &str, path: &Path) -> String {
     format!(
-        "opsh backup.verify scratch database for {}; dropped when the check ends",
+        "opsh {prim} scratch database for {}; dropped when the check ends",
         path.display()
     )
 }
@@ -207,11 +208,12 @@ pub fn verify_restore(call: &mut Call, o: &VerifyOpts, r: &mut Report) -> Result
     let target = o.target.clone().unwrap_or_default();
     let t = call.session.resolve(Kind::Pg, Some(&target))?;
     call.set_target(t.clone());
+    let prim = call.prim.full_name();
     let name = match &o.scratch_db {
         Some(n) => {
             if !n.starts_with(PREFIX) {
                 return Err(OpError::refused(format!(
-                    "backup.verify restores only into a scratch database it creates, named {PREFIX}...; it will not use `{n}`"
+                    "{prim} restores only into a scratch database it creates, named {PREFIX}...; it will not use `{n}`"
                 ))
                 .with_hint(format!("give a new name starting with {PREFIX}, or leave scratch_db out; pg.restore restores into an existing database")));
             }
@@ -221,7 +223,7 @@ pub fn verify_restore(call: &mut Call, o: &VerifyOpts, r: &mut Report) -> Result
     };
     if db_exists(call, &name)?.is_some() {
         return Err(OpError::refused(format!(
-            "the database {name} already exists on {}: backup.verify restores only into a database it creates itself",
+            "the database {name} already exists on {}: {prim} restores only into a database it creates itself",
             t.display()
         ))
         .with_hint("leave scratch_db out to get a fresh name"));
@@ -231,7 +233,7 @@ pub fn verify_restore(call: &mut Call, o: &VerifyOpts, r: &mut Report) -> Result
         &format!("CREATE DATABASE {}", quote_ident(&name)),
         "creating the scratch database failed",
     )?;
-    let marker = comment(&r.path);
+    let marker = comment(&prim, &r.path);
     let created = run_utility(
         call,
         &format!(

@@ -3,9 +3,10 @@
 //! newest backup always stays, the rest goes. Days, weeks (Monday to
 //! Sunday) and months are UTC, by modification time.
 
-use super::listing::{scan, Entry};
-use super::opts::{check_keys, human_bytes, opt_int, opt_string};
+use super::listing::{scan, Entry, ENTRY, PATTERN};
+use super::opts::human_bytes;
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, join, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::collections::HashSet;
@@ -88,15 +89,10 @@ pub fn decide(entries: Vec<Entry>, p: &Policy) -> Decision {
 }
 
 fn request(call: &Call) -> Result<(PathBuf, Option<String>, Policy), OpError> {
-    let dir = PathBuf::from(call.str_at(0)?);
-    let o = call.opts_at(1)?;
-    check_keys(
-        &o,
-        &["keep_daily", "keep_weekly", "keep_monthly", "pattern"],
-        "backup.retention",
-    )?;
+    let dir = PathBuf::from(call.str("dir")?);
+    let o = call.opts("opts")?;
     let n = |k: &str| -> Result<usize, OpError> {
-        match opt_int(&o, k)? {
+        match o.int(k)? {
             None => Ok(0),
             Some(v) => usize::try_from(v)
                 .map_err(|_| OpError::bad_input(format!("option `{k}` cannot be negative"))),
@@ -113,7 +109,7 @@ fn request(call: &Call) -> Result<(PathBuf, Option<String>, Policy), OpError> {
         )
         .with_hint("e.g. #{keep_daily: 7, keep_weekly: 4, keep_monthly: 6}"));
     }
-    Ok((dir, opt_string(&o, "pattern")?, p))
+    Ok((dir, o.str("pattern")?, p))
 }
 
 fn sidecar(e: &Entry) -> PathBuf {
@@ -140,6 +136,31 @@ fn describe(d: &Decision) -> Map {
         ("bytes_freed", Dynamic::from_int(bytes as i64)),
     ])
 }
+
+const KEPT: [Field; 8] = join(&[
+    ENTRY,
+    &[field("reason", Ty::Str)
+        .doc("the rules that keep it: \"newest\", \"daily 2025-01-31\", \"weekly week of 2025-01-27\", \"monthly 2025-01\"")],
+]);
+
+pub const RETENTION: Primitive = Primitive::mutate("retention", plan, apply)
+    .params(&[
+        req("dir", Ty::Str),
+        opt("opts", Ty::Record(&[
+            field("keep_daily", Ty::Int).doc("days whose newest backup is kept"),
+            field("keep_weekly", Ty::Int).doc("weeks (Monday to Sunday) whose newest backup is kept"),
+            field("keep_monthly", Ty::Int).doc("months whose newest backup is kept"),
+            PATTERN,
+        ])),
+    ])
+    .returns(Ty::Record(&[
+        field("kept", Ty::Rows(&KEPT)),
+        field("removed", Ty::Rows(ENTRY)).doc("with their .sha256 sidecars"),
+        field("bytes_freed", Ty::Int),
+    ]))
+    .doc("Apply a retention policy: keep the newest backup of each of the last `keep_daily` days, `keep_weekly` weeks (Monday to Sunday) and `keep_monthly` months (UTC, by modification time), remove the rest, with their .sha256 sidecars.\n\
+          `pattern` selects the backups as in backup.list. The newest backup is always kept, and a policy that keeps nothing is refused. A mutation: --dry-run lists what would be removed and deletes nothing; the target shown for confirmation and in the audit log is the directory.")
+    .example(r#"backup.retention("/backups", #{pattern: "app-*.dump", keep_daily: 7, keep_weekly: 4, keep_monthly: 6})"#);
 
 pub fn plan(call: &mut Call) -> Result<Plan, OpError> {
     let (dir, pattern, p) = request(call)?;
