@@ -164,8 +164,6 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 /// The innermost message of an error raised inside a parallel item.
-
-/// The innermost message of an error raised inside a parallel item.
 fn item_error(e: &rhai::EvalAltResult) -> String {
     match crate::diagnostic::leaf(e) {
         rhai::EvalAltResult::ErrorRuntime(v, _) if v.is::<crate::dispatch::PrimitiveError>() => v
