@@ -5,12 +5,12 @@
 
 use super::conn::one;
 use crate::dispatch::{Call, OpError, Plan};
-use crate::registry::{field, opt, req, Primitive, Ty, STRINGS};
 use crate::modules::backup::compress::Compression;
 use crate::modules::backup::formats::{self, pgarchive, sql, Format};
 use crate::modules::backup::opts::human_bytes;
 use crate::modules::backup::tools::{self, Conn};
 use crate::modules::backup::{checksum, restore};
+use crate::registry::{field, opt, req, Primitive, Ty, STRINGS};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::io::Read;

@@ -127,8 +127,13 @@ impl SessionFilter {
         };
         // One pid or a list; dispatch has checked they are ints.
         let pids = opts.get("pids").map(|d| {
-            let list = d.read_lock::<Array>().map(|a| a.clone()).unwrap_or_else(|| vec![d.clone()]);
-            list.iter().filter_map(|p| p.as_int().ok()).collect::<Vec<i64>>()
+            let list = d
+                .read_lock::<Array>()
+                .map(|a| a.clone())
+                .unwrap_or_else(|| vec![d.clone()]);
+            list.iter()
+                .filter_map(|p| p.as_int().ok())
+                .collect::<Vec<i64>>()
         });
         let f = SessionFilter {
             states,

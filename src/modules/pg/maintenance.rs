@@ -243,8 +243,10 @@ pub const REINDEX: Primitive = Primitive::mutate("reindex", plan_reindex, reinde
         field("bytes_after", Ty::Int),
         field("duration_ms", Ty::Int),
     ]))
-    .doc("REINDEX exactly one of #{table}, #{index} or #{database}.\n\
-          --dry-run reports the statement and the indexes' current size.")
+    .doc(
+        "REINDEX exactly one of #{table}, #{index} or #{database}.\n\
+          --dry-run reports the statement and the indexes' current size.",
+    )
     .example(r#"pg.reindex(#{index: "jobs_state_idx", concurrently: true})"#);
 
 fn plan_reindex(call: &mut Call) -> Result<Plan, OpError> {

@@ -68,7 +68,8 @@ pub const SLOW_QUERIES: Primitive = Primitive::read("slow_queries", slow_queries
         "opts",
         Ty::Record(&[
             field("limit", Ty::Int).doc("default 10"),
-            field("order_by", Ty::Str).doc("\"mean\" (default), \"total\", \"calls\", \"max\" or \"rows\""),
+            field("order_by", Ty::Str)
+                .doc("\"mean\" (default), \"total\", \"calls\", \"max\" or \"rows\""),
             field("database", Ty::Str).doc("keep one database"),
         ]),
     )])
@@ -86,8 +87,10 @@ pub const SLOW_QUERIES: Primitive = Primitive::read("slow_queries", slow_queries
         field("cache_hit_pct", Ty::Float).doc("() before any block was read"),
         field("query", Ty::Str).doc("whitespace collapsed, the first 300 characters"),
     ]))
-    .doc("The costliest statements from pg_stat_statements.\n\
-          When the extension is missing the error says exactly how to install it.")
+    .doc(
+        "The costliest statements from pg_stat_statements.\n\
+          When the extension is missing the error says exactly how to install it.",
+    )
     .example(r#"show(pg.slow_queries(#{limit: 5, order_by: "total"}))"#);
 
 fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -177,10 +180,7 @@ fn cache_hit_ratio(call: &mut Call) -> Result<Dynamic, OpError> {
 pub const INDEX_USAGE: Primitive = Primitive::read("index_usage", index_usage)
     .params(&[opt(
         "opts",
-        Ty::Record(&[
-            field("schema", Ty::Str),
-            field("unused_only", Ty::Bool),
-        ]),
+        Ty::Record(&[field("schema", Ty::Str), field("unused_only", Ty::Bool)]),
     )])
     .returns(Ty::Rows(&[
         field("schema", Ty::Str),
@@ -193,7 +193,8 @@ pub const INDEX_USAGE: Primitive = Primitive::read("index_usage", index_usage)
         field("size", Ty::Str),
         field("is_unique", Ty::Bool),
         field("is_primary", Ty::Bool),
-        field("unused", Ty::Bool).doc("never scanned since the statistics were reset, and enforcing no constraint"),
+        field("unused", Ty::Bool)
+            .doc("never scanned since the statistics were reset, and enforcing no constraint"),
     ]))
     .doc("Index scans per index, unused first.")
     .example("show(pg.index_usage(#{unused_only: true}))");
@@ -201,7 +202,9 @@ pub const INDEX_USAGE: Primitive = Primitive::read("index_usage", index_usage)
 fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
     let opts = call.opts("opts")?;
     let params: Array = vec![
-        opts.str("schema")?.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+        opts.str("schema")?
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
         Dynamic::from_bool(opts.bool("unused_only")?),
     ];
     let r = rows(
@@ -253,7 +256,9 @@ pub const VACUUM_STATS: Primitive = Primitive::read("vacuum_stats", vacuum_stats
 fn vacuum_stats(call: &mut Call) -> Result<Dynamic, OpError> {
     let opts = call.opts("opts")?;
     let params: Array = vec![
-        opts.str("schema")?.map(Dynamic::from).unwrap_or(Dynamic::UNIT),
+        opts.str("schema")?
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT),
         Dynamic::from_int(opts.int("limit")?.unwrap_or(50)),
     ];
     let r = rows(
@@ -371,7 +376,8 @@ pub const SETTINGS: Primitive = Primitive::read("settings", settings)
     .params(&[opt("names", STRINGS)])
     .returns(Ty::Rows(&[
         field("name", Ty::Str),
-        field("setting", Ty::Any).doc("an int, float or bool when the setting is one, else a string"),
+        field("setting", Ty::Any)
+            .doc("an int, float or bool when the setting is one, else a string"),
         field("unit", Ty::Str),
         field("value", Ty::Str).doc("as SHOW prints it"),
         field("vartype", Ty::Str),
@@ -380,8 +386,10 @@ pub const SETTINGS: Primitive = Primitive::read("settings", settings)
         field("pending_restart", Ty::Bool),
         field("description", Ty::Str),
     ]))
-    .doc("Server settings from pg_settings.\n\
-          Without names: every setting. An unknown name is an error.")
+    .doc(
+        "Server settings from pg_settings.\n\
+          Without names: every setting. An unknown name is an error.",
+    )
     .example(r#"let s = pg.settings(["max_connections", "work_mem"]); print(s[0].setting)"#);
 
 fn settings(call: &mut Call) -> Result<Dynamic, OpError> {

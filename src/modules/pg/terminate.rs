@@ -44,7 +44,9 @@ struct Request {
 const ACT_OPTS: [Field; FILTER.len() + 2] = join(&[
     FILTER,
     &[
-        field("max", Ty::Int).doc("refuse when more sessions match (default `[defaults] pg_max_terminate`, else 50)"),
+        field("max", Ty::Int).doc(
+            "refuse when more sessions match (default `[defaults] pg_max_terminate`, else 50)",
+        ),
         field("wait", Ty::Duration).doc("how long each session may take to go (default \"5s\")"),
     ],
 ]);
