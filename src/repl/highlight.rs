@@ -2,8 +2,8 @@
 //! module names, and mutating primitives in a warning colour so that
 //! `pg.terminate(` stands out before Enter is pressed.
 
-use super::lex::{self, Kind};
 use super::state::Shared;
+use crate::engine::lex::{self, Kind};
 use crate::registry;
 use nu_ansi_term::{Color, Style};
 
@@ -14,7 +14,7 @@ pub fn paint(text: &str, from: usize, shared: &Shared) -> String {
     let sig: Vec<usize> = toks
         .iter()
         .enumerate()
-        .filter(|(_, t)| !matches!(t.kind, Kind::Space | Kind::Comment { .. }))
+        .filter(|(_, t)| t.significant())
         .map(|(i, _)| i)
         .collect();
     let mut out = String::with_capacity(text.len() * 2);
