@@ -175,26 +175,8 @@ async fn fetch(k: &Kube, path: &str, accept: &str) -> Result<Value, ApiErr> {
         .uri(path)
         .header("Accept", accept)
         .body(Vec::new())
-        .map_err(|e| ApiErr {
-            code: 0,
-            reason: "BadRequest".into(),
-            message: e.to_string(),
-            details: None,
-        })?;
-    k.client.request::<Value>(req).await.map_err(|e| match e {
-        kube::Error::Api(s) => ApiErr {
-            code: s.code,
-            reason: s.reason.clone(),
-            message: s.message.clone(),
-            details: None,
-        },
-        other => ApiErr {
-            code: 0,
-            reason: "Unreachable".into(),
-            message: other.to_string(),
-            details: None,
-        },
-    })
+        .map_err(ApiErr::bad_request)?;
+    Ok(k.client.request::<Value>(req).await?)
 }
 
 fn from_aggregated(doc: &Value, out: &mut Vec<ApiRes>) {
@@ -314,4 +296,21 @@ pub fn int_arg(call: &Call, i: usize, what: &str) -> Result<i64, OpError> {
     call.arg(i)
         .and_then(|v| v.as_int().ok())
         .ok_or_else(|| OpError::bad_input(format!("argument `{what}` must be an int")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Discovery reads kube's errors through the one mapping: a refused
+    // connection says so, not kube's outer "ServiceError: client error".
+    #[test]
+    fn discovery_errors_keep_their_root_cause() {
+        let (rt, k) = super::super::client::tests::unanswered();
+        let Err(e) = rt.block_on(fetch(&k, "/api", AGGREGATED)) else {
+            panic!("nothing listens on {}", k.server);
+        };
+        assert_eq!(e.code, 0);
+        assert!(e.message.contains("Connection refused"), "{e:?}");
+    }
 }
