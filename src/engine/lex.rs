@@ -64,6 +64,15 @@ impl Token {
         (self.kind == Kind::Punct).then(|| self.text(src))
     }
 
+    /// `(`, `[`, `{` or `${`: what a `)`, `]` or `}` closes.
+    pub fn opens(&self, src: &str) -> bool {
+        matches!(self.punct(src), Some("(" | "[" | "{" | "${"))
+    }
+
+    pub fn closes(&self, src: &str) -> bool {
+        matches!(self.punct(src), Some(")" | "]" | "}"))
+    }
+
     /// Not space and not a comment: what the meaning is made of.
     pub fn significant(&self) -> bool {
         !matches!(self.kind, Kind::Space | Kind::Comment { .. })
@@ -310,15 +319,13 @@ fn raw_string_hashes(rest: &str) -> Option<usize> {
 pub fn matching_open(src: &str, toks: &[Token]) -> Option<usize> {
     let mut depth = 0usize;
     for (i, t) in toks.iter().enumerate().rev() {
-        match t.punct(src) {
-            Some(")" | "]" | "}") => depth += 1,
-            Some("(" | "[" | "{" | "${") => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i);
-                }
+        if t.closes(src) {
+            depth += 1;
+        } else if t.opens(src) {
+            depth = depth.checked_sub(1)?;
+            if depth == 0 {
+                return Some(i);
             }
-            _ => {}
         }
     }
     None

@@ -179,12 +179,15 @@ impl<'s, 'm> Names<'s, 'm> {
 fn statement_end(src: &str, toks: &[Token], from: usize) -> usize {
     let mut depth = 0usize;
     for (j, t) in toks.iter().enumerate().skip(from) {
-        match t.punct(src) {
-            Some("(" | "[" | "{" | "${") => depth += 1,
-            Some(")" | "]" | "}") if depth == 0 => return j,
-            Some(")" | "]" | "}") => depth -= 1,
-            Some(";") if depth == 0 => return j,
-            _ => {}
+        if t.opens(src) {
+            depth += 1;
+        } else if t.closes(src) {
+            if depth == 0 {
+                return j;
+            }
+            depth -= 1;
+        } else if depth == 0 && t.punct(src) == Some(";") {
+            return j;
         }
     }
     toks.len()
@@ -201,26 +204,25 @@ fn count_args(src: &str, toks: &[Token]) -> Option<usize> {
     let mut after_sep = true;
     let mut i = 1;
     while i < toks.len() {
-        match toks[i].punct(src) {
-            Some("(" | "[" | "{" | "${") => depth += 1,
-            Some(")" | "]" | "}") if depth == 0 => {
+        let t = &toks[i];
+        if t.opens(src) {
+            depth += 1;
+        } else if t.closes(src) {
+            if depth == 0 {
                 return Some(if empty { 0 } else { commas + 1 });
             }
-            Some(")" | "]" | "}") => depth -= 1,
-            Some(",") if depth == 0 => {
-                commas += 1;
-                after_sep = true;
+            depth -= 1;
+        } else if depth == 0 && t.punct(src) == Some(",") {
+            commas += 1;
+            after_sep = true;
+            i += 1;
+            continue;
+        } else if depth == 0 && after_sep && t.punct(src) == Some("|") {
+            // `||` lexes as two `|`: an empty parameter list.
+            i += 1;
+            while i < toks.len() && toks[i].punct(src) != Some("|") {
                 i += 1;
-                continue;
             }
-            Some("|") if depth == 0 && after_sep => {
-                // `||` lexes as two `|`: an empty parameter list.
-                i += 1;
-                while i < toks.len() && toks[i].punct(src) != Some("|") {
-                    i += 1;
-                }
-            }
-            _ => {}
         }
         empty = false;
         after_sep = false;

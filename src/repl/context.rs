@@ -245,18 +245,7 @@ mod tests {
                 }
             ))
         );
-        let t = "redis.connect(\"c\").";
-        assert!(matches!(
-            spot(t, t.len(), &s),
-            Some((
-                _,
-                Spot::Member {
-                    module: Some("redis"),
-                    prefix: "",
-                    ..
-                }
-            ))
-        ));
+        assert_eq!(member_of("redis.connect(\"c\").", &s), Some(Some("redis")));
         let t = ":target pg st";
         assert_eq!(
             spot(t, t.len(), &s),
@@ -272,23 +261,21 @@ mod tests {
         );
     }
 
+    /// The module whose functions complete at the end of `t`, when that
+    /// is after `receiver.`.
+    fn member_of(t: &str, s: &Shared) -> Option<Option<&'static str>> {
+        match spot(t, t.len(), s)? {
+            (_, Spot::Member { module, .. }) => Some(module),
+            _ => None,
+        }
+    }
+
     // Where the tokenizer the REPL had went wrong (engine/lex.rs).
     #[test]
     fn reads_interpolations_raw_strings_and_fields() {
         let s = shared();
         // `${ .. }` is code, not the string it stands in.
-        let t = "print(`rows: ${db.qu";
-        assert!(matches!(
-            spot(t, t.len(), &s),
-            Some((
-                _,
-                Spot::Member {
-                    module: Some("pg"),
-                    prefix: "qu",
-                    ..
-                }
-            ))
-        ));
+        assert_eq!(member_of("print(`rows: ${db.qu", &s), Some(Some("pg")));
         let t = "pg.query(`${";
         assert_eq!(
             spot(t, t.len(), &s),
@@ -302,23 +289,9 @@ mod tests {
             Some((13, Spot::StringArg { prefix: "sta", .. }))
         ));
         // `cfg.pg` is a field of cfg, not the module.
-        let t = "cfg.pg.";
-        assert!(matches!(
-            spot(t, t.len(), &s),
-            Some((_, Spot::Member { module: None, .. }))
-        ));
+        assert_eq!(member_of("cfg.pg.", &s), Some(None));
         // A handle from k8s.context(..) has k8s's methods, as declared.
-        let t = "k8s.context(\"prod\").sc";
-        assert!(matches!(
-            spot(t, t.len(), &s),
-            Some((
-                _,
-                Spot::Member {
-                    module: Some("k8s"),
-                    ..
-                }
-            ))
-        ));
+        assert_eq!(member_of("k8s.context(\"prod\").sc", &s), Some(Some("k8s")));
     }
 
     #[test]

@@ -193,14 +193,7 @@ fn from_aggregated(doc: &Value, out: &mut Vec<ApiRes>) {
                 plural: r["resource"].as_str().unwrap_or("").to_string(),
                 kind: r["responseKind"]["kind"].as_str().unwrap_or("").to_string(),
                 namespaced: r["scope"] == "Namespaced",
-                short: r["shortNames"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                short: short_names(r),
             });
         }
     }
@@ -218,16 +211,19 @@ fn from_legacy(group: &str, version: &str, doc: &Value, out: &mut Vec<ApiRes>) {
             plural: plural.to_string(),
             kind: r["kind"].as_str().unwrap_or("").to_string(),
             namespaced: r["namespaced"].as_bool().unwrap_or(true),
-            short: r["shortNames"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            short: short_names(r),
         });
     }
+}
+
+/// `shortNames` reads the same in both discovery formats.
+fn short_names(resource: &Value) -> Vec<String> {
+    resource["shortNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect()
 }
 
 /// Every resource the server serves: aggregated discovery when the server
