@@ -428,6 +428,24 @@ mod tests {
         );
     }
 
+    /// Text being typed: every prefix of a script lexes, without a panic,
+    /// into tokens that tile it.
+    #[test]
+    fn every_prefix_is_tiled() {
+        let src = "let é = #{a: `x ${pg.q(\"a\\\"\", 'c', ##\"r\"#\"##)} `` \\${}`}; /* /* n */ */ 1.5e-3 // end\n\"\\é\"";
+        for (n, _) in src.char_indices().chain([(src.len(), ' ')]) {
+            let prefix = &src[..n];
+            let mut at = 0;
+            for t in lex(prefix) {
+                assert_eq!(t.start, at, "{prefix:?}");
+                assert!(t.end > t.start, "{prefix:?}");
+                assert!(t.body.0 >= t.start && t.body.1 <= t.end, "{prefix:?}");
+                at = t.end;
+            }
+            assert_eq!(at, prefix.len(), "{prefix:?}");
+        }
+    }
+
     // The cases below are where the two tokenizers opsh had (engine/scan.rs
     // and repl/lex.rs) both went wrong, each assert against Rhai's rule.
 

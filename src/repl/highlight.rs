@@ -88,6 +88,16 @@ mod tests {
         assert_eq!(strip(&paint(src, from, &s)), &src[from..]);
     }
 
+    #[test]
+    fn code_inside_an_interpolation_is_coloured_as_code() {
+        let s = Shared::default();
+        let src = "`gone: ${pg.exec(\"delete from t\")}`";
+        let painted = paint(src, 0, &s);
+        assert_eq!(strip(&painted), src);
+        assert!(painted.contains(&Color::Yellow.bold().paint("exec").to_string()));
+        assert!(painted.contains(&Color::Green.normal().paint("\"delete from t\"").to_string()));
+    }
+
     fn strip(s: &str) -> String {
         let mut out = String::new();
         let mut esc = false;
