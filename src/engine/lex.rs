@@ -366,7 +366,7 @@ pub fn receiver<'m>(
 /// Whether `module.name(..)` gives a handle of the same module, as its
 /// declaration says.
 fn returns_handle(module: &str, name: &str) -> bool {
-    registry::find(module, name).is_some_and(|p| p.returns.strip_suffix(" handle") == Some(module))
+    registry::find(module, name).is_some_and(|p| matches!(p.returns, registry::Ty::Handle))
 }
 
 #[cfg(test)]
