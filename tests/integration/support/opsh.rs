@@ -120,6 +120,11 @@ impl Env {
         }
     }
 
+    /// `opsh` without arguments, `text` piped to its standard input.
+    pub fn piped(&self, text: &str) -> Opsh<'_> {
+        Opsh::new(self, Vec::<OsString>::new()).stdin(text)
+    }
+
     /// `opsh ARGS...`.
     pub fn opsh<I, S>(&self, args: I) -> Opsh<'_>
     where
