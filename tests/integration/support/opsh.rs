@@ -14,8 +14,10 @@
 
 use super::services::Sandbox;
 use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// A directory that is the whole world of the opsh processes a test runs:
 /// their HOME, XDG dirs, config, audit log and working directory.
@@ -301,6 +303,37 @@ impl<'e> Opsh<'e> {
         let mut c = self.command();
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.spawn().expect("spawn opsh")
+    }
+}
+
+/// A spawned process's stdout, read line by line in the background, so a
+/// test can wait for a line with [`eventually`](super::eventually) while
+/// the process goes on.
+#[derive(Clone)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    /// Takes `child`'s stdout (which must be piped, as `spawn` does).
+    pub fn of(child: &mut Child) -> Lines {
+        let out = child.stdout.take().expect("piped stdout");
+        let lines = Lines(Arc::default());
+        let sink = lines.0.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().expect("lines lock").push(l);
+            }
+        });
+        lines
+    }
+
+    /// The lines so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().expect("lines lock").clone()
+    }
+
+    /// How many lines so far are exactly `line`.
+    pub fn count(&self, line: &str) -> usize {
+        self.all().iter().filter(|l| *l == line).count()
     }
 }
 
