@@ -12,6 +12,7 @@
 //! env.opsh(["check"]).arg(&file).run().assert_code(0);
 //! ```
 
+use super::kube::Kube;
 use super::services::Sandbox;
 use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
@@ -242,6 +243,11 @@ impl<'e> Opsh<'e> {
     /// The default kube target: `KUBECONFIG=path`.
     pub fn kubeconfig(self, path: impl AsRef<str>) -> Self {
         self.env("KUBECONFIG", path)
+    }
+
+    /// The Kubernetes test server as the default kube target.
+    pub fn kube(self, k: &Kube) -> Self {
+        self.kubeconfig(k.kubeconfig())
     }
 
     /// Every server of the sandbox as the default target of its kind.
