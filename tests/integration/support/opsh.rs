@@ -159,7 +159,8 @@ pub struct Opsh<'e> {
     flags: Vec<OsString>,
     command: Vec<OsString>,
     tail: Vec<OsString>,
-    vars: Vec<(String, String)>,
+    /// Set (Some) or removed (None), in order.
+    vars: Vec<(String, Option<String>)>,
     /// (file name in the Env, text) of the script `run` is given.
     script: Option<(String, String)>,
     stdin: Option<String>,
@@ -226,7 +227,13 @@ impl<'e> Opsh<'e> {
 
     /// An environment variable of the process.
     pub fn env(mut self, name: &str, value: impl AsRef<str>) -> Self {
-        self.vars.push((name.into(), value.as_ref().into()));
+        self.vars.push((name.into(), Some(value.as_ref().into())));
+        self
+    }
+
+    /// Unsets one of the variables the Env sets (NO_COLOR, say).
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.vars.push((name.into(), None));
         self
     }
 
@@ -278,7 +285,10 @@ impl<'e> Opsh<'e> {
         }
         c.args(&self.tail);
         for (k, v) in &self.vars {
-            c.env(k, v);
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
         }
         if let Some(d) = &self.dir {
             c.current_dir(d);
