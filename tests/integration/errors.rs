@@ -108,7 +108,8 @@ fn wrong_password_never_leaks_anywhere() {
     ));
     let runs = [
         env.script("pg.query(\"select 1\")").pg(&url).run(),
-        env.script(&format!("let db = pg.connect(\"{url}\");")).run(),
+        env.script(&format!("let db = pg.connect(\"{url}\");"))
+            .run(),
         env.script("pg.connect(\"prod\").exec(\"select 1\")")
             .env("PROD_PW", secret)
             .run(),

@@ -139,8 +139,9 @@ fn dry_run_is_validated_by_the_server_and_changes_nothing() {
     r.assert_code(0)
         .assert_stdout_contains("plan 3 7 true")
         .assert_stderr_contains("would scale deployment api in default from 3 to 7")
-        .assert_stderr_contains("from registry.example/api:1.4.2 to registry.example/api:9.9");
-    assert!(!r.stderr.contains("n3w-dry-run-pw") && !r.stdout.contains("n3w-dry-run-pw"));
+        .assert_stderr_contains("from registry.example/api:1.4.2 to registry.example/api:9.9")
+        .assert_stderr_lacks("n3w-dry-run-pw")
+        .assert_stdout_lacks("n3w-dry-run-pw");
     let after = k.object("Deployment", "default", "api").unwrap();
     assert_eq!(
         before["spec"], after["spec"],
@@ -251,12 +252,9 @@ fn rollout_restart_and_set_env_make_new_revisions() {
         )
         .kube(&k)
         .run();
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("changed 2") && r.stdout.contains("again 0"),
-        "{}",
-        r.stdout
-    );
+    r.assert_code(0)
+        .assert_stdout_contains("changed 2")
+        .assert_stdout_contains("again 0");
     let d = k.object("Deployment", "default", "api").unwrap();
     assert!(
         d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
@@ -308,12 +306,9 @@ fn delete_pod_uses_its_uid_and_a_replacement_appears() {
         ))
         .kube(&k)
         .run();
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("conflict") && r.stderr.contains("Precondition failed: UID"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(2)
+        .assert_stderr_contains("conflict")
+        .assert_stderr_contains("Precondition failed: UID");
     assert!(k.object("Pod", "default", &name).is_some());
     env.script(&format!(
         r#"let d = k8s.delete_pod("{name}", #{{uid: "{uid}"}}); print(d.uid)"#
@@ -520,16 +515,12 @@ fn missing_or_broken_kubeconfig_is_a_clear_error() {
         .run()
         .assert_code(2)
         .assert_stderr_contains("no kubeconfig");
-    let r = env
-        .script("k8s.deployments()")
+    env.script("k8s.deployments()")
         .kubeconfig("/nonexistent/kubeconfig")
-        .run();
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("/nonexistent/kubeconfig") && r.stderr.contains("does not exist"),
-        "{}",
-        r.stderr
-    );
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("/nonexistent/kubeconfig")
+        .assert_stderr_contains("does not exist");
     let broken = env.write("broken.yaml", "apiVersion: v1\nclusters: [oops\n");
     env.script("k8s.deployments()")
         .kubeconfig(broken.to_str().unwrap())
@@ -538,12 +529,9 @@ fn missing_or_broken_kubeconfig_is_a_clear_error() {
         .assert_stderr_contains("cannot load kubeconfig");
     let k = kube();
     let r = env.script(r#"k8s.context("nope")"#).kube(&k).run();
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("no context `nope`") && r.stderr.contains("sandbox-viewer"),
-        "{}",
-        r.stderr
-    );
+    r.assert_code(2)
+        .assert_stderr_contains("no context `nope`")
+        .assert_stderr_contains("sandbox-viewer");
     env.script(r#"k8s.get("widgets")"#)
         .kube(&k)
         .run()

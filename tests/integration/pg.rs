@@ -85,8 +85,7 @@ fn dry_run_reads_real_state_and_changes_nothing() {
         .pg(&url)
         .flag("--dry-run")
         .run();
-    r.assert_code(0)
-        .assert_stderr_contains("[dry-run] pg.exec");
+    r.assert_code(0).assert_stderr_contains("[dry-run] pg.exec");
     assert!(r.stdout.starts_with("true\ntrue\nwould execute `delete from t where id > $1` (Delete on t, planner estimates"), "{}", r.stdout);
     assert_eq!(
         pg_scalar(&url, "select count(*) from t"),

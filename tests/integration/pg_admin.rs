@@ -543,7 +543,10 @@ fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
     // same oids, new files.
     let files = "select sum(pg_relation_filenode(indexrelid)::int8)::int8 from pg_index where indrelid = 'jobs'::regclass";
     let (indexes, files_before) = (
-        pg_scalar(&url, "select count(*) from pg_index where indrelid = 'jobs'::regclass"),
+        pg_scalar(
+            &url,
+            "select count(*) from pg_index where indrelid = 'jobs'::regclass",
+        ),
         pg_scalar(&url, files),
     );
     env.script(r#"print(pg.reindex(#{table: "jobs"}).indexes)"#)

@@ -92,7 +92,7 @@ fn queries_return_what_the_exporters_expose() {
         "histogram=histogram inf_buckets=true sums=true",
     ];
     for e in expected {
-        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+        r.assert_stdout_contains(e);
     }
     // The count in Prometheus is the count in Redis.
     let prom_keys = json_at(m.prometheus.port, "/api/v1/query?query=redis_db_keys");
@@ -186,7 +186,7 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
         "scraped=1 gauge escaped_ok=true",
         r#"groups=["nightly_duration_seconds", "opsh_sandbox_alert", "opsh_sandbox_pending"]"#,
     ] {
-        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+        r.assert_stdout_contains(e);
     }
     // The Pushgateway's raw text really carries the escapes.
     let (_, raw) = http_get(m.pushgateway.port, "/metrics").unwrap();
@@ -280,9 +280,9 @@ fn a_stopped_prometheus_is_a_clear_error_within_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-    r.assert_code(2);
-    assert!(r.stderr.contains("cannot connect to prom"), "{}", r.stderr);
-    assert!(r.stderr.contains("is prom running"), "{}", r.stderr);
+    r.assert_code(2)
+        .assert_stderr_contains("cannot connect to prom")
+        .assert_stderr_contains("is prom running");
 }
 
 /// A loopback server that answers every connection with `reply`, or

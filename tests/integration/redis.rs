@@ -364,7 +364,10 @@ fn sentinel_url_reaches_the_master() {
         .assert_code(0)
         .assert_stdout(&format!("{}\nmaster-db2\ntrue\n", master.port));
     env.script("redis.ping()")
-        .redis(&format!("redis+sentinel://127.0.0.1:{}/nosuch", sentinel.port))
+        .redis(&format!(
+            "redis+sentinel://127.0.0.1:{}/nosuch",
+            sentinel.port
+        ))
         .run()
         .assert_code(2)
         .assert_stderr_contains("Master with given name not found in sentinel");

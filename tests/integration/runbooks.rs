@@ -140,14 +140,10 @@ print(`deleted ${r.rows_affected}`);
     // Replay without any server: same answers, the delete only planned.
     drop(sb);
     let r = env.opsh(["run"]).arg(&s).arg("--replay").arg(&rec).run();
-    r.assert_code(0);
+    r.assert_code(0)
+        .assert_stderr_contains("[replay] planned, not applied: pg.exec")
+        .assert_stderr_contains("every call matched the recording");
     assert_eq!(r.stdout.lines().next(), Some("rows 2"));
-    assert!(
-        r.stderr.contains("[replay] planned, not applied: pg.exec"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("every call matched the recording"));
 
     // A changed script: the difference is reported and the run exits 1.
     let changed = env.write("incident_v2.rhai", &body.replace("count(*)", "count(id)"));
@@ -347,8 +343,7 @@ fn disk_space_and_tls_cert_on_this_machine() {
     );
 
     let r = env
-        .opsh(["run"])
-        .arg(&script("disk_space.rhai"))
+        .opsh(["run", &script("disk_space.rhai")])
         .script_arg("warn_pct", "100")
         .script_arg("crit_pct", "101")
         .args(["--output", "json"])

@@ -39,12 +39,11 @@ fn an_overlapping_run_exits_75_naming_the_holder() {
         lock_file(&env, "nightly").exists()
     });
     // The header lock and --lock with the same name are the same lock.
-    let r = env
-        .opsh(["run"])
+    env.opsh(["run"])
         .arg(&script)
         .option("--lock", "nightly")
-        .run();
-    r.assert_code(LOCKED)
+        .run()
+        .assert_code(LOCKED)
         .assert_stderr_contains(&format!("held by pid {pid} on "))
         .assert_stderr_contains(" since 20")
         // The second run must not run.
@@ -80,11 +79,10 @@ fn a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_not() {
         "started_unix": 1_767_225_600u64, "script": "killed.rhai"
     });
     env.write("xdgstate/opsh/locks/backup.lock", &stale.to_string());
-    let r = env
-        .script("print(\"ran\")")
+    env.script("print(\"ran\")")
         .option("--lock", "backup")
-        .run();
-    r.assert_code(0)
+        .run()
+        .assert_code(0)
         .assert_stdout_contains("ran")
         .assert_stderr_contains("left by pid 999999999")
         .assert_stderr_contains("taking it over");
@@ -521,10 +519,10 @@ timeout = "5m"
         "stopping",
         "scheduler stopped",
     ] {
-        assert!(r.stderr.contains(e), "missing {e:?}:\n{}", r.stderr);
+        r.assert_stderr_contains(e);
     }
     // The long job got SIGTERM and ended as interrupted (130).
-    assert!(r.stderr.contains("exit=130"), "{}", r.stderr);
+    r.assert_stderr_contains("exit=130");
     assert!(!env.path("xdgstate/opsh/locks/long.lock").exists());
 }
 

@@ -42,7 +42,10 @@ impl<T> Probe for Result<T, String> {
 /// Polls `probe` until it is ready or `limit` has passed; on timeout the
 /// last thing it reported (if anything). For callers that must clean up
 /// before they fail.
-pub fn poll<P: Probe>(limit: Duration, mut probe: impl FnMut() -> P) -> Result<P::Value, Option<String>> {
+pub fn poll<P: Probe>(
+    limit: Duration,
+    mut probe: impl FnMut() -> P,
+) -> Result<P::Value, Option<String>> {
     let deadline = Instant::now() + limit;
     loop {
         match probe().ready() {
@@ -60,7 +63,9 @@ pub fn eventually<P: Probe>(limit: Duration, what: &str, probe: impl FnMut() -> 
     match poll(limit, probe) {
         Ok(v) => v,
         Err(None) => panic!("timed out after {limit:?} waiting for {what}"),
-        Err(Some(last)) => panic!("timed out after {limit:?} waiting for {what}; last seen:\n{last}"),
+        Err(Some(last)) => {
+            panic!("timed out after {limit:?} waiting for {what}; last seen:\n{last}")
+        }
     }
 }
 

@@ -208,7 +208,8 @@ impl<'e> Opsh<'e> {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.tail.extend(args.into_iter().map(|a| a.as_ref().into()));
+        self.tail
+            .extend(args.into_iter().map(|a| a.as_ref().into()));
         self
     }
 

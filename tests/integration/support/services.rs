@@ -76,10 +76,9 @@ impl Sandbox {
 
     #[track_caller]
     pub fn monitoring(&self) -> &Monitoring {
-        self.inner
-            .monitoring
-            .as_ref()
-            .expect("this sandbox runs no monitoring stack: start it with sandbox(&[Monitoring, ..])")
+        self.inner.monitoring.as_ref().expect(
+            "this sandbox runs no monitoring stack: start it with sandbox(&[Monitoring, ..])",
+        )
     }
 
     /// Each running server as the environment variable that makes it the
