@@ -120,7 +120,9 @@ fn docs_reference_is_generated_and_current() {
 #[test]
 fn every_declared_example_compiles() {
     let env = Env::new();
+    let mut checked = 0;
     for p in opsh::registry::all() {
+        checked += 1;
         let f = env.write("example.rhai", p.example);
         let r = env.opsh(["check"]).arg(&f).run();
         assert_eq!(
@@ -132,6 +134,8 @@ fn every_declared_example_compiles() {
             r.stderr
         );
     }
+    // An empty registry would pass the loop above without checking anything.
+    assert!(checked > 50, "only {checked} primitives declared");
 }
 
 #[test]

@@ -674,7 +674,8 @@ fn exit_codes_are_documented_and_distinct() {
         .arg("-")
         .option("--lock", "../x")
         .run()
-        .assert_code(2);
+        .assert_code(2)
+        .assert_stderr_contains("invalid lock name \"../x\"");
 }
 
 // --- docs/deploy and the Dockerfile: no YAML crate, a structural check ----
