@@ -157,9 +157,10 @@ fn signature<'a>(cols: impl Iterator<Item = &'a str>) -> String {
 }
 
 /// Rhai maps are sorted by key, so a query's column order is lost on the
-/// way to `show`. A primitive that knows the natural order (a SELECT's
-/// column list) registers it here, and tables with exactly those columns
-/// are shown in that order.
+/// way to `show`. A primitive whose columns are only known at run time (a
+/// SELECT's column list) registers their order here, and tables with
+/// exactly those columns are shown in that order. Primitives with declared
+/// result fields need not: `table` orders by the declaration.
 pub fn column_order_hint(cols: &[String]) {
     if let Ok(mut h) = hints().lock() {
         if h.len() > 1000 {
@@ -178,10 +179,13 @@ pub fn table(rows: &[Map], color: bool) -> String {
             }
         }
     }
+    // A query's own column order first; else the order of a declared
+    // result that has every one of these columns.
     if let Some(order) = hints()
         .lock()
         .ok()
         .and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned())
+        .or_else(|| crate::registry::column_order(&cols))
     {
         cols = order;
     }

@@ -2,6 +2,7 @@
 //! primitive registered from the registry and routed through dispatch, the
 //! stdlib and script-directory module resolver.
 
+pub mod lex;
 pub mod resolver;
 pub mod scan;
 pub mod stdlib;

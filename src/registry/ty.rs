@@ -214,6 +214,49 @@ impl Ty {
         }
     }
 
+    /// Whether a value of this type may hold map keys nobody declared (an
+    /// INFO section, a Kubernetes object, a query's rows).
+    pub fn is_open(&self) -> bool {
+        match self {
+            Ty::Any | Ty::Map => true,
+            Ty::List(t) => t.is_open(),
+            Ty::Record(f) | Ty::Rows(f) => f.iter().any(|f| f.ty.is_open()),
+            Ty::OneOf(ts) => ts.iter().any(Ty::is_open),
+            _ => false,
+        }
+    }
+
+    /// A value of this type with every declared field present: what the
+    /// examples test answers calls with, so an example that reads a field
+    /// its primitive does not declare fails there.
+    pub fn sample(&self) -> Dynamic {
+        match self {
+            Ty::Any | Ty::Unit | Ty::Never | Ty::Fn | Ty::Handle => Dynamic::UNIT,
+            Ty::Str | Ty::Duration | Ty::Size => Dynamic::from(String::new()),
+            Ty::Int => Dynamic::from_int(0),
+            Ty::Float => Dynamic::from_float(0.0),
+            Ty::Bool => Dynamic::FALSE,
+            Ty::Array => Dynamic::from_array(Vec::new()),
+            Ty::List(t) => Dynamic::from_array(vec![t.sample()]),
+            Ty::Map => Dynamic::from_map(Map::new()),
+            Ty::Record(fields) => Dynamic::from_map(
+                fields
+                    .iter()
+                    .map(|f| (f.name.into(), f.ty.sample()))
+                    .collect(),
+            ),
+            Ty::Rows(fields) => Dynamic::from_array(vec![Ty::Record(fields).sample()]),
+            // The first alternative that is a value, not (), so field reads
+            // are checked.
+            Ty::OneOf(ts) => ts
+                .iter()
+                .find(|t| !matches!(t, Ty::Unit | Ty::Any))
+                .or(ts.first())
+                .map(Ty::sample)
+                .unwrap_or(Dynamic::UNIT),
+        }
+    }
+
     fn same_shape(&self, v: &Dynamic) -> bool {
         match self {
             Ty::Any => true,

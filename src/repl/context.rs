@@ -1,8 +1,8 @@
 //! What the cursor is in: a word, a member after `x.`, a string argument,
 //! the call being typed, a meta command. Shared by completion and hints.
 
-use super::lex::{self, Kind, Token};
 use super::state::Shared;
+use crate::engine::lex::{self, Kind, Token};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Spot<'a> {
@@ -76,7 +76,7 @@ pub fn spot<'a>(text: &'a str, pos: usize, shared: &Shared) -> Option<(usize, Sp
         Some(t) if t.kind == (Kind::Str { closed: false }) => {
             let sig = significant(&toks);
             let call = enclosing_call(before, &sig[..sig.len() - 1], shared)?;
-            let start = t.start + 1;
+            let start = t.body_start();
             Some((
                 start,
                 Spot::StringArg {
@@ -106,16 +106,13 @@ pub fn spot<'a>(text: &'a str, pos: usize, shared: &Shared) -> Option<(usize, Sp
 }
 
 fn significant(toks: &[Token]) -> Vec<Token> {
-    toks.iter()
-        .copied()
-        .filter(|t| !matches!(t.kind, Kind::Space | Kind::Comment { .. }))
-        .collect()
+    toks.iter().copied().filter(Token::significant).collect()
 }
 
 /// `rest` ends just before the word being typed.
 fn member_or_word<'a>(src: &'a str, rest: &[Token], prefix: &'a str, shared: &Shared) -> Spot<'a> {
     match rest.split_last() {
-        Some((dot, head)) if dot.text(src) == "." => {
+        Some((dot, head)) if dot.punct(src) == Some(".") => {
             let receiver = head.last().map(|t| t.text(src)).unwrap_or("");
             Spot::Member {
                 receiver,
@@ -128,44 +125,9 @@ fn member_or_word<'a>(src: &'a str, rest: &[Token], prefix: &'a str, shared: &Sh
 }
 
 /// The module of the expression that `toks` ends with: a module name, a
-/// variable holding a handle, or a `module.connect(..)` call.
+/// variable holding a handle, or a call that returns one (`pg.connect(..)`).
 fn receiver_module(src: &str, toks: &[Token], shared: &Shared) -> Option<&'static str> {
-    let last = toks.last()?;
-    match last.kind {
-        Kind::Ident => shared.module_of(last.text(src)),
-        Kind::Punct if last.text(src) == ")" => {
-            let open = matching_open(src, toks)?;
-            let callee = toks.get(..open)?;
-            let (name, head) = callee.split_last()?;
-            if name.text(src) != "connect" {
-                return None;
-            }
-            let (dot, head) = head.split_last()?;
-            if dot.text(src) != "." {
-                return None;
-            }
-            receiver_module(src, head, shared)
-        }
-        _ => None,
-    }
-}
-
-/// Index of the `(` matching the `)` that `toks` ends with.
-fn matching_open(src: &str, toks: &[Token]) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, t) in toks.iter().enumerate().rev() {
-        match t.text(src) {
-            ")" | "]" | "}" => depth += 1,
-            "(" | "[" | "{" | "#{" => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
+    lex::receiver(src, toks, &|name| shared.module_of(name)).map(|(m, _)| m)
 }
 
 /// The innermost call whose `(` is still open at the end of `toks`.
@@ -173,14 +135,15 @@ pub fn enclosing_call<'a>(src: &'a str, toks: &[Token], shared: &Shared) -> Opti
     let mut depth = 0usize;
     let mut index = 0usize;
     for (i, t) in toks.iter().enumerate().rev() {
-        match t.text(src) {
+        match t.punct(src).unwrap_or("") {
             ")" | "]" | "}" => depth += 1,
-            "(" | "[" | "{" if depth > 0 => depth -= 1,
+            "(" | "[" | "{" | "${" if depth > 0 => depth -= 1,
             // Inside an array or map literal that is itself an argument:
             // the commas seen so far were the literal's.
             "[" => index = 0,
-            "{" if i > 0 && toks[i - 1].text(src) == "#" => index = 0,
-            "{" | ";" => return None,
+            "{" if i > 0 && toks[i - 1].punct(src) == Some("#") => index = 0,
+            // In a block or an interpolation, not in the call's arguments.
+            "{" | "${" | ";" => return None,
             "," if depth == 0 => index += 1,
             "(" => {
                 let head = &toks[..i];
@@ -189,7 +152,7 @@ pub fn enclosing_call<'a>(src: &'a str, toks: &[Token], shared: &Shared) -> Opti
                     return None;
                 }
                 let (module, receiver) = match head.split_last() {
-                    Some((dot, recv)) if dot.text(src) == "." => (
+                    Some((dot, recv)) if dot.punct(src) == Some(".") => (
                         receiver_module(src, recv, shared),
                         recv.last()
                             .filter(|t| t.kind == Kind::Ident)
@@ -282,18 +245,7 @@ mod tests {
                 }
             ))
         );
-        let t = "redis.connect(\"c\").";
-        assert!(matches!(
-            spot(t, t.len(), &s),
-            Some((
-                _,
-                Spot::Member {
-                    module: Some("redis"),
-                    prefix: "",
-                    ..
-                }
-            ))
-        ));
+        assert_eq!(member_of("redis.connect(\"c\").", &s), Some(Some("redis")));
         let t = ":target pg st";
         assert_eq!(
             spot(t, t.len(), &s),
@@ -307,6 +259,39 @@ mod tests {
                 }
             ))
         );
+    }
+
+    /// The module whose functions complete at the end of `t`, when that
+    /// is after `receiver.`.
+    fn member_of(t: &str, s: &Shared) -> Option<Option<&'static str>> {
+        match spot(t, t.len(), s)? {
+            (_, Spot::Member { module, .. }) => Some(module),
+            _ => None,
+        }
+    }
+
+    // Where the tokenizer the REPL had went wrong (engine/lex.rs).
+    #[test]
+    fn reads_interpolations_raw_strings_and_fields() {
+        let s = shared();
+        // `${ .. }` is code, not the string it stands in.
+        assert_eq!(member_of("print(`rows: ${db.qu", &s), Some(Some("pg")));
+        let t = "pg.query(`${";
+        assert_eq!(
+            spot(t, t.len(), &s),
+            Some((t.len(), Spot::Word { prefix: "" }))
+        );
+        assert_eq!(call_at(t, t.len(), &s), None);
+        // The prefix of a raw string starts after `#"`.
+        let t = "pg.connect(#\"sta";
+        assert!(matches!(
+            spot(t, t.len(), &s),
+            Some((13, Spot::StringArg { prefix: "sta", .. }))
+        ));
+        // `cfg.pg` is a field of cfg, not the module.
+        assert_eq!(member_of("cfg.pg.", &s), Some(None));
+        // A handle from k8s.context(..) has k8s's methods, as declared.
+        assert_eq!(member_of("k8s.context(\"prod\").sc", &s), Some(Some("k8s")));
     }
 
     #[test]

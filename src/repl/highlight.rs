@@ -2,8 +2,8 @@
 //! module names, and mutating primitives in a warning colour so that
 //! `pg.terminate(` stands out before Enter is pressed.
 
-use super::lex::{self, Kind};
 use super::state::Shared;
+use crate::engine::lex::{self, Kind};
 use crate::registry;
 use nu_ansi_term::{Color, Style};
 
@@ -14,7 +14,7 @@ pub fn paint(text: &str, from: usize, shared: &Shared) -> String {
     let sig: Vec<usize> = toks
         .iter()
         .enumerate()
-        .filter(|(_, t)| !matches!(t.kind, Kind::Space | Kind::Comment { .. }))
+        .filter(|(_, t)| t.significant())
         .map(|(i, _)| i)
         .collect();
     let mut out = String::with_capacity(text.len() * 2);
@@ -86,6 +86,16 @@ mod tests {
         assert!(!painted.contains(&Color::Yellow.bold().paint("query").to_string()));
         let from = src.find("+").unwrap();
         assert_eq!(strip(&paint(src, from, &s)), &src[from..]);
+    }
+
+    #[test]
+    fn code_inside_an_interpolation_is_coloured_as_code() {
+        let s = Shared::default();
+        let src = "`gone: ${pg.exec(\"delete from t\")}`";
+        let painted = paint(src, 0, &s);
+        assert_eq!(strip(&painted), src);
+        assert!(painted.contains(&Color::Yellow.bold().paint("exec").to_string()));
+        assert!(painted.contains(&Color::Green.normal().paint("\"delete from t\"").to_string()));
     }
 
     fn strip(s: &str) -> String {

@@ -3,7 +3,7 @@
 //! literal that looks like a token. Such an entry still runs; it is only
 //! never written down.
 
-use super::lex::{self, Kind};
+use crate::engine::lex::{self, Kind};
 use std::path::PathBuf;
 
 pub fn path() -> PathBuf {
@@ -34,14 +34,7 @@ pub fn holds_secret(entry: &str) -> bool {
     let toks = lex::significant(entry);
     for (i, t) in toks.iter().enumerate() {
         match t.kind {
-            Kind::Str { .. } => {
-                let body = t
-                    .text(entry)
-                    .trim_matches(|c| c == '"' || c == '`' || c == '\'');
-                if looks_like_token(body) {
-                    return true;
-                }
-            }
+            Kind::Str { .. } if looks_like_token(t.body(entry)) => return true,
             // `password: "x"`, `token = "x"`, `#{api_key: "..."}`
             Kind::Ident if crate::redact::is_secret_key(t.text(entry)) => {
                 let sep = toks.get(i + 1).map(|n| n.text(entry));
@@ -88,6 +81,8 @@ mod tests {
             r#"let token = "ghp_abcdefghijklmnopqrstuvwx12""#,
             r#"vault("s.Hx7Kq2ZpR9vLmN3wT8yB4cD1")"#,
             r#"#{password: "x"}"#,
+            // A raw string's delimiters are not part of the token.
+            r##"let t = #"ghp_abcdefghijklmnopqrstuvwx12"#"##,
         ] {
             assert!(holds_secret(s), "{s}");
         }

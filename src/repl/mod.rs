@@ -9,7 +9,7 @@ mod helper;
 mod highlight;
 mod hint;
 mod history;
-mod lex;
+mod last;
 mod live;
 mod meta;
 mod state;
@@ -255,7 +255,7 @@ impl Repl {
     fn eval(&mut self, entry: &str) -> Flow {
         self.entries += 1;
         let name = format!("<repl:{}>", self.entries);
-        let code = lex::rewrite_last(entry);
+        let code = last::rewrite_last(entry);
         self.sources.insert(&name, &code);
         self.run_text(&name, &code, true)
     }
@@ -293,7 +293,7 @@ impl Repl {
             Ok(v) => {
                 if show && !v.is_unit() {
                     self.show(&v);
-                    self.scope.set_value(lex::LAST, v);
+                    self.scope.set_value(last::LAST, v);
                 }
                 Flow::Continue
             }

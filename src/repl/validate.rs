@@ -3,7 +3,8 @@
 //! `k8s.scale("api",`, an open map) or a string is still open. Any other
 //! parse error is a real one and is reported at once.
 
-use super::lex::{self, Kind};
+use super::last;
+use crate::engine::lex::{self, Kind};
 use rhai::{Engine, LexError, ParseErrorType};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -30,7 +31,7 @@ impl Default for Checker {
 
 impl Checker {
     pub fn check(&self, entry: &str) -> Verdict {
-        let text = lex::rewrite_last(entry);
+        let text = last::rewrite_last(entry);
         if text.trim().is_empty() || text.trim_start().starts_with(':') {
             return Verdict::Complete;
         }

@@ -3,6 +3,8 @@
 //! (see `hooks`). Reports pass/fail with timing and the failing position,
 //! as text, JSON lines (`--output json`) or JUnit XML (`--junit FILE`).
 
+#[cfg(test)]
+mod examples;
 pub mod hooks;
 mod junit;
 pub mod run;

@@ -33,22 +33,21 @@ fn seed(url: &str) {
 /// A seeded sandbox PostgreSQL (kept alive by the returned Sandbox), its
 /// URL, and an Env with an empty `backups` directory.
 fn seeded() -> (Sandbox, String, Env, PathBuf) {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     seed(&url);
     let env = Env::new();
-    let dir = env.path("backups");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.dir("backups");
     (sb, url, env, dir)
 }
 
 /// One pg.dump to `path` with the options `opts` (a Rhai map body).
 fn pg_dump(env: &Env, url: &str, path: &Path, opts: &str) {
-    env.run(
-        &format!("pg.dump(\"{url}\", \"{}\", #{{{opts}}})", path.display()),
-        &[],
-        &[],
-    )
+    env.script(&format!(
+        "pg.dump(\"{url}\", \"{}\", #{{{opts}}})",
+        path.display()
+    ))
+    .run()
     .assert_code(0);
 }
 
@@ -62,16 +61,13 @@ fn dump_all(env: &Env, url: &str, dir: &Path) -> Vec<Value> {
             dir.join(name).display()
         ));
     }
-    let r = env.run(&script, &[], &[]);
+    let r = env.script(&script).run();
     r.assert_code(0);
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    r.json_lines()
 }
 
 /// backup.verify(path, opts + fail: false) for each item, in one run.
-fn verify_many(env: &Env, items: &[(PathBuf, &str)], extra_env: &[(&str, &str)]) -> Vec<Value> {
+fn verify_many(env: &Env, items: &[(PathBuf, &str)]) -> Vec<Value> {
     let mut script = String::new();
     for (p, opts) in items {
         let sep = if opts.trim().is_empty() { "" } else { ", " };
@@ -80,12 +76,9 @@ fn verify_many(env: &Env, items: &[(PathBuf, &str)], extra_env: &[(&str, &str)])
             p.display()
         ));
     }
-    let r = env.run(&script, &[], extra_env);
+    let r = env.script(&script).run();
     r.assert_code(0);
-    r.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    r.json_lines()
 }
 
 fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -166,8 +159,8 @@ fn biggest_gz(dir: &Path) -> PathBuf {
 
 #[test]
 fn every_format_verifies_and_restores_with_the_source_row_counts() {
-    let sb = sandbox(true, false);
-    let pg = sb.postgres.as_ref().unwrap();
+    let sb = sandbox(&[Pg]);
+    let pg = sb.pg();
     let url = pg.url();
     seed(&url);
     let env = Env::new();
@@ -186,7 +179,7 @@ fn every_format_verifies_and_restores_with_the_source_row_counts() {
         .iter()
         .map(|(_, n)| (dir.join(n), sanity.as_str()))
         .collect();
-    let reports = verify_many(&env, &items, &[]);
+    let reports = verify_many(&env, &items);
     let source_rows = [
         (
             "public.accounts",
@@ -256,21 +249,20 @@ fn every_format_verifies_and_restores_with_the_source_row_counts() {
     );
     assert_eq!(pg_scalar(&url, "select count(*) from accounts"), 500);
     // The password never reaches the output or the audit log.
-    let audit = std::fs::read_to_string(env.audit_path()).unwrap();
+    let audit = env.audit_text();
     assert!(audit.contains("\"primitive\":\"pg.dump\""));
     assert!(!audit.contains(&pg.password), "password in the audit log");
 }
 
 #[test]
 fn damaged_backups_are_reported_precisely_in_every_format() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     seed(&url);
     let env = Env::new();
     let good = env.path("good");
     dump_all(&env, &url, &good);
-    let bad = env.path("bad");
-    std::fs::create_dir_all(&bad).unwrap();
+    let bad = env.dir("bad");
     let mut items: Vec<(PathBuf, &str)> = Vec::new();
     let mut add = |name: &str, opts: &'static str| {
         items.push((bad.join(name), opts));
@@ -331,7 +323,7 @@ fn damaged_backups_are_reported_precisely_in_every_format() {
     )
     .unwrap();
     add("noise.dump", "");
-    let reports = verify_many(&env, &items, &[]);
+    let reports = verify_many(&env, &items);
     let by_name = |n: &str| {
         reports
             .iter()
@@ -417,28 +409,23 @@ fn damaged_backups_are_reported_precisely_in_every_format() {
     );
 
     // Without fail: false the script fails like fail(): exit 1, the checks named.
-    let res = env.run(
-        &format!("backup.verify(\"{}\")", bad.join("empty.dump").display()),
-        &[],
-        &[],
-    );
-    res.assert_code(1);
-    assert!(
-        res.stderr
-            .contains("failed 1 of 3 checks: size: empty: 0 bytes"),
-        "{}",
-        res.stderr
-    );
+    env.script(&format!(
+        "backup.verify(\"{}\")",
+        bad.join("empty.dump").display()
+    ))
+    .run()
+    .assert_code(1)
+    .assert_stderr_contains("failed 1 of 3 checks: size: empty: 0 bytes");
 }
 
 #[test]
 fn a_restore_never_touches_a_database_it_did_not_create() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     seed(&url);
     pg_exec(&url, "create database app");
     pg_exec(&url, "create database opsh_verify_taken");
-    let app = sb.postgres.as_ref().unwrap().url_for("app");
+    let app = sb.pg().url_for("app");
     pg_exec(
         &app,
         "create table keep(id int); insert into keep values (1), (2)",
@@ -451,16 +438,14 @@ fn a_restore_never_touches_a_database_it_did_not_create() {
         ("app", "it will not use `app`"),
         ("opsh_verify_taken", "already exists"),
     ] {
-        let r = env.run(
-            &format!(
-                "backup.verify(\"{}\", #{{restore: true, target: \"{url}\", scratch_db: \"{scratch}\"}})",
-                dump.display()
-            ),
-            &[],
-            &[],
+        let script = format!(
+            "backup.verify(\"{}\", #{{restore: true, target: \"{url}\", scratch_db: \"{scratch}\"}})",
+            dump.display()
         );
-        r.assert_code(3);
-        assert!(r.stderr.contains(needle), "{}", r.stderr);
+        env.script(&script)
+            .run()
+            .assert_code(3)
+            .assert_stderr_contains(needle);
     }
     // `app` is exactly as it was: one table, two rows, nothing restored.
     assert_eq!(
@@ -468,7 +453,7 @@ fn a_restore_never_touches_a_database_it_did_not_create() {
         1
     );
     assert_eq!(pg_scalar(&app, "select count(*) from keep"), 2);
-    let taken = sb.postgres.as_ref().unwrap().url_for("opsh_verify_taken");
+    let taken = sb.pg().url_for("opsh_verify_taken");
     assert_eq!(
         pg_scalar(
             &taken,
@@ -477,16 +462,14 @@ fn a_restore_never_touches_a_database_it_did_not_create() {
         0
     );
     // A dry run of a restoring verify creates nothing.
-    let r = env.run(
-        &format!(
-            "let p = backup.verify(\"{}\", #{{restore: true, target: \"{url}\"}}); print(p.action)",
-            dump.display()
-        ),
-        &["--dry-run"],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("would restore"), "{}", r.stdout);
+    env.script(&format!(
+        "let p = backup.verify(\"{}\", #{{restore: true, target: \"{url}\"}}); print(p.action)",
+        dump.display()
+    ))
+    .flag("--dry-run")
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("would restore");
     assert_eq!(
         pg_scalar(
             &url,
@@ -498,42 +481,32 @@ fn a_restore_never_touches_a_database_it_did_not_create() {
 
 #[test]
 fn pg_dump_dry_run_writes_nothing_and_pg_restore_fills_a_database() {
-    let sb = sandbox(true, false);
-    let pg = sb.postgres.as_ref().unwrap();
+    let sb = sandbox(&[Pg]);
+    let pg = sb.pg();
     let url = pg.url();
     seed(&url);
     pg_exec(&url, "create database restored");
     let env = Env::new();
     let out = env.path("one.dump");
-    let r = env.run(
-        &format!(
-            "let p = pg.dump(\"{url}\", \"{}\"); print(p.action)",
-            out.display()
-        ),
-        &["--dry-run"],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout
-            .contains("would write a custom dump of database postgres"),
-        "{}",
-        r.stdout
-    );
-    assert!(r.stdout.contains("3 tables"), "{}", r.stdout);
+    env.script(&format!(
+        "let p = pg.dump(\"{url}\", \"{}\"); print(p.action)",
+        out.display()
+    ))
+    .flag("--dry-run")
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("would write a custom dump of database postgres")
+    .assert_stdout_contains("3 tables");
     assert!(!out.exists());
-    let r = env.run(
-        &format!(
-            "pg.dump(\"{url}\", \"{p}\", #{{schema: \"billing\"}});
+    env.script(&format!(
+        "pg.dump(\"{url}\", \"{p}\", #{{schema: \"billing\"}});
              let r = pg.restore(\"{p}\", \"{url}\", #{{database: \"restored\"}});
              print(r.database);",
-            p = out.display()
-        ),
-        &[],
-        &[],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "restored");
+        p = out.display()
+    ))
+    .run()
+    .assert_code(0)
+    .assert_stdout("restored\n");
     assert!(out.is_file());
     assert_eq!(
         pg_scalar(
@@ -543,43 +516,30 @@ fn pg_dump_dry_run_writes_nothing_and_pg_restore_fills_a_database() {
         30
     );
     // Restoring again conflicts: the dry run says so and changes nothing.
-    let r = env.run(
-        &format!(
-            "print(pg.restore(\"{}\", \"{}\").action)",
-            out.display(),
-            pg.url_for("restored")
-        ),
-        &["--dry-run"],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("would restore 1 tables"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("1 of them in the archive too"),
-        "{}",
-        r.stdout
-    );
+    env.script(&format!(
+        "print(pg.restore(\"{}\", \"{}\").action)",
+        out.display(),
+        pg.url_for("restored")
+    ))
+    .flag("--dry-run")
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("would restore 1 tables")
+    .assert_stdout_contains("1 of them in the archive too");
     // ...and the real run stops at the first error.
-    let r = env.run(
-        &format!(
-            "pg.restore(\"{}\", \"{}\")",
-            out.display(),
-            pg.url_for("restored")
-        ),
-        &[],
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("stopped at the first error"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
-    let audit = std::fs::read_to_string(env.audit_path()).unwrap();
+    env.script(&format!(
+        "pg.restore(\"{}\", \"{}\")",
+        out.display(),
+        pg.url_for("restored")
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("stopped at the first error")
+    .assert_stderr_contains("already exists")
+    .assert_output_lacks(&pg.password);
+    let audit = env.audit_text();
     assert!(audit.contains("\"primitive\":\"pg.restore\""));
     assert!(!audit.contains(&pg.password));
-    assert!(!r.stderr.contains(&pg.password));
 }
 
 fn sqlite3(db: &Path, sql: &str) {
@@ -599,7 +559,6 @@ fn sqlite3(db: &Path, sql: &str) {
 fn a_corrupted_sqlite_database_fails_integrity_check() {
     let env = Env::new();
     let db = env.path("hive.db");
-    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     sqlite3(
         &db,
         "pragma journal_mode = wal; create table metrics(id integer primary key, score real, note text);
@@ -629,7 +588,6 @@ fn a_corrupted_sqlite_database_fails_integrity_check() {
             (cut, ""),
             (walled, ""),
         ],
-        &[],
     );
     assert_eq!(reports[0]["ok"], true, "{:#}", reports[0]);
     assert_eq!(reports[0]["info"]["journal_mode"], "wal");
@@ -652,15 +610,13 @@ fn a_corrupted_sqlite_database_fails_integrity_check() {
 
 #[test]
 fn an_rdb_saved_by_redis_verifies_and_a_corrupted_copy_does_not() {
-    let sb = sandbox(false, true);
-    let redis = sb.redis.as_ref().unwrap();
+    let sb = sandbox(&[Redis]);
+    let redis = sb.redis();
     let env = Env::new();
-    let r = env.run(
-        "redis.set(\"greeting\", \"hello\"); redis.set(\"count\", \"42\");",
-        &[],
-        &[("REDIS_URL", &redis.url())],
-    );
-    r.assert_code(0);
+    env.script("redis.set(\"greeting\", \"hello\"); redis.set(\"count\", \"42\");")
+        .redis(&redis.url())
+        .run()
+        .assert_code(0);
     // SAVE: the server writes dir/dump.rdb.
     let _: () = redis_query(&redis.url(), &["SAVE"]);
     let saved = redis.log.parent().unwrap().join("dump.rdb");
@@ -673,7 +629,7 @@ fn an_rdb_saved_by_redis_verifies_and_a_corrupted_copy_does_not() {
     let cut = env.path("cut.rdb");
     std::fs::copy(&saved, &cut).unwrap();
     truncate(&cut, len(&cut) - 5);
-    let reports = verify_many(&env, &[(good, ""), (bad, ""), (cut, "")], &[]);
+    let reports = verify_many(&env, &[(good, ""), (bad, ""), (cut, "")]);
     assert_eq!(reports[0]["ok"], true, "{:#}", reports[0]);
     assert_eq!(reports[0]["format"], "rdb");
     assert!(check(&reports[0], "rdb")["detail"]
@@ -691,8 +647,7 @@ fn an_rdb_saved_by_redis_verifies_and_a_corrupted_copy_does_not() {
 #[test]
 fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
     let env = Env::new();
-    let dir = env.path("backups");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = env.dir("backups");
     let now = SystemTime::now();
     let mut all = Vec::new();
     for i in 0..40u64 {
@@ -713,7 +668,7 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
          print(json.stringify(r));",
         dir.display()
     );
-    let r = env.run(&script, &["--dry-run"], &[]);
+    let r = env.script(&script).flag("--dry-run").run();
     r.assert_code(0);
     let plan: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let remove: Vec<String> = plan["remove"]
@@ -728,7 +683,7 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
         all.iter().all(|p| p.exists()),
         "a dry run deleted something"
     );
-    let r = env.run(&script, &[], &[]);
+    let r = env.script(&script).run();
     r.assert_code(0);
     let done: Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let removed: Vec<String> = done["removed"]
@@ -752,14 +707,11 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
         .unwrap();
     assert_eq!(rec["target"], dir.display().to_string());
     // list and latest see what is left, newest first.
-    let r = env.run(
-        &format!(
-            "let l = backup.list(\"{d}\", #{{pattern: \"*.dump\"}}); print(l.len()); print(l[0].name); print(backup.latest(\"{d}\", #{{pattern: \"*.dump\"}}).name); print(backup.latest(\"{d}\", #{{pattern: \"*.nope\"}}) == ());",
-            d = dir.display()
-        ),
-        &[],
-        &[],
+    let list = format!(
+        "let l = backup.list(\"{d}\", #{{pattern: \"*.dump\"}}); print(l.len()); print(l[0].name); print(backup.latest(\"{d}\", #{{pattern: \"*.dump\"}}).name); print(backup.latest(\"{d}\", #{{pattern: \"*.nope\"}}) == ());",
+        d = dir.display()
     );
+    let r = env.script(&list).run();
     r.assert_code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(
@@ -778,49 +730,30 @@ fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
     let (_sb, url, env, dir) = seeded();
     pg_dump(&env, &url, &dir.join("app-1.dump"), "");
     let script = repo_path("scripts/backup_verify.rhai");
-    let script = script.as_str();
-    let d = format!("dir={}", dir.display());
-    let target = format!("restore_target={url}");
-    let r = env.opsh(
-        &[
-            "run",
-            script,
-            "--arg",
-            &d,
-            "--arg",
-            "pattern=*.dump",
-            "--arg",
-            &target,
-            "--arg",
-            "min_tables=3",
-            "--arg",
-            "require_checksum=true",
-        ],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("restore_rows"), "{}", r.stdout);
-    assert!(r.stdout.contains("at least 3 tables"), "{}", r.stdout);
-    assert!(r.stdout.contains("failed"), "{}", r.stdout);
+    let verify = || env.opsh(["run", &script]).script_arg("dir", dir.display());
+    verify()
+        .script_arg("pattern", "*.dump")
+        .script_arg("restore_target", &url)
+        .script_arg("min_tables", 3)
+        .script_arg("require_checksum", true)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("restore_rows")
+        .assert_stdout_contains("at least 3 tables")
+        .assert_stdout_contains("failed");
     std::fs::File::open(dir.join("app-1.dump"))
         .unwrap()
         .set_modified(SystemTime::now() - Duration::from_secs(2 * 86_400))
         .unwrap();
-    let r = env.opsh(&["run", script, "--arg", &d], &[]);
-    r.assert_code(1);
-    assert!(
-        r.stdout.contains("older than max_age 1day 2h"),
-        "{}",
-        r.stdout
-    );
-    let empty = env.path("none");
-    std::fs::create_dir_all(&empty).unwrap();
-    let r = env.opsh(
-        &["run", script, "--arg", &format!("dir={}", empty.display())],
-        &[],
-    );
-    r.assert_code(1);
-    assert!(r.stdout.contains("no backup matching *"), "{}", r.stdout);
+    verify()
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("older than max_age 1day 2h");
+    env.opsh(["run", &script])
+        .script_arg("dir", env.dir("none").display())
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("no backup matching *");
 }
 
 /// `pg_dump | zstd` and `pg_dump | gzip`, made with the real CLIs as cron
@@ -859,7 +792,7 @@ fn compressed_plain_dumps_verify_and_restore() {
         (dir.join("bad-app.sql.zst"), ""),
         (dir.join("bad-app.sql.gz"), ""),
     ];
-    let reports = verify_many(&env, &items, &[]);
+    let reports = verify_many(&env, &items);
     for (r, kind) in reports[..2].iter().zip(["zstd", "gzip"]) {
         assert_eq!(r["ok"], true, "{r:#}");
         assert_eq!(r["format"], "sql", "{r:#}");

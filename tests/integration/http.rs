@@ -56,25 +56,19 @@ fn server() -> (u16, Arc<Mutex<Vec<String>>>) {
 #[test]
 fn get_returns_status_headers_json_and_timing() {
     let (port, seen) = server();
-    let env = Env::new();
-    let r = env.run(
-        &format!(
-            r#"
-            let r = http.get("http://127.0.0.1:{port}/health", #{{query: #{{verbose: 1}}, bearer: "tok-SECRET-123"}});
-            print(r.status); print(r.ok); print(r.json.replicas); print(r.headers["x-test"]); print(r.elapsed_ms >= 0.0);
-            let m = http.get("http://127.0.0.1:{port}/missing");
-            print(m.status); print(m.ok);
-            "#
-        ),
-        &[],
-        &[],
+    let script = format!(
+        r#"
+        let r = http.get("http://127.0.0.1:{port}/health", #{{query: #{{verbose: 1}}, bearer: "tok-SECRET-123"}});
+        print(r.status); print(r.ok); print(r.json.replicas); print(r.headers["x-test"]); print(r.elapsed_ms >= 0.0);
+        let m = http.get("http://127.0.0.1:{port}/missing");
+        print(m.status); print(m.ok);
+        "#
     );
-    r.assert_code(0);
-    assert_eq!(
-        r.stdout, "200\ntrue\n3\nyes\ntrue\n404\nfalse\n",
-        "{}",
-        r.stderr
-    );
+    Env::new()
+        .script(&script)
+        .run()
+        .assert_code(0)
+        .assert_stdout("200\ntrue\n3\nyes\ntrue\n404\nfalse\n");
     let seen = seen.lock().unwrap();
     assert!(
         seen[0]
@@ -91,17 +85,16 @@ fn post_is_a_mutation_dry_run_sends_nothing() {
     let script = format!(
         r#"let r = http.post("http://127.0.0.1:{port}/hook", #{{version: "1.2.3"}}); print(r.status);"#
     );
-    let r = env.run(&script, &["--dry-run"], &[]);
-    r.assert_code(0);
-    assert!(
-        r.stderr.contains("would POST 19 bytes (application/json)"),
-        "{}",
-        r.stderr
-    );
+    env.script(&script)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("would POST 19 bytes (application/json)");
     assert!(seen.lock().unwrap().is_empty(), "dry run sent a request");
-    let r = env.run(&script, &[], &[]);
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "200");
+    env.script(&script)
+        .run()
+        .assert_code(0)
+        .assert_stdout("200\n");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     assert!(
@@ -118,12 +111,8 @@ fn post_is_a_mutation_dry_run_sends_nothing() {
 fn connection_refused_is_clear() {
     let env = Env::new();
     let port = opsh::sandbox::free_port().unwrap();
-    let r = env.run(&format!("http.get(\"http://127.0.0.1:{port}/\")"), &[], &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains(&format!("is the service listening on 127.0.0.1:{port}?")),
-        "{}",
-        r.stderr
-    );
+    env.script(&format!("http.get(\"http://127.0.0.1:{port}/\")"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(&format!("is the service listening on 127.0.0.1:{port}?"));
 }

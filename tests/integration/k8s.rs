@@ -1,19 +1,12 @@
 //! The k8s module against the Kubernetes API test server: every primitive,
 //! asserting on what the server holds afterwards.
 
-use crate::support::{kube, Env, Kube};
+use crate::support::*;
 use serde_json::Value;
-use std::time::Duration;
-
-fn run(env: &Env, k: &Kube, script: &str, flags: &[&str]) -> crate::support::Run {
-    let kc = k.kubeconfig();
-    env.run(script, flags, &[("KUBECONFIG", kc.as_str())])
-}
 
 fn pod_names(k: &Kube, app: &str) -> Vec<(String, String)> {
-    k.objects("Pod", "default")
-        .into_iter()
-        .filter(|p| p["metadata"]["labels"]["app"] == app)
+    k.pods(app)
+        .iter()
         .map(|p| {
             (
                 p["metadata"]["name"].as_str().unwrap().to_string(),
@@ -28,11 +21,15 @@ fn reads_agree_with_the_server() {
     let k = kube();
     k.wait_rolled_out("api");
     k.wait_worker_oom_killed();
+    // A pod that has been OOM-killed and restarted: it has Warning events.
+    let worker = k.pods("worker")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"
+    let r = env
+        .script(
+            &r#"
         let d = k8s.deployments().filter(|d| d.name == "api")[0];
         print(`deploy ${d.replicas} ${d.ready} ${d.images} ${d.revision}`);
         let pods = k8s.pods(#{selector: "app=api"});
@@ -45,15 +42,20 @@ fn reads_agree_with_the_server() {
         print(`top ${k8s.top_pods().len()} ${k8s.top_nodes().len()}`);
         let lines = k8s.logs(pods[0].name, #{tail: 2});
         print(`logs ${lines.len()}`);
-        print(`grep ${k8s.logs("app=api", #{grep: "level=INFO"}).all(|l| l.line.contains("level=INFO"))}`);
+        let all = k8s.logs("app=api");
+        let info = k8s.logs("app=api", #{grep: "level=INFO"});
+        print(`grep ${info.len() > 0} ${info.all(|l| l.line.contains("level=INFO"))} ${info.len() < all.len()}`);
         print(`history ${k8s.rollout_history("api").len()}`);
-        print(`events ${k8s.events(#{type: "Warning", involved: "worker"}).len() >= 0}`);
+        let ev = k8s.events(#{type: "Warning", involved: "WORKER"});
+        print(`events ${ev.len() > 0} ${ev.all(|e| e.type == "Warning" && e.object == "pod/WORKER")} ${ev.filter(|e| e.reason == "BackOff").len()}`);
         print(`other ns ${k8s.ns("kube-system").pods().len()}`);
         let exported = k8s.export_ns();
         print(`export ${exported.filter(|o| o.kind == "Deployment").len()} ${exported.filter(|o| o.kind == "Secret")[0].data.DB_PASSWORD}`);
-    "#,
-        &[],
-    );
+    "#
+            .replace("WORKER", &worker),
+        )
+        .kube(&k)
+        .run();
     r.assert_code(0);
     let out = &r.stdout;
     assert!(
@@ -61,11 +63,7 @@ fn reads_agree_with_the_server() {
         "{out}"
     );
     assert!(out.contains("pods 3 ready=3"), "{out}");
-    let workers = k
-        .objects("Pod", "default")
-        .into_iter()
-        .filter(|p| p["metadata"]["labels"]["app"] == "worker")
-        .count();
+    let workers = k.pods("worker").len();
     assert!(
         out.contains(&format!("oom {workers} of {workers}")),
         "{out}"
@@ -79,8 +77,13 @@ fn reads_agree_with_the_server() {
         .count();
     assert!(out.contains(&format!("top {running} 2")), "{out}");
     assert!(out.contains("logs 2"), "{out}");
-    assert!(out.contains("grep true"), "{out}");
+    // Some lines match, all that match contain the text, and the filter
+    // dropped the WARN and ERROR lines.
+    assert!(out.contains("grep true true true"), "{out}");
     assert!(out.contains("history 1"), "{out}");
+    // The restarted worker pod has Warning events, all about it, one
+    // of them the BackOff the test server records for a crash loop.
+    assert!(out.contains("events true true 1"), "{out}");
     assert!(out.contains("other ns 0"), "{out}");
     assert!(out.contains("export 4 ***"), "{out}");
     assert!(!out.contains("initial-sandbox-password"), "{out}");
@@ -91,14 +94,11 @@ fn scale_changes_replicas_and_waits_until_ready() {
     let k = kube();
     k.wait_rolled_out("api");
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"let r = k8s.scale("api", 5, #{current: 3, wait: true, timeout: "20s"}); print(`${r.from}->${r.to} ready=${r.ready}`);"#,
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("3->5 ready=5"), "{}", r.stdout);
+    env.script(r#"let r = k8s.scale("api", 5, #{current: 3, wait: true, timeout: "20s"}); print(`${r.from}->${r.to} ready=${r.ready}`);"#)
+        .kube(&k)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("3->5 ready=5");
     assert_eq!(k.replicas("api"), 5);
     assert_eq!(pod_names(&k, "api").len(), 5);
     let audit = env.audit();
@@ -116,10 +116,9 @@ fn dry_run_is_validated_by_the_server_and_changes_nothing() {
     k.wait_rolled_out("api");
     let before = k.object("Deployment", "default", "api").unwrap();
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"
+    let r = env
+        .script(
+            r#"
         let p = k8s.scale("api", 7);
         print(`plan ${p.from} ${p.to} ${p.dry_run}`);
         k8s.set_image("api", "api", "registry.example/api:9.9");
@@ -133,23 +132,16 @@ fn dry_run_is_validated_by_the_server_and_changes_nothing() {
         k8s.delete_pod(pod.name);
         k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\ndata:\n  a: \"1\"\n");
     "#,
-        &["--dry-run"],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("plan 3 7 true"), "{}", r.stdout);
-    assert!(
-        r.stderr
-            .contains("would scale deployment api in default from 3 to 7"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr
-            .contains("from registry.example/api:1.4.2 to registry.example/api:9.9"),
-        "{}",
-        r.stderr
-    );
-    assert!(!r.stderr.contains("n3w-dry-run-pw") && !r.stdout.contains("n3w-dry-run-pw"));
+        )
+        .kube(&k)
+        .flag("--dry-run")
+        .run();
+    r.assert_code(0)
+        .assert_stdout_contains("plan 3 7 true")
+        .assert_stderr_contains("would scale deployment api in default from 3 to 7")
+        .assert_stderr_contains("from registry.example/api:1.4.2 to registry.example/api:9.9")
+        .assert_stderr_lacks("n3w-dry-run-pw")
+        .assert_stdout_lacks("n3w-dry-run-pw");
     let after = k.object("Deployment", "default", "api").unwrap();
     assert_eq!(
         before["spec"], after["spec"],
@@ -173,14 +165,12 @@ fn dry_run_is_validated_by_the_server_and_changes_nothing() {
         "aW5pdGlhbC1zYW5kYm94LXBhc3N3b3Jk"
     );
     // The server was asked to validate: a bad value fails the dry run.
-    let r = run(
-        &env,
-        &k,
-        r#"k8s.set_image("api", "nope", "x:1")"#,
-        &["--dry-run"],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("has no container nope"), "{}", r.stderr);
+    env.script(r#"k8s.set_image("api", "nope", "x:1")"#)
+        .kube(&k)
+        .flag("--dry-run")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("has no container nope");
 }
 
 #[test]
@@ -198,10 +188,9 @@ fn rollout_set_image_status_history_undo() {
         .unwrap()
         .to_string();
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"
+    let r = env
+        .script(
+            r#"
         k8s.set_image("api", "api", "registry.example/api:1.5.0");
         let s = k8s.rollout_status("api", #{timeout: "30s"});
         print(`status ${s.complete} rev=${s.revision} ${s.images}`);
@@ -211,26 +200,13 @@ fn rollout_set_image_status_history_undo() {
         print(`undo ${u.from_revision}->${u.to_revision} ${u.images}`);
         k8s.rollout_status("api");
     "#,
-        &[],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout
-            .contains("status true rev=2 registry.example/api:1.5.0"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout
-            .contains("history [1, 2] current=registry.example/api:1.5.0"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains("undo 2->1 registry.example/api:1.4.2"),
-        "{}",
-        r.stdout
-    );
+        )
+        .kube(&k)
+        .run();
+    r.assert_code(0)
+        .assert_stdout_contains("status true rev=2 registry.example/api:1.5.0")
+        .assert_stdout_contains("history [1, 2] current=registry.example/api:1.5.0")
+        .assert_stdout_contains("undo 2->1 registry.example/api:1.4.2");
     assert!(
         r.stderr.contains("rollout api:"),
         "progress on stderr: {}",
@@ -262,10 +238,9 @@ fn rollout_restart_and_set_env_make_new_revisions() {
     let k = kube();
     k.wait_rolled_out("api");
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"
+    let r = env
+        .script(
+            r#"
         k8s.rollout_restart("api");
         k8s.rollout_status("api");
         let e = k8s.set_env("api", #{LOG_LEVEL: "debug", NEW_FLAG: "1"});
@@ -274,14 +249,12 @@ fn rollout_restart_and_set_env_make_new_revisions() {
         let again = k8s.set_env("api", #{LOG_LEVEL: "debug"});
         print(`again ${again.changed.keys().len()}`);
     "#,
-        &[],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("changed 2") && r.stdout.contains("again 0"),
-        "{}",
-        r.stdout
-    );
+        )
+        .kube(&k)
+        .run();
+    r.assert_code(0)
+        .assert_stdout_contains("changed 2")
+        .assert_stdout_contains("again 0");
     let d = k.object("Deployment", "default", "api").unwrap();
     assert!(
         d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
@@ -308,8 +281,10 @@ fn rollout_restart_and_set_env_make_new_revisions() {
         d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
     );
-    let r = run(&env, &k, r#"k8s.set_env("api", #{NEW_FLAG: ()})"#, &[]);
-    r.assert_code(0);
+    env.script(r#"k8s.set_env("api", #{NEW_FLAG: ()})"#)
+        .kube(&k)
+        .run()
+        .assert_code(0);
     let d = k.object("Deployment", "default", "api").unwrap();
     assert!(!d["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -325,27 +300,23 @@ fn delete_pod_uses_its_uid_and_a_replacement_appears() {
     let (name, uid) = pod_names(&k, "api")[0].clone();
     let env = Env::new();
     // A stale uid (the pod was replaced meanwhile) is a 409 and deletes nothing.
-    let r = run(
-        &env,
-        &k,
-        &format!(r#"k8s.delete_pod("{name}", #{{uid: "00000000-dead-4bee-f000-000000000000"}})"#),
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("conflict") && r.stderr.contains("Precondition failed: UID"),
-        "{}",
-        r.stderr
-    );
+    let r = env
+        .script(&format!(
+            r#"k8s.delete_pod("{name}", #{{uid: "00000000-dead-4bee-f000-000000000000"}})"#
+        ))
+        .kube(&k)
+        .run();
+    r.assert_code(2)
+        .assert_stderr_contains("conflict")
+        .assert_stderr_contains("Precondition failed: UID");
     assert!(k.object("Pod", "default", &name).is_some());
-    let r = run(
-        &env,
-        &k,
-        &format!(r#"let d = k8s.delete_pod("{name}", #{{uid: "{uid}"}}); print(d.uid)"#),
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains(&uid));
+    env.script(&format!(
+        r#"let d = k8s.delete_pod("{name}", #{{uid: "{uid}"}}); print(d.uid)"#
+    ))
+    .kube(&k)
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains(&uid);
     assert!(k.object("Pod", "default", &name).is_none());
     k.wait_pods_ready("api", 3);
     let now = pod_names(&k, "api");
@@ -360,13 +331,11 @@ fn delete_pod_uses_its_uid_and_a_replacement_appears() {
 fn scale_precondition_and_stale_writes_are_refused_clearly() {
     let k = kube();
     let env = Env::new();
-    let r = run(&env, &k, r#"k8s.scale("api", 6, #{current: 2})"#, &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("has 3 replicas, not the 2 expected"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"k8s.scale("api", 6, #{current: 2})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("has 3 replicas, not the 2 expected");
     assert_eq!(k.replicas("api"), 3);
     // Another writer changes the HPA between our read and our write: the write carries the old resourceVersion.
     let mut h = k
@@ -375,14 +344,11 @@ fn scale_precondition_and_stale_writes_are_refused_clearly() {
     let stale_rv = h["metadata"]["resourceVersion"].clone();
     h["spec"]["maxReplicas"] = 15.into();
     k.put("HorizontalPodAutoscaler", "default", h).unwrap();
-    let r = run(
-        &env,
-        &k,
-        r#"k8s.patch_hpa("api", #{min: 3}); print(`min ${k8s.hpa("api").min}`);"#,
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("min 3"));
+    env.script(r#"k8s.patch_hpa("api", #{min: 3}); print(`min ${k8s.hpa("api").min}`);"#)
+        .kube(&k)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("min 3");
     assert_eq!(
         k.object("HorizontalPodAutoscaler", "default", "api")
             .unwrap()["spec"]["maxReplicas"],
@@ -394,9 +360,11 @@ fn scale_precondition_and_stale_writes_are_refused_clearly() {
         k.object("HorizontalPodAutoscaler", "default", "api")
             .unwrap()["metadata"]["resourceVersion"]
     );
-    let r = run(&env, &k, r#"k8s.patch_hpa("api", #{min: 9, max: 4})"#, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("min <= max"), "{}", r.stderr);
+    env.script(r#"k8s.patch_hpa("api", #{min: 9, max: 4})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("min <= max");
 }
 
 #[test]
@@ -404,10 +372,9 @@ fn jobs_secrets_selectors_and_apply() {
     let k = kube();
     k.wait_rolled_out("web-green");
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"
+    let r = env
+        .script(
+            r#"
         let j = k8s.create_job_from("nightly-report", "report-now");
         print(`job ${j.job}`);
         let s = k8s.secret_set("api-credentials", #{DB_PASSWORD: "Rotated-Pa55-xyz", NEW_KEY: "v"});
@@ -419,8 +386,9 @@ fn jobs_secrets_selectors_and_apply() {
         let b = k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  checkout: \"on\"\n");
         print(`again ${b[0].action}`);
     "#,
-        &[],
-    );
+        )
+        .kube(&k)
+        .run();
     r.assert_code(0);
     let out = &r.stdout;
     assert!(out.contains("job report-now"), "{out}");
@@ -444,9 +412,10 @@ fn jobs_secrets_selectors_and_apply() {
         job["metadata"]["ownerReferences"][0]["name"],
         "nightly-report"
     );
-    assert!(k.wait_for(Duration::from_secs(10), |k| k
-        .object("Job", "default", "report-now")
-        .is_some_and(|j| j["status"]["succeeded"] == 1)));
+    eventually(secs(10), "job report-now to succeed", || {
+        k.object("Job", "default", "report-now")
+            .is_some_and(|j| j["status"]["succeeded"] == 1)
+    });
     let secret = k.object("Secret", "default", "api-credentials").unwrap();
     assert_eq!(secret["data"]["DB_PASSWORD"], "Um90YXRlZC1QYTU1LXh5eg==");
     assert_eq!(
@@ -464,14 +433,11 @@ fn jobs_secrets_selectors_and_apply() {
         assert!(!text.contains("Rotated-Pa55-xyz"), "secret leaked: {text}");
     }
     // A selector no ready pod matches is refused; nothing changes.
-    let r = run(
-        &env,
-        &k,
-        r#"k8s.patch_service_selector("web", #{app: "web", version: "purple"})"#,
-        &[],
-    );
-    r.assert_code(3);
-    assert!(r.stderr.contains("no ready pod matches"), "{}", r.stderr);
+    env.script(r#"k8s.patch_service_selector("web", #{app: "web", version: "purple"})"#)
+        .kube(&k)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("no ready pod matches");
     assert_eq!(
         k.object("Service", "default", "web").unwrap()["spec"]["selector"]["version"],
         "green"
@@ -483,18 +449,12 @@ fn apply_conflicts_are_reported_never_forced() {
     let k = kube();
     let env = Env::new();
     // spec.replicas of `api` belongs to the manager that created it.
-    let r = run(
-        &env,
-        &k,
-        r#"k8s.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 9\n")"#,
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("conflict on .spec.replicas"),
-        "{}",
-        r.stderr
-    );
+    let r = env
+        .script(r#"k8s.apply("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 9\n")"#)
+        .kube(&k)
+        .run();
+    r.assert_code(2)
+        .assert_stderr_contains("conflict on .spec.replicas");
     assert!(
         r.stderr.contains("sandbox-seed"),
         "names the other manager: {}",
@@ -511,25 +471,24 @@ fn protected_context_needs_yes() {
     env.write_config(&format!(
         "[kube.prod]\nkubeconfig = \"{kc}\"\ncontext = \"sandbox\"\nprotected = true\n"
     ));
-    let r = env.run(r#"k8s.context("prod").scale("api", 4)"#, &[], &[]);
-    r.assert_code(3);
-    assert!(r.stderr.contains("protected"), "{}", r.stderr);
+    env.script(r#"k8s.context("prod").scale("api", 4)"#)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("protected");
     assert_eq!(k.replicas("api"), 3);
     // The same cluster as the current context of KUBECONFIG: protected by context name too.
     env.write_config("[kube.sandbox]\nprotected = true\n");
-    let r = env.run(
-        r#"k8s.scale("api", 4)"#,
-        &[],
-        &[("KUBECONFIG", kc.as_str())],
-    );
-    r.assert_code(3);
+    env.script(r#"k8s.scale("api", 4)"#)
+        .kube(&k)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("protected target current-context needs confirmation");
     assert_eq!(k.replicas("api"), 3);
-    let r = env.run(
-        r#"k8s.scale("api", 4)"#,
-        &["--yes"],
-        &[("KUBECONFIG", kc.as_str())],
-    );
-    r.assert_code(0);
+    env.script(r#"k8s.scale("api", 4)"#)
+        .kube(&k)
+        .flag("--yes")
+        .run()
+        .assert_code(0);
     assert_eq!(k.replicas("api"), 4);
 }
 
@@ -537,62 +496,47 @@ fn protected_context_needs_yes() {
 fn forbidden_names_the_identity() {
     let k = kube();
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
+    env.script(
         r#"let v = k8s.context("sandbox-viewer"); print(v.deployments().len()); v.scale("api", 5)"#,
-        &[],
-    );
-    r.assert_code(2);
-    assert!(r.stdout.contains('4'), "the viewer may read: {}", r.stdout);
-    assert!(
-        r.stderr.contains("forbidden for user `viewer`"),
-        "{}",
-        r.stderr
-    );
+    )
+    .kube(&k)
+    .run()
+    .assert_code(2)
+    // The viewer may read.
+    .assert_stdout(&format!("{}\n", k.objects("Deployment", "default").len()))
+    .assert_stderr_contains("forbidden for user `viewer`");
     assert_eq!(k.replicas("api"), 3);
 }
 
 #[test]
 fn missing_or_broken_kubeconfig_is_a_clear_error() {
     let env = Env::new();
-    let r = env.run("k8s.deployments()", &[], &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("no kubeconfig"), "{}", r.stderr);
-    let r = env.run(
-        "k8s.deployments()",
-        &[],
-        &[("KUBECONFIG", "/nonexistent/kubeconfig")],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("/nonexistent/kubeconfig") && r.stderr.contains("does not exist"),
-        "{}",
-        r.stderr
-    );
+    env.script("k8s.deployments()")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("no kubeconfig");
+    env.script("k8s.deployments()")
+        .kubeconfig("/nonexistent/kubeconfig")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("/nonexistent/kubeconfig")
+        .assert_stderr_contains("does not exist");
     let broken = env.write("broken.yaml", "apiVersion: v1\nclusters: [oops\n");
-    let r = env.run(
-        "k8s.deployments()",
-        &[],
-        &[("KUBECONFIG", broken.to_str().unwrap())],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("cannot load kubeconfig"), "{}", r.stderr);
+    env.script("k8s.deployments()")
+        .kubeconfig(broken.to_str().unwrap())
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cannot load kubeconfig");
     let k = kube();
-    let r = run(&env, &k, r#"k8s.context("nope")"#, &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("no context `nope`") && r.stderr.contains("sandbox-viewer"),
-        "{}",
-        r.stderr
-    );
-    let r = run(&env, &k, r#"k8s.get("widgets")"#, &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("no resource type `widgets`"),
-        "{}",
-        r.stderr
-    );
+    let r = env.script(r#"k8s.context("nope")"#).kube(&k).run();
+    r.assert_code(2)
+        .assert_stderr_contains("no context `nope`")
+        .assert_stderr_contains("sandbox-viewer");
+    env.script(r#"k8s.get("widgets")"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("no resource type `widgets`");
 }
 
 #[test]
@@ -600,18 +544,10 @@ fn rollout_status_fails_when_the_rollout_is_stuck() {
     let k = kube();
     k.wait_rolled_out("api");
     let env = Env::new();
-    let r = run(
-        &env,
-        &k,
-        r#"k8s.set_image("api", "api", "registry.example/api:does-not-exist"); k8s.rollout_status("api", #{timeout: "2s"})"#,
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("rollout of api not complete after 2s"),
-        "{}",
-        r.stderr
-    );
+    env
+        .script(r#"k8s.set_image("api", "api", "registry.example/api:does-not-exist"); k8s.rollout_status("api", #{timeout: "2s"})"#)
+        .kube(&k)
+        .run().assert_code(2).assert_stderr_contains("rollout of api not complete after 2s");
     let bad = k
         .objects("Pod", "default")
         .into_iter()
@@ -627,14 +563,12 @@ fn top_without_a_metrics_api_is_a_clear_error() {
     let k = kube();
     k.serve_metrics(false);
     let env = Env::new();
-    let r = run(&env, &k, "k8s.top_pods()", &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("serves no metrics API (metrics.k8s.io)"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("metrics-server"), "{}", r.stderr);
+    env.script("k8s.top_pods()")
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("serves no metrics API (metrics.k8s.io)")
+        .assert_stderr_contains("metrics-server");
 }
 
 #[test]
@@ -653,10 +587,9 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
         .as_str()
         .unwrap()
         .to_string();
-    let r = run(
-        &env,
-        &k,
-        &format!(
+    let r = env
+        .script(
+            &format!(
             r#"
             print(`previous ${{k8s.logs("{worker}", #{{previous: true}}).filter(|l| l.line.contains("out of memory")).len()}}`);
             print(`by selector ${{k8s.logs("app=api", #{{previous: true}}).len()}}`);
@@ -664,18 +597,14 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
             k8s.rollout_status("api", #{{timeout: "20s"}});
             "#
         ),
-        &[],
-    );
-    r.assert_code(2);
-    assert!(r.stdout.contains("previous 1"), "{}", r.stdout);
-    assert!(r.stdout.contains("by selector 0"), "{}", r.stdout);
-    assert!(r.stderr.contains("k8s.logs: skipping api-"), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains("deployment api exceeded its progress deadline"),
-        "{}",
-        r.stderr
-    );
+        )
+        .kube(&k)
+        .run();
+    r.assert_code(2)
+        .assert_stdout_contains("previous 1")
+        .assert_stdout_contains("by selector 0")
+        .assert_stderr_contains("k8s.logs: skipping api-")
+        .assert_stderr_contains("deployment api exceeded its progress deadline");
     assert!(
         r.stderr.contains("rollout_undo"),
         "the hint says how to go back: {}",
@@ -687,15 +616,13 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
 fn opsh_sandbox_run_has_a_cluster() {
     let env = Env::new();
     let file = env.write("check.rhai", r#"let d = k8s.deployments(); print(`deployments ${d.len()}`); k8s.scale("api", 4); print(k8s.get("deploy", "api").spec.replicas)"#);
-    let r = env.opsh(&["sandbox", "run", file.to_str().unwrap()], &[]);
-    r.assert_code(0);
-    assert!(r.stdout.contains("deployments 4"), "{}", r.stdout);
-    assert!(r.stdout.contains('4'), "{}", r.stdout);
-    assert!(
-        r.stderr.contains("Kubernetes API on 127.0.0.1:"),
-        "{}",
-        r.stderr
-    );
+    env.opsh(["sandbox", "run"])
+        .arg(&file)
+        .run()
+        .assert_code(0)
+        // The seed's four deployments, and api scaled to 4.
+        .assert_stdout("deployments 4\n4\n")
+        .assert_stderr_contains("Kubernetes API on 127.0.0.1:");
 }
 
 #[test]
@@ -718,15 +645,12 @@ fn a_concurrent_change_is_a_409_that_says_what_changed() {
             k.wait_rolled_out("web-green");
         }
         k.interfere(kind, "default", name);
-        let r = run(&env, &k, script, &[]);
-        r.assert_code(2);
-        assert!(
-            r.stderr
-                .contains("conflict, someone else changed it since it was read (resourceVersion "),
-            "{}",
-            r.stderr
-        );
-        assert!(r.stderr.contains("nothing was changed"), "{}", r.stderr);
+        let r = env.script(script).kube(&k).run();
+        r.assert_code(2)
+            .assert_stderr_contains(
+                "conflict, someone else changed it since it was read (resourceVersion ",
+            )
+            .assert_stderr_contains("nothing was changed");
         let after = k.object(kind, "default", name).unwrap();
         assert_eq!(
             after["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"],
@@ -744,7 +668,10 @@ fn a_concurrent_change_is_a_409_that_says_what_changed() {
         "blue"
     );
     // Read again and it goes through.
-    run(&env, &k, r#"k8s.scale("api", 5)"#, &[]).assert_code(0);
+    env.script(r#"k8s.scale("api", 5)"#)
+        .kube(&k)
+        .run()
+        .assert_code(0);
     assert_eq!(k.replicas("api"), 5);
 }
 
@@ -755,8 +682,10 @@ fn scale_retries_past_an_unrelated_change_but_not_past_a_replicas_change() {
     // Another client touches the Deployment between opsh's read and write:
     // the write conflicts, opsh reads again and scales, keeping their change.
     k.interfere("Deployment", "default", "api");
-    let r = run(&env, &k, r#"k8s.scale("api", 5, #{current: 3})"#, &[]);
-    r.assert_code(0);
+    env.script(r#"k8s.scale("api", 5, #{current: 3})"#)
+        .kube(&k)
+        .run()
+        .assert_code(0);
     assert_eq!(k.replicas("api"), 5);
     let after = k.object("Deployment", "default", "api").unwrap();
     assert_eq!(
@@ -764,13 +693,11 @@ fn scale_retries_past_an_unrelated_change_but_not_past_a_replicas_change() {
         "another-client"
     );
     // The precondition is checked on every read: replicas are 5 now, not 3.
-    let r = run(&env, &k, r#"k8s.scale("api", 7, #{current: 3})"#, &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("has 5 replicas, not the 3 expected"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"k8s.scale("api", 7, #{current: 3})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("has 5 replicas, not the 3 expected");
     assert_eq!(k.replicas("api"), 5);
 }
 
@@ -788,7 +715,10 @@ fn declared_name_lists_run_against_the_cluster() {
     scripts.dedup();
     assert_eq!(scripts.len(), 5, "{scripts:?}");
     for s in scripts {
-        let r = run(&env, &k, &format!("print(json.stringify({s}))"), &[]);
+        let r = env
+            .script(&format!("print(json.stringify({s}))"))
+            .kube(&k)
+            .run();
         r.assert_code(0);
         let names: Vec<String> = serde_json::from_str(r.stdout.trim())
             .unwrap_or_else(|e| panic!("{s}: {e}: {}", r.stdout));

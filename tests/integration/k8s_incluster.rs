@@ -6,12 +6,11 @@
 //! runbooks do their job and refuses more. kubectl, given the same token
 //! and CA, agrees.
 
-use crate::support::{certs, repo_file, repo_path, Env};
+use crate::support::{certs, eventually, repo_file, repo_path, secs, Env, Opsh};
 use opsh::sandbox::{KubeServer, TlsFiles};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 const SA: &str = "system:serviceaccount:opsh:opsh";
 
@@ -27,8 +26,7 @@ struct Pod {
 impl Pod {
     fn new() -> Pod {
         let env = Env::new();
-        let pki = env.path("pki");
-        std::fs::create_dir_all(&pki).unwrap();
+        let pki = env.dir("pki");
         certs::ca(&pki, "ca");
         certs::ca(&pki, "other-ca");
         certs::server(&pki, "ca", "server");
@@ -60,8 +58,7 @@ impl Pod {
         )
         .unwrap();
 
-        let sa = env.path("serviceaccount");
-        std::fs::create_dir_all(&sa).unwrap();
+        let sa = env.dir("serviceaccount");
         std::fs::write(sa.join("token"), &token).unwrap();
         std::fs::copy(pki.join("ca.pem"), sa.join("ca.crt")).unwrap();
         std::fs::write(sa.join("namespace"), "opsh").unwrap();
@@ -76,28 +73,26 @@ impl Pod {
     }
 
     /// The environment the kubelet gives a pod.
-    fn pod_env(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
-            ("KUBERNETES_SERVICE_PORT", self.port.as_str()),
-            ("OPSH_SERVICEACCOUNT_DIR", self.sa.to_str().unwrap()),
-        ]
+    fn in_pod<'e>(&self, o: Opsh<'e>) -> Opsh<'e> {
+        o.env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", &self.port)
+            .env("OPSH_SERVICEACCOUNT_DIR", self.sa.to_str().unwrap())
     }
 
-    fn run(&self, script: &str, flags: &[&str]) -> crate::support::Run {
-        self.env.run(script, flags, &self.pod_env())
+    /// `script` run inside the pod.
+    fn script(&self, script: &str) -> Opsh<'_> {
+        self.in_pod(self.env.script(script))
     }
 
     fn deployment(&self) -> serde_json::Value {
         self.api.object("Deployment", "opsh", "api").unwrap()
     }
 
+    #[track_caller]
     fn wait_ready(&self, n: i64) {
-        let ok = self.api.wait_for(Duration::from_secs(15), |k| {
-            k.object("Deployment", "opsh", "api")
-                .is_some_and(|d| d["status"]["readyReplicas"].as_i64() == Some(n))
+        eventually(secs(15), &format!("{n} ready api replicas in opsh"), || {
+            self.deployment()["status"]["readyReplicas"].as_i64() == Some(n)
         });
-        assert!(ok, "api in opsh did not get {n} ready replicas");
     }
 
     /// kubectl as the pod's service account: flags, no kubeconfig.
@@ -128,17 +123,17 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
 
     // Reads land in the namespace of the mounted namespace file, and the
     // scale subresource the Role grants works.
-    let r = pod.run(
+    pod.script(
         r#"
         print(`deployments ${k8s.deployments().map(|d| d.name)}`);
         let s = k8s.scale("api", 2);
         print(`scaled ${s.from} -> ${s.to}`);
         "#,
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains(r#"deployments ["api"]"#), "{}", r.stdout);
-    assert!(r.stdout.contains("scaled 3 -> 2"), "{}", r.stdout);
+    )
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains(r#"deployments ["api"]"#)
+    .assert_stdout_contains("scaled 3 -> 2");
     // In the namespace of the mounted namespace file, not `default`.
     assert_eq!(pod.deployment()["spec"]["replicas"], 2);
     let demo = pod.api.object("Deployment", "default", "api").unwrap();
@@ -147,31 +142,25 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
 
     // The morning health runbook needs only what the Role grants.
     let script = repo_path("scripts/morning_health.rhai");
-    let r = pod.env.opsh(
-        &[
-            "run",
-            script.as_str(),
-            "--arg",
-            r#"namespaces=["opsh"]"#,
-            "--arg",
-            "check_db=false",
-        ],
-        &pod.pod_env(),
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("pods opsh"), "{}", r.stdout);
+    pod.in_pod(pod.env.opsh(["run", &script]))
+        .script_arg("namespaces", r#"["opsh"]"#)
+        .script_arg("check_db", false)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("pods opsh");
 
     // A runbook can ask first: the answers follow the Role exactly.
-    let r = pod.run(
-        r#"
+    let r = pod
+        .script(
+            r#"
         for q in [["patch", "deployments/scale"], ["get", "pods/log"], ["list", "hpa"],
                   ["patch", "deployments"], ["delete", "pods"], ["create", "secrets"]] {
             print(`${q[0]} ${q[1]} ${k8s.can_i(q[0], q[1])}`);
         }
         print(`other ns ${k8s.ns("default").can_i("list", "pods")}`);
         "#,
-        &[],
-    );
+        )
+        .run();
     r.assert_code(0);
     for line in [
         "patch deployments/scale true",
@@ -182,35 +171,30 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
         "create secrets false",
         "other ns false",
     ] {
-        assert!(r.stdout.contains(line), "{line}: {}", r.stdout);
+        r.assert_stdout_contains(line);
     }
 
     // More than the Role grants is refused by the server, named as the
     // service account, and nothing changes. rollout_restart patches the
     // deployment itself, which the Role does not allow.
     let before = pod.deployment();
-    let r = pod.run(r#"k8s.rollout_restart("api")"#, &[]);
-    r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains(&format!("forbidden for `{SA}` (in-cluster)")),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("kubectl auth can-i"), "{}", r.stderr);
-    assert!(r.stderr.contains("target: in-cluster"), "{}", r.stderr);
+    pod.script(r#"k8s.rollout_restart("api")"#)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(&format!("forbidden for `{SA}` (in-cluster)"))
+        .assert_stderr_contains("kubectl auth can-i")
+        .assert_stderr_contains("target: in-cluster")
+        // The token is a secret: never printed, logged or audited.
+        .assert_output_lacks(&pod.token);
     let after = pod.deployment();
     assert_eq!(before["spec"], after["spec"]);
     // Nor may it read outside its namespace.
-    let r = pod.run(r#"k8s.ns("default").deployments()"#, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("forbidden"), "{}", r.stderr);
-
-    // The token is a secret: never printed, logged or audited.
-    for text in [r.stdout.as_str(), r.stderr.as_str()] {
-        assert!(!text.contains(&pod.token));
-    }
-    let audit = std::fs::read_to_string(pod.env.audit_path()).unwrap_or_default();
+    pod.script(r#"k8s.ns("default").deployments()"#)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("forbidden")
+        .assert_output_lacks(&pod.token);
+    let audit = pod.env.audit_text();
     assert!(audit.contains("scale"), "{audit}");
     assert!(!audit.contains(&pod.token));
 }
@@ -219,77 +203,54 @@ fn in_cluster_config_acts_as_the_pods_service_account_under_the_shipped_role() {
 fn in_cluster_config_fails_clearly() {
     let pod = Pod::new();
     let probe = "print(k8s.deployments().len())";
-    let with = |extra: &[(&str, &str)]| {
-        let mut env = pod.pod_env();
-        env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
-        env.extend_from_slice(extra);
-        pod.env.run(probe, &[], &env)
-    };
+    // The pod's environment with one variable changed.
+    let with = |var: &str, value: &str| pod.script(probe).env(var, value).run();
     // Another mounted service-account directory: this token (or none) and CA.
     let with_sa = |name: &str, token: Option<&str>, ca: &str| {
-        let dir = pod.env.path(name);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = pod.env.dir(name);
         if let Some(t) = token {
             std::fs::write(dir.join("token"), t).unwrap();
         }
         std::fs::write(dir.join("ca.crt"), ca).unwrap();
-        with(&[("OPSH_SERVICEACCOUNT_DIR", dir.to_str().unwrap())])
+        with("OPSH_SERVICEACCOUNT_DIR", dir.to_str().unwrap())
     };
 
     // No token mounted (automountServiceAccountToken: false).
     let ca = std::fs::read_to_string(pod.sa.join("ca.crt")).unwrap();
-    let r = with_sa("no-token", None, &ca);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("cannot read the service account token"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("automountServiceAccountToken"),
-        "{}",
-        r.stderr
-    );
+    with_sa("no-token", None, &ca)
+        .assert_code(2)
+        .assert_stderr_contains("cannot read the service account token")
+        .assert_stderr_contains("automountServiceAccountToken");
 
     // A CA that did not sign the server's certificate.
     let other_ca = std::fs::read_to_string(pod.env.path("pki/other-ca.pem")).unwrap();
-    let r = with_sa("wrong-ca", Some(&pod.token), &other_ca);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("invalid peer certificate: UnknownIssuer"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("not signed by the CA in") && r.stderr.contains("wrong-ca/ca.crt"),
-        "{}",
-        r.stderr
-    );
-    assert!(!r.stderr.contains(&pod.token), "{}", r.stderr);
+    with_sa("wrong-ca", Some(&pod.token), &other_ca)
+        .assert_code(2)
+        .assert_stderr_contains("invalid peer certificate: UnknownIssuer")
+        .assert_stderr_contains("not signed by the CA in")
+        .assert_stderr_contains("wrong-ca/ca.crt")
+        .assert_stderr_lacks(&pod.token);
 
     // A token the API server did not issue.
     let bad = format!("{}x", pod.token);
-    let r = with_sa("forged", Some(&bad), &ca);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("did not accept the credentials"),
-        "{}",
-        r.stderr
-    );
-    assert!(!r.stderr.contains(&bad), "{}", r.stderr);
+    with_sa("forged", Some(&bad), &ca)
+        .assert_code(2)
+        .assert_stderr_contains("did not accept the credentials")
+        .assert_stderr_lacks(&bad);
 
     // The kubelet sets both variables; half a pod environment is named.
-    let r = with(&[("KUBERNETES_SERVICE_PORT", "")]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("KUBERNETES_SERVICE_PORT is not set"),
-        "{}",
-        r.stderr
-    );
+    with("KUBERNETES_SERVICE_PORT", "")
+        .assert_code(2)
+        .assert_stderr_contains("KUBERNETES_SERVICE_PORT is not set");
 
-    // A kubeconfig, when there is one, wins over the pod environment.
-    let r = with(&[("KUBECONFIG", pod.api.kubeconfig.to_str().unwrap())]);
-    r.assert_code(0);
+    // A kubeconfig, when there is one, wins over the pod environment: the
+    // deployments listed are those of the kubeconfig's namespace (default,
+    // the demo's), not the one of the pod's service account (opsh, one).
+    let in_default = pod.api.objects("Deployment", "default").len();
+    assert_ne!(in_default, pod.api.objects("Deployment", "opsh").len());
+    with("KUBECONFIG", pod.api.kubeconfig.to_str().unwrap())
+        .assert_code(0)
+        .assert_stdout(&format!("{in_default}\n"));
 }
 
 /// The HTTPS server is what a real API server is to kubectl: the shipped
@@ -379,22 +340,23 @@ fn an_in_cluster_target_can_be_protected() {
         r#"k8s.scale("api", 1)"#,
         r#"k8s.context("cluster").scale("api", 1)"#,
     ] {
-        let r = pod.run(script, &[]);
-        r.assert_code(3);
-        assert!(r.stderr.contains("needs confirmation"), "{}", r.stderr);
+        pod.script(script)
+            .run()
+            .assert_code(3)
+            .assert_stderr_contains("needs confirmation");
         assert_eq!(pod.deployment()["spec"]["replicas"], 3);
     }
-    let r = pod.run(
-        r#"print(k8s.context("cluster").scale("api", 1).to)"#,
-        &["--yes"],
-    );
-    r.assert_code(0);
+    pod.script(r#"print(k8s.context("cluster").scale("api", 1).to)"#)
+        .flag("--yes")
+        .run()
+        .assert_code(0)
+        .assert_stdout("1\n");
     assert_eq!(pod.deployment()["spec"]["replicas"], 1);
 
     // Outside a pod the name says what is wrong.
-    let r = pod
-        .env
-        .run(r#"k8s.context("cluster").deployments()"#, &[], &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("this is not a pod"), "{}", r.stderr);
+    pod.env
+        .script(r#"k8s.context("cluster").deployments()"#)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("this is not a pod");
 }

@@ -97,16 +97,10 @@ impl Held {
     }
 }
 
-/// Polls until `sql` (a count) is 1, for up to 10 s.
+/// Waits until `sql` (a count) is 1, for up to 10 s.
+#[track_caller]
 fn wait_for(url: &str, sql: &str) {
-    let started = Instant::now();
-    while pg_scalar(url, sql) != 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for: {sql}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(secs(10), sql, || pg_scalar(url, sql) == 1);
 }
 
 fn alive(url: &str, pid: i64) -> bool {
@@ -142,15 +136,17 @@ fn sorted(mut v: Vec<i64>) -> Vec<i64> {
 /// Runs `script` against `url`: it must fail (exit 2) and say `needle`.
 #[track_caller]
 fn fails_with(env: &Env, url: &str, script: &str, needle: &str) {
-    let r = env.run(script, &[], &[("DATABASE_URL", url)]);
-    r.assert_code(2);
-    assert!(r.stderr.contains(needle), "{}", r.stderr);
+    env.script(script)
+        .pg(url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(needle);
 }
 
 #[test]
 fn terminate_idle_ends_exactly_the_matching_sessions() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
     let idle = held.open("alice", "web", State::Idle);
@@ -173,7 +169,7 @@ fn terminate_idle_ends_exactly_the_matching_sessions() {
 
     // Dry run: the same list, nobody touched.
     held.touch_last();
-    let r = env.run(script, &["--dry-run"], &[("DATABASE_URL", &url)]);
+    let r = env.script(script).pg(&url).flag("--dry-run").run();
     r.assert_code(0);
     assert_eq!(printed_pids(&r.stdout), expected, "{}", r.stderr);
     assert!(
@@ -186,7 +182,7 @@ fn terminate_idle_ends_exactly_the_matching_sessions() {
     }
 
     held.touch_last();
-    let r = env.run(script, &[], &[("DATABASE_URL", &url)]);
+    let r = env.script(script).pg(&url).run();
     r.assert_code(0);
     assert_eq!(r.stdout.lines().next(), Some("3"), "{}", r.stderr);
     assert_eq!(printed_pids(&r.stdout), expected);
@@ -207,29 +203,25 @@ fn terminate_idle_ends_exactly_the_matching_sessions() {
         && a["outcome"] == "ok"));
 
     // Superusers only on request.
-    let r = env.run(
-        r#"print(pg.terminate_idle(#{older_than: 0, application: "admin"}).count)"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "0");
+    env.script(r#"print(pg.terminate_idle(#{older_than: 0, application: "admin"}).count)"#)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("0\n");
     assert!(alive(&url, superuser));
-    let r = env.run(
-        r#"print(pg.terminate_idle(#{older_than: 0, application: "admin", include_superusers: true}).count)"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "1");
+    env.script(r#"print(pg.terminate_idle(#{older_than: 0, application: "admin", include_superusers: true}).count)"#)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("1\n");
     assert!(!alive(&url, superuser));
     assert!(alive(&url, bouncer) && alive(&url, fresh) && alive(&url, active));
 }
 
 #[test]
 fn cancel_and_terminate_act_on_active_queries_only() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
     let report = held.open("alice", "report", State::Active);
@@ -237,11 +229,10 @@ fn cancel_and_terminate_act_on_active_queries_only() {
     let idle = held.open("alice", "report", State::Idle);
     std::thread::sleep(Duration::from_millis(1200));
     let env = Env::new();
-    let r = env.run(
-        r#"let r = pg.cancel(#{older_than: "1s", user: "alice"}); print(r.count); for s in r.sessions { print(s.pid) }"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+    let r = env
+        .script(r#"let r = pg.cancel(#{older_than: "1s", user: "alice"}); print(r.count); for s in r.sessions { print(s.pid) }"#)
+        .pg(&url)
+        .run();
     r.assert_code(0);
     assert_eq!(printed_pids(&r.stdout), vec![report], "{}", r.stderr);
     // Cancelled, not disconnected.
@@ -265,11 +256,10 @@ fn cancel_and_terminate_act_on_active_queries_only() {
         1
     );
 
-    let r = env.run(
-        r#"let r = pg.terminate(#{older_than: "1s", application: ["api", "report"]}); print(r.count); for s in r.sessions { print(s.pid) }"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+    let r = env
+        .script(r#"let r = pg.terminate(#{older_than: "1s", application: ["api", "report"]}); print(r.count); for s in r.sessions { print(s.pid) }"#)
+        .pg(&url)
+        .run();
     r.assert_code(0);
     assert_eq!(printed_pids(&r.stdout), vec![api], "{}", r.stderr);
     assert!(!alive(&url, api));
@@ -278,8 +268,8 @@ fn cancel_and_terminate_act_on_active_queries_only() {
 
 #[test]
 fn max_and_protected_targets_refuse() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
     let pids: Vec<i64> = (0..3)
@@ -288,13 +278,9 @@ fn max_and_protected_targets_refuse() {
     let env = Env::new();
     let script = r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice", max: 2}).count)"#;
     env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
-    let r = env.run(script, &["--yes"], &[]);
-    r.assert_code(3);
-    assert!(
-        r.stderr.contains("3 sessions match, more than max 2"),
-        "{}",
-        r.stderr
-    );
+    let r = env.script(script).flag("--yes").run();
+    r.assert_code(3)
+        .assert_stderr_contains("3 sessions match, more than max 2");
     assert!(pids.iter().all(|p| alive(&url, *p)));
     // The default max comes from the config.
     env.write_config(&format!(
@@ -302,30 +288,34 @@ fn max_and_protected_targets_refuse() {
     ));
     let unbounded =
         r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice"}).count)"#;
-    let r = env.run(unbounded, &["--yes"], &[]);
-    r.assert_code(3);
-    assert!(r.stderr.contains("more than max 1"), "{}", r.stderr);
+    env.script(unbounded)
+        .flag("--yes")
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("more than max 1");
     // Dry-run reports the refusal to come, and kills nothing.
-    let r = env.run(unbounded, &["--dry-run"], &[]);
-    r.assert_code(0);
-    assert!(r.stderr.contains("would be refused"), "{}", r.stderr);
+    let r = env.script(unbounded).flag("--dry-run").run();
+    r.assert_code(0).assert_stderr_contains("would be refused");
     assert!(pids.iter().all(|p| alive(&url, *p)));
     // Protected: no --yes, no terminal: refused.
     let ok = r#"print(pg.connect("prod").terminate_idle(#{older_than: 0, user: "alice", max: 3}).count)"#;
-    let r = env.run(ok, &[], &[]);
-    r.assert_code(3);
-    assert!(r.stderr.contains("protected target prod"), "{}", r.stderr);
+    env.script(ok)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("protected target prod");
     assert!(pids.iter().all(|p| alive(&url, *p)));
-    let r = env.run(ok, &["--yes"], &[]);
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "3");
+    env.script(ok)
+        .flag("--yes")
+        .run()
+        .assert_code(0)
+        .assert_stdout("3\n");
     assert!(pids.iter().all(|p| !alive(&url, *p)));
 }
 
 #[test]
 fn activity_connections_and_long_running_see_the_real_sessions() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
     let idle = held.open("alice", "web", State::Idle);
@@ -333,8 +323,9 @@ fn activity_connections_and_long_running_see_the_real_sessions() {
     let active = held.open("bob", "batch", State::Active);
     std::thread::sleep(Duration::from_millis(1100));
     let env = Env::new();
-    let r = env.run(
-        r#"
+    let r = env
+        .script(
+            r#"
         let a = pg.activity(#{user: ["alice", "bob"]});
         print(a.len());
         for s in a { print(`${s.pid} ${s.user} ${s.application} ${s.state} ${s.backend_type} ${s.state_s >= 1.0}`) }
@@ -346,9 +337,9 @@ fn activity_connections_and_long_running_see_the_real_sessions() {
         print(pg.long_running(#{min: "1h"}).len());
         print(pg.activity(#{states: "idle in transaction"}).map(|s| s.pid));
         "#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+        )
+        .pg(&url)
+        .run();
     r.assert_code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "3", "{}", r.stdout);
@@ -378,8 +369,8 @@ fn activity_connections_and_long_running_see_the_real_sessions() {
 
 #[test]
 fn blocking_sees_a_real_lock_wait() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(
         &url,
         "create table acct(id int primary key, n int); insert into acct values (1, 0);",
@@ -407,11 +398,10 @@ fn blocking_sees_a_real_lock_wait() {
     let waiter = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     wait_for(&url, &format!("select count(*) from pg_stat_activity where pid = {waiter} and wait_event_type = 'Lock'"));
     let env = Env::new();
-    let r = env.run(
-        r#"for w in pg.blocking() { print(`${w.blocked_pid} ${w.blocking_pid} ${w.lock_type} ${w.lock_mode} ${w.wait_s >= 0.0} ${w.blocking_state}`) }"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+    let r = env
+        .script(r#"for w in pg.blocking() { print(`${w.blocked_pid} ${w.blocking_pid} ${w.lock_type} ${w.lock_mode} ${w.wait_s >= 0.0} ${w.blocking_state}`) }"#)
+        .pg(&url)
+        .run();
     r.assert_code(0);
     assert_eq!(
         r.stdout.trim(),
@@ -423,26 +413,27 @@ fn blocking_sees_a_real_lock_wait() {
 
 #[test]
 fn slow_queries_reads_pg_stat_statements_and_explains_a_missing_extension() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(&url, "create extension pg_stat_statements; create table t(id int); insert into t select generate_series(1, 100);");
     for _ in 0..3 {
         pg_exec(&url, "select count(*) from t where id > 50");
     }
     let env = Env::new();
-    let r = env.run(
-        r#"
+    let r = env
+        .script(
+            r#"
         let q = pg.slow_queries(#{limit: 50, order_by: "calls"});
         let mine = q.filter(|x| x.query.contains("from t where id >"));
         print(mine.len());
         print(`${mine[0].calls} ${type_of(mine[0].mean_ms)} ${mine[0].user} ${mine[0].database}`);
         print(pg.slow_queries(#{limit: 2}).len());
         "#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "1\n3 f64 opsh postgres\n2\n", "{}", r.stderr);
+        )
+        .pg(&url)
+        .run();
+    r.assert_code(0)
+        .assert_stdout("1\n3 f64 opsh postgres\n2\n");
     fails_with(
         &env,
         &url,
@@ -451,31 +442,24 @@ fn slow_queries_reads_pg_stat_statements_and_explains_a_missing_extension() {
     );
     // A database without the extension: the exact remedy.
     pg_exec(&url, "create database noext");
-    let other = sb.postgres.as_ref().unwrap().url_for("noext");
-    let r = env.run("pg.slow_queries()", &[], &[("DATABASE_URL", &other)]);
-    r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains("pg_stat_statements extension is not installed in database `noext`"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr
-            .contains("psql -d noext -c 'create extension pg_stat_statements;'"),
-        "{}",
-        r.stderr
-    );
+    let other = sb.pg().url_for("noext");
+    env.script("pg.slow_queries()")
+        .pg(&other)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("pg_stat_statements extension is not installed in database `noext`")
+        .assert_stderr_contains("psql -d noext -c 'create extension pg_stat_statements;'");
 }
 
 #[test]
 fn sizes_agree_with_the_server() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(&url, "create table big(id int primary key, pad text); insert into big select g, repeat('x', 500) from generate_series(1, 2000) g; create table small(id int);");
     let env = Env::new();
-    let r = env.run(
-        r#"
+    let r = env
+        .script(
+            r#"
         let d = pg.db_size();
         print(d.bytes); print(d.database); print(d.size.len() > 0);
         print(pg.databases().filter(|x| x.database == "postgres")[0].bytes);
@@ -483,9 +467,9 @@ fn sizes_agree_with_the_server() {
         print(t.len());
         print(`${t[0].table} ${t[0].total_bytes} ${t[0].index_bytes} ${t[0].total_bytes >= t[0].table_bytes + t[0].index_bytes}`);
         "#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+        )
+        .pg(&url)
+        .run();
     r.assert_code(0);
     let lines: Vec<&str> = r.stdout.lines().collect();
     let db = pg_scalar(&url, "select pg_database_size('postgres')");
@@ -496,19 +480,17 @@ fn sizes_agree_with_the_server() {
     let total = pg_scalar(&url, "select pg_total_relation_size('big')");
     let idx = pg_scalar(&url, "select pg_indexes_size('big')");
     assert_eq!(lines[5], format!("big {total} {idx} true"));
-    let r = env.run(r#"pg.db_size("nope")"#, &[], &[("DATABASE_URL", &url)]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("no database named `nope`"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"pg.db_size("nope")"#)
+        .pg(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("no database named `nope`");
 }
 
 #[test]
 fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(
         &url,
         r#"create table jobs(id int primary key, state text); create index jobs_state_idx on jobs(state);
@@ -517,72 +499,62 @@ fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
     );
     let vacuumed = "select count(*) from pg_stat_user_tables where relname = 'jobs' and last_vacuum is not null and last_analyze is not null";
     let env = Env::new();
-    let r = env.run(
-        r#"print(pg.vacuum_analyze("jobs").action)"#,
-        &["--dry-run"],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("would VACUUM (ANALYZE) public.jobs"),
-        "{}",
-        r.stdout
-    );
+    env.script(r#"print(pg.vacuum_analyze("jobs").action)"#)
+        .pg(&url)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("would VACUUM (ANALYZE) public.jobs");
     assert_eq!(pg_scalar(&url, vacuumed), 0);
-    let r = env.run(
-        r#"print(pg.vacuum_analyze("jobs").table); print(pg.vacuum_analyze("\"Odd Name\"").table);"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(
-        r.stdout, "public.jobs\npublic.\"Odd Name\"\n",
-        "{}",
-        r.stderr
-    );
+    env.script(r#"print(pg.vacuum_analyze("jobs").table); print(pg.vacuum_analyze("\"Odd Name\"").table);"#)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("public.jobs\npublic.\"Odd Name\"\n");
     assert_eq!(pg_scalar(&url, vacuumed), 1);
     // Names are resolved by the server, never spliced into SQL.
-    let r = env.run(
-        r#"pg.vacuum_analyze("jobs; drop table jobs")"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(2);
+    env.script(r#"pg.vacuum_analyze("jobs; drop table jobs")"#)
+        .pg(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("invalid name syntax (SQLSTATE 42602)");
     assert_eq!(pg_scalar(&url, "select count(*) from jobs"), 250);
 
     let oid = "select 'jobs_state_idx'::regclass::oid::int8";
     let before = pg_scalar(&url, oid);
-    let r = env.run(
-        r#"print(pg.reindex(#{index: "jobs_state_idx", concurrently: true}).action)"#,
-        &["--dry-run"],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout
-            .contains("REINDEX INDEX CONCURRENTLY public.jobs_state_idx"),
-        "{}",
-        r.stdout
-    );
+    env.script(r#"print(pg.reindex(#{index: "jobs_state_idx", concurrently: true}).action)"#)
+        .pg(&url)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("REINDEX INDEX CONCURRENTLY public.jobs_state_idx");
     assert_eq!(pg_scalar(&url, oid), before, "dry run rebuilt the index");
-    let r = env.run(
-        r#"let r = pg.reindex(#{index: "jobs_state_idx", concurrently: true}); print(`${r.indexes} ${r.bytes_after > 0}`);"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "1 true", "{}", r.stderr);
+    let r = env
+        .script(r#"let r = pg.reindex(#{index: "jobs_state_idx", concurrently: true}); print(`${r.indexes} ${r.bytes_after > 0}`);"#)
+        .pg(&url)
+        .run();
+    r.assert_code(0).assert_stdout("1 true\n");
     assert_ne!(
         pg_scalar(&url, oid),
         before,
         "a concurrent rebuild makes a new index"
     );
-    env.run(
-        r#"pg.reindex(#{table: "jobs"})"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    )
-    .assert_code(0);
+    // A plain REINDEX TABLE rebuilds every index of the table in place:
+    // same oids, new files.
+    let files = "select sum(pg_relation_filenode(indexrelid)::int8)::int8 from pg_index where indrelid = 'jobs'::regclass";
+    let (indexes, files_before) = (
+        pg_scalar(
+            &url,
+            "select count(*) from pg_index where indrelid = 'jobs'::regclass",
+        ),
+        pg_scalar(&url, files),
+    );
+    env.script(r#"print(pg.reindex(#{table: "jobs"}).indexes)"#)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout(&format!("{indexes}\n"));
+    assert_ne!(pg_scalar(&url, files), files_before, "no index was rebuilt");
     fails_with(
         &env,
         &url,
@@ -599,12 +571,13 @@ fn vacuum_analyze_and_reindex_run_on_the_named_object_only() {
 
 #[test]
 fn settings_version_replication_and_stats_are_typed() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(&url, "create table t(id int primary key, v int); create index t_v_idx on t(v); insert into t select g, g from generate_series(1, 100) g; select * from t where id = 5;");
     let env = Env::new();
-    let r = env.run(
-        r#"
+    let r = env
+        .script(
+            r#"
         let s = pg.settings(["max_connections", "fsync"]);
         print(`${s[0].name} ${s[0].setting} ${s[1].name} ${s[1].setting} ${type_of(s[0].setting)}`);
         let v = pg.version();
@@ -617,9 +590,9 @@ fn settings_version_replication_and_stats_are_typed() {
         print(u.map(|i| i.index));
         print(pg.vacuum_stats().filter(|t| t.table == "t").len());
         "#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
+        )
+        .pg(&url)
+        .run();
     r.assert_code(0);
     let v = pg_scalar(&url, "select current_setting('server_version_num')::int8");
     assert!(v >= 140000);
@@ -639,8 +612,8 @@ fn settings_version_replication_and_stats_are_typed() {
 
 #[test]
 fn statement_and_connect_timeouts_come_from_the_config() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     let env = Env::new();
     env.write_config("[defaults]\npg_statement_timeout = \"500ms\"\npg_connect_timeout = \"1s\"\n");
     let started = Instant::now();
@@ -652,59 +625,42 @@ fn statement_and_connect_timeouts_come_from_the_config() {
     );
     assert!(started.elapsed() < Duration::from_secs(4));
     // The setting is on the session, visible to the server.
-    let r = env.run(
-        r#"print(pg.settings("statement_timeout")[0].value)"#,
-        &[],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "500ms");
+    env.script(r#"print(pg.settings("statement_timeout")[0].value)"#)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("500ms\n");
     // A server that accepts but never answers: the connect timeout ends it.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let started = Instant::now();
-    let r = env.run(
-        "pg.ping()",
-        &[],
-        &[(
-            "DATABASE_URL",
-            &format!("postgres://u:secretpw@127.0.0.1:{port}/db"),
-        )],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("timed out connecting"), "{}", r.stderr);
-    assert!(!r.stderr.contains("secretpw"), "{}", r.stderr);
+    env.script("pg.ping()")
+        .pg(&format!("postgres://u:secretpw@127.0.0.1:{port}/db"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("timed out connecting")
+        .assert_stderr_lacks("secretpw");
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(silent);
 }
 
 #[test]
 fn a_session_the_role_may_not_end_is_reported_not_hidden() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
     // Sees every session's state, may not signal them.
     pg_exec(&url, "grant pg_read_all_stats to alice");
     let bob = held.open("bob", "worker", State::Idle);
-    let as_alice = url.replacen(
-        &format!("opsh:{}@", sb.postgres.as_ref().unwrap().password),
-        "alice:pw@",
-        1,
-    );
+    let as_alice = url.replacen(&format!("opsh:{}@", sb.pg().password), "alice:pw@", 1);
     let env = Env::new();
-    let r = env.run(
-        r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#,
-        &[],
-        &[("DATABASE_URL", &as_alice)],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("ended 0 of the 1 sessions"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains(&format!("pid {bob}")), "{}", r.stderr);
-    assert!(r.stderr.contains("SQLSTATE 42501"), "{}", r.stderr);
+    env.script(r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#)
+        .pg(&as_alice)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("ended 0 of the 1 sessions")
+        .assert_stderr_contains(&format!("pid {bob}"))
+        .assert_stderr_contains("SQLSTATE 42501");
     assert!(alive(&url, bob));
 }

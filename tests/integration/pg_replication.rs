@@ -3,21 +3,17 @@
 //! standby so that lag is real, measurable, and then caught up.
 
 use crate::support::*;
-use std::time::{Duration, Instant};
 
+/// Replication moves on the servers' schedule: up to 20 s.
 #[track_caller]
-fn wait_until(what: &str, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    eventually(secs(20), what, f);
 }
 
 #[test]
 fn replication_reports_replicas_slots_and_lag_on_both_sides() {
-    let sb = sandbox(true, false);
-    let primary = sb.postgres.as_ref().unwrap();
+    let sb = sandbox(&[Pg]);
+    let primary = sb.pg();
     let env = Env::new();
     let standby = primary
         .start_standby(&env.path("standby"), "replica1")
@@ -39,7 +35,7 @@ fn replication_reports_replicas_slots_and_lag_on_both_sides() {
         if r.standby != () { print(`standby ${r.standby.receiver_status} from ${r.standby.sender_host} lag ${r.standby.replay_lag_bytes}`); }
     "#;
     let on = |url: &str| {
-        let r = env.run(show, &[], &[("DATABASE_URL", url)]);
+        let r = env.script(show).pg(url).run();
         r.assert_code(0);
         r.stdout
     };
@@ -86,20 +82,11 @@ fn replication_reports_replicas_slots_and_lag_on_both_sides() {
 
     // The daily check sees the same lag and fails on it (0.05 MiB here).
     let daily = repo_path("scripts/daily_check.rhai");
-    let daily = daily.as_str();
-    let r = env.opsh(
-        &[
-            "run",
-            daily,
-            "--only",
-            "pg re*",
-            "--arg",
-            "skip_redis=true",
-            "--arg",
-            "max_lag_mb=0.05",
-        ],
-        &[("DATABASE_URL", &p_url)],
-    );
+    let daily = || {
+        env.opsh(["run", &daily, "--only", "pg re*"])
+            .script_arg("skip_redis", true)
+    };
+    let r = daily().script_arg("max_lag_mb", 0.05).pg(&p_url).run();
     r.assert_code(1);
     assert!(
         r.stdout
@@ -110,12 +97,11 @@ fn replication_reports_replicas_slots_and_lag_on_both_sides() {
         "{}",
         r.stdout
     );
-    let r = env.opsh(
-        &["run", daily, "--only", "pg re*", "--arg", "skip_redis=true"],
-        &[("DATABASE_URL", &s_url)],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("standby of 127.0.0.1"), "{}", r.stdout);
+    daily()
+        .pg(&s_url)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("standby of 127.0.0.1");
 
     // Resumed: the lag drains to zero on both sides.
     pg_exec(&s_url, "select pg_wal_replay_resume()");

@@ -2,37 +2,28 @@
 //! switches to SSL with a throwaway CA (made with the openssl CLI).
 
 use crate::support::*;
-use std::time::{Duration, Instant};
 
 #[test]
 fn sslmode_verify_full_with_a_private_ca() {
-    let sb = sandbox(true, false);
-    let pg = sb.postgres.as_ref().unwrap();
+    let sb = sandbox(&[Pg]);
+    let pg = sb.pg();
     let url = pg.url();
     let env = Env::new();
     let probe =
         r#"print(pg.query("select ssl from pg_stat_ssl where pid = pg_backend_pid()")[0].ssl)"#;
 
     // A server without SSL: prefer falls back, require fails clearly.
-    let r = env.run(
-        probe,
-        &[],
-        &[("DATABASE_URL", &format!("{url}?sslmode=prefer"))],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "false");
-    let r = env.run(
-        probe,
-        &[],
-        &[("DATABASE_URL", &format!("{url}?sslmode=require"))],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("server does not support TLS"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    env.script(probe)
+        .pg(&format!("{url}?sslmode=prefer"))
+        .run()
+        .assert_code(0)
+        .assert_stdout("false\n");
+    env.script(probe)
+        .pg(&format!("{url}?sslmode=require"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("server does not support TLS")
+        .assert_stderr_contains("hint:");
 
     // Certificates in the server's own directory, owned by its user.
     let dir = pg.log.parent().unwrap().to_path_buf();
@@ -59,27 +50,25 @@ fn sslmode_verify_full_with_a_private_ca() {
     );
     pg_exec(&url, "alter system set ssl = on");
     pg_exec(&url, "select pg_reload_conf()");
-    let started = Instant::now();
-    while pg_scalar(
-        &url,
-        "select count(*) from pg_settings where name = 'ssl' and setting = 'on'",
-    ) != 1
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "ssl did not turn on"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(secs(10), "ssl to turn on", || {
+        pg_scalar(
+            &url,
+            "select count(*) from pg_settings where name = 'ssl' and setting = 'on'",
+        ) == 1
+    });
 
     let verify = |ca: &str| format!("{url}?sslmode=verify-full&sslrootcert={d}/{ca}");
-    let r = env.run(probe, &[], &[("DATABASE_URL", &verify("ca.pem"))]);
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), "true", "{}", r.stderr);
+    env.script(probe)
+        .pg(&verify("ca.pem"))
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\n");
     // A certificate from another CA is refused.
-    let r = env.run(probe, &[], &[("DATABASE_URL", &verify("other-ca.pem"))]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("TLS with"), "{}", r.stderr);
-    assert!(r.stderr.contains("sslrootcert"), "{}", r.stderr);
-    assert!(!r.stderr.contains(&pg.password), "{}", r.stderr);
+    env.script(probe)
+        .pg(&verify("other-ca.pem"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("TLS with")
+        .assert_stderr_contains("sslrootcert")
+        .assert_stderr_lacks(&pg.password);
 }

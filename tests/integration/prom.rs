@@ -7,29 +7,6 @@ use opsh::sandbox::monitoring::http_get;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-fn stack(pg: bool, redis: bool) -> Sandbox {
-    sandbox_with(Services {
-        postgres: pg,
-        redis,
-        monitoring: true,
-        kube: false,
-    })
-}
-
-/// Every sandbox target as its default environment variable.
-fn target_env(sb: &Sandbox) -> Vec<(&'static str, String)> {
-    sb.targets()
-        .into_iter()
-        .map(|(k, u)| (k.env_var(), u))
-        .collect()
-}
-
-fn run(env: &Env, sb: &Sandbox, script: &str, flags: &[&str]) -> Run {
-    let vars = target_env(sb);
-    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    env.run(script, flags, &refs)
-}
-
 fn json_at(port: u16, path: &str) -> serde_json::Value {
     let (code, body) = http_get(port, path).expect("http get");
     assert_eq!(code, 200, "{path}: {body}");
@@ -58,10 +35,10 @@ fn wait_for(what, f) {
 
 #[test]
 fn queries_return_what_the_exporters_expose() {
-    let sb = stack(true, true);
+    let sb = sandbox(&[Pg, Redis, Monitoring]);
     let env = Env::new();
-    redis_set_keys(&sb.redis.as_ref().unwrap().url(), 7);
-    let m = sb.monitoring.as_ref().unwrap();
+    redis_set_keys(&sb.redis_url(), 7);
+    let m = sb.monitoring();
     let script = format!(
         r#"{WAIT}
         // Redis's key count, through redis_exporter and Prometheus.
@@ -96,7 +73,7 @@ fn queries_return_what_the_exporters_expose() {
         redis_exporter = m.redis_exporter.as_ref().unwrap().url(),
         prometheus = m.prometheus.url(),
     );
-    let r = run(&env, &sb, &script, &[]);
+    let r = env.script(&script).targets(&sb).run();
     r.assert_code(0);
     let expected = [
         "keys=7.0",
@@ -115,7 +92,7 @@ fn queries_return_what_the_exporters_expose() {
         "histogram=histogram inf_buckets=true sums=true",
     ];
     for e in expected {
-        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+        r.assert_stdout_contains(e);
     }
     // The count in Prometheus is the count in Redis.
     let prom_keys = json_at(m.prometheus.port, "/api/v1/query?query=redis_db_keys");
@@ -124,34 +101,34 @@ fn queries_return_what_the_exporters_expose() {
 
 #[test]
 fn bad_queries_say_what_prometheus_said() {
-    let sb = stack(false, false);
+    let sb = sandbox(&[Monitoring]);
     let env = Env::new();
     // A syntax error: Prometheus's errorType and message, with the expression.
-    let r = run(&env, &sb, r#"prom.query("sum(up")"#, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("`sum(up`"), "{}", r.stderr);
-    assert!(r.stderr.contains("bad_data"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("unclosed left parenthesis"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"prom.query("sum(up")"#)
+        .targets(&sb)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("`sum(up`")
+        .assert_stderr_contains("bad_data")
+        .assert_stderr_contains("unclosed left parenthesis");
     // value(): several samples and none are errors, never a silent 0.
-    let r = run(&env, &sb, r#"prom.value("up")"#, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("returned 3 samples"), "{}", r.stderr);
-    assert!(r.stderr.contains("job=\"pushgateway\""), "{}", r.stderr);
-    let r = run(&env, &sb, r#"prom.value("no_such_metric")"#, &[]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("returned no samples"), "{}", r.stderr);
-    assert!(r.stderr.contains("not 0"), "{}", r.stderr);
+    env.script(r#"prom.value("up")"#)
+        .targets(&sb)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("returned 3 samples")
+        .assert_stderr_contains("job=\"pushgateway\"");
+    env.script(r#"prom.value("no_such_metric")"#)
+        .targets(&sb)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("returned no samples")
+        .assert_stderr_contains("not 0");
     // A script can catch it and read Prometheus's words.
-    let r = run(
-        &env,
-        &sb,
-        r#"try { prom.query("rate(up[") } catch (e) { print(e.kind); print(e.cause) }"#,
-        &[],
-    );
+    let r = env
+        .script(r#"try { prom.query("rate(up[") } catch (e) { print(e.kind); print(e.cause) }"#)
+        .targets(&sb)
+        .run();
     r.assert_code(0);
     assert!(
         r.stdout.starts_with("bad_input\nbad_data: "),
@@ -162,9 +139,9 @@ fn bad_queries_say_what_prometheus_said() {
 
 #[test]
 fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
-    let sb = stack(false, false);
+    let sb = sandbox(&[Monitoring]);
     let env = Env::new();
-    let m = sb.monitoring.as_ref().unwrap();
+    let m = sb.monitoring();
     let weird = "a\\\"b\\\\c\\nd"; // a"b\c<newline>d, in Rhai source
     let script = format!(
         r#"{WAIT}
@@ -198,7 +175,7 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
         "#,
         pushgateway = m.pushgateway.url(),
     );
-    let r = run(&env, &sb, &script, &[]);
+    let r = env.script(&script).targets(&sb).run();
     r.assert_code(0);
     for e in [
         "pushed=3",
@@ -209,7 +186,7 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
         "scraped=1 gauge escaped_ok=true",
         r#"groups=["nightly_duration_seconds", "opsh_sandbox_alert", "opsh_sandbox_pending"]"#,
     ] {
-        assert!(r.stdout.contains(e), "missing {e:?} in\n{}", r.stdout);
+        r.assert_stdout_contains(e);
     }
     // The Pushgateway's raw text really carries the escapes.
     let (_, raw) = http_get(m.pushgateway.port, "/metrics").unwrap();
@@ -218,27 +195,18 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
     let silences = |port| json_at(port, "/api/v2/silences");
     let am_port = m.alertmanager.port;
     // Dry run: the plan names the alert it would silence and creates nothing.
-    let r = run(
-        &env,
-        &sb,
-        r#"alertmanager.silence(#{alertname: "OpshSandboxAlert"}, "1h", "maintenance")"#,
-        &["--dry-run"],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stderr
-            .contains("it would silence 1 current alerts: OpshSandboxAlert"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"alertmanager.silence(#{alertname: "OpshSandboxAlert"}, "1h", "maintenance")"#)
+        .targets(&sb)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("it would silence 1 current alerts: OpshSandboxAlert");
     assert_eq!(silences(am_port).as_array().unwrap().len(), 0);
 
-    let r = run(
-        &env,
-        &sb,
-        r#"let s = alertmanager.silence(`{alertname="OpshSandboxAlert", severity=~"warn.*"}`, "1h", "maintenance"); print(s.id); print(s.alerts);"#,
-        &[],
-    );
+    let r = env
+        .script(r#"let s = alertmanager.silence(`{alertname="OpshSandboxAlert", severity=~"warn.*"}`, "1h", "maintenance"); print(s.id); print(s.alerts);"#)
+        .targets(&sb)
+        .run();
     r.assert_code(0);
     let mut lines = r.stdout.lines();
     let id = lines.next().unwrap().to_string();
@@ -249,11 +217,8 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
     assert_eq!(s["matchers"].as_array().unwrap().len(), 2);
 
     // Alertmanager now reports the alert as suppressed by that silence.
-    let r = run(
-        &env,
-        &sb,
-        &format!(
-            r#"{WAIT}
+    env.script(&format!(
+        r#"{WAIT}
             let a = wait_for("suppressed", || {{
                 let a = alertmanager.alerts(#{{alertname: "OpshSandboxAlert"}})[0];
                 if a.state == "suppressed" {{ a }} else {{ () }}
@@ -261,11 +226,11 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
             print(a.silenced_by);
             let e = alertmanager.expire_silence("{id}");
             print(e.was);"#
-        ),
-        &[],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, format!("[\"{id}\"]\nactive\n"));
+    ))
+    .targets(&sb)
+    .run()
+    .assert_code(0)
+    .assert_stdout(&format!("[\"{id}\"]\nactive\n"));
     let s = json_at(am_port, &format!("/api/v2/silence/{id}"));
     assert_eq!(s["status"]["state"], "expired");
 
@@ -292,31 +257,32 @@ fn a_pushed_metric_fires_an_alert_that_is_silenced_and_expired() {
     }
 
     // An unknown silence id is a clear error.
-    let r = run(
-        &env,
-        &sb,
-        r#"alertmanager.expire_silence("00000000-0000-0000-0000-000000000000")"#,
-        &[],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("no silence with id"), "{}", r.stderr);
+    env.script(r#"alertmanager.expire_silence("00000000-0000-0000-0000-000000000000")"#)
+        .targets(&sb)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("no silence with id");
 }
 
 #[test]
 fn a_stopped_prometheus_is_a_clear_error_within_the_timeout() {
-    let mut sb = stack(false, false);
+    let mut sb = sandbox(&[Monitoring]);
     let env = Env::new();
     sb.monitoring.as_mut().unwrap().prometheus.stop();
     let started = Instant::now();
-    let r = run(&env, &sb, r#"prom.value("up")"#, &["--call-timeout", "3s"]);
+    let r = env
+        .script(r#"prom.value("up")"#)
+        .targets(&sb)
+        .option("--call-timeout", "3s")
+        .run();
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
-    r.assert_code(2);
-    assert!(r.stderr.contains("cannot connect to prom"), "{}", r.stderr);
-    assert!(r.stderr.contains("is prom running"), "{}", r.stderr);
+    r.assert_code(2)
+        .assert_stderr_contains("cannot connect to prom")
+        .assert_stderr_contains("is prom running");
 }
 
 /// A loopback server that answers every connection with `reply`, or
@@ -348,27 +314,25 @@ fn proxy_pages_and_hangs_are_reported_as_such() {
         page.len()
     ));
     let url = format!("http://127.0.0.1:{port}");
-    let r = env.run(r#"prom.query("up")"#, &[], &[("PROMETHEUS_URL", &url)]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("HTTP 502 Bad Gateway"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("not a Prometheus API response"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("\"502 Bad Gateway\""), "{}", r.stderr);
-    assert!(r.stderr.contains("proxy"), "{}", r.stderr);
+    env.script(r#"prom.query("up")"#)
+        .env("PROMETHEUS_URL", &url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("HTTP 502 Bad Gateway")
+        .assert_stderr_contains("not a Prometheus API response")
+        .assert_stderr_contains("\"502 Bad Gateway\"")
+        .assert_stderr_contains("proxy");
 
     let hang = fake_server(String::new());
     let url = format!("http://127.0.0.1:{hang}");
     let started = Instant::now();
-    let r = env.run(
-        r#"prom.query("up")"#,
-        &["--call-timeout", "1s"],
-        &[("PROMETHEUS_URL", &url)],
-    );
+    env.script(r#"prom.query("up")"#)
+        .env("PROMETHEUS_URL", &url)
+        .option("--call-timeout", "1s")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("timed out");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(r.stderr.contains("timed out"), "{}", r.stderr);
 }
 
 #[test]
@@ -391,18 +355,13 @@ fn bearer_token_from_the_config_is_sent_and_redacted() {
     env.write_config(&format!(
         "[defaults]\nprom = \"main\"\n[prom.main]\nurl = \"http://127.0.0.1:{port}\"\nbearer_env = \"PROM_TOKEN\"\n"
     ));
-    let r = env.run(
-        r#"print(prom.value("3")); prom.query("no(")"#,
-        &[],
-        &[("PROM_TOKEN", "s3cr3t-token-value")],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "3.0\n");
-    assert!(
-        r.stderr.contains("warning: prom.value: something odd"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"print(prom.value("3")); prom.query("no(")"#)
+        .env("PROM_TOKEN", "s3cr3t-token-value")
+        .run()
+        .assert_code(0)
+        .assert_stdout("3.0\n")
+        .assert_stderr_contains("warning: prom.value: something odd")
+        .assert_output_lacks("s3cr3t-token-value");
     assert!(
         seen.lock()
             .unwrap()
@@ -416,21 +375,15 @@ fn bearer_token_from_the_config_is_sent_and_redacted() {
 fn sandbox_run_with_monitoring_runs_the_metrics_check() {
     let env = Env::new();
     let script = repo_path("scripts/metrics_check.rhai");
-    let s = script.as_str();
-    let r = env.opsh(
-        &["sandbox", "run", "--monitoring", s, "--arg", "push=true"],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stderr.contains("Prometheus on 127.0.0.1:"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stdout.contains("scrape targets up"), "{}", r.stdout);
-    assert!(r.stdout.contains("0 failed"), "{}", r.stdout);
-    // No HTTP traffic in the sandbox: the latency check says so.
-    assert!(r.stdout.contains("no data"), "{}", r.stdout);
+    env.opsh(["sandbox", "run", "--monitoring", &script])
+        .script_arg("push", true)
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("Prometheus on 127.0.0.1:")
+        .assert_stdout_contains("scrape targets up")
+        .assert_stdout_contains("0 failed")
+        // No HTTP traffic in the sandbox: the latency check says so.
+        .assert_stdout_contains("no data");
     let pushed = env.audit().iter().any(|a| {
         a["primitive"] == "pushgateway.push" && a["phase"] == "outcome" && a["outcome"] == "ok"
     });

@@ -14,15 +14,15 @@ fn redis_cmd(url: &str, args: &[&str]) -> String {
 
 #[test]
 fn info_is_parsed_and_matches_the_server() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     for k in ["a", "b", "c"] {
         redis_cmd(&url, &["SET", k, "1"]);
     }
     redis_cmd(&url, &["EXPIRE", "a", "1000"]);
-    let env = Env::new();
-    let r = env.run(
-        r#"
+    Env::new()
+        .script(
+            r#"
         let ks = redis.info("keyspace");
         print(ks.db0.keys);
         print(ks.db0.expires);
@@ -32,57 +32,44 @@ fn info_is_parsed_and_matches_the_server() {
         print(type_of(all.memory.mem_fragmentation_ratio));
         print(redis.ping() >= 0.0);
         "#,
-        &[],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    let port = sb.redis.as_ref().unwrap().port;
-    assert_eq!(
-        r.stdout,
-        format!("3\n1\ni64\n{port}\nf64\ntrue\n"),
-        "{}",
-        r.stderr
-    );
+        )
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout(&format!("3\n1\ni64\n{}\nf64\ntrue\n", sb.redis().port));
 }
 
 #[test]
 fn unreachable_redis_is_a_clear_error() {
-    let env = Env::new();
     let port = opsh::sandbox::free_port().unwrap();
-    let r = env.run(
-        "redis.ping()",
-        &[],
-        &[("REDIS_URL", &format!("redis://127.0.0.1:{port}"))],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("redis.ping failed"), "{}", r.stderr);
-    assert!(
-        r.stderr
-            .contains(&format!("is Redis running on 127.0.0.1:{port}?")),
-        "{}",
-        r.stderr
-    );
+    Env::new()
+        .script("redis.ping()")
+        .redis(&format!("redis://127.0.0.1:{port}"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("redis.ping failed")
+        .assert_stderr_contains(&format!("is Redis running on 127.0.0.1:{port}?"));
 }
 
 #[test]
 fn hit_rate_and_keys_match_the_server() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     let env = Env::new();
-    let r = env.run(
-        "let h = redis.hit_rate(); print(h.ratio == ()); print(h.note != ());",
-        &[],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "true\ntrue\n");
+    env.script("let h = redis.hit_rate(); print(h.ratio == ()); print(h.note != ());")
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\ntrue\n");
     redis_cmd(&url, &["SET", "user:1", "a"]);
     redis_cmd(&url, &["SET", "user:2", "b"]);
     redis_cmd(&url, &["SET", "other", "c"]);
     for k in ["user:1", "user:1", "user:2", "nope:1"] {
         redis_cmd(&url, &["GET", k]);
     }
-    let r = env.run(
+    // The script's own GETs count too: after the 3 hits / 1 miss above,
+    // hit_rate reads the stats before them.
+    env.script(
         r#"
         let h = redis.hit_rate(); print(h.hits); print(h.misses); print(h.ratio);
         print(redis.scan(#{pattern: "user:*"}).len());
@@ -90,47 +77,40 @@ fn hit_rate_and_keys_match_the_server() {
         print(redis.keyspace()[0].keys);
         print(redis.memory().used > 0);
         "#,
-        &[],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    // The script's own GETs count too: after the 3 hits / 1 miss above,
-    // hit_rate reads the stats before them.
-    assert_eq!(
-        r.stdout, "3\n1\n0.75\n2\na\ntrue\ntrue\nstring\n-1\n3\ntrue\n",
-        "{}",
-        r.stderr
-    );
+    )
+    .redis(&url)
+    .run()
+    .assert_code(0)
+    .assert_stdout("3\n1\n0.75\n2\na\ntrue\ntrue\nstring\n-1\n3\ntrue\n");
 }
 
 #[test]
 fn set_del_and_del_matching_with_dry_run_and_max() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     for i in 0..30 {
         redis_cmd(&url, &["SET", &format!("cache:{i}"), "x"]);
     }
     redis_cmd(&url, &["SET", "keep", "y"]);
     let env = Env::new();
-    let r = env.run(
-        r#"let p = redis.del_matching("cache:*"); print(p.count); print(p.sample.len());"#,
-        &["--dry-run"],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "30\n10\n");
+    env.script(r#"let p = redis.del_matching("cache:*"); print(p.count); print(p.sample.len());"#)
+        .redis(&url)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stdout("30\n10\n");
     assert_eq!(redis_int(&url, &["DBSIZE"]), 31);
-    let r = env.run(
-        r#"redis.del_matching("cache:*", #{max: 10})"#,
-        &[],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(3);
-    assert!(r.stderr.contains("more than 10 keys match"), "{}", r.stderr);
+    env.script(r#"redis.del_matching("cache:*", #{max: 10})"#)
+        .redis(&url)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("more than 10 keys match");
     assert_eq!(redis_int(&url, &["DBSIZE"]), 31);
-    let r = env.run(r#"print(redis.del_matching("cache:*").deleted); print(redis.set("k2", 5, #{ttl: "1h"}).previous_type); print(redis.ttl("k2") > 3000); print(redis.del(["keep", "nope"]));"#, &[], &[("REDIS_URL", &url)]);
-    r.assert_code(0);
-    assert_eq!(r.stdout, "30\nnone\ntrue\n1\n");
+    env.script(r#"print(redis.del_matching("cache:*").deleted); print(redis.set("k2", 5, #{ttl: "1h"}).previous_type); print(redis.ttl("k2") > 3000); print(redis.del(["keep", "nope"]));"#)
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("30\nnone\ntrue\n1\n");
     assert_eq!(
         redis_int(&url, &["DBSIZE"]),
         1,
@@ -145,63 +125,63 @@ fn set_del_and_del_matching_with_dry_run_and_max() {
 
 #[test]
 fn flushdb_needs_a_named_db_and_empties_only_that_one() {
-    let sb = sandbox(false, true);
-    let base = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let base = sb.redis_url();
     let db2 = base.replace("/0", "/2");
     redis_cmd(&base, &["SET", "a", "1"]);
     redis_cmd(&db2, &["SET", "b", "1"]);
     redis_cmd(&db2, &["SET", "c", "1"]);
     let env = Env::new();
-    let r = env.run("redis.flushdb(#{})", &[], &[("REDIS_URL", &base)]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("named explicitly"), "{}", r.stderr);
-    let r = env.run(
-        "let p = redis.flushdb(#{db: 2}); print(p.keys);",
-        &["--dry-run"],
-        &[("REDIS_URL", &base)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "2\n");
+    env.script("redis.flushdb(#{})")
+        .redis(&base)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("named explicitly");
+    env.script("let p = redis.flushdb(#{db: 2}); print(p.keys);")
+        .redis(&base)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stdout("2\n");
     assert_eq!(redis_int(&db2, &["DBSIZE"]), 2);
-    let r = env.run(
-        "print(redis.flushdb(#{db: 2}).deleted);",
-        &[],
-        &[("REDIS_URL", &base)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "2\n");
+    env.script("print(redis.flushdb(#{db: 2}).deleted);")
+        .redis(&base)
+        .run()
+        .assert_code(0)
+        .assert_stdout("2\n");
     assert_eq!(redis_int(&db2, &["DBSIZE"]), 0);
     assert_eq!(redis_int(&base, &["DBSIZE"]), 1, "db 0 must be untouched");
 }
 
 #[test]
 fn server_killed_mid_run_is_a_clear_error() {
-    let mut sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let mut sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     let env = Env::new();
-    let f = env.write(
-        "k.rhai",
-        "print(redis.ping() >= 0.0);\nsleep(\"1s\");\nredis.info();\n",
-    );
-    let child = env.spawn(&["run", f.to_str().unwrap()], &[("REDIS_URL", &url)]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut child = env
+        .script("print(redis.ping() >= 0.0);\nsleep(\"1s\");\nredis.info();\n")
+        .named("k.rhai")
+        .redis(&url)
+        .spawn();
+    let lines = Lines::of(&mut child);
+    eventually(secs(10), "the first ping", || lines.count("true") == 1);
     sb.redis.as_mut().unwrap().stop();
-    let r = wait_output(child);
-    r.assert_code(2);
-    assert!(r.stderr.contains("redis.info failed"), "{}", r.stderr);
-    assert!(r.stderr.contains("k.rhai:3:7"), "{}", r.stderr);
+    wait_output(child)
+        .assert_code(2)
+        .assert_stderr_contains("redis.info failed")
+        .assert_stderr_contains("k.rhai:3:7");
 }
 
 #[test]
 fn clients_slowlog_config_biggest_and_expire() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     redis_cmd(&url, &["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
     redis_cmd(&url, &["SET", "big", &"x".repeat(100_000)]);
     redis_cmd(&url, &["SET", "small", "y"]);
     redis_cmd(&url, &["SET", "temp", "z"]);
     let env = Env::new();
-    let r = env.run(
+    env.script(
         r#"
         let me = redis.clients().filter(|c| c.cmd == "client|list");
         print(me.len()); print(type_of(me[0].idle));
@@ -213,73 +193,55 @@ fn clients_slowlog_config_biggest_and_expire() {
         print(redis.expire("temp", "10m")); print(redis.expire("nope", 5));
         let p = redis.config_set("maxmemory-policy", "allkeys-lru"); print(p.previous);
         "#,
-        &[],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(
-        r.stdout, "1\ni64\n1\ni64\n0\nbig\ntrue\nmaster\ntrue\nfalse\nnoeviction\n",
-        "{}",
-        r.stderr
-    );
+    )
+    .redis(&url)
+    .run()
+    .assert_code(0)
+    .assert_stdout("1\ni64\n1\ni64\n0\nbig\ntrue\nmaster\ntrue\nfalse\nnoeviction\n");
     assert!(redis_int(&url, &["TTL", "temp"]) > 500);
     assert!(redis_cmd(&url, &["CONFIG", "GET", "maxmemory-policy"]).contains("allkeys-lru"));
     // Dry-run shows the current value and changes nothing.
-    let r = env.run(
-        r#"redis.config_set("maxmemory-policy", "volatile-lru")"#,
-        &["--dry-run"],
-        &[("REDIS_URL", &url)],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stderr.contains("from `allkeys-lru` to `volatile-lru`"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"redis.config_set("maxmemory-policy", "volatile-lru")"#)
+        .redis(&url)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("from `allkeys-lru` to `volatile-lru`");
     assert!(redis_cmd(&url, &["CONFIG", "GET", "maxmemory-policy"]).contains("allkeys-lru"));
 }
 
 #[test]
 fn reconnect_stays_on_the_pinned_db() {
-    let sb = sandbox(false, true);
-    let base = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let base = sb.redis_url();
     let db3 = base.replace("/0", "/3");
     redis_cmd(&base, &["SET", "k", "db0"]);
     redis_cmd(&db3, &["SET", "k", "db3"]);
     let env = Env::new();
-    let f = env.write(
-        "pin.rhai",
-        "print(redis.get(\"k\"));\nsleep(\"1s\");\nprint(redis.get(\"k\"));\n",
-    );
-    let mut child = env.spawn(&["run", f.to_str().unwrap()], &[("REDIS_URL", &db3)]);
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = std::io::BufReader::new(stdout);
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut reader, &mut first).unwrap();
-    assert_eq!(first.trim(), "db3");
+    let mut child = env
+        .script("print(redis.get(\"k\"));\nsleep(\"1s\");\nprint(redis.get(\"k\"));\n")
+        .redis(&db3)
+        .spawn();
+    let lines = Lines::of(&mut child);
+    eventually(secs(10), "the first read", || !lines.all().is_empty());
+    assert_eq!(lines.all(), ["db3"]);
     // Kill every other client connection: opsh's connection breaks.
     redis_cmd(
         &base,
         &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
     );
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let out = wait_output(child);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_output(child).assert_code(0);
     assert_eq!(
-        rest.trim(),
-        "db3",
+        lines.all(),
+        ["db3", "db3"],
         "after the reconnect opsh must still be on db 3"
     );
 }
 
 #[test]
 fn parallel_fans_out_with_per_target_errors() {
-    let servers: Vec<_> = (0..4).map(|_| sandbox(false, true)).collect();
-    let mut urls: Vec<String> = servers
-        .iter()
-        .map(|s| s.redis.as_ref().unwrap().url())
-        .collect();
+    let servers: Vec<_> = (0..4).map(|_| sandbox(&[Redis])).collect();
+    let mut urls: Vec<String> = servers.iter().map(|s| s.redis_url()).collect();
     let dead = opsh::sandbox::free_port().unwrap();
     urls.push(format!("redis://127.0.0.1:{dead}/0"));
     let list = urls
@@ -287,22 +249,20 @@ fn parallel_fans_out_with_per_target_errors() {
         .map(|u| format!("\"{u}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let env = Env::new();
-    let r = env.run(
-        &format!(
+    let r = Env::new()
+        .script(&format!(
             r#"
             let r = parallel([{list}], |u| redis.connect(u).info("server").tcp_port, #{{concurrency: 3}});
             for row in r {{ print(`${{row.ok}} ${{row.value}}`); }}
             print(r[4].error);
             "#
-        ),
-        &[],
-        &[],
-    );
+        ))
+        .run();
     r.assert_code(0);
-    let lines: Vec<&str> = r.stdout.lines().collect();
+    let lines = r.stdout_lines();
+    assert_eq!(lines.len(), 6, "{}", r.stdout);
     for (i, s) in servers.iter().enumerate() {
-        assert_eq!(lines[i], format!("true {}", s.redis.as_ref().unwrap().port));
+        assert_eq!(lines[i], format!("true {}", s.redis().port));
     }
     assert_eq!(lines[4], "false ");
     assert!(lines[5].contains("cannot talk to"), "{}", r.stdout);
@@ -311,75 +271,57 @@ fn parallel_fans_out_with_per_target_errors() {
 #[test]
 fn rediss_tls_target_works() {
     let env = Env::new();
-    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(ok.success());
+    certs::self_signed(&env.dir("tls"), "server", "127.0.0.1", 1);
+    let (cert, key) = (env.path("tls/server.pem"), env.path("tls/server.key"));
     let dir = env.path("redis-tls");
     let server = opsh::sandbox::RedisServer::start_tls(&dir, &cert, &key).expect("TLS redis");
     let url = server.url();
     assert!(url.starts_with("rediss://"));
     // A self-signed certificate: verification must fail by default...
-    let r = env.run("redis.ping()", &[], &[("REDIS_URL", &url)]);
-    r.assert_code(2);
+    env.script("redis.ping()")
+        .redis(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("invalid peer certificate");
     // ...and work when the operator opts out explicitly.
-    let r = env.run(
-        "print(redis.info(\"server\").tcp_port); redis.ping();",
-        &[],
-        &[("REDIS_URL", &format!("{url}#insecure"))],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout.trim(), server.port.to_string(), "{}", r.stderr);
+    env.script("print(redis.info(\"server\").tcp_port); redis.ping();")
+        .redis(&format!("{url}#insecure"))
+        .run()
+        .assert_code(0)
+        .assert_stdout(&format!("{}\n", server.port));
     // The port speaks only TLS: plain redis:// cannot talk to it.
-    let plain = url.replace("rediss://", "redis://");
-    env.run(
-        "redis.ping()",
-        &["--call-timeout", "1s"],
-        &[("REDIS_URL", &plain)],
-    )
-    .assert_code(2);
+    env.script("redis.ping()")
+        .redis(&url.replace("rediss://", "redis://"))
+        .option("--call-timeout", "1s")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cannot talk to REDIS_URL");
 }
 
 #[test]
 fn protected_redis_target_refuses_without_yes() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     redis_cmd(&url, &["SET", "a", "1"]);
     let env = Env::new();
     env.write_config(&format!(
         "[redis.cache]\nurl = \"{url}\"\nprotected = true\n"
     ));
     let script = r#"redis.connect("cache").flushdb(#{db: 0})"#;
-    let r = env.run(script, &[], &[]);
-    r.assert_code(3);
-    assert!(r.stderr.contains("protected target cache"), "{}", r.stderr);
+    env.script(script)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("protected target cache");
     assert_eq!(redis_int(&url, &["DBSIZE"]), 1);
-    env.run(script, &["--yes"], &[]).assert_code(0);
+    env.script(script).flag("--yes").run().assert_code(0);
     assert_eq!(redis_int(&url, &["DBSIZE"]), 0);
 }
 
 #[test]
 fn acl_user_and_wrong_password() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
-    let port = sb.redis.as_ref().unwrap().port;
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
+    let port = sb.redis().port;
     redis_cmd(
         &url,
         &[
@@ -393,56 +335,42 @@ fn acl_user_and_wrong_password() {
         ],
     );
     let env = Env::new();
-    let good = format!("redis://ops:Ops-Secret-77@127.0.0.1:{port}/0");
-    let r = env.run(
-        "print(redis.info(\"clients\").connected_clients >= 1)",
-        &[],
-        &[("REDIS_URL", &good)],
-    );
-    r.assert_code(0);
-    let bad = format!("redis://ops:Wrong-Secret-99@127.0.0.1:{port}/0");
-    let r = env.run("redis.ping()", &[], &[("REDIS_URL", &bad)]);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains("check the user and password"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        !r.stderr.contains("Wrong-Secret-99") && !r.stdout.contains("Wrong-Secret-99"),
-        "{}",
-        r.stderr
-    );
+    env.script("print(redis.info(\"clients\").connected_clients >= 1)")
+        .redis(&format!("redis://ops:Ops-Secret-77@127.0.0.1:{port}/0"))
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\n");
+    env.script("redis.ping()")
+        .redis(&format!("redis://ops:Wrong-Secret-99@127.0.0.1:{port}/0"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("check the user and password")
+        .assert_output_lacks("Wrong-Secret-99");
 }
 
 #[test]
 fn sentinel_url_reaches_the_master() {
-    let sb = sandbox(false, true);
-    let master = sb.redis.as_ref().unwrap();
+    let sb = sandbox(&[Redis]);
+    let master = sb.redis();
     let db2 = master.url().replace("/0", "/2");
     redis_cmd(&db2, &["SET", "where", "master-db2"]);
     let env = Env::new();
     let sentinel =
         opsh::sandbox::RedisServer::start_sentinel(&env.path("sentinel"), "mymaster", master.port)
             .expect("sentinel");
-    let url = format!("redis+sentinel://127.0.0.1:{}/mymaster/2", sentinel.port);
-    let r = env.run("print(redis.info(\"server\").tcp_port); print(redis.get(\"where\")); print(redis.ping() >= 0.0);", &[], &[("REDIS_URL", &url)]);
-    r.assert_code(0);
-    assert_eq!(
-        r.stdout,
-        format!("{}\nmaster-db2\ntrue\n", master.port),
-        "{}",
-        r.stderr
-    );
-    let r = env.run(
-        "redis.ping()",
-        &[],
-        &[(
-            "REDIS_URL",
-            &format!("redis+sentinel://127.0.0.1:{}/nosuch", sentinel.port),
-        )],
-    );
-    r.assert_code(2);
+    env.script("print(redis.info(\"server\").tcp_port); print(redis.get(\"where\")); print(redis.ping() >= 0.0);")
+        .redis(&format!("redis+sentinel://127.0.0.1:{}/mymaster/2", sentinel.port))
+        .run()
+        .assert_code(0)
+        .assert_stdout(&format!("{}\nmaster-db2\ntrue\n", master.port));
+    env.script("redis.ping()")
+        .redis(&format!(
+            "redis+sentinel://127.0.0.1:{}/nosuch",
+            sentinel.port
+        ))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("Master with given name not found in sentinel");
 }
 
 #[test]
@@ -465,38 +393,40 @@ fn cluster_ping_and_info_fan_out_over_every_node() {
         );
     }
     // Gossip takes a moment: wait until the seed knows all three nodes.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let settled = |text: &str| {
+    eventually(secs(60), "the cluster to form", || {
+        let text = redis_text(&nodes[0].url(), &["CLUSTER", "NODES"]);
         let masters: Vec<&str> = text.lines().filter(|l| l.contains("master")).collect();
-        masters.len() == 3
+        let settled = masters.len() == 3
             && masters.iter().all(|l| {
                 l.contains(" connected")
                     && !l.contains("handshake")
                     && !l.contains("fail")
                     && !l.contains("noaddr")
-            })
-    };
-    while !settled(&redis_text(&nodes[0].url(), &["CLUSTER", "NODES"])) {
-        assert!(std::time::Instant::now() < deadline, "cluster did not form");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+            });
+        if settled {
+            Ok(())
+        } else {
+            Err(text)
+        }
+    });
     let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
-    let r = env.run(
-        "let i = redis.info(\"server\"); for k in i.keys() { print(`${k} ${i[k].tcp_port}`); } print(redis.ping() >= 0.0);",
-        &[],
-        &[("REDIS_URL", &url)],
-    );
+    let r = env
+        .script("let i = redis.info(\"server\"); for k in i.keys() { print(`${k} ${i[k].tcp_port}`); } print(redis.ping() >= 0.0);")
+        .redis(&url)
+        .run();
     r.assert_code(0);
     let mut want: Vec<String> = nodes
         .iter()
         .map(|n| format!("127.0.0.1:{0} {0}", n.port))
         .collect();
     want.sort();
-    let mut got: Vec<&str> = r.stdout.lines().collect();
+    let mut got = r.stdout_lines();
     assert_eq!(got.pop(), Some("true"));
     got.sort();
     assert_eq!(got, want, "{}", r.stderr);
-    let r = env.run("redis.get(\"k\")", &[], &[("REDIS_URL", &url)]);
-    r.assert_code(2);
-    assert!(r.stderr.contains("needs one node"), "{}", r.stderr);
+    env.script("redis.get(\"k\")")
+        .redis(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("needs one node");
 }

@@ -124,22 +124,18 @@ impl Tty {
         self.wait_within(Duration::from_secs(10), what, pred)
     }
 
+    /// Waits until the screen satisfies `pred` and returns it; on timeout
+    /// the failure shows the last screen.
     #[track_caller]
     fn wait_within(&self, limit: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
+        eventually(limit, what, || {
             let s = self.screen();
             if pred(&s) {
-                return s;
+                Ok(s)
+            } else {
+                Err(format!("{s}\nlast line: {:?}", s.lines().last()))
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "waited {limit:?} for {what}; screen:\n{s}\nlast line: {:?}",
-                    s.lines().last()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Types `text`, then presses Tab until the entry reads `completed`
@@ -147,21 +143,18 @@ impl Tty {
     #[track_caller]
     fn tab_until(&self, text: &str, completed: &str) {
         self.type_text(text);
-        let deadline = Instant::now() + Duration::from_secs(10);
         // The signature hint follows the cursor on the same line.
         let wanted = format!("]> {completed}");
-        loop {
+        eventually(secs(10), &format!("a completion to {completed}"), || {
             self.key("Tab");
             std::thread::sleep(Duration::from_millis(200));
             let screen = self.screen();
             if screen.lines().last().is_some_and(|l| l.contains(&wanted)) {
-                return;
+                Ok(())
+            } else {
+                Err(screen)
             }
-            assert!(
-                Instant::now() < deadline,
-                "no completion to {completed}:\n{screen}"
-            );
-        }
+        });
     }
 
     /// Waits until `n` prompts have been shown and the last line is an
@@ -194,8 +187,8 @@ impl Drop for Tty {
 
 #[test]
 fn completes_module_functions_targets_and_a_handles_methods() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     let env = Env::new();
     env.write_config(&format!("[pg.main]\nurl = \"{url}\"\n"));
     let t = Tty::start(&env, &[]);
@@ -287,8 +280,8 @@ fn interrupt(t: &Tty) -> Duration {
 
 #[test]
 fn ctrl_c_cancels_sleep_and_a_slow_query_and_the_session_goes_on() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     let env = Env::new();
     let t = Tty::start(&env, &[("DATABASE_URL", &url)]);
 
@@ -303,15 +296,12 @@ fn ctrl_c_cancels_sleep_and_a_slow_query_and_the_session_goes_on() {
     );
 
     t.line("pg.query(\"select pg_sleep(60)\")");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pg_scalar(
-        &url,
-        "select count(*) from pg_stat_activity where query like '%pg_sleep(60)%' and pid <> pg_backend_pid()",
-    ) == 0
-    {
-        assert!(Instant::now() < deadline, "the slow query never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    eventually(secs(10), "the slow query to start", || {
+        pg_scalar(
+            &url,
+            "select count(*) from pg_stat_activity where query like '%pg_sleep(60)%' and pid <> pg_backend_pid()",
+        ) > 0
+    });
     let took = interrupt(&t);
     assert!(
         took < Duration::from_secs(1),
@@ -370,29 +360,14 @@ fn history_survives_restarts_without_secret_lines() {
 
 #[test]
 fn piped_stdin_runs_as_a_script_without_prompt_or_colour() {
-    let env = Env::new();
-    let mut c = env.command();
-    c.env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(b"let rows = [#{n: 1}, #{n: 2}];\nshow(rows);\nprint(\"sum=\" + (1 + 2));\n")
-            .unwrap();
-    }
-    let r = wait_output(child);
-    r.assert_code(0);
-    assert!(r.stdout.contains("sum=3"), "{}", r.stdout);
-    assert!(!r.stdout.contains("opsh>") && !r.stderr.contains("opsh>"));
-    assert!(
-        !r.stdout.contains('\u{1b}') && !r.stderr.contains('\u{1b}'),
-        "{:?}",
-        r.stdout
-    );
+    Env::new()
+        .piped("let rows = [#{n: 1}, #{n: 2}];\nshow(rows);\nprint(\"sum=\" + (1 + 2));\n")
+        .env_remove("NO_COLOR")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("sum=3")
+        .assert_output_lacks("opsh>")
+        .assert_output_lacks("\u{1b}");
 }
 
 #[test]
@@ -439,8 +414,8 @@ fn prompt_shows_the_current_kube_context_and_namespace() {
 /// goes on; `--timeout` limits each entry, not the session.
 #[test]
 fn ctrl_c_at_a_confirmation_prompt_and_the_per_entry_timeout() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     let env = Env::new();
     env.write_config(&format!(
         "[redis.prod]\nurl = \"{url}\"\nprotected = true\n"
@@ -465,7 +440,7 @@ fn ctrl_c_at_a_confirmation_prompt_and_the_per_entry_timeout() {
     assert!(!t.screen().contains("ERROR"), "{}", t.screen());
     let v: Option<String> = redis_query(&url, &["GET", "guard"]);
     assert_eq!(v, None, "nothing was set");
-    let audit = std::fs::read_to_string(env.audit_path()).unwrap_or_default();
+    let audit = env.audit_text();
     assert!(!audit.contains("\"outcome\":\"ok\""), "{audit}");
 
     // Each entry gets the whole --timeout: a slow one is stopped...
@@ -509,8 +484,7 @@ fn tab_completes_live_names_from_the_cluster() {
 #[test]
 fn prompt_shows_in_cluster_and_the_pods_namespace() {
     let env = Env::new();
-    let sa = env.path("serviceaccount");
-    std::fs::create_dir_all(&sa).unwrap();
+    let sa = env.dir("serviceaccount");
     std::fs::write(sa.join("namespace"), "payments\n").unwrap();
     let t = Tty::start(
         &env,

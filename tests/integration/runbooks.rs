@@ -8,39 +8,18 @@ fn script(name: &str) -> String {
     repo_path(&format!("scripts/{name}"))
 }
 
-/// `opsh ARGS` run from the repository root (runbook tests name
-/// scripts/... relative to it).
-fn opsh_in_repo(env: &Env, args: &[&str]) -> Run {
-    let mut c: Command = env.command();
-    c.current_dir(repo_path("")).args(args);
-    let o = c.output().expect("run opsh");
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
     let env = Env::new();
     let junit = env.path("junit.xml");
-    let r = opsh_in_repo(
-        &env,
-        &[
-            "test",
-            "--output",
-            "json",
-            "--junit",
-            junit.to_str().unwrap(),
-        ],
-    );
+    // Runbook tests name scripts/... relative to the repository root.
+    let r = env
+        .opsh(["test", "--output", "json", "--junit"])
+        .arg(&junit)
+        .current_dir(repo_path(""))
+        .run();
     r.assert_code(0);
-    let lines: Vec<serde_json::Value> = r
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect();
+    let lines = r.json_lines();
     let summary = &lines.last().unwrap()["summary"];
     assert_eq!(summary["failed"], 0, "{}", r.stdout);
     assert!(summary["passed"].as_u64().unwrap() >= 80, "{}", r.stdout);
@@ -98,35 +77,20 @@ fn test_unstubbed_mutation_is_planned_not_applied() {
 "#,
     );
     let junit = env.path("j.xml");
-    let r = env.opsh(
-        &[
-            "test",
-            f.to_str().unwrap(),
-            "--junit",
-            junit.to_str().unwrap(),
-        ],
-        &[],
-    );
-    r.assert_code(1);
     let loc = format!("{}:6:5", f.display());
-    assert!(r.stdout.contains("ok    test_passes"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("FAIL  test_fails") && r.stdout.contains(&loc),
-        "{}",
-        r.stdout
-    );
-    assert!(r
-        .stdout
-        .contains("assertion failed: p95 under 2s: condition is false"));
-    assert!(r.stdout.contains("pg.ping is not stubbed in this test"));
-    assert!(r
-        .stdout
-        .contains("ok    test_unstubbed_mutation_is_planned_not_applied"));
-    assert!(
-        r.stdout.contains("2 passed, 2 failed, 4 tests"),
-        "{}",
-        r.stdout
-    );
+    env.opsh(["test"])
+        .arg(&f)
+        .arg("--junit")
+        .arg(&junit)
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("ok    test_passes")
+        .assert_stdout_contains("FAIL  test_fails")
+        .assert_stdout_contains(&loc)
+        .assert_stdout_contains("assertion failed: p95 under 2s: condition is false")
+        .assert_stdout_contains("pg.ping is not stubbed in this test")
+        .assert_stdout_contains("ok    test_unstubbed_mutation_is_planned_not_applied")
+        .assert_stdout_contains("2 passed, 2 failed, 4 tests");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
     assert!(xml.contains(&loc));
@@ -136,8 +100,8 @@ fn test_unstubbed_mutation_is_planned_not_applied() {
 
 #[test]
 fn record_then_replay_reports_differences_and_plans_mutations() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(
         &url,
         "create table t(id int); insert into t values (1), (2);",
@@ -151,70 +115,46 @@ print(`deleted ${r.rows_affected}`);
 "#;
     let s = env.write("incident.rhai", body);
     let rec = env.path("run.json");
-    let r = env.opsh(
-        &[
-            "run",
-            s.to_str().unwrap(),
-            "--arg",
-            "id=1",
-            "--record",
-            rec.to_str().unwrap(),
-        ],
-        &[("DATABASE_URL", &url)],
-    );
-    r.assert_code(0);
-    assert_eq!(r.stdout, "rows 2\ndeleted 1\n");
+    env.opsh(["run"])
+        .arg(&s)
+        .script_arg("id", "1")
+        .arg("--record")
+        .arg(&rec)
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("rows 2\ndeleted 1\n");
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
     assert_eq!(doc["calls"].as_array().unwrap().len(), 2);
     assert_eq!(doc["calls"][1]["primitive"], "pg.exec");
     assert_eq!(doc["args"]["id"], 1);
     // The password of the URL never lands in the recording.
-    let pw = url::Url::parse(&url)
-        .unwrap()
-        .password()
-        .map(str::to_string);
-    if let Some(pw) = pw {
-        assert!(!std::fs::read_to_string(&rec).unwrap().contains(&pw));
-    }
+    let pw = &sb.pg().password;
+    assert!(
+        url.contains(&format!(":{pw}@")),
+        "{url} carries the password"
+    );
+    assert!(!std::fs::read_to_string(&rec).unwrap().contains(pw.as_str()));
 
     // Replay without any server: same answers, the delete only planned.
     drop(sb);
-    let r = env.opsh(
-        &[
-            "run",
-            s.to_str().unwrap(),
-            "--replay",
-            rec.to_str().unwrap(),
-        ],
-        &[],
-    );
-    r.assert_code(0);
+    let r = env.opsh(["run"]).arg(&s).arg("--replay").arg(&rec).run();
+    r.assert_code(0)
+        .assert_stderr_contains("[replay] planned, not applied: pg.exec")
+        .assert_stderr_contains("every call matched the recording");
     assert_eq!(r.stdout.lines().next(), Some("rows 2"));
-    assert!(
-        r.stderr.contains("[replay] planned, not applied: pg.exec"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("every call matched the recording"));
 
     // A changed script: the difference is reported and the run exits 1.
     let changed = env.write("incident_v2.rhai", &body.replace("count(*)", "count(id)"));
-    let r = env.opsh(
-        &[
-            "run",
-            changed.to_str().unwrap(),
-            "--replay",
-            rec.to_str().unwrap(),
-        ],
-        &[],
-    );
-    r.assert_code(1);
-    assert!(
-        r.stderr.contains("differs from the recording"),
-        "{}",
-        r.stderr
-    );
+    let r = env
+        .opsh(["run"])
+        .arg(&changed)
+        .arg("--replay")
+        .arg(&rec)
+        .run();
+    r.assert_code(1)
+        .assert_stderr_contains("differs from the recording");
 
     // The same recording as a regression test.
     let t = env.write(
@@ -231,20 +171,22 @@ print(`deleted ${r.rows_affected}`);
             s.display()
         ),
     );
-    let r = env.opsh(&["test", t.to_str().unwrap()], &[]);
-    r.assert_code(0);
+    env.opsh(["test"])
+        .arg(&t)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("ok    test_replay");
 }
 
 #[test]
 fn daily_check_end_to_end_json_and_filters() {
     let env = Env::new();
     let s = script("daily_check.rhai");
-    let r = env.opsh(
-        &["sandbox", "run", &s, "--output", "json", "--skip", "redis*"],
-        &[],
-    );
+    let r = env
+        .opsh(["sandbox", "run", &s, "--output", "json", "--skip", "redis*"])
+        .run();
     r.assert_code(0);
-    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("one JSON document");
+    let doc = r.json();
     assert_eq!(doc["status"], "PASS");
     assert_eq!(doc["summary"]["FAIL"], 0);
     assert_eq!(doc["summary"]["SKIP"], 1);
@@ -284,46 +226,33 @@ fn with_idle_sessions<T>(url: &str, n: usize, f: impl FnOnce() -> T) -> T {
 
 #[test]
 fn db_connection_exhaustion_end_to_end_terminates_idle_sessions() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     let env = Env::new();
     let s = script("db_connection_exhaustion.rhai");
     let count = "select count(*) from pg_stat_activity where usename = 'app'";
     with_idle_sessions(&url, 8, || {
         // Dry run: reports, terminates nothing.
-        let r = env.opsh(
-            &[
-                "--dry-run",
-                "run",
-                &s,
-                "--arg",
-                "saturation_pct=5",
-                "--arg",
-                "idle_older_than=1s",
-            ],
-            &[("DATABASE_URL", &url)],
-        );
-        assert_eq!(pg_scalar(&url, count), 8, "{}{}", r.stdout, r.stderr);
-        assert!(
-            r.stdout.contains("would_terminate"),
-            "{}{}",
-            r.stdout,
-            r.stderr
-        );
+        env.opsh(["run"])
+            .arg(&s)
+            .script_arg("saturation_pct", 5)
+            .script_arg("idle_older_than", "1s")
+            .flag("--dry-run")
+            .pg(&url)
+            .run()
+            // Nothing was terminated, so the check still fails.
+            .assert_code(1)
+            .assert_stdout_contains("would_terminate    8");
+        assert_eq!(pg_scalar(&url, count), 8);
         // For real: the idle sessions are gone and saturation recovered.
-        let r = env.opsh(
-            &[
-                "run",
-                &s,
-                "--arg",
-                "saturation_pct=5",
-                "--arg",
-                "idle_older_than=1s",
-            ],
-            &[("DATABASE_URL", &url)],
-        );
-        r.assert_code(0);
-        assert!(r.stdout.contains("recovered"), "{}", r.stdout);
+        env.opsh(["run"])
+            .arg(&s)
+            .script_arg("saturation_pct", 5)
+            .script_arg("idle_older_than", "1s")
+            .pg(&url)
+            .run()
+            .assert_code(0)
+            .assert_stdout_contains("recovered");
         assert_eq!(pg_scalar(&url, count), 0);
     });
     let terminated: Vec<_> = env
@@ -336,127 +265,91 @@ fn db_connection_exhaustion_end_to_end_terminates_idle_sessions() {
 
 #[test]
 fn cache_miss_storm_end_to_end_on_real_counters() {
-    let sb = sandbox(false, true);
-    let url = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
     let env = Env::new();
     let s = script("cache_miss_storm.rhai");
     let traffic = |hits: usize, misses: usize| {
         let script = format!(
             "redis.set(\"k\", \"v\"); for i in 0..{hits} {{ redis.get(\"k\"); }} for i in 0..{misses} {{ redis.get(`missing:${{i}}`); }}"
         );
-        env.run(&script, &[], &[("REDIS_URL", &url)]).assert_code(0);
+        env.script(&script).redis(&url).run().assert_code(0);
     };
     traffic(2, 18);
-    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
-    r.assert_code(1);
-    assert!(r.stdout.contains("cache hit rate"), "{}", r.stdout);
-    assert!(r.stdout.contains("(redis: 2 hits"), "{}", r.stdout);
-    assert!(r.stdout.contains("up only"), "{}", r.stdout);
+    env.opsh(["run"])
+        .arg(&s)
+        .redis(&url)
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("cache hit rate")
+        .assert_stdout_contains("(redis: 2 hits")
+        .assert_stdout_contains("up only");
     traffic(200, 0);
-    let r = env.opsh(&["run", &s], &[("REDIS_URL", &url)]);
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("cache hit rate is healthy"),
-        "{}",
-        r.stdout
-    );
+    env.opsh(["run"])
+        .arg(&s)
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("cache hit rate is healthy");
+}
+
+/// A helper process that must not outlive the test, even a failing one.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
 fn disk_space_and_tls_cert_on_this_machine() {
     let env = Env::new();
     // A certificate valid for 10 days, served by openssl s_server.
-    let dir = env.path("tls");
-    std::fs::create_dir_all(&dir).unwrap();
-    let ok = Command::new("openssl")
-        .current_dir(&dir)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "10",
-            "-subj",
-            "/CN=opsh-test",
-        ])
-        .output()
-        .expect("openssl runs");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let dir = env.dir("tls");
+    certs::self_signed(&dir, "cert", "opsh-test", 10);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut server = Command::new("openssl")
+    let server = Command::new("openssl")
         .current_dir(&dir)
-        .args([
-            "s_server",
-            "-quiet",
-            "-accept",
-            &port.to_string(),
-            "-cert",
-            "cert.pem",
-            "-key",
-            "key.pem",
-        ])
+        .args(["s_server", "-quiet", "-accept", &port.to_string()])
+        .args(["-cert", "cert.pem", "-key", "cert.key"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        && started.elapsed().as_secs() < 10
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let addr = format!("127.0.0.1:{port}");
-    let r = env.opsh(
-        &[
-            "run",
-            &script("cert_expiry.rhai"),
-            "--arg",
-            &format!("hosts=[\"{addr}\"]"),
-        ],
-        &[],
-    );
-    let _ = server.kill();
-    let _ = server.wait();
+    let server = KillOnDrop(server);
+    eventually(secs(10), "openssl s_server to listen", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let r = env
+        .opsh(["run", &script("cert_expiry.rhai")])
+        .script_arg("hosts", format!("[\"127.0.0.1:{port}\"]"))
+        .run();
+    drop(server);
     // 10 days left: under the 14-day threshold.
-    r.assert_code(1);
-    assert!(r.stdout.contains("opsh-test"), "{}", r.stdout);
+    r.assert_code(1)
+        .assert_stdout_contains("opsh-test")
+        .assert_stdout_contains("FAIL");
     assert!(
         r.stdout.contains("9.9") || r.stdout.contains("10"),
         "{}",
         r.stdout
     );
-    assert!(r.stdout.contains("FAIL"), "{}", r.stdout);
 
-    let r = env.opsh(
-        &[
-            "run",
-            &script("disk_space.rhai"),
-            "--arg",
-            "warn_pct=100",
-            "--arg",
-            "crit_pct=101",
-            "--output",
-            "json",
-        ],
-        &[],
-    );
+    let r = env
+        .opsh(["run", &script("disk_space.rhai")])
+        .script_arg("warn_pct", "100")
+        .script_arg("crit_pct", "101")
+        .args(["--output", "json"])
+        .run();
     r.assert_code(0);
-    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let doc = r.json();
     let used = doc["checks"][0]["value"].as_f64().unwrap();
     assert!(used > 0.0 && used <= 100.0, "{used}");
 }
@@ -478,27 +371,21 @@ fn sqlite_integrity_end_to_end_on_real_files() {
     let backup = env.path("app.db.backup");
     std::fs::copy(&db, &backup).unwrap();
     let s = script("sqlite_integrity.rhai");
-    let db_arg = format!("db_path={}", db.display());
-    let backup_arg = format!("backup_path={}", backup.display());
-    let violations = "violations_sql=select count(*) as n from decisions where ahsan_score < 95";
-    let r = env.opsh(
-        &[
-            "run",
-            &s,
-            "--arg",
-            &db_arg,
-            "--arg",
-            &backup_arg,
-            "--arg",
-            violations,
-            "--arg",
-            "max_violations=1000",
-        ],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stdout.contains("4 checks: 4 passed"), "{}", r.stdout);
-    assert!(r.stdout.contains("1000"), "{}", r.stdout);
+    let check = || {
+        env.opsh(["run", &s])
+            .script_arg("db_path", db.display())
+            .script_arg("backup_path", backup.display())
+    };
+    check()
+        .script_arg(
+            "violations_sql",
+            "select count(*) as n from decisions where ahsan_score < 95",
+        )
+        .script_arg("max_violations", 1000)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("4 checks: 4 passed")
+        .assert_stdout_contains("1000");
     // Damage pages of the database (not the header): the check must fail and
     // point at the sound backup.
     let mut bytes = std::fs::read(&db).unwrap();
@@ -507,15 +394,10 @@ fn sqlite_integrity_end_to_end_on_real_files() {
         *b = 0x5a;
     }
     std::fs::write(&db, bytes).unwrap();
-    let r = env.opsh(&["run", &s, "--arg", &db_arg, "--arg", &backup_arg], &[]);
-    r.assert_code(1);
-    assert!(
-        r.stdout
-            .contains("the database is damaged and the backup is sound"),
-        "{}{}",
-        r.stdout,
-        r.stderr
-    );
+    check()
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("the database is damaged and the backup is sound");
 }
 
 #[test]
@@ -536,17 +418,18 @@ fn test_real_calls() {
 }
 "#,
     );
-    let r = env.opsh(&["test", "--sandbox", f.to_str().unwrap()], &[]);
-    r.assert_code(0);
-    assert!(r.stdout.contains("ok    test_real_calls"), "{}", r.stdout);
+    env.opsh(["test"])
+        .arg("--sandbox")
+        .arg(&f)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("ok    test_real_calls");
     // Without --sandbox the same test is refused at its first unstubbed read.
-    let r = env.opsh(&["test", f.to_str().unwrap()], &[]);
-    r.assert_code(1);
-    assert!(
-        r.stdout.contains("pg.ping is not stubbed in this test"),
-        "{}",
-        r.stdout
-    );
+    env.opsh(["test"])
+        .arg(&f)
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("pg.ping is not stubbed in this test");
 }
 
 /// A small HTTP API that behaves as runbook 000 expects a deployed service
@@ -662,48 +545,29 @@ fn base64(bytes: &[u8]) -> String {
 fn post_deploy_verify_end_to_end_against_a_real_http_service() {
     let env = Env::new();
     let s = script("post_deploy_verify.rhai");
-    let secrets = [
-        ("WEBHOOK_SECRET", "whsec-e2e-42"),
-        ("VALID_TOKEN", "tenant-token-1"),
-    ];
-    let port = fake_api("whsec-e2e-42", 4, false);
-    let base = format!("base_url=http://127.0.0.1:{port}");
-    let r = env.opsh(
-        &[
-            "run",
-            &s,
-            "--arg",
-            &base,
-            "--arg",
-            "rate_limit_requests=20",
-            "--output",
-            "json",
-        ],
-        &secrets,
-    );
-    r.assert_code(0);
+    let verify = |port: u16| {
+        env.opsh(["run", &s])
+            .script_arg("base_url", format!("http://127.0.0.1:{port}"))
+            .script_arg("rate_limit_requests", 20)
+            .env("WEBHOOK_SECRET", "whsec-e2e-42")
+            .env("VALID_TOKEN", "tenant-token-1")
+    };
+    let r = verify(fake_api("whsec-e2e-42", 4, false))
+        .args(["--output", "json"])
+        .run();
+    r.assert_code(0)
+        // The secrets never reach the output or the audit log.
+        .assert_output_lacks("whsec-e2e-42");
     let doc: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(doc["status"], "PASS", "{}", r.stdout);
     assert_eq!(doc["summary"]["PASS"], 7, "{}", r.stdout);
-    // The secrets never reach the output or the audit log.
-    assert!(!r.stdout.contains("whsec-e2e-42") && !r.stderr.contains("whsec-e2e-42"));
-    assert!(!std::fs::read_to_string(env.audit_path())
-        .unwrap_or_default()
-        .contains("whsec-e2e-42"));
+    assert!(!env.audit_text().contains("whsec-e2e-42"));
 
     // A deploy whose webhook accepts a bad signature fails the run.
-    let port = fake_api("whsec-e2e-42", 4, true);
-    let base = format!("base_url=http://127.0.0.1:{port}");
-    let r = env.opsh(
-        &["run", &s, "--arg", &base, "--arg", "rate_limit_requests=20"],
-        &secrets,
-    );
-    r.assert_code(1);
-    assert!(
-        r.stdout.contains("bad signature got 200, expected 401"),
-        "{}",
-        r.stdout
-    );
+    verify(fake_api("whsec-e2e-42", 4, true))
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("bad signature got 200, expected 401");
 }
 
 fn image_of(k: &Kube, name: &str) -> String {
@@ -719,25 +583,25 @@ fn rollback_end_to_end_on_the_kubernetes_test_server() {
     let k = kube();
     k.wait_rolled_out("api");
     let env = Env::new();
-    let kc = k.kubeconfig();
-    let kube_env = [("KUBECONFIG", kc.as_str())];
-    env.run(
-        r#"k8s.set_image("api", "api", "registry.example/api:1.5.0"); k8s.rollout_status("api", #{timeout: "30s"});"#,
-        &[],
-        &kube_env,
-    )
-    .assert_code(0);
+    env.script(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0"); k8s.rollout_status("api", #{timeout: "30s"});"#)
+        .kubeconfig(k.kubeconfig())
+        .run()
+        .assert_code(0);
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
     let port = fake_api("unused", 1000, false);
-    let health = format!("health_url=http://127.0.0.1:{port}/api/health");
     let s = script("rollback.rhai");
+    let rollback = || {
+        env.opsh(["run", &s])
+            .script_arg("health_url", format!("http://127.0.0.1:{port}/api/health"))
+            .kubeconfig(k.kubeconfig())
+    };
     // A dry run changes nothing.
-    let r = env.opsh(&["--dry-run", "run", &s, "--arg", &health], &kube_env);
-    r.assert_code(0);
+    rollback().flag("--dry-run").run().assert_code(0);
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
-    let r = env.opsh(&["run", &s, "--arg", &health], &kube_env);
-    r.assert_code(0);
-    assert!(r.stdout.contains("health"), "{}", r.stdout);
+    rollback()
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("health");
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
     k.wait_rolled_out("api");
 }
@@ -748,49 +612,34 @@ fn oom_or_memory_leak_end_to_end_on_the_kubernetes_test_server() {
     k.wait_rolled_out("api");
     k.wait_worker_oom_killed();
     let env = Env::new();
-    let kc = k.kubeconfig();
-    let kube_env = [("KUBECONFIG", kc.as_str())];
     let s = script("oom_or_memory_leak.rhai");
+    let oom = || env.opsh(["run", &s]).kubeconfig(k.kubeconfig());
     // The worker keeps getting OOM-killed: reported, nothing restarted.
-    let r = env.opsh(
-        &[
-            "run",
-            &s,
-            "--arg",
-            "selector=app=worker",
-            "--arg",
-            "limit_mi=100000",
-            "--arg",
-            "restart=false",
-        ],
-        &kube_env,
-    );
-    r.assert_code(1);
-    assert!(r.stdout.contains("OOMKilled"), "{}", r.stdout);
+    let worker_pods = k.pods("worker").len();
+    oom()
+        .script_arg("selector", "app=worker")
+        .script_arg("limit_mi", 100000)
+        .script_arg("restart", false)
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("OOMKilled");
+    assert_eq!(k.pods("worker").len(), worker_pods);
     // Every api pod over a 1 MiB limit: only the worst one is deleted.
-    let uids = |k: &Kube| -> Vec<String> {
-        k.objects("Pod", "default")
-            .into_iter()
-            .filter(|p| p["metadata"]["labels"]["app"] == "api")
+    let uids = || -> Vec<String> {
+        k.pods("api")
+            .iter()
             .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
             .collect()
     };
-    let before = uids(&k);
+    let before = uids();
     assert_eq!(before.len(), 3);
-    let r = env.opsh(
-        &[
-            "run",
-            &s,
-            "--arg",
-            "selector=app=api",
-            "--arg",
-            "limit_mi=1",
-        ],
-        &kube_env,
-    );
-    r.assert_code(1);
-    assert!(r.stdout.contains("restarted"), "{}", r.stdout);
-    let after = uids(&k);
+    oom()
+        .script_arg("selector", "app=api")
+        .script_arg("limit_mi", 1)
+        .run()
+        .assert_code(1)
+        .assert_stdout_contains("restarted");
+    let after = uids();
     assert_eq!(
         before.iter().filter(|u| !after.contains(u)).count(),
         1,

@@ -1,9 +1,10 @@
 use crate::support::*;
+use std::time::Duration;
 
 #[test]
 fn protected_target_refuses_without_yes_and_proceeds_with_it() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(
         &url,
         "create table t(id int); insert into t values (1), (2);",
@@ -11,66 +12,60 @@ fn protected_target_refuses_without_yes_and_proceeds_with_it() {
     let env = Env::new();
     env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
     let script = r#"pg.connect("prod").exec("delete from t")"#;
-    let r = env.run(script, &[], &[]);
-    r.assert_code(3);
-    assert!(r.stderr.contains("pg.exec refused"), "{}", r.stderr);
-    assert!(r.stderr.contains("protected target prod"), "{}", r.stderr);
-    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    env.script(script)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("pg.exec refused")
+        .assert_stderr_contains("protected target prod")
+        .assert_stderr_contains("--yes");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
     // Reads need no confirmation; dry-run neither.
-    env.run(r#"pg.connect("prod").query("select 1")"#, &[], &[])
+    env.script(r#"pg.connect("prod").query("select 1")"#)
+        .run()
         .assert_code(0);
-    env.run(script, &["--dry-run"], &[]).assert_code(0);
+    env.script(script).flag("--dry-run").run().assert_code(0);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
-    env.run(script, &["--yes"], &[]).assert_code(0);
+    env.script(script).flag("--yes").run().assert_code(0);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 0);
 }
 
 #[test]
 fn mutation_is_refused_when_the_audit_log_cannot_be_written() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(&url, "create table t(id int); insert into t values (1);");
     let env = Env::new();
     env.write("not-a-dir", "file");
     let bad = env.path("not-a-dir/audit.jsonl");
-    let r = env.run(
-        r#"pg.exec("delete from t")"#,
-        &[],
-        &[
-            ("DATABASE_URL", &url),
-            ("OPSH_AUDIT_LOG", bad.to_str().unwrap()),
-        ],
-    );
-    r.assert_code(3);
-    assert!(r.stderr.contains("audit log"), "{}", r.stderr);
+    let bad = bad.to_str().unwrap();
+    env.script(r#"pg.exec("delete from t")"#)
+        .pg(&url)
+        .env("OPSH_AUDIT_LOG", bad)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("audit log");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
     // Reads do not need the audit log.
-    env.run(
-        r#"pg.query("select 1")"#,
-        &[],
-        &[
-            ("DATABASE_URL", &url),
-            ("OPSH_AUDIT_LOG", bad.to_str().unwrap()),
-        ],
-    )
-    .assert_code(0);
+    env.script(r#"pg.query("select 1")"#)
+        .pg(&url)
+        .env("OPSH_AUDIT_LOG", bad)
+        .run()
+        .assert_code(0);
 }
 
 #[test]
 fn runaway_loop_hits_the_operation_limit() {
-    let env = Env::new();
-    let r = env.run(
-        "let i = 0; loop { i += 1; }",
-        &["--max-operations", "100000"],
-        &[],
-    );
-    r.assert_code(2);
-    assert!(r.stderr.contains("operation limit"), "{}", r.stderr);
+    Env::new()
+        .script("let i = 0; loop { i += 1; }")
+        .option("--max-operations", "100000")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("operation limit");
 }
 
 /// Runs opsh on a pseudo-terminal (util-linux `script`) and answers the
 /// confirmation prompt by typing `answer` (a line, or a key such as ^C).
+/// On the pty stdout and stderr are one stream: `Run::stdout`.
 fn run_on_tty(env: &Env, script: &std::path::Path, answer: &str) -> Run {
     use std::io::Write;
     let cmd = format!(
@@ -98,32 +93,23 @@ fn run_on_tty(env: &Env, script: &std::path::Path, answer: &str) -> Run {
         .spawn()
         .expect("util-linux `script` runs opsh on a pty");
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(700));
     stdin.write_all(answer.as_bytes()).unwrap();
     // The answer alone must end the run: a prompt still waiting (for Enter
     // after a Ctrl-C, say) fails the test rather than reading EOF later.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            drop(stdin);
-            let _ = child.kill();
-            panic!("opsh still waits after the answer {answer:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let ended = poll(secs(5), || child.try_wait().unwrap().is_some());
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    if ended.is_err() {
+        let _ = child.kill();
+        panic!("opsh still waits after the answer {answer:?}");
     }
+    wait_output(child)
 }
 
 #[test]
 fn protected_target_asks_on_a_terminal() {
-    let sb = sandbox(true, false);
-    let url = sb.postgres.as_ref().unwrap().url();
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
     pg_exec(
         &url,
         "create table t(id int); insert into t values (1), (2);",
@@ -134,19 +120,19 @@ fn protected_target_asks_on_a_terminal() {
         "del.rhai",
         "pg.connect(\"prod\").exec(\"delete from t where id = 1\");\nprint(\"deleted\");\n",
     );
-    let r = run_on_tty(&env, &f, "no\n");
-    r.assert_code(3);
-    assert!(r.stdout.contains("PROTECTED target prod"), "{}", r.stdout);
-    assert!(r.stdout.contains("not confirmed"), "{}", r.stdout);
+    run_on_tty(&env, &f, "no\n")
+        .assert_code(3)
+        .assert_stdout_contains("PROTECTED target prod")
+        .assert_stdout_contains("not confirmed");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
     // Ctrl-C at the prompt ends the run as interrupted, without waiting
     // for Enter, and changes nothing.
-    let r = run_on_tty(&env, &f, "\x03");
-    r.assert_code(130);
-    assert!(r.stdout.contains("interrupted (Ctrl-C)"), "{}", r.stdout);
+    run_on_tty(&env, &f, "\x03")
+        .assert_code(130)
+        .assert_stdout_contains("interrupted (Ctrl-C)");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
-    let r = run_on_tty(&env, &f, "yes\n");
-    r.assert_code(0);
-    assert!(r.stdout.contains("deleted"), "{}", r.stdout);
+    run_on_tty(&env, &f, "yes\n")
+        .assert_code(0)
+        .assert_stdout_contains("deleted");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
 }

@@ -14,12 +14,16 @@ fn lock_file(env: &Env, name: &str) -> std::path::PathBuf {
     env.path(&format!("xdgstate/opsh/locks/{name}.lock"))
 }
 
-fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A lock held by this test process (alive, on this host): never stale.
+fn hold_lock(env: &Env, name: &str, script: &str) {
+    let holder = serde_json::json!({
+        "pid": std::process::id(), "host": opsh::audit::hostname(),
+        "started": "2026-01-01T00:00:00Z", "started_unix": 1u64, "script": script
+    });
+    env.write(
+        &format!("xdgstate/opsh/locks/{name}.lock"),
+        &holder.to_string(),
+    );
 }
 
 #[test]
@@ -29,34 +33,41 @@ fn an_overlapping_run_exits_75_naming_the_holder() {
         "job.rhai",
         "// nightly job\n// opsh: lock=nightly\nsleep(\"3s\");\nprint(\"done\");\n",
     );
-    let first = env.spawn(&["run", script.to_str().unwrap()], &[]);
+    let first = env.opsh(["run"]).arg(&script).spawn();
     let pid = first.id();
-    wait_until("the first run's lock", 10, || {
+    eventually(secs(10), "the first run's lock", || {
         lock_file(&env, "nightly").exists()
     });
     // The header lock and --lock with the same name are the same lock.
-    let r = env.opsh(&["--lock", "nightly", "run", script.to_str().unwrap()], &[]);
-    r.assert_code(LOCKED);
-    assert!(
-        r.stderr.contains(&format!("held by pid {pid} on ")) && r.stderr.contains(" since 20"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stdout.is_empty(),
-        "the second run must not run: {}",
-        r.stdout
-    );
-    let first = wait_output(first);
-    first.assert_code(0);
-    assert!(first.stdout.contains("done"));
+    env.opsh(["run"])
+        .arg(&script)
+        .option("--lock", "nightly")
+        .run()
+        .assert_code(LOCKED)
+        .assert_stderr_contains(&format!("held by pid {pid} on "))
+        .assert_stderr_contains(" since 20")
+        // The second run must not run.
+        .assert_stdout("");
+    wait_output(first)
+        .assert_code(0)
+        .assert_stdout_contains("done");
     assert!(
         !lock_file(&env, "nightly").exists(),
         "the lock is released at the end"
     );
-    // --no-lock ignores the header lock.
-    env.opsh(&["--no-lock", "run", script.to_str().unwrap()], &[])
-        .assert_code(0);
+    // --no-lock ignores the header lock, even while someone holds it.
+    hold_lock(&env, "nightly", "other.rhai");
+    env.opsh(["run"]).arg(&script).run().assert_code(LOCKED);
+    env.opsh(["run"])
+        .arg(&script)
+        .flag("--no-lock")
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    assert!(
+        lock_file(&env, "nightly").exists(),
+        "the holder's lock stays"
+    );
 }
 
 #[test]
@@ -68,14 +79,13 @@ fn a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_not() {
         "started_unix": 1_767_225_600u64, "script": "killed.rhai"
     });
     env.write("xdgstate/opsh/locks/backup.lock", &stale.to_string());
-    let r = env.run("print(\"ran\")", &["--lock", "backup"], &[]);
-    r.assert_code(0);
-    assert!(r.stdout.contains("ran"));
-    assert!(
-        r.stderr.contains("left by pid 999999999") && r.stderr.contains("taking it over"),
-        "{}",
-        r.stderr
-    );
+    env.script("print(\"ran\")")
+        .option("--lock", "backup")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("ran")
+        .assert_stderr_contains("left by pid 999999999")
+        .assert_stderr_contains("taking it over");
     assert!(!lock_file(&env, "backup").exists());
 
     // A holder on another host cannot be checked from here: never stale.
@@ -84,9 +94,11 @@ fn a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_not() {
         "started_unix": 1_767_225_600u64, "script": "elsewhere.rhai"
     });
     env.write("xdgstate/opsh/locks/backup.lock", &foreign.to_string());
-    let r = env.run("print(\"ran\")", &["--lock", "backup"], &[]);
-    r.assert_code(LOCKED);
-    assert!(r.stderr.contains("on other-host.invalid"), "{}", r.stderr);
+    env.script("print(\"ran\")")
+        .option("--lock", "backup")
+        .run()
+        .assert_code(LOCKED)
+        .assert_stderr_contains("on other-host.invalid");
     assert!(
         lock_file(&env, "backup").exists(),
         "someone else's lock stays"
@@ -103,7 +115,12 @@ fn racing_takeovers_of_one_stale_lock_let_exactly_one_run() {
     env.write("xdgstate/opsh/locks/race.lock", &stale.to_string());
     let script = env.write("race.rhai", "sleep(\"1500ms\");");
     let runs: Vec<_> = (0..4)
-        .map(|_| env.spawn(&["--lock", "race", "run", script.to_str().unwrap()], &[]))
+        .map(|_| {
+            env.opsh(["run"])
+                .arg(&script)
+                .option("--lock", "race")
+                .spawn()
+        })
         .collect();
     let mut codes: Vec<i32> = runs.into_iter().map(|c| wait_output(c).code).collect();
     codes.sort();
@@ -250,12 +267,11 @@ fn the_report_matches_its_documented_shape() {
     let env = Env::new();
     let (hook, seen) = receiver("200 OK");
     let report = env.path("out/report.json");
-    let r = env.run(
-        CHECKS,
-        &["--report", report.to_str().unwrap(), "--lock", "rep"],
-        &[],
-    );
-    r.assert_code(2); // args.ok and args.hook are missing: a script error
+    env.script(CHECKS)
+        .option("--report", &report)
+        .option("--lock", "rep")
+        .run()
+        .assert_code(2); // args.ok and args.hook are missing: a script error
     let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_valid(&v);
     assert_eq!(v["exit_code"], 2);
@@ -263,22 +279,14 @@ fn the_report_matches_its_documented_shape() {
     assert!(!v["error"].as_str().unwrap().is_empty(), "{v:#}");
 
     let file = env.write("checks.rhai", CHECKS);
-    let r = env.opsh(
-        &[
-            "--report",
-            report.to_str().unwrap(),
-            "run",
-            file.to_str().unwrap(),
-            "--arg",
-            "ok=false",
-            "--arg",
-            &format!("hook={hook}"),
-            "--arg",
-            "password=hunter22",
-        ],
-        &[],
-    );
-    r.assert_code(1);
+    env.opsh(["run"])
+        .arg(&file)
+        .script_arg("ok", false)
+        .script_arg("hook", &hook)
+        .script_arg("password", "hunter22")
+        .option("--report", &report)
+        .run()
+        .assert_code(1);
     let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_valid(&v);
     assert_eq!(v["exit_code"], 1);
@@ -305,21 +313,14 @@ fn the_report_matches_its_documented_shape() {
     );
 
     // Dry-run: the mutation is planned, not sent.
-    let r = env.opsh(
-        &[
-            "--dry-run",
-            "--report",
-            report.to_str().unwrap(),
-            "run",
-            file.to_str().unwrap(),
-            "--arg",
-            "ok=true",
-            "--arg",
-            &format!("hook={hook}"),
-        ],
-        &[],
-    );
-    r.assert_code(0);
+    env.opsh(["run"])
+        .arg(&file)
+        .script_arg("ok", true)
+        .script_arg("hook", &hook)
+        .flag("--dry-run")
+        .option("--report", &report)
+        .run()
+        .assert_code(0);
     let v: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_valid(&v);
     assert_eq!(v["dry_run"], true);
@@ -333,7 +334,10 @@ fn failures_notify_successes_do_not_and_a_broken_target_keeps_the_exit_code() {
     let (hook, seen) = receiver("200 OK");
     let bodies = || seen.lock().unwrap().clone();
 
-    let r = env.run("fail(\"replica lag 90s\")", &["--notify", &hook], &[]);
+    let r = env
+        .script("fail(\"replica lag 90s\")")
+        .option("--notify", &hook)
+        .run();
     r.assert_code(1);
     let got = bodies();
     assert_eq!(got.len(), 1, "{}", r.stderr);
@@ -343,61 +347,51 @@ fn failures_notify_successes_do_not_and_a_broken_target_keeps_the_exit_code() {
     assert_eq!(payload["exit_code"], 1);
     assert_eq!(payload["error"], "replica lag 90s");
 
-    env.run("print(1)", &["--notify", &hook], &[])
+    env.script("print(1)")
+        .option("--notify", &hook)
+        .run()
         .assert_code(0);
     assert_eq!(bodies().len(), 1, "no message on success by default");
-    env.run(
-        "print(1)",
-        &["--notify", &hook, "--notify-on", "always"],
-        &[],
-    )
-    .assert_code(0);
+    env.script("print(1)")
+        .option("--notify", &hook)
+        .option("--notify-on", "always")
+        .run()
+        .assert_code(0);
     assert_eq!(bodies().len(), 2);
 
     // A config-defined Slack target, its URL from the environment.
     env.write_config("[notify.oncall]\nslack_webhook_env = \"ONCALL_HOOK\"\n");
-    let r = env.run(
-        "fail(\"disk full\")",
-        &["--notify", "oncall"],
-        &[("ONCALL_HOOK", &hook)],
-    );
+    let r = env
+        .script("fail(\"disk full\")")
+        .env("ONCALL_HOOK", &hook)
+        .option("--notify", "oncall")
+        .run();
     r.assert_code(1);
     let got = bodies();
     assert_eq!(got.len(), 3, "{}", r.stderr);
     let slack: Value = serde_json::from_str(&got[2].1).unwrap();
     let text = slack["text"].as_str().unwrap();
-    assert!(
-        text.contains("check failed (exit 1)") && text.contains("disk full"),
-        "{text}"
-    );
+    assert!(text.contains("check failed (exit 1)"), "{text}");
+    assert!(text.contains("disk full"), "{text}");
 
     // Broken targets: refused connection, a 500, an unset variable. The
     // run's own status survives each, and the failure is on stderr.
     let (bad_hook, _) = receiver("500 Internal Server Error");
-    for (target, envs) in [
-        ("http://127.0.0.1:1/hook", vec![]),
-        (bad_hook.as_str(), vec![]),
-        ("oncall", vec![]),
-    ] {
-        let refs: Vec<(&str, &str)> = envs;
-        let r = env.run("fail(\"x\")", &["--notify", target], &refs);
-        r.assert_code(1);
-        assert!(
-            r.stderr.contains("notification to") && r.stderr.contains("failed"),
-            "{}",
-            r.stderr
-        );
-        assert!(
-            !r.stderr.contains("/hook"),
-            "webhook URLs are secrets: {}",
-            r.stderr
-        );
-        let r = env.run(
-            "exit(0)",
-            &["--notify", target, "--notify-on", "always"],
-            &refs,
-        );
-        r.assert_code(0);
+    for target in ["http://127.0.0.1:1/hook", bad_hook.as_str(), "oncall"] {
+        env.script("fail(\"x\")")
+            .option("--notify", target)
+            .run()
+            .assert_code(1)
+            .assert_stderr_contains("notification to")
+            .assert_stderr_contains("failed")
+            // Webhook URLs are secrets.
+            .assert_stderr_lacks("/hook");
+        env.script("exit(0)")
+            .option("--notify", target)
+            .option("--notify-on", "always")
+            .run()
+            .assert_code(0)
+            .assert_stderr_contains("notification to");
     }
     let audit = env.audit();
     assert!(
@@ -414,38 +408,23 @@ fn failures_notify_successes_do_not_and_a_broken_target_keeps_the_exit_code() {
 
 #[test]
 fn pushed_run_metrics_are_visible_in_prometheus() {
-    let sb = sandbox_with(Services {
-        postgres: false,
-        redis: false,
-        monitoring: true,
-        kube: false,
-    });
+    let sb = sandbox(&[Monitoring]);
     let env = Env::new();
-    let m = sb.monitoring.as_ref().unwrap();
-    let vars: Vec<(&str, String)> = sb
-        .targets()
-        .into_iter()
-        .map(|(k, u)| (k.env_var(), u))
-        .collect();
-    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let m = sb.monitoring();
     let job = env.write(
         "nightly_backup.rhai",
         "if args.fail { fail(\"backup failed\") }",
     );
-    let run = |fail: &str| {
-        env.opsh(
-            &[
-                "--push-metrics",
-                "run",
-                job.to_str().unwrap(),
-                "--arg",
-                &format!("fail={fail}"),
-            ],
-            &refs,
-        )
+    let run = |fail: bool| {
+        env.opsh(["run"])
+            .arg(&job)
+            .script_arg("fail", fail)
+            .flag("--push-metrics")
+            .targets(&sb)
+            .run()
     };
-    run("false").assert_code(0);
-    let r = env.run(
+    run(false).assert_code(0);
+    env.script(
         r#"
         let started = now();
         loop {
@@ -457,18 +436,14 @@ fn pushed_run_metrics_are_visible_in_prometheus() {
         let s = prom.query("opsh_run_success{job=\"nightly_backup\"}");
         print(`success=${s[0].value}`);
         "#,
-        &[],
-        &refs,
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("last_success=true") && r.stdout.contains("success=1"),
-        "{}",
-        r.stdout
-    );
+    )
+    .targets(&sb)
+    .run()
+    .assert_code(0)
+    .assert_stdout("last_success=true\nsuccess=1.0\n");
 
     // A failed run sets success 0 and keeps the last success time.
-    run("true").assert_code(1);
+    run(true).assert_code(1);
     let (_, raw) = opsh::sandbox::monitoring::http_get(m.pushgateway.port, "/metrics").unwrap();
     let line = |name: &str| {
         raw.lines()
@@ -484,22 +459,13 @@ fn pushed_run_metrics_are_visible_in_prometheus() {
     assert!(line("opsh_run_duration_seconds{").is_some(), "{raw}");
 
     // Without a Pushgateway: a warning, and the run's own code.
-    let r = env.opsh(
-        &[
-            "--push-metrics",
-            "run",
-            job.to_str().unwrap(),
-            "--arg",
-            "fail=false",
-        ],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(r.stderr.contains("no Pushgateway target"), "{}", r.stderr);
-}
-
-fn sigterm(child: &std::process::Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    env.opsh(["run"])
+        .arg(&job)
+        .script_arg("fail", false)
+        .flag("--push-metrics")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("no Pushgateway target");
 }
 
 #[test]
@@ -528,24 +494,10 @@ script = "long.rhai"
 timeout = "5m"
 "#,
     );
-    let mut child = env.spawn(&["schedule", schedule.to_str().unwrap()], &[]);
-    let stdout = child.stdout.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    let count = |s: &str| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.as_str() == s)
-            .count()
-    };
-    wait_until("three ticks and the long job", 20, || {
+    let mut child = env.opsh(["schedule"]).arg(&schedule).spawn();
+    let lines = Lines::of(&mut child);
+    let count = |s: &str| lines.count(s);
+    eventually(secs(20), "three ticks and the long job", || {
         count("tick 7") >= 3 && count("long started") == 1
     });
     assert_eq!(
@@ -554,7 +506,7 @@ timeout = "5m"
         "a running job is not started again"
     );
     let stopped = Instant::now();
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let r = wait_output(child);
     let took = stopped.elapsed();
     r.assert_code(0);
@@ -567,10 +519,10 @@ timeout = "5m"
         "stopping",
         "scheduler stopped",
     ] {
-        assert!(r.stderr.contains(e), "missing {e:?}:\n{}", r.stderr);
+        r.assert_stderr_contains(e);
     }
     // The long job got SIGTERM and ended as interrupted (130).
-    assert!(r.stderr.contains("exit=130"), "{}", r.stderr);
+    r.assert_stderr_contains("exit=130");
     assert!(!env.path("xdgstate/opsh/locks/long.lock").exists());
 }
 
@@ -581,15 +533,17 @@ fn a_bad_schedule_is_a_usage_error() {
         "s.toml",
         "[[job]]\ncron = \"61 * * * *\"\nscript = \"x.rhai\"\n",
     );
-    let r = env.opsh(&["schedule", f.to_str().unwrap()], &[]);
-    r.assert_code(64);
-    assert!(r.stderr.contains("invalid cron expression"), "{}", r.stderr);
+    env.opsh(["schedule"])
+        .arg(&f)
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("invalid cron expression");
 }
 
 #[test]
 fn each_target_runs_once_per_matching_target_with_a_summary() {
-    let sb = sandbox(true, false);
-    let pg = sb.postgres.as_ref().unwrap();
+    let sb = sandbox(&[Pg]);
+    let pg = sb.pg();
     pg_exec(&pg.url(), "create database p1");
     pg_exec(&pg.url(), "create database p2");
     let env = Env::new();
@@ -600,66 +554,44 @@ fn each_target_runs_once_per_matching_target_with_a_summary() {
         pg.url()
     ));
     let script = "print(pg.query(\"select current_database() as d\")[0].d)";
-    let r = env.run(
-        script,
-        &["--each-target", "pg:prod-*", "--concurrency", "2"],
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stdout.contains("[prod-1] p1") && r.stdout.contains("[prod-2] p2"),
-        "{}",
-        r.stdout
-    );
-    assert!(!r.stdout.contains("staging"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("3 targets: 2 ok, 1 failed, 0 skipped"),
-        "{}",
-        r.stdout
-    );
-    assert!(r.stderr.contains("[prod-0] error"), "{}", r.stderr);
+    env.script(script)
+        .option("--each-target", "pg:prod-*")
+        .option("--concurrency", "2")
+        .run()
+        .assert_code(2)
+        .assert_stdout_contains("[prod-1] p1")
+        .assert_stdout_contains("[prod-2] p2")
+        .assert_stdout_lacks("staging")
+        .assert_stdout_contains("3 targets: 2 ok, 1 failed, 0 skipped")
+        .assert_stderr_contains("[prod-0] error");
 
     // The failure budget: prod-0 (first, sorted) fails, nothing new starts.
     // The fleet's target wins over a --target of the same kind.
-    let r = env.run(
-        script,
-        &[
-            "--each-target",
-            "pg:prod-*",
-            "--concurrency",
-            "1",
-            "--max-failures",
-            "1",
-            "--target",
-            "pg=staging",
-        ],
-        &[],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stdout.contains("3 targets: 0 ok, 1 failed, 2 skipped"),
-        "{}",
-        r.stdout
-    );
-    assert!(!r.stdout.contains("[prod-1]"), "{}", r.stdout);
-    let r = env.run(script, &["--each-target", "pg:nothing-*"], &[]);
-    r.assert_code(64);
-    assert!(
-        r.stderr.contains("no configured pg target matches"),
-        "{}",
-        r.stderr
-    );
+    env.script(script)
+        .option("--each-target", "pg:prod-*")
+        .option("--concurrency", "1")
+        .option("--max-failures", "1")
+        .option("--target", "pg=staging")
+        .run()
+        .assert_code(2)
+        .assert_stdout_contains("3 targets: 0 ok, 1 failed, 2 skipped")
+        .assert_stdout_lacks("[prod-1]");
+    env.script(script)
+        .option("--each-target", "pg:nothing-*")
+        .run()
+        .assert_code(64)
+        .assert_stderr_contains("no configured pg target matches");
 
     // In a script: for_each_target builds on parallel.
-    let r = env.run(
-        r#"
+    let r = env
+        .script(
+            r#"
         let rows = for_each_target("pg", "prod-*", |t| pg.connect(t).query("select current_database() as d")[0].d, #{concurrency: 3});
         for r in rows { print(`${r.item} ${r.ok} ${r.value}`); }
         print(targets("pg"));
         "#,
-        &[],
-        &[],
-    );
+        )
+        .run();
     r.assert_code(0);
     for e in [
         "prod-1 true p1",
@@ -667,7 +599,7 @@ fn each_target_runs_once_per_matching_target_with_a_summary() {
         "prod-0 false",
         r#"["prod-0", "prod-1", "prod-2", "staging"]"#,
     ] {
-        assert!(r.stdout.contains(e), "missing {e:?}:\n{}", r.stdout);
+        r.assert_stdout_contains(e);
     }
 }
 
@@ -675,11 +607,11 @@ fn each_target_runs_once_per_matching_target_with_a_summary() {
 fn json_logs_are_one_object_per_line_on_stderr() {
     let env = Env::new();
     let (hook, _) = receiver("200 OK");
-    let r = env.run(
-        &format!("http.post(\"{hook}\", #{{a: 1}}); fail(\"bad\")"),
-        &["--log-format", "json", "-vv"],
-        &[],
-    );
+    let r = env
+        .script(&format!("http.post(\"{hook}\", #{{a: 1}}); fail(\"bad\")"))
+        .option("--log-format", "json")
+        .flag("-vv")
+        .run();
     r.assert_code(1);
     let logs: Vec<Value> = r
         .stderr
@@ -697,10 +629,15 @@ fn json_logs_are_one_object_per_line_on_stderr() {
     assert!(has("ERROR", "run failed"), "{}", r.stderr);
     assert!(!r.stderr.contains("\x1b["), "no colour without a TTY");
     // Default level: warn; nothing about a healthy run.
-    let r = env.run("print(1)", &[], &[]);
-    assert!(r.stderr.is_empty(), "{}", r.stderr);
-    let r = env.run("print(1)", &[], &[("OPSH_LOG", "info")]);
-    assert!(r.stderr.contains("run started"), "{}", r.stderr);
+    env.script("print(1)")
+        .run()
+        .assert_code(0)
+        .assert_stderr("");
+    env.script("print(1)")
+        .env("OPSH_LOG", "info")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("run started");
 }
 
 #[test]
@@ -725,14 +662,20 @@ fn exit_codes_are_documented_and_distinct() {
     assert_eq!(opsh::exit::LOCKED, LOCKED);
     // Each code from a real run.
     let env = Env::new();
-    env.run("print(1)", &[], &[]).assert_code(0);
-    env.run("fail(\"x\")", &[], &[]).assert_code(1);
-    env.run("throw \"x\"", &[], &[]).assert_code(2);
-    env.run("sleep(\"5s\")", &["--timeout", "200ms"], &[])
+    env.script("print(1)").run().assert_code(0);
+    env.script("fail(\"x\")").run().assert_code(1);
+    env.script("throw \"x\"").run().assert_code(2);
+    env.script("sleep(\"5s\")")
+        .option("--timeout", "200ms")
+        .run()
         .assert_code(124);
-    env.opsh(&["run", "--bogus"], &[]).assert_code(64);
-    env.opsh(&["--lock", "../x", "run", "-"], &[])
-        .assert_code(2);
+    env.opsh(["run"]).arg("--bogus").run().assert_code(64);
+    env.opsh(["run"])
+        .arg("-")
+        .option("--lock", "../x")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("invalid lock name \"../x\"");
 }
 
 // --- docs/deploy and the Dockerfile: no YAML crate, a structural check ----
@@ -893,20 +836,13 @@ fn deploy_manifests_are_well_formed_and_consistent() {
     }
     let env = Env::new();
     let cfg = env.write("deploy-config.toml", &config);
-    let r = env.run(
-        "print(targets(\"pg\")); print(targets(\"pushgateway\")); print(targets(\"kube\"))",
-        &["--config", cfg.to_str().unwrap()],
-        &[],
-    );
-    r.assert_code(0);
-    assert!(
-        r.stdout.contains("[\"main\"]\n[\"ops\"]\n[\"cluster\"]"),
-        "{}",
-        r.stdout
-    );
+    env.script("print(targets(\"pg\")); print(targets(\"pushgateway\")); print(targets(\"kube\"))")
+        .option("--config", cfg.to_str().unwrap())
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("[\"main\"]\n[\"ops\"]\n[\"cluster\"]");
     let script = env.write("deploy/daily_check.rhai", &block(&cm, "daily_check.rhai"));
-    env.opsh(&["check", script.to_str().unwrap()], &[])
-        .assert_code(0);
+    env.opsh(["check"]).arg(&script).run().assert_code(0);
 
     let docker = repo_file("Dockerfile");
     assert_eq!(
@@ -945,30 +881,16 @@ fn missed_fires_follow_each_jobs_policy() {
              [[job]]\nname = \"skip\"\ncron = \"{second} * * * * *\"\nscript = \"skip.rhai\"\nmissed = \"skip\"\n"
         ),
     );
-    let mut child = env.spawn(&["schedule", schedule.to_str().unwrap()], &[]);
-    let stdout = child.stdout.take().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
+    let mut child = env.opsh(["schedule"]).arg(&schedule).spawn();
+    let lines = Lines::of(&mut child);
     std::thread::sleep(Duration::from_millis(1000));
-    unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+    signal(&child, libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(6500));
-    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
-    let count = |s: &str| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.as_str() == s)
-            .count()
-    };
-    wait_until("the run_once job", 10, || count("once ran") == 1);
+    signal(&child, libc::SIGCONT);
+    let count = |s: &str| lines.count(s);
+    eventually(secs(10), "the run_once job", || count("once ran") == 1);
     std::thread::sleep(Duration::from_millis(300));
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let r = wait_output(child);
     r.assert_code(0);
     assert_eq!(count("once ran"), 1);
@@ -1002,12 +924,10 @@ fn refused_and_locked_runs_are_reported_too() {
     let report = env.path("r.json");
     let read = || -> Value { serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap() };
     // No TTY, no --yes: refused before anything is sent (port 1 is closed).
-    let r = env.run(
-        "pg.exec(\"delete from jobs\")",
-        &["--report", report.to_str().unwrap()],
-        &[],
-    );
-    r.assert_code(3);
+    env.script("pg.exec(\"delete from jobs\")")
+        .option("--report", &report)
+        .run()
+        .assert_code(3);
     let v = read();
     assert_valid(&v);
     assert_eq!(v["status"], "refused");
@@ -1016,17 +936,12 @@ fn refused_and_locked_runs_are_reported_too() {
     assert!(!v.to_string().contains("s3cret-pw"), "{v}");
 
     // Held by a live process on this host (this test): locked, reported.
-    let holder = serde_json::json!({
-        "pid": std::process::id(), "host": opsh::audit::hostname(),
-        "started": "2026-01-01T00:00:00Z", "started_unix": 1u64, "script": "long.rhai"
-    });
-    env.write("xdgstate/opsh/locks/busy.lock", &holder.to_string());
-    let r = env.run(
-        "print(1)",
-        &["--lock", "busy", "--report", report.to_str().unwrap()],
-        &[],
-    );
-    r.assert_code(LOCKED);
+    hold_lock(&env, "busy", "long.rhai");
+    env.script("print(1)")
+        .option("--lock", "busy")
+        .option("--report", &report)
+        .run()
+        .assert_code(LOCKED);
     let v = read();
     assert_valid(&v);
     assert_eq!(v["status"], "locked");

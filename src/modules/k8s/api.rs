@@ -175,26 +175,8 @@ async fn fetch(k: &Kube, path: &str, accept: &str) -> Result<Value, ApiErr> {
         .uri(path)
         .header("Accept", accept)
         .body(Vec::new())
-        .map_err(|e| ApiErr {
-            code: 0,
-            reason: "BadRequest".into(),
-            message: e.to_string(),
-            details: None,
-        })?;
-    k.client.request::<Value>(req).await.map_err(|e| match e {
-        kube::Error::Api(s) => ApiErr {
-            code: s.code,
-            reason: s.reason.clone(),
-            message: s.message.clone(),
-            details: None,
-        },
-        other => ApiErr {
-            code: 0,
-            reason: "Unreachable".into(),
-            message: other.to_string(),
-            details: None,
-        },
-    })
+        .map_err(ApiErr::bad_request)?;
+    Ok(k.client.request::<Value>(req).await?)
 }
 
 fn from_aggregated(doc: &Value, out: &mut Vec<ApiRes>) {
@@ -211,14 +193,7 @@ fn from_aggregated(doc: &Value, out: &mut Vec<ApiRes>) {
                 plural: r["resource"].as_str().unwrap_or("").to_string(),
                 kind: r["responseKind"]["kind"].as_str().unwrap_or("").to_string(),
                 namespaced: r["scope"] == "Namespaced",
-                short: r["shortNames"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                short: short_names(r),
             });
         }
     }
@@ -236,16 +211,19 @@ fn from_legacy(group: &str, version: &str, doc: &Value, out: &mut Vec<ApiRes>) {
             plural: plural.to_string(),
             kind: r["kind"].as_str().unwrap_or("").to_string(),
             namespaced: r["namespaced"].as_bool().unwrap_or(true),
-            short: r["shortNames"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            short: short_names(r),
         });
     }
+}
+
+/// `shortNames` reads the same in both discovery formats.
+fn short_names(resource: &Value) -> Vec<String> {
+    resource["shortNames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect()
 }
 
 /// Every resource the server serves: aggregated discovery when the server
@@ -314,4 +292,21 @@ pub fn int_arg(call: &Call, i: usize, what: &str) -> Result<i64, OpError> {
     call.arg_at(i)
         .and_then(|v| v.as_int().ok())
         .ok_or_else(|| OpError::bad_input(format!("argument `{what}` must be an int")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Discovery reads kube's errors through the one mapping: a refused
+    // connection says so, not kube's outer "ServiceError: client error".
+    #[test]
+    fn discovery_errors_keep_their_root_cause() {
+        let (rt, k) = super::super::client::tests::unanswered();
+        let Err(e) = rt.block_on(fetch(&k, "/api", AGGREGATED)) else {
+            panic!("nothing listens on {}", k.server);
+        };
+        assert_eq!(e.code, 0);
+        assert!(e.message.contains("Connection refused"), "{e:?}");
+    }
 }

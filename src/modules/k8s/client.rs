@@ -165,13 +165,58 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
     Ok((k, t))
 }
 
-/// An API failure, decoded.
+/// An API failure, decoded. `code` 0: the request got no answer from the
+/// API server (unreachable_or says so).
 #[derive(Debug)]
 pub struct ApiErr {
     pub code: u16,
     pub reason: String,
     pub message: String,
     pub details: Option<Value>,
+}
+
+impl ApiErr {
+    /// A request that could not be built: nothing was sent.
+    pub fn bad_request(e: http::Error) -> Self {
+        ApiErr {
+            code: 0,
+            reason: "BadRequest".into(),
+            message: e.to_string(),
+            details: None,
+        }
+    }
+}
+
+/// The one reading of a kube client error. An answer of the API keeps its
+/// status, reason and details (api_error words 403, 404 and 409 from them).
+/// Anything else got no API answer, and the innermost error of its chain is
+/// the line that says why ("Connection refused", "invalid peer
+/// certificate"), where the outer ones only say "client error (Connect)".
+impl From<kube::Error> for ApiErr {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(s) => ApiErr {
+                code: s.code,
+                reason: s.reason,
+                message: s.message,
+                details: s.details.and_then(|d| serde_json::to_value(d).ok()),
+            },
+            // An answer that is not JSON: serde's own line would not say
+            // that it was the answer it could not read.
+            e @ kube::Error::SerdeError(_) => ApiErr {
+                code: 0,
+                reason: "Unreachable".into(),
+                message: e.to_string(),
+                details: None,
+            },
+            other => ApiErr {
+                code: 0,
+                reason: "Unreachable".into(),
+                message: crate::dispatch::root_cause(&other),
+                details: None,
+            },
+        }
+    }
 }
 
 impl Kube {
@@ -247,40 +292,14 @@ impl Kube {
         if let Some(c) = ctype {
             b = b.header("Content-Type", c);
         }
-        let req = b.body(body.unwrap_or_default()).map_err(|e| ApiErr {
-            code: 0,
-            reason: "BadRequest".into(),
-            message: e.to_string(),
-            details: None,
-        })?;
-        let resp = self
-            .client
-            .send(req.map(kube::client::Body::from))
-            .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) => ApiErr {
-                    code: s.code,
-                    reason: s.reason.clone(),
-                    message: s.message.clone(),
-                    details: None,
-                },
-                other => ApiErr {
-                    code: 0,
-                    reason: "Unreachable".into(),
-                    message: crate::dispatch::root_cause(&other),
-                    details: None,
-                },
-            })?;
+        let req = b
+            .body(body.unwrap_or_default())
+            .map_err(ApiErr::bad_request)?;
+        let resp = self.client.send(req.map(kube::client::Body::from)).await?;
         let status = resp.status().as_u16();
         let bytes = http_body_util::BodyExt::collect(resp.into_body())
             .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| ApiErr {
-                code: 0,
-                reason: "Unreachable".into(),
-                message: e.to_string(),
-                details: None,
-            })?;
+            .map(|c| c.to_bytes())?;
         let v: Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         if status >= 400 {
@@ -338,4 +357,109 @@ pub fn unreachable_or(k: &Kube, what: &str, e: ApiErr) -> OpError {
         .with_hint(unreachable_hint(k, &e.message));
     }
     k.api_error(what, e)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::dispatch::OpError;
+    use serde_json::json;
+
+    /// A client of a port nothing listens on (it was free a moment ago), and
+    /// the runtime its requests run on.
+    pub(in crate::modules::k8s) fn unanswered() -> (tokio::runtime::Runtime, Kube) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let server = format!("http://127.0.0.1:{port}");
+        let config = kube::Config::new(server.parse().expect("a URI"));
+        let client = {
+            let _rt = rt.enter();
+            kube::Client::try_from(config).expect("a client")
+        };
+        let k = Kube {
+            client,
+            namespace: "shop".into(),
+            context: "test".into(),
+            identity: "user `ci` (context test)".into(),
+            server,
+        };
+        (rt, k)
+    }
+
+    fn answer(status: Value) -> ApiErr {
+        let s: kube::core::Status = serde_json::from_value(status).expect("a Status");
+        ApiErr::from(kube::Error::Api(Box::new(s)))
+    }
+
+    fn cause(e: &OpError) -> &str {
+        e.cause.as_deref().unwrap_or("")
+    }
+
+    #[test]
+    fn api_answers_keep_status_reason_and_cause() {
+        let (_rt, k) = unanswered();
+        let e = unreachable_or(
+            &k,
+            "scale api",
+            answer(json!({"code": 403, "reason": "Forbidden",
+                "message": "deployments.apps \"api\" is forbidden: User \"ci\" cannot patch resource"})),
+        );
+        assert_eq!(
+            e.message,
+            "scale api: forbidden for user `ci` (context test)"
+        );
+        assert!(cause(&e).contains("cannot patch resource"), "{e:?}");
+        assert!(e.hint.as_deref().unwrap_or("").contains("RBAC"), "{e:?}");
+
+        let e = unreachable_or(
+            &k,
+            "get deployment api",
+            answer(json!({"code": 404, "reason": "NotFound",
+                "message": "deployments.apps \"api\" not found"})),
+        );
+        assert_eq!(e.message, "get deployment api: not found in namespace shop");
+        assert_eq!(cause(&e), "deployments.apps \"api\" not found");
+
+        // The details of a 409 survive the mapping: they name the field.
+        let e = unreachable_or(
+            &k,
+            "scale api",
+            answer(json!({"code": 409, "reason": "Conflict",
+                "message": "Operation cannot be fulfilled: the object has been modified",
+                "details": {"name": "api", "causes": [{"field": "spec.replicas", "message": "changed"}]}})),
+        );
+        assert_eq!(e.message, "scale api: conflict on spec.replicas (changed)");
+        assert!(cause(&e).contains("the object has been modified"), "{e:?}");
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("read it again"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_request_keeps_its_root_cause() {
+        let (rt, k) = unanswered();
+        let Err(e) = rt.block_on(k.request("GET", "/api", None, None)) else {
+            panic!("nothing listens on {}", k.server);
+        };
+        assert_eq!(e.code, 0);
+        // The innermost error, not kube's "ServiceError: client error (Connect)".
+        assert!(e.message.contains("Connection refused"), "{e:?}");
+        let e = unreachable_or(&k, "list pods", e);
+        assert_eq!(
+            e.message,
+            format!("list pods: cannot reach the Kubernetes API at {}", k.server)
+        );
+        assert!(cause(&e).contains("Connection refused"), "{e:?}");
+        assert!(
+            e.hint.as_deref().unwrap_or("").contains("context test"),
+            "{e:?}"
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! Who is connected and what they do: activity, connections,
 //! long_running, blocking.
 
-use super::conn::{check_keys, one, opt_int, rows, rows_to_array};
-use super::filter::{Scope, SessionFilter, FILTER_KEYS, SESSION_COLUMNS};
+use super::conn::{one, rows, rows_to_array};
+use super::filter::{Scope, SessionFilter, FILTER, SESSION, SESSION_COLUMNS};
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, join, opt, Field, Primitive, Ty, STRINGS};
 use rhai::{Array, Dynamic, Map};
 use std::time::Duration;
 
@@ -28,13 +29,26 @@ pub fn list_sessions(
     rows(call, &sql, &params, "listing sessions failed")
 }
 
-pub fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    let mut known = FILTER_KEYS.to_vec();
-    known.push("limit");
-    check_keys(&opts, &known, "pg.activity")?;
+/// The session filter, plus what a listing adds.
+const LIST_OPTS: [Field; FILTER.len() + 2] = join(&[
+    FILTER,
+    &[
+        field("backend_type", STRINGS).doc("e.g. \"client backend\"; default: every type"),
+        field("limit", Ty::Int).doc("at most this many rows"),
+    ],
+]);
+
+pub const ACTIVITY: Primitive = Primitive::read("activity", activity)
+    .params(&[opt("filter", Ty::Record(&LIST_OPTS))])
+    .returns(Ty::Rows(SESSION))
+    .doc("Sessions from pg_stat_activity, oldest state first.\n\
+          Every backend type is listed (filter with `backend_type: \"client backend\"`), except the call's own. The same filter as pg.terminate_idle, so this shows what a terminate would consider.")
+    .example(r#"show(pg.activity(#{states: ["idle in transaction"], older_than: "1m"}))"#);
+
+fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("filter")?;
     let f = SessionFilter::parse(&opts)?;
-    let limit = opt_int(&opts, "limit")?;
+    let limit = opts.int("limit")?;
     Ok(rows_to_array(list_sessions(
         call,
         &f,
@@ -43,11 +57,15 @@ pub fn activity(call: &mut Call) -> Result<Dynamic, OpError> {
     )?))
 }
 
-pub fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    let mut known = FILTER_KEYS.to_vec();
-    known.push("limit");
-    check_keys(&opts, &known, "pg.long_running")?;
+pub const LONG_RUNNING: Primitive = Primitive::read("long_running", long_running)
+    .params(&[opt("opts", Ty::Record(&LIST_OPTS))])
+    .returns(Ty::Rows(SESSION))
+    .doc("Client sessions in a state for longer than `min` (default \"5m\"), state `active` by default; the same columns as pg.activity, longest first.\n\
+          Takes every filter key of pg.activity, e.g. #{min: \"30s\", state: \"idle in transaction\"}.")
+    .example(r#"let slow = pg.long_running(#{min: "5m"}); show(slow)"#);
+
+fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
     let mut f = SessionFilter::parse(&opts)?;
     if f.states.is_none() {
         f.states = Some(vec!["active".into()]);
@@ -58,7 +76,7 @@ pub fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
     if f.backend_type.is_none() {
         f.backend_type = Some(vec!["client backend".into()]);
     }
-    let limit = opt_int(&opts, "limit")?;
+    let limit = opts.int("limit")?;
     Ok(rows_to_array(list_sessions(
         call,
         &f,
@@ -67,7 +85,32 @@ pub fn long_running(call: &mut Call) -> Result<Dynamic, OpError> {
     )?))
 }
 
-pub fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
+/// Connection counts of one group (a database, a user).
+const BY_GROUP: [Field; 4] = [
+    field("connections", Ty::Int),
+    field("active", Ty::Int),
+    field("idle", Ty::Int),
+    field("idle_in_transaction", Ty::Int),
+];
+
+pub const CONNECTIONS: Primitive = Primitive::read("connections", connections)
+    .returns(Ty::Record(&[
+        field("total", Ty::Int).doc("client connections"),
+        field("active", Ty::Int),
+        field("idle", Ty::Int),
+        field("idle_in_transaction", Ty::Int),
+        field("max_connections", Ty::Int),
+        field("reserved", Ty::Int).doc("superuser and reserved slots"),
+        field("available", Ty::Int).doc("max_connections minus reserved minus total"),
+        field("saturation_pct", Ty::Float).doc("total of max_connections minus reserved, in percent"),
+        field("by_state", Ty::Map).doc("connections per state"),
+        field("by_database", Ty::Rows(&join::<5>(&[&[field("database", Ty::Str)], &BY_GROUP]))),
+        field("by_user", Ty::Rows(&join::<5>(&[&[field("user", Ty::Str)], &BY_GROUP]))),
+    ]))
+    .doc("Client connections at a glance.")
+    .example("let c = pg.connections(); if c.saturation_pct > 80.0 { fail(`${c.total} of ${c.max_connections} connections used`) }");
+
+fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
     let none = Array::new();
     let mut m = one(
         call,
@@ -133,7 +176,27 @@ pub fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_map(m))
 }
 
-pub fn blocking(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const BLOCKING: Primitive = Primitive::read("blocking", blocking)
+    .returns(Ty::Rows(&[
+        field("blocked_pid", Ty::Int),
+        field("blocked_user", Ty::Str),
+        field("blocking_pid", Ty::Int),
+        field("blocking_user", Ty::Str),
+        field("blocking_state", Ty::Str),
+        field("lock_type", Ty::Str),
+        field("lock_mode", Ty::Str),
+        field("relation", Ty::Str),
+        field("wait_s", Ty::Float).doc("seconds waited"),
+        field("wait_event_type", Ty::Str),
+        field("wait_event", Ty::Str),
+        field("blocked_query", Ty::Str).doc("the first 200 characters"),
+        field("blocking_query", Ty::Str).doc("the first 200 characters"),
+        field("database", Ty::Str),
+    ]))
+    .doc("Lock waits: who blocks whom (pg_blocking_pids), one row per (blocked, blocking) pair. Empty when nothing waits on a lock.")
+    .example("for w in pg.blocking() { print(`${w.blocking_pid} blocks ${w.blocked_pid} for ${w.wait_s}s`) }");
+
+fn blocking(call: &mut Call) -> Result<Dynamic, OpError> {
     let r = rows(
         call,
         r#"select w.pid as blocked_pid, w.usename as blocked_user,

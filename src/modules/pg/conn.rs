@@ -316,31 +316,6 @@ pub fn opt_string(opts: &Map, k: &str) -> Result<Option<String>, OpError> {
     }
 }
 
-/// A string or an array of strings, as a list.
-pub fn opt_strings(opts: &Map, k: &str) -> Result<Option<Vec<String>>, OpError> {
-    match opts.get(k) {
-        None => Ok(None),
-        Some(d) if d.is_unit() => Ok(None),
-        Some(d) if d.is_string() => Ok(Some(vec![d.to_string()])),
-        Some(d) if d.is_array() => d
-            .clone()
-            .cast::<Array>()
-            .iter()
-            .map(|x| {
-                x.is_string().then(|| x.to_string()).ok_or_else(|| {
-                    OpError::bad_input(format!(
-                        "option `{k}` must be a string or an array of strings"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(OpError::bad_input(format!(
-            "option `{k}` must be a string or an array of strings"
-        ))),
-    }
-}
-
 pub fn opt_duration(opts: &Map, k: &str) -> Result<Option<Duration>, OpError> {
     match opts.get(k) {
         None => Ok(None),

@@ -3,13 +3,14 @@
 //! PGPASSWORD. Both are mutations: a dump writes files, a restore writes a
 //! database; their plans read the server and the archive and change nothing.
 
-use super::conn::{check_keys, one, opt_bool, opt_int, opt_string, opt_strings};
+use super::conn::one;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::modules::backup::compress::Compression;
 use crate::modules::backup::formats::{self, pgarchive, sql, Format};
 use crate::modules::backup::opts::human_bytes;
 use crate::modules::backup::tools::{self, Conn};
 use crate::modules::backup::{checksum, restore};
+use crate::registry::{field, opt, req, Primitive, Ty, STRINGS};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::io::Read;
@@ -25,10 +26,9 @@ struct DumpReq {
 }
 
 fn dump_req(call: &Call) -> Result<DumpReq, OpError> {
-    let path = PathBuf::from(call.str_at(1)?);
-    let o = call.opts_at(2)?;
-    check_keys(&o, &["format", "schema", "jobs", "overwrite"], "pg.dump")?;
-    let format = match opt_string(&o, "format")?.as_deref() {
+    let path = PathBuf::from(call.str("path")?);
+    let o = call.opts("opts")?;
+    let format = match o.str("format")?.as_deref() {
         None | Some("custom") => "custom",
         Some("directory") => "directory",
         Some("tar") => "tar",
@@ -38,14 +38,14 @@ fn dump_req(call: &Call) -> Result<DumpReq, OpError> {
                 .with_hint("one of: custom (default), directory, tar, plain"))
         }
     };
-    let jobs = opt_int(&o, "jobs")?;
+    let jobs = o.int("jobs")?;
     if jobs.is_some() && format != "directory" {
         return Err(OpError::bad_input("`jobs` needs format: \"directory\" (pg_dump dumps in parallel only into a directory archive)"));
     }
     if jobs.is_some_and(|j| !(1..=64).contains(&j)) {
         return Err(OpError::bad_input("`jobs` must be between 1 and 64"));
     }
-    let overwrite = opt_bool(&o, "overwrite")?;
+    let overwrite = o.bool("overwrite")?;
     if path.exists() && !overwrite {
         return Err(
             OpError::bad_input(format!("{} already exists", path.display()))
@@ -64,7 +64,7 @@ fn dump_req(call: &Call) -> Result<DumpReq, OpError> {
     Ok(DumpReq {
         path,
         format,
-        schemas: opt_strings(&o, "schema")?.unwrap_or_default(),
+        schemas: o.strings("schema")?.unwrap_or_default(),
         jobs,
         overwrite,
     })
@@ -89,7 +89,38 @@ fn g(m: &Map, k: &str) -> Dynamic {
     m.get(k).cloned().unwrap_or(Dynamic::UNIT)
 }
 
-pub fn plan_dump(call: &mut Call) -> Result<Plan, OpError> {
+pub const DUMP: Primitive = Primitive::mutate("dump", plan_dump, dump)
+    .params(&[
+        req("target", Ty::Str).target(),
+        req("path", Ty::Str),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("format", Ty::Str).doc("\"custom\" (default), \"directory\", \"tar\" or \"plain\""),
+                field("schema", STRINGS).doc("dump only these schemas (seed runbooks back up per schema)"),
+                field("jobs", Ty::Int).doc("parallel dump, 1 to 64 (directory format only)"),
+                field("overwrite", Ty::Bool).doc("replace an existing path (refused otherwise)"),
+            ]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("path", Ty::Str),
+        field("format", Ty::Str),
+        field("database", Ty::Str),
+        field("tables", Ty::Int),
+        field("bytes", Ty::Int),
+        field("size", Ty::Str),
+        field("duration_ms", Ty::Int),
+        field("sha256", Ty::Str).doc("of the file; () for a directory archive"),
+        field("sidecar", Ty::Str).doc("the PATH.sha256 file written beside it"),
+    ]))
+    .doc("pg_dump a target's database to `path` and write the `PATH.sha256` sidecar.\n\
+          pg_dump comes from the PostgreSQL bin directory (OPSH_PG_BINDIR, the newest /usr/lib/postgresql/N/bin, or PATH); the password reaches it only through PGPASSWORD. A failed dump leaves no partial file.\n\
+          A mutation (it writes files): --dry-run says what it would write, from the database's real size and tables; it is audited; on a protected target it asks first. No per-call timeout: a dump takes as long as it takes (the run timeout and Ctrl-C still end it).")
+    .example(r#"let d = pg.dump("staging", "/backups/app.dump", #{format: "custom"}); print(`${d.size} in ${d.duration_ms} ms`)"#)
+    .unbounded();
+
+fn plan_dump(call: &mut Call) -> Result<Plan, OpError> {
     let r = dump_req(call)?;
     let src = source(call, &r.schemas)?;
     let scope = if r.schemas.is_empty() {
@@ -140,7 +171,7 @@ fn total_bytes(p: &Path) -> u64 {
     }
 }
 
-pub fn dump(call: &mut Call) -> Result<Dynamic, OpError> {
+fn dump(call: &mut Call) -> Result<Dynamic, OpError> {
     let r = dump_req(call)?;
     let src = source(call, &r.schemas)?;
     let t = call.target()?;
@@ -294,25 +325,12 @@ struct RestoreReq {
 }
 
 fn restore_req(call: &Call) -> Result<RestoreReq, OpError> {
-    let path = PathBuf::from(call.str_at(0)?);
-    let o = call.opts_at(2)?;
-    check_keys(
-        &o,
-        &[
-            "database",
-            "clean",
-            "jobs",
-            "schema",
-            "data_only",
-            "single_transaction",
-            "owners",
-        ],
-        "pg.restore",
-    )?;
+    let path = PathBuf::from(call.str("path")?);
+    let o = call.opts("opts")?;
     let dump = inspect(&path)?;
     let archive = dump.format.is_pg_archive();
     let mut extra = Vec::new();
-    let clean = opt_bool(&o, "clean")?;
+    let clean = o.bool("clean")?;
     let only_archive = |k: &str| {
         OpError::bad_input(format!(
             "option `{k}` works only for pg_dump archives, not plain SQL dumps"
@@ -324,37 +342,67 @@ fn restore_req(call: &Call) -> Result<RestoreReq, OpError> {
         }
         extra.extend(["--clean".to_string(), "--if-exists".to_string()]);
     }
-    if let Some(j) = opt_int(&o, "jobs")? {
+    if let Some(j) = o.int("jobs")? {
         if !archive {
             return Err(only_archive("jobs"));
         }
         extra.push(format!("--jobs={j}"));
     }
-    for s in opt_strings(&o, "schema")?.unwrap_or_default() {
+    for s in o.strings("schema")?.unwrap_or_default() {
         if !archive {
             return Err(only_archive("schema"));
         }
         extra.push(format!("--schema={s}"));
     }
-    if opt_bool(&o, "data_only")? {
+    if o.bool("data_only")? {
         if !archive {
             return Err(only_archive("data_only"));
         }
         extra.push("--data-only".into());
     }
-    if opt_bool(&o, "single_transaction")? {
+    if o.bool("single_transaction")? {
         extra.push("--single-transaction".into());
     }
     Ok(RestoreReq {
         dump,
-        database: opt_string(&o, "database")?,
+        database: o.str("database")?,
         extra,
-        keep_owners: opt_bool(&o, "owners")?,
+        keep_owners: o.bool("owners")?,
         clean,
     })
 }
 
-pub fn plan_restore(call: &mut Call) -> Result<Plan, OpError> {
+pub const RESTORE: Primitive = Primitive::mutate("restore", plan_restore, restore)
+    .params(&[
+        req("path", Ty::Str),
+        req("target", Ty::Str).target(),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("database", Ty::Str).doc("default: the target's"),
+                field("clean", Ty::Bool).doc("drop existing objects first (archives only)"),
+                field("jobs", Ty::Int).doc("parallel restore (archives only)"),
+                field("schema", STRINGS).doc("restore only these schemas (archives only)"),
+                field("data_only", Ty::Bool).doc("archives only"),
+                field("single_transaction", Ty::Bool).doc("all or nothing"),
+                field("owners", Ty::Bool).doc("keep ownership and grants; by default --no-owner --no-acl"),
+            ]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("path", Ty::Str),
+        field("format", Ty::Str),
+        field("database", Ty::Str),
+        field("tables", Ty::Int).doc("tables in the dump"),
+        field("duration_ms", Ty::Int),
+    ]))
+    .doc("Restore a dump into an existing database on a target: pg_restore --exit-on-error for archives, psql ON_ERROR_STOP for plain SQL (gzip/zstd too); stops at the first error.\n\
+          A dump that switches database (\\connect, pg_dump --create) is refused.\n\
+          A guarded mutation: --dry-run reads the archive's table of contents and the database and says what would be restored where and which tables exist already; confirmation on protected targets; audited. No per-call timeout.")
+    .example(r#"pg.restore("/backups/app.dump", "staging", #{database: "app_restored", clean: true})"#)
+    .unbounded();
+
+fn plan_restore(call: &mut Call) -> Result<Plan, OpError> {
     let r = restore_req(call)?;
     let t = call.target()?;
     let names: Array = r
@@ -445,7 +493,7 @@ pub fn plan_restore(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub fn restore(call: &mut Call) -> Result<Dynamic, OpError> {
+fn restore(call: &mut Call) -> Result<Dynamic, OpError> {
     let r = restore_req(call)?;
     let t = call.target()?;
     let conn = Conn::new(&t.url, r.database.as_deref())?;

@@ -4,9 +4,9 @@
 //! run lists, what is acted on, and what `pg.activity` shows cannot drift.
 //! User values are always bound parameters, never spliced into the SQL.
 
-use super::conn::{opt_bool, opt_duration, opt_string, opt_strings};
-use crate::dispatch::OpError;
-use rhai::{Array, Dynamic, Map};
+use crate::dispatch::{OpError, Opts};
+use crate::registry::{field, Field, Ty, STRINGS};
+use rhai::{Array, Dynamic};
 use std::time::Duration;
 
 /// The columns every session-listing call returns, in display order.
@@ -32,21 +32,42 @@ pub const STATES: &[&str] = &[
     "disabled",
 ];
 
-/// Option keys the filter understands (`state`/`states` and
-/// `min`/`older_than` are synonyms).
-pub const FILTER_KEYS: &[&str] = &[
-    "states",
-    "state",
-    "older_than",
-    "min",
-    "database",
-    "user",
-    "application",
-    "exclude_applications",
-    "pids",
-    "query_like",
-    "backend_type",
-    "include_superusers",
+/// The filter's option keys (`state`/`states` and `min`/`older_than` are
+/// synonyms). pg.activity and pg.long_running add `backend_type` and
+/// `limit`; the terminating calls add `max` and `wait`.
+pub const FILTER: &[Field] = &[
+    field("states", STRINGS).doc("a state or a list: active, idle, idle in transaction, idle in transaction (aborted), fastpath function call, disabled"),
+    field("state", STRINGS).doc("the same as `states`"),
+    field("older_than", Ty::Duration).doc("in the current state for longer than this (\"10m\" or seconds)"),
+    field("min", Ty::Duration).doc("the same as `older_than`"),
+    field("database", STRINGS),
+    field("user", STRINGS),
+    field("application", STRINGS),
+    field("exclude_applications", STRINGS),
+    field("pids", Ty::OneOf(&[Ty::Int, Ty::List(&Ty::Int)])),
+    field("query_like", Ty::Str).doc("an ILIKE pattern on the query text"),
+    field("include_superusers", Ty::Bool).doc("superuser sessions are never acted on unless true"),
+];
+
+/// What every session-listing call returns per session, in display order.
+pub const SESSION: &[Field] = &[
+    field("pid", Ty::Int),
+    field("user", Ty::Str),
+    field("database", Ty::Str),
+    field("application", Ty::Str),
+    field("client_addr", Ty::Str).doc("() for a Unix socket"),
+    field("backend_type", Ty::Str),
+    field("state", Ty::Str),
+    field("state_s", Ty::Float).doc("seconds in the current state"),
+    field("query_s", Ty::Float).doc("seconds since the last query started"),
+    field("xact_s", Ty::Float).doc("seconds since the transaction started; () outside one"),
+    field("backend_s", Ty::Float).doc("seconds since the session started"),
+    field("wait_event_type", Ty::Str),
+    field("wait_event", Ty::Str),
+    field("query", Ty::Str).doc("the first 300 characters"),
+    field("query_start", Ty::Str).doc("RFC 3339"),
+    field("state_change", Ty::Str).doc("RFC 3339"),
+    field("backend_start", Ty::Str).doc("RFC 3339"),
 ];
 
 #[derive(Debug, Default, Clone)]
@@ -75,8 +96,8 @@ pub enum Scope {
 }
 
 impl SessionFilter {
-    pub fn parse(opts: &Map) -> Result<SessionFilter, OpError> {
-        let states = match (opt_strings(opts, "states")?, opt_strings(opts, "state")?) {
+    pub fn parse(opts: &Opts) -> Result<SessionFilter, OpError> {
+        let states = match (opts.strings("states")?, opts.strings("state")?) {
             (Some(_), Some(_)) => {
                 return Err(OpError::bad_input(
                     "give `states` or `state`, not both (they are the same option)",
@@ -96,10 +117,7 @@ impl SessionFilter {
                 }
             }
         }
-        let older_than = match (
-            opt_duration(opts, "older_than")?,
-            opt_duration(opts, "min")?,
-        ) {
+        let older_than = match (opts.duration("older_than")?, opts.duration("min")?) {
             (Some(_), Some(_)) => {
                 return Err(OpError::bad_input(
                     "give `older_than` or `min`, not both (they are the same option)",
@@ -107,43 +125,27 @@ impl SessionFilter {
             }
             (a, b) => a.or(b),
         };
-        let pids = match opts.get("pids") {
-            None => None,
-            Some(d) if d.is_unit() => None,
-            Some(d) => {
-                let arr: Array = if d.is_int() {
-                    vec![d.clone()]
-                } else if d.is_array() {
-                    d.clone().cast::<Array>()
-                } else {
-                    return Err(OpError::bad_input(
-                        "option `pids` must be an int or an array of ints",
-                    ));
-                };
-                Some(
-                    arr.iter()
-                        .map(|x| {
-                            x.as_int().map_err(|_| {
-                                OpError::bad_input(
-                                    "option `pids` must be an int or an array of ints",
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?,
-                )
-            }
-        };
+        // One pid or a list; dispatch has checked they are ints.
+        let pids = opts.get("pids").map(|d| {
+            let list = d
+                .read_lock::<Array>()
+                .map(|a| a.clone())
+                .unwrap_or_else(|| vec![d.clone()]);
+            list.iter()
+                .filter_map(|p| p.as_int().ok())
+                .collect::<Vec<i64>>()
+        });
         let f = SessionFilter {
             states,
             older_than,
-            database: opt_strings(opts, "database")?,
-            user: opt_strings(opts, "user")?,
-            application: opt_strings(opts, "application")?,
-            exclude_applications: opt_strings(opts, "exclude_applications")?.unwrap_or_default(),
+            database: opts.strings("database")?,
+            user: opts.strings("user")?,
+            application: opts.strings("application")?,
+            exclude_applications: opts.strings("exclude_applications")?.unwrap_or_default(),
             pids,
-            query_like: opt_string(opts, "query_like")?,
-            backend_type: opt_strings(opts, "backend_type")?,
-            include_superusers: opt_bool(opts, "include_superusers")?,
+            query_like: opts.str("query_like")?,
+            backend_type: opts.strings("backend_type")?,
+            include_superusers: opts.bool("include_superusers")?,
         };
         for (k, v) in [
             ("states", &f.states),
@@ -297,9 +299,9 @@ mod tests {
 
     #[test]
     fn values_are_parameters_and_guards_apply_when_acting() {
-        let mut opts = Map::new();
-        opts.insert("user".into(), "x'; drop table t; --".into());
-        opts.insert("older_than".into(), "10m".into());
+        let mut opts = Opts::default();
+        opts.0.insert("user".into(), "x'; drop table t; --".into());
+        opts.0.insert("older_than".into(), "10m".into());
         let f = SessionFilter::parse(&opts).unwrap();
         let (sql, params) = f.to_sql(Scope::Act, 3);
         assert!(!sql.contains("drop table"), "{sql}");
@@ -316,8 +318,8 @@ mod tests {
 
     #[test]
     fn typos_are_refused() {
-        let mut opts = Map::new();
-        opts.insert("states".into(), "idle_in_transaction".into());
+        let mut opts = Opts::default();
+        opts.0.insert("states".into(), "idle_in_transaction".into());
         let e = SessionFilter::parse(&opts).unwrap_err();
         assert!(e.hint.unwrap().contains("idle in transaction"));
     }

@@ -2,8 +2,9 @@
 //! server (to_regclass) and quoted by it (format('%I.%I')); the script's
 //! text never reaches the utility statement.
 
-use super::conn::{check_keys, one, opt_bool, opt_string, rows, run_utility};
+use super::conn::{one, rows, run_utility};
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::time::Instant;
@@ -46,8 +47,19 @@ fn resolve(call: &mut Call, name: &str, kinds: &[&str], what: &str) -> Result<Re
 
 const TABLE_KINDS: &[&str] = &["r", "m", "p"];
 
-pub fn plan_vacuum_analyze(call: &mut Call) -> Result<Plan, OpError> {
-    match call.opt_str_at(0)? {
+pub const VACUUM_ANALYZE: Primitive =
+    Primitive::mutate("vacuum_analyze", plan_vacuum_analyze, vacuum_analyze)
+        .params(&[opt("table", Ty::Str)])
+        .returns(Ty::Record(&[
+            field("table", Ty::Str).doc("quoted and schema-qualified; () for the whole database"),
+            field("duration_ms", Ty::Int),
+        ]))
+        .doc("VACUUM (ANALYZE) one table (schema.table, resolved and quoted by the server) or, without a name, the whole database.\n\
+              --dry-run reports the table's size and dead tuples.")
+        .example(r#"pg.vacuum_analyze("public.jobs")"#);
+
+fn plan_vacuum_analyze(call: &mut Call) -> Result<Plan, OpError> {
+    match call.opt_str("table")? {
         Some(name) => {
             let rel = resolve(call, &name, TABLE_KINDS, "table")?;
             let dead = rel
@@ -91,8 +103,8 @@ pub fn plan_vacuum_analyze(call: &mut Call) -> Result<Plan, OpError> {
     }
 }
 
-pub fn vacuum_analyze(call: &mut Call) -> Result<Dynamic, OpError> {
-    let target = match call.opt_str_at(0)? {
+fn vacuum_analyze(call: &mut Call) -> Result<Dynamic, OpError> {
+    let target = match call.opt_str("table")? {
         Some(name) => resolve(call, &name, TABLE_KINDS, "table")?.ident,
         None => String::new(),
     };
@@ -131,21 +143,17 @@ struct Reindex {
 }
 
 fn reindex_request(call: &mut Call) -> Result<Reindex, OpError> {
-    let opts = call.opts_at(0)?;
-    check_keys(
-        &opts,
-        &["table", "index", "database", "concurrently"],
-        "pg.reindex",
-    )?;
-    let concurrently = opt_bool(&opts, "concurrently")?;
+    let opts = call.opts("opts")?;
+    let concurrently = opts.bool("concurrently")?;
     let named: Vec<(&str, String)> = ["table", "index", "database"]
         .iter()
-        .filter_map(|k| opt_string(&opts, k).transpose().map(|v| v.map(|v| (*k, v))))
+        .filter_map(|k| opts.str(k).transpose().map(|v| v.map(|v| (*k, v))))
         .collect::<Result<_, _>>()?;
     let [(key, name)] = named.as_slice() else {
-        return Err(OpError::bad_input(
-            "pg.reindex needs exactly one of `table`, `index` or `database`",
-        )
+        return Err(OpError::bad_input(format!(
+            "{} needs exactly one of `table`, `index` or `database`",
+            call.prim.full_name()
+        ))
         .with_hint("e.g. pg.reindex(#{index: \"jobs_state_idx\", concurrently: true})"));
     };
     match *key {
@@ -218,7 +226,30 @@ fn statement(r: &Reindex) -> String {
     )
 }
 
-pub fn plan_reindex(call: &mut Call) -> Result<Plan, OpError> {
+pub const REINDEX: Primitive = Primitive::mutate("reindex", plan_reindex, reindex)
+    .params(&[req(
+        "opts",
+        Ty::Record(&[
+            field("table", Ty::Str),
+            field("index", Ty::Str),
+            field("database", Ty::Str).doc("the connected one"),
+            field("concurrently", Ty::Bool).doc("REINDEX CONCURRENTLY: does not block writes"),
+        ]),
+    )])
+    .returns(Ty::Record(&[
+        field("statement", Ty::Str),
+        field("indexes", Ty::Int).doc("how many indexes it rebuilt"),
+        field("bytes_before", Ty::Int),
+        field("bytes_after", Ty::Int),
+        field("duration_ms", Ty::Int),
+    ]))
+    .doc(
+        "REINDEX exactly one of #{table}, #{index} or #{database}.\n\
+          --dry-run reports the statement and the indexes' current size.",
+    )
+    .example(r#"pg.reindex(#{index: "jobs_state_idx", concurrently: true})"#);
+
+fn plan_reindex(call: &mut Call) -> Result<Plan, OpError> {
     let r = reindex_request(call)?;
     let sizes = index_sizes(call, &r)?;
     let g = |k: &str| sizes.get(k).cloned().unwrap_or(Dynamic::UNIT);
@@ -237,7 +268,7 @@ pub fn plan_reindex(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub fn reindex(call: &mut Call) -> Result<Dynamic, OpError> {
+fn reindex(call: &mut Call) -> Result<Dynamic, OpError> {
     let r = reindex_request(call)?;
     let before = index_sizes(call, &r)?;
     let started = Instant::now();

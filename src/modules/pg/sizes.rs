@@ -1,12 +1,23 @@
 //! How big things are: db_size, databases, table_sizes. Every size comes
 //! twice: raw bytes (an int, to compute with) and pg_size_pretty (to read).
 
-use super::conn::{check_keys, opt_int, opt_string, rows, rows_to_array};
+use super::conn::{rows, rows_to_array};
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, opt, Primitive, Ty};
 use rhai::{Array, Dynamic};
 
-pub fn db_size(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str_at(0)?;
+pub const DB_SIZE: Primitive = Primitive::read("db_size", db_size)
+    .params(&[opt("name", Ty::Str)])
+    .returns(Ty::Record(&[
+        field("database", Ty::Str),
+        field("bytes", Ty::Int).doc("as pg_database_size reports it"),
+        field("size", Ty::Str).doc("human-readable"),
+    ]))
+    .doc("Size of a database (default: the connected one).")
+    .example(r#"let gb = pg.db_size().bytes / 1073741824.0;"#);
+
+fn db_size(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.opt_str("name")?;
     let params: Array = vec![name.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT)];
     let r = rows(
         call,
@@ -26,7 +37,22 @@ pub fn db_size(call: &mut Call) -> Result<Dynamic, OpError> {
     }
 }
 
-pub fn databases(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DATABASES: Primitive = Primitive::read("databases", databases)
+    .returns(Ty::Rows(&[
+        field("database", Ty::Str),
+        field("owner", Ty::Str),
+        field("encoding", Ty::Str),
+        field("bytes", Ty::Int).doc("() where you may not connect"),
+        field("size", Ty::Str).doc("human-readable; () where you may not connect"),
+        field("connections", Ty::Int),
+        field("allow_connections", Ty::Bool),
+        field("is_template", Ty::Bool),
+        field("xid_age", Ty::Int).doc("transaction-ID wraparound age"),
+    ]))
+    .doc("Every database, largest first.")
+    .example("show(pg.databases())");
+
+fn databases(call: &mut Call) -> Result<Dynamic, OpError> {
     let r = rows(
         call,
         "select d.datname as database, pg_get_userbyid(d.datdba) as owner,
@@ -43,11 +69,34 @@ pub fn databases(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(rows_to_array(r))
 }
 
-pub fn table_sizes(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    check_keys(&opts, &["schema", "limit"], "pg.table_sizes")?;
-    let schema = opt_string(&opts, "schema")?;
-    let limit = opt_int(&opts, "limit")?.unwrap_or(20);
+pub const TABLE_SIZES: Primitive = Primitive::read("table_sizes", table_sizes)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("schema", Ty::Str).doc("default: every non-system schema"),
+            field("limit", Ty::Int).doc("default 20"),
+        ]),
+    )])
+    .returns(Ty::Rows(&[
+        field("schema", Ty::Str),
+        field("table", Ty::Str),
+        field("total_bytes", Ty::Int).doc("table, indexes and TOAST"),
+        field("table_bytes", Ty::Int),
+        field("index_bytes", Ty::Int),
+        field("toast_bytes", Ty::Int),
+        field("total_size", Ty::Str).doc("human-readable"),
+        field("table_size", Ty::Str),
+        field("index_size", Ty::Str),
+        field("toast_size", Ty::Str),
+        field("estimated_rows", Ty::Int),
+    ]))
+    .doc("Largest tables first, sizes as raw bytes (to compute with) and human-readable (to read).")
+    .example(r#"show(pg.table_sizes(#{schema: "public", limit: 10}))"#);
+
+fn table_sizes(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
+    let schema = opts.str("schema")?;
+    let limit = opts.int("limit")?.unwrap_or(20);
     if limit < 0 {
         return Err(OpError::bad_input("option `limit` cannot be negative"));
     }

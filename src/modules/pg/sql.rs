@@ -4,13 +4,20 @@ use super::conn::rows;
 use super::conn::{bound, pg_error, pool};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
+use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::Dynamic;
 use sqlx::Row;
 use std::time::Instant;
 
-pub fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
+    .params(&[req("target", Ty::Str)])
+    .doc("Connect to a named target or a postgres:// URL and return a handle with the same methods as `pg`.\n\
+          Connects at once, so a wrong password or an unreachable server fails on this line. TLS follows the URL's `sslmode` (disable, prefer, require, verify-ca, verify-full; `sslrootcert=/path/ca.pem` for a private CA).")
+    .example(r#"let db = pg.connect("staging"); db.query("select 1 as one")"#);
+
+fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("target")?;
     let t = call.session.resolve(crate::config::Kind::Pg, Some(&name))?;
     call.set_target(t);
     pool(call)?;
@@ -20,7 +27,12 @@ pub fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
     }))
 }
 
-pub fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const PING: Primitive = Primitive::read("ping", ping)
+    .returns(Ty::Float)
+    .doc("Round-trip a trivial query; returns the latency in milliseconds.")
+    .example("let ms = pg.ping();");
+
+fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
     let (pool, t) = pool(call)?;
     call.block_on(async move {
         let started = Instant::now();
@@ -34,18 +46,33 @@ pub fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
     })
 }
 
-pub fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_at(0)?;
-    let params = call.array_at(1)?;
+pub const QUERY: Primitive = Primitive::read("query", query)
+    .params(&[req("sql", Ty::Str), opt("params", Ty::Array)])
+    // The columns are the query's own: `show` keeps the SELECT's order.
+    .returns(Ty::List(&Ty::Map))
+    .doc("Run a query with bound parameters ($1, $2, ...) and return its rows as maps with typed values.\n\
+          ints and floats stay numbers, numeric without fraction is an int, timestamps are RFC 3339 strings, json/jsonb are maps, arrays are arrays. Cast a string parameter in SQL when its type matters (`$1::timestamptz`).")
+    .example(r#"pg.query("select datname, pg_database_size(datname) as bytes from pg_database where datname = $1", ["postgres"])"#);
+
+fn query(call: &mut Call) -> Result<Dynamic, OpError> {
+    let sql = call.str("sql")?;
+    let params = call.array("params")?;
     let rows = rows(call, &sql, &params, "query failed")?;
     Ok(Dynamic::from_array(
         rows.into_iter().map(Dynamic::from_map).collect(),
     ))
 }
 
-pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
-    let sql = call.str_at(0)?;
-    let params = call.array_at(1)?;
+pub const EXEC: Primitive = Primitive::mutate("exec", plan_exec, exec)
+    .params(&[req("sql", Ty::Str), opt("params", Ty::Array)])
+    .returns(Ty::Record(&[field("rows_affected", Ty::Int)]))
+    .doc("Execute one statement (INSERT, UPDATE, DELETE, DDL).\n\
+          A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited.")
+    .example(r#"pg.exec("update jobs set state = 'queued' where state = $1", ["stuck"])"#);
+
+fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
+    let sql = call.str("sql")?;
+    let params = call.array("params")?;
     let (pool, t) = pool(call)?;
     call.block_on(async move {
         let res = bound(&sql, &params)?
@@ -61,9 +88,9 @@ pub fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
 
 /// EXPLAIN, never ANALYZE: the planner on the real target validates the
 /// statement and estimates its rows without executing it.
-pub fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
-    let sql = call.str_at(0)?;
-    let params = call.array_at(1)?;
+fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
+    let sql = call.str("sql")?;
+    let params = call.array("params")?;
     let (pool, t) = pool(call)?;
     let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     let explain = format!("EXPLAIN (FORMAT JSON) {sql}");

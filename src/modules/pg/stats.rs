@@ -1,8 +1,9 @@
 //! Statistics views, read as typed rows: slow_queries, cache_hit_ratio,
 //! index_usage, vacuum_stats, replication, settings, version.
 
-use super::conn::{check_keys, one, opt_bool, opt_int, opt_string, rows, rows_to_array};
+use super::conn::{one, rows, rows_to_array};
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, opt, Primitive, Ty, STRINGS};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
@@ -62,11 +63,40 @@ fn not_loaded(db: &str) -> OpError {
     )
 }
 
-pub fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    check_keys(&opts, &["limit", "order_by", "database"], "pg.slow_queries")?;
-    let limit = opt_int(&opts, "limit")?.unwrap_or(10);
-    let order = opt_string(&opts, "order_by")?.unwrap_or_else(|| "mean".into());
+pub const SLOW_QUERIES: Primitive = Primitive::read("slow_queries", slow_queries)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("limit", Ty::Int).doc("default 10"),
+            field("order_by", Ty::Str)
+                .doc("\"mean\" (default), \"total\", \"calls\", \"max\" or \"rows\""),
+            field("database", Ty::Str).doc("keep one database"),
+        ]),
+    )])
+    .returns(Ty::Rows(&[
+        field("queryid", Ty::Int),
+        field("user", Ty::Str),
+        field("database", Ty::Str),
+        field("calls", Ty::Int),
+        field("total_ms", Ty::Float),
+        field("mean_ms", Ty::Float),
+        field("min_ms", Ty::Float),
+        field("max_ms", Ty::Float),
+        field("stddev_ms", Ty::Float),
+        field("rows", Ty::Int),
+        field("cache_hit_pct", Ty::Float).doc("() before any block was read"),
+        field("query", Ty::Str).doc("whitespace collapsed, the first 300 characters"),
+    ]))
+    .doc(
+        "The costliest statements from pg_stat_statements.\n\
+          When the extension is missing the error says exactly how to install it.",
+    )
+    .example(r#"show(pg.slow_queries(#{limit: 5, order_by: "total"}))"#);
+
+fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
+    let limit = opts.int("limit")?.unwrap_or(10);
+    let order = opts.str("order_by")?.unwrap_or_else(|| "mean".into());
     let col = ORDERS
         .iter()
         .find(|(k, _)| *k == order)
@@ -80,7 +110,7 @@ pub fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
                     .join(", ")
             }))
         })?;
-    let database = opt_string(&opts, "database")?;
+    let database = opts.str("database")?;
     let (schema, db) = statements_schema(call)?;
     let sql = format!(
         r#"select s.queryid, r.rolname as "user", d.datname as database, s.calls,
@@ -118,7 +148,18 @@ pub fn slow_queries(call: &mut Call) -> Result<Dynamic, OpError> {
     }
 }
 
-pub fn cache_hit_ratio(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const CACHE_HIT_RATIO: Primitive = Primitive::read("cache_hit_ratio", cache_hit_ratio)
+    .returns(Ty::Record(&[
+        field("database", Ty::Float).doc("pg_stat_database, 0 to 1; () before any read"),
+        field("tables", Ty::Float).doc("user tables, 0 to 1; () before any read"),
+        field("indexes", Ty::Float).doc("user indexes, 0 to 1; () before any read"),
+        field("blks_hit", Ty::Int),
+        field("blks_read", Ty::Int),
+    ]))
+    .doc("Buffer cache hit ratios of the connected database.")
+    .example("let r = pg.cache_hit_ratio(); if r.database != () && r.database < 0.99 { print(`cache hit ${r.database}`) }");
+
+fn cache_hit_ratio(call: &mut Call) -> Result<Dynamic, OpError> {
     let m = one(
         call,
         "select
@@ -136,14 +177,35 @@ pub fn cache_hit_ratio(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_map(m))
 }
 
-pub fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    check_keys(&opts, &["schema", "unused_only"], "pg.index_usage")?;
+pub const INDEX_USAGE: Primitive = Primitive::read("index_usage", index_usage)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[field("schema", Ty::Str), field("unused_only", Ty::Bool)]),
+    )])
+    .returns(Ty::Rows(&[
+        field("schema", Ty::Str),
+        field("table", Ty::Str),
+        field("index", Ty::Str),
+        field("scans", Ty::Int),
+        field("tuples_read", Ty::Int),
+        field("tuples_fetched", Ty::Int),
+        field("bytes", Ty::Int),
+        field("size", Ty::Str),
+        field("is_unique", Ty::Bool),
+        field("is_primary", Ty::Bool),
+        field("unused", Ty::Bool)
+            .doc("never scanned since the statistics were reset, and enforcing no constraint"),
+    ]))
+    .doc("Index scans per index, unused first.")
+    .example("show(pg.index_usage(#{unused_only: true}))");
+
+fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
     let params: Array = vec![
-        opt_string(&opts, "schema")?
+        opts.str("schema")?
             .map(Dynamic::from)
             .unwrap_or(Dynamic::UNIT),
-        Dynamic::from_bool(opt_bool(&opts, "unused_only")?),
+        Dynamic::from_bool(opts.bool("unused_only")?),
     ];
     let r = rows(
         call,
@@ -164,14 +226,40 @@ pub fn index_usage(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(rows_to_array(r))
 }
 
-pub fn vacuum_stats(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    check_keys(&opts, &["schema", "limit"], "pg.vacuum_stats")?;
+pub const VACUUM_STATS: Primitive = Primitive::read("vacuum_stats", vacuum_stats)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("schema", Ty::Str),
+            field("limit", Ty::Int).doc("default 50"),
+        ]),
+    )])
+    .returns(Ty::Rows(&[
+        field("schema", Ty::Str),
+        field("table", Ty::Str),
+        field("live_tuples", Ty::Int),
+        field("dead_tuples", Ty::Int),
+        field("dead_pct", Ty::Float).doc("() for an empty table"),
+        field("modified_since_analyze", Ty::Int),
+        field("last_vacuum", Ty::Str).doc("RFC 3339; () if never"),
+        field("last_autovacuum", Ty::Str),
+        field("last_analyze", Ty::Str),
+        field("last_autoanalyze", Ty::Str),
+        field("vacuum_count", Ty::Int),
+        field("autovacuum_count", Ty::Int),
+        field("analyze_count", Ty::Int),
+        field("autoanalyze_count", Ty::Int),
+    ]))
+    .doc("Per table, most dead tuples first.")
+    .example("for t in pg.vacuum_stats(#{limit: 5}) { if t.dead_pct > 20.0 { print(t.table) } }");
+
+fn vacuum_stats(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
     let params: Array = vec![
-        opt_string(&opts, "schema")?
+        opts.str("schema")?
             .map(Dynamic::from)
             .unwrap_or(Dynamic::UNIT),
-        Dynamic::from_int(opt_int(&opts, "limit")?.unwrap_or(50)),
+        Dynamic::from_int(opts.int("limit")?.unwrap_or(50)),
     ];
     let r = rows(
         call,
@@ -191,7 +279,42 @@ pub fn vacuum_stats(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(rows_to_array(r))
 }
 
-pub fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const REPLICATION: Primitive = Primitive::read("replication", replication)
+    .returns(Ty::Record(&[
+        field("in_recovery", Ty::Bool).doc("true on a standby"),
+        field("current_lsn", Ty::Str),
+        field("replicas", Ty::Rows(&[
+            field("application", Ty::Str),
+            field("client_addr", Ty::Str),
+            field("state", Ty::Str),
+            field("sync_state", Ty::Str),
+            field("sent_lsn", Ty::Str),
+            field("replay_lsn", Ty::Str),
+            field("lag_bytes", Ty::Int),
+            field("replay_lag_s", Ty::Float).doc("seconds; () when idle"),
+            field("write_lag_s", Ty::Float),
+            field("flush_lag_s", Ty::Float),
+        ])),
+        field("slots", Ty::Rows(&[
+            field("slot", Ty::Str),
+            field("slot_type", Ty::Str),
+            field("database", Ty::Str),
+            field("active", Ty::Bool),
+            field("retained_bytes", Ty::Int).doc("WAL the slot holds back"),
+        ])),
+        field("standby", Ty::Record(&[
+            field("receive_lsn", Ty::Str),
+            field("replay_lsn", Ty::Str),
+            field("replay_lag_bytes", Ty::Int),
+            field("replay_lag_s", Ty::Float).doc("seconds since the last replayed transaction"),
+            field("receiver_status", Ty::Str),
+            field("sender_host", Ty::Str),
+        ])).doc("on a standby only; () on a primary"),
+    ]))
+    .doc("Replication state: the replicas of a primary, its slots, and on a standby its own replay.")
+    .example("for r in pg.replication().replicas { if r.lag_bytes > 100000000 { print(`${r.application} lags`) } }");
+
+fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
     let none = Array::new();
     let mut m = one(
         call,
@@ -249,23 +372,28 @@ pub fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_map(m))
 }
 
-pub fn settings(call: &mut Call) -> Result<Dynamic, OpError> {
-    let names: Option<Vec<String>> = match call.arg_at(0) {
-        None => None,
-        Some(d) if d.is_string() => Some(vec![d.to_string()]),
-        Some(d) if d.is_array() => Some(
-            d.clone()
-                .cast::<Array>()
-                .iter()
-                .map(|x| x.to_string())
-                .collect(),
-        ),
-        Some(_) => {
-            return Err(OpError::bad_input(
-                "names must be a setting name or an array of names",
-            ))
-        }
-    };
+pub const SETTINGS: Primitive = Primitive::read("settings", settings)
+    .params(&[opt("names", STRINGS)])
+    .returns(Ty::Rows(&[
+        field("name", Ty::Str),
+        field("setting", Ty::Any)
+            .doc("an int, float or bool when the setting is one, else a string"),
+        field("unit", Ty::Str),
+        field("value", Ty::Str).doc("as SHOW prints it"),
+        field("vartype", Ty::Str),
+        field("source", Ty::Str),
+        field("context", Ty::Str),
+        field("pending_restart", Ty::Bool),
+        field("description", Ty::Str),
+    ]))
+    .doc(
+        "Server settings from pg_settings.\n\
+          Without names: every setting. An unknown name is an error.",
+    )
+    .example(r#"let s = pg.settings(["max_connections", "work_mem"]); print(s[0].setting)"#);
+
+fn settings(call: &mut Call) -> Result<Dynamic, OpError> {
+    let names = call.strings("names")?;
     let params: Array = vec![names
         .clone()
         .map(|n| Dynamic::from_array(n.into_iter().map(Dynamic::from).collect()))
@@ -310,7 +438,20 @@ pub fn settings(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(rows_to_array(typed))
 }
 
-pub fn version(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const VERSION: Primitive = Primitive::read("version", version)
+    .returns(Ty::Record(&[
+        field("version", Ty::Str).doc("the full version() string"),
+        field("server_version", Ty::Str),
+        field("version_num", Ty::Int),
+        field("in_recovery", Ty::Bool),
+        field("uptime_s", Ty::Float),
+        field("major", Ty::Int),
+        field("minor", Ty::Int),
+    ]))
+    .doc("The server's version, recovery state and uptime.")
+    .example("let v = pg.version(); if v.major < 14 { fail(v.server_version) }");
+
+fn version(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut m: Map = one(
         call,
         "select version() as version, current_setting('server_version') as server_version,

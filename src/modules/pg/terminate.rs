@@ -9,9 +9,10 @@
 //! one is really gone.
 
 use super::activity::list_sessions;
-use super::conn::{check_keys, opt_duration, opt_int, rows, rows_to_array, settings};
-use super::filter::{Scope, SessionFilter, FILTER_KEYS};
+use super::conn::{rows, rows_to_array, settings};
+use super::filter::{Scope, SessionFilter, FILTER, SESSION};
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, join, opt, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::time::{Duration, Instant};
@@ -24,14 +25,6 @@ enum Action {
 }
 
 impl Action {
-    fn name(self) -> &'static str {
-        match self {
-            Action::TerminateIdle => "pg.terminate_idle",
-            Action::Terminate => "pg.terminate",
-            Action::Cancel => "pg.cancel",
-        }
-    }
-
     fn verb(self) -> &'static str {
         match self {
             Action::Cancel => "cancel",
@@ -46,15 +39,27 @@ struct Request {
     wait: Duration,
 }
 
+/// The session filter (client backends only: no `backend_type`), plus the
+/// guards of acting.
+const ACT_OPTS: [Field; FILTER.len() + 2] = join(&[
+    FILTER,
+    &[
+        field("max", Ty::Int).doc(
+            "refuse when more sessions match (default `[defaults] pg_max_terminate`, else 50)",
+        ),
+        field("wait", Ty::Duration).doc("how long each session may take to go (default \"5s\")"),
+    ],
+]);
+
+/// What a terminating call returns.
+const ACTED: Ty = Ty::Record(&[
+    field("count", Ty::Int).doc("sessions acted on"),
+    field("sessions", Ty::Rows(SESSION)).doc("each as it was just before"),
+    field("skipped", Ty::List(&Ty::Int)).doc("pids that no longer matched at the moment of acting"),
+]);
+
 fn request(call: &Call, action: Action) -> Result<Request, OpError> {
-    let opts = call.opts_at(0)?;
-    let mut known: Vec<&str> = FILTER_KEYS
-        .iter()
-        .copied()
-        .filter(|k| *k != "backend_type")
-        .collect();
-    known.extend(["max", "wait"]);
-    check_keys(&opts, &known, action.name())?;
+    let opts = call.opts("opts")?;
     let mut filter = SessionFilter::parse(&opts)?;
     match action {
         Action::TerminateIdle => {
@@ -63,7 +68,8 @@ fn request(call: &Call, action: Action) -> Result<Request, OpError> {
                 .get_or_insert_with(|| vec!["idle".into(), "idle in transaction".into()]);
             if let Some(s) = states.iter().find(|s| !s.starts_with("idle")) {
                 return Err(OpError::bad_input(format!(
-                    "pg.terminate_idle only ends idle sessions, and \"{s}\" is not an idle state"
+                    "{} only ends idle sessions, and \"{s}\" is not an idle state",
+                    call.prim.full_name()
                 ))
                 .with_hint("use pg.terminate(#{states: [\"active\"], ...}) for running queries"));
             }
@@ -74,12 +80,12 @@ fn request(call: &Call, action: Action) -> Result<Request, OpError> {
             filter.older_than.get_or_insert(Duration::from_secs(300));
         }
     }
-    let max = match opt_int(&opts, "max")? {
+    let max = match opts.int("max")? {
         Some(n) if n < 0 => return Err(OpError::bad_input("option `max` cannot be negative")),
         Some(n) => n,
         None => settings(call)?.max_terminate,
     };
-    let wait = opt_duration(&opts, "wait")?.unwrap_or(Duration::from_secs(5));
+    let wait = opts.duration("wait")?.unwrap_or(Duration::from_secs(5));
     Ok(Request { filter, max, wait })
 }
 
@@ -202,7 +208,7 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
         cause.extend(failures);
         return Err(OpError::failed(format!(
             "{} ended {done} of the {total} sessions it acted on{}",
-            action.name(),
+            call.prim.full_name(),
             if done == 0 {
                 String::new()
             } else {
@@ -274,21 +280,43 @@ fn still_there(
     }
 }
 
-pub fn plan_terminate_idle(call: &mut Call) -> Result<Plan, OpError> {
+pub const TERMINATE_IDLE: Primitive =
+    Primitive::mutate("terminate_idle", plan_terminate_idle, terminate_idle)
+        .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
+        .returns(ACTED)
+        .doc("Terminate idle client sessions (default: state idle or idle in transaction for more than 10 minutes).\n\
+              Only ever client backends: never opsh's own connections (application \"opsh\"), never autovacuum, walsenders or background workers, never superuser sessions unless `include_superusers: true`. Refused when more than `max` sessions match. Uses pg_terminate_backend(pid, timeout) with `wait`, re-applies the filter to each session at the moment it acts (a session that became active is skipped), and checks each one is gone. --dry-run returns the same sessions and terminates nothing.")
+        .example(r#"let r = pg.terminate_idle(#{older_than: "10m", database: "app", exclude_applications: ["pgbouncer"], max: 20}); print(r.count)"#);
+
+fn plan_terminate_idle(call: &mut Call) -> Result<Plan, OpError> {
     plan(call, Action::TerminateIdle)
 }
-pub fn terminate_idle(call: &mut Call) -> Result<Dynamic, OpError> {
+fn terminate_idle(call: &mut Call) -> Result<Dynamic, OpError> {
     apply(call, Action::TerminateIdle)
 }
-pub fn plan_terminate(call: &mut Call) -> Result<Plan, OpError> {
+
+pub const TERMINATE: Primitive = Primitive::mutate("terminate", plan_terminate, terminate)
+    .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
+    .returns(ACTED)
+    .doc("Terminate the sessions of long-running queries (default: state active for more than 5 minutes); the same filter, guards, `max`, `wait` and result as pg.terminate_idle.")
+    .example(r#"pg.terminate(#{older_than: "5m", user: "reporting"})"#);
+
+fn plan_terminate(call: &mut Call) -> Result<Plan, OpError> {
     plan(call, Action::Terminate)
 }
-pub fn terminate(call: &mut Call) -> Result<Dynamic, OpError> {
+fn terminate(call: &mut Call) -> Result<Dynamic, OpError> {
     apply(call, Action::Terminate)
 }
-pub fn plan_cancel(call: &mut Call) -> Result<Plan, OpError> {
+
+pub const CANCEL: Primitive = Primitive::mutate("cancel", plan_cancel, cancel)
+    .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
+    .returns(ACTED)
+    .doc("Cancel long-running queries (pg_cancel_backend; the sessions stay connected). Default: active for more than 5 minutes; the same filter, guards and `max` as pg.terminate_idle. Checks that each query stopped within `wait`.")
+    .example(r#"pg.cancel(#{older_than: "5m", query_like: "%report%"})"#);
+
+fn plan_cancel(call: &mut Call) -> Result<Plan, OpError> {
     plan(call, Action::Cancel)
 }
-pub fn cancel(call: &mut Call) -> Result<Dynamic, OpError> {
+fn cancel(call: &mut Call) -> Result<Dynamic, OpError> {
     apply(call, Action::Cancel)
 }
