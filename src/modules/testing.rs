@@ -286,7 +286,7 @@ pub const REPLAY: Primitive = Primitive::read("replay", replay)
     .returns(Ty::Record(&REPLAY_RESULT))
     .doc("Replay a recording made with `opsh run --record FILE`: rerun its script, answering its calls from the file.\n\
           Returns what run() returns, plus the differences from the recording and its mutations as plans.")
-    .example(r#"let r = replay("tests/runbooks/incident.json"); r.differences.len()"#)
+    .example(r#"let r = replay("tests/runbooks/recordings/daily_check_sandbox.json"); r.differences.len()"#)
     .class(Class::Control)
     .unbounded();
 
