@@ -726,6 +726,38 @@ fn retention_dry_run_deletes_nothing_and_a_real_run_deletes_exactly_the_plan() {
 }
 
 #[test]
+fn a_misspelled_or_mistyped_option_is_refused_before_anything_is_removed() {
+    let env = Env::new();
+    let dir = env.dir("backups");
+    let old = dir.join("app-old.dump");
+    std::fs::write(&old, "x").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(90 * 86_400))
+        .unwrap();
+    std::fs::write(dir.join("app-new.dump"), "x").unwrap();
+    // Without the typo this policy would remove app-old.dump.
+    env.script(&format!(
+        "backup.retention(\"{}\", #{{keep_dayly: 1}})",
+        dir.display()
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("backup.retention failed: unknown option `keep_dayly`")
+    .assert_stderr_contains("did you mean `keep_daily`?");
+    env.script(&format!(
+        "backup.retention(\"{}\", #{{keep_daily: \"1\"}})",
+        dir.display()
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("option `keep_daily` must be an int, got string (\"1\")");
+    assert!(old.exists(), "a refused call removed a backup");
+}
+
+#[test]
 fn the_backup_verify_script_passes_a_good_backup_and_fails_a_stale_one() {
     let (_sb, url, env, dir) = seeded();
     pg_dump(&env, &url, &dir.join("app-1.dump"), "");

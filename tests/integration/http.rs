@@ -116,3 +116,23 @@ fn connection_refused_is_clear() {
         .assert_code(2)
         .assert_stderr_contains(&format!("is the service listening on 127.0.0.1:{port}?"));
 }
+
+#[test]
+fn a_misspelled_or_mistyped_option_is_refused_before_any_request() {
+    let (port, seen) = server();
+    let env = Env::new();
+    env.script(&format!(
+        r#"http.get("http://127.0.0.1:{port}/health", #{{timout: "5s"}})"#
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("http.get failed: unknown option `timout`")
+    .assert_stderr_contains("did you mean `timeout`?");
+    env.script(&format!(
+        r#"http.post("http://127.0.0.1:{port}/hook", "x", #{{basic: "user:pw"}})"#
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("option `basic` must be an array, got string");
+    assert!(seen.lock().unwrap().is_empty(), "a refused call was sent");
+}
