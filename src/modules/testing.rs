@@ -35,7 +35,9 @@ fn name_arg(call: &Call) -> Result<String, OpError> {
         );
     }
     let name = call.str("primitive")?;
-    if crate::registry::lookup(&name).is_some() {
+    // Not registry::lookup: it finds a global only in the first module of
+    // globals, and `targets` or `run_options` live in others.
+    if crate::registry::all().any(|p| p.full_name() == name) {
         return Ok(name);
     }
     let names: Vec<String> = crate::registry::all().map(|p| p.full_name()).collect();

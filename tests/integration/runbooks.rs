@@ -57,6 +57,28 @@ fn shipped_runbook_tests_pass_with_json_and_junit_reports() {
 }
 
 #[test]
+fn a_global_of_any_module_can_be_stubbed_and_its_calls_listed() {
+    // `targets` is listed with the fleet globals, not the first module of
+    // globals; stubbing it must find it all the same.
+    let env = Env::new();
+    let f = env.write(
+        "t/globals_test.rhai",
+        r#"
+fn test_targets_stubbed() {
+    stub("targets", ["prod-a", "prod-b"]);
+    assert_eq(targets("pg", "prod-*"), ["prod-a", "prod-b"]);
+    assert_eq(calls("targets")[0].args, ["pg", "prod-*"]);
+}
+"#,
+    );
+    env.opsh(["test"])
+        .arg(&f)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("ok    test_targets_stubbed");
+}
+
+#[test]
 fn a_failing_test_reports_its_position_and_exits_1() {
     let env = Env::new();
     let f = env.write(

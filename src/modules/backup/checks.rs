@@ -75,7 +75,10 @@ const VERIFY_OPTS: &[Field] = &[
             .doc("the first column of the first row; an array: every row, as maps"),
         field("name", Ty::Str).doc("the check's name; default the start of the SQL"),
     ])))
-    .doc("with restore: queries run on the restored database, each a check"),
+    .doc(
+        "with restore: #{sql, expect, name} queries run on the restored database, each a check; \
+         `expect` is the first column of the first row, or (an array) every row as maps",
+    ),
     field("fail", Ty::Bool).doc("fail the script when a check fails; default true"),
     field("scratch_db", Ty::Str)
         .doc("with restore: the scratch database's name (it must start with opsh_verify_ and not exist)"),
