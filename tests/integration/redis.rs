@@ -430,3 +430,37 @@ fn cluster_ping_and_info_fan_out_over_every_node() {
         .assert_code(2)
         .assert_stderr_contains("needs one node");
 }
+
+#[test]
+fn a_mistyped_option_is_refused_before_anything_changes() {
+    let sb = sandbox(false, true);
+    let base = sb.redis.as_ref().unwrap().url();
+    let db2 = base.replace("/0", "/2");
+    redis_cmd(&base, &["SET", "cache:1", "x"]);
+    redis_cmd(&db2, &["SET", "b", "1"]);
+    let env = Env::new();
+    // Unchecked, the wrong key would leave `max` at its default and delete.
+    let r = env.run(
+        r#"redis.del_matching("cache:*", #{limit: 0})"#,
+        &[],
+        &[("REDIS_URL", &base)],
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("redis.del_matching failed: unknown option `limit`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("known options: max"), "{}", r.stderr);
+    assert_eq!(redis_int(&base, &["EXISTS", "cache:1"]), 1);
+    let r = env.run(r#"redis.flushdb(#{db: "2"})"#, &[], &[("REDIS_URL", &base)]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("option `db` must be an int, got string (\"2\")"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(redis_int(&db2, &["DBSIZE"]), 1);
+}
