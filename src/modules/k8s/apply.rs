@@ -1,6 +1,7 @@
 //! Server-side apply of a YAML or JSON manifest as field manager `opsh`,
 //! never forced: a conflict names the fields and the manager owning them.
 
+// `req` below is a declared parameter; a request to the API server is `api::req`.
 use super::api::{self, *};
 use super::client::{connect, Kube};
 use crate::dispatch::{Call, OpError, Plan};

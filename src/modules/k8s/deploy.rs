@@ -3,6 +3,7 @@
 //! the change with `dryRun=All`; each write carries the resourceVersion it
 //! read, so a concurrent change is a 409, never overwritten.
 
+// `req` below is a declared parameter; a request to the API server is `api::req`.
 use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, owned_replicasets, revision};

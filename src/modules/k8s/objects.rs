@@ -2,6 +2,7 @@
 //! bounds, a Job from a CronJob, Secret keys, a Service's selector. Plans
 //! validate with `dryRun=All`; writes carry preconditions.
 
+// `req` below is a declared parameter; a request to the API server is `api::req`.
 use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, list_pods};
