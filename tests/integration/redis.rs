@@ -433,34 +433,24 @@ fn cluster_ping_and_info_fan_out_over_every_node() {
 
 #[test]
 fn a_mistyped_option_is_refused_before_anything_changes() {
-    let sb = sandbox(false, true);
-    let base = sb.redis.as_ref().unwrap().url();
+    let sb = sandbox(&[Redis]);
+    let base = sb.redis_url();
     let db2 = base.replace("/0", "/2");
     redis_cmd(&base, &["SET", "cache:1", "x"]);
     redis_cmd(&db2, &["SET", "b", "1"]);
     let env = Env::new();
     // Unchecked, the wrong key would leave `max` at its default and delete.
-    let r = env.run(
-        r#"redis.del_matching("cache:*", #{limit: 0})"#,
-        &[],
-        &[("REDIS_URL", &base)],
-    );
-    r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains("redis.del_matching failed: unknown option `limit`"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("known options: max"), "{}", r.stderr);
+    env.script(r#"redis.del_matching("cache:*", #{limit: 0})"#)
+        .redis(&base)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("redis.del_matching failed: unknown option `limit`")
+        .assert_stderr_contains("known options: max");
     assert_eq!(redis_int(&base, &["EXISTS", "cache:1"]), 1);
-    let r = env.run(r#"redis.flushdb(#{db: "2"})"#, &[], &[("REDIS_URL", &base)]);
-    r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains("option `db` must be an int, got string (\"2\")"),
-        "{}",
-        r.stderr
-    );
+    env.script(r#"redis.flushdb(#{db: "2"})"#)
+        .redis(&base)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("option `db` must be an int, got string (\"2\")");
     assert_eq!(redis_int(&db2, &["DBSIZE"]), 1);
 }
