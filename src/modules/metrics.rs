@@ -27,7 +27,7 @@ const SAMPLES: Ty = Ty::Rows(&[
          a histogram's _bucket/_sum/_count samples have type histogram",
     ),
     field("family", Ty::Str)
-        .doc("the metric family: the histogram's or summary's name for its samples"),
+        .doc("the sample's own name, or the histogram's or summary's name for its _bucket/_sum/_count samples"),
     field("timestamp_ms", Ty::Int).doc("() when the line has no timestamp"),
 ]);
 
