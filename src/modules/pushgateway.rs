@@ -145,6 +145,7 @@ fn push_args(call: &Call) -> Result<PushReq, OpError> {
     if job.is_empty() {
         return Err(OpError::bad_input("job must not be empty"));
     }
+    // Metric names are data: read as a map like any options map.
     let metrics = call.opts("metrics")?;
     if metrics.is_empty() {
         return Err(OpError::bad_input("no metrics to push")
