@@ -59,7 +59,7 @@ fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>,
 
 pub const QUERY: Primitive = Primitive::read("query", query)
     .params(&[req("path", Ty::Str), req("sql", Ty::Str)])
-    .returns(Ty::Rows(&[]))
+    .returns(Ty::List(&Ty::Map))
     .doc("Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
           The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.")
     .example(r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#);

@@ -63,7 +63,7 @@ pub fn for_backup(mut o: Value, api_version: &str, kind: &str) -> Value {
 
 pub const EXPORT_NS: Primitive = Primitive::read("export_ns", export)
     .params(&[opt("namespace", Ty::Str)])
-    .returns(Ty::Rows(&[]))
+    .returns(Ty::List(&Ty::Map))
     .doc("Every Deployment, Service, ConfigMap, Secret, ServiceAccount, HPA, CronJob and NetworkPolicy of a namespace, ready to re-apply (status and server-set metadata removed).\n\
           Named export_ns because `export` is a Rhai keyword. \
           Secret values are masked (keys kept): a backup printed to a terminal must not leak them.")

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 pub const GET: Primitive = Primitive::read("get", get_any)
     .params(&[req("kind", Ty::Str), opt("name", Ty::Str)])
-    .returns(Ty::OneOf(&[Ty::Map, Ty::Rows(&[])]))
+    .returns(Ty::OneOf(&[Ty::Map, Ty::List(&Ty::Map)]))
     .doc("Any kind the cluster serves, resolved through discovery (plural, singular, Kind or short name: \"deploy\", \"hpa\", \"networkpolicies\").\n\
           With a name: that object (managedFields dropped); without: every object of the kind in the namespace.")
     .example(r#"let d = k8s.get("deploy", "api"); d.spec.replicas"#);
