@@ -38,7 +38,9 @@ fn run(session: &Arc<Session>, p: Prim) -> Result<(), String> {
     // (`notify.slack(env("SLACK_WEBHOOK_URL"), ..)`); this one has none set.
     session.hooks.stub(
         "env".into(),
-        Stub::Value(rhai::Dynamic::from("https://example.invalid/from-the-environment")),
+        Stub::Value(rhai::Dynamic::from(
+            "https://example.invalid/from-the-environment",
+        )),
     );
     let sources = Arc::new(Sources::default());
     let mut engine = engine::build(session.clone(), sources, PathBuf::from("."));
