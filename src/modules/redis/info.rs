@@ -175,6 +175,37 @@ fn memory(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
+pub const DBSIZE: Primitive = Primitive::read("dbsize", dbsize)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[field("db", Ty::Int).doc("another database of the same server; default: the target's")]),
+    )])
+    .returns(Ty::Record(&[
+        field("db", Ty::Int).doc("() for the target's own database"),
+        field("keys", Ty::Int),
+    ]))
+    .doc("How many keys a database holds (DBSIZE): cheaper than redis.keyspace() when one number is the question.")
+    .example(r#"if redis.dbsize().keys == 0 { fail("the cache is empty: did it restart?") }"#);
+fn dbsize(call: &mut Call) -> Result<Dynamic, OpError> {
+    let db = call.opts("opts")?.int("db")?;
+    let keys: i64 = match db {
+        None => run_cmd(call, redis::cmd("DBSIZE"), "DBSIZE")?,
+        Some(db) => {
+            let (mut c, t) = db_conn(call, db)?;
+            call.block_on(async move {
+                redis::cmd("DBSIZE")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| redis_error(e, &t, "DBSIZE"))
+            })?
+        }
+    };
+    Ok(Dynamic::from_map(map_of([
+        ("db", db.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)),
+        ("keys", Dynamic::from_int(keys)),
+    ])))
+}
+
 pub const KEYSPACE: Primitive = Primitive::read("keyspace", keyspace)
     .returns(Ty::Rows(&[
         field("db", Ty::Int),

@@ -20,6 +20,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         info::HIT_RATE,
         info::MEMORY,
         info::KEYSPACE,
+        info::DBSIZE,
         keys::SCAN,
         keys::GET,
         keys::TTL,
