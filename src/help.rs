@@ -121,10 +121,21 @@ fn schema(p: Prim) -> Vec<(String, Rows)> {
             out.push((format!("Options of `{}`", param.name), rows));
         }
     }
-    for t in alternatives(&p.returns) {
+    let alts = alternatives(&p.returns);
+    // `k8s.hpa(name?)`: one map, or one per row, of the same fields.
+    let shapes: Vec<&[Field]> = alts.iter().filter_map(Ty::fields).collect();
+    let both = alts.iter().any(|t| matches!(t, Ty::Rows(_)))
+        && alts.iter().any(|t| matches!(t, Ty::Record(_)))
+        && shapes
+            .windows(2)
+            .all(|w| w[0].iter().map(|f| f.name).eq(w[1].iter().map(|f| f.name)));
+    for t in alts {
         let (title, fields) = match t {
+            Ty::Rows(_) if both => continue,
+            Ty::Record(f) if both => ("Returns a map, or an array of such maps", f),
             Ty::Rows(f) if !f.is_empty() => ("Returns one map per row", f),
             Ty::Record(f) if !f.is_empty() => ("Returns a map", f),
+            Ty::Fields(f) if !f.is_empty() => ("Returns a map with at least", f),
             _ => continue,
         };
         let mut rows = Vec::new();
@@ -157,7 +168,7 @@ fn flatten(fields: &[Field], prefix: &str, out: &mut Rows) {
         out.push((name.clone(), f.ty.name(), f.doc));
         match f.ty {
             Ty::Rows(inner) => flatten(inner, &format!("{name}[]."), out),
-            Ty::Record(inner) => flatten(inner, &format!("{name}."), out),
+            Ty::Record(inner) | Ty::Fields(inner) => flatten(inner, &format!("{name}."), out),
             _ => {}
         }
     }

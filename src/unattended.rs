@@ -6,7 +6,9 @@
 
 use crate::audit::Audit;
 use crate::config::{Config, Kind, NotifyKind};
+use crate::modules::{notify, pushgateway};
 use crate::output::{ColorChoice, Format, Output};
+use crate::registry::{ModuleDecl, Prim, Primitive};
 use crate::report::{Journal, Report};
 use crate::session::{Options, Session};
 use rhai::Dynamic;
@@ -138,9 +140,15 @@ impl Post {
         Some(Post { session, engine })
     }
 
-    fn call(&self, module: &str, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, String> {
-        let prim = crate::registry::find(module, name)
-            .ok_or_else(|| format!("{module}.{name} is not registered"))?;
+    /// Calls a primitive through dispatch, as a script would: dry-run,
+    /// audit and redaction apply to what a run does after it ends.
+    fn call(
+        &self,
+        module: &'static ModuleDecl,
+        decl: &'static Primitive,
+        args: Vec<Dynamic>,
+    ) -> Result<Dynamic, String> {
+        let prim = Prim { module, decl };
         crate::dispatch::invoke(&self.engine, &self.session, prim, None, args).map_err(|e| {
             match crate::diagnostic::leaf(&e) {
                 rhai::EvalAltResult::ErrorRuntime(v, _) => {
@@ -212,8 +220,8 @@ impl Post {
             ("merge", Dynamic::TRUE),
         ]);
         match self.call(
-            "pushgateway",
-            "push",
+            &pushgateway::MODULE,
+            &pushgateway::PUSH,
             vec![
                 job.clone().into(),
                 Dynamic::from_map(metrics),
@@ -236,14 +244,16 @@ impl Post {
                 None => e.message,
             })
             .and_then(|(kind, url)| match kind {
-                NotifyKind::Slack => {
-                    self.call("notify", "slack", vec![url.into(), r.summary().into()])
-                }
+                NotifyKind::Slack => self.call(
+                    &notify::MODULE,
+                    &notify::SLACK,
+                    vec![url.into(), r.summary().into()],
+                ),
                 NotifyKind::Webhook => {
                     let payload = serde_json::to_value(r).unwrap_or_default();
                     self.call(
-                        "notify",
-                        "webhook",
+                        &notify::MODULE,
+                        &notify::WEBHOOK,
                         vec![url.into(), crate::value::from_json(&payload)],
                     )
                 }

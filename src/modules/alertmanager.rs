@@ -4,8 +4,8 @@ use crate::config::Kind;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
 use crate::modules::prom::client::Http;
-use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
-use crate::value::{from_json, map_of, parse_duration};
+use crate::registry::{field, opt, req, Field, ModuleDecl, Primitive, Ty};
+use crate::value::{from_json, map_of};
 use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
@@ -14,36 +14,11 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "alertmanager",
     doc: "Alertmanager: alerts and silences. Targets come from [alertmanager.NAME] in the config or ALERTMANAGER_URL.",
     target: Some(Kind::Alertmanager),
-    primitives: &[
-        Primitive::handle("connect", connect, false)
-            .params(&[req("target", Ty::Str)])
-            .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `alertmanager`.")
-            .example(r#"let am = alertmanager.connect("prod"); am.alerts().len()"#),
-        Primitive::read("alerts", alerts)
-            .params(&[opt("matchers", Ty::OneOf(&[Ty::Map, Ty::Str]))])
-            .returns(Ty::Rows(&[]))
-            .doc("Alerts Alertmanager holds: #{name, state, labels, annotations, starts_at, ends_at, silenced_by, inhibited_by, receivers, fingerprint}.\n\
-                  state is active, suppressed (silenced or inhibited) or unprocessed. matchers filter on the server: \
-                  a map means equality (#{alertname: \"X\"}), a string is a selector (`{severity=~\"crit|page\", team!=\"db\"}`).")
-            .example(r#"let firing = alertmanager.alerts(#{severity: "critical"}).filter(|a| a.state == "active");"#),
-        Primitive::read("silences", silences)
-            .returns(Ty::Rows(&[]))
-            .doc("Silences: #{id, state, matchers, comment, created_by, starts_at, ends_at}; state is active, pending or expired.")
-            .example(r#"let active = alertmanager.silences().filter(|s| s.state == "active");"#),
-        Primitive::mutate("silence", plan_silence, silence)
-            .params(&[req("matchers", Ty::OneOf(&[Ty::Map, Ty::Str])), req("duration", Ty::Str), req("comment", Ty::Str)])
-            .returns(Ty::Map)
-            .doc("Create a silence from now for `duration` (\"2h\"). Returns #{id, matchers, ends_at, alerts} where alerts \
-                  are the names of the current alerts it silences.\n\
-                  matchers as for alertmanager.alerts. --dry-run lists the current alerts the matchers would silence.")
-            .example(r#"let s = alertmanager.silence(#{alertname: "DiskFull", instance: "db1"}, "2h", "disk resize in progress"); print(s.id)"#),
-        Primitive::mutate("expire_silence", plan_expire, expire)
-            .params(&[req("id", Ty::Str)])
-            .returns(Ty::Map)
-            .doc("Expire (end now) a silence by id. Returns #{id, matchers, was}, `was` being its state before.")
-            .example(r#"alertmanager.expire_silence("8d6c1f0e-3b7a-4d8e-9c1a-2f4b5e6d7c8b")"#),
-    ],
+    primitives: &[CONNECT, ALERTS, SILENCES, SILENCE, EXPIRE_SILENCE],
 };
+
+/// Label matchers: a map means equality, a string is a selector.
+const MATCHERS: Ty = Ty::OneOf(&[Ty::Map, Ty::Str]);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Matcher {
@@ -144,32 +119,26 @@ fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
     Ok(out)
 }
 
-fn matchers_arg(call: &Call, i: usize, required: bool) -> Result<Vec<Matcher>, OpError> {
+/// The `matchers` argument; `required`: a silence needs at least one.
+fn matchers_arg(call: &Call, required: bool) -> Result<Vec<Matcher>, OpError> {
     let hint = "give a map #{alertname: \"X\"} or a selector string `{alertname=\"X\", severity=~\"warn|crit\"}`";
-    let ms = match call.arg_at(i) {
-        None if !required => return Ok(Vec::new()),
-        None => return Err(OpError::bad_input("matchers are required").with_hint(hint)),
-        Some(d) if d.is_map() => d
-            .clone()
-            .cast::<Map>()
-            .into_iter()
-            .map(|(k, v)| Matcher {
-                name: k.to_string(),
-                value: v.to_string(),
-                regex: false,
-                equal: true,
-            })
-            .collect(),
-        Some(d) if d.is_string() => parse_selector(&d.to_string()).map_err(|e| {
-            OpError::bad_input(format!("invalid matchers {d}: {e}")).with_hint(hint)
-        })?,
-        Some(d) => {
-            return Err(OpError::bad_input(format!(
-                "matchers must be a map or a string, got {}",
-                crate::value::type_name(d)
-            ))
-            .with_hint(hint))
-        }
+    // Dispatch has checked it is a map or a string.
+    let ms = match call.value("matchers")? {
+        None => Vec::new(),
+        Some(d) => match d.read_lock::<Map>() {
+            Some(m) => m
+                .iter()
+                .map(|(k, v)| Matcher {
+                    name: k.to_string(),
+                    value: v.to_string(),
+                    regex: false,
+                    equal: true,
+                })
+                .collect(),
+            None => parse_selector(&d.to_string()).map_err(|e| {
+                OpError::bad_input(format!("invalid matchers {d}: {e}")).with_hint(hint)
+            })?,
+        },
     };
     if required && ms.is_empty() {
         return Err(OpError::bad_input("a silence needs at least one matcher").with_hint(hint));
@@ -177,24 +146,23 @@ fn matchers_arg(call: &Call, i: usize, required: bool) -> Result<Vec<Matcher>, O
     Ok(ms)
 }
 
-fn http(call: &mut Call) -> Result<Http, OpError> {
-    let t = call.target()?;
-    Http::new(call, &t)
-}
-
 fn get(call: &mut Call, path: &str, query: &[(&str, String)]) -> Result<Value, OpError> {
-    let h = http(call)?;
+    let h = Http::for_call(call)?;
     let rb = h.request(reqwest::Method::GET, path).query(query);
     call.block_on(async { h.send(rb).await?.json("Alertmanager") })
 }
 
+pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
+    .params(&[req("target", Ty::Str)])
+    .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `alertmanager`.")
+    .example(r#"let am = alertmanager.connect("prod"); am.alerts().len()"#);
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+    let name = call.str("target")?;
     let t = call.session.resolve(Kind::Alertmanager, Some(&name))?;
     call.set_target(t);
     get(call, "api/v2/status", &[])?;
     Ok(Dynamic::from(Handle {
-        module: "alertmanager",
+        module: call.prim.module.name,
         target: Some(name),
     }))
 }
@@ -211,8 +179,26 @@ fn current_alerts(call: &mut Call, ms: &[Matcher]) -> Result<Vec<Value>, OpError
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
+pub const ALERTS: Primitive = Primitive::read("alerts", alerts)
+    .params(&[opt("matchers", MATCHERS)])
+    .returns(Ty::Rows(&[
+        field("name", Ty::Str).doc("the alertname label"),
+        field("state", Ty::Str).doc("active, suppressed (silenced or inhibited) or unprocessed"),
+        field("starts_at", Ty::Str).doc("RFC 3339"),
+        field("ends_at", Ty::Str).doc("RFC 3339"),
+        field("labels", Ty::Map),
+        field("annotations", Ty::Map),
+        field("silenced_by", Ty::List(&Ty::Str)).doc("ids of the silences that silence it"),
+        field("inhibited_by", Ty::List(&Ty::Str)).doc("fingerprints of the alerts that inhibit it"),
+        field("receivers", Ty::List(&Ty::Str)).doc("names of the receivers it is routed to"),
+        field("fingerprint", Ty::Str),
+    ]))
+    .doc("Alerts Alertmanager holds, one row per alert.\n\
+          matchers filter on the server: a map means equality (#{alertname: \"X\"}), a string is a selector \
+          (`{severity=~\"crit|page\", team!=\"db\"}`).")
+    .example(r#"let firing = alertmanager.alerts(#{severity: "critical"}).filter(|a| a.state == "active");"#);
 fn alerts(call: &mut Call) -> Result<Dynamic, OpError> {
-    let ms = matchers_arg(call, 0, false)?;
+    let ms = matchers_arg(call, false)?;
     let rows: Array = current_alerts(call, &ms)?
         .iter()
         .map(|a| {
@@ -237,17 +223,6 @@ fn alerts(call: &mut Call) -> Result<Dynamic, OpError> {
             ]))
         })
         .collect();
-    crate::output::column_order_hint(
-        &[
-            "name",
-            "state",
-            "starts_at",
-            "labels",
-            "annotations",
-            "silenced_by",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_array(rows))
 }
 
@@ -266,6 +241,22 @@ fn silence_matchers(v: &Value) -> String {
     matchers_text(&ms)
 }
 
+/// A silence's matchers as a selector, the way scripts write them.
+const SILENCE_MATCHERS: Field =
+    field("matchers", Ty::Str).doc("as a selector: {alertname=\"X\", severity=~\"crit|page\"}");
+
+pub const SILENCES: Primitive = Primitive::read("silences", silences)
+    .returns(Ty::Rows(&[
+        field("id", Ty::Str),
+        field("state", Ty::Str).doc("active, pending or expired"),
+        SILENCE_MATCHERS,
+        field("comment", Ty::Str),
+        field("created_by", Ty::Str),
+        field("starts_at", Ty::Str).doc("RFC 3339"),
+        field("ends_at", Ty::Str).doc("RFC 3339"),
+    ]))
+    .doc("Silences, one row per silence, expired ones included.")
+    .example(r#"let active = alertmanager.silences().filter(|s| s.state == "active");"#);
 fn silences(call: &mut Call) -> Result<Dynamic, OpError> {
     let v = get(call, "api/v2/silences", &[])?;
     let rows: Array = v
@@ -284,31 +275,18 @@ fn silences(call: &mut Call) -> Result<Dynamic, OpError> {
             ]))
         })
         .collect();
-    crate::output::column_order_hint(
-        &[
-            "id",
-            "state",
-            "matchers",
-            "comment",
-            "created_by",
-            "starts_at",
-            "ends_at",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_array(rows))
 }
 
 fn silence_args(call: &Call) -> Result<(Vec<Matcher>, Duration, String), OpError> {
-    let ms = matchers_arg(call, 0, true)?;
+    let ms = matchers_arg(call, true)?;
     let dur = call
-        .arg_at(1)
-        .ok_or_else(|| OpError::bad_input("a duration is required (\"2h\")"))
-        .and_then(|d| parse_duration(d).map_err(OpError::bad_input))?;
+        .opt_duration("duration")?
+        .ok_or_else(|| OpError::bad_input("a duration is required (\"2h\")"))?;
     if dur.is_zero() {
         return Err(OpError::bad_input("a silence needs a positive duration"));
     }
-    let comment = call.str_at(2)?;
+    let comment = call.str("comment")?;
     if comment.trim().is_empty() {
         return Err(OpError::bad_input("a silence needs a comment saying why")
             .with_hint("e.g. \"disk resize in progress, ticket OPS-123\""));
@@ -357,6 +335,21 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+pub const SILENCE: Primitive = Primitive::mutate("silence", plan_silence, silence)
+    .params(&[
+        req("matchers", MATCHERS),
+        req("duration", Ty::Duration),
+        req("comment", Ty::Str),
+    ])
+    .returns(Ty::Record(&[
+        field("id", Ty::Str).doc("the new silence's id"),
+        SILENCE_MATCHERS,
+        field("ends_at", Ty::Str).doc("RFC 3339"),
+        field("alerts", Ty::List(&Ty::Str)).doc("names of the current alerts it silences"),
+    ]))
+    .doc("Create a silence from now for `duration` (\"2h\").\n\
+          matchers as for alertmanager.alerts. --dry-run lists the current alerts the matchers would silence.")
+    .example(r#"let s = alertmanager.silence(#{alertname: "DiskFull", instance: "db1"}, "2h", "disk resize in progress"); print(s.id)"#);
 fn silence(call: &mut Call) -> Result<Dynamic, OpError> {
     let (ms, dur, comment) = silence_args(call)?;
     let current = current_alerts(call, &ms)?;
@@ -370,7 +363,7 @@ fn silence(call: &mut Call) -> Result<Dynamic, OpError> {
         "createdBy": format!("{user} (opsh)"),
         "comment": comment,
     });
-    let h = http(call)?;
+    let h = Http::for_call(call)?;
     let rb = h
         .request(reqwest::Method::POST, "api/v2/silences")
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -389,14 +382,16 @@ fn silence(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn silence_by_id(call: &mut Call) -> Result<(String, Value), OpError> {
-    let id = call.str_at(0)?;
+    let id = call.str("id")?;
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(OpError::bad_input(format!("{id:?} is not a silence id")));
     }
     let v = get(call, &format!("api/v2/silence/{id}"), &[]).map_err(|e| {
         if e.message.contains("404") {
-            OpError::bad_input(format!("no silence with id {id}"))
-                .with_hint("list them with alertmanager.silences()")
+            OpError::bad_input(format!("no silence with id {id}")).with_hint(format!(
+                "list them with {}.silences()",
+                call.prim.module.name
+            ))
         } else {
             e
         }
@@ -427,6 +422,16 @@ fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
+pub const EXPIRE_SILENCE: Primitive = Primitive::mutate("expire_silence", plan_expire, expire)
+    .params(&[req("id", Ty::Str)])
+    .returns(Ty::Record(&[
+        field("id", Ty::Str),
+        SILENCE_MATCHERS,
+        field("was", Ty::Str)
+            .doc("its state before: active, pending or expired (then nothing changed)"),
+    ]))
+    .doc("Expire (end now) a silence by id. Expiring an expired silence changes nothing.")
+    .example(r#"alertmanager.expire_silence("8d6c1f0e-3b7a-4d8e-9c1a-2f4b5e6d7c8b")"#);
 fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
     let (id, v) = silence_by_id(call)?;
     let was = v["status"]["state"]
@@ -434,7 +439,7 @@ fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
         .unwrap_or("unknown")
         .to_string();
     if was != "expired" {
-        let h = http(call)?;
+        let h = Http::for_call(call)?;
         let rb = h.request(reqwest::Method::DELETE, &format!("api/v2/silence/{id}"));
         call.block_on(async { h.send(rb).await?.json("Alertmanager") })?;
     }

@@ -6,7 +6,7 @@ use crate::dispatch::{Call, OpError};
 use crate::modules::prom::client::Http;
 use crate::modules::prom::exposition::{self, Parsed};
 use crate::redact::redact;
-use crate::registry::{opt, req, Class, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, opt, req, Class, ModuleDecl, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
@@ -14,23 +14,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "metrics",
     doc: "Prometheus text exposition: scrape a /metrics endpoint or parse text into typed samples.",
     target: None,
-    primitives: &[
-        Primitive::read("scrape", scrape)
-            .params(&[req("url", Ty::Str), opt("opts", Ty::Map)])
-            .returns(Ty::Rows(&[]))
-            .doc("GET a /metrics endpoint and parse it: one #{name, labels, value, type, family} per sample \
-                  (plus timestamp_ms when the line has one). type comes from `# TYPE` (a histogram's _bucket/_sum/_count \
-                  samples have type histogram and family = the histogram's name); label values are unescaped.\n\
-                  opts: bearer (token), basic ([user, password]), timeout (\"5s\"), headers (map).")
-            .example(r#"let s = metrics.scrape("http://app:9464/metrics").filter(|s| s.name == "ahsan_score");"#),
-        Primitive::read("parse", parse)
-            .params(&[req("text", Ty::Str)])
-            .returns(Ty::Rows(&[]))
-            .doc("Parse Prometheus text exposition (as metrics.scrape does) from a string.")
-            .example(r#"metrics.parse("up{job=\"api\"} 1\n")[0].value"#)
-            .class(Class::Local),
-    ],
+    primitives: &[SCRAPE, PARSE],
 };
+
+/// One sample line of the exposition.
+const SAMPLES: Ty = Ty::Rows(&[
+    field("name", Ty::Str),
+    field("labels", Ty::Map).doc("label values unescaped"),
+    field("value", Ty::Float).doc("NaN and ±Inf as floats"),
+    field("type", Ty::Str).doc(
+        "from `# TYPE`: counter, gauge, histogram, summary or untyped; \
+         a histogram's _bucket/_sum/_count samples have type histogram",
+    ),
+    field("family", Ty::Str)
+        .doc("the sample's own name, or the histogram's or summary's name for its _bucket/_sum/_count samples"),
+    field("timestamp_ms", Ty::Int).doc("() when the line has no timestamp"),
+]);
 
 fn to_rows(p: Parsed) -> Dynamic {
     let rows: Array = p
@@ -55,22 +54,44 @@ fn to_rows(p: Parsed) -> Dynamic {
             Dynamic::from_map(m)
         })
         .collect();
-    crate::output::column_order_hint(
-        &["name", "labels", "value", "type", "family"].map(String::from),
-    );
     Dynamic::from_array(rows)
 }
 
+pub const PARSE: Primitive = Primitive::read("parse", parse)
+    .params(&[req("text", Ty::Str)])
+    .returns(SAMPLES)
+    .doc("Parse Prometheus text exposition (as metrics.scrape does) from a string.")
+    .example(r#"metrics.parse("up{job=\"api\"} 1\n")[0].value"#)
+    .class(Class::Local);
 fn parse(call: &mut Call) -> Result<Dynamic, OpError> {
-    let text = call.str_at(0)?;
+    let text = call.str("text")?;
     let p = exposition::parse(&text)
         .map_err(|e| OpError::bad_input("not Prometheus text exposition").with_cause(e))?;
     Ok(to_rows(p))
 }
 
+pub const SCRAPE: Primitive = Primitive::read("scrape", scrape)
+    .params(&[
+        req("url", Ty::Str),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("bearer", Ty::Str).doc("a bearer token"),
+                field("basic", Ty::List(&Ty::Str)).doc("basic auth: [user, password]"),
+                field("timeout", Ty::Duration),
+                field("headers", Ty::Map).doc("extra request headers"),
+                field("query", Ty::Map).doc("query parameters added to the URL"),
+            ]),
+        ),
+    ])
+    .returns(SAMPLES)
+    .doc("GET a /metrics endpoint and parse it: one row per sample.")
+    .example(
+        r#"let s = metrics.scrape("http://app:9464/metrics").filter(|s| s.name == "ahsan_score");"#,
+    );
 fn scrape(call: &mut Call) -> Result<Dynamic, OpError> {
-    let url = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let url = call.str("url")?;
+    let opts = call.opts("opts")?;
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(OpError::bad_input(format!(
             "{} is not an http(s) URL",

@@ -4,7 +4,7 @@
 
 use crate::dispatch::{Call, OpError, Plan};
 use crate::redact::{redact, register_secret};
-use crate::registry::{req, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, req, ModuleDecl, Primitive, Ty};
 use crate::value::{map_of, to_json};
 use rhai::Dynamic;
 use std::time::Instant;
@@ -13,23 +13,18 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "notify",
     doc: "Notifications: Slack incoming webhooks and generic JSON webhooks. `--notify` uses them at the end of a run.",
     target: None,
-    primitives: &[
-        Primitive::mutate("slack", plan_slack, slack)
-            .params(&[req("webhook", Ty::Str), req("message", Ty::Str)])
-            .returns(Ty::Map)
-            .doc("Post `message` to a Slack incoming webhook (`{\"text\": message}`). Returns #{status, ms}.\n\
-                  A non-2xx reply is an error carrying Slack's answer. The webhook URL is masked in output and the audit log.")
-            .example(r#"notify.slack(env("SLACK_WEBHOOK_URL"), "backup finished")"#),
-        Primitive::mutate("webhook", plan_webhook, webhook)
-            .params(&[req("url", Ty::Str), req("payload", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str]))])
-            .returns(Ty::Map)
-            .doc("POST `payload` to a URL: a map or array as JSON, a string as text. Returns #{status, ms}; a non-2xx reply is an error.")
-            .example(r#"notify.webhook("https://hooks.example.com/opsh", #{event: "failover", cluster: "main"})"#),
-    ],
+    primitives: &[SLACK, WEBHOOK],
 };
 
-fn url_arg(call: &Call) -> Result<String, OpError> {
-    let url = call.str_at(0)?;
+/// What a post returns.
+const POSTED: Ty = Ty::Record(&[
+    field("status", Ty::Int).doc("the HTTP status of the reply"),
+    field("ms", Ty::Int).doc("how long the post took"),
+]);
+
+/// The URL argument `param`, checked and registered as a secret.
+fn url_arg(call: &Call, param: &str) -> Result<String, OpError> {
+    let url = call.str(param)?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(
             OpError::bad_input(format!("{} is not an http(s) URL", redact(&url)))
@@ -56,8 +51,8 @@ fn host_of(url: &str) -> String {
 }
 
 fn plan_slack(call: &mut Call) -> Result<Plan, OpError> {
-    let url = url_arg(call)?;
-    let msg = call.str_at(1)?;
+    let url = url_arg(call, "webhook")?;
+    let msg = call.str("message")?;
     Ok(Plan {
         summary: format!(
             "would post a {}-character message to the Slack webhook on {}",
@@ -68,24 +63,38 @@ fn plan_slack(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
+pub const SLACK: Primitive = Primitive::mutate("slack", plan_slack, slack)
+    .params(&[req("webhook", Ty::Str), req("message", Ty::Str)])
+    .returns(POSTED)
+    .doc("Post `message` to a Slack incoming webhook (`{\"text\": message}`).\n\
+          A non-2xx reply is an error carrying Slack's answer. The webhook URL is masked in output and the audit log.")
+    .example(r#"notify.slack(env("SLACK_WEBHOOK_URL"), "backup finished")"#);
+fn slack(call: &mut Call) -> Result<Dynamic, OpError> {
+    let url = url_arg(call, "webhook")?;
+    let msg = call.str("message")?;
+    let body = serde_json::json!({ "text": msg }).to_string();
+    post(call, &url, body.into_bytes(), "application/json")
+}
+
 fn plan_webhook(call: &mut Call) -> Result<Plan, OpError> {
-    let url = url_arg(call)?;
+    let url = url_arg(call, "url")?;
     Ok(Plan {
         summary: format!("would POST the payload to the webhook on {}", host_of(&url)),
         details: map_of([]),
     })
 }
 
-fn slack(call: &mut Call) -> Result<Dynamic, OpError> {
-    let url = url_arg(call)?;
-    let msg = call.str_at(1)?;
-    let body = serde_json::json!({ "text": msg }).to_string();
-    post(call, &url, body.into_bytes(), "application/json")
-}
-
+pub const WEBHOOK: Primitive = Primitive::mutate("webhook", plan_webhook, webhook)
+    .params(&[
+        req("url", Ty::Str),
+        req("payload", Ty::OneOf(&[Ty::Map, Ty::Array, Ty::Str])),
+    ])
+    .returns(POSTED)
+    .doc("POST `payload` to a URL: a map or array as JSON, a string as text. A non-2xx reply is an error.")
+    .example(r#"notify.webhook("https://hooks.example.com/opsh", #{event: "failover", cluster: "main"})"#);
 fn webhook(call: &mut Call) -> Result<Dynamic, OpError> {
-    let url = url_arg(call)?;
-    let (body, ctype) = match call.arg_at(1) {
+    let url = url_arg(call, "url")?;
+    let (body, ctype) = match call.value("payload")? {
         Some(d) if d.is_string() => (d.to_string().into_bytes(), "text/plain; charset=utf-8"),
         Some(d) => (
             serde_json::to_vec(&to_json(d)).unwrap_or_default(),

@@ -5,7 +5,7 @@ use crate::config::Kind;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::modules::prom::client::Http;
 use crate::modules::prom::exposition::{format_sample, valid_label_name, valid_metric_name};
-use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of};
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
@@ -14,44 +14,26 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "pushgateway",
     doc: "Prometheus Pushgateway: publish a run's metrics. Targets come from [pushgateway.NAME] in the config or PUSHGATEWAY_URL.",
     target: Some(Kind::Pushgateway),
-    primitives: &[
-        Primitive::handle("connect", connect, false)
-            .params(&[req("target", Ty::Str)])
-            .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `pushgateway`.")
-            .example(r#"let gw = pushgateway.connect("ops"); gw.groups().len()"#),
-        Primitive::mutate("push", plan_push, push)
-            .params(&[req("job", Ty::Str), req("metrics", Ty::Map), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("Push metrics for `job`: a map of name -> number (a gauge), or name -> #{value, type, help, labels}.\n\
-                  opts: grouping (map of extra grouping labels, e.g. #{instance: \"db1\"}), merge (true: replace only these \
-                  metric names in the group, POST; default false: replace the whole group, PUT). Returns #{job, grouping, pushed}. \
-                  --dry-run shows what the group holds now and what would be replaced.")
-            .example(r#"pushgateway.push("daily_check", #{daily_check_failed: 0, daily_check_duration_seconds: 4.2, daily_check_last_success_timestamp_seconds: now()}, #{grouping: #{env: "prod"}})"#),
-        Primitive::read("groups", groups)
-            .returns(Ty::Rows(&[]))
-            .doc("Groups the Pushgateway holds: #{labels, metrics (names), last_push (unix seconds)}.")
-            .example(r#"for g in pushgateway.groups() { print(`${g.labels.job}: ${g.metrics.len()} metrics`) }"#),
-    ],
+    primitives: &[CONNECT, PUSH, GROUPS],
 };
 
-fn http(call: &mut Call) -> Result<Http, OpError> {
-    let t = call.target()?;
-    Http::new(call, &t)
-}
-
+pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
+    .params(&[req("target", Ty::Str)])
+    .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `pushgateway`.")
+    .example(r#"let gw = pushgateway.connect("ops"); gw.groups().len()"#);
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+    let name = call.str("target")?;
     let t = call.session.resolve(Kind::Pushgateway, Some(&name))?;
     call.set_target(t);
     fetch_groups(call)?;
     Ok(Dynamic::from(crate::engine::Handle {
-        module: "pushgateway",
+        module: call.prim.module.name,
         target: Some(name),
     }))
 }
 
 fn fetch_groups(call: &mut Call) -> Result<Vec<Value>, OpError> {
-    let h = http(call)?;
+    let h = Http::for_call(call)?;
     let rb = h.request(reqwest::Method::GET, "api/v1/metrics");
     let v = call.block_on(async { h.send(rb).await?.json("Pushgateway") })?;
     Ok(v["data"].as_array().cloned().unwrap_or_default())
@@ -91,6 +73,16 @@ fn group_info(g: &Value) -> (Map, Vec<String>, Option<f64>) {
     (labels, metrics, last_push)
 }
 
+pub const GROUPS: Primitive = Primitive::read("groups", groups)
+    .returns(Ty::Rows(&[
+        field("labels", Ty::Map).doc("the group's grouping labels, job included"),
+        field("metrics", Ty::List(&Ty::Str)).doc("names of the metrics pushed to it"),
+        field("last_push", Ty::Float).doc("unix seconds; () when the Pushgateway does not say"),
+    ]))
+    .doc("Groups the Pushgateway holds, one row per group.")
+    .example(
+        r#"for g in pushgateway.groups() { print(`${g.labels.job}: ${g.metrics.len()} metrics`) }"#,
+    );
 fn groups(call: &mut Call) -> Result<Dynamic, OpError> {
     let rows: Array = fetch_groups(call)?
         .iter()
@@ -109,7 +101,6 @@ fn groups(call: &mut Call) -> Result<Dynamic, OpError> {
             ]))
         })
         .collect();
-    crate::output::column_order_hint(&["labels", "metrics", "last_push"].map(String::from));
     Ok(Dynamic::from_array(rows))
 }
 
@@ -150,39 +141,25 @@ fn number(d: &Dynamic, name: &str) -> Result<f64, OpError> {
 }
 
 fn push_args(call: &Call) -> Result<PushReq, OpError> {
-    let job = call.str_at(0)?;
+    let job = call.str("job")?;
     if job.is_empty() {
         return Err(OpError::bad_input("job must not be empty"));
     }
-    let metrics = match call.arg_at(1) {
-        Some(d) if d.is_map() => d.clone().cast::<Map>(),
-        _ => {
-            return Err(
-                OpError::bad_input("metrics must be a map of name -> number")
-                    .with_hint("e.g. #{backup_duration_seconds: 42.0, backup_ok: 1}"),
-            )
-        }
-    };
+    // Metric names are data: read as a map like any options map.
+    let metrics = call.opts("metrics")?;
     if metrics.is_empty() {
-        return Err(OpError::bad_input("no metrics to push"));
+        return Err(OpError::bad_input("no metrics to push")
+            .with_hint("e.g. #{backup_duration_seconds: 42.0, backup_ok: 1}"));
     }
-    let opts = call.opts_at(2)?;
-    let grouping = match opts.get("grouping") {
-        Some(g) => label_pairs(
-            &g.clone()
-                .try_cast::<Map>()
-                .ok_or_else(|| OpError::bad_input("opts.grouping must be a map"))?,
-            "grouping",
-        )?,
+    let opts = call.opts("opts")?;
+    let grouping = match opts.map("grouping")? {
+        Some(g) => label_pairs(&g, "grouping")?,
         None => Vec::new(),
     };
-    let merge = opts
-        .get("merge")
-        .and_then(|d| d.as_bool().ok())
-        .unwrap_or(false);
+    let merge = opts.bool("merge")?;
     let mut body = String::new();
     let mut names = Vec::new();
-    for (name, spec) in &metrics {
+    for (name, spec) in metrics.iter() {
         if !valid_metric_name(name) {
             return Err(OpError::bad_input(format!("invalid metric name {name:?}"))
                 .with_hint("names match [a-zA-Z_:][a-zA-Z0-9_:]*"));
@@ -338,9 +315,34 @@ fn plan_push(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
+pub const PUSH: Primitive = Primitive::mutate("push", plan_push, push)
+    .params(&[
+        req("job", Ty::Str),
+        req("metrics", Ty::Map),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("grouping", Ty::Map)
+                    .doc("extra grouping labels besides job, e.g. #{instance: \"db1\"}"),
+                field("merge", Ty::Bool).doc(
+                    "true: replace only these metric names in the group (POST); \
+                     default false: replace the whole group (PUT)",
+                ),
+            ]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("job", Ty::Str),
+        field("grouping", Ty::Map).doc("the extra grouping labels"),
+        field("pushed", Ty::Int).doc("how many metrics were pushed"),
+    ]))
+    .doc("Push metrics for `job`: a map of name -> number (a gauge; a bool is 1 or 0), \
+          or name -> #{value, type (gauge, counter or untyped), help, labels}.\n\
+          --dry-run shows what the group holds now and what would be replaced.")
+    .example(r#"pushgateway.push("daily_check", #{daily_check_failed: 0, daily_check_duration_seconds: 4.2, daily_check_last_success_timestamp_seconds: now()}, #{grouping: #{env: "prod"}})"#);
 fn push(call: &mut Call) -> Result<Dynamic, OpError> {
     let p = push_args(call)?;
-    let h = http(call)?;
+    let h = Http::for_call(call)?;
     let method = if p.merge {
         reqwest::Method::POST
     } else {

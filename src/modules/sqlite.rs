@@ -3,7 +3,7 @@
 //! live database or a backup, and queries for reports.
 
 use crate::dispatch::{Call, OpError};
-use crate::registry::{opt, req, ModuleDecl, Primitive, Ty};
+use crate::registry::{field, opt, req, ModuleDecl, Primitive, Ty};
 use crate::value::{from_json, map_of};
 use rhai::Dynamic;
 
@@ -11,20 +11,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "sqlite",
     doc: "SQLite database files, opened read-only (needs the sqlite3 shell on PATH).",
     target: None,
-    primitives: &[
-        Primitive::read("query", query)
-            .params(&[req("path", Ty::Str), req("sql", Ty::Str)])
-            .returns(Ty::Rows(&[]))
-            .doc("Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
-                  The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.")
-            .example(r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#),
-        Primitive::read("integrity_check", integrity_check)
-            .params(&[req("path", Ty::Str), opt("opts", Ty::Map)])
-            .returns(Ty::Map)
-            .doc("PRAGMA integrity_check (or quick_check) on a database file: #{path, ok, problems, journal_mode, bytes}.\n\
-                  `problems` lists what SQLite reported (empty when ok). opts: quick (true for quick_check: faster, skips index content checks).")
-            .example(r#"let r = sqlite.integrity_check("/backups/app.db.backup"); if !r.ok { show(r.problems) }"#),
-    ],
+    primitives: &[QUERY, INTEGRITY_CHECK],
 };
 
 fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>, OpError> {
@@ -70,20 +57,36 @@ fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>,
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
+pub const QUERY: Primitive = Primitive::read("query", query)
+    .params(&[req("path", Ty::Str), req("sql", Ty::Str)])
+    .returns(Ty::List(&Ty::Map))
+    .doc("Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
+          The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.")
+    .example(r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#);
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_at(0)?;
-    let sql = call.str_at(1)?;
+    let path = call.str("path")?;
+    let sql = call.str("sql")?;
     let rows = sqlite3(call, &path, &sql)?;
     Ok(Dynamic::from_array(rows.iter().map(from_json).collect()))
 }
 
+pub const INTEGRITY_CHECK: Primitive = Primitive::read("integrity_check", integrity_check)
+    .params(&[
+        req("path", Ty::Str),
+        opt("opts", Ty::Record(&[field("quick", Ty::Bool).doc("run quick_check: faster, skips index content checks; default false")])),
+    ])
+    .returns(Ty::Record(&[
+        field("path", Ty::Str),
+        field("ok", Ty::Bool).doc("SQLite reported nothing wrong"),
+        field("problems", Ty::List(&Ty::Str)).doc("what SQLite reported, one line each; empty when ok"),
+        field("journal_mode", Ty::Str).doc("wal, delete, ...; () when SQLite did not say"),
+        field("bytes", Ty::Int).doc("size of the database file (without its -wal file)"),
+    ]))
+    .doc("PRAGMA integrity_check (or quick_check) on a database file.")
+    .example(r#"let r = sqlite.integrity_check("/backups/app.db.backup"); if !r.ok { show(r.problems) }"#);
 fn integrity_check(call: &mut Call) -> Result<Dynamic, OpError> {
-    let path = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
-    let quick = opts
-        .get("quick")
-        .and_then(|d| d.as_bool().ok())
-        .unwrap_or(false);
+    let path = call.str("path")?;
+    let quick = call.opts("opts")?.bool("quick")?;
     let pragma = if quick {
         "quick_check"
     } else {

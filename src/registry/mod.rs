@@ -158,7 +158,11 @@ pub fn value_modules() -> impl Iterator<Item = &'static ModuleDecl> {
 /// show `age` first). The first declaration that covers every column wins.
 pub fn column_order(columns: &[String]) -> Option<Vec<String>> {
     all()
-        .filter_map(|p| match p.returns {
+        .flat_map(|p| match p.returns {
+            Ty::OneOf(ts) => ts.to_vec(),
+            t => vec![t],
+        })
+        .filter_map(|t| match t {
             Ty::Rows(f) => Some(f),
             _ => None,
         })

@@ -39,6 +39,10 @@ pub enum Ty {
     Record(&'static [Field]),
     /// An array of records with these fields: a table.
     Rows(&'static [Field]),
+    /// A result map with these documented fields and possibly others that
+    /// depend on the server (CLIENT LIST's fields across Redis versions).
+    /// As an argument it accepts any map.
+    Fields(&'static [Field]),
     /// Any one of these.
     OneOf(&'static [Ty]),
 }
@@ -90,7 +94,7 @@ impl Ty {
     /// The fields of a record, or of each row of a table.
     pub fn fields(&self) -> Option<&'static [Field]> {
         match self {
-            Ty::Record(f) | Ty::Rows(f) => Some(f),
+            Ty::Record(f) | Ty::Rows(f) | Ty::Fields(f) => Some(f),
             _ => None,
         }
     }
@@ -111,7 +115,7 @@ impl Ty {
             Ty::Handle => "handle".into(),
             Ty::Array => "array".into(),
             Ty::List(t) => format!("array of {}", plural(t)),
-            Ty::Map | Ty::Record(_) => "map".into(),
+            Ty::Map | Ty::Record(_) | Ty::Fields(_) => "map".into(),
             Ty::Rows(_) => "array of maps".into(),
             Ty::OneOf(ts) => ts.iter().map(Ty::name).collect::<Vec<_>>().join("|"),
         }
@@ -125,9 +129,25 @@ impl Ty {
             Ty::Float => "a number".into(),
             Ty::Bool => "true or false".into(),
             Ty::Fn => "a function (|x| ...)".into(),
-            Ty::Record(_) | Ty::Map => "a map like #{key: value}".into(),
+            Ty::Record(_) | Ty::Map | Ty::Fields(_) => "a map like #{key: value}".into(),
             Ty::Array | Ty::List(_) | Ty::Rows(_) => "an array".into(),
-            Ty::OneOf(ts) => ts.iter().map(Ty::expected).collect::<Vec<_>>().join(" or "),
+            Ty::OneOf(ts) => {
+                // An int is a number: "a string or a number", not "... or
+                // an int or a number".
+                let has_float = ts.iter().any(|t| matches!(t, Ty::Float));
+                let mut names: Vec<String> = ts
+                    .iter()
+                    .filter(|t| !(has_float && matches!(t, Ty::Int)))
+                    .map(Ty::expected)
+                    .collect();
+                names.dedup();
+                match names.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => names.concat(),
+                }
+            }
             other => {
                 let n = other.name();
                 let article = if n.starts_with(['a', 'e', 'i', 'o', 'u']) {
@@ -188,7 +208,7 @@ impl Ty {
                 }
                 true
             }
-            Ty::Map => v.is_map(),
+            Ty::Map | Ty::Fields(_) => v.is_map(),
             Ty::Record(fields) => {
                 let Some(m) = v.read_lock::<Map>() else {
                     return Err(self.mismatch(v, what));
@@ -218,7 +238,7 @@ impl Ty {
     /// INFO section, a Kubernetes object, a query's rows).
     pub fn is_open(&self) -> bool {
         match self {
-            Ty::Any | Ty::Map => true,
+            Ty::Any | Ty::Map | Ty::Fields(_) => true,
             Ty::List(t) => t.is_open(),
             Ty::Record(f) | Ty::Rows(f) => f.iter().any(|f| f.ty.is_open()),
             Ty::OneOf(ts) => ts.iter().any(Ty::is_open),
@@ -245,6 +265,7 @@ impl Ty {
                     .map(|f| (f.name.into(), f.ty.sample()))
                     .collect(),
             ),
+            Ty::Fields(fields) => Ty::Record(fields).sample(),
             Ty::Rows(fields) => Dynamic::from_array(vec![Ty::Record(fields).sample()]),
             // The first alternative that is a value, not (), so field reads
             // are checked.
@@ -270,7 +291,7 @@ impl Ty {
             Ty::Fn => v.is::<rhai::FnPtr>(),
             Ty::Handle => v.is::<crate::engine::Handle>(),
             Ty::Array | Ty::List(_) | Ty::Rows(_) => v.is_array(),
-            Ty::Map | Ty::Record(_) => v.is_map(),
+            Ty::Map | Ty::Record(_) | Ty::Fields(_) => v.is_map(),
             Ty::OneOf(ts) => ts.iter().any(|t| t.same_shape(v)),
         }
     }
@@ -287,8 +308,10 @@ impl Ty {
 
 fn plural(t: &Ty) -> String {
     match t {
-        Ty::Record(_) | Ty::Map => "maps".into(),
+        Ty::Record(_) | Ty::Map | Ty::Fields(_) => "maps".into(),
         Ty::Any => "values".into(),
+        Ty::List(t) => format!("arrays of {}", plural(t)),
+        Ty::Rows(_) => "arrays of maps".into(),
         other => format!("{}s", other.name()),
     }
 }

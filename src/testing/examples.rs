@@ -13,6 +13,7 @@ use crate::engine::{self, Sources};
 use crate::output::{ColorChoice, Format, Output};
 use crate::registry::{self, Prim};
 use crate::session::{Options, Session};
+use crate::testing::hooks::Stub;
 use rhai::EvalAltResult;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,14 @@ fn session() -> Arc<Session> {
 /// Runs one example; Err says why it is broken.
 fn run(session: &Arc<Session>, p: Prim) -> Result<(), String> {
     session.hooks.reset();
+    // Examples read their secrets from the environment, as scripts should
+    // (`notify.slack(env("SLACK_WEBHOOK_URL"), ..)`); this one has none set.
+    session.hooks.stub(
+        "env".into(),
+        Stub::Value(rhai::Dynamic::from(
+            "https://example.invalid/from-the-environment",
+        )),
+    );
     let sources = Arc::new(Sources::default());
     let mut engine = engine::build(session.clone(), sources, PathBuf::from("."));
     // Where the result's keys are data (INFO, a Kubernetes object), the

@@ -154,3 +154,27 @@ fn a_misspelt_method_is_matched_within_its_module() {
         .assert_stderr_contains("pg.query")
         .assert_stderr_contains("prom.query");
 }
+
+/// Arguments are checked against the declaration before the primitive runs,
+/// the same way for every module: no server is needed to find the mistake,
+/// and nothing is contacted when there is one.
+#[test]
+fn bad_arguments_are_refused_by_the_declaration_before_any_call() {
+    let env = Env::new();
+    env.script("pg.activity(#{older_thn: \"1m\"})")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("unknown option `older_thn`")
+        .assert_stderr_contains("did you mean `older_than`?")
+        .assert_stderr_contains("script.rhai:1:");
+    env.script("pg.terminate(#{max: \"3\"})")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("option `max` must be an int, got string (\"3\")");
+    env.script("pg.activity(#{older_than: \"5 parsecs\"})")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("option `older_than`: invalid duration");
+    // A mutation refused this way was never attempted: no audit record.
+    assert!(env.audit().is_empty(), "{:?}", env.audit());
+}

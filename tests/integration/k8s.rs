@@ -731,3 +731,33 @@ fn declared_name_lists_run_against_the_cluster() {
         );
     }
 }
+
+/// Issue 14: a `current` given as a string used to be ignored, so the
+/// scale went ahead without its safety precondition. The declaration says
+/// `current` is an int: a string, or a misspelt key, is refused before
+/// anything is read or written.
+#[test]
+fn a_mistyped_scale_option_is_refused_before_anything_changes() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    env.script(r#"k8s.scale("api", 3, #{current: "3"})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(r#"option `current` must be an int, got string ("3")"#);
+    // Had the precondition been skipped again, this would scale to 5.
+    env.script(r#"k8s.scale("api", 5, #{current: "2"})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("option `current` must be an int");
+    assert_eq!(k.replicas("api"), 3);
+    env.script(r#"k8s.scale("api", 5, #{curent: 3})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("unknown option `curent`")
+        .assert_stderr_contains("did you mean `current`?");
+    assert_eq!(k.replicas("api"), 3);
+}

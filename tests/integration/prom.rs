@@ -336,6 +336,39 @@ fn proxy_pages_and_hangs_are_reported_as_such() {
 }
 
 #[test]
+fn bad_options_are_refused_before_any_request() {
+    let env = Env::new();
+    // Nothing listens on port 9: an error about the options, not about the
+    // connection, shows they were checked first.
+    let closed = [
+        ("PROMETHEUS_URL", "http://127.0.0.1:9"),
+        ("PUSHGATEWAY_URL", "http://127.0.0.1:9"),
+    ];
+    let r = env.run(r#"prom.query("up", #{timout: "5s"})"#, &[], &closed);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("prom.query failed: unknown option `timout`"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("did you mean `timeout`?"), "{}", r.stderr);
+    let r = env.run(
+        r#"pushgateway.push("j", #{x: 1}, #{merge: "yes"})"#,
+        &[],
+        &closed,
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("option `merge` must be true or false, got string (\"yes\")"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("cannot connect"), "{}", r.stderr);
+}
+
+#[test]
 fn bearer_token_from_the_config_is_sent_and_redacted() {
     let env = Env::new();
     // Records the request it gets and answers like Prometheus.

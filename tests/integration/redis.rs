@@ -430,3 +430,45 @@ fn cluster_ping_and_info_fan_out_over_every_node() {
         .assert_code(2)
         .assert_stderr_contains("needs one node");
 }
+
+#[test]
+fn a_mistyped_option_is_refused_before_anything_changes() {
+    let sb = sandbox(&[Redis]);
+    let base = sb.redis_url();
+    let db2 = base.replace("/0", "/2");
+    redis_cmd(&base, &["SET", "cache:1", "x"]);
+    redis_cmd(&db2, &["SET", "b", "1"]);
+    let env = Env::new();
+    // Unchecked, the wrong key would leave `max` at its default and delete.
+    env.script(r#"redis.del_matching("cache:*", #{limit: 0})"#)
+        .redis(&base)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("redis.del_matching failed: unknown option `limit`")
+        .assert_stderr_contains("known options: max");
+    assert_eq!(redis_int(&base, &["EXISTS", "cache:1"]), 1);
+    env.script(r#"redis.flushdb(#{db: "2"})"#)
+        .redis(&base)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("option `db` must be an int, got string (\"2\")");
+    assert_eq!(redis_int(&db2, &["DBSIZE"]), 1);
+}
+
+/// The worked example of docs/architecture.md: a primitive added as one
+/// declaration beside its function.
+#[test]
+fn dbsize_counts_the_keys_of_the_target_or_another_db() {
+    let sb = sandbox(&[Redis]);
+    let base = sb.redis_url();
+    let db3 = base.replace("/0", "/3");
+    redis_cmd(&base, &["SET", "a", "1"]);
+    redis_cmd(&base, &["SET", "b", "1"]);
+    redis_cmd(&db3, &["SET", "c", "1"]);
+    Env::new()
+        .script("let n = redis.dbsize(); let o = redis.dbsize(#{db: 3}); print(`${n.keys} ${n.db} ${o.keys} ${o.db}`);")
+        .redis(&base)
+        .run()
+        .assert_code(0)
+        .assert_stdout("2  1 3\n");
+}

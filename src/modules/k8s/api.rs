@@ -288,12 +288,6 @@ pub fn plan(summary: String, details: Map) -> Plan {
     Plan { summary, details }
 }
 
-pub fn int_arg(call: &Call, i: usize, what: &str) -> Result<i64, OpError> {
-    call.arg_at(i)
-        .and_then(|v| v.as_int().ok())
-        .ok_or_else(|| OpError::bad_input(format!("argument `{what}` must be an int")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,11 @@
 //! Server-side apply of a YAML or JSON manifest as field manager `opsh`,
 //! never forced: a conflict names the fields and the manager owning them.
 
-use super::api::*;
+// `req` below is a declared parameter; a request to the API server is `api::req`.
+use super::api::{self, *};
 use super::client::{connect, Kube};
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
@@ -11,24 +13,25 @@ use serde_json::Value;
 // ---- server-side apply ----
 
 fn apply_docs(call: &mut Call) -> Result<(Kube, String, Vec<Value>), OpError> {
-    let text = call.str_at(0)?;
+    let text = call.str("manifest")?;
+    let me = call.prim.full_name();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
-        OpError::bad_input("k8s.apply: the manifest is not valid YAML").with_cause(e)
+        OpError::bad_input(format!("{me}: the manifest is not valid YAML")).with_cause(e)
     })?;
     let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     if docs.is_empty() {
-        return Err(OpError::bad_input(
-            "k8s.apply: the manifest holds no objects",
-        ));
+        return Err(OpError::bad_input(format!(
+            "{me}: the manifest holds no objects"
+        )));
     }
     for d in &docs {
         if s(d, "apiVersion").is_empty()
             || s(d, "kind").is_empty()
             || s(d, "metadata.name").is_empty()
         {
-            return Err(OpError::bad_input(
-                "k8s.apply: every object needs apiVersion, kind and metadata.name",
-            ));
+            return Err(OpError::bad_input(format!(
+                "{me}: every object needs apiVersion, kind and metadata.name"
+            )));
         }
     }
     let (k, t) = connect(call)?;
@@ -56,7 +59,7 @@ fn apply_one(call: &Call, k: &Kube, key: &str, doc: &Value, dry: bool) -> Result
         "{path}?fieldManager={MANAGER}&force=false{}",
         if dry { "&dryRun=All" } else { "" }
     );
-    let after = req(
+    let after = api::req(
         call,
         k,
         &format!("apply {} {name}", r.kind),
@@ -80,7 +83,7 @@ fn apply_one(call: &Call, k: &Kube, key: &str, doc: &Value, dry: bool) -> Result
     ]))
 }
 
-pub fn plan_apply(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_apply(call: &mut Call) -> Result<Plan, OpError> {
     let (k, key, docs) = apply_docs(call)?;
     let mut rows = Array::new();
     let mut parts = Vec::new();
@@ -103,17 +106,22 @@ pub fn plan_apply(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn apply(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const APPLY: Primitive = Primitive::mutate("apply", plan_apply, apply)
+    .params(&[req("manifest", Ty::Str)])
+    .returns(Ty::Rows(&[
+        field("kind", Ty::Str),
+        field("name", Ty::Str),
+        field("namespace", Ty::Str),
+        field("action", Ty::Str).doc("\"created\", \"configured\" or \"unchanged\""),
+    ]))
+    .doc("Server-side apply of a YAML (or JSON) manifest, one or more documents, as field manager `opsh`; one row per object.\n\
+          Never forced: a field another manager owns is a conflict, reported with the fields and their manager.")
+    .example(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  checkout: \"on\"\n")"#);
+fn apply(call: &mut Call) -> Result<Dynamic, OpError> {
     let (k, key, docs) = apply_docs(call)?;
     let mut rows = Array::new();
     for d in &docs {
         rows.push(Dynamic::from_map(apply_one(call, &k, &key, d, false)?));
     }
-    crate::output::column_order_hint(&[
-        "kind".into(),
-        "name".into(),
-        "namespace".into(),
-        "action".into(),
-    ]);
     Ok(rows.into())
 }

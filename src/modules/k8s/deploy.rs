@@ -3,31 +3,35 @@
 //! the change with `dryRun=All`; each write carries the resourceVersion it
 //! read, so a concurrent change is a 409, never overwritten.
 
-use super::api::*;
+// `req` below is a declared parameter; a request to the API server is `api::req`.
+use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, owned_replicasets, revision};
-use crate::dispatch::{Call, OpError, Plan};
+use super::rollout::ROLLOUT_TIMEOUT;
+use super::DEPLOYMENT_NAMES;
+use crate::dispatch::{Call, OpError, Opts, Plan};
+use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Dynamic, Map};
 use serde_json::{json, Value};
 
 // ---- scale ----
 
-fn scale_args(call: &mut Call) -> Result<(String, i64, Map, Kube), OpError> {
-    let name = call.str_at(0)?;
-    let n = int_arg(call, 1, "replicas")?;
+fn scale_args(call: &mut Call) -> Result<(String, i64, Opts, Kube), OpError> {
+    let name = call.str("deployment")?;
+    let n = call.int("replicas")?;
     if n < 0 {
         return Err(OpError::bad_input(format!(
             "replicas must be 0 or more, got {n}"
         )));
     }
-    let opts = call.opts_at(2)?;
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
     Ok((name, n, opts, k))
 }
 
-fn check_current(opts: &Map, have: i64, name: &str) -> Result<(), OpError> {
-    if let Some(want) = opts.get("current").and_then(|v| v.as_int().ok()) {
+fn check_current(opts: &Opts, have: i64, name: &str) -> Result<(), OpError> {
+    if let Some(want) = opts.int("current")? {
         if want != have {
             return Err(OpError::failed(format!("precondition failed: deployment {name} has {have} replicas, not the {want} expected"))
                 .with_hint("someone else scaled it; read k8s.deployments() and decide again"));
@@ -36,13 +40,13 @@ fn check_current(opts: &Map, have: i64, name: &str) -> Result<(), OpError> {
     Ok(())
 }
 
-pub fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
     let (name, n, opts, k) = scale_args(call)?;
     let path = format!("{}/scale", deploy_path(&k.namespace, &enc(&name)));
     let sc = get(call, &k, &format!("get deployment {name}"), &path)?;
     let from = i(&sc, "spec.replicas");
     check_current(&opts, from, &name)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("scale {name} (server dry run)"),
@@ -57,7 +61,32 @@ pub fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
+    .params(&[
+        req("deployment", Ty::Str).names(DEPLOYMENT_NAMES),
+        req("replicas", Ty::Int),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("current", Ty::Int).doc(
+                    "refuse unless it has exactly this many replicas now, like kubectl --current-replicas",
+                ),
+                field("wait", Ty::Bool).doc("true: return when the replicas are ready"),
+                field("timeout", Ty::Duration).doc("for wait, default \"5m\""),
+            ]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("deployment", Ty::Str),
+        field("from", Ty::Int).doc("replicas before"),
+        field("to", Ty::Int),
+        field("ready", Ty::Int).doc("ready replicas once the rollout completed; () without wait"),
+    ]))
+    .doc("Scale a deployment.\n\
+          The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.")
+    .example(r#"k8s.scale("api", 5, #{current: 3, wait: true})"#)
+    .unbounded();
+fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, n, opts, k) = scale_args(call)?;
     let path = format!("{}/scale", deploy_path(&k.namespace, &enc(&name)));
     // PUT with the resourceVersion just read, so a write never lands on a
@@ -72,7 +101,7 @@ pub fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
         let from = i(&sc, "spec.replicas");
         check_current(&opts, from, &name)?;
         sc["spec"]["replicas"] = json!(n);
-        match req(
+        match api::req(
             call,
             &k,
             &format!("scale {name}"),
@@ -93,25 +122,12 @@ pub fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
         ("from", from.into()),
         ("to", n.into()),
     ]);
-    if opts
-        .get("wait")
-        .and_then(|v| v.as_bool().ok())
-        .unwrap_or(false)
-    {
-        let timeout = timeout_opt(&opts, 300)?;
+    if opts.bool("wait")? {
+        let timeout = opts.duration("timeout")?.unwrap_or(ROLLOUT_TIMEOUT);
         let d = super::rollout::wait_rollout(call, &k, &name, timeout, false)?;
         out.insert("ready".into(), i(&d, "status.readyReplicas").into());
     }
     Ok(Dynamic::from_map(out))
-}
-
-pub fn timeout_opt(opts: &Map, default_secs: u64) -> Result<std::time::Duration, OpError> {
-    match opts.get("timeout") {
-        Some(d) => {
-            crate::value::parse_duration(d).map_err(|e| OpError::bad_input(format!("timeout: {e}")))
-        }
-        None => Ok(std::time::Duration::from_secs(default_secs)),
-    }
 }
 
 // ---- rollout restart / undo ----
@@ -122,13 +138,13 @@ fn restart_patch() -> (String, Value) {
     (ts, body)
 }
 
-pub fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
-    let name = call.str_at(0)?;
+fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
+    let name = call.str("deployment")?;
     let (k, _) = connect(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
     let d = get(call, &k, &format!("get deployment {name}"), &path)?;
     let (ts, body) = restart_patch();
-    req(
+    api::req(
         call,
         &k,
         &format!("restart {name} (server dry run)"),
@@ -143,12 +159,22 @@ pub fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const ROLLOUT_RESTART: Primitive =
+    Primitive::mutate("rollout_restart", plan_rollout_restart, rollout_restart)
+        .params(&[req("deployment", Ty::Str).names(DEPLOYMENT_NAMES)])
+        .returns(Ty::Record(&[
+            field("deployment", Ty::Str),
+            field("restarted_at", Ty::Str).doc("the restartedAt annotation set, RFC 3339"),
+            field("generation", Ty::Int).doc("the deployment's generation after the change"),
+        ]))
+        .doc("Restart a deployment's pods by a rolling update (the restartedAt annotation, as kubectl rollout restart).")
+        .example(r#"k8s.rollout_restart("api"); k8s.rollout_status("api")"#);
+fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("deployment")?;
     let (k, _) = connect(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
     let (ts, body) = restart_patch();
-    let d = req(
+    let d = api::req(
         call,
         &k,
         &format!("restart {name}"),
@@ -173,13 +199,13 @@ struct Undo {
 }
 
 fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
-    let name = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let name = call.str("deployment")?;
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let rss = owned_replicasets(call, &k, &d)?;
     let current = revision(&d);
-    let target = match opts.get("to_revision").and_then(|v| v.as_int().ok()) {
+    let target = match opts.int("to_revision")? {
         Some(r) => rss.iter().find(|x| revision(x) == r).ok_or_else(|| {
             let known: Vec<String> = rss.iter().map(|x| revision(x).to_string()).collect();
             OpError::bad_input(format!("deployment {name} has no revision {r}"))
@@ -221,9 +247,9 @@ fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
     Ok((name, k, undo))
 }
 
-pub fn plan_rollout_undo(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_rollout_undo(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, u) = undo_target(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("undo {name} (server dry run)"),
@@ -249,9 +275,29 @@ pub fn plan_rollout_undo(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn rollout_undo(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const ROLLOUT_UNDO: Primitive =
+    Primitive::mutate("rollout_undo", plan_rollout_undo, rollout_undo)
+        .params(&[
+            req("deployment", Ty::Str).names(DEPLOYMENT_NAMES),
+            opt(
+                "opts",
+                Ty::Record(&[field("to_revision", Ty::Int).doc("default: the previous revision")]),
+            ),
+        ])
+        .returns(Ty::Record(&[
+            field("deployment", Ty::Str),
+            field("from_revision", Ty::Int),
+            field("to_revision", Ty::Int),
+            field("images", Ty::Str).doc("the images it returned to, comma-separated"),
+        ]))
+        .doc(
+            "Return a deployment to its previous revision, or to the one named.\n\
+          --dry-run shows the images it returns to.",
+        )
+        .example(r#"k8s.rollout_undo("api", #{to_revision: 2})"#);
+fn rollout_undo(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, u) = undo_target(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("undo {name}"),
@@ -278,15 +324,15 @@ fn containers_of(d: &Value) -> Vec<Value> {
 }
 
 fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpError> {
-    let name = call.str_at(0)?;
-    let vars = call.opts_at(1)?;
-    let opts = call.opts_at(2)?;
+    let name = call.str("deployment")?;
+    let vars = call.opts("vars")?;
+    let opts = call.opts("opts")?;
     if vars.is_empty() {
         return Err(OpError::bad_input(
             "give the variables to set as a map, e.g. #{LOG_LEVEL: \"debug\"} (() removes one)",
         ));
     }
-    let only = opts.get("container").map(|c| c.to_string());
+    let only = opts.str("container")?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let mut patches = Vec::new();
@@ -306,7 +352,7 @@ fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpE
         let cname = s(c, "name").to_string();
         let env = c["env"].as_array().cloned().unwrap_or_default();
         let mut entries = Vec::new();
-        for (key, v) in &vars {
+        for (key, v) in vars.iter() {
             let cur = env
                 .iter()
                 .find(|e| e["name"] == key.as_str())
@@ -336,10 +382,10 @@ fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpE
     Ok((name, k, body, diff))
 }
 
-pub fn plan_set_env(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_set_env(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, body, diff) = env_change(call)?;
     if let Some(b) = &body {
-        req(
+        api::req(
             call,
             &k,
             &format!("set env on {name} (server dry run)"),
@@ -367,10 +413,26 @@ pub fn plan_set_env(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const SET_ENV: Primitive = Primitive::mutate("set_env", plan_set_env, set_env)
+    .params(&[
+        req("deployment", Ty::Str).names(DEPLOYMENT_NAMES),
+        req("vars", Ty::Map),
+        opt(
+            "opts",
+            Ty::Record(&[field("container", Ty::Str).doc("only this container; default: all")]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("deployment", Ty::Str),
+        field("changed", Ty::Map)
+            .doc("per \"CONTAINER.VAR\" changed: #{from, to}, () for a variable absent before or removed"),
+    ]))
+    .doc("Set (or with () remove) environment variables on the deployment's containers. Starts a rollout when anything changes.")
+    .example(r#"k8s.set_env("api", #{LOG_LEVEL: "debug", OLD_FLAG: ()})"#);
+fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, body, diff) = env_change(call)?;
     if let Some(b) = &body {
-        req(
+        api::req(
             call,
             &k,
             &format!("set env on {name}"),
@@ -387,9 +449,9 @@ pub fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn image_change(call: &mut Call) -> Result<(String, Kube, String, String, String), OpError> {
-    let name = call.str_at(0)?;
-    let container = call.str_at(1)?;
-    let image = call.str_at(2)?;
+    let name = call.str("deployment")?;
+    let container = call.str("container")?;
+    let image = call.str("image")?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let cs = containers_of(&d);
@@ -408,7 +470,7 @@ fn image_body(container: &str, image: &str) -> Value {
     json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})
 }
 
-pub fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, container, from, to) = image_change(call)?;
     if from == to {
         return Ok(plan(
@@ -416,7 +478,7 @@ pub fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
             map_of([("deployment", name.into())]),
         ));
     }
-    req(
+    api::req(
         call,
         &k,
         &format!("set image on {name} (server dry run)"),
@@ -440,10 +502,25 @@ pub fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const SET_IMAGE: Primitive = Primitive::mutate("set_image", plan_set_image, set_image)
+    .params(&[
+        req("deployment", Ty::Str).names(DEPLOYMENT_NAMES),
+        req("container", Ty::Str),
+        req("image", Ty::Str),
+    ])
+    .returns(Ty::Record(&[
+        field("deployment", Ty::Str),
+        field("container", Ty::Str),
+        field("from", Ty::Str).doc("the image before"),
+        field("to", Ty::Str),
+        field("changed", Ty::Bool).doc("false when it already ran that image"),
+    ]))
+    .doc("Change one container's image (a rollout). Nothing is sent when it already runs that image.")
+    .example(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#);
+fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, container, from, to) = image_change(call)?;
     if from != to {
-        req(
+        api::req(
             call,
             &k,
             &format!("set image on {name}"),

@@ -4,6 +4,7 @@
 use super::api::*;
 use super::client::connect;
 use crate::dispatch::{Call, OpError};
+use crate::registry::{opt, Primitive, Ty};
 use rhai::{Array, Dynamic};
 use serde_json::Value;
 
@@ -60,8 +61,15 @@ pub fn for_backup(mut o: Value, api_version: &str, kind: &str) -> Value {
     o
 }
 
-pub fn export(call: &mut Call) -> Result<Dynamic, OpError> {
-    let ns_arg = call.opt_str_at(0)?;
+pub const EXPORT_NS: Primitive = Primitive::read("export_ns", export)
+    .params(&[opt("namespace", Ty::Str)])
+    .returns(Ty::List(&Ty::Map))
+    .doc("Every Deployment, Service, ConfigMap, Secret, ServiceAccount, HPA, CronJob and NetworkPolicy of a namespace, ready to re-apply (status and server-set metadata removed).\n\
+          Named export_ns because `export` is a Rhai keyword. \
+          Secret values are masked (keys kept): a backup printed to a terminal must not leak them.")
+    .example(r#"let objs = k8s.export_ns("default"); print(json.stringify(objs))"#);
+fn export(call: &mut Call) -> Result<Dynamic, OpError> {
+    let ns_arg = call.opt_str("namespace")?;
     let (k, _) = connect(call)?;
     let ns = ns_arg.unwrap_or_else(|| k.namespace.clone());
     let mut out = Array::new();

@@ -3,14 +3,38 @@
 
 use super::api::*;
 use super::client::connect;
-use super::reads::{hint, list_pods};
+use super::reads::list_pods;
+use super::POD_NAMES;
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 
-pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
-    let target = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+pub const LOGS: Primitive = Primitive::read("logs", logs)
+    .params(&[
+        req("pod_or_selector", Ty::Str).names(POD_NAMES),
+        opt(
+            "opts",
+            Ty::Record(&[
+                field("container", Ty::Str).doc("which container, for a pod with several"),
+                field("tail", Ty::Int).doc("the last lines, per pod"),
+                field("since", Ty::Duration).doc("lines written within this long (\"5m\")"),
+                field("grep", Ty::Str).doc("only lines containing this substring"),
+                field("previous", Ty::Bool)
+                    .doc("the last terminated container's log, after a crash"),
+            ]),
+        ),
+    ])
+    .returns(Ty::Rows(&[
+        field("pod", Ty::Str),
+        field("line", Ty::Str),
+    ]))
+    .doc("Log lines of a pod, or of every pod matching a label selector (\"app=api\").\n\
+          With a selector, a pod that has no log to give yet (still starting, or no previous container) is skipped with a note on stderr.")
+    .example(r#"let errors = k8s.logs("app=api", #{tail: 200, grep: "ERROR"}); errors.len()"#);
+fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
+    let target = call.str("pod_or_selector")?;
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
     let by_selector = target.contains('=');
     let pods: Vec<String> = if by_selector {
@@ -29,26 +53,19 @@ pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
         vec![target]
     };
     let mut q = Vec::new();
-    if let Some(c) = opts.get("container") {
-        q.push(format!("container={}", enc(&c.to_string())));
+    if let Some(c) = opts.str("container")? {
+        q.push(format!("container={}", enc(&c)));
     }
-    if let Some(n) = opts.get("tail").and_then(|v| v.as_int().ok()) {
+    if let Some(n) = opts.int("tail")? {
         q.push(format!("tailLines={n}"));
     }
-    if let Some(d) = opts.get("since") {
-        let secs = crate::value::parse_duration(d)
-            .map_err(|e| OpError::bad_input(format!("since: {e}")))?
-            .as_secs();
-        q.push(format!("sinceSeconds={}", secs.max(1)));
+    if let Some(d) = opts.duration("since")? {
+        q.push(format!("sinceSeconds={}", d.as_secs().max(1)));
     }
-    if opts
-        .get("previous")
-        .and_then(|v| v.as_bool().ok())
-        .unwrap_or(false)
-    {
+    if opts.bool("previous")? {
         q.push("previous=true".into());
     }
-    let grep = opts.get("grep").map(|g| g.to_string());
+    let grep = opts.str("grep")?;
     let mut out = Array::new();
     for pod in pods {
         let path = format!(
@@ -63,9 +80,11 @@ pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
             // With a selector, one pod still starting (or without a previous
             // container) does not hide the others' logs.
             Err(e) if by_selector && e.code == 400 => {
-                call.session
-                    .out
-                    .note(&format!("k8s.logs: skipping {pod}: {}", e.message));
+                call.session.out.note(&format!(
+                    "{}: skipping {pod}: {}",
+                    call.prim.full_name(),
+                    e.message
+                ));
                 continue;
             }
             Err(e) => return Err(super::client::unreachable_or(&k, &what, e)),
@@ -80,7 +99,6 @@ pub fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
             ])));
         }
     }
-    hint(&["pod", "line"]);
     Ok(out.into())
 }
 
@@ -120,6 +138,13 @@ pub fn mebibytes(q: &str) -> i64 {
         .map(|v| (v / 1048576.0).round() as i64)
         .unwrap_or(0)
 }
+
+/// A row of k8s.top_pods and k8s.top_nodes.
+const USAGE: &[Field] = &[
+    field("name", Ty::Str),
+    field("cpu_m", Ty::Int).doc("CPU in millicores"),
+    field("memory_mi", Ty::Int).doc("memory in MiB"),
+];
 
 fn metrics(call: &mut Call, nodes: bool) -> Result<Dynamic, OpError> {
     let (k, _) = connect(call)?;
@@ -171,7 +196,6 @@ fn metrics(call: &mut Call, nodes: bool) -> Result<Dynamic, OpError> {
         })
         .collect();
     rows.sort_by_key(|r| -r.get("cpu_m").and_then(|v| v.as_int().ok()).unwrap_or(0));
-    hint(&["name", "cpu_m", "memory_mi"]);
     Ok(rows
         .into_iter()
         .map(Dynamic::from_map)
@@ -179,10 +203,18 @@ fn metrics(call: &mut Call, nodes: bool) -> Result<Dynamic, OpError> {
         .into())
 }
 
-pub fn top_pods(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const TOP_PODS: Primitive = Primitive::read("top_pods", top_pods)
+    .returns(Ty::Rows(USAGE))
+    .doc("CPU and memory per pod from metrics.k8s.io, busiest first. A clear error when the cluster serves no metrics API.")
+    .example("show(k8s.top_pods())");
+fn top_pods(call: &mut Call) -> Result<Dynamic, OpError> {
     metrics(call, false)
 }
 
-pub fn top_nodes(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const TOP_NODES: Primitive = Primitive::read("top_nodes", top_nodes)
+    .returns(Ty::Rows(USAGE))
+    .doc("CPU and memory per node from metrics.k8s.io, busiest first. A clear error when the cluster serves no metrics API.")
+    .example("show(k8s.top_nodes())");
+fn top_nodes(call: &mut Call) -> Result<Dynamic, OpError> {
     metrics(call, true)
 }

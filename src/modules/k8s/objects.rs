@@ -2,10 +2,13 @@
 //! bounds, a Job from a CronJob, Secret keys, a Service's selector. Plans
 //! validate with `dryRun=All`; writes carry preconditions.
 
-use super::api::*;
+// `req` below is a declared parameter; a request to the API server is `api::req`.
+use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, list_pods};
+use super::{CRONJOB_NAMES, HPA_NAMES, POD_NAMES};
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use serde_json::{json, Value};
@@ -13,8 +16,8 @@ use serde_json::{json, Value};
 // ---- delete pod ----
 
 fn pod_uid(call: &mut Call) -> Result<(String, String, Value, Kube), OpError> {
-    let name = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let name = call.str("pod")?;
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
     let pod = get(
         call,
@@ -23,8 +26,7 @@ fn pod_uid(call: &mut Call) -> Result<(String, String, Value, Kube), OpError> {
         &format!("{}/{}", core(&k.namespace, "pods"), enc(&name)),
     )?;
     let uid = opts
-        .get("uid")
-        .map(|u| u.to_string())
+        .str("uid")?
         .unwrap_or_else(|| s(&pod, "metadata.uid").to_string());
     Ok((name, uid, pod, k))
 }
@@ -33,10 +35,10 @@ fn delete_body(uid: &str) -> Value {
     json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background", "preconditions": {"uid": uid}})
 }
 
-pub fn plan_delete_pod(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_delete_pod(call: &mut Call) -> Result<Plan, OpError> {
     let (name, uid, pod, k) = pod_uid(call)?;
     let path = format!("{}/{}", core(&k.namespace, "pods"), enc(&name));
-    req(
+    api::req(
         call,
         &k,
         &format!("delete pod {name} (server dry run)"),
@@ -66,10 +68,26 @@ pub fn plan_delete_pod(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DELETE_POD: Primitive = Primitive::mutate("delete_pod", plan_delete_pod, delete_pod)
+    .params(&[
+        req("pod", Ty::Str).names(POD_NAMES),
+        opt(
+            "opts",
+            Ty::Record(&[field("uid", Ty::Str)
+                .doc("the exact pod to delete, e.g. from k8s.pods(); default: the one there now")]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("pod", Ty::Str),
+        field("uid", Ty::Str),
+        field("node", Ty::Str).doc("where it ran"),
+    ]))
+    .doc("Delete a pod with a UID precondition, so a replacement with the same name is never deleted.")
+    .example(r#"let p = k8s.pods(#{selector: "app=api"})[0]; k8s.delete_pod(p.name, #{uid: p.uid})"#);
+fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, uid, pod, k) = pod_uid(call)?;
     let path = format!("{}/{}", core(&k.namespace, "pods"), enc(&name));
-    req(
+    api::req(
         call,
         &k,
         &format!("delete pod {name}"),
@@ -88,8 +106,8 @@ pub fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- hpa ----
 
 fn hpa_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Map), OpError> {
-    let name = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
+    let name = call.str("name")?;
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
     let path = format!(
         "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers/{}",
@@ -99,14 +117,8 @@ fn hpa_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Map), OpEr
     let h = get(call, &k, &format!("get hpa {name}"), &path)?;
     let cur_min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
     let cur_max = i(&h, "spec.maxReplicas");
-    let min = opts
-        .get("min")
-        .and_then(|v| v.as_int().ok())
-        .unwrap_or(cur_min);
-    let max = opts
-        .get("max")
-        .and_then(|v| v.as_int().ok())
-        .unwrap_or(cur_max);
+    let min = opts.int("min")?.unwrap_or(cur_min);
+    let max = opts.int("max")?.unwrap_or(cur_max);
     if !opts.contains_key("min") && !opts.contains_key("max") {
         return Err(OpError::bad_input("give #{min: N} and/or #{max: N}"));
     }
@@ -126,9 +138,9 @@ fn hpa_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Map), OpEr
     Ok((name, k, Value::String(path), body, diff))
 }
 
-pub fn plan_patch_hpa(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_patch_hpa(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, path, body, diff) = hpa_change(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("patch hpa {name} (server dry run)"),
@@ -151,9 +163,28 @@ pub fn plan_patch_hpa(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const PATCH_HPA: Primitive = Primitive::mutate("patch_hpa", plan_patch_hpa, patch_hpa)
+    .params(&[
+        req("name", Ty::Str).names(HPA_NAMES),
+        req(
+            "opts",
+            Ty::Record(&[
+                field("min", Ty::Int).doc("new minReplicas; default: unchanged"),
+                field("max", Ty::Int).doc("new maxReplicas; default: unchanged"),
+            ]),
+        ),
+    ])
+    .returns(Ty::Record(&[
+        field("hpa", Ty::Str),
+        field("min", Ty::Int).doc("after the change"),
+        field("max", Ty::Int).doc("after the change"),
+        field("changed", Ty::Bool).doc("false when it already had these bounds"),
+    ]))
+    .doc("Change an HPA's bounds: min, max or both. Refuses min > max.")
+    .example(r#"k8s.patch_hpa("api", #{min: 4, max: 20})"#);
+fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, path, body, diff) = hpa_change(call)?;
-    let h = req(
+    let h = api::req(
         call,
         &k,
         &format!("patch hpa {name}"),
@@ -173,8 +204,8 @@ pub fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- job from cronjob ----
 
 fn job_from(call: &mut Call) -> Result<(String, Kube, Value), OpError> {
-    let cj_name = call.str_at(0)?;
-    let job_name = call.opt_str_at(1)?;
+    let cj_name = call.str("cronjob")?;
+    let job_name = call.opt_str("name")?;
     let (k, _) = connect(call)?;
     let cj = get(
         call,
@@ -208,9 +239,9 @@ fn job_from(call: &mut Call) -> Result<(String, Kube, Value), OpError> {
     Ok((cj_name, k, job))
 }
 
-pub fn plan_create_job_from(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_create_job_from(call: &mut Call) -> Result<Plan, OpError> {
     let (cj, k, job) = job_from(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("create job from {cj} (server dry run)"),
@@ -233,9 +264,20 @@ pub fn plan_create_job_from(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn create_job_from(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const CREATE_JOB_FROM: Primitive =
+    Primitive::mutate("create_job_from", plan_create_job_from, create_job_from)
+        .params(&[req("cronjob", Ty::Str).names(CRONJOB_NAMES), opt("name", Ty::Str)])
+        .returns(Ty::Record(&[
+            field("job", Ty::Str),
+            field("cronjob", Ty::Str),
+            field("uid", Ty::Str).doc("the Job's"),
+        ]))
+        .doc("Run a CronJob now: a Job from its template, owned by it (as kubectl create job --from=cronjob/NAME).\n\
+              The Job is named `name`, by default CRONJOB-manual-N.")
+        .example(r#"k8s.create_job_from("nightly-report")"#);
+fn create_job_from(call: &mut Call) -> Result<Dynamic, OpError> {
     let (cj, k, job) = job_from(call)?;
-    let j = req(
+    let j = api::req(
         call,
         &k,
         &format!("create job from {cj}"),
@@ -266,10 +308,10 @@ struct SecretChange {
 }
 
 fn secret_change(call: &mut Call) -> Result<(String, Kube, SecretChange), OpError> {
-    let name = call.str_at(0)?;
-    let vars = call.opts_at(1)?;
+    let name = call.str("name")?;
+    let vars = call.opts("secrets")?;
     let mut values = serde_json::Map::new();
-    for (key, v) in &vars {
+    for (key, v) in vars.iter() {
         let val = v.to_string();
         // Registered first: from here on no output, error or audit line shows it.
         crate::redact::register_secret(&val);
@@ -327,7 +369,7 @@ fn secret_request(
     );
     if ch.exists {
         let body = json!({"metadata": {"resourceVersion": ch.rv}, "stringData": ch.values});
-        req(
+        api::req(
             call,
             k,
             &what,
@@ -341,7 +383,7 @@ fn secret_request(
         )?;
     } else {
         let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque", "stringData": ch.values});
-        req(
+        api::req(
             call,
             k,
             &what,
@@ -362,7 +404,7 @@ fn keys(v: &[String]) -> Dynamic {
         .into()
 }
 
-pub fn plan_secret_set(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_secret_set(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, ch) = secret_change(call)?;
     if !ch.added.is_empty() || !ch.changed.is_empty() {
         secret_request(call, &k, &name, &ch, true)?;
@@ -374,7 +416,18 @@ pub fn plan_secret_set(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn secret_set(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const SECRET_SET: Primitive = Primitive::mutate("secret_set", plan_secret_set, secret_set)
+    .params(&[req("name", Ty::Str), req("secrets", Ty::Map)])
+    .returns(Ty::Record(&[
+        field("secret", Ty::Str),
+        field("created", Ty::Bool).doc("the Secret did not exist before"),
+        field("added", Ty::List(&Ty::Str)).doc("keys"),
+        field("changed", Ty::List(&Ty::Str)).doc("keys"),
+        field("unchanged", Ty::List(&Ty::Str)).doc("keys that already had the value"),
+    ]))
+    .doc("Set keys of a Secret (created when missing). Values are never printed, audited or shown in errors; the result lists keys only.")
+    .example(r#"k8s.secret_set("api-credentials", #{DB_PASSWORD: env("NEW_DB_PASSWORD")}); k8s.rollout_restart("api")"#);
+fn secret_set(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, ch) = secret_change(call)?;
     if !ch.added.is_empty() || !ch.changed.is_empty() {
         secret_request(call, &k, &name, &ch, false)?;
@@ -391,9 +444,9 @@ pub fn secret_set(call: &mut Call) -> Result<Dynamic, OpError> {
 // ---- service selector ----
 
 fn selector_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Value, usize), OpError> {
-    let name = call.str_at(0)?;
-    let sel = call.opts_at(1)?;
-    let opts = call.opts_at(2)?;
+    let name = call.str("service")?;
+    let sel = call.opts("selector")?;
+    let opts = call.opts("opts")?;
     if sel.is_empty() {
         return Err(OpError::bad_input(
             "give the new selector as a map, e.g. #{app: \"web\", version: \"green\"}",
@@ -424,12 +477,7 @@ fn selector_change(call: &mut Call) -> Result<(String, Kube, Value, Value, Value
             })
         })
         .count();
-    if ready == 0
-        && !opts
-            .get("allow_empty")
-            .and_then(|v| v.as_bool().ok())
-            .unwrap_or(false)
-    {
+    if ready == 0 && !opts.bool("allow_empty")? {
         return Err(OpError::refused(format!("no ready pod matches {sel_text} in {}: service {name} would send traffic nowhere", k.namespace))
             .with_hint("check the labels with k8s.pods(#{selector: ...}), or pass #{allow_empty: true} if that is intended"));
     }
@@ -452,9 +500,9 @@ fn sel_string(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-pub fn plan_patch_service_selector(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_patch_service_selector(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, from, to, patch, ready) = selector_change(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("patch service {name} (server dry run)"),
@@ -486,9 +534,31 @@ pub fn plan_patch_service_selector(call: &mut Call) -> Result<Plan, OpError> {
     ))
 }
 
-pub fn patch_service_selector(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const PATCH_SERVICE_SELECTOR: Primitive = Primitive::mutate(
+    "patch_service_selector",
+    plan_patch_service_selector,
+    patch_service_selector,
+)
+.params(&[
+    req("service", Ty::Str),
+    req("selector", Ty::Map),
+    opt(
+        "opts",
+        Ty::Record(&[field("allow_empty", Ty::Bool)
+            .doc("true: switch even when no ready pod matches the new selector")]),
+    ),
+])
+.returns(Ty::Record(&[
+    field("service", Ty::Str),
+    field("from", Ty::Str).doc("the selector before, \"key=value,...\""),
+    field("to", Ty::Str).doc("the selector now, \"key=value,...\""),
+    field("ready_pods", Ty::Int).doc("ready pods the new selector matches"),
+]))
+.doc("Point a Service at other pods (a blue/green switch). Refuses a selector no ready pod matches unless #{allow_empty: true}.")
+.example(r#"k8s.patch_service_selector("web", #{app: "web", version: "green"})"#);
+fn patch_service_selector(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, from, to, patch, ready) = selector_change(call)?;
-    req(
+    api::req(
         call,
         &k,
         &format!("patch service {name}"),

@@ -5,19 +5,22 @@ use super::api::{
     age_secs, core, enc, get, get_deployment, i, items, resolve_kind, s, tidy, to_dyn,
 };
 use super::client::connect;
+use super::{DEPLOYMENT_NAMES, HPA_NAMES};
 use crate::dispatch::{Call, OpError};
-use crate::output::column_order_hint;
+use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use serde_json::Value;
 
-pub fn hint(cols: &[&str]) {
-    column_order_hint(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>());
-}
-
-pub fn get_any(call: &mut Call) -> Result<Dynamic, OpError> {
-    let kind = call.str_at(0)?;
-    let name = call.opt_str_at(1)?;
+pub const GET: Primitive = Primitive::read("get", get_any)
+    .params(&[req("kind", Ty::Str), opt("name", Ty::Str)])
+    .returns(Ty::OneOf(&[Ty::Map, Ty::List(&Ty::Map)]))
+    .doc("Any kind the cluster serves, resolved through discovery (plural, singular, Kind or short name: \"deploy\", \"hpa\", \"networkpolicies\").\n\
+          With a name: that object (managedFields dropped); without: every object of the kind in the namespace.")
+    .example(r#"let d = k8s.get("deploy", "api"); d.spec.replicas"#);
+fn get_any(call: &mut Call) -> Result<Dynamic, OpError> {
+    let kind = call.str("kind")?;
+    let name = call.opt_str("name")?;
     let (k, t) = connect(call)?;
     let r = resolve_kind(call, &k, &t.url, &kind)?;
     let base = r.collection(&k.namespace);
@@ -42,6 +45,20 @@ pub fn get_any(call: &mut Call) -> Result<Dynamic, OpError> {
         }
     }
 }
+
+/// A row of k8s.deployments, and the start of k8s.rollout_status's answer.
+pub const DEPLOYMENT: &[Field] = &[
+    field("name", Ty::Str),
+    field("replicas", Ty::Int).doc("desired (spec.replicas)"),
+    field("ready", Ty::Int),
+    field("updated", Ty::Int).doc("replicas running the current template"),
+    field("available", Ty::Int),
+    field("images", Ty::Str).doc("the containers' images, comma-separated"),
+    field("revision", Ty::Int),
+    field("progressing", Ty::Str)
+        .doc("reason of the Progressing condition (\"NewReplicaSetAvailable\", \"ProgressDeadlineExceeded\"...); \"\" without one"),
+    field("age", Ty::Int).doc("seconds since creation"),
+];
 
 pub fn deployment_row(d: &Value) -> Map {
     let images: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
@@ -78,7 +95,11 @@ pub fn revision(o: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-pub fn deployments(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DEPLOYMENTS: Primitive = Primitive::read("deployments", deployments)
+    .returns(Ty::Rows(DEPLOYMENT))
+    .doc("Deployments of the namespace.")
+    .example("show(k8s.deployments())");
+fn deployments(call: &mut Call) -> Result<Dynamic, OpError> {
     let (k, _) = connect(call)?;
     let list = get(
         call,
@@ -86,23 +107,28 @@ pub fn deployments(call: &mut Call) -> Result<Dynamic, OpError> {
         "list deployments",
         &format!("/apis/apps/v1/namespaces/{}/deployments", k.namespace),
     )?;
-    hint(&[
-        "name",
-        "replicas",
-        "ready",
-        "updated",
-        "available",
-        "images",
-        "revision",
-        "progressing",
-        "age",
-    ]);
     Ok(items(&list)
         .iter()
         .map(|d| Dynamic::from_map(deployment_row(d)))
         .collect::<Array>()
         .into())
 }
+
+const POD: &[Field] = &[
+    field("name", Ty::Str),
+    field("phase", Ty::Str).doc("Pending, Running, Succeeded, Failed or Unknown"),
+    field("status", Ty::Str)
+        .doc("a container's waiting reason (\"CrashLoopBackOff\", \"ImagePullBackOff\"...), else the phase"),
+    field("ready", Ty::Bool).doc("the pod's Ready condition"),
+    field("restarts", Ty::Int).doc("of all its containers"),
+    field("last_termination", Ty::Str)
+        .doc("why a container last exited, e.g. \"OOMKilled\"; () when none has"),
+    field("node", Ty::Str),
+    field("ip", Ty::Str),
+    field("age", Ty::Int).doc("seconds since creation"),
+    field("owner", Ty::Str).doc("name of its owner (a ReplicaSet, a Job...); \"\" without one"),
+    field("uid", Ty::Str).doc("for k8s.delete_pod's uid precondition"),
+];
 
 pub fn pod_row(p: &Value) -> Map {
     let cs = p["status"]["containerStatuses"]
@@ -162,18 +188,25 @@ pub fn list_pods(
     Ok(items(&get(call, k, "list pods", &path)?))
 }
 
-pub fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
+pub const PODS: Primitive = Primitive::read("pods", pods)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("selector", Ty::Str).doc("a label selector: \"app=api\", \"app in (api,web)\""),
+            field("phase", Ty::Str).doc("only pods in this phase (\"Running\"...), any case"),
+            field("not_ready", Ty::Bool)
+                .doc("true: only pods not Ready, completed ones excluded"),
+        ]),
+    )])
+    .returns(Ty::Rows(POD))
+    .doc("Pods of the namespace.")
+    .example(r#"let bad = k8s.pods(#{not_ready: true}); let oom = k8s.pods().filter(|p| p.last_termination == "OOMKilled");"#);
+fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
     let (k, _) = connect(call)?;
-    let selector = opts
-        .get("selector")
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    let phase = opts.get("phase").map(|v| v.to_string());
-    let not_ready = opts
-        .get("not_ready")
-        .and_then(|v| v.as_bool().ok())
-        .unwrap_or(false);
+    let selector = opts.str("selector")?.unwrap_or_default();
+    let phase = opts.str("phase")?;
+    let not_ready = opts.bool("not_ready")?;
     let rows: Array = list_pods(call, &k, &selector)?
         .iter()
         .map(pod_row)
@@ -193,34 +226,33 @@ pub fn pods(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .map(Dynamic::from_map)
         .collect();
-    hint(&[
-        "name",
-        "phase",
-        "status",
-        "ready",
-        "restarts",
-        "last_termination",
-        "node",
-        "ip",
-        "age",
-        "owner",
-        "uid",
-    ]);
     Ok(rows.into())
 }
 
-pub fn events(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    let since = match opts.get("since") {
-        Some(d) => Some(
-            crate::value::parse_duration(d)
-                .map_err(|e| OpError::bad_input(format!("since: {e}")))?
-                .as_secs() as i64,
-        ),
-        None => None,
-    };
-    let type_ = opts.get("type").map(|v| v.to_string());
-    let involved = opts.get("involved").map(|v| v.to_string());
+pub const EVENTS: Primitive = Primitive::read("events", events)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("since", Ty::Duration).doc("only events seen within this long (\"10m\")"),
+            field("type", Ty::Str).doc("\"Warning\" or \"Normal\", any case"),
+            field("involved", Ty::Str).doc("about this object: a name, or kind/name"),
+        ]),
+    )])
+    .returns(Ty::Rows(&[
+        field("ago", Ty::Int).doc("seconds since it was last seen"),
+        field("type", Ty::Str),
+        field("reason", Ty::Str),
+        field("object", Ty::Str).doc("kind/name, the kind in lower case: \"pod/api-7d4b9\""),
+        field("message", Ty::Str),
+        field("count", Ty::Int).doc("how many times it was seen"),
+    ]))
+    .doc("Events of the namespace, newest first.")
+    .example(r#"show(k8s.events(#{since: "15m", type: "Warning"}))"#);
+fn events(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
+    let since = opts.duration("since")?.map(|d| d.as_secs() as i64);
+    let type_ = opts.str("type")?;
+    let involved = opts.str("involved")?;
     let (k, _) = connect(call)?;
     let mut path = core(&k.namespace, "events");
     if let Some(inv) = &involved {
@@ -264,7 +296,6 @@ pub fn events(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .collect();
     rows.sort_by_key(|(ago, _)| *ago);
-    hint(&["ago", "type", "reason", "object", "message", "count"]);
     Ok(rows
         .into_iter()
         .map(|(_, m)| Dynamic::from_map(m))
@@ -272,7 +303,20 @@ pub fn events(call: &mut Call) -> Result<Dynamic, OpError> {
         .into())
 }
 
-pub fn hpa_row(h: &Value) -> Map {
+const HPA_ROW: &[Field] = &[
+    field("name", Ty::Str),
+    field("target", Ty::Str).doc("what it scales, Kind/name: \"Deployment/api\""),
+    field("min", Ty::Int),
+    field("max", Ty::Int),
+    field("current", Ty::Int).doc("replicas now"),
+    field("desired", Ty::Int).doc("replicas it wants"),
+    field("cpu_pct", Ty::Int).doc("average CPU utilisation; () when not reported"),
+    field("cpu_target_pct", Ty::Int).doc("its CPU target; () without a CPU metric"),
+    field("limited", Ty::Bool)
+        .doc("ScalingLimited: the replicas it wants are capped by min or max"),
+];
+
+fn hpa_row(h: &Value) -> Map {
     let cur = h["status"]["currentMetrics"]
         .as_array()
         .and_then(|a| a.iter().find(|m| m["resource"]["name"] == "cpu"))
@@ -315,24 +359,20 @@ pub fn hpa_row(h: &Value) -> Map {
     ])
 }
 
-pub fn hpa(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.opt_str_at(0)?;
+pub const HPA: Primitive = Primitive::read("hpa", hpa)
+    .params(&[opt("name", Ty::Str).names(HPA_NAMES)])
+    .returns(Ty::OneOf(&[Ty::Record(HPA_ROW), Ty::Rows(HPA_ROW)]))
+    .doc("HorizontalPodAutoscalers (autoscaling/v2): the one named, or every one of the namespace.")
+    .example(
+        r#"let h = k8s.hpa("api"); if h.current == h.max { print("api is at its HPA maximum") }"#,
+    );
+fn hpa(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.opt_str("name")?;
     let (k, _) = connect(call)?;
     let base = format!(
         "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
         k.namespace
     );
-    hint(&[
-        "name",
-        "target",
-        "min",
-        "max",
-        "current",
-        "desired",
-        "cpu_pct",
-        "cpu_target_pct",
-        "limited",
-    ]);
     match name {
         Some(n) => Ok(Dynamic::from_map(hpa_row(&get(
             call,
@@ -393,8 +433,22 @@ pub fn images_of(template: &Value) -> String {
         .unwrap_or_default()
 }
 
-pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const ROLLOUT_HISTORY: Primitive = Primitive::read("rollout_history", rollout_history)
+    .params(&[req("deployment", Ty::Str).names(DEPLOYMENT_NAMES)])
+    .returns(Ty::Rows(&[
+        field("revision", Ty::Int),
+        field("replicaset", Ty::Str),
+        field("images", Ty::Str).doc("the containers' images, comma-separated"),
+        field("replicas", Ty::Int).doc("of this ReplicaSet now"),
+        field("current", Ty::Bool).doc("the deployment's current revision"),
+        field("change_cause", Ty::Str)
+            .doc("the kubernetes.io/change-cause annotation; () without one"),
+        field("age", Ty::Int).doc("seconds since creation"),
+    ]))
+    .doc("The deployment's revisions, oldest first, from its own ReplicaSets.")
+    .example(r#"show(k8s.rollout_history("api"))"#);
+fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("deployment")?;
     let (k, _) = connect(call)?;
     let d = get_deployment(call, &k, &name)?;
     let current = revision(&d);
@@ -416,25 +470,19 @@ pub fn rollout_history(call: &mut Call) -> Result<Dynamic, OpError> {
             ]))
         })
         .collect();
-    hint(&[
-        "revision",
-        "replicaset",
-        "images",
-        "replicas",
-        "current",
-        "change_cause",
-        "age",
-    ]);
     Ok(rows.into())
 }
 
-/// `kubectl auth can-i`: a SelfSubjectAccessReview for this handle's
-/// identity, in its namespace. `resource` is a kind as `k8s.get` takes it,
-/// with an optional subresource (`deployments/scale`).
-pub fn can_i(call: &mut Call) -> Result<Dynamic, OpError> {
-    let verb = call.str_at(0)?;
-    let what = call.str_at(1)?;
-    let name = call.opt_str_at(2)?;
+pub const CAN_I: Primitive = Primitive::read("can_i", can_i)
+    .params(&[req("verb", Ty::Str), req("resource", Ty::Str), opt("name", Ty::Str)])
+    .returns(Ty::Bool)
+    .doc("Whether this identity may do `verb` on `resource` in the handle's namespace, as `kubectl auth can-i` asks the API server (a SelfSubjectAccessReview).\n\
+          `resource` is a kind as k8s.get takes it, with an optional subresource: \"deployments/scale\", \"pods/log\". A runbook checks before its first change, so it never stops half-way for lack of a permission.")
+    .example(r#"if !k8s.can_i("patch", "deployments/scale") { fail("this identity may not scale deployments"); }"#);
+fn can_i(call: &mut Call) -> Result<Dynamic, OpError> {
+    let verb = call.str("verb")?;
+    let what = call.str("resource")?;
+    let name = call.opt_str("name")?;
     let (k, t) = connect(call)?;
     let (kind, sub) = match what.split_once('/') {
         Some((kind, sub)) => (kind, sub),

@@ -6,9 +6,10 @@
 
 use super::api::{deploy_path, enc, i, s};
 use super::client::{unreachable_or, Kube};
-use super::deploy::timeout_opt;
-use super::reads::{deployment_row, revision};
+use super::reads::{deployment_row, revision, DEPLOYMENT};
+use super::DEPLOYMENT_NAMES;
 use crate::dispatch::{Call, OpError};
+use crate::registry::{field, join, opt, req, Field, Primitive, Ty};
 use futures_util::TryStreamExt;
 use kube::api::WatchEvent;
 use rhai::Dynamic;
@@ -135,10 +136,34 @@ pub fn wait_rollout(
     })
 }
 
-pub fn rollout_status(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
-    let timeout = timeout_opt(&opts, 300)?;
+/// How long a wait for a rollout lasts when the script does not say.
+pub const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+
+const ROLLED_OUT: [Field; 11] = join(&[
+    DEPLOYMENT,
+    &[
+        field("complete", Ty::Bool).doc("always true: an incomplete rollout is an error"),
+        field("waited_ms", Ty::Int).doc("how long it waited"),
+    ],
+]);
+
+pub const ROLLOUT_STATUS: Primitive = Primitive::read("rollout_status", rollout_status)
+    .params(&[
+        req("deployment", Ty::Str).names(DEPLOYMENT_NAMES),
+        opt(
+            "opts",
+            Ty::Record(&[field("timeout", Ty::Duration).doc("default \"5m\"")]),
+        ),
+    ])
+    .returns(Ty::Record(&ROLLED_OUT))
+    .doc("Wait until the deployment's rollout is complete (as `kubectl rollout status` judges it), showing progress on stderr.\n\
+          Fails at once when the rollout exceeded its progress deadline, and with a timeout error when it is not complete in time. Returns the deployment's row as k8s.deployments shows it, once complete.")
+    .example(r#"k8s.rollout_status("api", #{timeout: "3m"})"#)
+    .unbounded();
+fn rollout_status(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("deployment")?;
+    let opts = call.opts("opts")?;
+    let timeout = opts.duration("timeout")?.unwrap_or(ROLLOUT_TIMEOUT);
     let (k, _) = super::client::connect(call)?;
     let started = Instant::now();
     let d = wait_rollout(call, &k, &name, timeout, true)?;

@@ -2,8 +2,10 @@
 //! `TARGET/NAMESPACE` (see config.rs, resolve_kube).
 
 use super::client::connect;
+use super::NAMESPACE_NAMES;
 use crate::dispatch::{Call, OpError};
 use crate::engine::Handle;
+use crate::registry::{req, Primitive, Ty};
 use rhai::Dynamic;
 
 fn handle(call: &mut Call, spec: String) -> Result<Dynamic, OpError> {
@@ -14,13 +16,18 @@ fn handle(call: &mut Call, spec: String) -> Result<Dynamic, OpError> {
     // Loads the kubeconfig now, so a wrong context fails on this line.
     connect(call)?;
     Ok(Dynamic::from(Handle {
-        module: "k8s",
+        module: call.prim.module.name,
         target: Some(spec),
     }))
 }
 
-pub fn context(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const CONTEXT: Primitive = Primitive::handle("context", context, true)
+    .params(&[req("name", Ty::Str)])
+    .doc("A handle on another kubeconfig context (or [kube.NAME] target), with the same methods as `k8s`.\n\
+          Loads the kubeconfig at once, so an unknown context fails on this line. Protection comes from `protected = true` in [kube.NAME].")
+    .example(r#"let prod = k8s.context("prod"); prod.deployments()"#);
+fn context(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("name")?;
     if name.contains('/') || name.is_empty() {
         return Err(OpError::bad_input(format!(
             "`{name}` is not a context or kube target name"
@@ -30,8 +37,12 @@ pub fn context(call: &mut Call) -> Result<Dynamic, OpError> {
     handle(call, format!("{name}/{ns}"))
 }
 
-pub fn ns(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const NS: Primitive = Primitive::handle("ns", ns, true)
+    .params(&[req("name", Ty::Str).names(NAMESPACE_NAMES)])
+    .doc("A handle on another namespace of the same context: `k8s.ns(\"web\")`, `k8s.context(\"prod\").ns(\"web\")`.")
+    .example(r#"k8s.ns("kube-system").pods()"#);
+fn ns(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("name")?;
     if name.contains('/') || name.is_empty() {
         return Err(OpError::bad_input(format!(
             "`{name}` is not a namespace name"

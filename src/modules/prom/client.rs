@@ -40,6 +40,13 @@ impl Http {
         })
     }
 
+    /// The client for the call's target (its handle's, or the module's
+    /// default).
+    pub fn for_call(call: &mut Call) -> Result<Http, OpError> {
+        let t = call.target()?;
+        Http::new(call, &t)
+    }
+
     /// `path` is relative to the target URL, so a Prometheus behind a path
     /// prefix (`https://host/prometheus`) works.
     pub fn url(&self, path: &str) -> String {
@@ -93,6 +100,31 @@ impl Http {
             url,
         })
     }
+}
+
+/// GET (or, for queries, POST) a Prometheus /api/v1 endpoint and unwrap
+/// its envelope; Prometheus's warnings are printed as notes.
+pub fn api(
+    call: &mut Call,
+    path: &str,
+    params: &[(&str, String)],
+    expr: Option<&str>,
+) -> Result<Value, OpError> {
+    let h = Http::for_call(call)?;
+    // POST form, as the Prometheus UI does: long expressions fit.
+    let post = path.starts_with("api/v1/query");
+    let rb = if post {
+        h.request(reqwest::Method::POST, path).form(params)
+    } else {
+        h.request(reqwest::Method::GET, path).query(params)
+    };
+    let (data, warnings) = call.block_on(async { h.send(rb).await?.prometheus(expr) })?;
+    for w in warnings {
+        call.session
+            .out
+            .note(&format!("warning: {}: {w}", call.prim.full_name()));
+    }
+    Ok(data)
 }
 
 fn build_client(t: &Target) -> Result<reqwest::Client, OpError> {

@@ -2,8 +2,13 @@
 //! unix seconds, RFC 3339, "now", or a duration meaning that long ago.
 
 use crate::dispatch::OpError;
+use crate::registry::Ty;
 use rhai::Dynamic;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time as scripts give it: unix seconds (a number), or a
+/// string (RFC 3339, "now", or a duration ago).
+pub const TIME: Ty = Ty::OneOf(&[Ty::Str, Ty::Float]);
 
 pub fn now() -> f64 {
     SystemTime::now()
@@ -55,10 +60,9 @@ pub fn fmt_rfc3339(secs: f64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// A duration for Prometheus's `timeout` parameter (seconds).
-pub fn prom_duration(d: &Dynamic) -> Result<String, OpError> {
-    let dur = crate::value::parse_duration(d).map_err(OpError::bad_input)?;
-    Ok(fmt(dur.as_secs_f64()))
+/// A duration as Prometheus's `timeout` and `step` parameters take it.
+pub fn seconds(d: Duration) -> String {
+    fmt(d.as_secs_f64())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use crate::config::Target;
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::engine::Handle;
+use crate::registry::{req, Primitive, Ty};
 use rhai::Dynamic;
 use std::time::{Duration, Instant};
 
@@ -88,20 +89,29 @@ pub(super) fn conn(
     Ok((c, t))
 }
 
-pub(super) fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
+pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
+    .params(&[req("target", Ty::Str)])
+    .doc("Connect to a named target or a redis:// URL and return a handle with the same methods as `redis`.")
+    .example(r#"let cache = redis.connect("cache"); cache.ping()"#);
+fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("target")?;
     let t = call
         .session
         .resolve(crate::config::Kind::Redis, Some(&name))?;
     call.set_target(t);
     conn(call)?;
     Ok(Dynamic::from(Handle {
-        module: "redis",
+        module: call.prim.module.name,
         target: Some(name),
     }))
 }
 
-pub(super) fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const PING: Primitive = Primitive::read("ping", ping)
+    .returns(Ty::Float)
+    .doc("PING the server; returns the round trip in milliseconds.\n\
+          On a cluster target (redis+cluster://) every node found by CLUSTER NODES is pinged and the slowest round trip is returned; any node failing fails the call.")
+    .example("let ms = redis.ping();");
+fn ping(call: &mut Call) -> Result<Dynamic, OpError> {
     if super::cluster::is_cluster(&call.target()?.url) {
         return super::cluster::ping(call);
     }
@@ -164,18 +174,8 @@ pub(super) fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
 /// SELECT elsewhere can point it at another database.
 pub(super) fn db_conn(
     call: &mut Call,
-) -> Result<(redis::aio::MultiplexedConnection, Target, i64), OpError> {
-    let opts = call.opts_at(0)?;
-    let db = match opts.get("db") {
-        Some(d) => d
-            .as_int()
-            .map_err(|_| OpError::bad_input("opts.db must be an int"))?,
-        None => {
-            return Err(OpError::bad_input(
-                "flushdb needs the database named explicitly: #{db: N}",
-            ))
-        }
-    };
+    db: i64,
+) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
     let t = call.target()?;
     let mut u = url::Url::parse(&t.url).map_err(|e| {
         OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(e)
@@ -191,7 +191,7 @@ pub(super) fn db_conn(
             .await
             .map_err(|e| redis_error(e, &t2, "connect"))
     })?;
-    Ok((c, t, db))
+    Ok((c, t))
 }
 
 pub(super) fn value_to_dynamic(v: &redis::Value) -> Dynamic {

@@ -1,13 +1,20 @@
 //! Reading server state: INFO (parsed), clients, slowlog, latency, config.
 
 use super::conn::*;
-use super::keys::*;
+use super::keys::{scalar_arg, SCALAR};
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Dynamic, Map};
 
-pub(super) fn info(call: &mut Call) -> Result<Dynamic, OpError> {
-    let section = call.opt_str_at(0)?;
+pub const INFO: Primitive = Primitive::read("info", info)
+    .params(&[opt("section", Ty::Str)])
+    .returns(Ty::Map)
+    .doc("INFO, parsed: numbers typed, `k=v,...` values (keyspace db0, cmdstat_*, slaveN) as nested maps.\n\
+          Without a section (or with \"all\"/\"everything\") the result is keyed by section name (server, clients, memory, ..., keyspace); with one section it is that section's fields. On a cluster target (redis+cluster://) the result is keyed by node address (host:port).")
+    .example(r#"let mem = redis.info("memory"); mem.used_memory"#);
+fn info(call: &mut Call) -> Result<Dynamic, OpError> {
+    let section = call.opt_str("section")?;
     if super::cluster::is_cluster(&call.target()?.url) {
         return super::cluster::info(call, section.as_deref());
     }
@@ -50,7 +57,8 @@ pub(super) fn scalar(v: &str) -> Dynamic {
     v.into()
 }
 
-pub(super) fn field(v: &str) -> Dynamic {
+/// One INFO value: `k=v,...` as a map, or a scalar.
+fn info_value(v: &str) -> Dynamic {
     let parts: Vec<&str> = v.split(',').collect();
     if v.contains('=') && parts.iter().all(|p| p.contains('=')) {
         let m: Map = parts
@@ -64,7 +72,7 @@ pub(super) fn field(v: &str) -> Dynamic {
 }
 
 /// INFO text to `#{section: #{field: value}}`.
-pub fn parse_info(text: &str) -> Map {
+pub(super) fn parse_info(text: &str) -> Map {
     let mut out = Map::new();
     let mut current = String::from("default");
     let mut fields = Map::new();
@@ -80,14 +88,14 @@ pub fn parse_info(text: &str) -> Map {
             current = name.trim().to_ascii_lowercase();
             out.insert(current.as_str().into(), Dynamic::from_map(Map::new()));
         } else if let Some((k, v)) = line.split_once(':') {
-            fields.insert(k.into(), field(v));
+            fields.insert(k.into(), info_value(v));
         }
     }
     out.insert(current.as_str().into(), Dynamic::from_map(fields));
     out
 }
 
-pub(super) fn info_section(call: &mut Call, section: &'static str) -> Result<Map, OpError> {
+fn info_section(call: &mut Call, section: &'static str) -> Result<Map, OpError> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg(section);
     let text: String = run_cmd(call, cmd, "INFO")?;
@@ -97,11 +105,21 @@ pub(super) fn info_section(call: &mut Call, section: &'static str) -> Result<Map
         .unwrap_or_default())
 }
 
-pub(super) fn num(m: &Map, k: &str) -> Dynamic {
+fn num(m: &Map, k: &str) -> Dynamic {
     m.get(k).cloned().unwrap_or(Dynamic::UNIT)
 }
 
-pub(super) fn hit_rate(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const HIT_RATE: Primitive = Primitive::read("hit_rate", hit_rate)
+    .returns(Ty::Record(&[
+        field("hits", Ty::Int).doc("keyspace_hits: lookups that found their key"),
+        field("misses", Ty::Int).doc("keyspace_misses: lookups of a missing key"),
+        field("ratio", Ty::Float).doc("hits / (hits + misses), 0 to 1; () with no traffic yet"),
+        field("note", Ty::Str).doc("why ratio is (); () when it is not"),
+    ]))
+    .doc("Keyspace hits, misses and their ratio since the last stats reset.\n\
+          With no traffic yet the ratio is () and `note` says so, rather than a division by zero.")
+    .example("let h = redis.hit_rate(); if h.ratio != () && h.ratio < 0.8 { print(`hit rate ${h.ratio}`) }");
+fn hit_rate(call: &mut Call) -> Result<Dynamic, OpError> {
     let stats = info_section(call, "stats")?;
     let hits = stats
         .get("keyspace_hits")
@@ -131,7 +149,19 @@ pub(super) fn hit_rate(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_map(m))
 }
 
-pub(super) fn memory(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const MEMORY: Primitive = Primitive::read("memory", memory)
+    .returns(Ty::Record(&[
+        field("used", Ty::Int).doc("bytes allocated by Redis (used_memory)"),
+        field("peak", Ty::Int).doc("highest `used` since start, in bytes"),
+        field("rss", Ty::Int).doc("bytes resident as the OS sees them"),
+        field("fragmentation_ratio", Ty::Float).doc("rss / used"),
+        field("maxmemory", Ty::Int).doc("the limit in bytes; 0 for none"),
+        field("policy", Ty::Str).doc("maxmemory-policy: what is evicted at the limit"),
+        field("evicted_keys", Ty::Int).doc("keys evicted since the last stats reset"),
+    ]))
+    .doc("Memory at a glance, from INFO memory and stats.")
+    .example("let m = redis.memory(); m.used");
+fn memory(call: &mut Call) -> Result<Dynamic, OpError> {
     let mem = info_section(call, "memory")?;
     let stats = info_section(call, "stats")?;
     Ok(Dynamic::from_map(map_of([
@@ -145,7 +175,47 @@ pub(super) fn memory(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
-pub(super) fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DBSIZE: Primitive = Primitive::read("dbsize", dbsize)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[field("db", Ty::Int).doc("another database of the same server; default: the target's")]),
+    )])
+    .returns(Ty::Record(&[
+        field("db", Ty::Int).doc("() for the target's own database"),
+        field("keys", Ty::Int),
+    ]))
+    .doc("How many keys a database holds (DBSIZE): cheaper than redis.keyspace() when one number is the question.")
+    .example(r#"if redis.dbsize().keys == 0 { fail("the cache is empty: did it restart?") }"#);
+fn dbsize(call: &mut Call) -> Result<Dynamic, OpError> {
+    let db = call.opts("opts")?.int("db")?;
+    let keys: i64 = match db {
+        None => run_cmd(call, redis::cmd("DBSIZE"), "DBSIZE")?,
+        Some(db) => {
+            let (mut c, t) = db_conn(call, db)?;
+            call.block_on(async move {
+                redis::cmd("DBSIZE")
+                    .query_async(&mut c)
+                    .await
+                    .map_err(|e| redis_error(e, &t, "DBSIZE"))
+            })?
+        }
+    };
+    Ok(Dynamic::from_map(map_of([
+        ("db", db.map(Dynamic::from_int).unwrap_or(Dynamic::UNIT)),
+        ("keys", Dynamic::from_int(keys)),
+    ])))
+}
+
+pub const KEYSPACE: Primitive = Primitive::read("keyspace", keyspace)
+    .returns(Ty::Rows(&[
+        field("db", Ty::Int),
+        field("keys", Ty::Int),
+        field("expires", Ty::Int).doc("keys with a time to live"),
+        field("avg_ttl", Ty::Int).doc("average time to live of those keys, in ms"),
+    ]))
+    .doc("One row per database that has keys, by db number.")
+    .example("show(redis.keyspace())");
+fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
     let ks = info_section(call, "keyspace")?;
     let mut rows: Vec<(i64, Map)> = ks
         .iter()
@@ -160,7 +230,6 @@ pub(super) fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
         })
         .collect();
     rows.sort_by_key(|(db, _)| *db);
-    crate::output::column_order_hint(&["db", "keys", "expires", "avg_ttl"].map(String::from));
     Ok(Dynamic::from_array(
         rows.into_iter()
             .map(|(_, r)| Dynamic::from_map(r))
@@ -168,7 +237,29 @@ pub(super) fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
     ))
 }
 
-pub(super) fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const REPLICATION: Primitive = Primitive::read("replication", replication)
+    .returns(Ty::Record(&[
+        field("role", Ty::Str).doc("master or slave"),
+        field("connected_slaves", Ty::Int),
+        field("replicas", Ty::Rows(&[
+            field("ip", Ty::Str),
+            field("port", Ty::Int),
+            field("state", Ty::Str).doc("online, wait_bgsave, send_bulk, ..."),
+            field("offset", Ty::Int).doc("replication offset the replica acknowledged"),
+            field("lag", Ty::Int).doc("seconds since its last acknowledgement"),
+        ])).doc("the connected replicas (INFO's slaveN); empty on a replica without its own"),
+        field("master_repl_offset", Ty::Int),
+        field("master_host", Ty::Str).doc("on a replica: its master; () on a master"),
+        field("master_port", Ty::Int).doc("on a replica; () on a master"),
+        field("master_link_status", Ty::Str).doc("on a replica: up or down; () on a master"),
+        field("master_last_io_seconds_ago", Ty::Int).doc("on a replica: seconds since the master last spoke, -1 while the link is down; () on a master"),
+        field("master_sync_in_progress", Ty::Int).doc("on a replica: 1 during a full sync; () on a master"),
+        field("slave_repl_offset", Ty::Int).doc("on a replica: offset it has applied; () on a master"),
+    ]))
+    .doc("INFO replication: this server's role, its replicas and, on a replica, the link to its master.\n\
+          Every other field of INFO replication is kept under the server's own name.")
+    .example("redis.replication().role");
+fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
     let info = info_section(call, "replication")?;
     let mut out = Map::new();
     let mut replicas = Vec::new();
@@ -184,23 +275,38 @@ pub(super) fn replication(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 /// `k=v k=v ...` (CLIENT LIST) to a typed map.
-pub(super) fn space_fields(line: &str) -> Map {
+fn space_fields(line: &str) -> Map {
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.into(), scalar(v)))
         .collect()
 }
 
-pub(super) fn clients(call: &mut Call) -> Result<Dynamic, OpError> {
+/// The CLIENT LIST fields worth knowing by name; the others depend on the
+/// server version, and some (`qbuf-free`, `tot-mem`) are no property names.
+const CLIENT: &[Field] = &[
+    field("id", Ty::Int),
+    field("addr", Ty::Str).doc("the client's ip:port"),
+    field("laddr", Ty::Str).doc("the server's ip:port it connected to"),
+    field("name", Ty::Str).doc("set by CLIENT SETNAME; \"\" when unnamed"),
+    field("user", Ty::Str).doc("the ACL user"),
+    field("db", Ty::Int),
+    field("age", Ty::Int).doc("seconds connected"),
+    field("idle", Ty::Int).doc("seconds since its last command"),
+    field("cmd", Ty::Str).doc("its last command, as `client|list`"),
+    field("flags", Ty::Str)
+        .doc("N normal, S replica, M master, P pub/sub, x in MULTI, b blocked, ..."),
+];
+
+pub const CLIENTS: Primitive = Primitive::read("clients", clients)
+    .returns(Ty::Rows(CLIENT))
+    .doc("CLIENT LIST, parsed: one row per connection, numbers typed.\n\
+          Every other field of the line (fd, qbuf, omem, events, ...) is kept under its CLIENT LIST name.")
+    .example("let idle = redis.clients().filter(|c| c.idle > 600);");
+fn clients(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut cmd = redis::cmd("CLIENT");
     cmd.arg("LIST");
     let text: String = run_cmd(call, cmd, "CLIENT LIST")?;
-    crate::output::column_order_hint(
-        &[
-            "id", "addr", "name", "user", "db", "age", "idle", "cmd", "flags",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_array(
         text.lines()
             .filter(|l| !l.trim().is_empty())
@@ -209,13 +315,20 @@ pub(super) fn clients(call: &mut Call) -> Result<Dynamic, OpError> {
     ))
 }
 
-pub(super) fn slowlog(call: &mut Call) -> Result<Dynamic, OpError> {
-    let n = match call.arg_at(0) {
-        None => 10,
-        Some(d) => d
-            .as_int()
-            .map_err(|_| OpError::bad_input("n must be an int"))?,
-    };
+pub const SLOWLOG: Primitive = Primitive::read("slowlog", slowlog)
+    .params(&[opt("n", Ty::Int)])
+    .returns(Ty::Rows(&[
+        field("id", Ty::Int),
+        field("time", Ty::Int).doc("when it ran, unix seconds"),
+        field("duration_us", Ty::Int).doc("how long it ran, in microseconds"),
+        field("command", Ty::Str).doc("the command and its arguments, space-separated"),
+        field("client", Ty::Str).doc("the client's ip:port"),
+        field("client_name", Ty::Str).doc("\"\" when unnamed"),
+    ]))
+    .doc("The last n (default 10) SLOWLOG entries, newest first.")
+    .example("show(redis.slowlog(5))");
+fn slowlog(call: &mut Call) -> Result<Dynamic, OpError> {
+    let n = call.opt_int("n")?.unwrap_or(10);
     let mut cmd = redis::cmd("SLOWLOG");
     cmd.arg("GET").arg(n);
     let v: redis::Value = run_cmd(call, cmd, "SLOWLOG GET")?;
@@ -243,21 +356,22 @@ pub(super) fn slowlog(call: &mut Call) -> Result<Dynamic, OpError> {
             ]))
         })
         .collect();
-    crate::output::column_order_hint(
-        &[
-            "id",
-            "time",
-            "duration_us",
-            "command",
-            "client",
-            "client_name",
-        ]
-        .map(String::from),
-    );
     Ok(Dynamic::from_array(rows))
 }
 
-pub(super) fn latency(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const LATENCY: Primitive = Primitive::read("latency", latency)
+    .returns(Ty::Rows(&[
+        field("event", Ty::Str).doc("command, fast-command, fork, aof-fsync-always, ..."),
+        field("time", Ty::Int).doc("the latest spike, unix seconds"),
+        field("latest_ms", Ty::Int),
+        field("max_ms", Ty::Int).doc("the worst since the event was first recorded"),
+    ]))
+    .doc(
+        "LATENCY LATEST: one row per event the latency monitor recorded.\n\
+          Empty unless latency-monitor-threshold is set.",
+    )
+    .example("show(redis.latency())");
+fn latency(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut cmd = redis::cmd("LATENCY");
     cmd.arg("LATEST");
     let v: redis::Value = run_cmd(call, cmd, "LATENCY LATEST")?;
@@ -279,8 +393,13 @@ pub(super) fn latency(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_array(rows))
 }
 
-pub(super) fn config_get(call: &mut Call) -> Result<Dynamic, OpError> {
-    let pattern = call.str_at(0)?;
+pub const CONFIG_GET: Primitive = Primitive::read("config_get", config_get)
+    .params(&[req("pattern", Ty::Str)])
+    .returns(Ty::Map)
+    .doc("CONFIG GET pattern as a map (numbers typed).")
+    .example(r#"redis.config_get("maxmemory*")"#);
+fn config_get(call: &mut Call) -> Result<Dynamic, OpError> {
+    let pattern = call.str("pattern")?;
     let mut cmd = redis::cmd("CONFIG");
     cmd.arg("GET").arg(&pattern);
     let v: redis::Value = run_cmd(call, cmd, "CONFIG GET")?;
@@ -301,7 +420,7 @@ pub(super) fn config_get(call: &mut Call) -> Result<Dynamic, OpError> {
     Ok(Dynamic::from_map(m))
 }
 
-pub(super) fn current_config(call: &mut Call, name: &str) -> Result<Dynamic, OpError> {
+fn current_config(call: &mut Call, name: &str) -> Result<Dynamic, OpError> {
     let mut cmd = redis::cmd("CONFIG");
     cmd.arg("GET").arg(name);
     let v: redis::Value = run_cmd(call, cmd, "CONFIG GET")?;
@@ -318,9 +437,9 @@ pub(super) fn current_config(call: &mut Call, name: &str) -> Result<Dynamic, OpE
     })
 }
 
-pub(super) fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
-    let name = call.str_at(0)?;
-    let value = scalar_arg(call, 1)?;
+fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
+    let name = call.str("name")?;
+    let value = scalar_arg(call, "value")?;
     let previous = current_config(call, &name)?;
     Ok(Plan {
         summary: format!("would CONFIG SET {name} from `{previous}` to `{value}`"),
@@ -332,9 +451,19 @@ pub(super) fn plan_config_set(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
-    let name = call.str_at(0)?;
-    let value = scalar_arg(call, 1)?;
+pub const CONFIG_SET: Primitive = Primitive::mutate("config_set", plan_config_set, config_set)
+    .params(&[req("name", Ty::Str), req("value", SCALAR)])
+    .returns(Ty::Record(&[
+        field("name", Ty::Str),
+        field("previous", Ty::Str).doc("the value before, as CONFIG GET printed it"),
+        field("value", Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float]))
+            .doc("the value set, a number when it reads as one"),
+    ]))
+    .doc("CONFIG SET one parameter. --dry-run shows the current value.")
+    .example(r#"redis.config_set("maxmemory-policy", "allkeys-lru")"#);
+fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
+    let name = call.str("name")?;
+    let value = scalar_arg(call, "value")?;
     let previous = current_config(call, &name)?;
     let mut cmd = redis::cmd("CONFIG");
     cmd.arg("SET").arg(&name).arg(&value);

@@ -2,20 +2,12 @@
 
 use super::conn::*;
 use crate::dispatch::{Call, OpError, Plan};
+use crate::registry::{field, opt, req, Primitive, Ty, STRINGS};
 use crate::value::map_of;
-use rhai::{Dynamic, Map};
-
-pub(super) fn int_opt(opts: &Map, k: &str, default: i64) -> Result<i64, OpError> {
-    match opts.get(k) {
-        None => Ok(default),
-        Some(d) => d
-            .as_int()
-            .map_err(|_| OpError::bad_input(format!("opts.{k} must be an int"))),
-    }
-}
+use rhai::Dynamic;
 
 /// SCAN until the cursor wraps or `limit` keys are found.
-pub(super) fn scan_keys(
+fn scan_keys(
     call: &mut Call,
     pattern: &str,
     key_type: Option<String>,
@@ -53,35 +45,57 @@ pub(super) fn scan_keys(
     r
 }
 
-pub(super) fn scan(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    let pattern = opts
-        .get("pattern")
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "*".into());
-    let key_type = opts.get("type").map(|d| d.to_string());
-    let count = int_opt(&opts, "count", 500)?;
-    let limit = usize::try_from(int_opt(&opts, "limit", 10_000)?).unwrap_or(0);
+pub const SCAN: Primitive = Primitive::read("scan", scan)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("pattern", Ty::Str).doc("glob, default \"*\""),
+            field("type", Ty::Str)
+                .doc("only keys of this type: string, hash, list, set, zset, stream"),
+            field("count", Ty::Int)
+                .doc("SCAN's COUNT hint, keys looked at per round trip; default 500"),
+            field("limit", Ty::Int).doc("stop after this many keys; default 10000"),
+        ]),
+    )])
+    .returns(Ty::List(&Ty::Str))
+    .doc("Key names by SCAN (never KEYS, which blocks the server).")
+    .example(r#"let keys = redis.scan(#{pattern: "session:*", limit: 100});"#);
+fn scan(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
+    let pattern = opts.str("pattern")?.unwrap_or_else(|| "*".into());
+    let key_type = opts.str("type")?;
+    let count = opts.int("count")?.unwrap_or(500);
+    let limit = usize::try_from(opts.int("limit")?.unwrap_or(10_000)).unwrap_or(0);
     let keys = scan_keys(call, &pattern, key_type, count, limit)?;
     Ok(Dynamic::from_array(
         keys.into_iter().map(Dynamic::from).collect(),
     ))
 }
 
-pub(super) fn key_cmd(name: &str, key: &str) -> redis::Cmd {
+fn key_cmd(name: &str, key: &str) -> redis::Cmd {
     let mut cmd = redis::cmd(name);
     cmd.arg(key);
     cmd
 }
 
-pub(super) fn get(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
+pub const GET: Primitive = Primitive::read("get", get)
+    .params(&[req("key", Ty::Str)])
+    .returns(Ty::Str)
+    .doc("GET a string key; () when it does not exist.")
+    .example(r#"redis.get("feature:flags")"#);
+fn get(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
     let v: Option<String> = run_cmd(call, key_cmd("GET", &key), "GET")?;
     Ok(v.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
 }
 
-pub(super) fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
+pub const TTL: Primitive = Primitive::read("ttl", ttl)
+    .params(&[req("key", Ty::Str)])
+    .returns(Ty::Int)
+    .doc("Seconds to live: -1 when the key has no expiry, -2 when it does not exist (as TTL).")
+    .example(r#"redis.ttl("session:42")"#);
+fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
     Ok(Dynamic::from_int(run_cmd(
         call,
         key_cmd("TTL", &key),
@@ -89,32 +103,42 @@ pub(super) fn ttl(call: &mut Call) -> Result<Dynamic, OpError> {
     )?))
 }
 
-pub(super) fn exists(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
+pub const EXISTS: Primitive = Primitive::read("exists", exists)
+    .params(&[req("key", Ty::Str)])
+    .returns(Ty::Bool)
+    .doc("Whether the key exists.")
+    .example(r#"redis.exists("lock:nightly")"#);
+fn exists(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
     let n: i64 = run_cmd(call, key_cmd("EXISTS", &key), "EXISTS")?;
     Ok(Dynamic::from_bool(n > 0))
 }
 
-pub(super) fn key_type(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
+pub const TYPE: Primitive = Primitive::read("type", key_type)
+    .params(&[req("key", Ty::Str)])
+    .returns(Ty::Str)
+    .doc("The key's type (string, list, set, zset, hash, stream), or \"none\".")
+    .example(r#"redis.type("queue:emails")"#);
+fn key_type(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
     let t: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     Ok(t.into())
 }
 
-pub(super) fn scalar_arg(call: &Call, i: usize) -> Result<String, OpError> {
-    match call.arg_at(i) {
-        Some(d) if d.is_string() || d.is_int() || d.is_float() || d.is_bool() => Ok(d.to_string()),
-        Some(d) => Err(OpError::bad_input(format!(
-            "value must be a string or number, got {}",
-            crate::value::type_name(d)
-        ))
-        .with_hint("store structured data as json.stringify(value)")),
-        None => Err(OpError::bad_input("value is required")),
+/// A value Redis stores as its text: structured data goes through
+/// json.stringify first.
+pub(super) const SCALAR: Ty = Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float, Ty::Bool]);
+
+/// A `SCALAR` argument as the text Redis stores.
+pub(super) fn scalar_arg(call: &Call, name: &str) -> Result<String, OpError> {
+    match call.value(name)? {
+        Some(d) => Ok(d.to_string()),
+        None => Err(OpError::bad_input(format!("argument `{name}` is required"))),
     }
 }
 
-pub(super) fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
-    let key = call.str_at(0)?;
+fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
+    let key = call.str("key")?;
     let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     let ttl: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
     let now = if ty == "none" {
@@ -132,15 +156,27 @@ pub(super) fn plan_set(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn set(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
-    let value = scalar_arg(call, 1)?;
-    let opts = call.opts_at(2)?;
+pub const SET: Primitive = Primitive::mutate("set", plan_set, set)
+    .params(&[
+        req("key", Ty::Str),
+        req("value", SCALAR),
+        opt("opts", Ty::Record(&[field("ttl", Ty::Duration).doc("expire the key after this long; none by default")])),
+    ])
+    .returns(Ty::Record(&[
+        field("key", Ty::Str),
+        field("previous_type", Ty::Str).doc("what the key held before: string, hash, ..., or \"none\" for a new key"),
+    ]))
+    .doc("SET a key, optionally with a time to live.\n\
+          A mutation: --dry-run reports whether it would overwrite (and what), protected targets ask, it is audited.")
+    .example(r#"redis.set("feature:new_checkout", "on", #{ttl: "1h"})"#);
+fn set(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
+    let value = scalar_arg(call, "value")?;
+    let ttl = call.opts("opts")?.duration("ttl")?;
     let ty: String = run_cmd(call, key_cmd("TYPE", &key), "TYPE")?;
     let mut cmd = redis::cmd("SET");
     cmd.arg(&key).arg(&value);
-    if let Some(t) = opts.get("ttl") {
-        let d = crate::value::parse_duration(t).map_err(OpError::bad_input)?;
+    if let Some(d) = ttl {
         cmd.arg("PX").arg(d.as_millis().max(1) as u64);
     }
     let _: String = run_cmd(call, cmd, "SET")?;
@@ -150,22 +186,12 @@ pub(super) fn set(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
-pub(super) fn keys_arg(call: &Call) -> Result<Vec<String>, OpError> {
-    match call.arg_at(0) {
-        Some(d) if d.is_string() => Ok(vec![d.to_string()]),
-        Some(d) if d.is_array() => Ok(d
-            .clone()
-            .cast::<rhai::Array>()
-            .iter()
-            .map(|k| k.to_string())
-            .collect()),
-        _ => Err(OpError::bad_input(
-            "keys must be a string or an array of strings",
-        )),
-    }
+fn keys_arg(call: &Call) -> Result<Vec<String>, OpError> {
+    call.strings("keys")?
+        .ok_or_else(|| OpError::bad_input("argument `keys` is required"))
 }
 
-pub(super) fn plan_del(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_del(call: &mut Call) -> Result<Plan, OpError> {
     let keys = keys_arg(call)?;
     let mut cmd = redis::cmd("EXISTS");
     cmd.arg(&keys);
@@ -176,17 +202,21 @@ pub(super) fn plan_del(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn del(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DEL: Primitive = Primitive::mutate("del", plan_del, del)
+    .params(&[req("keys", STRINGS)])
+    .returns(Ty::Int)
+    .doc("Delete one key or an array of keys (UNLINK); returns how many existed.")
+    .example(r#"redis.del(["cache:a", "cache:b"])"#);
+fn del(call: &mut Call) -> Result<Dynamic, OpError> {
     let keys = keys_arg(call)?;
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(&keys);
     Ok(Dynamic::from_int(run_cmd(call, cmd, "UNLINK")?))
 }
 
-pub(super) fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
-    let pattern = call.str_at(0)?;
-    let opts = call.opts_at(1)?;
-    let max = int_opt(&opts, "max", 1000)?;
+fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
+    let pattern = call.str("pattern")?;
+    let max = call.opts("opts")?.int("max")?.unwrap_or(1000);
     // One more than max is enough to know the match is too broad.
     let keys = scan_keys(
         call,
@@ -198,14 +228,14 @@ pub(super) fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), Op
     Ok((pattern, keys, max))
 }
 
-pub(super) fn too_many(pattern: &str, max: i64) -> OpError {
+fn too_many(pattern: &str, max: i64) -> OpError {
     OpError::refused(format!(
         "more than {max} keys match `{pattern}`; nothing was deleted"
     ))
     .with_hint("narrow the pattern, or pass #{max: N} with a deliberate N after a --dry-run")
 }
 
-pub(super) fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
+fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
     let (pattern, keys, max) = matching(call)?;
     let over = keys.len() as i64 > max;
     let sample: rhai::Array = keys
@@ -235,7 +265,19 @@ pub(super) fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
+pub const DEL_MATCHING: Primitive = Primitive::mutate("del_matching", plan_del_matching, del_matching)
+    .params(&[
+        req("pattern", Ty::Str),
+        opt("opts", Ty::Record(&[field("max", Ty::Int).doc("refuse when more keys than this match; default 1000")])),
+    ])
+    .returns(Ty::Record(&[
+        field("deleted", Ty::Int),
+        field("pattern", Ty::Str),
+    ]))
+    .doc("Delete every key matching a glob, by SCAN and batched UNLINK.\n\
+          Refuses when more than `max` keys match (default 1000): raise it deliberately. --dry-run reports the count and a sample.")
+    .example(r#"redis.del_matching("cache:user:*", #{max: 50000})"#);
+fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
     let (pattern, keys, max) = matching(call)?;
     if keys.len() as i64 > max {
         return Err(too_many(&pattern, max));
@@ -253,8 +295,17 @@ pub(super) fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
-pub(super) fn plan_flushdb(call: &mut Call) -> Result<Plan, OpError> {
-    let (mut c, t, db) = db_conn(call)?;
+/// The database flushdb empties: never a default, so a forgotten option
+/// cannot empty db 0.
+fn flush_db(call: &Call) -> Result<i64, OpError> {
+    call.opts("opts")?
+        .int("db")?
+        .ok_or_else(|| OpError::bad_input("the database must be named explicitly: #{db: N}"))
+}
+
+fn plan_flushdb(call: &mut Call) -> Result<Plan, OpError> {
+    let db = flush_db(call)?;
+    let (mut c, t) = db_conn(call, db)?;
     let n: i64 = call.block_on(async move {
         redis::cmd("DBSIZE")
             .query_async(&mut c)
@@ -270,8 +321,18 @@ pub(super) fn plan_flushdb(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (mut c, t, db) = db_conn(call)?;
+pub const FLUSHDB: Primitive = Primitive::mutate("flushdb", plan_flushdb, flushdb)
+    .params(&[req("opts", Ty::Record(&[field("db", Ty::Int).doc("the database to empty; required")]))])
+    .returns(Ty::Record(&[
+        field("db", Ty::Int),
+        field("deleted", Ty::Int).doc("keys it held just before"),
+    ]))
+    .doc("Empty one database, named explicitly: #{db: 3}. FLUSHALL is not offered.\n\
+          Runs on a connection opened for that db alone, so a reconnect cannot land it on another database. --dry-run reports the key count.")
+    .example("redis.flushdb(#{db: 2})");
+fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
+    let db = flush_db(call)?;
+    let (mut c, t) = db_conn(call, db)?;
     let n = call.block_on(async move {
         let n: i64 = redis::cmd("DBSIZE")
             .query_async(&mut c)
@@ -289,14 +350,31 @@ pub(super) fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
-pub(super) fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
-    let opts = call.opts_at(0)?;
-    let sample = usize::try_from(int_opt(&opts, "sample", 1000)?).unwrap_or(0);
-    let top = usize::try_from(int_opt(&opts, "top", 10)?).unwrap_or(0);
-    let pattern = opts
-        .get("pattern")
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "*".into());
+pub const BIGGEST: Primitive = Primitive::read("biggest", biggest)
+    .params(&[opt(
+        "opts",
+        Ty::Record(&[
+            field("sample", Ty::Int).doc("keys to SCAN and measure; default 1000"),
+            field("top", Ty::Int).doc("rows to return; default 10"),
+            field("pattern", Ty::Str).doc("glob the sampled keys match; default \"*\""),
+        ]),
+    )])
+    .returns(Ty::Rows(&[
+        field("key", Ty::Str),
+        field("type", Ty::Str),
+        field("bytes", Ty::Int)
+            .doc("MEMORY USAGE: the key and its value, estimated from 5 samples of nested values"),
+    ]))
+    .doc(
+        "The largest keys in a sample, by MEMORY USAGE, largest first.\n\
+          A sample, not a full scan: cheap on a busy server.",
+    )
+    .example("show(redis.biggest(#{sample: 5000, top: 5}))");
+fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
+    let opts = call.opts("opts")?;
+    let sample = usize::try_from(opts.int("sample")?.unwrap_or(1000)).unwrap_or(0);
+    let top = usize::try_from(opts.int("top")?.unwrap_or(10)).unwrap_or(0);
+    let pattern = opts.str("pattern")?.unwrap_or_else(|| "*".into());
     let keys = scan_keys(call, &pattern, None, 500, sample)?;
     let mut rows = Vec::with_capacity(keys.len());
     for k in keys {
@@ -318,17 +396,16 @@ pub(super) fn biggest(call: &mut Call) -> Result<Dynamic, OpError> {
             ("bytes", Dynamic::from_int(bytes)),
         ])));
     }
-    crate::output::column_order_hint(&["key", "type", "bytes"].map(String::from));
     Ok(Dynamic::from_array(out))
 }
 
-pub(super) fn ttl_arg(call: &Call) -> Result<std::time::Duration, OpError> {
-    let d = call.arg_at(1).cloned().unwrap_or(Dynamic::UNIT);
-    crate::value::parse_duration(&d).map_err(OpError::bad_input)
+fn ttl_arg(call: &Call) -> Result<std::time::Duration, OpError> {
+    call.opt_duration("ttl")?
+        .ok_or_else(|| OpError::bad_input("argument `ttl` is required"))
 }
 
-pub(super) fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
-    let key = call.str_at(0)?;
+fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
+    let key = call.str("key")?;
     let d = ttl_arg(call)?;
     let current: i64 = run_cmd(call, key_cmd("TTL", &key), "TTL")?;
     let now = match current {
@@ -345,8 +422,13 @@ pub(super) fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
     })
 }
 
-pub(super) fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
-    let key = call.str_at(0)?;
+pub const EXPIRE: Primitive = Primitive::mutate("expire", plan_expire, expire)
+    .params(&[req("key", Ty::Str), req("ttl", Ty::Duration)])
+    .returns(Ty::Bool)
+    .doc("Set a key's time to live (\"10m\" or seconds); false when the key does not exist.")
+    .example(r#"redis.expire("session:42", "30m")"#);
+fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
+    let key = call.str("key")?;
     let d = ttl_arg(call)?;
     let mut cmd = redis::cmd("PEXPIRE");
     cmd.arg(&key).arg(d.as_millis().max(1) as u64);
