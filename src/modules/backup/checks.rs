@@ -161,6 +161,10 @@ impl Report {
     }
 
     pub fn to_dynamic(&self) -> Dynamic {
+        // `show(r.checks)` is the usual way to read the report, and
+        // registry::column_order sees only top-level results, not this
+        // nested table: without the hint its columns would sort by name.
+        crate::output::column_order_hint(&CHECK_COLUMNS.map(String::from));
         let checks: Array = self
             .checks
             .iter()
@@ -628,13 +632,18 @@ const REPORT: Ty = Ty::Record(&[
     field("size", Ty::Str).doc("bytes, human-readable (\"1.5 KiB\")"),
     field("mtime", Ty::Str).doc("modification time, RFC 3339, UTC; () when the file is missing"),
     field("age_s", Ty::Int).doc("seconds since the modification time; () when the file is missing"),
-    field("info", Ty::Record(INFO)).doc("what the format check read; each key only for the formats it names"),
-    field("checks", Ty::Rows(&[
-        field("check", Ty::Str).doc("exists, size, age, checksum, compression, format, archive, sql_dump, sqlite_*, rdb, restore, restore_tables, restore_rows, sanity: NAME, cleanup"),
-        field("passed", Ty::Bool),
-        field("detail", Ty::Str).doc("what was found, or why it failed"),
-    ])),
+    field("info", Ty::Record(INFO))
+        .doc("what the format check read; each key only for the formats it names"),
+    field("checks", Ty::Rows(CHECK)),
 ]);
+
+const CHECK: &[Field] = &[
+    field("check", Ty::Str).doc("exists, size, age, checksum, compression, format, archive, sql_dump, sqlite_*, rdb, restore, restore_tables, restore_rows, sanity: NAME, cleanup"),
+    field("passed", Ty::Bool),
+    field("detail", Ty::Str).doc("what was found, or why it failed"),
+];
+
+const CHECK_COLUMNS: [&str; 3] = [CHECK[0].name, CHECK[1].name, CHECK[2].name];
 
 const INFO: &[Field] = &[
     field("database", Ty::Str).doc("PostgreSQL archive: the database dumped"),
