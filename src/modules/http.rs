@@ -69,11 +69,8 @@ fn body_of(d: Option<&Dynamic>) -> (Option<Vec<u8>>, Option<&'static str>) {
 /// secrets so they never reach output or the audit log.
 pub fn apply_opts(
     mut rb: reqwest::RequestBuilder,
-    opts: &Map,
+    o: &Opts,
 ) -> Result<reqwest::RequestBuilder, OpError> {
-    // A caller whose options are not declared yet still gets its types
-    // checked here.
-    let o = Opts(opts.clone());
     for (k, v) in o.map("headers")?.unwrap_or_default() {
         rb = rb.header(k.as_str(), v.to_string());
     }
