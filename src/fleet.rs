@@ -278,10 +278,11 @@ pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
         .map(|c| c.unwrap_or(-1))
         .filter(|c| *c != 0)
         .collect();
-    crate::output::column_order_hint(
-        &["target", "status", "exit", "seconds", "detail"].map(String::from),
+    let columns = ["target", "status", "exit", "seconds", "detail"].map(String::from);
+    println!(
+        "{}",
+        crate::output::table(&rows, &columns, false).trim_end()
     );
-    println!("{}", crate::output::table(&rows, false).trim_end());
     println!(
         "{} targets: {} ok, {} failed, {} skipped",
         rows.len(),

@@ -25,6 +25,9 @@ pub struct Output {
     pub format: Format,
     pub color: bool,
     pub err_color: bool,
+    /// Column orders known only at run time (a SELECT's column list), by
+    /// the set of columns.
+    orders: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
 }
 
 impl Output {
@@ -39,7 +42,33 @@ impl Output {
             format,
             color: decide(std::io::stdout().is_terminal()),
             err_color: decide(std::io::stderr().is_terminal()),
+            orders: Default::default(),
         }
+    }
+
+    /// Rhai maps are sorted by key, so a query's column order is lost on
+    /// the way to `show`. A primitive whose columns are only known at run
+    /// time (`pg.query`: the SELECT's list) says their order here, and a
+    /// table with exactly those columns is shown in it. Primitives with
+    /// declared result fields need not: tables follow the declaration.
+    pub fn column_order(&self, cols: &[String]) {
+        if let Ok(mut h) = self.orders.lock() {
+            if h.len() > 1000 {
+                h.clear();
+            }
+            h.insert(signature(cols.iter().map(String::as_str)), cols.to_vec());
+        }
+    }
+
+    /// The order to show these columns in: a query's own, else a declared
+    /// result's that has them all, else as they are.
+    fn order(&self, cols: Vec<String>) -> Vec<String> {
+        self.orders
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned())
+            .or_else(|| crate::registry::column_order(&cols))
+            .unwrap_or(cols)
     }
 
     /// `print` in a script: stdout, exactly as stock Rhai.
@@ -64,8 +93,7 @@ impl Output {
     pub fn show(&self, v: &Dynamic, columns: &[String]) {
         let text = match self.format {
             Format::Json => serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into()),
-            Format::Text if !columns.is_empty() => render_columns(v, columns, self.color),
-            Format::Text => render(v, self.color),
+            Format::Text => self.render(v, columns),
         };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
@@ -73,50 +101,43 @@ impl Output {
     }
 }
 
-/// A table for an array of maps, key/value lines for a map, else plain.
-pub fn render(v: &Dynamic, color: bool) -> String {
-    if let Some(rows) = v.read_lock::<Array>() {
-        if !rows.is_empty() && rows.iter().all(|r| r.is_map()) {
-            let maps: Vec<Map> = rows.iter().map(|r| r.clone().cast::<Map>()).collect();
-            return table(&maps, color);
+impl Output {
+    /// A table for an array of maps (restricted to `columns` when given),
+    /// key/value lines for a map, else plain.
+    pub fn render(&self, v: &Dynamic, columns: &[String]) -> String {
+        if let Some(rows) = v.read_lock::<Array>() {
+            if !rows.is_empty() && rows.iter().all(|r| r.is_map()) {
+                let maps: Vec<Map> = rows.iter().map(|r| r.clone().cast::<Map>()).collect();
+                let cols = match columns {
+                    [] => self.order(union_of_keys(&maps)),
+                    given => given.to_vec(),
+                };
+                return table(&maps, &cols, self.color);
+            }
+            if rows.is_empty() {
+                return "(no rows)".into();
+            }
         }
-        if rows.is_empty() {
-            return "(no rows)".into();
+        if let Some(m) = v.read_lock::<Map>() {
+            if m.is_empty() {
+                return "(empty)".into();
+            }
+            return key_values(&m, self.color);
         }
+        cell(v)
     }
-    if let Some(m) = v.read_lock::<Map>() {
-        if m.is_empty() {
-            return "(empty)".into();
-        }
-        return key_values(&m, color);
-    }
-    cell(v)
 }
 
-/// A table restricted to, and ordered by, `columns`.
-fn render_columns(v: &Dynamic, columns: &[String], color: bool) -> String {
-    match v.read_lock::<Array>() {
-        Some(rows) if !rows.is_empty() && rows.iter().all(|r| r.is_map()) => {
-            let maps: Vec<Map> = rows
-                .iter()
-                .map(|r| {
-                    let m = r.clone().cast::<Map>();
-                    columns
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.as_str().into(),
-                                m.get(c.as_str()).cloned().unwrap_or(Dynamic::UNIT),
-                            )
-                        })
-                        .collect()
-                })
-                .collect();
-            column_order_hint(columns);
-            table(&maps, color)
+fn union_of_keys(rows: &[Map]) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.keys() {
+            if !cols.iter().any(|c| c == k.as_str()) {
+                cols.push(k.to_string());
+            }
         }
-        _ => render(v, color),
     }
+    cols
 }
 
 /// How one value reads inside a table cell or after a key.
@@ -143,52 +164,14 @@ fn is_numeric(v: &Dynamic) -> bool {
     v.is_int() || v.is_float()
 }
 
-fn hints() -> &'static std::sync::Mutex<std::collections::HashMap<String, Vec<String>>> {
-    static HINTS: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
-    > = std::sync::OnceLock::new();
-    HINTS.get_or_init(Default::default)
-}
-
 fn signature<'a>(cols: impl Iterator<Item = &'a str>) -> String {
     let mut v: Vec<&str> = cols.collect();
     v.sort_unstable();
     v.join("\u{1f}")
 }
 
-/// Rhai maps are sorted by key, so a query's column order is lost on the
-/// way to `show`. A primitive whose columns are only known at run time (a
-/// SELECT's column list) registers their order here, and tables with
-/// exactly those columns are shown in that order. Primitives with declared
-/// result fields need not: `table` orders by the declaration.
-pub fn column_order_hint(cols: &[String]) {
-    if let Ok(mut h) = hints().lock() {
-        if h.len() > 1000 {
-            h.clear();
-        }
-        h.insert(signature(cols.iter().map(String::as_str)), cols.to_vec());
-    }
-}
-
-pub fn table(rows: &[Map], color: bool) -> String {
-    let mut cols: Vec<String> = Vec::new();
-    for r in rows {
-        for k in r.keys() {
-            if !cols.iter().any(|c| c == k.as_str()) {
-                cols.push(k.to_string());
-            }
-        }
-    }
-    // A query's own column order first; else the order of a declared
-    // result that has every one of these columns.
-    if let Some(order) = hints()
-        .lock()
-        .ok()
-        .and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned())
-        .or_else(|| crate::registry::column_order(&cols))
-    {
-        cols = order;
-    }
+/// The rows as a table of these columns, in this order.
+pub fn table(rows: &[Map], cols: &[String], color: bool) -> String {
     let cells: Vec<Vec<(String, bool)>> = rows
         .iter()
         .map(|r| {
@@ -318,7 +301,33 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let t = table(&[a, b], false);
+        let t = table(&[a.clone(), b.clone()], &union_of_keys(&[a, b]), false);
         assert_eq!(t, "NAME   SIZE  EXTRA\ndb     1234\ncache        true\n");
+    }
+
+    #[test]
+    fn tables_follow_the_declared_column_order_also_when_nested() {
+        let row: Map = [
+            ("detail".into(), Dynamic::from("ok")),
+            ("check".into(), Dynamic::from("exists")),
+            ("passed".into(), Dynamic::TRUE),
+        ]
+        .into_iter()
+        .collect();
+        let out = Output::new(Format::Text, ColorChoice::Never);
+        // backup.verify(..).checks: a table nested in a declared result.
+        let t = out.render(&Dynamic::from_array(vec![Dynamic::from_map(row)]), &[]);
+        assert_eq!(t.lines().next(), Some("CHECK   PASSED  DETAIL"));
+        // A query's own order wins over any declaration.
+        out.column_order(&["passed", "detail", "check"].map(String::from));
+        let row: Map = [
+            ("detail".into(), Dynamic::from("ok")),
+            ("check".into(), Dynamic::from("exists")),
+            ("passed".into(), Dynamic::TRUE),
+        ]
+        .into_iter()
+        .collect();
+        let t = out.render(&Dynamic::from_array(vec![Dynamic::from_map(row)]), &[]);
+        assert_eq!(t.lines().next(), Some("PASSED  DETAIL  CHECK"));
     }
 }

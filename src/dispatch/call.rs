@@ -312,29 +312,3 @@ impl Opts {
             .transpose()
     }
 }
-
-// Transitional: positional reads, until every module reads by name.
-impl Call<'_> {
-    fn name_at(&self, i: usize) -> &'static str {
-        self.prim
-            .params
-            .get(i)
-            .map(|p| p.name)
-            .unwrap_or("argument")
-    }
-    pub fn arg_at(&self, i: usize) -> Option<&Dynamic> {
-        self.args.get(i).filter(|d| !d.is_unit())
-    }
-    pub fn str_at(&self, i: usize) -> Result<String, OpError> {
-        self.str(self.name_at(i))
-    }
-    pub fn opt_str_at(&self, i: usize) -> Result<Option<String>, OpError> {
-        self.opt_str(self.name_at(i))
-    }
-    pub fn opts_at(&self, i: usize) -> Result<Map, OpError> {
-        self.opts(self.name_at(i)).map(|o| o.0)
-    }
-    pub fn array_at(&self, i: usize) -> Result<Array, OpError> {
-        self.array(self.name_at(i))
-    }
-}

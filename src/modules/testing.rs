@@ -35,9 +35,7 @@ fn name_arg(call: &Call) -> Result<String, OpError> {
         );
     }
     let name = call.str("primitive")?;
-    // Not registry::lookup: it finds a global only in the first module of
-    // globals, and `targets` or `run_options` live in others.
-    if crate::registry::all().any(|p| p.full_name() == name) {
+    if crate::registry::lookup(&name).is_some() {
         return Ok(name);
     }
     let names: Vec<String> = crate::registry::all().map(|p| p.full_name()).collect();

@@ -134,10 +134,10 @@ pub fn all() -> impl Iterator<Item = Prim> {
     modules().iter().flat_map(|m| m.prims())
 }
 
+/// Global functions come from several lists (sys, run, testing), all named
+/// "": every list of the name is searched.
 pub fn find(module: &str, name: &str) -> Option<Prim> {
-    let m = self::module(module)?;
-    let decl = m.primitives.iter().find(|p| p.name == name)?;
-    Some(Prim { module: m, decl })
+    all().find(|p| p.module.name == module && p.name == name)
 }
 
 /// `pg.query` or `sleep`.
@@ -154,18 +154,17 @@ pub fn value_modules() -> impl Iterator<Item = &'static ModuleDecl> {
 }
 
 /// The column order of a table whose columns are all fields of one
-/// declared result (Rhai maps are sorted by key, so a table would otherwise
-/// show `age` first). The first declaration that covers every column wins.
+/// declared table (Rhai maps are sorted by key, so a table would otherwise
+/// show `age` first): a result's rows, or a table nested in a result
+/// (`backup.verify(..).checks`). The first declaration that covers every
+/// column wins.
 pub fn column_order(columns: &[String]) -> Option<Vec<String>> {
-    all()
-        .flat_map(|p| match p.returns {
-            Ty::OneOf(ts) => ts.to_vec(),
-            t => vec![t],
-        })
-        .filter_map(|t| match t {
-            Ty::Rows(f) => Some(f),
-            _ => None,
-        })
+    let mut tables = Vec::new();
+    for p in all() {
+        declared_tables(&p.returns, &mut tables);
+    }
+    tables
+        .into_iter()
         .find(|fields| {
             columns
                 .iter()
@@ -178,6 +177,19 @@ pub fn column_order(columns: &[String]) -> Option<Vec<String>> {
                 .map(|f| f.name.to_string())
                 .collect()
         })
+}
+
+fn declared_tables(t: &Ty, out: &mut Vec<&'static [Field]>) {
+    match t {
+        Ty::Rows(f) => {
+            out.push(f);
+            f.iter().for_each(|f| declared_tables(&f.ty, out));
+        }
+        Ty::Record(f) | Ty::Fields(f) => f.iter().for_each(|f| declared_tables(&f.ty, out)),
+        Ty::OneOf(ts) => ts.iter().for_each(|t| declared_tables(t, out)),
+        Ty::List(t) => declared_tables(t, out),
+        _ => {}
+    }
 }
 
 /// The closest known names, for "did you mean" hints.
@@ -247,6 +259,23 @@ mod tests {
                     p.full_name()
                 );
             }
+            // An empty field list would say "no fields"; keys that are data
+            // are `Ty::Map` (or `Ty::List(&Ty::Map)`), and must say so.
+            fn empty(t: &Ty) -> bool {
+                match t {
+                    Ty::Record(f) | Ty::Rows(f) | Ty::Fields(f) => {
+                        f.is_empty() || f.iter().any(|f| empty(&f.ty))
+                    }
+                    Ty::OneOf(ts) => ts.iter().any(empty),
+                    Ty::List(t) => empty(t),
+                    _ => false,
+                }
+            }
+            assert!(
+                !empty(&p.returns) && !p.params.iter().any(|x| empty(&x.ty)),
+                "{}: a record or table declared with no fields",
+                p.full_name()
+            );
             for f in p.returns.fields().unwrap_or_default() {
                 assert!(
                     !f.name.is_empty()
@@ -272,6 +301,8 @@ mod tests {
         let e = p.check_args(&[bad]).unwrap_err();
         assert_eq!(e.message, "unknown option `older_thn`");
         assert_eq!(e.hint.as_deref(), Some("did you mean `older_than`?"));
+        // Globals from every list named "", not only the first.
+        assert!(lookup("stub").is_some() && lookup("targets").is_some());
         let q = lookup("pg.query").expect("declared");
         let e = q.check_args(&[Dynamic::UNIT]).unwrap_err();
         assert_eq!(e.message, "argument `sql` is required");

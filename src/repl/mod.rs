@@ -21,7 +21,7 @@ use crate::diagnostic::{self, Renderer};
 use crate::engine::{self, Handle, Sources};
 use crate::error::CliError;
 use crate::session::Session;
-use crate::{exit, help, output};
+use crate::{exit, help};
 use helper::ReplHelper;
 use nu_ansi_term::Color;
 use rhai::{Dynamic, Engine, Map, Scope, AST};
@@ -480,7 +480,6 @@ impl Repl {
             return;
         }
         let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-        output::column_order_hint(&cols);
         self.session.out.show(&Dynamic::from_array(rows), &cols);
     }
 }

@@ -65,6 +65,10 @@ fn run(session: &Arc<Session>, p: Prim) -> Result<(), String> {
         {
             Ok(())
         }
+        // Where the result's keys are data, the sample is an empty map and
+        // a nested read (`d.spec.replicas`) reaches (): not the example's
+        // fault.
+        EvalAltResult::ErrorDotExpr(..) if p.returns.is_open() => Ok(()),
         EvalAltResult::ErrorRuntime(v, pos) if v.is::<PrimitiveError>() => {
             let e = v.clone().cast::<PrimitiveError>();
             Err(format!(

@@ -161,10 +161,6 @@ impl Report {
     }
 
     pub fn to_dynamic(&self) -> Dynamic {
-        // `show(r.checks)` is the usual way to read the report, and
-        // registry::column_order sees only top-level results, not this
-        // nested table: without the hint its columns would sort by name.
-        crate::output::column_order_hint(&CHECK_COLUMNS.map(String::from));
         let checks: Array = self
             .checks
             .iter()
@@ -642,8 +638,6 @@ const CHECK: &[Field] = &[
     field("passed", Ty::Bool),
     field("detail", Ty::Str).doc("what was found, or why it failed"),
 ];
-
-const CHECK_COLUMNS: [&str; 3] = [CHECK[0].name, CHECK[1].name, CHECK[2].name];
 
 const INFO: &[Field] = &[
     field("database", Ty::Str).doc("PostgreSQL archive: the database dumped"),

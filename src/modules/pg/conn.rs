@@ -224,26 +224,36 @@ pub fn bound<'q>(sql: &'q str, params: &Array) -> Result<PgQuery<'q>, OpError> {
     Ok(q)
 }
 
-/// Runs a query of opsh's own and returns its rows as maps, registering
-/// the SELECT's column order for `show`.
+/// Runs a query and returns its rows as maps.
 pub fn rows(call: &mut Call, sql: &str, params: &Array, what: &str) -> Result<Vec<Map>, OpError> {
+    rows_and_columns(call, sql, params, what).map(|(rows, _)| rows)
+}
+
+/// The rows and the SELECT's column names, in its order.
+pub fn rows_and_columns(
+    call: &mut Call,
+    sql: &str,
+    params: &Array,
+    what: &str,
+) -> Result<(Vec<Map>, Vec<String>), OpError> {
     let (pool, t) = pool(call)?;
     call.block_on(async move {
         let rows = bound(sql, params)?
             .fetch_all(&pool)
             .await
             .map_err(|e| pg_error(e, &t, what))?;
-        if let Some(first) = rows.first() {
-            use sqlx::{Column, Row};
-            crate::output::column_order_hint(
-                &first
+        let columns = rows
+            .first()
+            .map(|first| {
+                use sqlx::{Column, Row};
+                first
                     .columns()
                     .iter()
                     .map(|c| c.name().to_string())
-                    .collect::<Vec<_>>(),
-            );
-        }
-        Ok(rows.iter().map(decode::row_to_map).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((rows.iter().map(decode::row_to_map).collect(), columns))
     })
 }
 

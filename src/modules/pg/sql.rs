@@ -1,6 +1,6 @@
 //! The general-purpose calls: connect, ping, query, exec.
 
-use super::conn::rows;
+use super::conn::rows_and_columns;
 use super::conn::{bound, pg_error, pool};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
@@ -57,7 +57,9 @@ pub const QUERY: Primitive = Primitive::read("query", query)
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
     let sql = call.str("sql")?;
     let params = call.array("params")?;
-    let rows = rows(call, &sql, &params, "query failed")?;
+    let (rows, columns) = rows_and_columns(call, &sql, &params, "query failed")?;
+    // The columns are the query's own: `show` keeps the SELECT's order.
+    call.session.out.column_order(&columns);
     Ok(Dynamic::from_array(
         rows.into_iter().map(Dynamic::from_map).collect(),
     ))

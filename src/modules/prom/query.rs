@@ -110,19 +110,12 @@ fn points(values: &Value) -> Array {
 fn decode(data: &Value) -> Dynamic {
     let result = &data["result"];
     match data["resultType"].as_str() {
-        Some("vector") => {
-            // The result is one of several shapes, so no single declared
-            // table orders it: say this one's order here.
-            crate::output::column_order_hint(
-                &SAMPLE.iter().map(|f| f.name.into()).collect::<Vec<_>>(),
-            );
-            Dynamic::from_array(
-                result
-                    .as_array()
-                    .map(|a| a.iter().map(sample).collect())
-                    .unwrap_or_default(),
-            )
-        }
+        Some("vector") => Dynamic::from_array(
+            result
+                .as_array()
+                .map(|a| a.iter().map(sample).collect())
+                .unwrap_or_default(),
+        ),
         Some("scalar") => Dynamic::from_float(sample_value(&result[1])),
         Some("string") => Dynamic::from(result[1].as_str().unwrap_or("").to_string()),
         Some("matrix") => Dynamic::from_array(
