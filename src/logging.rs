@@ -41,14 +41,15 @@ fn dependency_level(verbose: u8) -> LevelFilter {
 static AT_TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether a person reads stderr: text logs on a terminal, where every
-/// failure has just been shown as a rendered diagnostic.
+/// failure is also shown as a rendered diagnostic (right after the run's
+/// end-of-run lines).
 pub fn at_terminal() -> bool {
     AT_TERMINAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A failure that opsh also renders as a diagnostic: logged as an error for
 /// log collectors, but only at info on a terminal, where it would repeat
-/// what the person just read.
+/// what the person reads in the diagnostic.
 #[macro_export]
 macro_rules! log_failure {
     ($($t:tt)*) => {

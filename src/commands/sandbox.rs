@@ -8,7 +8,6 @@ use crate::context::{self, Context};
 use crate::error::CliError;
 use crate::exit;
 use crate::sandbox::{Sandbox, Services};
-use serde_json::json;
 
 pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliError> {
     let services = match &command {
@@ -34,16 +33,12 @@ pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliErr
 /// Announces the servers to other opsh processes (target `sandbox`),
 /// prints how to reach them, and waits for Ctrl-C or SIGTERM.
 fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
-    let file = crate::config::sandbox_state_file();
-    let mut t = serde_json::Map::new();
-    for (k, u) in targets {
-        t.insert(k.name().into(), u.clone().into());
-    }
-    let announce = json!({"pid": std::process::id(), "targets": t});
-    if let Some(d) = file.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    let _ = std::fs::write(&file, announce.to_string());
+    let file = crate::config::announce_sandbox(targets).map_err(|e| {
+        CliError::failed(format!(
+            "cannot announce the sandbox in {}: {e}",
+            crate::config::sandbox_state_file().display()
+        ))
+    })?;
     println!("opsh sandbox is up. Other opsh processes see it as the target `sandbox`:");
     for (k, u) in targets {
         println!("  export {}={u}", k.env_var());

@@ -18,7 +18,7 @@ pub use kinds::{Kind, KindInfo};
 pub use kube::{kube_current_context, IN_CLUSTER};
 pub use notify::{NotifyConfig, NotifyKind};
 pub use paths::{config_dir, data_dir, home, state_dir};
-pub use sandbox::sandbox_state_file;
+pub use sandbox::{announce_sandbox, sandbox_state_file};
 pub use target::Target;
 
 use crate::redact;

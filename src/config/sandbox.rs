@@ -9,6 +9,22 @@ pub fn sandbox_state_file() -> std::path::PathBuf {
     paths::state_dir().join("sandbox.json")
 }
 
+/// Writes the announcement for this process's servers; the file is read
+/// back by `load_sandbox_announcement` while this process lives.
+pub fn announce_sandbox(targets: &[(Kind, String)]) -> std::io::Result<std::path::PathBuf> {
+    let file = sandbox_state_file();
+    let urls: serde_json::Map<String, serde_json::Value> = targets
+        .iter()
+        .map(|(k, u)| (k.name().to_string(), u.clone().into()))
+        .collect();
+    let announce = serde_json::json!({"pid": std::process::id(), "targets": urls});
+    if let Some(d) = file.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::write(&file, announce.to_string())?;
+    Ok(file)
+}
+
 impl Config {
     /// Reads what a running `opsh sandbox` announced, if that process is
     /// still alive, and exposes its servers as targets named `sandbox`.
