@@ -153,7 +153,7 @@ fn get(call: &mut Call, path: &str, query: &[(&str, String)]) -> Result<Value, O
 }
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
-    .params(&[req("target", Ty::Str)])
+    .params(&[req("target", Ty::Str).target()])
     .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `alertmanager`.")
     .example(r#"let am = alertmanager.connect("prod"); am.alerts().len()"#);
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {

@@ -18,7 +18,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 };
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
-    .params(&[req("target", Ty::Str)])
+    .params(&[req("target", Ty::Str).target()])
     .doc("Use a named target or an http(s):// URL; returns a handle with the same methods as `pushgateway`.")
     .example(r#"let gw = pushgateway.connect("ops"); gw.groups().len()"#);
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {

@@ -83,7 +83,8 @@ impl Source for Scope {
     }
 }
 
-/// Configured target names: inside `connect("` and after `:target KIND`.
+/// Configured target names: in an argument declared to name a target
+/// (`pg.connect("`, `pg.dump("`) and after `:target KIND`.
 pub struct Targets;
 
 impl Source for Targets {
@@ -91,10 +92,12 @@ impl Source for Targets {
         let kind = match spot {
             Spot::StringArg {
                 module: Some(m),
-                function: "connect",
-                index: 0,
+                function,
+                index,
                 ..
-            } => registry::module(m).and_then(|d| d.target),
+            } => registry::find(m, function)
+                .filter(|p| p.params.get(*index).is_some_and(|x| x.target))
+                .and_then(|p| p.module.target),
             Spot::MetaArg {
                 command: "target",
                 index: 1,

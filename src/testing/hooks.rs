@@ -27,6 +27,8 @@ pub enum Stub {
 #[derive(Clone)]
 pub struct Logged {
     pub primitive: String,
+    /// A call of a `Class::Show` primitive: what the test captured.
+    pub shown: bool,
     pub target: Option<String>,
     pub args: Vec<Dynamic>,
     pub result: Result<Dynamic, String>,
@@ -93,8 +95,9 @@ impl Hooks {
 
     /// Everything `show` was given since the last reset (test mode).
     pub fn shows(&self) -> Vec<Dynamic> {
-        self.calls(Some("show"))
+        self.calls(None)
             .into_iter()
+            .filter(|l| l.shown)
             .filter_map(|l| l.args.into_iter().next())
             .collect()
     }
@@ -168,6 +171,7 @@ pub fn observe(call: &Call, result: &Result<Dynamic, OpError>) {
         if let Ok(mut c) = hooks.calls.lock() {
             c.push(Logged {
                 primitive: call.prim.full_name(),
+                shown: class == Class::Show,
                 target: call.handle_target().map(str::to_string),
                 args: call.args.clone(),
                 result: match result {

@@ -22,7 +22,7 @@ fn handle(call: &mut Call, spec: String) -> Result<Dynamic, OpError> {
 }
 
 pub const CONTEXT: Primitive = Primitive::handle("context", context, true)
-    .params(&[req("name", Ty::Str)])
+    .params(&[req("name", Ty::Str).target()])
     .doc("A handle on another kubeconfig context (or [kube.NAME] target), with the same methods as `k8s`.\n\
           Loads the kubeconfig at once, so an unknown context fails on this line. Protection comes from `protected = true` in [kube.NAME].")
     .example(r#"let prod = k8s.context("prod"); prod.deployments()"#);

@@ -11,7 +11,7 @@ use sqlx::Row;
 use std::time::Instant;
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
-    .params(&[req("target", Ty::Str)])
+    .params(&[req("target", Ty::Str).target()])
     .doc("Connect to a named target or a postgres:// URL and return a handle with the same methods as `pg`.\n\
           Connects at once, so a wrong password or an unreachable server fails on this line. TLS follows the URL's `sslmode` (disable, prefer, require, verify-ca, verify-full; `sslrootcert=/path/ca.pem` for a private CA).")
     .example(r#"let db = pg.connect("staging"); db.query("select 1 as one")"#);

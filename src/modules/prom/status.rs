@@ -10,7 +10,7 @@ use rhai::{Array, Dynamic};
 use serde_json::Value;
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
-    .params(&[req("target", Ty::Str)])
+    .params(&[req("target", Ty::Str).target()])
     .doc(
         "Use a named target or an http(s):// URL; returns a handle with the same methods as `prom`.\n\
          Checks that the server answers (/-/ready).",

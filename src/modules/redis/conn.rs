@@ -90,7 +90,7 @@ pub(super) fn conn(
 }
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)
-    .params(&[req("target", Ty::Str)])
+    .params(&[req("target", Ty::Str).target()])
     .doc("Connect to a named target or a redis:// URL and return a handle with the same methods as `redis`.")
     .example(r#"let cache = redis.connect("cache"); cache.ping()"#);
 fn connect(call: &mut Call) -> Result<Dynamic, OpError> {
