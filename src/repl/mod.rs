@@ -139,7 +139,12 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> Resul
         }
         remember(&mut editor, &entry, &history);
         let flow = if entry.trim_start().starts_with(':') {
-            repl.meta(entry.trim(), &mut editor)
+            // A console command's error is rendered as the command line's
+            // are, and the console goes on.
+            repl.meta(entry.trim(), &mut editor).unwrap_or_else(|e| {
+                eprint!("{}", e.render());
+                Flow::Continue
+            })
         } else {
             repl.eval(&entry)
         };
@@ -336,7 +341,11 @@ impl Repl {
         self.session.out.show(v, &[]);
     }
 
-    fn meta(&mut self, line: &str, editor: &mut Editor<ReplHelper, FileHistory>) -> Flow {
+    fn meta(
+        &mut self,
+        line: &str,
+        editor: &mut Editor<ReplHelper, FileHistory>,
+    ) -> Result<Flow, CliError> {
         let mut words = line[1..].split_whitespace();
         let word = words.next().unwrap_or("");
         let args: Vec<&str> = words.collect();
@@ -344,16 +353,14 @@ impl Repl {
             let hint = meta::suggest(word)
                 .map(|s| format!("; did you mean :{s}?"))
                 .unwrap_or_default();
-            eprintln!("error: unknown command :{word}{hint} (:help lists them)");
-            return Flow::Continue;
+            return Err(CliError::usage(format!(
+                "unknown command :{word}{hint} (:help lists them)"
+            )));
         };
         let color = self.session.out.color;
         match (command, args.as_slice()) {
             ("help", []) => print!("{}{}", help::overview(color), meta::usage()),
-            ("help", [name]) => match help::lookup(name, color) {
-                Ok(text) => print!("{text}"),
-                Err(e) => eprintln!("error: {e}"),
-            },
+            ("help", [name]) => print!("{}", help::lookup(name, color).map_err(CliError::usage)?),
             ("load", [file]) => return self.load(Path::new(file)),
             ("dry-run", []) => println!(
                 "dry-run is {}",
@@ -362,29 +369,24 @@ impl Repl {
             ("dry-run", ["on"]) => self.session.set_dry_run(true),
             ("dry-run", ["off"]) => self.session.set_dry_run(false),
             ("target", []) => self.list_targets(),
-            ("target", [kind, name]) => self.switch_target(kind, name),
+            ("target", [kind, name]) => self.switch_target(kind, name)?,
             ("audit", []) => self.audit(),
             ("clear", []) => {
                 let _ = editor.clear_screen();
             }
-            ("quit", []) => return Flow::Quit(exit::OK),
+            ("quit", []) => return Ok(Flow::Quit(exit::OK)),
             _ => {
                 let c = meta::COMMANDS.iter().find(|c| c.name == command);
                 let usage = c.map(|c| c.args).unwrap_or("");
-                eprintln!("error: usage: :{command} {usage}");
+                return Err(CliError::usage(format!("usage: :{command} {usage}")));
             }
         }
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
-    fn load(&mut self, file: &Path) -> Flow {
-        let text = match std::fs::read_to_string(file) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", file.display());
-                return Flow::Continue;
-            }
-        };
+    fn load(&mut self, file: &Path) -> Result<Flow, CliError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
         let name = file.display().to_string();
         self.sources.insert(&name, &text);
         let before: Vec<String> = self
@@ -404,7 +406,7 @@ impl Repl {
                 .out
                 .note(&format!("loaded {name}: defines {}", added.join(", ")));
         }
-        flow
+        Ok(flow)
     }
 
     fn list_targets(&self) {
@@ -431,27 +433,28 @@ impl Repl {
         }
     }
 
-    fn switch_target(&self, kind: &str, name: &str) {
+    fn switch_target(&self, kind: &str, name: &str) -> Result<(), CliError> {
         let Some(k) = Kind::parse(kind) else {
             let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
-            eprintln!(
-                "error: unknown target kind `{kind}`; kinds are {}",
+            return Err(CliError::usage(format!(
+                "unknown target kind `{kind}`; kinds are {}",
                 kinds.join(", ")
-            );
-            return;
+            )));
         };
         let Ok(mut cfg) = self.session.config.write() else {
-            return;
+            return Ok(());
         };
         let names = cfg.target_names(k);
         if !names.iter().any(|n| n == name) {
             let hint = crate::registry::suggest(name, names.iter().map(String::as_str))
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| format!("configured {kind} targets: {}", names.join(", ")));
-            eprintln!("error: no {kind} target named `{name}`; {hint}");
-            return;
+            return Err(CliError::usage(format!(
+                "no {kind} target named `{name}`; {hint}"
+            )));
         }
         cfg.set_default(k, name);
+        Ok(())
     }
 
     /// This session's records in the audit log (one run id per session).
