@@ -136,6 +136,9 @@ fn schema(p: Prim) -> Vec<(String, Rows)> {
             Ty::Rows(f) if !f.is_empty() => ("Returns one map per row", f),
             Ty::Record(f) if !f.is_empty() => ("Returns a map", f),
             Ty::Fields(f) if !f.is_empty() => ("Returns a map with at least", f),
+            Ty::List(&Ty::Fields(f)) if !f.is_empty() => {
+                ("Returns one map per row, with at least", f)
+            }
             _ => continue,
         };
         let mut rows = Vec::new();

@@ -187,6 +187,10 @@ fn declared_tables(t: &Ty, out: &mut Vec<&'static [Field]>) {
         }
         Ty::Record(f) | Ty::Fields(f) => f.iter().for_each(|f| declared_tables(&f.ty, out)),
         Ty::OneOf(ts) => ts.iter().for_each(|t| declared_tables(t, out)),
+        Ty::List(&Ty::Fields(f)) => {
+            out.push(f);
+            f.iter().for_each(|f| declared_tables(&f.ty, out));
+        }
         Ty::List(t) => declared_tables(t, out),
         _ => {}
     }

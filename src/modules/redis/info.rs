@@ -238,7 +238,7 @@ fn keyspace(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 pub const REPLICATION: Primitive = Primitive::read("replication", replication)
-    .returns(Ty::Record(&[
+    .returns(Ty::Fields(&[
         field("role", Ty::Str).doc("master or slave"),
         field("connected_slaves", Ty::Int),
         field("replicas", Ty::Rows(&[
@@ -299,7 +299,7 @@ const CLIENT: &[Field] = &[
 ];
 
 pub const CLIENTS: Primitive = Primitive::read("clients", clients)
-    .returns(Ty::Rows(CLIENT))
+    .returns(Ty::List(&Ty::Fields(CLIENT)))
     .doc("CLIENT LIST, parsed: one row per connection, numbers typed.\n\
           Every other field of the line (fd, qbuf, omem, events, ...) is kept under its CLIENT LIST name.")
     .example("let idle = redis.clients().filter(|c| c.idle > 600);");
