@@ -1,5 +1,6 @@
 //! `opsh check FILE...`: syntax (Rhai stops at the first syntax error of a
-//! file), unknown primitives and argument counts, and imports that do not
+//! file), unknown primitives, argument counts and the keys of literal
+//! option maps (all read from the declarations), and imports that do not
 //! resolve or compile. Every problem of every file is reported together.
 
 use crate::audit::Audit;
@@ -57,6 +58,29 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
                         &p.signature(),
                     ));
                 }
+                // Literal option maps are held to the declared keys here,
+                // before anything runs (`#{older_thn: "1m"}`).
+                for (arg, key, line, col) in &r.keys {
+                    let Some(fields) = p.params.get(*arg).and_then(|x| options_of(&x.ty)) else {
+                        continue;
+                    };
+                    if fields.iter().any(|f| f.name == key.as_str()) {
+                        continue;
+                    }
+                    let known = fields.iter().map(|f| f.name);
+                    let hint = registry::suggest(key, known.clone())
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| {
+                            format!("known options: {}", known.collect::<Vec<_>>().join(", "))
+                        });
+                    problems.push(renderer.custom(
+                        &format!("{} has no option `{key}`", p.full_name()),
+                        &name,
+                        *line,
+                        *col,
+                        &hint,
+                    ));
+                }
                 continue;
             }
             let names = registry::module(&r.module)
@@ -102,6 +126,16 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
     let mut text = problems.concat();
     text.push_str(&format!("{} problem(s) found\n", problems.len()));
     Err(CliError::rendered(exit::ERROR, text))
+}
+
+/// The declared keys of an options parameter: a record, or the record
+/// among its alternatives.
+fn options_of(ty: &registry::Ty) -> Option<&'static [registry::Field]> {
+    match ty {
+        registry::Ty::Record(f) => Some(f),
+        registry::Ty::OneOf(ts) => ts.iter().find_map(options_of),
+        _ => None,
+    }
 }
 
 /// An engine that knows every primitive's name and arity but can run none:

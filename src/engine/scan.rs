@@ -16,6 +16,9 @@ pub struct Reference {
     pub col: usize,
     /// How many arguments the call passes; None when the call is not closed.
     pub args: Option<usize>,
+    /// The keys of `#{..}` literals passed as arguments: (argument index,
+    /// key, line, column), so `check` can hold them to the declaration.
+    pub keys: Vec<(usize, String, usize, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +55,13 @@ pub fn scan(src: &str, modules: &[&str]) -> Scan {
                     line,
                     col,
                     args: count_args(src, &toks[i + 1..]),
+                    keys: literal_keys(src, &toks[i + 1..])
+                        .into_iter()
+                        .map(|(arg, key, j)| {
+                            let (l, c) = at[i + 1 + j];
+                            (arg, key, l, c)
+                        })
+                        .collect(),
                 });
             }
         }
@@ -231,6 +241,60 @@ fn count_args(src: &str, toks: &[Token]) -> Option<usize> {
     None
 }
 
+/// The top-level keys of each `#{..}` literal that is a whole argument of
+/// the call whose `(` is `toks[0]`: (argument index, key, token index).
+fn literal_keys(src: &str, toks: &[Token]) -> Vec<(usize, String, usize)> {
+    let mut out = Vec::new();
+    let (mut depth, mut arg, mut i) = (0usize, 0usize, 1usize);
+    let punct = |j: usize| toks.get(j).and_then(|t| t.punct(src));
+    while i < toks.len() {
+        let t = &toks[i];
+        let starts_arg = depth == 0 && matches!(punct(i - 1), Some("(" | ","));
+        if starts_arg && punct(i) == Some("#") && punct(i + 1) == Some("{") {
+            // Inside the map: a key is an identifier or a string right after
+            // `{` or `,` at the map's own level, followed by `:`.
+            let mut d = 0usize;
+            let mut j = i + 1;
+            while j < toks.len() {
+                let u = &toks[j];
+                if u.opens(src) {
+                    d += 1;
+                } else if u.closes(src) {
+                    d -= 1;
+                    if d == 0 {
+                        break;
+                    }
+                } else if d == 1
+                    && matches!(punct(j - 1), Some("{" | ","))
+                    && punct(j + 1) == Some(":")
+                    && matches!(u.kind, Kind::Ident | Kind::Str { closed: true })
+                {
+                    let key = match u.kind {
+                        Kind::Ident => u.text(src).to_string(),
+                        _ => literal(src, u),
+                    };
+                    out.push((arg, key, j));
+                }
+                j += 1;
+            }
+            i = j + 1;
+            continue;
+        }
+        if t.opens(src) {
+            depth += 1;
+        } else if t.closes(src) {
+            if depth == 0 {
+                break;
+            }
+            depth -= 1;
+        } else if depth == 0 && t.punct(src) == Some(",") {
+            arg += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
 /// The value of a string literal, for an import path: in `"..."` a `\`
 /// stands for the character after it; other kinds are verbatim.
 fn literal(src: &str, t: &Token) -> String {
@@ -376,6 +440,32 @@ mod tests {
                 ("redis".into(), "connect".into(), 1, 22),
                 ("pg".into(), "ping".into(), 2, 12),
                 ("redis".into(), "get".into(), 3, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_of_literal_option_maps_are_found_with_their_argument() {
+        let s = scan(
+            "pg.activity(#{older_thn: \"1m\", \"states\": [\"idle\"], pids: #{x: 1}});\nk8s.scale(\"api\", 3, #{curent: 3})",
+            MODULES,
+        );
+        let keys: Vec<(usize, &str, usize, usize)> = s
+            .calls
+            .iter()
+            .flat_map(|c| {
+                c.keys
+                    .iter()
+                    .map(|(a, k, l, col)| (*a, k.as_str(), *l, *col))
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                (0, "older_thn", 1, 15),
+                (0, "states", 1, 32),
+                (0, "pids", 1, 52),
+                (2, "curent", 2, 23)
             ]
         );
     }

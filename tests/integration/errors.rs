@@ -20,7 +20,7 @@ fn check_reports_unknown_primitives_and_bad_imports() {
     let env = Env::new();
     let f = env.write(
         "c.rhai",
-        "import \"nosuch\" as n;\nlet x = pg.qeury(\"select 1\");\nredis.info();\nk8s.scale(\"api\");\nk8s.scale(\"api\", 3, #{}, |a, b| a);\n",
+        "import \"nosuch\" as n;\nlet x = pg.qeury(\"select 1\");\nredis.info();\nk8s.scale(\"api\");\nk8s.scale(\"api\", 3, #{}, |a, b| a);\nk8s.scale(\"api\", 3, #{curent: 3, wait: true});\n",
     );
     env.opsh(["check"])
         .arg(&f)
@@ -32,7 +32,10 @@ fn check_reports_unknown_primitives_and_bad_imports() {
         .assert_stderr_contains("k8s.scale takes 2 to 3 argument(s), this call passes 1")
         .assert_stderr_contains("c.rhai:4:1")
         .assert_stderr_contains("this call passes 4")
-        .assert_stderr_contains("4 problem(s) found");
+        .assert_stderr_contains("k8s.scale has no option `curent`")
+        .assert_stderr_contains("c.rhai:6:23")
+        .assert_stderr_contains("did you mean `current`?")
+        .assert_stderr_contains("5 problem(s) found");
     let ok = env.write(
         "ok.rhai",
         "import \"checks\" as checks;\nlet x = pg.query(\"select 1\");\n",
