@@ -807,6 +807,7 @@ fn check_engine() -> rhai::Engine {
     }
 }
 
+#[cfg(feature = "sandbox")]
 fn sandbox_cmd(g: &Global, command: Option<SandboxCommand>) -> i32 {
     let services = match &command {
         Some(SandboxCommand::Run { monitoring, .. }) => crate::sandbox::Services {
@@ -838,8 +839,24 @@ fn sandbox_cmd(g: &Global, command: Option<SandboxCommand>) -> i32 {
     }
 }
 
+/// Without the `sandbox` feature (the container image's build) the command
+/// stays in the CLI and its help, so a user learns why it does nothing.
+#[cfg(not(feature = "sandbox"))]
+fn sandbox_cmd(_: &Global, _: Option<SandboxCommand>) -> i32 {
+    without_sandbox("`opsh sandbox`")
+}
+
+/// `opsh sandbox` and `opsh test --sandbox` in a build without the
+/// `sandbox` feature: a usage error that says what to build instead.
+#[cfg(not(feature = "sandbox"))]
+pub(crate) fn without_sandbox(what: &str) -> i32 {
+    eprintln!("error: this opsh was built without the sandbox feature; {what} needs a build with it (its default features: `cargo build --release`)");
+    exit::USAGE
+}
+
 /// `opsh sandbox`: announce the servers to other opsh processes (target
 /// `sandbox`), print how to reach them, and wait for Ctrl-C or SIGTERM.
+#[cfg(feature = "sandbox")]
 fn serve_sandbox(_sb: &crate::sandbox::Sandbox, targets: &[(Kind, String)]) -> i32 {
     let file = crate::config::sandbox_state_file();
     let mut t = serde_json::Map::new();

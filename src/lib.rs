@@ -15,11 +15,13 @@ pub mod lock;
 pub mod logging;
 pub mod modules;
 pub mod output;
+pub mod pgbin;
 pub mod record;
 pub mod redact;
 pub mod registry;
 pub mod repl;
 pub mod report;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schedule;
 pub mod session;

@@ -8,6 +8,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn main(g: &Global, a: &TestArgs) -> i32 {
+    #[cfg(not(feature = "sandbox"))]
+    if a.sandbox {
+        return crate::cli::without_sandbox("`opsh test --sandbox`");
+    }
+    // Only the sandbox adds targets.
+    #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
     let mut cfg = match load_config(g) {
         Ok(c) => c,
         Err(code) => return code,
@@ -24,6 +30,7 @@ pub fn main(g: &Global, a: &TestArgs) -> i32 {
         }
     };
     // Held for the whole run: dropping it stops the servers.
+    #[cfg(feature = "sandbox")]
     let _sandbox = if a.sandbox {
         // PostgreSQL, Redis and the Kubernetes API test server.
         match crate::sandbox::Sandbox::start(crate::sandbox::Services::default()) {
