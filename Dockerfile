@@ -7,15 +7,19 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so a source change does not refetch them.
+# The manifests name every target, so each needs a file to load them.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/kube-testserver/Cargo.toml crates/kube-testserver/
-RUN mkdir -p src crates/kube-testserver/src && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs crates/kube-testserver/src/lib.rs \
+RUN mkdir -p src crates/kube-testserver/src tests/integration examples \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs crates/kube-testserver/src/lib.rs tests/integration/main.rs examples/redis_fanout.rs \
     && cargo fetch --locked \
-    && rm -rf src crates
+    && rm -rf src crates tests examples
 COPY src src
 COPY crates crates
 COPY stdlib stdlib
+COPY tests tests
+COPY examples examples
 # The dist profile (link-time optimisation), without the sandbox and its
 # Kubernetes API test server.
 RUN cargo build --profile dist --locked --no-default-features --bin opsh \
