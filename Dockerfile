@@ -7,14 +7,23 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 # Dependencies first, so a source change does not refetch them.
+# The manifests name every target, so each needs a file to load them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+COPY crates/kube-testserver/Cargo.toml crates/kube-testserver/
+RUN mkdir -p src crates/kube-testserver/src tests/integration examples \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs crates/kube-testserver/src/lib.rs tests/integration/main.rs examples/redis_fanout.rs \
     && cargo fetch --locked \
-    && rm -rf src
+    && rm -rf src crates tests examples
 COPY src src
+COPY crates crates
 COPY stdlib stdlib
-RUN cargo build --release --locked --bin opsh \
-    && strip target/release/opsh
+COPY tests tests
+COPY examples examples
+# The dist profile (link-time optimisation), without the sandbox and its
+# Kubernetes API test server.
+RUN cargo build --profile dist --locked --no-default-features --bin opsh \
+    && strip target/dist/opsh
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -23,7 +32,7 @@ RUN apt-get update \
     && groupadd --system --gid 10001 opsh \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/opsh --create-home opsh \
     && mkdir -p /var/lib/opsh && chown opsh:opsh /var/lib/opsh
-COPY --from=builder /src/target/release/opsh /usr/local/bin/opsh
+COPY --from=builder /src/target/dist/opsh /usr/local/bin/opsh
 COPY scripts /opt/opsh/scripts
 WORKDIR /opt/opsh
 # State (locks, audit log) in one writable place; no colours in logs.

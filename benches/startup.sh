@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Startup benchmark: `opsh run` of an empty script, and of a script that
 # touches every module value without network. Uses hyperfine when present,
-# else a plain loop. Build first: cargo build --release
+# else a plain loop. It measures the binary that ships (the container
+# image's build): build it first with
+#   cargo build --profile dist --no-default-features
+# or point OPSH_BIN at another build (e.g. target/release/opsh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${OPSH_BIN:-target/release/opsh}
+bin=${OPSH_BIN:-${CARGO_TARGET_DIR:-target}/dist/opsh}
+if [ ! -x "$bin" ]; then
+  echo "startup.sh: no $bin: cargo build --profile dist --no-default-features (or set OPSH_BIN)" >&2
+  exit 1
+fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 : > "$tmp/empty.rhai"

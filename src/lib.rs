@@ -18,6 +18,7 @@ pub mod lock;
 pub mod logging;
 pub mod modules;
 pub mod output;
+pub mod pgbin;
 pub mod proc;
 pub mod record;
 pub mod redact;
@@ -25,6 +26,7 @@ pub mod registry;
 pub mod repl;
 pub mod report;
 mod run;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schedule;
 pub mod session;

@@ -57,7 +57,10 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
         Some(Command::Help { name, markdown }) => {
             commands::help::run(ctx, name.as_deref(), markdown)
         }
+        #[cfg(feature = "sandbox")]
         Some(Command::Sandbox { command }) => commands::sandbox::run(ctx, command),
+        #[cfg(not(feature = "sandbox"))]
+        Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
         None if std::io::stdin().is_terminal() => commands::repl::run(ctx),
         None => commands::run::stdin(ctx),

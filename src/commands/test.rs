@@ -2,8 +2,7 @@
 //! test file, in test mode; with `--sandbox`, against fresh servers.
 
 use crate::args::TestArgs;
-use crate::config::Config;
-use crate::context::{self, Context};
+use crate::context::Context;
 use crate::error::CliError;
 use crate::output::Format;
 use crate::session::Options;
@@ -11,12 +10,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub fn run(ctx: &Context, a: &TestArgs) -> Result<i32, CliError> {
+    #[cfg(not(feature = "sandbox"))]
+    if a.sandbox {
+        return Err(super::without_sandbox("`opsh test --sandbox`"));
+    }
+    #[cfg_attr(not(feature = "sandbox"), allow(unused_mut))]
     let mut cfg = ctx.config()?;
     let files = crate::testing::discover(&a.paths).map_err(CliError::failed)?;
     if files.is_empty() {
         return Err(CliError::failed("no *_test.rhai files found"));
     }
     // Held for the whole run: dropping it stops the servers.
+    #[cfg(feature = "sandbox")]
     let _sandbox = match a.sandbox {
         true => Some(sandbox(&mut cfg)?),
         false => None,
@@ -42,9 +47,10 @@ pub fn run(ctx: &Context, a: &TestArgs) -> Result<i32, CliError> {
 
 /// PostgreSQL, Redis and the Kubernetes API test server, as the default
 /// targets of their kinds.
-fn sandbox(cfg: &mut Config) -> Result<crate::sandbox::Sandbox, CliError> {
+#[cfg(feature = "sandbox")]
+fn sandbox(cfg: &mut crate::config::Config) -> Result<crate::sandbox::Sandbox, CliError> {
     let sb = crate::sandbox::Sandbox::start(crate::sandbox::Services::default())
         .map_err(|e| CliError::failed(format!("cannot start the sandbox: {e}")))?;
-    context::use_sandbox(cfg, &sb.targets());
+    crate::context::use_sandbox(cfg, &sb.targets());
     Ok(sb)
 }

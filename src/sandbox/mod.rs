@@ -1,13 +1,12 @@
 //! Ephemeral real services on free loopback ports, in a temp dir, torn down
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
-mod kube;
 pub mod monitoring;
 mod postgres;
 mod proc;
 mod redis;
 
-pub use kube::{KubeServer, TlsFiles};
+pub use kube_testserver::{KubeServer, TlsFiles};
 pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;
@@ -23,7 +22,7 @@ pub struct Services {
     /// Prometheus, Alertmanager, Pushgateway, and an exporter for each of
     /// the servers above.
     pub monitoring: bool,
-    /// The in-process Kubernetes API test server (kube/).
+    /// The in-process Kubernetes API test server (crates/kube-testserver).
     pub kube: bool,
 }
 
@@ -58,6 +57,12 @@ impl std::fmt::Display for SandboxError {
 }
 
 impl std::error::Error for SandboxError {}
+
+impl From<kube_testserver::Error> for SandboxError {
+    fn from(e: kube_testserver::Error) -> Self {
+        SandboxError(e.to_string())
+    }
+}
 
 pub(crate) fn err(msg: impl Into<String>) -> SandboxError {
     SandboxError(msg.into())

@@ -2,7 +2,7 @@
 //! binary version), copy it per instance, start postgres on a free port.
 //! Copying the template makes a fresh server cost ~0.5 s instead of ~3 s.
 
-use super::proc::{chown_tree, free_port, log_tail, service_user, spawn, stop, which};
+use super::proc::{chown_tree, free_port, log_tail, service_user, spawn, stop};
 use super::{err, SandboxError};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -16,32 +16,12 @@ pub struct Postgres {
     pub log: PathBuf,
 }
 
-/// The directory with `postgres` and `initdb`: OPSH_PG_BINDIR, the newest
-/// /usr/lib/postgresql/N/bin (Debian), or PATH.
+/// The directory with `postgres` and `initdb`: the one that
+/// `crate::pgbin` finds `postgres` in.
 pub fn bindir() -> Result<PathBuf, SandboxError> {
-    if let Some(d) = std::env::var_os("OPSH_PG_BINDIR").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(d));
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    if let Some(p) = which("postgres") {
-        if let Some(d) = p.parent() {
-            return Ok(d.to_path_buf());
-        }
-    }
-    Err(err("PostgreSQL server binaries not found: install them (`apt-get install postgresql`) or set OPSH_PG_BINDIR"))
+    crate::pgbin::find("postgres")
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| err("PostgreSQL server binaries not found: install them (`apt-get install postgresql`) or set OPSH_PG_BINDIR"))
 }
 
 fn random_password() -> String {

@@ -2,22 +2,15 @@
 //! making sure servers die with us.
 
 use super::{err, SandboxError};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A port below 32768 (Linux hands 32768-60999 to client sockets, so a
-/// server there can collide with an outgoing connection) that is free now.
+/// A free loopback port below Linux's ephemeral range: the one rule for
+/// every sandbox server, the Kubernetes API test server's.
 pub fn free_port() -> Result<u16, SandboxError> {
-    for _ in 0..200 {
-        let port = fastrand::u16(20000..32000);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(err("no free port found in 20000-32000"))
+    kube_testserver::free_port().map_err(|e| err(e.to_string()))
 }
 
 /// Uid/gid that servers run as: PostgreSQL refuses to run as root, so as

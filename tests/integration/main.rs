@@ -1,6 +1,10 @@
 //! Integration tests: the real binary against real servers that each test
 //! starts for itself (opsh's own sandbox), in parallel, sharing nothing.
 
+// Helpers outside #[test] functions panic on purpose, as assertions do
+// (clippy.toml allows unwrap and expect inside the tests themselves).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod backup;

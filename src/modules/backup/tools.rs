@@ -6,39 +6,12 @@
 use crate::dispatch::{Call, OpError};
 use std::path::PathBuf;
 
-/// OPSH_PG_BINDIR, else the newest /usr/lib/postgresql/N/bin that has the
-/// program (Debian), else PATH. The newest matters: pg_restore cannot read
-/// archives from a newer pg_dump, and pg_dump refuses newer servers.
+/// Where `crate::pgbin` finds the program, or an error saying how to get it.
 pub fn pg_program(name: &str) -> Result<PathBuf, OpError> {
-    if let Some(d) = std::env::var_os("OPSH_PG_BINDIR").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(d).join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let p = e.path().join("bin").join(name);
-            p.is_file().then_some((v, p))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, p)) = versions.pop() {
-        return Ok(p);
-    }
-    if let Some(p) = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    }) {
-        return Ok(p);
-    }
-    Err(OpError::failed(format!("{name} not found"))
-        .with_hint("install the PostgreSQL client programs (`apt-get install postgresql-client`) or set OPSH_PG_BINDIR to their directory"))
+    crate::pgbin::find(name).ok_or_else(|| {
+        OpError::failed(format!("{name} not found"))
+            .with_hint("install the PostgreSQL client programs (`apt-get install postgresql-client`) or set OPSH_PG_BINDIR to their directory")
+    })
 }
 
 /// How a client program reaches a database: the URL without its password

@@ -136,19 +136,6 @@ impl Env {
     {
         Opsh::new(self, args)
     }
-
-    /// The positional form the kubectl tests (k8s_kubectl.rs) still use:
-    /// `opsh FLAGS... run script.rhai` with `vars` set.
-    pub fn run(&self, script: &str, flags: &[&str], vars: &[(&str, &str)]) -> Run {
-        let mut o = self.script(script);
-        for f in flags {
-            o = o.flag(f);
-        }
-        for (k, v) in vars {
-            o = o.env(k, v);
-        }
-        o.run()
-    }
 }
 
 /// One opsh command line, built up and then run: global flags go before

@@ -6,6 +6,8 @@ use super::discovery::{self, Res};
 use super::patch;
 use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
 use super::{logs, metrics, table};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -491,7 +493,7 @@ fn prepare(r: &Res, mut obj: Value) -> Value {
             // stringData is write-only: it lands base64-encoded in data.
             if let Some(sd) = obj["stringData"].as_object().cloned() {
                 for (k, v) in sd {
-                    obj["data"][k] = json!(crate::value::b64(v.as_str().unwrap_or("").as_bytes()));
+                    obj["data"][k] = json!(B64.encode(v.as_str().unwrap_or("")));
                 }
                 if let Some(o) = obj.as_object_mut() {
                     o.remove("stringData");
@@ -651,11 +653,26 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
     let rv: u64 = req.q("resourceVersion").parse().unwrap_or(0);
     let timeout = req.q("timeoutSeconds").parse().unwrap_or(1800u64);
     let res = store::rkey(r);
-    let (mut past, mut rx) = st.watch_from(&res, rv)?;
+    // A streaming list (`sendInitialEvents`, which kubectl 1.37's
+    // `rollout status` asks for): the current state, a bookmark that marks
+    // its end, then changes. The client waits for that bookmark.
+    let initial_events = req.q("sendInitialEvents") == "true";
+    let (mut past, mut rx) = st.watch_from(&res, if initial_events { 0 } else { rv })?;
     let mut last = past.iter().map(|e| e.rv).max().unwrap_or(rv);
-    if rv == 0 {
+    let mut bookmark = None;
+    if rv == 0 || initial_events {
         // No resourceVersion: the current state as ADDED events, then changes.
         let (items, now_rv) = st.list(r, ns);
+        if initial_events {
+            bookmark = Some(json!({"type": "BOOKMARK", "object": {
+                "kind": r.kind,
+                "apiVersion": r.api_version(),
+                "metadata": {
+                    "resourceVersion": now_rv.to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"},
+                },
+            }}));
+        }
         past = items
             .into_iter()
             .map(|o| store::Event {
@@ -682,6 +699,11 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
         };
         for e in past.iter().filter(|e| keep(e)) {
             if tx.send(line(e)).await.is_err() {
+                return;
+            }
+        }
+        if let Some(b) = bookmark {
+            if tx.send(Bytes::from(format!("{b}\n"))).await.is_err() {
                 return;
             }
         }

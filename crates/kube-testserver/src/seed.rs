@@ -6,7 +6,8 @@
 use super::controllers::OOM_ANNOTATION;
 use super::discovery::by_kind;
 use super::store::Store;
-use crate::value::b64;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 fn put(st: &Store, kind: &str, ns: &str, obj: Value) {
@@ -153,7 +154,7 @@ pub fn seed(st: &Store) {
         "Secret",
         d,
         json!({"metadata": {"name": "api-credentials"}, "type": "Opaque",
-        "data": {"DB_PASSWORD": b64(b"initial-sandbox-password"), "API_KEY": b64(b"sandbox-api-key")}}),
+        "data": {"DB_PASSWORD": B64.encode(b"initial-sandbox-password"), "API_KEY": B64.encode(b"sandbox-api-key")}}),
     );
     put(
         st,

@@ -2,7 +2,7 @@
 //! OOM-killed in a loop) and Jobs (one pod run to completion).
 
 use super::{event, owned_by, owner_ref, res, Controllers, NODES, OOM_ANNOTATION, TIMING};
-use crate::sandbox::kube::store::{meta_str, now, suffix, Store};
+use crate::store::{meta_str, now, suffix, Store};
 use serde_json::{json, Value};
 use std::time::Instant;
 

@@ -6,7 +6,7 @@ use super::{
     event, normalize, owned_by, owner_ref, pod_ready, replicas, res, rev, set_condition,
     template_hash, Controllers, REVISION,
 };
-use crate::sandbox::kube::store::{meta_str, suffix, Store};
+use crate::store::{meta_str, suffix, Store};
 use serde_json::{json, Value};
 
 impl Controllers {
@@ -208,7 +208,7 @@ impl Controllers {
                     .iter()
                     .find(|c| c["type"] == "Progressing")
                     .and_then(|c| c["lastUpdateTime"].as_str())
-                    .map(crate::sandbox::kube::store::age_secs)
+                    .map(crate::store::age_secs)
                     .unwrap_or(0);
                 let stuck = conds
                     .iter()

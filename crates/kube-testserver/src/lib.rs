@@ -10,11 +10,15 @@
 //! (`as: viewer`), which both kubectl and the kube crate send. With
 //! `start_tls` it serves HTTPS and authenticates bearer tokens, as a real
 //! API server does for a pod's service account (auth.rs).
+//!
+//! It knows nothing of opsh: opsh's sandbox and its tests use it, and its
+//! own tests (tests/kubectl.rs) hold it against the real kubectl.
 
 mod auth;
 mod controllers;
 mod discovery;
 mod http;
+pub mod kubectl;
 mod logs;
 mod metrics;
 mod patch;
@@ -22,11 +26,41 @@ mod seed;
 mod store;
 mod table;
 
-use super::{err, SandboxError};
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn err(msg: impl Into<String>) -> Error {
+    Error(msg.into())
+}
+
+/// A loopback port below 32768 (Linux hands 32768-60999 to client sockets,
+/// so a server there can collide with an outgoing connection) that is free
+/// now. opsh's sandbox picks the ports of all its servers with it.
+pub fn free_port() -> Result<u16, Error> {
+    for _ in 0..200 {
+        let port = fastrand::u16(20000..32000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(err("no free port found in 20000-32000"))
+}
 
 pub struct KubeServer {
     pub port: u16,
@@ -40,18 +74,18 @@ pub struct KubeServer {
 
 impl KubeServer {
     /// Starts the server with the demo objects of `seed.rs` in `default`.
-    pub fn start(dir: &Path) -> Result<KubeServer, SandboxError> {
+    pub fn start(dir: &Path) -> Result<KubeServer, Error> {
         Self::start_with(dir, None)
     }
 
     /// Starts it serving HTTPS with the certificate and key of `tls`, whose
     /// CA the kubeconfig names; requests need a token from `issue_token`
     /// (the kubeconfig's users have one each).
-    pub fn start_tls(dir: &Path, tls: &TlsFiles) -> Result<KubeServer, SandboxError> {
+    pub fn start_tls(dir: &Path, tls: &TlsFiles) -> Result<KubeServer, Error> {
         Self::start_with(dir, Some(tls))
     }
 
-    fn start_with(dir: &Path, tls: Option<&TlsFiles>) -> Result<KubeServer, SandboxError> {
+    fn start_with(dir: &Path, tls: Option<&TlsFiles>) -> Result<KubeServer, Error> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("mkdir {}: {e}", dir.display())))?;
         let acceptor = tls.map(acceptor).transpose()?;
         let shared = Arc::new(http::Shared {
@@ -65,10 +99,7 @@ impl KubeServer {
         // A port below the ephemeral range, like every sandbox server: the
         // listener is held from here on, so no other process can take it.
         let std_listener = (0..20)
-            .find_map(|_| {
-                let port = super::free_port().ok()?;
-                std::net::TcpListener::bind(("127.0.0.1", port)).ok()
-            })
+            .find_map(|_| TcpListener::bind(("127.0.0.1", free_port().ok()?)).ok())
             .ok_or_else(|| err("cannot listen on a loopback port in 20000-31999"))?;
         let port = std_listener
             .local_addr()
@@ -80,7 +111,7 @@ impl KubeServer {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let s = shared.clone();
         let thread = std::thread::Builder::new()
-            .name("opsh-kube-api".into())
+            .name("kube-testserver".into())
             .spawn(move || {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -145,6 +176,18 @@ impl KubeServer {
             .unwrap_or_default()
     }
 
+    /// Who owns each field of an object under server-side apply: field
+    /// path ("spec.replicas") to field manager ("kubectl").
+    pub fn field_owners(&self, kind: &str, ns: &str, name: &str) -> BTreeMap<String, String> {
+        discovery::by_kind(kind)
+            .map(|r| {
+                self.shared
+                    .store
+                    .owners(r, if r.namespaced { ns } else { "" }, name)
+            })
+            .unwrap_or_default()
+    }
+
     /// Creates or replaces an object directly (tests arranging state).
     pub fn put(&self, kind: &str, ns: &str, obj: Value) -> Result<Value, String> {
         let r = discovery::by_kind(kind).ok_or_else(|| format!("unknown kind {kind}"))?;
@@ -202,7 +245,7 @@ impl Drop for KubeServer {
 const TICK: Duration = Duration::from_millis(100);
 
 async fn run(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     shared: Arc<http::Shared>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
@@ -260,7 +303,7 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
-fn acceptor(tls: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, SandboxError> {
+fn acceptor(tls: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, Error> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;

@@ -1,0 +1,378 @@
+//! The server held against the real kubectl, the other client it must
+//! satisfy besides the kube crate. Each test runs once with each kubectl of
+//! `kubectl::under_test()` (the oldest and the newest at hand), against a
+//! server of its own, and checks what the server holds afterwards. A
+//! missing kubectl fails the tests: opsh's ./dev/test installs it.
+
+// Helpers outside #[test] functions panic on purpose, as assertions do.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use kube_testserver::kubectl::{self, Kubectl};
+use kube_testserver::KubeServer;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// A directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let p = std::env::temp_dir().join(format!(
+            "kube-testserver-{}-{:08x}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Dir(p)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One kubectl against one fresh server. Field order: the server stops
+/// before its directory goes.
+struct Ctl {
+    bin: Kubectl,
+    api: KubeServer,
+    dir: Dir,
+}
+
+/// Runs `test` once per kubectl under test, each with a fresh server.
+fn each_kubectl(test: impl Fn(&Ctl)) {
+    let set = kubectl::under_test().unwrap_or_else(|e| panic!("{e}"));
+    for bin in set {
+        eprintln!("--- with {}", bin.describe());
+        let dir = Dir::new();
+        let api = KubeServer::start(&dir.0.join("api"))
+            .unwrap_or_else(|e| panic!("the server did not start: {e}"));
+        test(&Ctl {
+            bin: bin.clone(),
+            api,
+            dir,
+        });
+    }
+}
+
+impl Ctl {
+    /// kubectl with its own kubeconfig, HOME and discovery cache.
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let o = Command::new(&self.bin.path)
+            .args(args)
+            .env("KUBECONFIG", &self.api.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.0.join("kubecache"))
+            .env("HOME", self.dir.0.join("home"))
+            .output()
+            .expect("run kubectl");
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(
+            code,
+            0,
+            "{} {args:?}\n--- stdout\n{out}\n--- stderr\n{err}",
+            self.bin.describe()
+        );
+        out
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.0.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    fn deployment(&self, name: &str) -> Value {
+        self.api
+            .object("Deployment", "default", name)
+            .expect("deployment")
+    }
+
+    fn replicas(&self, name: &str) -> i64 {
+        self.deployment(name)["spec"]["replicas"]
+            .as_i64()
+            .unwrap_or(-1)
+    }
+
+    fn pods(&self, app: &str) -> Vec<Value> {
+        self.api
+            .objects("Pod", "default")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == app)
+            .collect()
+    }
+
+    #[track_caller]
+    fn wait(&self, what: &str, f: impl Fn(&KubeServer) -> bool) {
+        assert!(
+            self.api.wait_for(Duration::from_secs(15), f),
+            "{what} did not happen"
+        );
+    }
+
+    /// Until the deployment's pods are all ready at its desired count.
+    #[track_caller]
+    fn wait_rolled_out(&self, name: &str) {
+        self.wait(&format!("rollout of {name}"), |k| {
+            k.object("Deployment", "default", name).is_some_and(|d| {
+                let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+                ["readyReplicas", "replicas", "updatedReplicas"]
+                    .iter()
+                    .all(|f| d["status"][f].as_i64().unwrap_or(0) == want)
+                    && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            })
+        });
+    }
+
+    /// Until exactly `n` pods labelled app=`app` exist, all Ready.
+    #[track_caller]
+    fn wait_pods_ready(&self, app: &str, n: usize) {
+        self.wait(&format!("{n} ready {app} pods"), |_| {
+            let pods = self.pods(app);
+            pods.len() == n
+                && pods.iter().all(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|c| {
+                        c.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
+        });
+    }
+}
+
+fn names(objects: &[Value]) -> Vec<String> {
+    let mut n: Vec<String> = objects
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn get_renders_the_servers_tables_and_top_its_metrics() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        c.wait("the worker pods' OOM kills", |_| {
+            let w = c.pods("worker");
+            w.len() == 2
+                && w.iter().all(|p| {
+                    p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"]
+                        == "OOMKilled"
+                })
+        });
+        let out = c.ok(&["get", "deploy,pods"]);
+        assert!(
+            out.contains("deployment.apps/api") && out.contains("3/3"),
+            "{out}"
+        );
+        for name in names(&c.api.objects("Pod", "default")) {
+            assert!(out.contains(&name), "{name} missing from\n{out}");
+        }
+        assert!(
+            out.contains("OOMKilled") || out.contains("CrashLoopBackOff"),
+            "{out}"
+        );
+
+        let json: Value =
+            serde_json::from_str(&c.ok(&["get", "pods", "-l", "app=api", "-o", "json"])).unwrap();
+        let listed = names(json["items"].as_array().unwrap());
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        assert_eq!(listed, names(&c.pods("api")));
+
+        let hpa = c.ok(&["get", "hpa"]);
+        assert!(
+            hpa.contains("Deployment/api") && hpa.contains("cpu:"),
+            "{hpa}"
+        );
+        let top = c.ok(&["top", "pods"]);
+        assert!(top.contains("CPU(cores)"), "{top}");
+        let nodes = c.ok(&["top", "nodes", "--no-headers"]);
+        let listed: Vec<&str> = nodes
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert_eq!(listed, names(&c.api.objects("Node", "")), "{nodes}");
+    });
+}
+
+#[test]
+fn scale_honours_resource_version_and_server_dry_run() {
+    each_kubectl(|c| {
+        c.ok(&["scale", "deploy/api", "--replicas=5"]);
+        assert_eq!(c.replicas("api"), 5);
+        // --current-replicas: kubectl reads the Scale and PUTs it back with
+        // its resourceVersion.
+        let (code, _, err) = c.run(&[
+            "scale",
+            "deploy/api",
+            "--current-replicas=4",
+            "--replicas=6",
+        ]);
+        assert_ne!(code, 0);
+        assert!(err.contains("Expected replicas to be 4, was 5"), "{err}");
+        assert_eq!(c.replicas("api"), 5);
+        c.ok(&[
+            "scale",
+            "deploy/api",
+            "--current-replicas=5",
+            "--replicas=2",
+        ]);
+        assert_eq!(c.replicas("api"), 2);
+        c.ok(&["scale", "deploy/api", "--replicas=8", "--dry-run=server"]);
+        assert_eq!(c.replicas("api"), 2, "a server dry run changes nothing");
+    });
+}
+
+#[test]
+fn rollout_status_history_and_undo() {
+    let image = |c: &Ctl| {
+        c.deployment("api")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let revisions = |c: &Ctl| -> Vec<String> {
+        c.ok(&["rollout", "history", "deploy/api"])
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+            .map(str::to_string)
+            .collect()
+    };
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        assert_eq!(image(c), "registry.example/api:1.4.2");
+        c.ok(&[
+            "set",
+            "image",
+            "deploy/api",
+            "api=registry.example/api:2.0.0",
+        ]);
+        let status = c.ok(&["rollout", "status", "deploy/api", "--timeout=30s"]);
+        assert!(status.contains("successfully rolled out"), "{status}");
+        c.wait_rolled_out("api");
+        assert_eq!(revisions(c), ["1", "2"]);
+        c.ok(&["rollout", "undo", "deploy/api"]);
+        c.ok(&["rollout", "status", "deploy/api", "--timeout=30s"]);
+        assert_eq!(image(c), "registry.example/api:1.4.2");
+        assert_eq!(revisions(c), ["2", "3"]);
+    });
+}
+
+#[test]
+fn delete_patch_create_job_and_set_env_change_what_the_server_holds() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        let victim = names(&c.pods("api"))[0].clone();
+        let out = c.ok(&["delete", "pod", &victim]);
+        assert!(out.contains("deleted"), "{out}");
+        assert!(c.api.object("Pod", "default", &victim).is_none());
+        c.wait_pods_ready("api", 3);
+        let listed = c.ok(&["get", "pods", "-l", "app=api", "-o", "name"]);
+        assert_eq!(listed.lines().count(), 3, "{listed}");
+        assert!(!listed.contains(&victim), "{listed}");
+
+        c.ok(&[
+            "patch",
+            "hpa",
+            "api",
+            "-p",
+            r#"{"spec":{"maxReplicas":12}}"#,
+        ]);
+        let hpa = c
+            .api
+            .object("HorizontalPodAutoscaler", "default", "api")
+            .expect("hpa");
+        assert_eq!(hpa["spec"]["maxReplicas"], 12);
+
+        // Before 1.21 kubectl knows CronJob only as batch/v1beta1, which
+        // the server (like Kubernetes since 1.25) no longer serves. From
+        // 1.32 on it sends the Job as protobuf, which the server does not
+        // decode: it refuses with a 415 that says so, and creates nothing.
+        let job = ["create", "job", "manual-1", "--from=cronjob/nightly-report"];
+        match c.bin.minor {
+            0..=20 => {}
+            21..=31 => {
+                c.ok(&job);
+                let job = c.api.object("Job", "default", "manual-1").expect("job");
+                assert_eq!(
+                    job["metadata"]["ownerReferences"][0]["name"], "nightly-report",
+                    "{job}"
+                );
+            }
+            _ => {
+                let (code, _, err) = c.run(&job);
+                assert_ne!(code, 0);
+                assert!(err.contains("accepts JSON bodies only"), "{err}");
+                assert!(c.api.object("Job", "default", "manual-1").is_none());
+            }
+        }
+
+        c.ok(&["set", "env", "deploy/api", "LOG_LEVEL=warn"]);
+        let env = &c.deployment("api")["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert!(
+            env.as_array().is_some_and(|e| e
+                .iter()
+                .any(|v| v["name"] == "LOG_LEVEL" && v["value"] == "warn")),
+            "{env}"
+        );
+    });
+}
+
+#[test]
+fn server_side_apply_refuses_conflicts_and_force_takes_the_fields() {
+    each_kubectl(|c| {
+        let manifest = c.write(
+            "m.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-kubectl\ndata:\n  a: \"1\"\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 7\n",
+        );
+        let mut apply = vec!["apply", "--server-side", "-f", manifest.to_str().unwrap()];
+        // kubectl before 1.29 looks for the fieldValidation parameter in
+        // OpenAPI v2, which the server does not serve (it serves v3): its
+        // validation stays off, the apply patch it sends is the same.
+        if c.bin.minor < 29 {
+            apply.push("--validate=false");
+        }
+        let (code, _, err) = c.run(&apply);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains(r#"conflict with "sandbox-seed": .spec.replicas"#),
+            "{err}"
+        );
+        assert_eq!(c.replicas("api"), 3);
+        let owners = c.api.field_owners("Deployment", "default", "api");
+        assert_eq!(
+            owners.get("spec.replicas").map(String::as_str),
+            Some("sandbox-seed"),
+            "{owners:?}"
+        );
+        apply.push("--force-conflicts");
+        c.ok(&apply);
+        assert_eq!(c.replicas("api"), 7);
+        let cm = c
+            .api
+            .object("ConfigMap", "default", "from-kubectl")
+            .expect("config map");
+        assert_eq!(cm["data"]["a"], "1");
+        // kubectl now owns spec.replicas, which the seed owned before.
+        let owners = c.api.field_owners("Deployment", "default", "api");
+        assert_eq!(
+            owners.get("spec.replicas").map(String::as_str),
+            Some("kubectl"),
+            "{owners:?}"
+        );
+    });
+}
