@@ -7,7 +7,6 @@
 
 use crate::support::{kube, Env, Kube};
 use kube_testserver::kubectl::{self, Kubectl};
-use std::process::Command;
 
 struct Ctl<'a> {
     k: &'a Kube,
@@ -32,18 +31,9 @@ fn each_kubectl(test: impl Fn(&Ctl)) {
 impl Ctl<'_> {
     /// kubectl with its own kubeconfig and discovery cache.
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let o = Command::new(&self.bin.path)
-            .args(args)
-            .env("KUBECONFIG", self.k.kubeconfig())
-            .env("KUBECACHEDIR", self.env.path("kubecache"))
-            .env("HOME", self.env.path("home"))
-            .output()
-            .expect("run kubectl");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        self.bin
+            .run(&self.k.kubeconfig, &self.env.path("home"), args)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[track_caller]

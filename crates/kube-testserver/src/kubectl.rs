@@ -59,6 +59,29 @@ impl Kubectl {
         })
     }
 
+    /// Runs this kubectl against the server of `kubeconfig`, with `home`
+    /// as its HOME and discovery cache, so runs never share a cache:
+    /// (exit code, stdout, stderr).
+    pub fn run(
+        &self,
+        kubeconfig: &Path,
+        home: &Path,
+        args: &[&str],
+    ) -> Result<(i32, String, String), String> {
+        let o = Command::new(&self.path)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECACHEDIR", home.join("kubecache"))
+            .env("HOME", home)
+            .output()
+            .map_err(|e| format!("{}: cannot run: {e}", self.describe()))?;
+        Ok((
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ))
+    }
+
     /// "kubectl v1.33.1 (/usr/bin/kubectl)", for messages.
     pub fn describe(&self) -> String {
         format!("kubectl {} ({})", self.version, self.path.display())

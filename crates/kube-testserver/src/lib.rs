@@ -219,6 +219,46 @@ impl KubeServer {
     }
 
     /// Waits until `f` holds on the store, up to `timeout`.
+    /// The pods of the default namespace labelled app=`app`.
+    pub fn pods(&self, app: &str) -> Vec<Value> {
+        self.objects("Pod", "default")
+            .into_iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == app)
+            .collect()
+    }
+
+    /// Whether a deployment of the default namespace has rolled out: all
+    /// its pods ready and updated at its desired count, its latest spec
+    /// observed. Err says where it stands.
+    pub fn rolled_out(&self, name: &str) -> Result<(), String> {
+        let d = self
+            .object("Deployment", "default", name)
+            .ok_or_else(|| format!("no deployment {name}"))?;
+        let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let s = &d["status"];
+        let done = ["readyReplicas", "replicas", "updatedReplicas"]
+            .iter()
+            .all(|f| s[f].as_i64().unwrap_or(0) == want)
+            && s["observedGeneration"] == d["metadata"]["generation"];
+        if done {
+            Ok(())
+        } else {
+            Err(format!("deployment {name}: want {want}, status {s}"))
+        }
+    }
+
+    /// Whether exactly `n` pods labelled app=`app` exist, all Ready.
+    pub fn pods_ready(&self, app: &str, n: usize) -> bool {
+        let pods = self.pods(app);
+        pods.len() == n
+            && pods.iter().all(|p| {
+                p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+    }
+
     pub fn wait_for(&self, timeout: Duration, f: impl Fn(&KubeServer) -> bool) -> bool {
         let end = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < end {

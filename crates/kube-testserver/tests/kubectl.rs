@@ -11,7 +11,6 @@ use kube_testserver::kubectl::{self, Kubectl};
 use kube_testserver::KubeServer;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 /// A directory removed on drop.
@@ -62,18 +61,9 @@ fn each_kubectl(test: impl Fn(&Ctl)) {
 impl Ctl {
     /// kubectl with its own kubeconfig, HOME and discovery cache.
     fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let o = Command::new(&self.bin.path)
-            .args(args)
-            .env("KUBECONFIG", &self.api.kubeconfig)
-            .env("KUBECACHEDIR", self.dir.0.join("kubecache"))
-            .env("HOME", self.dir.0.join("home"))
-            .output()
-            .expect("run kubectl");
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        self.bin
+            .run(&self.api.kubeconfig, &self.dir.0.join("home"), args)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[track_caller]
@@ -107,11 +97,7 @@ impl Ctl {
     }
 
     fn pods(&self, app: &str) -> Vec<Value> {
-        self.api
-            .objects("Pod", "default")
-            .into_iter()
-            .filter(|p| p["metadata"]["labels"]["app"] == app)
-            .collect()
+        self.api.pods(app)
     }
 
     #[track_caller]
@@ -126,29 +112,14 @@ impl Ctl {
     #[track_caller]
     fn wait_rolled_out(&self, name: &str) {
         self.wait(&format!("rollout of {name}"), |k| {
-            k.object("Deployment", "default", name).is_some_and(|d| {
-                let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
-                ["readyReplicas", "replicas", "updatedReplicas"]
-                    .iter()
-                    .all(|f| d["status"][f].as_i64().unwrap_or(0) == want)
-                    && d["status"]["observedGeneration"] == d["metadata"]["generation"]
-            })
+            k.rolled_out(name).is_ok()
         });
     }
 
     /// Until exactly `n` pods labelled app=`app` exist, all Ready.
     #[track_caller]
     fn wait_pods_ready(&self, app: &str, n: usize) {
-        self.wait(&format!("{n} ready {app} pods"), |_| {
-            let pods = self.pods(app);
-            pods.len() == n
-                && pods.iter().all(|p| {
-                    p["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
-                })
-        });
+        self.wait(&format!("{n} ready {app} pods"), |k| k.pods_ready(app, n));
     }
 }
 

@@ -30,34 +30,11 @@ impl Kube {
         self.api.kubeconfig.to_string_lossy().into_owned()
     }
 
-    /// The pods of the default namespace labelled app=`app`.
-    pub fn pods(&self, app: &str) -> Vec<Value> {
-        self.api
-            .objects("Pod", "default")
-            .into_iter()
-            .filter(|p| p["metadata"]["labels"]["app"] == app)
-            .collect()
-    }
-
     /// Waits until the deployment's pods are all ready at its desired count.
     #[track_caller]
     pub fn wait_rolled_out(&self, name: &str) {
         eventually(secs(15), &format!("deployment {name} to roll out"), || {
-            let d = self
-                .api
-                .object("Deployment", "default", name)
-                .ok_or_else(|| format!("no deployment {name}"))?;
-            let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
-            let s = &d["status"];
-            let done = ["readyReplicas", "replicas", "updatedReplicas"]
-                .iter()
-                .all(|f| s[f].as_i64().unwrap_or(0) == want)
-                && s["observedGeneration"] == d["metadata"]["generation"];
-            if done {
-                Ok(())
-            } else {
-                Err(format!("status {s}"))
-            }
+            self.api.rolled_out(name)
         });
     }
 
@@ -65,14 +42,7 @@ impl Kube {
     #[track_caller]
     pub fn wait_pods_ready(&self, app: &str, n: usize) {
         eventually(secs(10), &format!("{n} ready {app} pods"), || {
-            let pods = self.pods(app);
-            pods.len() == n
-                && pods.iter().all(|p| {
-                    p["status"]["conditions"].as_array().is_some_and(|c| {
-                        c.iter()
-                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                    })
-                })
+            self.api.pods_ready(app, n)
         });
     }
 
