@@ -3,7 +3,6 @@
 
 use super::eventually::{eventually, secs};
 use opsh::sandbox::{KubeServer, TempDir};
-use serde_json::Value;
 
 /// A Kubernetes API test server of its own, with the demo objects.
 pub struct Kube {
