@@ -307,27 +307,23 @@ mod tests {
 
     #[test]
     fn tables_follow_the_declared_column_order_also_when_nested() {
-        let row: Map = [
-            ("detail".into(), Dynamic::from("ok")),
-            ("check".into(), Dynamic::from("exists")),
-            ("passed".into(), Dynamic::TRUE),
-        ]
-        .into_iter()
-        .collect();
+        let rows = || {
+            let row: Map = [
+                ("detail".into(), Dynamic::from("ok")),
+                ("check".into(), Dynamic::from("exists")),
+                ("passed".into(), Dynamic::TRUE),
+            ]
+            .into_iter()
+            .collect();
+            Dynamic::from_array(vec![Dynamic::from_map(row)])
+        };
         let out = Output::new(Format::Text, ColorChoice::Never);
         // backup.verify(..).checks: a table nested in a declared result.
-        let t = out.render(&Dynamic::from_array(vec![Dynamic::from_map(row)]), &[]);
+        let t = out.render(&rows(), &[]);
         assert_eq!(t.lines().next(), Some("CHECK   PASSED  DETAIL"));
         // A query's own order wins over any declaration.
         out.column_order(&["passed", "detail", "check"].map(String::from));
-        let row: Map = [
-            ("detail".into(), Dynamic::from("ok")),
-            ("check".into(), Dynamic::from("exists")),
-            ("passed".into(), Dynamic::TRUE),
-        ]
-        .into_iter()
-        .collect();
-        let t = out.render(&Dynamic::from_array(vec![Dynamic::from_map(row)]), &[]);
+        let t = out.render(&rows(), &[]);
         assert_eq!(t.lines().next(), Some("PASSED  DETAIL  CHECK"));
     }
 }

@@ -110,15 +110,6 @@ impl<'a> Call<'a> {
         }
     }
 
-    pub fn opt_float(&self, name: &str) -> Result<Option<f64>, OpError> {
-        match self.value(name)? {
-            None => Ok(None),
-            Some(d) => as_float(d)
-                .map(Some)
-                .ok_or_else(|| self.wrong(name, "a number", d)),
-        }
-    }
-
     pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, OpError> {
         match self.value(name)? {
             None => Ok(None),
@@ -204,12 +195,6 @@ fn as_str(d: &Dynamic) -> Option<String> {
     d.is_string().then(|| d.to_string())
 }
 
-fn as_float(d: &Dynamic) -> Option<f64> {
-    d.as_float()
-        .ok()
-        .or_else(|| d.as_int().ok().map(|i| i as f64))
-}
-
 fn strings(d: &Dynamic) -> Option<Vec<String>> {
     if d.is_string() {
         return Some(vec![d.to_string()]);
@@ -248,12 +233,6 @@ impl Opts {
     pub fn int(&self, k: &str) -> Result<Option<i64>, OpError> {
         self.get(k)
             .map(|d| d.as_int().map_err(|_| Self::wrong(k, "an int")))
-            .transpose()
-    }
-
-    pub fn float(&self, k: &str) -> Result<Option<f64>, OpError> {
-        self.get(k)
-            .map(|d| as_float(d).ok_or_else(|| Self::wrong(k, "a number")))
             .transpose()
     }
 

@@ -1,7 +1,7 @@
 //! The one place every primitive call passes. Everything that is true for
 //! every primitive happens here: arguments checked against the declaration,
-//! target resolution, dry-run, confirmation on protected targets, audit, per-call timeout and
-//! cancellation, and the conversion of failures into script errors. Stubs
+//! target resolution, dry-run, confirmation on protected targets, audit,
+//! per-call timeout and cancellation, and the conversion of failures into script errors. Stubs
 //! (`opsh test`) and record/replay hook in here too, through
 //! `testing::hooks::{intercept, observe}`.
 
@@ -76,20 +76,6 @@ pub fn invoke(
     if let Some(reason) = session.cancel.reason() {
         return Err(terminated(reason));
     }
-    if let Err(e) = prim.check_args(&args) {
-        let pe = PrimitiveError {
-            primitive: prim.full_name(),
-            target: handle_target.as_deref().map(redact),
-            kind: ErrorKind::BadInput,
-            message: e.message,
-            cause: None,
-            hint: e.hint,
-        };
-        return Err(Box::new(EvalAltResult::ErrorRuntime(
-            Dynamic::from(pe),
-            Position::NONE,
-        )));
-    }
     let deadline = match prim.timeout {
         CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
         CallTimeout::Unbounded => None,
@@ -104,6 +90,12 @@ pub fn invoke(
         target: None,
         deadline,
     };
+    // Before stubs, replay or the primitive: a test catches a runbook
+    // passing a wrong option, and nothing is contacted for a typo.
+    if let Err(e) = prim.check_args(&call.args) {
+        let e = OpError::bad_input(e.message).hint_opt(e.hint);
+        return Err(to_script_error(&call, e));
+    }
     let result = match crate::testing::hooks::intercept(&mut call) {
         Some(answer) => answer,
         None => match &prim.effect {

@@ -49,13 +49,14 @@ pub fn scan(src: &str, modules: &[&str]) -> Scan {
                 } else {
                     at[i]
                 };
+                let (args, keys) = arguments(src, &toks[i + 1..]);
                 s.calls.push(Reference {
                     module: module.to_string(),
                     name: t.text(src).to_string(),
                     line,
                     col,
-                    args: count_args(src, &toks[i + 1..]),
-                    keys: literal_keys(src, &toks[i + 1..])
+                    args,
+                    keys: keys
                         .into_iter()
                         .map(|(arg, key, j)| {
                             let (l, c) = at[i + 1 + j];
@@ -203,23 +204,30 @@ fn statement_end(src: &str, toks: &[Token], from: usize) -> usize {
     toks.len()
 }
 
-/// The number of arguments of the call whose `(` is `toks[0]`: commas at
-/// its own nesting level, closure parameter lists (`|a, b|`) skipped.
-fn count_args(src: &str, toks: &[Token]) -> Option<usize> {
+/// The arguments of the call whose `(` is `toks[0]`: how many (commas at
+/// its own nesting level, closure parameter lists `|a, b|` skipped; None
+/// when the call is not closed), and the top-level keys of each `#{..}`
+/// literal that starts an argument, as (argument index, key, token index).
+fn arguments(src: &str, toks: &[Token]) -> (Option<usize>, Vec<(usize, String, usize)>) {
     let mut depth = 0usize;
     let mut commas = 0usize;
     let mut empty = true;
+    let mut keys = Vec::new();
     // The previous significant token at depth 1, to tell a closure's `|`
-    // (after `(` or `,`) from an or-operator.
+    // (after `(` or `,`) from an or-operator, and a map literal that is a
+    // whole argument from one inside an expression.
     let mut after_sep = true;
     let mut i = 1;
     while i < toks.len() {
         let t = &toks[i];
+        if depth == 0 && after_sep && t.punct(src) == Some("#") {
+            map_keys(src, toks, i + 1, commas, &mut keys);
+        }
         if t.opens(src) {
             depth += 1;
         } else if t.closes(src) {
             if depth == 0 {
-                return Some(if empty { 0 } else { commas + 1 });
+                return (Some(if empty { 0 } else { commas + 1 }), keys);
             }
             depth -= 1;
         } else if depth == 0 && t.punct(src) == Some(",") {
@@ -238,61 +246,43 @@ fn count_args(src: &str, toks: &[Token]) -> Option<usize> {
         after_sep = false;
         i += 1;
     }
-    None
+    (None, keys)
 }
 
-/// The top-level keys of each `#{..}` literal that is a whole argument of
-/// the call whose `(` is `toks[0]`: (argument index, key, token index).
-fn literal_keys(src: &str, toks: &[Token]) -> Vec<(usize, String, usize)> {
-    let mut out = Vec::new();
-    let (mut depth, mut arg, mut i) = (0usize, 0usize, 1usize);
+/// The keys of the map literal whose `{` is `toks[open]`: an identifier or
+/// a string right after `{` or `,` at the map's own level, followed by `:`.
+fn map_keys(
+    src: &str,
+    toks: &[Token],
+    open: usize,
+    arg: usize,
+    out: &mut Vec<(usize, String, usize)>,
+) {
     let punct = |j: usize| toks.get(j).and_then(|t| t.punct(src));
-    while i < toks.len() {
-        let t = &toks[i];
-        let starts_arg = depth == 0 && matches!(punct(i - 1), Some("(" | ","));
-        if starts_arg && punct(i) == Some("#") && punct(i + 1) == Some("{") {
-            // Inside the map: a key is an identifier or a string right after
-            // `{` or `,` at the map's own level, followed by `:`.
-            let mut d = 0usize;
-            let mut j = i + 1;
-            while j < toks.len() {
-                let u = &toks[j];
-                if u.opens(src) {
-                    d += 1;
-                } else if u.closes(src) {
-                    d -= 1;
-                    if d == 0 {
-                        break;
-                    }
-                } else if d == 1
-                    && matches!(punct(j - 1), Some("{" | ","))
-                    && punct(j + 1) == Some(":")
-                    && matches!(u.kind, Kind::Ident | Kind::Str { closed: true })
-                {
-                    let key = match u.kind {
-                        Kind::Ident => u.text(src).to_string(),
-                        _ => literal(src, u),
-                    };
-                    out.push((arg, key, j));
-                }
-                j += 1;
-            }
-            i = j + 1;
-            continue;
-        }
-        if t.opens(src) {
-            depth += 1;
-        } else if t.closes(src) {
-            if depth == 0 {
-                break;
-            }
-            depth -= 1;
-        } else if depth == 0 && t.punct(src) == Some(",") {
-            arg += 1;
-        }
-        i += 1;
+    if punct(open) != Some("{") {
+        return;
     }
-    out
+    let mut depth = 0usize;
+    for (j, u) in toks.iter().enumerate().skip(open) {
+        if u.opens(src) {
+            depth += 1;
+        } else if u.closes(src) {
+            depth -= 1;
+            if depth == 0 {
+                return;
+            }
+        } else if depth == 1
+            && matches!(punct(j - 1), Some("{" | ","))
+            && punct(j + 1) == Some(":")
+            && matches!(u.kind, Kind::Ident | Kind::Str { closed: true })
+        {
+            let key = match u.kind {
+                Kind::Ident => u.text(src).to_string(),
+                _ => literal(src, u),
+            };
+            out.push((arg, key, j));
+        }
+    }
 }
 
 /// The value of a string literal, for an import path: in `"..."` a `\`
@@ -468,6 +458,10 @@ mod tests {
                 (2, "curent", 2, 23)
             ]
         );
+        // A closure's `|a, b|` is not an argument separator.
+        let s = scan("parallel.x([1], |a, b| a, #{concurency: 2})", &["parallel"]);
+        assert_eq!(s.calls[0].args, Some(3));
+        assert_eq!(s.calls[0].keys[0].0, 2);
     }
 
     #[test]

@@ -159,12 +159,17 @@ pub fn value_modules() -> impl Iterator<Item = &'static ModuleDecl> {
 /// (`backup.verify(..).checks`). The first declaration that covers every
 /// column wins.
 pub fn column_order(columns: &[String]) -> Option<Vec<String>> {
-    let mut tables = Vec::new();
-    for p in all() {
-        declared_tables(&p.returns, &mut tables);
-    }
+    // Collected once per process: `show` asks on every table.
+    static TABLES: std::sync::OnceLock<Vec<&'static [Field]>> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let mut tables = Vec::new();
+        for p in all() {
+            declared_tables(&p.returns, &mut tables);
+        }
+        tables
+    });
     tables
-        .into_iter()
+        .iter()
         .find(|fields| {
             columns
                 .iter()
