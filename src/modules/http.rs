@@ -102,6 +102,10 @@ pub fn apply_opts(
 fn request(call: &mut Call, method: reqwest::Method) -> Result<Dynamic, OpError> {
     let url = call.str("url")?;
     let opts = call.opts("opts")?;
+    if method == reqwest::Method::GET {
+        refuse_method_override(&opts)?;
+    }
+    refuse_two_credentials(&url, &opts)?;
     let client = client(call, opts.bool("insecure")?)?;
     let mut rb = client.request(method.clone(), &url);
     rb = apply_opts(rb, &opts)?;
@@ -151,10 +155,35 @@ fn request(call: &mut Call, method: reqwest::Method) -> Result<Dynamic, OpError>
     })
 }
 
+/// Headers many frameworks read as the real method: a GET carrying one is
+/// a DELETE or a PUT that would slip past dry-run, confirmation and audit.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+fn refuse_method_override(opts: &Opts) -> Result<(), OpError> {
+    for (k, v) in opts.map("headers")?.unwrap_or_default() {
+        if METHOD_OVERRIDES.contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(OpError::bad_input(format!(
+                "http.get is a read, and header {k}: {v} would make the server treat it as another method"
+            ))
+            .with_hint("send a change with http.post (dry-run aware and audited), without the override header"));
+        }
+    }
+    Ok(())
+}
+
 fn send_error(e: reqwest::Error, url: &str) -> OpError {
-    let cause = std::error::Error::source(&e)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| e.to_string());
+    // The innermost error names the problem (rustls: "invalid peer
+    // certificate: UnknownIssuer"); the outer ones say "client error (Connect)".
+    let cause = crate::dispatch::root_cause(&e);
+    if let Some(hint) = certificate_hint(&cause) {
+        return OpError::failed(format!("the TLS certificate of {url} was refused"))
+            .with_cause(cause)
+            .with_hint(hint);
+    }
     if e.is_timeout() {
         OpError::new(
             crate::dispatch::ErrorKind::Timeout,
@@ -182,10 +211,68 @@ fn send_error(e: reqwest::Error, url: &str) -> OpError {
     }
 }
 
+/// What to do about a certificate rustls refused; None when `cause` is
+/// not about a certificate.
+fn certificate_hint(cause: &str) -> Option<&'static str> {
+    if !cause.contains("certificate") {
+        return None;
+    }
+    Some(
+        if ["UnknownIssuer", "SelfSigned", "CaUsedAsEndEntity"]
+            .iter()
+            .any(|k| cause.contains(k))
+        {
+            "the server's certificate is self-signed or signed by a CA this machine does not trust; for a test endpoint only, #{insecure: true} skips the check"
+        } else if cause.contains("NotValidForName") {
+            "the certificate does not list the host name in the URL; use a name it lists"
+        } else if cause.contains("Expired") {
+            "the server's certificate has expired; renew it (tls.cert shows its dates)"
+        } else if cause.contains("NotValidYet") {
+            "the server's certificate is not valid yet: check the clocks of both machines"
+        } else {
+            "check the server's certificate chain (tls.cert shows it)"
+        },
+    )
+}
+
+/// Credentials from two places would mean two Authorization headers, and
+/// which one the server reads is its choice: refuse instead of guessing.
+fn refuse_two_credentials(url: &str, opts: &Opts) -> Result<(), OpError> {
+    let mut from = Vec::new();
+    if let Ok(u) = url::Url::parse(url) {
+        if !u.username().is_empty() || u.password().is_some() {
+            from.push("the URL's user:password");
+        }
+    }
+    if opts.contains_key("bearer") {
+        from.push("opts.bearer");
+    }
+    if opts.contains_key("basic") {
+        from.push("opts.basic");
+    }
+    if opts
+        .map("headers")?
+        .unwrap_or_default()
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("authorization"))
+    {
+        from.push("an Authorization header");
+    }
+    if from.len() > 1 {
+        return Err(OpError::bad_input(format!(
+            "{} give credentials for the same request; only one can be sent",
+            from.join(" and ")
+        ))
+        .with_hint("keep one: remove the user:password from the URL, or the bearer/basic option"));
+    }
+    Ok(())
+}
+
 pub const GET: Primitive = Primitive::read("get", get)
     .params(&[req("url", Ty::Str), opt("opts", Ty::Record(&HTTP_OPTS))])
     .returns(RESPONSE)
-    .doc("GET a URL; a non-2xx status is a result, not an error.")
+    .doc("GET a URL; a non-2xx status is a result, not an error.\n\
+          Credentials come from one place: the URL's user:password, `bearer`, `basic` or an Authorization header; two of them is an error. A method-override header (X-HTTP-Method-Override) is refused: a change goes through http.post. A refused certificate is reported as such.")
     .example(r#"let r = http.get("https://api.example.com/health", #{timeout: "5s"}); r.status"#);
 
 fn get(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -200,7 +287,7 @@ pub const POST: Primitive = Primitive::mutate("post", plan_post, post)
     ])
     .returns(RESPONSE)
     .doc("POST to a URL; a map or array body is sent as JSON. Returns the same map as http.get.\n\
-          A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited.")
+          A POST can change the world, so it is treated as a mutation: --dry-run reports it without sending, and it is audited. Credentials come from one place, as for http.get.")
     .example(r#"http.post("https://hooks.example.com/deploy", #{version: "1.2.3"})"#);
 
 fn post(call: &mut Call) -> Result<Dynamic, OpError> {

@@ -19,9 +19,24 @@ fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>,
         return Err(OpError::bad_input(format!("{path} is not a file"))
             .with_hint("give the path of the SQLite database file on this machine"));
     }
+    // The shell runs an argument that starts with a dot as one of its own
+    // commands (.shell, .system, .output, .open), not as SQL.
+    if sql.trim_start().starts_with('.') {
+        return Err(OpError::bad_input(format!(
+            "{}: {:?} is a sqlite3 shell command, not SQL",
+            call.prim.full_name(),
+            sql.split_whitespace().next().unwrap_or(".")
+        ))
+        .with_hint(
+            "give one SQL query; shell commands (.shell, .output, .open, ...) are not run",
+        ));
+    }
     let mut cmd = std::process::Command::new("sqlite3");
+    // -readonly: no write to the file. -safe: no ATTACH of another file,
+    // no load_extension(), readfile()/writefile() or shell escapes from SQL.
     cmd.args([
         "-readonly",
+        "-safe",
         "-json",
         "-bail",
         "-cmd",
@@ -46,7 +61,19 @@ fn sqlite3(call: &Call, path: &str, sql: &str) -> Result<Vec<serde_json::Value>,
     })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        return Err(OpError::failed(format!("sqlite3 failed on {shown}")).with_cause(err));
+        let e = OpError::failed(format!("sqlite3 failed on {shown}"));
+        return Err(if err.contains("-safe") {
+            e.with_cause(err).with_hint(
+                "opsh needs sqlite3 3.37 or later (for -safe); upgrade the sqlite3 package",
+            )
+        } else if err.contains("readonly") || err.contains("read-only") || err.contains("safe mode")
+        {
+            e.with_cause(err).with_hint(
+                "the file is opened read-only and in safe mode: writes, ATTACH and extensions are refused",
+            )
+        } else {
+            e.with_cause(err)
+        });
     }
     let text = String::from_utf8_lossy(&out.stdout);
     if text.trim().is_empty() {
@@ -61,7 +88,7 @@ pub const QUERY: Primitive = Primitive::read("query", query)
     .params(&[req("path", Ty::Str), req("sql", Ty::Str)])
     .returns(Ty::List(&Ty::Map))
     .doc("Run a read-only query on a database file and return its rows as maps (numbers typed).\n\
-          The file is opened read-only, so a write statement fails and WAL-mode databases are read safely while in use.")
+          The file is opened read-only and in sqlite3's safe mode, so a write statement, ATTACH, load_extension() and shell commands (.shell, .output) fail, and WAL-mode databases are read safely while in use.")
     .example(r#"let n = sqlite.query("/data/app.db", "select count(*) as n from facts")[0].n;"#);
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
     let path = call.str("path")?;

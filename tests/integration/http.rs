@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 /// A tiny HTTP/1.1 server on a loopback port that records request lines
 /// and bodies and answers with a fixed JSON document.
-fn server() -> (u16, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn server() -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));

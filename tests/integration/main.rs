@@ -24,5 +24,6 @@ mod redis;
 mod repl;
 mod runbooks;
 mod safety;
+mod safety_modules;
 mod sandbox;
 mod unattended;

@@ -257,6 +257,67 @@ pub fn rows_and_columns(
     })
 }
 
+/// A script's own query, in a transaction PostgreSQL itself keeps
+/// read-only, always rolled back: an UPDATE ... RETURNING, a data-modifying
+/// CTE, SELECT INTO or nextval() is refused by the server, not by a guess at
+/// the text. The statement cannot turn the mode off from inside
+/// (`set_config('transaction_read_only', 'off', true)` fails once the
+/// statement's snapshot is taken), and one statement is all the extended
+/// protocol accepts, so nothing runs after it in the same transaction.
+pub fn read_only_rows_and_columns(
+    call: &mut Call,
+    sql: &str,
+    params: &Array,
+    what: &str,
+) -> Result<(Vec<Map>, Vec<String>), OpError> {
+    let (pool, t) = pool(call)?;
+    let me = call.prim.full_name();
+    call.block_on(async move {
+        let mut tx = pool
+            .begin_with("BEGIN READ ONLY")
+            .await
+            .map_err(|e| pg_error(e, &t, what))?;
+        let fetched = bound(sql, params)?.fetch_all(&mut *tx).await;
+        // A read has nothing to commit; ROLLBACK also undoes a SET the
+        // statement made. Dropping `tx` would roll back too, lazily.
+        let _ = tx.rollback().await;
+        let rows = fetched.map_err(|e| read_only_error(e, &t, what, &me))?;
+        let columns = rows
+            .first()
+            .map(|first| {
+                use sqlx::{Column, Row};
+                first
+                    .columns()
+                    .iter()
+                    .map(|c| c.name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((rows.iter().map(decode::row_to_map).collect(), columns))
+    })
+}
+
+/// PostgreSQL refused a write in a read-only transaction (25006), or the
+/// statement tried to leave read-only mode (25001): the script used a read
+/// primitive for a change.
+fn read_only_error(e: sqlx::Error, t: &Target, what: &str, me: &str) -> OpError {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.to_string()),
+        _ => None,
+    };
+    match code.as_deref() {
+        Some("25006") | Some("25001") => {
+            let mut err = OpError::bad_input(format!(
+                "the query tried to change data on {} and PostgreSQL refused: {me} is read-only; nothing was changed",
+                t.name
+            ));
+            err.cause = pg_error(e, t, what).cause;
+            err.with_hint("use pg.exec for a statement that changes data (UPDATE ... RETURNING, INSERT, nextval, SELECT INTO): it is dry-run aware, confirmed on protected targets and audited")
+        }
+        _ => pg_error(e, t, what),
+    }
+}
+
 /// The single row of a query that always returns one.
 pub fn one(call: &mut Call, sql: &str, params: &Array, what: &str) -> Result<Map, OpError> {
     rows(call, sql, params, what)?

@@ -1,6 +1,6 @@
 //! The general-purpose calls: connect, ping, query, exec.
 
-use super::conn::rows_and_columns;
+use super::conn::read_only_rows_and_columns;
 use super::conn::{bound, pg_error, pool};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
@@ -51,13 +51,14 @@ pub const QUERY: Primitive = Primitive::read("query", query)
     // The columns are the query's own: `show` keeps the SELECT's order.
     .returns(Ty::List(&Ty::Map))
     .doc("Run a query with bound parameters ($1, $2, ...) and return its rows as maps with typed values.\n\
+          Read-only on the server: the query runs in a READ ONLY transaction that is rolled back, so PostgreSQL refuses any write (UPDATE ... RETURNING, a data-modifying WITH, SELECT INTO, nextval) with an error that points to pg.exec. \
           ints and floats stay numbers, numeric without fraction is an int, timestamps are RFC 3339 strings, json/jsonb are maps, arrays are arrays. Cast a string parameter in SQL when its type matters (`$1::timestamptz`).")
     .example(r#"pg.query("select datname, pg_database_size(datname) as bytes from pg_database where datname = $1", ["postgres"])"#);
 
 fn query(call: &mut Call) -> Result<Dynamic, OpError> {
     let sql = call.str("sql")?;
     let params = call.array("params")?;
-    let (rows, columns) = rows_and_columns(call, &sql, &params, "query failed")?;
+    let (rows, columns) = read_only_rows_and_columns(call, &sql, &params, "query failed")?;
     // The columns are the query's own: `show` keeps the SELECT's order.
     call.session.out.column_order(&columns);
     Ok(Dynamic::from_array(
@@ -97,7 +98,16 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
     let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     let explain = format!("EXPLAIN (FORMAT JSON) {sql}");
     let explained = call.block_on(async {
-        match bound(&explain, &params)?.fetch_one(&pool).await {
+        // EXPLAIN without ANALYZE executes nothing; the read-only
+        // transaction makes that PostgreSQL's guarantee too, whatever text
+        // follows EXPLAIN.
+        let mut tx = pool
+            .begin_with("BEGIN READ ONLY")
+            .await
+            .map_err(|e| pg_error(e, &t, "explain"))?;
+        let answer = bound(&explain, &params)?.fetch_one(&mut *tx).await;
+        let _ = tx.rollback().await;
+        match answer {
             Ok(row) => {
                 let v: sqlx::types::Json<serde_json::Value> =
                     row.try_get(0).map_err(|e| pg_error(e, &t, "explain"))?;
