@@ -230,3 +230,168 @@ fn http_names_a_refused_certificate() {
         .assert_stderr_contains("insecure: true")
         .assert_stderr_lacks("is the service listening");
 }
+
+// ---- 12: read-modify-write carries the version read ----
+
+fn image_of(k: &Kube, name: &str) -> String {
+    k.object("Deployment", "default", name).unwrap()["spec"]["template"]["spec"]["containers"][0]
+        ["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn env_of(k: &Kube, name: &str, var: &str) -> Option<String> {
+    k.object("Deployment", "default", name).unwrap()["spec"]["template"]["spec"]["containers"][0]
+        ["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)
+        .map(|e| e["value"].as_str().unwrap_or("").to_string())
+}
+
+/// Another client changed the image between opsh's read and its write:
+/// opsh used to overwrite it silently, report a false `from`, audit ok.
+#[test]
+fn set_image_and_set_env_never_overwrite_a_concurrent_change() {
+    let k = kube();
+    let env = Env::new();
+    let before = image_of(&k, "api");
+    let theirs = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "registry.example/api:hotfix"}]}}}});
+    k.interfere_with("Deployment", "default", "api", theirs);
+    env.script(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(
+            "set image on api: someone else changed image since it was read; nothing was changed",
+        )
+        .assert_stderr_contains(&format!(
+            "\"{before}\" when read, \"registry.example/api:hotfix\" now"
+        ));
+    assert_eq!(
+        image_of(&k, "api"),
+        "registry.example/api:hotfix",
+        "their change survives"
+    );
+    let audit = env.audit();
+    assert_eq!(audit.last().unwrap()["outcome"], "error", "{audit:?}");
+
+    // An unrelated concurrent change: the write conflicts, opsh reads
+    // again, finds the image as it was, and writes; their change is kept.
+    k.interfere("Deployment", "default", "api");
+    env.script(
+        r#"let r = k8s.set_image("api", "api", "registry.example/api:1.5.0"); print(r.from);"#,
+    )
+    .kube(&k)
+    .run()
+    .assert_code(0)
+    .assert_stdout("registry.example/api:hotfix\n");
+    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    let d = k.object("Deployment", "default", "api").unwrap();
+    assert_eq!(
+        d["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"],
+        "another-client"
+    );
+
+    // The same for env: a concurrent change of the variable set is refused.
+    let theirs = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "env": [{"name": "LOG_LEVEL", "value": "trace"}]}]}}}});
+    k.interfere_with("Deployment", "default", "api", theirs);
+    env.script(r#"k8s.set_env("api", #{LOG_LEVEL: "debug"})"#)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("set env on api: someone else changed api.LOG_LEVEL since it was read; nothing was changed");
+    assert_eq!(env_of(&k, "api", "LOG_LEVEL").as_deref(), Some("trace"));
+    // ... and another variable's change is kept while ours lands.
+    let theirs = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "env": [{"name": "OTHER", "value": "x"}]}]}}}});
+    k.interfere_with("Deployment", "default", "api", theirs);
+    env.script(r#"print(k8s.set_env("api", #{LOG_LEVEL: "debug"}).changed["api.LOG_LEVEL"].from)"#)
+        .kube(&k)
+        .run()
+        .assert_code(0)
+        .assert_stdout("trace\n");
+    assert_eq!(env_of(&k, "api", "LOG_LEVEL").as_deref(), Some("debug"));
+    assert_eq!(env_of(&k, "api", "OTHER").as_deref(), Some("x"));
+}
+
+// ---- 16: a multi-document apply is validated whole before any write ----
+
+#[test]
+fn multi_document_apply_dry_runs_everything_first_and_names_what_landed() {
+    let k = kube();
+    let env = Env::new();
+    // The second document conflicts (spec.replicas of `api` belongs to the
+    // seed's manager): the first used to be created before the error.
+    let r = env
+        .script(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: third\ndata:\n  a: \"1\"\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 9\n")"#)
+        .kube(&k)
+        .run();
+    r.assert_code(2)
+        .assert_stderr_contains("document 2 of 2 (Deployment/api)")
+        .assert_stderr_contains("conflict on .spec.replicas")
+        .assert_stderr_contains("nothing was applied");
+    assert!(
+        k.object("ConfigMap", "default", "third").is_none(),
+        "the first document was applied"
+    );
+    assert_eq!(k.replicas("api"), 3);
+
+    // opsh owns `second`; another client changes its data after the dry
+    // run and before the write: the first document has landed by then.
+    env.script(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\ndata:\n  k: \"1\"\n")"#)
+        .kube(&k)
+        .run()
+        .assert_code(0);
+    k.interfere_with(
+        "ConfigMap",
+        "default",
+        "second",
+        serde_json::json!({"data": {"k": "theirs"}}),
+    );
+    let r = env
+        .script(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\ndata:\n  k: \"2\"\n")"#)
+        .kube(&k)
+        .run();
+    r.assert_code(2)
+        .assert_stderr_contains("document 2 of 2 (ConfigMap/second)")
+        .assert_stderr_contains("already applied, and left so: ConfigMap/first (created)")
+        .assert_stderr_lacks("nothing was changed");
+    assert!(k.object("ConfigMap", "default", "first").is_some());
+    assert_eq!(
+        k.object("ConfigMap", "default", "second").unwrap()["data"]["k"],
+        "theirs"
+    );
+}
+
+// ---- 17: the UID precondition's headline ----
+
+#[test]
+fn delete_pod_with_a_stale_uid_says_a_different_pod_has_the_name() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let name = k.pods("api")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uid = k.pods("api")[0]["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env = Env::new();
+    for dry in [false, true] {
+        let mut o = env.script(&format!(
+            r#"k8s.delete_pod("{name}", #{{uid: "00000000-dead-4bee-f000-000000000000"}})"#
+        ));
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.kube(&k)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains(&format!(
+                "delete pod {name}: a different pod now has that name (uid {uid}, not 00000000-dead-4bee-f000-000000000000); nothing was deleted"
+            ));
+    }
+    assert!(k.object("Pod", "default", &name).is_some());
+}

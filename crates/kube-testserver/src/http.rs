@@ -23,9 +23,10 @@ pub struct Shared {
     pub store: Store,
     /// Whether metrics.k8s.io is served (tests turn it off to see the error).
     pub metrics: std::sync::atomic::AtomicBool,
-    /// (kind, namespace, name): the next write to it is preceded by another
-    /// writer's change, as a concurrent client would make.
-    pub interfere: std::sync::Mutex<Option<(String, String, String)>>,
+    /// (kind, namespace, name, patch): the next write to it is preceded by
+    /// another writer's change, as a concurrent client would make: an
+    /// annotation, and the strategic merge `patch` unless it is null.
+    pub interfere: std::sync::Mutex<Option<(String, String, String, Value)>>,
     /// Tokens and RBAC grants (see auth.rs).
     pub auth: std::sync::RwLock<Auth>,
     /// Served over TLS: every request must carry an issued bearer token.
@@ -346,7 +347,9 @@ fn resource(
     if !allowed {
         return Err(forbidden(req, r, &access));
     }
-    if matches!(verb, "update" | "patch" | "delete") {
+    // A server-side dry run is a read as far as another writer is concerned:
+    // the concurrent change lands between a plan and its write.
+    if matches!(verb, "update" | "patch" | "delete") && !req.dry() {
         interfere(shared, r, ns, name.unwrap_or(""));
     }
     if r.computed() {
@@ -448,11 +451,14 @@ fn interfere(shared: &Shared, r: &Res, ns: &str, name: &str) {
     };
     if slot
         .as_ref()
-        .is_some_and(|(k, n, o)| k == r.kind && n == ns && o == name)
+        .is_some_and(|(k, n, o, _)| k == r.kind && n == ns && o == name)
     {
-        *slot = None;
+        let change = slot.take().map(|s| s.3).unwrap_or(Value::Null);
         if let Some(mut o) = shared.store.get(r, ns, name) {
             o["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"] = json!("another-client");
+            if !change.is_null() {
+                patch::strategic(&mut o, &change);
+            }
             let _ = shared
                 .store
                 .update(r, ns, name, o, false, Some("another-client"));

@@ -213,8 +213,14 @@ impl KubeServer {
     /// another client (an annotation), so a write carrying the
     /// resourceVersion it read gets a 409.
     pub fn interfere(&self, kind: &str, ns: &str, name: &str) {
+        self.interfere_with(kind, ns, name, Value::Null);
+    }
+
+    /// Like [`interfere`](Self::interfere), and the other client also
+    /// applies `patch` (a strategic merge patch, e.g. a container's image).
+    pub fn interfere_with(&self, kind: &str, ns: &str, name: &str, patch: Value) {
         if let Ok(mut s) = self.shared.interfere.lock() {
-            *s = Some((kind.into(), ns.into(), name.into()));
+            *s = Some((kind.into(), ns.into(), name.into(), patch));
         }
     }
 

@@ -115,13 +115,66 @@ pub const APPLY: Primitive = Primitive::mutate("apply", plan_apply, apply)
         field("action", Ty::Str).doc("\"created\", \"configured\" or \"unchanged\""),
     ]))
     .doc("Server-side apply of a YAML (or JSON) manifest, one or more documents, as field manager `opsh`; one row per object.\n\
-          Never forced: a field another manager owns is a conflict, reported with the fields and their manager.")
+          Never forced: a field another manager owns is a conflict, reported with the fields and their manager. Every document passes the server's dry run (dryRun=All) before any is applied; should one still fail when applied (a concurrent change), the error names the objects already applied.")
     .example(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  checkout: \"on\"\n")"#);
 fn apply(call: &mut Call) -> Result<Dynamic, OpError> {
     let (k, key, docs) = apply_docs(call)?;
+    // Every document passes the server's dry run before any is applied, so
+    // a conflict or an invalid object in a later one leaves nothing half done.
+    for (n, d) in docs.iter().enumerate() {
+        apply_one(call, &k, &key, d, true).map_err(|e| {
+            let mut e = in_document(e, n, &docs);
+            e.hint = Some(format!(
+                "nothing was applied: every document is validated by the server first{}",
+                e.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+            ));
+            e
+        })?;
+    }
     let mut rows = Array::new();
-    for d in &docs {
-        rows.push(Dynamic::from_map(apply_one(call, &k, &key, d, false)?));
+    let mut landed: Vec<String> = Vec::new();
+    for (n, d) in docs.iter().enumerate() {
+        match apply_one(call, &k, &key, d, false) {
+            Ok(m) => {
+                let field = |f: &str| m.get(f).map(|v| v.to_string()).unwrap_or_default();
+                landed.push(format!(
+                    "{}/{} ({})",
+                    field("kind"),
+                    field("name"),
+                    field("action")
+                ));
+                rows.push(Dynamic::from_map(m));
+            }
+            // Something changed between the dry run and the write.
+            Err(e) => {
+                let mut e = in_document(e, n, &docs);
+                e.hint = Some(if landed.is_empty() {
+                    "nothing was applied".into()
+                } else {
+                    format!(
+                        "already applied, and left so: {}; the documents after this one were not applied",
+                        landed.join(", ")
+                    )
+                });
+                return Err(e);
+            }
+        }
     }
     Ok(rows.into())
+}
+
+/// Names the failing document of a multi-document manifest.
+fn in_document(mut e: OpError, n: usize, docs: &[Value]) -> OpError {
+    if docs.len() > 1 {
+        let d = &docs[n];
+        e.message = format!(
+            "document {} of {} ({}/{}): {}",
+            n + 1,
+            docs.len(),
+            s(d, "kind"),
+            s(d, "metadata.name"),
+            e.message
+        );
+    }
+    e
 }

@@ -377,9 +377,54 @@ fn env_change(call: &mut Call) -> Result<(String, Kube, Option<Value>, Map), OpE
             patches.push(json!({"name": cname, "env": entries}));
         }
     }
-    let body = (!patches.is_empty())
-        .then(|| json!({"spec": {"template": {"spec": {"containers": patches}}}}));
+    // The version read rides in the patch: a change by someone else since
+    // this read is a 409, never overwritten.
+    let body = (!patches.is_empty()).then(|| {
+        json!({"metadata": {"resourceVersion": d["metadata"]["resourceVersion"]},
+               "spec": {"template": {"spec": {"containers": patches}}}})
+    });
     Ok((name, k, body, diff))
+}
+
+fn is_conflict(e: &OpError) -> bool {
+    e.message.contains(": conflict, someone else changed it")
+}
+
+/// The keys of a `diff` (`"CONTAINER.VAR"` or `"image"` -> #{from, to})
+/// whose `from` differs between two reads, or that only one read has.
+fn moved(first: &Map, now: &Map) -> Vec<String> {
+    let from = |m: &Map, k: &str| m.get(k).map(|c| crate::value::to_json(c)["from"].clone());
+    let mut keys: Vec<String> = first
+        .keys()
+        .chain(now.keys())
+        .map(|k| k.to_string())
+        .filter(|k| from(first, k) != from(now, k))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Someone else changed the very fields this call changes, between its
+/// read and its write: retrying would overwrite their change.
+fn changed_meanwhile(what: &str, name: &str, keys: &[String], first: &Map, now: &Map) -> OpError {
+    let show = |m: &Map, k: &str| {
+        m.get(k)
+            .map(|c| crate::value::to_json(c)["from"].to_string())
+            .unwrap_or_else(|| "what this call sets".into())
+    };
+    let detail: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{k}: {} when read, {} now", show(first, k), show(now, k)))
+        .collect();
+    OpError::failed(format!(
+        "{what} on {name}: someone else changed {} since it was read; nothing was changed",
+        keys.join(", ")
+    ))
+    .with_cause(detail.join("; "))
+    .with_hint(format!(
+        "read deployment {name} again (k8s.get(\"deploy\", \"{name}\")) and decide"
+    ))
 }
 
 fn plan_set_env(call: &mut Call) -> Result<Plan, OpError> {
@@ -427,12 +472,18 @@ pub const SET_ENV: Primitive = Primitive::mutate("set_env", plan_set_env, set_en
         field("changed", Ty::Map)
             .doc("per \"CONTAINER.VAR\" changed: #{from, to}, () for a variable absent before or removed"),
     ]))
-    .doc("Set (or with () remove) environment variables on the deployment's containers. Starts a rollout when anything changes.")
+    .doc("Set (or with () remove) environment variables on the deployment's containers. Starts a rollout when anything changes.\n\
+          The write carries the resourceVersion read: a concurrent change of the same variables is refused (nothing changed), any other concurrent change is kept and the write retried on a fresh read.")
     .example(r#"k8s.set_env("api", #{LOG_LEVEL: "debug", OLD_FLAG: ()})"#);
 fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (name, k, body, diff) = env_change(call)?;
-    if let Some(b) = &body {
-        api::req(
+    let (name, k, mut body, diff) = env_change(call)?;
+    // A 409 is retried on a fresh read, as k8s.scale does (controllers bump
+    // the version with every status update), unless the variables this call
+    // sets changed meanwhile.
+    let mut attempt = 0;
+    while let Some(b) = &body {
+        attempt += 1;
+        match api::req(
             call,
             &k,
             &format!("set env on {name}"),
@@ -440,7 +491,18 @@ fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
             &with_dry(&deploy_path(&k.namespace, &enc(&name)), false),
             STRATEGIC,
             Some(b),
-        )?;
+        ) {
+            Ok(_) => break,
+            Err(e) if attempt < 5 && is_conflict(&e) => {
+                let (_, _, again, now) = env_change(call)?;
+                let keys = moved(&diff, &now);
+                if !keys.is_empty() {
+                    return Err(changed_meanwhile("set env", &name, &keys, &diff, &now));
+                }
+                body = again;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(Dynamic::from_map(map_of([
         ("deployment", name.into()),
@@ -448,7 +510,17 @@ fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
-fn image_change(call: &mut Call) -> Result<(String, Kube, String, String, String), OpError> {
+struct ImageChange {
+    name: String,
+    k: Kube,
+    container: String,
+    from: String,
+    to: String,
+    /// The Deployment's resourceVersion when `from` was read.
+    version: Value,
+}
+
+fn image_change(call: &mut Call) -> Result<ImageChange, OpError> {
     let name = call.str("deployment")?;
     let container = call.str("container")?;
     let image = call.str("image")?;
@@ -463,41 +535,52 @@ fn image_change(call: &mut Call) -> Result<(String, Kube, String, String, String
         );
     };
     let from = s(c, "image").to_string();
-    Ok((name, k, container, from, image))
+    Ok(ImageChange {
+        version: d["metadata"]["resourceVersion"].clone(),
+        name,
+        k,
+        container,
+        from,
+        to: image,
+    })
 }
 
-fn image_body(container: &str, image: &str) -> Value {
-    json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})
+impl ImageChange {
+    fn body(&self) -> Value {
+        json!({"metadata": {"resourceVersion": self.version},
+               "spec": {"template": {"spec": {"containers": [{"name": self.container, "image": self.to}]}}}})
+    }
+    fn diff(&self) -> Map {
+        map_of([("image", change(self.from.clone(), self.to.clone()))])
+    }
 }
 
 fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
-    let (name, k, container, from, to) = image_change(call)?;
+    let c = image_change(call)?;
+    let (name, container, from, to) = (&c.name, &c.container, &c.from, &c.to);
     if from == to {
         return Ok(plan(
             format!("deployment {name} already runs {to} in {container}: nothing to do"),
-            map_of([("deployment", name.into())]),
+            map_of([("deployment", name.clone().into())]),
         ));
     }
     api::req(
         call,
-        &k,
+        &c.k,
         &format!("set image on {name} (server dry run)"),
         "PATCH",
-        &with_dry(&deploy_path(&k.namespace, &enc(&name)), true),
+        &with_dry(&deploy_path(&c.k.namespace, &enc(name)), true),
         STRATEGIC,
-        Some(&image_body(&container, &to)),
+        Some(&c.body()),
     )?;
     Ok(plan(
         format!(
             "would change {container} of deployment {name} from {from} to {to} (a new rollout)"
         ),
         map_of([
-            ("deployment", name.into()),
+            ("deployment", name.clone().into()),
             ("container", container.clone().into()),
-            (
-                "diff",
-                Dynamic::from_map(map_of([("image", change(from, to))])),
-            ),
+            ("diff", Dynamic::from_map(c.diff())),
         ]),
     ))
 }
@@ -515,26 +598,44 @@ pub const SET_IMAGE: Primitive = Primitive::mutate("set_image", plan_set_image, 
         field("to", Ty::Str),
         field("changed", Ty::Bool).doc("false when it already ran that image"),
     ]))
-    .doc("Change one container's image (a rollout). Nothing is sent when it already runs that image.")
+    .doc("Change one container's image (a rollout). Nothing is sent when it already runs that image.\n\
+          The write carries the resourceVersion read: a concurrent change of the same image is refused (nothing changed), any other concurrent change is kept and the write retried on a fresh read.")
     .example(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#);
 fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (name, k, container, from, to) = image_change(call)?;
-    if from != to {
-        api::req(
+    let mut c = image_change(call)?;
+    let first = c.diff();
+    // A 409 is retried on a fresh read (controllers bump the version with
+    // every status update) unless the image itself changed meanwhile.
+    let mut attempt = 0;
+    while c.from != c.to {
+        attempt += 1;
+        match api::req(
             call,
-            &k,
-            &format!("set image on {name}"),
+            &c.k,
+            &format!("set image on {}", c.name),
             "PATCH",
-            &with_dry(&deploy_path(&k.namespace, &enc(&name)), false),
+            &with_dry(&deploy_path(&c.k.namespace, &enc(&c.name)), false),
             STRATEGIC,
-            Some(&image_body(&container, &to)),
-        )?;
+            Some(&c.body()),
+        ) {
+            Ok(_) => break,
+            Err(e) if attempt < 5 && is_conflict(&e) => {
+                let again = image_change(call)?;
+                let now = again.diff();
+                let keys = moved(&first, &now);
+                if !keys.is_empty() {
+                    return Err(changed_meanwhile("set image", &c.name, &keys, &first, &now));
+                }
+                c = again;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(Dynamic::from_map(map_of([
-        ("deployment", name.into()),
-        ("container", container.into()),
-        ("from", from.clone().into()),
-        ("to", to.clone().into()),
-        ("changed", (from != to).into()),
+        ("deployment", c.name.into()),
+        ("container", c.container.into()),
+        ("from", c.from.clone().into()),
+        ("to", c.to.clone().into()),
+        ("changed", (c.from != c.to).into()),
     ])))
 }

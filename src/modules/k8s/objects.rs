@@ -31,6 +31,29 @@ fn pod_uid(call: &mut Call) -> Result<(String, String, Value, Kube), OpError> {
     Ok((name, uid, pod, k))
 }
 
+/// The UID precondition failed: the name now belongs to another pod (its
+/// controller replaced the one meant). Say so in the headline.
+fn replaced(name: &str, uid: &str, e: OpError) -> OpError {
+    let Some(cause) = e
+        .cause
+        .as_deref()
+        .filter(|c| c.contains("Precondition failed: UID"))
+    else {
+        return e;
+    };
+    let now = cause
+        .rsplit("UID in object meta:")
+        .next()
+        .map(|u| u.trim().trim_end_matches('.').to_string())
+        .filter(|u| !u.is_empty() && u.len() < 64)
+        .unwrap_or_else(|| "another uid".into());
+    OpError::failed(format!(
+        "delete pod {name}: a different pod now has that name (uid {now}, not {uid}); nothing was deleted"
+    ))
+    .with_cause(cause.to_string())
+    .with_hint("the pod meant is gone (replaced by its controller?); list k8s.pods() and decide whether the new one should go too")
+}
+
 fn delete_body(uid: &str) -> Value {
     json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background", "preconditions": {"uid": uid}})
 }
@@ -46,7 +69,8 @@ fn plan_delete_pod(call: &mut Call) -> Result<Plan, OpError> {
         &format!("{path}?dryRun=All"),
         Some("application/json"),
         Some(&delete_body(&uid)),
-    )?;
+    )
+    .map_err(|e| replaced(&name, &uid, e))?;
     let owner = pod["metadata"]["ownerReferences"][0]["name"]
         .as_str()
         .unwrap_or("");
@@ -95,7 +119,8 @@ fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
         &path,
         Some("application/json"),
         Some(&delete_body(&uid)),
-    )?;
+    )
+    .map_err(|e| replaced(&name, &uid, e))?;
     Ok(Dynamic::from_map(map_of([
         ("pod", name.into()),
         ("uid", uid.into()),
