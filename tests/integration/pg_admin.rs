@@ -644,23 +644,116 @@ fn statement_and_connect_timeouts_come_from_the_config() {
     drop(silent);
 }
 
+/// Issue 22 (14): a role without privileges used to get "no session
+/// matches" for sessions it could not see, a dry run promising what the
+/// real run then failed to do, and a mixed filter half done. The
+/// privileges are checked first, on the server, in the plan and the run.
 #[test]
-fn a_session_the_role_may_not_end_is_reported_not_hidden() {
+fn a_session_the_role_may_not_see_or_end_is_reported_before_acting() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    roles(&url);
+    pg_exec(&url, "create role app login password 'pw'");
+    let mut held = Held::new(&url);
+    let bob = [
+        held.open("bob", "worker", State::Idle),
+        held.open("bob", "worker", State::IdleInTx),
+    ];
+    let own = held.open("app", "web", State::Idle);
+    let as_app = url.replacen(&format!("opsh:{}@", sb.pg().password), "app:pw@", 1);
+    let env = Env::new();
+
+    // Cannot see: bob's sessions are not considered, and it says so.
+    let r = env
+        .script(r#"print(pg.terminate_idle(#{older_than: 0, user: "bob"}).count)"#)
+        .pg(&as_app)
+        .flag("--dry-run")
+        .run();
+    r.assert_code(0).assert_stderr_contains(
+        "role app cannot see the state of 2 sessions of other roles (bob) that may match: it lacks pg_read_all_stats",
+    );
+    let r = env
+        .script(r#"let r = pg.terminate_idle(#{older_than: 0, user: "bob"}); print(`${r.count} ${r.hidden}`)"#)
+        .pg(&as_app)
+        .run();
+    r.assert_code(0)
+        .assert_stdout("0 2\n")
+        .assert_stderr_contains("warning: role app cannot see the state of 2 sessions");
+    assert!(bob.iter().all(|p| alive(&url, *p)));
+
+    // Sees them, may not signal them: the dry run says the call would be
+    // refused, and the real run is refused before touching anything, even
+    // the role's own session a wider filter also matches.
+    pg_exec(&url, "grant pg_read_all_stats to app");
+    env.script(r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#)
+        .pg(&as_app)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("role app cannot terminate 2 of the 2 matching sessions")
+        .assert_stderr_contains("the call would be refused")
+        .assert_stderr_lacks("would terminate");
+    for filter in [r#"user: "bob""#, r#"user: ["bob", "app"]"#] {
+        env.script(&format!("pg.terminate_idle(#{{older_than: 0, {filter}}})"))
+            .pg(&as_app)
+            .run()
+            .assert_code(3)
+            .assert_stderr_contains("cannot terminate 2 of the")
+            .assert_stderr_contains("nothing was terminated")
+            .assert_stderr_contains(&format!(
+                "pid {}: a session of bob, and app is neither a member of bob nor of pg_signal_backend",
+                bob[0]
+            ))
+            .assert_stderr_contains("GRANT pg_signal_backend TO app");
+    }
+    assert!(bob.iter().all(|p| alive(&url, *p)));
+    assert!(
+        alive(&url, own),
+        "the mixed filter acted on the role's own session"
+    );
+
+    // With pg_signal_backend the same call goes through.
+    pg_exec(&url, "grant pg_signal_backend to app");
+    env.script(r#"print(pg.terminate_idle(#{older_than: 0, user: ["bob", "app"]}).count)"#)
+        .pg(&as_app)
+        .run()
+        .assert_code(0)
+        .assert_stdout("3\n");
+    assert!(bob.iter().all(|p| !alive(&url, *p)) && !alive(&url, own));
+}
+
+/// Issue 22 (11): `total` and the groups were counted by separate
+/// statements and did not add up.
+#[test]
+fn connection_counts_add_up() {
     let sb = sandbox(&[Pg]);
     let url = sb.pg_url();
     roles(&url);
     let mut held = Held::new(&url);
-    // Sees every session's state, may not signal them.
-    pg_exec(&url, "grant pg_read_all_stats to alice");
-    let bob = held.open("bob", "worker", State::Idle);
-    let as_alice = url.replacen(&format!("opsh:{}@", sb.pg().password), "alice:pw@", 1);
-    let env = Env::new();
-    env.script(r#"pg.terminate_idle(#{older_than: 0, user: "bob"})"#)
-        .pg(&as_alice)
-        .run()
-        .assert_code(2)
-        .assert_stderr_contains("ended 0 of the 1 sessions")
-        .assert_stderr_contains(&format!("pid {bob}"))
-        .assert_stderr_contains("SQLSTATE 42501");
-    assert!(alive(&url, bob));
+    held.open("alice", "web", State::Idle);
+    held.open("alice", "web", State::IdleInTx);
+    held.open("bob", "batch", State::Active);
+    let r = Env::new()
+        .script(
+            r#"
+        for i in 0..5 {
+            let c = pg.connections();
+            let users = c.by_user.reduce(|s, u| s + u.connections, 0);
+            let dbs = c.by_database.reduce(|s, d| s + d.connections, 0);
+            let states = c.by_state.values().reduce(|s, n| s + n, 0);
+            print(`${c.total} ${users} ${dbs} ${states} ${c.active + c.idle + c.idle_in_transaction <= c.total}`);
+        }
+        "#,
+        )
+        .pg(&url)
+        .run();
+    r.assert_code(0);
+    for line in r.stdout.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert!(
+            f[0] == f[1] && f[1] == f[2] && f[2] == f[3] && f[4] == "true",
+            "{line}"
+        );
+        assert!(f[0].parse::<i64>().unwrap() >= 4, "{line}");
+    }
 }

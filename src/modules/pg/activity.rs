@@ -5,6 +5,7 @@ use super::conn::{one, rows, rows_to_array};
 use super::filter::{Scope, SessionFilter, FILTER, SESSION, SESSION_COLUMNS};
 use crate::dispatch::{Call, OpError};
 use crate::registry::{field, join, opt, Field, Primitive, Ty, STRINGS};
+use crate::value::map_of;
 use rhai::{Array, Dynamic, Map};
 use std::time::Duration;
 
@@ -107,73 +108,104 @@ pub const CONNECTIONS: Primitive = Primitive::read("connections", connections)
         field("by_database", Ty::Rows(&join::<5>(&[&[field("database", Ty::Str)], &BY_GROUP]))),
         field("by_user", Ty::Rows(&join::<5>(&[&[field("user", Ty::Str)], &BY_GROUP]))),
     ]))
-    .doc("Client connections at a glance.")
+    .doc("Client connections at a glance.\n\
+          Every figure is counted from one read of pg_stat_activity's client backends, so `by_state`, `by_database` and `by_user` each add up to `total`.")
     .example("let c = pg.connections(); if c.saturation_pct > 80.0 { fail(`${c.total} of ${c.max_connections} connections used`) }");
 
 fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
     let none = Array::new();
-    let mut m = one(
+    let m = one(
         call,
-        r#"select count(*)::int8 as total,
-                  current_setting('max_connections')::int8 as max_connections,
+        r#"select current_setting('max_connections')::int8 as max_connections,
                   (current_setting('superuser_reserved_connections')::int8
-                   + coalesce(current_setting('reserved_connections', true)::int8, 0)) as reserved,
-                  count(*) filter (where state = 'active')::int8 as active,
-                  count(*) filter (where state = 'idle')::int8 as idle,
-                  count(*) filter (where state like 'idle in transaction%')::int8 as idle_in_transaction
-           from pg_stat_activity where backend_type = 'client backend'"#,
+                   + coalesce(current_setting('reserved_connections', true)::int8, 0)) as reserved"#,
         &none,
         "counting connections failed",
     )?;
-    let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
-    let (total, max, reserved) = (
-        int(&m, "total"),
-        int(&m, "max_connections"),
-        int(&m, "reserved"),
-    );
-    let usable = (max - reserved).max(1);
-    m.insert("available".into(), Dynamic::from_int(usable - total));
-    m.insert(
-        "saturation_pct".into(),
-        Dynamic::from_float((total as f64 * 1000.0 / usable as f64).round() / 10.0),
-    );
-    let by_state: Map = rows(
+    // One read of pg_stat_activity, every figure counted from it: separate
+    // statements saw different moments (opsh's own pool opening a
+    // connection between them), and the groups did not add up to the total.
+    let sessions = rows(
         call,
-        "select coalesce(state, 'unknown') as state, count(*)::int8 as n
-         from pg_stat_activity where backend_type = 'client backend' group by 1 order by 1",
+        "select coalesce(state, 'unknown') as state, datname::text as database,
+                usename::text as \"user\"
+         from pg_stat_activity where backend_type = 'client backend'",
         &none,
         "counting connections failed",
-    )?
-    .into_iter()
-    .map(|r| {
-        (
-            r.get("state")
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-                .into(),
-            r.get("n").cloned().unwrap_or(Dynamic::UNIT),
-        )
-    })
-    .collect();
-    m.insert("by_state".into(), Dynamic::from_map(by_state));
-    for (key, col) in [("by_database", "datname"), ("by_user", "usename")] {
-        let label = if key == "by_user" {
-            "\"user\""
-        } else {
-            "database"
-        };
-        let sql = format!(
-            "select {col} as {label}, count(*)::int8 as connections,
-                    count(*) filter (where state = 'active')::int8 as active,
-                    count(*) filter (where state = 'idle')::int8 as idle,
-                    count(*) filter (where state like 'idle in transaction%')::int8 as idle_in_transaction
-             from pg_stat_activity where backend_type = 'client backend'
-             group by 1 order by 2 desc, 1"
-        );
-        let r = rows(call, &sql, &none, "counting connections failed")?;
-        m.insert(key.into(), rows_to_array(r));
+    )?;
+    let field = |r: &Map, k: &str| r.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
+    let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
+    let (max, reserved) = (int(&m, "max_connections"), int(&m, "reserved"));
+    let total = sessions.len() as i64;
+    let count = |want: &dyn Fn(&str) -> bool| {
+        sessions
+            .iter()
+            .filter(|r| field(r, "state").is_some_and(|s| want(&s)))
+            .count() as i64
+    };
+    let active = |s: &str| s == "active";
+    let idle = |s: &str| s == "idle";
+    let in_tx = |s: &str| s.starts_with("idle in transaction");
+    let mut by_state: std::collections::BTreeMap<String, i64> = Default::default();
+    for r in &sessions {
+        *by_state
+            .entry(field(r, "state").unwrap_or_default())
+            .or_default() += 1;
     }
-    Ok(Dynamic::from_map(m))
+    let group = |key: &str, label: &'static str| -> Array {
+        // (connections, active, idle, idle in transaction) per name; a
+        // session without one (a database-less walsender has none) is ().
+        let mut g: std::collections::BTreeMap<Option<String>, [i64; 4]> = Default::default();
+        for r in &sessions {
+            let st = field(r, "state").unwrap_or_default();
+            let e = g.entry(field(r, key)).or_default();
+            e[0] += 1;
+            e[1] += i64::from(active(&st));
+            e[2] += i64::from(idle(&st));
+            e[3] += i64::from(in_tx(&st));
+        }
+        let mut rows: Vec<(Option<String>, [i64; 4])> = g.into_iter().collect();
+        rows.sort_by(|a, b| b.1[0].cmp(&a.1[0]).then(a.0.cmp(&b.0)));
+        rows.into_iter()
+            .map(|(name, c)| {
+                Dynamic::from_map(map_of([
+                    (label, name.map(Dynamic::from).unwrap_or(Dynamic::UNIT)),
+                    ("connections", Dynamic::from_int(c[0])),
+                    ("active", Dynamic::from_int(c[1])),
+                    ("idle", Dynamic::from_int(c[2])),
+                    ("idle_in_transaction", Dynamic::from_int(c[3])),
+                ]))
+            })
+            .collect()
+    };
+    let usable = (max - reserved).max(1);
+    Ok(Dynamic::from_map(map_of([
+        ("total", Dynamic::from_int(total)),
+        ("active", Dynamic::from_int(count(&active))),
+        ("idle", Dynamic::from_int(count(&idle))),
+        ("idle_in_transaction", Dynamic::from_int(count(&in_tx))),
+        ("max_connections", Dynamic::from_int(max)),
+        ("reserved", Dynamic::from_int(reserved)),
+        ("available", Dynamic::from_int(usable - total)),
+        (
+            "saturation_pct",
+            Dynamic::from_float((total as f64 * 1000.0 / usable as f64).round() / 10.0),
+        ),
+        (
+            "by_state",
+            Dynamic::from_map(
+                by_state
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), Dynamic::from_int(v)))
+                    .collect(),
+            ),
+        ),
+        (
+            "by_database",
+            Dynamic::from_array(group("database", "database")),
+        ),
+        ("by_user", Dynamic::from_array(group("user", "user"))),
+    ])))
 }
 
 pub const BLOCKING: Primitive = Primitive::read("blocking", blocking)

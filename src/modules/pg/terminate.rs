@@ -9,7 +9,7 @@
 //! one is really gone.
 
 use super::activity::list_sessions;
-use super::conn::{rows, rows_to_array, settings};
+use super::conn::{one, rows, rows_to_array, settings};
 use super::filter::{Scope, SessionFilter, FILTER, SESSION};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, join, opt, Field, Primitive, Ty};
@@ -29,6 +29,12 @@ impl Action {
         match self {
             Action::Cancel => "cancel",
             _ => "terminate",
+        }
+    }
+    fn done(self) -> &'static str {
+        match self {
+            Action::Cancel => "cancelled",
+            _ => "terminated",
         }
     }
 }
@@ -55,7 +61,9 @@ const ACT_OPTS: [Field; FILTER.len() + 2] = join(&[
 const ACTED: Ty = Ty::Record(&[
     field("count", Ty::Int).doc("sessions acted on"),
     field("sessions", Ty::Rows(SESSION)).doc("each as it was just before"),
-    field("skipped", Ty::List(&Ty::Int)).doc("pids that no longer matched at the moment of acting"),
+    field("skipped", Ty::Rows(&[field("pid", Ty::Int), field("reason", Ty::Str)]))
+        .doc("sessions that no longer matched at the moment of acting, and why (ended, pid reused, state changed, ran another query)"),
+    field("hidden", Ty::Int).doc("sessions of other roles whose state the connected role cannot see (it lacks pg_read_all_stats), so they were not considered; 0 when it sees all"),
 ]);
 
 fn request(call: &Call, action: Action) -> Result<Request, OpError> {
@@ -91,8 +99,8 @@ fn request(call: &Call, action: Action) -> Result<Request, OpError> {
 
 fn too_many(action: Action, n: usize, max: i64) -> OpError {
     OpError::refused(format!(
-        "{n} sessions match, more than max {max}; nothing was {}ed",
-        if action == Action::Cancel { "cancell" } else { "terminat" }
+        "{n} sessions match, more than max {max}; nothing was {}",
+        action.done()
     ))
     .with_hint(format!(
         "narrow the filter, or pass #{{max: {n}}} deliberately after checking the list with --dry-run (the default max is `[defaults] pg_max_terminate`)"
@@ -107,13 +115,182 @@ fn pids(sessions: &[Map]) -> String {
         .join(", ")
 }
 
+/// What the connected role may do, from the server's own role checks.
+struct Privileges {
+    role: String,
+    superuser: bool,
+    /// Sees the state and query of every role's sessions.
+    read_all_stats: bool,
+    /// Signals sessions of roles it is not a member of (never a superuser's).
+    signal_backend: bool,
+}
+
+fn privileges(call: &mut Call) -> Result<Privileges, OpError> {
+    let m = one(
+        call,
+        "select current_user::text as role,
+                coalesce((select rolsuper from pg_roles where rolname = current_user), false) as superuser,
+                pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') as read_all_stats,
+                pg_has_role(current_user, 'pg_signal_backend', 'USAGE') as signal_backend",
+        &Array::new(),
+        "checking the role's privileges failed",
+    )?;
+    let flag = |k: &str| m.get(k).and_then(|v| v.as_bool().ok()).unwrap_or(false);
+    Ok(Privileges {
+        role: m.get("role").map(|v| v.to_string()).unwrap_or_default(),
+        superuser: flag("superuser"),
+        read_all_stats: flag("read_all_stats"),
+        signal_backend: flag("signal_backend"),
+    })
+}
+
+/// What the role can reach of what the filter asks for: sessions it cannot
+/// see (their state is hidden, so no state filter matches them) and listed
+/// sessions it cannot signal. Both come from the server before anything is
+/// done, so a dry run predicts what the real run can do.
+struct Reach {
+    privs: Privileges,
+    /// Users owning sessions the role cannot see that otherwise match.
+    hidden: Vec<String>,
+    /// (pid, why) of listed sessions the role cannot signal.
+    denied: Vec<(i64, String)>,
+}
+
+fn reach(call: &mut Call, req: &Request, sessions: &[Map]) -> Result<Reach, OpError> {
+    let privs = privileges(call)?;
+    let mut hidden = Vec::new();
+    if !privs.read_all_stats {
+        // The filter's keys the role can still see (user, database,
+        // application, pids); the others are exactly what is hidden.
+        let mut visible = req.filter.clone();
+        visible.states = None;
+        visible.older_than = None;
+        visible.query_like = None;
+        visible.backend_type = None;
+        let (wh, params) = visible.to_sql(Scope::Observe, 1);
+        let superusers = if req.filter.include_superusers {
+            ""
+        } else {
+            "and not coalesce((select r.rolsuper from pg_roles r where r.oid = a.usesysid), false)"
+        };
+        let sql = format!(
+            "select coalesce(a.usename::text, '?') as \"user\" from pg_stat_activity a
+             where {wh}
+               and a.query = '<insufficient privilege>' and a.datid is not null
+               and coalesce(a.application_name, '') <> 'opsh' {superusers}"
+        );
+        hidden = rows(call, &sql, &params, "listing sessions failed")?
+            .iter()
+            .filter_map(|r| r.get("user").map(|u| u.to_string()))
+            .collect();
+    }
+    let mut denied = Vec::new();
+    if !privs.superuser && !sessions.is_empty() {
+        let listed: Array = sessions
+            .iter()
+            .filter_map(|s| s.get("pid").cloned())
+            .collect();
+        let owners = rows(
+            call,
+            "select a.pid::int8 as pid, coalesce(a.usename::text, '?') as \"user\",
+                    coalesce(r.rolsuper, false) as superuser,
+                    coalesce(pg_has_role(a.usesysid, 'USAGE'), false) as own
+             from pg_stat_activity a left join pg_roles r on r.oid = a.usesysid
+             where a.pid = any($1::int8[])",
+            &vec![Dynamic::from_array(listed)],
+            "checking the role's privileges failed",
+        )?;
+        for o in owners {
+            let flag = |k: &str| o.get(k).and_then(|v| v.as_bool().ok()).unwrap_or(false);
+            let pid = o.get("pid").and_then(|v| v.as_int().ok()).unwrap_or(0);
+            let user = o.get("user").map(|v| v.to_string()).unwrap_or_default();
+            // PostgreSQL's own rule (pg_signal_backend()): a superuser's
+            // session only by a superuser; another role's session by a
+            // member of that role or of pg_signal_backend.
+            if flag("superuser") {
+                denied.push((
+                    pid,
+                    format!(
+                        "a session of superuser {user}, and {} is not a superuser",
+                        privs.role
+                    ),
+                ));
+            } else if !flag("own") && !privs.signal_backend {
+                denied.push((pid, format!("a session of {user}, and {} is neither a member of {user} nor of pg_signal_backend", privs.role)));
+            }
+        }
+    }
+    Ok(Reach {
+        privs,
+        hidden,
+        denied,
+    })
+}
+
+impl Reach {
+    /// "role app cannot see the state of 2 sessions (of alice, bob) ..."
+    fn hidden_note(&self) -> Option<String> {
+        if self.hidden.is_empty() {
+            return None;
+        }
+        let mut users = self.hidden.clone();
+        users.sort();
+        users.dedup();
+        Some(format!(
+            "role {} cannot see the state of {} session{} of other roles ({}) that may match: it lacks pg_read_all_stats, so {} not considered (GRANT pg_read_all_stats TO {} to see them)",
+            self.privs.role,
+            self.hidden.len(),
+            if self.hidden.len() == 1 { "" } else { "s" },
+            users.join(", "),
+            if self.hidden.len() == 1 { "it is" } else { "they are" },
+            self.privs.role
+        ))
+    }
+
+    /// The sessions the role cannot signal: a headline and, per pid, why.
+    fn denied(&self, action: Action, n: usize) -> Option<(String, String)> {
+        if self.denied.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self
+            .denied
+            .iter()
+            .map(|(pid, why)| format!("pid {pid}: {why}"))
+            .collect();
+        Some((
+            format!(
+                "role {} cannot {} {} of the {n} matching sessions",
+                self.privs.role,
+                action.verb(),
+                self.denied.len()
+            ),
+            list.join("; "),
+        ))
+    }
+
+    fn refusal(&self, action: Action, n: usize) -> Option<OpError> {
+        let (headline, cause) = self.denied(action, n)?;
+        Some(
+            OpError::refused(format!("{headline}; nothing was {}", action.done()))
+                .with_cause(cause)
+                .with_hint(format!(
+                    "narrow the filter to sessions the role may signal (e.g. #{{user: \"{}\"}}), or GRANT pg_signal_backend TO {} (never enough for a superuser's session)",
+                    self.privs.role, self.privs.role
+                )),
+        )
+    }
+}
+
 fn plan(call: &mut Call, action: Action) -> Result<Plan, OpError> {
     let req = request(call, action)?;
     let sessions = list_sessions(call, &req.filter, Scope::Act, None)?;
+    let reach = reach(call, &req, &sessions)?;
     let n = sessions.len();
     let over = n as i64 > req.max;
     let what = req.filter.describe();
-    let summary = if over {
+    let mut summary = if let Some((headline, why)) = reach.denied(action, n) {
+        format!("{headline} ({why}): the call would be refused")
+    } else if over {
         format!(
             "{n} sessions match ({what}), more than max {}: the call would be refused",
             req.max
@@ -128,6 +305,19 @@ fn plan(call: &mut Call, action: Action) -> Result<Plan, OpError> {
             pids(&sessions)
         )
     };
+    if let Some(h) = reach.hidden_note() {
+        summary.push_str(&format!("; {h}"));
+    }
+    let denied: Array = reach
+        .denied
+        .iter()
+        .map(|(pid, why)| {
+            Dynamic::from_map(map_of([
+                ("pid", Dynamic::from_int(*pid)),
+                ("reason", why.clone().into()),
+            ]))
+        })
+        .collect();
     Ok(Plan {
         summary,
         details: map_of([
@@ -135,6 +325,8 @@ fn plan(call: &mut Call, action: Action) -> Result<Plan, OpError> {
             ("max", Dynamic::from_int(req.max)),
             ("over_max", Dynamic::from_bool(over)),
             ("sessions", rows_to_array(sessions)),
+            ("hidden", Dynamic::from_int(reach.hidden.len() as i64)),
+            ("denied", Dynamic::from_array(denied)),
         ]),
     })
 }
@@ -144,6 +336,13 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
     let sessions = list_sessions(call, &req.filter, Scope::Act, None)?;
     if sessions.len() as i64 > req.max {
         return Err(too_many(action, sessions.len(), req.max));
+    }
+    let reach = reach(call, &req, &sessions)?;
+    if let Some(e) = reach.refusal(action, sessions.len()) {
+        return Err(e);
+    }
+    if let Some(h) = reach.hidden_note() {
+        call.session.out.note(&format!("warning: {h}"));
     }
     let (wh, base) = req.filter.to_sql(Scope::Act, 1);
     let n = base.len();
@@ -175,7 +374,13 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
             get("query_start"),
         ]);
         match rows(call, &sql, &params, &format!("{} failed", action.verb())) {
-            Ok(r) if r.is_empty() => skipped.push(get("pid")),
+            Ok(r) if r.is_empty() => {
+                let reason = why_skipped(call, &s)?;
+                skipped.push(Dynamic::from_map(map_of([
+                    ("pid", get("pid")),
+                    ("reason", reason.into()),
+                ])));
+            }
             Ok(_) => acted.push(s),
             Err(e) => failures.push(format!(
                 "pid {}: {}",
@@ -231,7 +436,39 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
         ("count", Dynamic::from_int(acted.len() as i64)),
         ("sessions", rows_to_array(acted)),
         ("skipped", Dynamic::from_array(skipped)),
+        ("hidden", Dynamic::from_int(reach.hidden.len() as i64)),
     ])))
+}
+
+/// Why a listed session no longer matched when the call acted on it.
+fn why_skipped(call: &mut Call, listed: &Map) -> Result<String, OpError> {
+    let get = |k: &str| listed.get(k).cloned().unwrap_or(Dynamic::UNIT);
+    let now = rows(
+        call,
+        "select a.backend_start::text as backend_start, a.state,
+                a.query_start is not distinct from $2::timestamptz as same_query,
+                a.backend_start = $3::timestamptz as same_session
+         from pg_stat_activity a where a.pid = $1::int8",
+        &vec![get("pid"), get("query_start"), get("backend_start")],
+        "re-checking a session failed",
+    )?;
+    let Some(now) = now.first() else {
+        return Ok("the session ended before it was reached".into());
+    };
+    let flag = |k: &str| now.get(k).and_then(|v| v.as_bool().ok()).unwrap_or(false);
+    Ok(if !flag("same_session") {
+        "the pid now belongs to another session".into()
+    } else if !flag("same_query") {
+        format!(
+            "it ran another query since it was listed (now {})",
+            now.get("state").map(|v| v.to_string()).unwrap_or_default()
+        )
+    } else {
+        format!(
+            "its state changed to {} since it was listed",
+            now.get("state").map(|v| v.to_string()).unwrap_or_default()
+        )
+    })
 }
 
 /// Pids among `acted` that are still there (terminate) or still running
@@ -285,7 +522,8 @@ pub const TERMINATE_IDLE: Primitive =
         .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
         .returns(ACTED)
         .doc("Terminate idle client sessions (default: state idle or idle in transaction for more than 10 minutes).\n\
-              Only ever client backends: never opsh's own connections (application \"opsh\"), never autovacuum, walsenders or background workers, never superuser sessions unless `include_superusers: true`. Refused when more than `max` sessions match. Uses pg_terminate_backend(pid, timeout) with `wait`, re-applies the filter to each session at the moment it acts (a session that became active is skipped), and checks each one is gone. --dry-run returns the same sessions and terminates nothing.")
+              Only ever client backends: never opsh's own connections (application \"opsh\"), never autovacuum, walsenders or background workers, never superuser sessions unless `include_superusers: true`. Refused when more than `max` sessions match. Uses pg_terminate_backend(pid, timeout) with `wait`, re-applies the filter to each session at the moment it acts (a session that became active is skipped), and checks each one is gone. --dry-run returns the same sessions and terminates nothing.\n\
+              The role's privileges are checked first, in the dry run too: sessions whose state it cannot see (no pg_read_all_stats) are counted in `hidden` with a warning, and when it may not signal some matching session (not its role, no pg_signal_backend, or a superuser's) the call is refused before acting.")
         .example(r#"let r = pg.terminate_idle(#{older_than: "10m", database: "app", exclude_applications: ["pgbouncer"], max: 20}); print(r.count)"#);
 
 fn plan_terminate_idle(call: &mut Call) -> Result<Plan, OpError> {
