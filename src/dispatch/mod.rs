@@ -276,7 +276,12 @@ fn journal(
     });
 }
 
-fn confirm(session: &Session, prim: &str, target: &str, args: &[Dynamic]) -> Result<(), OpError> {
+pub(crate) fn confirm(
+    session: &Session,
+    prim: &str,
+    target: &str,
+    args: &[Dynamic],
+) -> Result<(), OpError> {
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !interactive {
         return Err(OpError::refused(format!("{prim} on protected target {target} needs confirmation, and there is no terminal to ask on"))

@@ -859,3 +859,163 @@ fn compressed_plain_dumps_verify_and_restore() {
         0
     );
 }
+
+/// Issue 22 (15): a restore trusted the archive's own row counts, so a dump
+/// made with --exclude-table-data, or of a table emptied just before, passed.
+/// Now tables without a data entry fail (unless `no_data` names them),
+/// `min_rows` checks per table, and `compare` counts a live database.
+#[test]
+fn a_restore_reports_missing_data_and_compares_with_the_live_database() {
+    let (_sb, url, env, dir) = seeded();
+    let pg_dump_bin = opsh::pgbin::find("pg_dump").expect("pg_dump");
+    let excluded = dir.join("no-events.dump");
+    let out = std::process::Command::new(&pg_dump_bin)
+        .args(["-Fc", "--exclude-table-data=public.events", "-f"])
+        .arg(&excluded)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A table emptied just before the dump, refilled after.
+    pg_exec(&url, "create table invoices_copy as select * from billing.invoices; delete from billing.invoices;");
+    let emptied = dir.join("emptied.dump");
+    pg_dump(&env, &url, &emptied, "");
+    pg_exec(
+        &url,
+        "insert into billing.invoices select * from invoices_copy; drop table invoices_copy;",
+    );
+
+    let restore = format!(r#"restore: true, target: "{url}""#);
+    let reports = verify_many(
+        &env,
+        &[
+            (excluded.clone(), restore.as_str()),
+            (
+                excluded.clone(),
+                &format!(r#"{restore}, no_data: ["public.events"]"#),
+            ),
+            (
+                emptied.clone(),
+                &format!(
+                    r#"{restore}, compare: "{url}", min_rows: #{{"billing.invoices": 1, "public.accounts": 500}}"#
+                ),
+            ),
+            (
+                emptied.clone(),
+                &format!(r#"{restore}, compare: "{url}", tolerance_pct: 0"#),
+            ),
+        ],
+    );
+    assert_failed(
+        &reports[0],
+        "restore_data",
+        "the archive holds no data for public.events",
+    );
+    assert_eq!(
+        failed_names(&reports[0]),
+        ["restore_data"],
+        "{:#}",
+        reports[0]
+    );
+    assert_eq!(reports[1]["ok"], true, "{:#}", reports[1]);
+    assert!(check(&reports[1], "restore_data")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("as `no_data` allows: public.events"));
+    // The emptied table restores "cleanly" and matches its archive: only the
+    // expectations and the live database say it is wrong.
+    assert_eq!(check(&reports[2], "restore_rows")["passed"], true);
+    assert_failed(
+        &reports[2],
+        "min_rows: billing.invoices",
+        "0 rows restored, fewer than the 1 expected",
+    );
+    assert_eq!(
+        check(&reports[2], "min_rows: public.accounts")["passed"],
+        true
+    );
+    assert_failed(
+        &reports[2],
+        "compare",
+        "billing.invoices: 0 rows restored, 30 live",
+    );
+    assert_eq!(
+        failed_names(&reports[2]).len(),
+        2,
+        "{:?}",
+        failed_names(&reports[2])
+    );
+    assert_failed(&reports[3], "compare", "billing.invoices");
+    // Every scratch database is gone; the live database is untouched.
+    assert_eq!(
+        pg_scalar(
+            &url,
+            "select count(*) from pg_database where datname like 'opsh_verify_%'"
+        ),
+        0
+    );
+    assert_eq!(pg_scalar(&url, "select count(*) from billing.invoices"), 30);
+    // A full dump compares clean.
+    let full = dir.join("full.dump");
+    pg_dump(&env, &url, &full, "");
+    let r = verify_many(
+        &env,
+        &[(
+            full,
+            &format!(r#"{restore}, compare: "{url}", tolerance_pct: 0"#),
+        )],
+    );
+    assert_eq!(r[0]["ok"], true, "{:#}", r[0]);
+    // The new options need a restore.
+    env.script(&format!(
+        r#"backup.verify("{}", #{{compare: "{url}"}})"#,
+        emptied.display()
+    ))
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains(
+        "option `compare` compares a restored database: it needs `restore: true`",
+    );
+}
+
+/// Issue 22 (11): `opsh help` says a mutation asks for confirmation on a
+/// protected target; verify's restore on one used to run without asking.
+#[test]
+fn a_restore_on_a_protected_target_asks_first() {
+    let (_sb, url, env, dir) = seeded();
+    let dump = dir.join("app.dump");
+    pg_dump(&env, &url, &dump, "");
+    env.write_config(&format!(
+        "[pg.restore-test]\nurl = \"{url}\"\nprotected = true\n"
+    ));
+    let script = format!(
+        r#"print(backup.verify("{}", #{{restore: true, target: "restore-test"}}).ok)"#,
+        dump.display()
+    );
+    env.script(&script)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("protected target restore-test")
+        .assert_stderr_contains("--yes");
+    assert_eq!(
+        pg_scalar(
+            &url,
+            "select count(*) from pg_database where datname like 'opsh_verify_%'"
+        ),
+        0
+    );
+    env.script(&script)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains("a protected target: the real run asks for confirmation");
+    env.script(&script)
+        .flag("--yes")
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\n");
+}

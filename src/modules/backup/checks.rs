@@ -56,6 +56,13 @@ pub struct VerifyOpts {
     pub fail: bool,
     pub scratch_db: Option<String>,
     pub keep: bool,
+    /// with restore: a live database to compare row counts with.
+    pub compare: Option<String>,
+    pub tolerance_pct: f64,
+    /// with restore: at least this many rows per table.
+    pub min_rows: Map,
+    /// with restore: tables the archive may hold no data for.
+    pub no_data: Vec<String>,
 }
 
 const VERIFY_OPTS: &[Field] = &[
@@ -83,6 +90,16 @@ const VERIFY_OPTS: &[Field] = &[
     field("scratch_db", Ty::Str)
         .doc("with restore: the scratch database's name (it must start with opsh_verify_ and not exist)"),
     field("keep", Ty::Bool).doc("with restore: keep the scratch database instead of dropping it"),
+    field("compare", Ty::Str).doc(
+        "with restore: a live database (a pg target name or URL) whose tables' row counts the restored ones must match within `tolerance_pct`; only read",
+    ),
+    field("tolerance_pct", Ty::Float)
+        .doc("with compare: how far a restored table's rows may be from the live count, in percent; default 10"),
+    field("min_rows", Ty::Map)
+        .doc("with restore: per table (schema.table), the fewest rows the restored table may have, e.g. #{\"public.users\": 1000}"),
+    field("no_data", Ty::List(&Ty::Str)).doc(
+        "with restore: tables (schema.table) the archive may hold no data for (dumped with --exclude-table-data on purpose)",
+    ),
 ];
 
 fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
@@ -113,6 +130,33 @@ fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
     }
     let restore = o.bool("restore")?;
     let target = o.str("target")?;
+    let with_restore = ["compare", "tolerance_pct", "min_rows", "no_data"];
+    if let Some(k) = with_restore.iter().find(|k| o.contains_key(**k)) {
+        if !restore {
+            return Err(OpError::bad_input(format!(
+                "option `{k}` compares a restored database: it needs `restore: true`"
+            )));
+        }
+    }
+    let min_rows = o.map("min_rows")?.unwrap_or_default();
+    if let Some((t, v)) = min_rows.iter().find(|(_, v)| !v.is_int()) {
+        return Err(OpError::bad_input(format!(
+            "min_rows.{t} must be an int (the fewest rows the table may have), got {}",
+            crate::value::type_name(v)
+        )));
+    }
+    let tolerance_pct = match o.get("tolerance_pct") {
+        None => 10.0,
+        Some(d) => d
+            .as_float()
+            .or_else(|_| d.as_int().map(|i| i as f64))
+            .map_err(|_| OpError::bad_input("option `tolerance_pct` must be a number"))?,
+    };
+    if !(0.0..=100.0).contains(&tolerance_pct) {
+        return Err(OpError::bad_input(format!(
+            "option `tolerance_pct` must be between 0 and 100, got {tolerance_pct}"
+        )));
+    }
     if restore && target.is_none() {
         return Err(OpError::bad_input("`restore: true` needs `target`: the PostgreSQL server to restore on (a pg target name or URL)")
             .with_hint("e.g. #{restore: true, target: \"restore-test\"}; opsh creates and drops a scratch database there"));
@@ -130,6 +174,10 @@ fn parse(call: &Call) -> Result<(PathBuf, VerifyOpts), OpError> {
             fail: o.opt_bool("fail")?.unwrap_or(true),
             scratch_db: o.str("scratch_db")?,
             keep: o.bool("keep")?,
+            compare: o.str("compare")?,
+            tolerance_pct,
+            min_rows,
+            no_data: o.strings("no_data")?.unwrap_or_default(),
         },
     ))
 }
@@ -634,7 +682,7 @@ const REPORT: Ty = Ty::Record(&[
 ]);
 
 const CHECK: &[Field] = &[
-    field("check", Ty::Str).doc("exists, size, age, checksum, compression, format, archive, sql_dump, sqlite_*, rdb, restore, restore_tables, restore_rows, sanity: NAME, cleanup"),
+    field("check", Ty::Str).doc("exists, size, age, checksum, compression, format, archive, sql_dump, sqlite_*, rdb, restore, restore_tables, restore_rows, restore_data, min_rows: TABLE, compare, sanity: NAME, cleanup"),
     field("passed", Ty::Bool),
     field("detail", Ty::Str).doc("what was found, or why it failed"),
 ];
@@ -672,11 +720,25 @@ pub fn plan_verify(call: &mut Call) -> Result<Plan, OpError> {
             .session
             .resolve(crate::config::Kind::Pg, Some(&target))?;
         r.info.insert("restore_target".into(), t.display().into());
+        let compare = match &o.compare {
+            Some(c) => format!(
+                " and with the live database {}",
+                call.session
+                    .resolve(crate::config::Kind::Pg, Some(c))?
+                    .display()
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} checks passed; would restore {} into a new scratch database on {}, compare it with the archive and drop it",
+            "{} checks passed; would restore {} into a new scratch database on {}{}, compare it with the archive{compare} and drop it",
             r.checks.iter().filter(|c| c.passed).count(),
             path.display(),
-            t.display()
+            t.display(),
+            if t.protected {
+                " (a protected target: the real run asks for confirmation)"
+            } else {
+                ""
+            }
         )
     } else {
         format!(
@@ -695,7 +757,7 @@ pub const VERIFY: Primitive = Primitive::mutate("verify", plan_verify, verify)
     .returns(REPORT)
     .doc("Check a backup and return a report with one row per check. Fails the script (like fail()) when a check fails, unless `fail: false`.\n\
           Checks: exists; size (>= `min_size`, default 1 byte: an empty file fails); age (<= `max_age`, e.g. \"26h\"); checksum (the `FILE.sha256` sidecar or a `SHA256SUMS` file beside it; `checksum: true` requires one, a hex string gives the digest); compression (gzip and zstd streamed to the end); format (detected; `format` names the one expected: pg_custom, pg_directory, pg_tar, sql, sqlite, rdb) and its integrity: PostgreSQL archives are read to the end with pg_restore (database, pg_dump version, creation time, tables, data entries, rows per table), plain SQL dumps need their header and completion footer, SQLite gets PRAGMA integrity_check and its WAL state, Redis RDB files their magic, version and CRC64.\n\
-          `restore: true` with `target` (a pg target name or URL) restores a PostgreSQL dump into a scratch database opsh creates (opsh_verify_...), stops at the first error, compares tables and row counts with the archive, runs `sanity: [#{sql, expect}]`, and drops it. It never restores into a database it did not create. A mutation: --dry-run runs the file checks and says what it would restore; it is audited (target: the path).")
+          `restore: true` with `target` (a pg target name or URL) restores a PostgreSQL dump into a scratch database opsh creates (opsh_verify_...), stops at the first error, compares tables and row counts with the archive, reports tables the archive holds no data for (`no_data` lists the expected ones), checks `min_rows` per table, compares row counts with a live database (`compare`, within `tolerance_pct`), runs `sanity: [#{sql, expect}]`, and drops it. It never restores into a database it did not create. A dump alone cannot prove it is complete (a table emptied before the dump restores cleanly): `compare` and `min_rows` check it against what should be there. A mutation: --dry-run runs the file checks and says what it would restore; on a protected restore target it asks for confirmation; it is audited (target: the path).")
     .example(r#"let r = backup.verify("/backups/app.dump", #{max_age: "26h", min_size: 1024, fail: false}); show(r.checks)"#)
     .unbounded();
 

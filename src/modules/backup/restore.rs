@@ -13,6 +13,7 @@ use crate::modules::pg::conn::{one, pg_error, run_utility};
 use crate::modules::pg::decode;
 use rhai::{Array, Dynamic, Map};
 use sqlx::{Connection, PgConnection, Row};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
@@ -209,6 +210,24 @@ pub fn verify_restore(call: &mut Call, o: &VerifyOpts, r: &mut Report) -> Result
     let t = call.session.resolve(Kind::Pg, Some(&target))?;
     call.set_target(t.clone());
     let prim = call.prim.full_name();
+    // The restore creates, fills and drops a database on that server: a
+    // change a protected target must confirm, as `opsh help` says of every
+    // mutation. Dispatch cannot see this target (it is an option, and
+    // backup has no target kind), so it is asked here, before anything.
+    if t.protected && !call.session.yes {
+        crate::dispatch::confirm(
+            call.session,
+            &format!("{prim} (restore)"),
+            &t.display(),
+            &call.args,
+        )?;
+    }
+    // The live database to compare with resolves before anything is made.
+    let compare = o
+        .compare
+        .as_ref()
+        .map(|c| call.session.resolve(Kind::Pg, Some(c)))
+        .transpose()?;
     let name = match &o.scratch_db {
         Some(n) => {
             if !n.starts_with(PREFIX) {
@@ -243,7 +262,12 @@ pub fn verify_restore(call: &mut Call, o: &VerifyOpts, r: &mut Report) -> Result
         ),
         "marking the scratch database failed",
     );
-    let result = created.and_then(|_| restore_and_compare(call, o, r, &t, &name, &marker));
+    let result = created
+        .and_then(|_| restore_and_compare(call, o, r, &t, &name, &marker))
+        .and_then(|restored| match restored {
+            Some(counts) => completeness(call, o, r, &counts, compare.as_ref()),
+            None => Ok(()),
+        });
     // Dropped whatever happened above, but only the database made here.
     let cleanup = if o.keep {
         Ok(format!(
@@ -284,7 +308,7 @@ fn restore_and_compare(
     t: &Target,
     name: &str,
     marker: &str,
-) -> Result<(), OpError> {
+) -> Result<Option<Restored>, OpError> {
     // The guard itself: the database about to receive the dump is the one
     // this call created and marked.
     match db_exists(call, name)? {
@@ -313,7 +337,7 @@ fn restore_and_compare(
                 tools::tail(&done.stderr, 3)
             )),
         ));
-        return Ok(());
+        return Ok(None);
     }
     r.checks.push(Check::new(
         "restore",
@@ -332,6 +356,7 @@ fn restore_and_compare(
         _ => 0,
     };
     let copies: Vec<(String, u64)> = r.sql.as_ref().map(|s| s.copies.clone()).unwrap_or_default();
+    let data: BTreeSet<String> = copies.iter().map(|(t, _)| t.clone()).collect();
     let sanity = o.sanity.clone();
     let t2 = t.clone();
     let results = call.block_on(async move {
@@ -344,8 +369,16 @@ fn restore_and_compare(
         .fetch_one(&mut c)
         .await
         .map_err(|e| pg_error(e, &t2, "counting restored tables failed"))?;
+        // Every plain table with its rows, named as pg_dump names it in COPY.
+        let all = table_counts(&mut c)
+            .await
+            .map_err(|e| pg_error(e, &t2, "counting restored rows failed"))?;
         let mut counts = Vec::new();
         for (ident, want) in &copies {
+            if let Some(n) = all.get(ident) {
+                counts.push((ident.clone(), *want, Ok(*n)));
+                continue;
+            }
             if !safe_qualified(ident) {
                 counts.push((
                     ident.clone(),
@@ -366,16 +399,16 @@ fn restore_and_compare(
             sanity_out.push(run_sanity(&mut c, item).await);
         }
         let _ = c.close().await;
-        Ok((tables, counts, sanity_out))
+        Ok((tables, counts, sanity_out, all))
     });
-    let (tables, counts, sanity_out) = match results {
+    let (tables, counts, sanity_out, all) = match results {
         Ok(v) => v,
         Err(e) => {
             r.checks.push(Check::new(
                 "restore_tables",
                 Err(format!("{}: {}", e.message, e.cause.unwrap_or_default())),
             ));
-            return Ok(());
+            return Ok(None);
         }
     };
     r.checks.push(Check::new(
@@ -422,6 +455,156 @@ fn restore_and_compare(
     for (label, res) in sanity_out {
         r.checks.push(Check::new(format!("sanity: {label}"), res));
     }
+    Ok(Some(Restored { rows: all, data }))
+}
+
+/// What the scratch database held: rows per plain table, and the tables
+/// the archive has a data entry (a COPY block) for.
+struct Restored {
+    rows: BTreeMap<String, i64>,
+    data: BTreeSet<String>,
+}
+
+/// Rows per plain table, by `schema.table` quoted as pg_dump quotes it.
+async fn table_counts(c: &mut PgConnection) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "select format('%I.%I', n.nspname, c.relname) from pg_class c
+         join pg_namespace n on n.oid = c.relnamespace
+         where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
+           and n.nspname not like 'pg_toast%' order by 1",
+    )
+    .fetch_all(&mut *c)
+    .await?;
+    let mut out = BTreeMap::new();
+    for t in names {
+        // `t` comes from format('%I.%I'): quoted by the server itself.
+        let n: i64 = sqlx::query_scalar(&format!("select count(*) from {t}"))
+            .fetch_one(&mut *c)
+            .await?;
+        out.insert(t, n);
+    }
+    Ok(out)
+}
+
+/// What a dump cannot prove by itself: that every table's rows are in it.
+/// Tables without a data entry, `min_rows` per table, and row counts
+/// against a live database (`compare`).
+fn completeness(
+    call: &mut Call,
+    o: &VerifyOpts,
+    r: &mut Report,
+    got: &Restored,
+    live: Option<&Target>,
+) -> Result<(), OpError> {
+    let excused: BTreeSet<&str> = o.no_data.iter().map(String::as_str).collect();
+    let missing: Vec<&String> = got.rows.keys().filter(|t| !got.data.contains(*t)).collect();
+    let unexpected: Vec<&&String> = missing
+        .iter()
+        .filter(|t| !excused.contains(t.as_str()))
+        .collect();
+    r.checks.push(Check::new(
+        "restore_data",
+        if unexpected.is_empty() {
+            Ok(match missing.len() {
+                0 => format!("every one of the {} tables has a data entry", got.rows.len()),
+                n => format!(
+                    "{} of {} tables have a data entry; {n} without one, as `no_data` allows: {}",
+                    got.rows.len() - n,
+                    got.rows.len(),
+                    missing.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            })
+        } else {
+            Err(format!(
+                "the archive holds no data for {}: restored empty (dumped with --exclude-table-data, or a table left out); list tables meant to be empty in `no_data`",
+                unexpected.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        },
+    ));
+    for (table, want) in &o.min_rows {
+        // An int: checked with the other options, before the restore.
+        let want = want.as_int().unwrap_or(i64::MAX);
+        r.checks.push(Check::new(
+            format!("min_rows: {table}"),
+            match got.rows.get(table.as_str()) {
+                Some(n) if *n >= want => Ok(format!("{n} rows restored, at least {want}")),
+                Some(n) => Err(format!("{n} rows restored, fewer than the {want} expected")),
+                None => Err(format!(
+                    "no table {table} in the restored database (name it as schema.table)"
+                )),
+            },
+        ));
+    }
+    let Some(t) = live else {
+        return Ok(());
+    };
+    let t = t.clone();
+    let counted = call.block_on(async {
+        let mut c = scratch_conn(&t, &t.url).await?;
+        // Only read: a read-only transaction, rolled back.
+        sqlx::raw_sql("BEGIN READ ONLY")
+            .execute(&mut c)
+            .await
+            .map_err(|e| pg_error(e, &t, "comparing with the live database failed"))?;
+        let counts = table_counts(&mut c)
+            .await
+            .map_err(|e| pg_error(e, &t, "counting the live database's rows failed"));
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut c).await;
+        let _ = c.close().await;
+        counts
+    });
+    let check = "compare";
+    let live_rows = match counted {
+        Ok(v) => v,
+        Err(e) => {
+            r.checks.push(Check::new(
+                check,
+                Err(format!("{}: {}", e.message, e.cause.unwrap_or_default())),
+            ));
+            return Ok(());
+        }
+    };
+    let tol = o.tolerance_pct;
+    let mut bad = Vec::new();
+    for (table, n) in &live_rows {
+        match got.rows.get(table) {
+            None => bad.push(format!("{table}: in the live database, not in the backup")),
+            Some(m) => {
+                let off = (*m - *n).unsigned_abs() as f64;
+                if off > *n as f64 * tol / 100.0 {
+                    bad.push(format!(
+                        "{table}: {m} rows restored, {n} live (more than {tol}% apart)"
+                    ));
+                }
+            }
+        }
+    }
+    let extra: Vec<&String> = got
+        .rows
+        .keys()
+        .filter(|k| !live_rows.contains_key(*k))
+        .collect();
+    let (restored, total): (i64, i64) = (got.rows.values().sum(), live_rows.values().sum());
+    r.checks.push(Check::new(
+        check,
+        if bad.is_empty() {
+            Ok(format!(
+                "{} tables within {tol}% of the live database on {} ({restored} rows restored, {total} live){}",
+                live_rows.len(),
+                t.display(),
+                if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; only in the backup: {}",
+                        extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    )
+                }
+            ))
+        } else {
+            Err(format!("against the live database on {}: {}", t.display(), bad.join("; ")))
+        },
+    ));
     Ok(())
 }
 
