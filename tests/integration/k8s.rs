@@ -307,7 +307,7 @@ fn delete_pod_uses_its_uid_and_a_replacement_appears() {
         .kube(&k)
         .run();
     r.assert_code(2)
-        .assert_stderr_contains("conflict")
+        .assert_stderr_contains("a different pod now has that name")
         .assert_stderr_contains("Precondition failed: UID");
     assert!(k.object("Pod", "default", &name).is_some());
     env.script(&format!(
