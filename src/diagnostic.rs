@@ -133,10 +133,30 @@ impl Renderer<'_> {
         let mut out = String::new();
         let pos = leaf.position();
         match leaf {
+            // `fail(msg)` is the script's verdict, not a bug in it: its
+            // message (and the lines after it, one per failing check from
+            // `checks::report`), without source or frames.
+            EvalAltResult::ErrorRuntime(v, _)
+                if v.read_lock::<PrimitiveError>()
+                    .is_some_and(|e| e.kind == ErrorKind::CheckFailed) =>
+            {
+                let pe = v.clone().cast::<PrimitiveError>();
+                let mut lines = pe.message.lines();
+                out.push_str(&self.header(&format!(
+                    "check failed: {}",
+                    lines.next().unwrap_or_default()
+                )));
+                for l in lines {
+                    out.push_str(&format!("  {}\n", redact(l)));
+                }
+                if let Some(h) = &pe.hint {
+                    out.push_str(&self.note("hint", h));
+                }
+                return out;
+            }
             EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => {
                 let pe = v.clone().cast::<PrimitiveError>();
                 let head = match pe.kind {
-                    ErrorKind::CheckFailed => format!("check failed: {}", pe.message),
                     ErrorKind::Refused => format!("{} refused: {}", pe.primitive, pe.message),
                     _ => format!("{} failed: {}", pe.primitive, pe.message),
                 };

@@ -80,6 +80,9 @@ pub fn run_prepared(
             crate::log_failure!(script = %name, exit = ran.code, error = %e, "run failed")
         }
     }
+    // Why the run failed comes first, then what happened after it (the
+    // report, notifications and their warnings): printed here, once.
+    let ran = ran.print_error();
     let after = crate::unattended::After {
         report: g.unattended.report.clone(),
         notify: g.unattended.notify.clone(),
@@ -107,7 +110,8 @@ pub fn run_prepared(
 /// How a run ended.
 struct Ran {
     code: i32,
-    /// What the operator reads on stderr; `crate::run` renders it.
+    /// What the operator reads on stderr, printed before the end-of-run
+    /// work (`print_error`).
     error: Option<CliError>,
     /// Why it failed in one line, for logs, the report and notifications.
     why: Option<String>,
@@ -123,6 +127,14 @@ impl Ran {
             why: Some(why),
             session: None,
         }
+    }
+
+    /// Prints the error (the exit code stays).
+    fn print_error(mut self) -> Ran {
+        if let Some(e) = self.error.take() {
+            eprint!("{}", e.render());
+        }
+        self
     }
 
     fn into_result(self) -> Result<i32, CliError> {
