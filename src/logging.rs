@@ -38,6 +38,13 @@ fn dependency_level(verbose: u8) -> LevelFilter {
     }
 }
 
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `--log-format json`: what goes to stderr are JSON records.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 static RENDERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Whether failures reach the person as rendered diagnostics only: with
@@ -64,6 +71,10 @@ macro_rules! log_failure {
 
 /// Installs the process-wide subscriber; a second call is a no-op.
 pub fn init(format: LogFormat, verbose: u8) {
+    JSON_LOGS.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     RENDERED.store(
         format == LogFormat::Text,
         std::sync::atomic::Ordering::Relaxed,
