@@ -261,7 +261,10 @@ impl Renderer<'_> {
                 let mut msg = format!("no field {prop} on {on}");
                 let hint = match keys {
                     Some(keys) => {
-                        if let Some(s) = crate::registry::suggest(prop, keys.iter().map(String::as_str)) {
+                        if let Some(s) = crate::engine::scan::suggest_field(
+                            prop,
+                            keys.iter().map(String::as_str),
+                        ) {
                             msg.push_str(&format!("; did you mean {s}?"));
                         }
                         let mut shown: Vec<&str> = keys.iter().take(12).map(String::as_str).collect();

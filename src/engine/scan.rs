@@ -57,7 +57,7 @@ impl FieldRead {
     /// mean saturation_pct?`
     pub fn message(&self) -> String {
         let mut m = format!("no field {} on {}", self.field, self.on);
-        if let Some(s) = registry::suggest(&self.field, self.known.iter().copied()) {
+        if let Some(s) = suggest_field(&self.field, self.known.iter().copied()) {
             m.push_str(&format!("; did you mean {s}?"));
         }
         m
@@ -66,6 +66,20 @@ impl FieldRead {
     pub fn hint(&self) -> String {
         format!("its fields: {}", self.known.join(", "))
     }
+}
+
+/// The closest field name: the registry's suggestion, else one a swap of
+/// two letters or one letter away (`pdi` for `pid`, too short for the
+/// registry's similarity to see).
+pub fn suggest_field<'a>(
+    wanted: &str,
+    candidates: impl Iterator<Item = &'a str> + Clone,
+) -> Option<&'a str> {
+    registry::suggest(wanted, candidates.clone()).or_else(|| {
+        candidates
+            .filter(|c| strsim::osa_distance(c, wanted) == 1)
+            .min_by_key(|c| c.len().abs_diff(wanted.len()))
+    })
 }
 
 /// What a value is, as far as the text says: the result of a primitive
