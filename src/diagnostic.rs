@@ -267,7 +267,8 @@ impl Renderer<'_> {
                         ) {
                             msg.push_str(&format!("; did you mean {s}?"));
                         }
-                        let mut shown: Vec<&str> = keys.iter().take(12).map(String::as_str).collect();
+                        let mut shown: Vec<&str> =
+                            keys.iter().take(12).map(String::as_str).collect();
                         if keys.len() > shown.len() {
                             shown.push("...");
                         }
@@ -294,7 +295,9 @@ impl Renderer<'_> {
         let all = self.sources.get(source)?;
         let text = all.lines().nth(line - 1)?;
         let before: String = text.chars().take(col.saturating_sub(1)).collect();
-        let before = before.strip_suffix('.').or_else(|| before.strip_suffix('['))?;
+        let before = before
+            .strip_suffix('.')
+            .or_else(|| before.strip_suffix('['))?;
         let chain: String = before
             .chars()
             .rev()
@@ -305,7 +308,9 @@ impl Renderer<'_> {
             .collect();
         let parts: Vec<String> = chain.split('.').map(str::to_string).collect();
         let ident = |p: &String| {
-            p.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
         };
         parts.iter().all(ident).then_some(parts)
     }

@@ -113,8 +113,12 @@ impl Output {
     /// it from the run's other documents.
     pub fn show_named(&self, v: &Dynamic, columns: &[String], name: Option<&str>) {
         let text = match (self.format, name) {
-            (Format::Json, None) => serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into()),
-            (Format::Json, Some(n)) => serde_json::json!({"name": n, "value": to_json(v)}).to_string(),
+            (Format::Json, None) => {
+                serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into())
+            }
+            (Format::Json, Some(n)) => {
+                serde_json::json!({"name": n, "value": to_json(v)}).to_string()
+            }
             (Format::Text, _) => self.render(v, columns),
         };
         let mut out = std::io::stdout().lock();

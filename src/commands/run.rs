@@ -218,7 +218,9 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
             let code = crate::diagnostic::exit_code(&err, reason);
             // `exit(n)` ends the script on purpose: nothing to show.
             let quiet = crate::diagnostic::is_exit(&err);
-            let error = (!quiet).then(|| CliError::rendered(code, renderer.eval_error_in(name, &err, Some(&scope))));
+            let error = (!quiet).then(|| {
+                CliError::rendered(code, renderer.eval_error_in(name, &err, Some(&scope)))
+            });
             if let Some(r) = reason {
                 let _ = session.audit.append(
                     json!({"event": "run", "outcome": "interrupted", "reason": r.describe()}),

@@ -784,7 +784,10 @@ mod tests {
         let rows = unknown("let rows = pg.activity(); rows[0].pdi; for s in rows { s.stat }\nfor r in pg.activity() { print(r.querry) }");
         let msgs: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(msgs.len(), 3, "{msgs:?}");
-        assert!(msgs.iter().all(|m| m.contains("a row of pg.activity()")), "{msgs:?}");
+        assert!(
+            msgs.iter().all(|m| m.contains("a row of pg.activity()")),
+            "{msgs:?}"
+        );
         // Declared fields, assignments, methods and open results are fine.
         assert!(unknown("let c = pg.connections(); c.total; c.extra = 1; c.keys(); let d = k8s.get(\"deploy\", \"a\"); d.spec").is_empty());
     }

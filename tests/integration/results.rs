@@ -11,7 +11,8 @@ const TYPO: &str =
 fn a_misspelt_result_field_fails_the_run_and_check_with_a_suggestion() {
     let sb = sandbox(&[Pg]);
     let env = Env::new();
-    let want = "no field saturaton_pct on the result of pg.connections(); did you mean saturation_pct?";
+    let want =
+        "no field saturaton_pct on the result of pg.connections(); did you mean saturation_pct?";
     // It used to read as (), the comparison was false and the run exited 0.
     let r = env.script(TYPO).named("typo.rhai").pg(&sb.pg_url()).run();
     r.assert_code(2)
@@ -43,7 +44,10 @@ fn declared_fields_read_their_real_values_and_optional_ones_have_a_documented_wa
     let sb = sandbox(&[Pg]);
     let url = sb.pg_url();
     let env = Env::new();
-    let max = pg_scalar(&url, "select setting::bigint from pg_settings where name = 'max_connections'");
+    let max = pg_scalar(
+        &url,
+        "select setting::bigint from pg_settings where name = 'max_connections'",
+    );
     let script = "let c = pg.connections();\nprint(c.max_connections);\nprint(\"nope\" in c);\nprint(c.get(\"nope\") ?? \"default\");\nlet m = #{a: 1}; m.b = 2; print(m.b);";
     env.script(script)
         .pg(&url)
@@ -97,7 +101,11 @@ checks::report(results);
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert_eq!(lines.len(), 3, "{}", r.stderr);
     assert_eq!(lines[0], "error: check failed: 2 of 3 checks failed");
-    assert!(lines[1].starts_with("  FAIL connections %: "), "{}", r.stderr);
+    assert!(
+        lines[1].starts_with("  FAIL connections %: "),
+        "{}",
+        r.stderr
+    );
     assert!(lines[1].ends_with("; warn >= 0, fail >= 0"), "{}", r.stderr);
     assert_eq!(lines[2], "  FAIL queue depth: 97; warn >= 80, fail >= 95");
     // The table is the data, on stdout; the summary is the error.
@@ -109,7 +117,10 @@ checks::report(results);
 fn a_refusal_is_printed_once_and_before_the_end_of_run_warnings() {
     let sb = sandbox(&[Pg]);
     let url = sb.pg_url();
-    pg_exec(&url, "create table t(id int); insert into t values (1), (2);");
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
     let env = Env::new();
     env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
     let r = env
@@ -118,10 +129,18 @@ fn a_refusal_is_printed_once_and_before_the_end_of_run_warnings() {
         .option("--notify-on", "always")
         .run();
     r.assert_code(3);
-    assert_eq!(r.stderr.matches("protected target prod").count(), 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("protected target prod").count(),
+        1,
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("ERROR"), "{}", r.stderr);
     let refused = r.stderr.find("pg.exec refused").expect("the refusal");
-    let warning = r.stderr.find("warning: notification").expect("the notify warning");
+    let warning = r
+        .stderr
+        .find("warning: notification")
+        .expect("the notify warning");
     assert!(refused < warning, "{}", r.stderr);
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
 }
@@ -129,7 +148,8 @@ fn a_refusal_is_printed_once_and_before_the_end_of_run_warnings() {
 #[test]
 fn json_output_keeps_print_off_stdout_and_names_documents() {
     let env = Env::new();
-    let script = "print(\"hello\"); show([#{a: 1}], #{name: \"rows\", columns: [\"a\"]}); show(#{b: 2});";
+    let script =
+        "print(\"hello\"); show([#{a: 1}], #{name: \"rows\", columns: [\"a\"]}); show(#{b: 2});";
     let r = env.script(script).option("--output", "json").run();
     r.assert_code(0).assert_stderr("hello\n");
     let docs = r.json_lines();
@@ -153,7 +173,10 @@ fn json_output_keeps_print_off_stdout_and_names_documents() {
 fn assert_json_stdout(name: &str, r: &Run) {
     for line in r.stdout.lines() {
         if let Err(e) = serde_json::from_str::<serde_json::Value>(line) {
-            panic!("{name}: stdout is not JSON ({e}): {line:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+            panic!(
+                "{name}: stdout is not JSON ({e}): {line:?}\nstdout:\n{}\nstderr:\n{}",
+                r.stdout, r.stderr
+            );
         }
     }
 }
@@ -171,7 +194,10 @@ fn every_shipped_runbook_keeps_stdout_json_with_output_json() {
         .collect();
     names.sort();
     assert!(names.len() >= 15, "{names:?}");
-    let jq = std::process::Command::new("jq").arg("--version").output().is_ok();
+    let jq = std::process::Command::new("jq")
+        .arg("--version")
+        .output()
+        .is_ok();
     let mut printed = 0;
     for name in &names {
         let path = dir.join(name);
@@ -195,8 +221,17 @@ fn every_shipped_runbook_keeps_stdout_json_with_output_json() {
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            child.stdin.take().unwrap().write_all(r.stdout.as_bytes()).unwrap();
-            assert!(child.wait().unwrap().success(), "{name}: jq failed on {}", r.stdout);
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(r.stdout.as_bytes())
+                .unwrap();
+            assert!(
+                child.wait().unwrap().success(),
+                "{name}: jq failed on {}",
+                r.stdout
+            );
         }
     }
     // The runbooks do show something in JSON.
