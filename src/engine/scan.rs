@@ -173,11 +173,12 @@ pub fn scan(src: &str, modules: &[&str]) -> Scan {
         names.step(src, &toks, i);
         let punct = |j: usize| toks.get(j).and_then(|t| t.punct(src));
         // A property read (not a method call, not an assignment to it).
+        let assigned = punct(i + 1) == Some("=") && !matches!(punct(i + 2), Some("=" | ">"));
         let is_read = t.kind == Kind::Ident
             && i >= 1
             && punct(i - 1) == Some(".")
             && punct(i + 1) != Some("(")
-            && !(punct(i + 1) == Some("=") && !matches!(punct(i + 2), Some("=" | ">")));
+            && !assigned;
         if is_read {
             if let Some((shape, start)) = names.shape_of(src, &toks[..i - 1]) {
                 let name = t.text(src);
