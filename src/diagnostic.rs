@@ -247,8 +247,10 @@ impl Renderer<'_> {
             "an optional field is tested with `\"{prop}\" in {r}` and read with `{r}.get(\"{prop}\") ?? default`",
             r = recv.as_deref().unwrap_or("m")
         );
-        let (msg, hint) = match declared {
-            Some(f) => (f.message(), f.hint()),
+        // A declared result has every field it declares (`Ty::complete`):
+        // what it lacks is not optional, so no note on optional reads.
+        let (msg, hint, optional) = match declared {
+            Some(f) => (f.message(), f.hint(), None),
             None => {
                 let keys = path
                     .as_deref()
@@ -276,7 +278,7 @@ impl Renderer<'_> {
                     }
                     None => String::new(),
                 };
-                (msg, hint)
+                (msg, hint, Some(optional))
             }
         };
         let mut out = self.header(&msg);
@@ -284,7 +286,9 @@ impl Renderer<'_> {
         if !hint.is_empty() {
             out.push_str(&self.note("hint", &hint));
         }
-        out.push_str(&self.note("note", &optional));
+        if let Some(o) = optional {
+            out.push_str(&self.note("note", &o));
+        }
         out
     }
 

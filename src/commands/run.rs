@@ -252,6 +252,7 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
             v.clone().cast::<PrimitiveError>().to_string()
         }
         rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        rhai::EvalAltResult::ErrorPropertyNotFound(p, pos) => format!("no field {p} ({pos})"),
         other => other.to_string(),
     };
     crate::redact::redact(s.lines().next().unwrap_or(""))
