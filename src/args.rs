@@ -27,7 +27,8 @@ pub struct Global {
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
-    /// How `show` renders values.
+    /// How `show` renders values. json: stdout carries only JSON documents,
+    /// one per line (print() goes to stderr).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub output: OutputArg,
     #[arg(long, value_enum, default_value = "auto", global = true)]

@@ -117,15 +117,46 @@ impl Renderer<'_> {
 
     /// Renders a runtime error raised while running `main_source`.
     pub fn eval_error(&self, main_source: &str, err: &EvalAltResult) -> String {
+        self.eval_error_in(main_source, err, None)
+    }
+
+    /// The same, with the main script's top-level variables as the run left
+    /// them: a missing field of a map held in one is shown with its keys.
+    pub fn eval_error_in(
+        &self,
+        main_source: &str,
+        err: &EvalAltResult,
+        scope: Option<&rhai::Scope>,
+    ) -> String {
         let mut frames = Vec::new();
         let (leaf, leaf_source) = unwrap_frames(err, main_source.to_string(), &mut frames);
         let mut out = String::new();
         let pos = leaf.position();
         match leaf {
+            // `fail(msg)` is the script's verdict, not a bug in it: its
+            // message (and the lines after it, one per failing check from
+            // `checks::report`), without source or frames.
+            EvalAltResult::ErrorRuntime(v, _)
+                if v.read_lock::<PrimitiveError>()
+                    .is_some_and(|e| e.kind == ErrorKind::CheckFailed) =>
+            {
+                let pe = v.clone().cast::<PrimitiveError>();
+                let mut lines = pe.message.lines();
+                out.push_str(&self.header(&format!(
+                    "check failed: {}",
+                    lines.next().unwrap_or_default()
+                )));
+                for l in lines {
+                    out.push_str(&format!("  {}\n", redact(l)));
+                }
+                if let Some(h) = &pe.hint {
+                    out.push_str(&self.note("hint", h));
+                }
+                return out;
+            }
             EvalAltResult::ErrorRuntime(v, _) if v.is::<PrimitiveError>() => {
                 let pe = v.clone().cast::<PrimitiveError>();
                 let head = match pe.kind {
-                    ErrorKind::CheckFailed => format!("check failed: {}", pe.message),
                     ErrorKind::Refused => format!("{} refused: {}", pe.primitive, pe.message),
                     _ => format!("{} failed: {}", pe.primitive, pe.message),
                 };
@@ -161,6 +192,10 @@ impl Renderer<'_> {
                     out.push_str(&self.note("hint", &h));
                 }
             }
+            EvalAltResult::ErrorPropertyNotFound(prop, _) => {
+                let scope = scope.filter(|_| frames.is_empty());
+                out.push_str(&self.missing_field(&leaf_source, prop, pos, scope));
+            }
             EvalAltResult::ErrorTooManyOperations(_) => {
                 out.push_str(
                     &self.header("the script exceeded its operation limit (a runaway loop?)"),
@@ -186,6 +221,115 @@ impl Renderer<'_> {
         }
         out
     }
+}
+
+impl Renderer<'_> {
+    /// `c.saturaton_pct` read a key the map does not have: named after the
+    /// primitive whose result it is when the script says (`let c =
+    /// pg.connections()`, as `opsh check` reads it), else after the
+    /// variable, with its keys when the run left it in `scope`.
+    fn missing_field(
+        &self,
+        source: &str,
+        prop: &str,
+        pos: Position,
+        scope: Option<&rhai::Scope>,
+    ) -> String {
+        let text = self.sources.get(source).unwrap_or_default();
+        let modules: Vec<&str> = crate::registry::value_modules().map(|m| m.name).collect();
+        let declared = crate::engine::scan::scan(&text, &modules)
+            .unknown_fields
+            .into_iter()
+            .find(|f| Some(f.line) == pos.line() && Some(f.col) == pos.position());
+        let path = self.receiver_path(source, pos);
+        let recv = path.as_ref().map(|p| p.join("."));
+        let optional = format!(
+            "an optional field is tested with `\"{prop}\" in {r}` and read with `{r}.get(\"{prop}\") ?? default`",
+            r = recv.as_deref().unwrap_or("m")
+        );
+        // A declared result has every field it declares (`Ty::complete`):
+        // what it lacks is not optional, so no note on optional reads.
+        let (msg, hint, optional) = match declared {
+            Some(f) => (f.message(), f.hint(), None),
+            None => {
+                let keys = path
+                    .as_deref()
+                    .and_then(|p| scope.and_then(|s| keys_at(s, p)))
+                    .filter(|k| !k.iter().any(|k| k == prop));
+                let on = match &recv {
+                    Some(r) => format!("map {r}"),
+                    None => "this map".to_string(),
+                };
+                let mut msg = format!("no field {prop} on {on}");
+                let hint = match keys {
+                    Some(keys) => {
+                        if let Some(s) = crate::engine::scan::suggest_field(
+                            prop,
+                            keys.iter().map(String::as_str),
+                        ) {
+                            msg.push_str(&format!("; did you mean {s}?"));
+                        }
+                        let mut shown: Vec<&str> =
+                            keys.iter().take(12).map(String::as_str).collect();
+                        if keys.len() > shown.len() {
+                            shown.push("...");
+                        }
+                        format!("its keys: {}", shown.join(", "))
+                    }
+                    None => String::new(),
+                };
+                (msg, hint, Some(optional))
+            }
+        };
+        let mut out = self.header(&msg);
+        out.push_str(&self.snippet(source, pos));
+        if !hint.is_empty() {
+            out.push_str(&self.note("hint", &hint));
+        }
+        if let Some(o) = optional {
+            out.push_str(&self.note("note", &o));
+        }
+        out
+    }
+
+    /// `d.status` in `d.status.x` or `d.status["x"]` when the error points
+    /// at `x`: the variable and fields read before it.
+    fn receiver_path(&self, source: &str, pos: Position) -> Option<Vec<String>> {
+        let (line, col) = (pos.line()?, pos.position()?);
+        let all = self.sources.get(source)?;
+        let text = all.lines().nth(line - 1)?;
+        let before: String = text.chars().take(col.saturating_sub(1)).collect();
+        let before = before
+            .strip_suffix('.')
+            .or_else(|| before.strip_suffix('['))?;
+        let chain: String = before
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let parts: Vec<String> = chain.split('.').map(str::to_string).collect();
+        let ident = |p: &String| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+        };
+        parts.iter().all(ident).then_some(parts)
+    }
+}
+
+/// The keys of the map at `path` (a variable, then fields) in `scope`.
+fn keys_at(scope: &rhai::Scope, path: &[String]) -> Option<Vec<String>> {
+    let (first, rest) = path.split_first()?;
+    let mut v: rhai::Dynamic = scope.get_value(first)?;
+    for p in rest {
+        let next = v.read_lock::<rhai::Map>()?.get(p.as_str())?.clone();
+        v = next;
+    }
+    let m = v.read_lock::<rhai::Map>()?;
+    Some(m.keys().map(|k| k.to_string()).collect())
 }
 
 /// Walks `ErrorInFunctionCall` / `ErrorInModule` down to the real error,

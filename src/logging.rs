@@ -38,22 +38,30 @@ fn dependency_level(verbose: u8) -> LevelFilter {
     }
 }
 
-static AT_TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether a person reads stderr: text logs on a terminal, where every
-/// failure is also shown as a rendered diagnostic (right after the run's
-/// end-of-run lines).
-pub fn at_terminal() -> bool {
-    AT_TERMINAL.load(std::sync::atomic::Ordering::Relaxed)
+/// `--log-format json`: what goes to stderr are JSON records.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A failure that opsh also renders as a diagnostic: logged as an error for
-/// log collectors, but only at info on a terminal, where it would repeat
-/// what the person reads in the diagnostic.
+static RENDERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether failures reach the person as rendered diagnostics only: with
+/// text logs (the default) every failure is shown once, as a diagnostic,
+/// so its log line would repeat it. JSON logs are for collectors, which
+/// read no diagnostics.
+pub fn failures_rendered() -> bool {
+    RENDERED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A failure that opsh also renders as a diagnostic: an error record in
+/// JSON logs, but only at info in text logs (`-v`), where at the default
+/// level it would print every error twice.
 #[macro_export]
 macro_rules! log_failure {
     ($($t:tt)*) => {
-        if $crate::logging::at_terminal() {
+        if $crate::logging::failures_rendered() {
             tracing::info!($($t)*)
         } else {
             tracing::error!($($t)*)
@@ -63,9 +71,12 @@ macro_rules! log_failure {
 
 /// Installs the process-wide subscriber; a second call is a no-op.
 pub fn init(format: LogFormat, verbose: u8) {
-    use std::io::IsTerminal;
-    AT_TERMINAL.store(
-        format == LogFormat::Text && std::io::stderr().is_terminal(),
+    JSON_LOGS.store(
+        format == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    RENDERED.store(
+        format == LogFormat::Text,
         std::sync::atomic::Ordering::Relaxed,
     );
     use tracing_subscriber::layer::SubscriberExt;

@@ -71,8 +71,24 @@ impl Output {
             .unwrap_or(cols)
     }
 
-    /// `print` in a script: stdout, exactly as stock Rhai.
+    /// `print` in a script: stdout, exactly as stock Rhai; with `--output
+    /// json` stderr (a JSON record with `--log-format json`), so that
+    /// stdout carries only the JSON documents of `show`.
     pub fn print(&self, s: &str) {
+        if self.format == Format::Json {
+            let line = match crate::logging::json_logs() {
+                true => serde_json::json!({
+                    "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                    "level": "INFO",
+                    "message": s,
+                    "source": "print",
+                })
+                .to_string(),
+                false => s.to_string(),
+            };
+            eprintln!("{line}");
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{s}");
         let _ = out.flush();
@@ -88,12 +104,22 @@ impl Output {
         eprintln!("{line}");
     }
 
-    /// `show(value)`.
     /// `show(value, columns?)`.
     pub fn show(&self, v: &Dynamic, columns: &[String]) {
-        let text = match self.format {
-            Format::Json => serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into()),
-            Format::Text => self.render(v, columns),
+        self.show_named(v, columns, None)
+    }
+
+    /// A named `show` is `{"name", "value"}` in JSON, so a consumer can tell
+    /// it from the run's other documents.
+    pub fn show_named(&self, v: &Dynamic, columns: &[String], name: Option<&str>) {
+        let text = match (self.format, name) {
+            (Format::Json, None) => {
+                serde_json::to_string(&to_json(v)).unwrap_or_else(|_| "null".into())
+            }
+            (Format::Json, Some(n)) => {
+                serde_json::json!({"name": n, "value": to_json(v)}).to_string()
+            }
+            (Format::Text, _) => self.render(v, columns),
         };
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", text.trim_end_matches('\n'));

@@ -81,7 +81,7 @@ pub fn finish(after: &After, cfg: &Config, f: &Finished) {
         match r.write(path) {
             Ok(()) => tracing::info!(path = %path.display(), "report written"),
             Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot write the report");
+                crate::log_failure!(path = %path.display(), error = %e, "cannot write the report");
                 eprintln!("warning: cannot write the report {}: {e}", path.display());
             }
         }
@@ -230,7 +230,7 @@ impl Post {
         ) {
             Ok(_) => tracing::info!(job = %job, "metrics pushed"),
             Err(e) => {
-                tracing::error!(job = %job, error = %e, "metrics push failed");
+                crate::log_failure!(job = %job, error = %e, "metrics push failed");
                 eprintln!("warning: --push-metrics failed: {e}");
             }
         }
@@ -262,7 +262,7 @@ impl Post {
         match result {
             Ok(_) => tracing::info!(notify = %shown, "notification sent"),
             Err(e) => {
-                tracing::error!(notify = %shown, error = %e, "notification failed");
+                crate::log_failure!(notify = %shown, error = %e, "notification failed");
                 eprintln!("warning: notification to {shown} failed: {e}");
             }
         }

@@ -1,7 +1,9 @@
 //! `opsh check FILE...`: syntax (Rhai stops at the first syntax error of a
 //! file), unknown primitives, argument counts and the keys of literal
-//! option maps (all read from the declarations), and imports that do not
-//! resolve or compile. Every problem of every file is reported together.
+//! option maps (all read from the declarations), reads of fields a
+//! primitive's declared result does not have (`scan::FieldRead`), and
+//! imports that do not resolve or compile. Every problem of every file is
+//! reported together.
 
 use crate::audit::Audit;
 use crate::config::Config;
@@ -96,6 +98,9 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
                 r.col,
                 &hint,
             ));
+        }
+        for f in &scan.unknown_fields {
+            problems.push(renderer.custom(&f.message(), &name, f.line, f.col, &f.hint()));
         }
         let resolver = engine::resolver::Resolver::new(
             context::script_base(file),

@@ -80,6 +80,9 @@ pub fn run_prepared(
             crate::log_failure!(script = %name, exit = ran.code, error = %e, "run failed")
         }
     }
+    // Why the run failed comes first, then what happened after it (the
+    // report, notifications and their warnings): printed here, once.
+    let ran = ran.print_error();
     let after = crate::unattended::After {
         report: g.unattended.report.clone(),
         notify: g.unattended.notify.clone(),
@@ -107,7 +110,8 @@ pub fn run_prepared(
 /// How a run ended.
 struct Ran {
     code: i32,
-    /// What the operator reads on stderr; `crate::run` renders it.
+    /// What the operator reads on stderr, printed before the end-of-run
+    /// work (`print_error`).
     error: Option<CliError>,
     /// Why it failed in one line, for logs, the report and notifications.
     why: Option<String>,
@@ -123,6 +127,14 @@ impl Ran {
             why: Some(why),
             session: None,
         }
+    }
+
+    /// Prints the error (the exit code stays).
+    fn print_error(mut self) -> Ran {
+        if let Some(e) = self.error.take() {
+            eprint!("{}", e.render());
+        }
+        self
     }
 
     fn into_result(self) -> Result<i32, CliError> {
@@ -206,7 +218,9 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
             let code = crate::diagnostic::exit_code(&err, reason);
             // `exit(n)` ends the script on purpose: nothing to show.
             let quiet = crate::diagnostic::is_exit(&err);
-            let error = (!quiet).then(|| CliError::rendered(code, renderer.eval_error(name, &err)));
+            let error = (!quiet).then(|| {
+                CliError::rendered(code, renderer.eval_error_in(name, &err, Some(&scope)))
+            });
             if let Some(r) = reason {
                 let _ = session.audit.append(
                     json!({"event": "run", "outcome": "interrupted", "reason": r.describe()}),
@@ -238,6 +252,7 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
             v.clone().cast::<PrimitiveError>().to_string()
         }
         rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        rhai::EvalAltResult::ErrorPropertyNotFound(p, pos) => format!("no field {p} ({pos})"),
         other => other.to_string(),
     };
     crate::redact::redact(s.lines().next().unwrap_or(""))

@@ -104,7 +104,9 @@ pub fn invoke(
         },
     };
     crate::testing::hooks::observe(&call, &result);
-    result.map_err(|e| to_script_error(&call, e))
+    let mut result = result.map_err(|e| to_script_error(&call, e))?;
+    prim.returns.complete(&mut result);
+    Ok(result)
 }
 
 fn mutate(

@@ -69,6 +69,11 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.set_max_map_size(10_000_000);
     engine.set_max_modules(256);
     engine.disable_symbol("eval");
+    // A misspelt field must not read as () and let a threshold check pass
+    // by accident: reading a key a map does not have is an error, for every
+    // map (docs/scripting.md, "Results and maps"). `"k" in m` and
+    // `m.get("k") ?? default` read optional keys.
+    engine.set_fail_on_invalid_map_property(true);
 
     engine.register_type_with_name::<Handle>("module");
     engine.register_fn("to_string", |h: &mut Handle| h.to_string());

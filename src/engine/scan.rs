@@ -5,7 +5,8 @@
 //! takes it for. Used by `opsh check`.
 
 use super::lex::{self, Kind, Token};
-use std::collections::HashMap;
+use crate::registry::{self, Field, Ty};
+use std::collections::{HashMap, HashSet};
 
 /// A `module.function` reference found in source, 1-based line/column.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,16 +27,175 @@ pub struct Scan {
     pub calls: Vec<Reference>,
     /// `import "path"` string literals, with their position.
     pub imports: Vec<(String, usize, usize)>,
+    /// Reads of fields that a primitive's declared result does not have.
+    pub unknown_fields: Vec<FieldRead>,
+}
+
+/// `c.saturaton_pct` where `c` holds the result of a primitive whose
+/// declaration lists its fields (a `Record`, or a row of `Rows`), and the
+/// field is not one of them. Found through `let x = prim(..)`, `for x in
+/// prim(..)` (or a variable holding one), `[i]` on a table, a declared
+/// field holding a record or table, and a call read directly
+/// (`pg.connections().x`). A mutation's result is not held to its
+/// declaration: under `--dry-run` it is the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldRead {
+    pub field: String,
+    /// "the result of pg.connections()", "a row of pg.activity()".
+    pub on: String,
+    /// The declared fields.
+    pub known: Vec<&'static str>,
+    /// The variable read from, when it is one (for the hint).
+    pub var: Option<String>,
+    /// 1-based, of the field name (where Rhai points at run time too).
+    pub line: usize,
+    pub col: usize,
+}
+
+impl FieldRead {
+    /// `no field saturaton_pct on the result of pg.connections(); did you
+    /// mean saturation_pct?`
+    pub fn message(&self) -> String {
+        let mut m = format!("no field {} on {}", self.field, self.on);
+        if let Some(s) = suggest_field(&self.field, self.known.iter().copied()) {
+            m.push_str(&format!("; did you mean {s}?"));
+        }
+        m
+    }
+
+    pub fn hint(&self) -> String {
+        format!("its fields: {}", self.known.join(", "))
+    }
+}
+
+/// The closest field name: the registry's suggestion, else one a swap of
+/// two letters or one letter away (`pdi` for `pid`, too short for the
+/// registry's similarity to see).
+pub fn suggest_field<'a>(
+    wanted: &str,
+    candidates: impl Iterator<Item = &'a str> + Clone,
+) -> Option<&'a str> {
+    registry::suggest(wanted, candidates.clone()).or_else(|| {
+        candidates
+            .filter(|c| strsim::osa_distance(c, wanted) == 1)
+            .min_by_key(|c| c.len().abs_diff(wanted.len()))
+    })
+}
+
+/// What a value is, as far as the text says: the result of a primitive
+/// (`form` its declared type), or a row of one.
+#[derive(Debug, Clone)]
+struct Shape {
+    /// The expression, as the message names it: `pg.activity()`,
+    /// `pg.replication().slots`.
+    expr: String,
+    form: Form,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Value(&'static Ty),
+    Row(&'static [Field]),
+}
+
+impl Shape {
+    /// A mutation's result under `--dry-run` is its plan (other fields), so
+    /// only reads' results are held to their declaration.
+    fn result(p: registry::Prim) -> Option<Shape> {
+        if matches!(p.effect, registry::Effect::Mutate { .. }) {
+            return None;
+        }
+        Some(Shape {
+            expr: format!("{}()", p.full_name()),
+            form: Form::Value(&p.decl.returns),
+        })
+    }
+
+    /// The declared fields a read is held to: a record's, or a row's.
+    /// Fields that depend on the server (`Ty::Fields`) are not.
+    fn fields(&self) -> Option<&'static [Field]> {
+        match self.form {
+            Form::Value(Ty::Record(f)) => Some(f),
+            Form::Row(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.form {
+            Form::Row(_) => format!("a row of {}", self.expr),
+            Form::Value(_) => format!("the result of {}", self.expr),
+        }
+    }
+
+    fn field(&self, name: &str) -> Option<Shape> {
+        let f = self.fields()?.iter().find(|f| f.name == name)?;
+        let expr = match self.form {
+            Form::Row(_) => format!("{}[..].{name}", self.expr),
+            Form::Value(_) => format!("{}.{name}", self.expr),
+        };
+        Some(Shape {
+            expr,
+            form: Form::Value(&f.ty),
+        })
+    }
+
+    /// One element: a row of a table.
+    fn element(&self) -> Option<Shape> {
+        let row = match self.form {
+            Form::Value(Ty::Rows(f)) => *f,
+            Form::Value(Ty::List(Ty::Record(f))) => *f,
+            _ => return None,
+        };
+        Some(Shape {
+            expr: self.expr.clone(),
+            form: Form::Row(row),
+        })
+    }
+}
+
+/// What a name holds, as far as the scan knows.
+#[derive(Debug, Clone, Default)]
+struct Binding<'m> {
+    /// A handle of this module (`let db = pg.connect(..)`).
+    module: Option<&'m str>,
+    /// A primitive's result, or a row of one.
+    shape: Option<Shape>,
 }
 
 pub fn scan(src: &str, modules: &[&str]) -> Scan {
     let toks = lex::significant(src);
     let at = positions(src, &toks);
     let mut names = Names::new(modules);
+    names.unknown = uncertain_names(src, &toks);
     let mut s = Scan::default();
     for (i, t) in toks.iter().enumerate() {
         names.step(src, &toks, i);
         let punct = |j: usize| toks.get(j).and_then(|t| t.punct(src));
+        // A property read (not a method call, not an assignment to it).
+        let assigned = punct(i + 1) == Some("=") && !matches!(punct(i + 2), Some("=" | ">"));
+        let is_read = t.kind == Kind::Ident
+            && i >= 1
+            && punct(i - 1) == Some(".")
+            && punct(i + 1) != Some("(")
+            && !assigned;
+        if is_read {
+            if let Some((shape, start)) = names.shape_of(src, &toks[..i - 1]) {
+                let name = t.text(src);
+                if let Some(fields) = shape.fields().filter(|f| !f.iter().any(|f| f.name == name)) {
+                    let var = (start + 2 == i && toks[start].kind == Kind::Ident)
+                        .then(|| toks[start].text(src).to_string());
+                    s.unknown_fields.push(FieldRead {
+                        field: name.to_string(),
+                        on: shape.describe(),
+                        known: fields.iter().map(|f| f.name).collect(),
+                        var,
+                        line: at[i].0,
+                        col: at[i].1,
+                    });
+                }
+            }
+        }
         let is_call = t.kind == Kind::Ident
             && i >= 2
             && punct(i - 1) == Some(".")
@@ -108,13 +268,17 @@ struct Names<'s, 'm> {
     /// The top level, then each function body being read: its variables
     /// (with the module of the handle each holds), and the brace depth at
     /// which the body opened.
-    scopes: Vec<(usize, HashMap<&'s str, Option<&'m str>>)>,
+    scopes: Vec<(usize, HashMap<&'s str, Binding<'m>>)>,
     depth: usize,
     /// `fn` seen, its body's `{` not yet.
     in_signature: bool,
     /// Bindings that take effect where their statement ends (token index):
     /// in `let x = x.connect(..)` the right side reads the old `x`.
-    pending: Vec<(usize, &'s str, Option<&'m str>)>,
+    pending: Vec<(usize, &'s str, Binding<'m>)>,
+    /// Names whose value the scan cannot follow: closure parameters (a
+    /// closure's `|c|` shadows an outer `c`) and the script's own functions
+    /// (`fn info()` is not the global `info`).
+    unknown: HashSet<&'s str>,
 }
 
 impl<'s, 'm> Names<'s, 'm> {
@@ -125,14 +289,61 @@ impl<'s, 'm> Names<'s, 'm> {
             depth: 0,
             in_signature: false,
             pending: Vec::new(),
+            unknown: HashSet::new(),
         }
     }
 
     fn module_of(&self, name: &str) -> Option<&'m str> {
         if let Some(binding) = self.scopes.last().and_then(|(_, vars)| vars.get(name)) {
-            return *binding;
+            return binding.module;
         }
         self.modules.iter().copied().find(|m| *m == name)
+    }
+
+    /// The shape of the expression `toks` ends with, and where that
+    /// expression starts: a variable, a primitive call, a field of either,
+    /// an element `[i]` of a table.
+    fn shape_of(&self, src: &str, toks: &[Token]) -> Option<(Shape, usize)> {
+        let (last, head) = toks.split_last()?;
+        let punct = |t: Option<&Token>| t.and_then(|t| t.punct(src));
+        match last.kind {
+            Kind::Ident if punct(head.last()) == Some(".") => {
+                let (base, start) = self.shape_of(src, &head[..head.len() - 1])?;
+                Some((base.field(last.text(src))?, start))
+            }
+            Kind::Ident => {
+                let name = last.text(src);
+                if self.unknown.contains(name) {
+                    return None;
+                }
+                let (_, vars) = self.scopes.last()?;
+                Some((vars.get(name)?.shape.clone()?, head.len()))
+            }
+            Kind::Punct if last.text(src) == ")" => {
+                let open = lex::matching_open(src, toks)?;
+                let (name, before) = toks.get(..open)?.split_last()?;
+                if name.kind != Kind::Ident {
+                    return None;
+                }
+                if punct(before.last()) == Some(".") {
+                    let recv = &before[..before.len() - 1];
+                    let (module, start) = lex::receiver(src, recv, &|n| self.module_of(n))?;
+                    let p = registry::find(module, name.text(src))?;
+                    return Some((Shape::result(p)?, start));
+                }
+                if self.unknown.contains(name.text(src)) {
+                    return None;
+                }
+                let p = registry::find("", name.text(src))?;
+                Some((Shape::result(p)?, before.len()))
+            }
+            Kind::Punct if last.text(src) == "]" => {
+                let open = lex::matching_open(src, toks)?;
+                let (base, start) = self.shape_of(src, toks.get(..open)?)?;
+                Some((base.element()?, start))
+            }
+            _ => None,
+        }
     }
 
     /// Takes in token `i`, before it is read.
@@ -140,9 +351,9 @@ impl<'s, 'm> Names<'s, 'm> {
         let mut k = 0;
         while k < self.pending.len() {
             if self.pending[k].0 <= i {
-                let (_, name, module) = self.pending.swap_remove(k);
+                let (_, name, binding) = self.pending.swap_remove(k);
                 if let Some((_, vars)) = self.scopes.last_mut() {
-                    vars.insert(name, module);
+                    vars.insert(name, binding);
                 }
             } else {
                 k += 1;
@@ -178,11 +389,93 @@ impl<'s, 'm> Names<'s, 'm> {
                 let module = lex::receiver(src, value, &|n| self.module_of(n))
                     .filter(|(_, start)| *start == 0)
                     .map(|(m, _)| m);
-                self.pending.push((end, name, module));
+                let shape = self
+                    .shape_of(src, value)
+                    .filter(|(_, start)| *start == 0)
+                    .map(|(s, _)| s);
+                self.pending.push((end, name, Binding { module, shape }));
+            }
+            // `for x in EXPR {` and `for (x, i) in EXPR {`: x is an element
+            // of EXPR from the loop's body on.
+            (Kind::Keyword, "for") => {
+                let mut j = i + 1;
+                let mut vars = Vec::new();
+                while let Some(t) = toks.get(j) {
+                    match t.kind {
+                        Kind::Ident => vars.push(t.text(src)),
+                        Kind::Keyword if t.text(src) == "in" => break,
+                        Kind::Punct if matches!(t.text(src), "(" | "," | ")") => {}
+                        _ => return,
+                    }
+                    j += 1;
+                }
+                let from = j + 1;
+                let mut depth = 0usize;
+                let mut body = None;
+                for (k, t) in toks.iter().enumerate().skip(from) {
+                    if depth == 0 && t.punct(src) == Some("{") {
+                        body = Some(k);
+                        break;
+                    }
+                    if t.opens(src) {
+                        depth += 1;
+                    } else if t.closes(src) {
+                        if depth == 0 {
+                            return;
+                        }
+                        depth -= 1;
+                    }
+                }
+                let Some(body) = body else { return };
+                let row = self
+                    .shape_of(src, toks.get(from..body).unwrap_or_default())
+                    .filter(|(_, start)| *start == 0)
+                    .and_then(|(s, _)| s.element());
+                for (n, var) in vars.into_iter().enumerate() {
+                    let shape = if n == 0 { row.clone() } else { None };
+                    self.pending.push((
+                        body,
+                        var,
+                        Binding {
+                            module: None,
+                            shape,
+                        },
+                    ));
+                }
             }
             _ => {}
         }
     }
+}
+
+/// Closure parameters (`|a, b|` where a closure starts: after `(`, `,`,
+/// `=`, `[`, `:` or `return`) and the names of the script's own functions.
+fn uncertain_names<'s>(src: &'s str, toks: &[Token]) -> HashSet<&'s str> {
+    let mut out = HashSet::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let t = &toks[i];
+        if t.kind == Kind::Keyword && t.text(src) == "fn" {
+            if let Some(n) = toks.get(i + 1).filter(|n| n.kind == Kind::Ident) {
+                out.insert(n.text(src));
+            }
+        }
+        let starts_closure = t.punct(src) == Some("|")
+            && (i == 0
+                || matches!(toks[i - 1].punct(src), Some("(" | "," | "=" | "[" | ":"))
+                || toks[i - 1].text(src) == "return");
+        if starts_closure {
+            i += 1;
+            while let Some(p) = toks.get(i).filter(|p| p.punct(src) != Some("|")) {
+                if p.kind == Kind::Ident {
+                    out.insert(p.text(src));
+                }
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Where the expression starting at `from` ends: a `;` or the bracket that
@@ -462,6 +755,53 @@ mod tests {
         let s = scan("parallel.x([1], |a, b| a, #{concurency: 2})", &["parallel"]);
         assert_eq!(s.calls[0].args, Some(3));
         assert_eq!(s.calls[0].keys[0].0, 2);
+    }
+
+    fn unknown(src: &str) -> Vec<(String, String, usize, usize)> {
+        scan(src, &["pg", "redis", "k8s", "backup"])
+            .unknown_fields
+            .into_iter()
+            .map(|f| (f.message(), f.var.unwrap_or_default(), f.line, f.col))
+            .collect()
+    }
+
+    #[test]
+    fn reads_of_undeclared_result_fields_are_found() {
+        assert_eq!(
+            unknown("let c = pg.connections();\nif c.saturaton_pct > 90 { fail(\"x\") }"),
+            vec![(
+                "no field saturaton_pct on the result of pg.connections(); did you mean saturation_pct?".into(),
+                "c".into(),
+                2,
+                6
+            )]
+        );
+        // Directly on the call, through a handle, on a row, in a for-loop.
+        assert_eq!(unknown("pg.connections().totl").len(), 1);
+        assert_eq!(
+            unknown("let db = pg.connect(\"a\"); let c = db.connections(); c.nope")[0].0,
+            "no field nope on the result of pg.connections()"
+        );
+        let rows = unknown("let rows = pg.activity(); rows[0].pdi; for s in rows { s.stat }\nfor r in pg.activity() { print(r.querry) }");
+        let msgs: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(
+            msgs.iter().all(|m| m.contains("a row of pg.activity()")),
+            "{msgs:?}"
+        );
+        // Declared fields, assignments, methods and open results are fine.
+        assert!(unknown("let c = pg.connections(); c.total; c.extra = 1; c.keys(); let d = k8s.get(\"deploy\", \"a\"); d.spec").is_empty());
+    }
+
+    #[test]
+    fn what_the_scan_cannot_follow_is_not_held_to_a_declaration() {
+        // Rebound, shadowed by a closure parameter, inside a function, or
+        // built from more than the call.
+        assert!(unknown("let c = pg.connections(); c = #{x: 1}; c.x").is_empty());
+        assert!(unknown("let c = pg.connections(); [#{x: 1}].map(|c| c.x)").is_empty());
+        assert!(unknown("let c = pg.connections(); fn f(c) { c.x }").is_empty());
+        assert!(unknown("let c = pg.connections() + #{x: 1}; c.x").is_empty());
+        assert!(unknown("for (s, i) in pg.activity() { i.x }").is_empty());
     }
 
     #[test]

@@ -13,17 +13,31 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     primitives: &[SHOW, FAIL, EXIT, PARALLEL, ENV, NOW, DURATION, SLEEP],
 };
 
+const SHOW_OPTS: &[Field] = &[
+    field("columns", Ty::List(&Ty::Str)).doc("a table's columns, in this order"),
+    field("name", Ty::Str).doc("with --output json, the document is #{name, value}: a consumer tells this one from the run's other documents"),
+];
+
 pub const SHOW: Primitive = Primitive::read("show", show)
-    .params(&[req("value", Ty::Any), opt("columns", Ty::List(&Ty::Str))])
+    .params(&[
+        req("value", Ty::Any),
+        opt("columns", Ty::OneOf(&[Ty::List(&Ty::Str), Ty::Record(SHOW_OPTS)])),
+    ])
     .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-          `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.")
-    .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#)
+          `columns` orders (and selects) a table's columns; `#{columns, name}` also names the document. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line (the value, or `{\"name\": .., \"value\": ..}` when named), and stdout carries nothing else: print() goes to stderr.")
+    .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}], #{name: "services", columns: ["name", "ok"]})"#)
     .class(Class::Show);
 
 fn show(call: &mut Call) -> Result<Dynamic, OpError> {
     let v = call.value("value")?.cloned().unwrap_or(Dynamic::UNIT);
-    let columns = call.strings("columns")?.unwrap_or_default();
-    call.session.out.show(&v, &columns);
+    let (columns, name) = match call.value("columns")? {
+        Some(o) if o.is_map() => {
+            let o = call.opts("columns")?;
+            (o.strings("columns")?.unwrap_or_default(), o.str("name")?)
+        }
+        _ => (call.strings("columns")?.unwrap_or_default(), None),
+    };
+    call.session.out.show_named(&v, &columns, name.as_deref());
     Ok(Dynamic::UNIT)
 }
 

@@ -246,6 +246,30 @@ impl Ty {
         }
     }
 
+    /// Gives a result every field its declaration lists, `()` where the
+    /// primitive left one out (a failed row of `parallel`, a mutation's plan
+    /// under `--dry-run`, a stub): reading a declared field never fails,
+    /// while reading an undeclared one does (maps are strict, engine/mod.rs).
+    pub fn complete(&self, v: &mut Dynamic) {
+        match self {
+            Ty::Record(f) | Ty::Fields(f) if !f.is_empty() => {
+                if let Some(mut m) = v.write_lock::<Map>() {
+                    complete_fields(&mut m, f);
+                }
+            }
+            Ty::Rows(f) | Ty::List(Ty::Record(f) | Ty::Fields(f)) if !f.is_empty() => {
+                if let Some(mut rows) = v.write_lock::<rhai::Array>() {
+                    for r in rows.iter_mut() {
+                        if let Some(mut m) = r.write_lock::<Map>() {
+                            complete_fields(&mut m, f);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// A value of this type with every declared field present: what the
     /// examples test answers calls with, so an example that reads a field
     /// its primitive does not declare fails there.
@@ -353,6 +377,17 @@ fn check_record(fields: &[Field], m: &Map, what: &str) -> Result<(), TypeError> 
 pub struct TypeError {
     pub message: String,
     pub hint: Option<String>,
+}
+
+fn complete_fields(m: &mut Map, fields: &[Field]) {
+    for f in fields {
+        match m.get_mut(f.name) {
+            Some(v) => f.ty.complete(v),
+            None => {
+                m.insert(f.name.into(), Dynamic::UNIT);
+            }
+        }
+    }
 }
 
 impl TypeError {

@@ -22,6 +22,7 @@ mod pg_tls;
 mod prom;
 mod redis;
 mod repl;
+mod results;
 mod runbooks;
 mod safety;
 mod safety_modules;
