@@ -6,6 +6,7 @@ pub mod backup;
 pub mod http;
 pub mod json;
 pub mod k8s;
+pub mod loki;
 pub mod metrics;
 pub mod notify;
 pub mod pg;
@@ -35,6 +36,7 @@ pub static MODULES: &[&ModuleDecl] = &[
     &prom::MODULE,
     &alertmanager::MODULE,
     &pushgateway::MODULE,
+    &loki::MODULE,
     &metrics::MODULE,
     &k8s::MODULE,
     &notify::MODULE,

@@ -15,6 +15,7 @@ mod interrupt;
 mod k8s;
 mod k8s_incluster;
 mod k8s_kubectl;
+mod loki;
 mod pg;
 mod pg_admin;
 mod pg_replication;
