@@ -6,7 +6,7 @@
 
 use crate::audit::Audit;
 use crate::config::{Config, Kind, NotifyKind};
-use crate::modules::{notify, pushgateway};
+use crate::modules::{notify, pagerduty, pushgateway};
 use crate::output::{ColorChoice, Format, Output};
 use crate::registry::{ModuleDecl, Prim, Primitive};
 use crate::report::{Journal, Report};
@@ -257,6 +257,7 @@ impl Post {
                         vec![url.into(), crate::value::from_json(&payload)],
                     )
                 }
+                NotifyKind::PagerDuty => self.pagerduty(cfg, name, url, r),
             });
         let shown = crate::redact::redact(name);
         match result {
@@ -267,6 +268,48 @@ impl Post {
             }
         }
     }
+}
+
+impl Post {
+    /// A failed run triggers (or, when its alert is still open, updates)
+    /// the PagerDuty alert of its script and target; a run that succeeds
+    /// afterwards (with --notify-on always) resolves it.
+    fn pagerduty(
+        &self,
+        cfg: &Config,
+        name: &str,
+        key: String,
+        r: &Report,
+    ) -> Result<Dynamic, String> {
+        let mut opts = rhai::Map::new();
+        opts.insert("dedup_key".into(), Dynamic::from(dedup_key(r)));
+        if let Some(u) = cfg.pagerduty_events_url(name) {
+            opts.insert("events_url".into(), Dynamic::from(u));
+        }
+        let action = if r.success { "resolve" } else { "trigger" };
+        if !r.success {
+            opts.insert("summary".into(), Dynamic::from(r.summary()));
+            opts.insert("source".into(), Dynamic::from(r.host.clone()));
+            opts.insert("component".into(), Dynamic::from(job_name(&r.script)));
+            let details = serde_json::to_value(r).unwrap_or_default();
+            opts.insert("details".into(), crate::value::from_json(&details));
+        }
+        self.call(
+            &notify::MODULE,
+            &pagerduty::EVENT,
+            vec![action.into(), key.into(), Dynamic::from_map(opts)],
+        )
+    }
+}
+
+/// One PagerDuty alert per script and target: repeated failures update
+/// it instead of paging again.
+pub fn dedup_key(r: &Report) -> String {
+    format!(
+        "opsh/{}/{}",
+        job_name(&r.script),
+        r.target.clone().unwrap_or_else(|| r.host.clone())
+    )
 }
 
 /// The Pushgateway job label: the script's file stem.

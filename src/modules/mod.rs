@@ -3,12 +3,14 @@
 
 pub mod alertmanager;
 pub mod backup;
+pub mod grafana;
 pub mod http;
 pub mod json;
 pub mod k8s;
 pub mod loki;
 pub mod metrics;
 pub mod notify;
+pub mod pagerduty;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
@@ -40,5 +42,7 @@ pub static MODULES: &[&ModuleDecl] = &[
     &metrics::MODULE,
     &k8s::MODULE,
     &notify::MODULE,
+    &grafana::MODULE,
+    &pagerduty::MODULE,
     &backup::MODULE,
 ];

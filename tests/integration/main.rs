@@ -11,6 +11,7 @@ mod backup;
 mod cli;
 mod errors;
 mod http;
+mod incident;
 mod interrupt;
 mod k8s;
 mod k8s_incluster;
