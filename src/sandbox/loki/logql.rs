@@ -575,10 +575,8 @@ pub fn apply(q: &LogQuery, stream: &Labels, line: &str) -> Option<Labels> {
                     labels.insert("__error__".into(), "LogfmtParserErr".into());
                 }
             },
-            Stage::Filter(any) => {
-                if !any.iter().any(|all| all.iter().all(|f| keep(f, &labels))) {
-                    return None;
-                }
+            Stage::Filter(any) if !any.iter().any(|all| all.iter().all(|f| keep(f, &labels))) => {
+                return None
             }
             _ => {}
         }
@@ -705,11 +703,10 @@ pub type Vector = BTreeMap<Labels, f64>;
 
 /// A metric expression at `t` (unix ns). `entries` yields, for a log
 /// query, every (labels after the pipeline, ts, line) of the streams.
-pub fn eval_metric(
-    m: &Metric,
-    t: i64,
-    entries: &dyn Fn(&LogQuery, i64, i64) -> Vec<(Labels, i64, usize)>,
-) -> Result<Vector, String> {
+/// For a log query and [from, to): (labels after its pipeline, ts, line length).
+pub type Entries<'a> = &'a dyn Fn(&LogQuery, i64, i64) -> Vec<(Labels, i64, usize)>;
+
+pub fn eval_metric(m: &Metric, t: i64, entries: Entries<'_>) -> Result<Vector, String> {
     match m {
         Metric::Range { f, q, range_ns } => {
             let mut v = Vector::new();
