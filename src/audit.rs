@@ -71,6 +71,15 @@ impl Audit {
         self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Records under another run's id: what a run does after it ends
+    /// (notifications, metrics) belongs to its timeline.
+    pub fn continuing(path: PathBuf, script: &str, run_id: &str) -> Audit {
+        Audit {
+            run_id: run_id.to_string(),
+            ..Audit::new(path, script)
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -43,6 +43,9 @@ pub struct Finished<'a> {
     pub code: i32,
     pub error: Option<String>,
     pub journal: Option<&'a Journal>,
+    /// The run's audit id, when it started: what it does after it ends is
+    /// audited under the same id.
+    pub run_id: Option<String>,
 }
 
 /// The fleet parent passes each child its target through this variable, so
@@ -91,7 +94,7 @@ pub fn finish(after: &After, cfg: &Config, f: &Finished) {
     if !after.push_metrics && !notify {
         return;
     }
-    let Some(post) = Post::new(after, cfg, &f.script) else {
+    let Some(post) = Post::new(after, cfg, &f.script, f.run_id.as_deref()) else {
         return;
     };
     if after.push_metrics {
@@ -111,7 +114,7 @@ struct Post {
 }
 
 impl Post {
-    fn new(after: &After, cfg: &Config, script: &str) -> Option<Post> {
+    fn new(after: &After, cfg: &Config, script: &str, run_id: Option<&str>) -> Option<Post> {
         let opts = Options {
             dry_run: after.dry_run,
             yes: true,
@@ -119,7 +122,10 @@ impl Post {
             script: script.to_string(),
             ..Options::default()
         };
-        let audit = Audit::new(after.audit_path.clone(), script);
+        let audit = match run_id {
+            Some(id) => Audit::continuing(after.audit_path.clone(), script, id),
+            None => Audit::new(after.audit_path.clone(), script),
+        };
         let session = match Session::new(
             opts,
             cfg.clone(),

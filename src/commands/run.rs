@@ -108,6 +108,7 @@ pub fn run_prepared(
         code: ran.code,
         error: ran.why.clone(),
         journal: ran.session.as_ref().map(|s| &s.journal),
+        run_id: ran.session.as_ref().map(|s| s.audit.run_id().to_string()),
     };
     crate::unattended::finish(&after, &cfg, &finished);
     drop(lock);

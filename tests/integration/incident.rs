@@ -199,6 +199,40 @@ fn notify_pagerduty_triggers_one_alert_per_script_and_target_and_resolves_it() {
     assert_eq!(p["severity"], "error");
     assert_eq!(p["custom_details"]["error"], "dump of app failed");
     assert!(!env.audit_text().contains("R0UT1NGKEY0123456789"));
+
+    // What a run does after it ends is audited under its id: its timeline
+    // has its own change and the page it sent.
+    let job = env.write(
+        "mitigate.rhai",
+        r#"notify.pagerduty("acknowledge", env("PD_ROUTING"), #{dedup_key: "opsh/other", events_url: args.url}); fail("still broken")"#,
+    );
+    let r = env
+        .opsh(["run"])
+        .arg(&job)
+        .script_arg("url", format!("{}/v2/enqueue", pd.url()))
+        .option("--config", &cfg)
+        .option("--notify", "pd")
+        .env("PD_ROUTING", "R0UT1NGKEY0123456789")
+        .run();
+    r.assert_code(1);
+    let id = run_id(&r.stderr);
+    let tl = env.opsh(["timeline", &id, "--output", "json"]).run();
+    tl.assert_code(0);
+    let events = tl.json()["events"].as_array().unwrap().clone();
+    let outcomes: Vec<&str> = events
+        .iter()
+        .filter(|e| e["phase"] == "outcome")
+        .map(|e| e["primitive"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["notify.pagerduty", "notify.pagerduty"],
+        "{events:?}"
+    );
+    assert_eq!(
+        pd.requests().last().unwrap().body["event_action"],
+        "trigger"
+    );
 }
 
 #[test]
