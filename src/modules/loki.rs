@@ -106,11 +106,7 @@ fn api(
 /// Loki answers errors in plain text (`parse error at line 1, col 14:
 /// syntax error: unexpected IDENTIFIER`): that text is the cause.
 fn envelope(r: Reply, expr: Option<&str>) -> Result<(Value, Vec<String>), OpError> {
-    let text_error = !r.status.is_success()
-        && !r.content_type.contains("json")
-        && !r.content_type.contains("html")
-        && !matches!(r.status.as_u16(), 401 | 403 | 404 | 502..=504);
-    if !text_error {
+    if serde_json::from_slice::<Value>(&r.body).is_ok() {
         return r.prometheus(expr).map_err(|mut e| {
             e.message = e.message.replace("Prometheus", "Loki");
             if let Some(h) = &mut e.hint {
@@ -119,6 +115,13 @@ fn envelope(r: Reply, expr: Option<&str>) -> Result<(Value, Vec<String>), OpErro
             }
             e
         });
+    }
+    // A proxy's page, a wrong URL, a refused token: say who answered.
+    let text_error = !r.status.is_success()
+        && !r.content_type.contains("html")
+        && !matches!(r.status.as_u16(), 401 | 403 | 404 | 502..=504);
+    if !text_error {
+        return Err(r.not_api("Loki"));
     }
     let msg = crate::redact::redact(String::from_utf8_lossy(&r.body).trim());
     let what = match expr {

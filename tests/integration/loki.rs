@@ -147,6 +147,14 @@ fn loki_errors_carry_lokis_own_message() {
         .assert_stdout("false\n")
         .assert_stderr_contains("no loki target given")
         .assert_stderr_contains("LOKI_URL");
+    // Not Loki at all: who answered, and what to check.
+    let not_loki = recorder::Recorder::start(|_| (404, serde_json::json!("404 page not found")));
+    env.script(r#"loki.labels()"#)
+        .env("LOKI_URL", not_loki.url())
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("not a Loki API response")
+        .assert_stderr_contains("is the target URL the Loki base URL");
     drop(loki);
     let port = opsh::sandbox::free_port().unwrap();
     env.script(r#"loki.labels()"#)
