@@ -118,7 +118,7 @@ impl Sandbox {
         } else {
             None
         };
-        let monitoring = if services.monitoring {
+        let mut monitoring = if services.monitoring {
             Some(Monitoring::start(
                 &dir.path().join("monitoring"),
                 postgres.as_ref().map(|p| p.url()).as_deref(),
@@ -132,6 +132,9 @@ impl Sandbox {
         } else {
             None
         };
+        if let (Some(m), Some(k)) = (&mut monitoring, &kube) {
+            m.loki.ship_kube(k.port);
+        }
         Ok(Sandbox {
             monitoring,
             postgres,

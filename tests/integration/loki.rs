@@ -228,3 +228,36 @@ fn logs_summary_groups_the_sandbox_workload_by_message() {
         .iter()
         .all(|s| s["slowest_ms"].as_i64().unwrap() > 2000));
 }
+
+#[test]
+fn the_kubernetes_test_servers_pod_logs_are_shipped_to_loki() {
+    let k = kube();
+    k.wait_pods_ready("api", 3);
+    let mut loki = LokiServer::start().unwrap();
+    loki.ship_kube(k.port);
+    // New pods log one line a second, an ERROR every 13th: wait for one.
+    let script = r#"
+        let q = `{namespace="default", app="api"} | logfmt | level="ERROR"`;
+        let started = now();
+        let errors = [];
+        while errors.is_empty() {
+            if now() - started > 30.0 { throw "no ERROR line reached Loki in 30s"; }
+            sleep("200ms");
+            errors = loki.query(q, #{since: "15m", limit: 1000});
+        }
+        let pods = loki.labels("pod", #{since: "15m"}).filter(|p| p.starts_with("api-"));
+        print(`pods=${pods.len()}`);
+        print(`errors=${errors.len() > 0} msg=${errors.map(|e| e.fields.msg).filter(|m| m != "upstream timeout").len()}`);
+        print(`labels=${errors[0].labels.keys()}`);
+        let by_pod = loki.query(`sum by (pod) (count_over_time({app="api"} [15m]))`);
+        print(`by_pod=${by_pod.len()}`);
+    "#;
+    Env::new()
+        .script(script)
+        .env("LOKI_URL", loki.url())
+        .run()
+        .assert_code(0)
+        .assert_stdout(
+            "pods=3\nerrors=true msg=0\nlabels=[\"app\", \"container\", \"job\", \"namespace\", \"pod\"]\nby_pod=3\n",
+        );
+}

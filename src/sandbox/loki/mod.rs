@@ -16,6 +16,7 @@
 //! (Promtail, Alloy) would.
 
 pub mod logql;
+mod ship;
 
 use super::{err, free_port, SandboxError};
 use logql::{Expr, Labels, LogQuery};
@@ -34,6 +35,7 @@ pub struct LokiServer {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     generator: Option<Generator>,
+    shipper: Option<ship::Shipper>,
 }
 
 pub fn now_ns() -> i64 {
@@ -72,6 +74,7 @@ impl LokiServer {
             stop,
             thread: Some(thread),
             generator: None,
+            shipper: None,
         };
         let start = Instant::now();
         while super::monitoring::http_get(port, "/ready").map(|r| r.0) != Some(200) {
@@ -89,6 +92,13 @@ impl LokiServer {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Ships the pod logs of the Kubernetes API test server on
+    /// `kube_port` (plain HTTP) from now on; the first pass, with the pods'
+    /// last 15 minutes, is done when this returns.
+    pub fn ship_kube(&mut self, kube_port: u16) {
+        self.shipper = Some(ship::Shipper::start(kube_port, self.port));
     }
 
     /// Starts the sandbox's log workload and waits until Loki returns its
@@ -123,6 +133,7 @@ impl LokiServer {
 impl Drop for LokiServer {
     fn drop(&mut self) {
         self.generator = None;
+        self.shipper = None;
         self.stop.store(true, Ordering::Relaxed);
         // Wakes the accept loop so it sees the flag.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
