@@ -165,9 +165,20 @@ fn describe(r: &Record) -> (String, String) {
             d.push(format!("{ms} ms"));
         }
     }
-    if r.phase.as_deref() == Some("intent") || r.phase.as_deref() == Some("plan") {
+    if matches!(r.phase.as_deref(), Some("intent" | "plan" | "refused")) {
         if let Some(a) = r.extra.get("args").filter(|a| !is_empty(a)) {
             d.push(format!("args {}", compact(a)));
+        }
+        // Which server, database and account (opsh versions that audit it).
+        if let Some(Value::Object(id)) = r.extra.get("identity") {
+            let kept: Map<String, Value> = id
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !kept.is_empty() {
+                d.push(format!("identity {}", compact(&Value::Object(kept))));
+            }
         }
     }
     for (k, v) in &r.extra {
@@ -550,4 +561,65 @@ fn post(
     } else {
         crate::exit::OK
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(v: Value) -> Record {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn renders_records_of_newer_versions_tolerantly() {
+        let common = json!({"ts": "2026-12-01T02:03:04.000Z", "run_id": "r1", "user": "alice",
+                            "host": "ops-1", "pid": 7, "script": "fix.rhai", "event": "primitive",
+                            "primitive": "pg.exec", "target": "prod", "mode": "real"});
+        let with = |extra: Value| {
+            let mut v = common.clone();
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            rec(v)
+        };
+        let run = Run {
+            id: "r1".into(),
+            records: vec![
+                with(json!({"phase": "intent", "outcome": "pending",
+                            "identity": {"host": "db1", "port": 5432, "database": "app", "user": null},
+                            "confirmation": {"how": "typed", "by": "alice", "at": "2026-12-01T02:03:03Z"}})),
+                with(
+                    json!({"phase": "outcome", "outcome": "applied", "duration_ms": 12,
+                            "result": {"rows": 3}, "future_field": "kept"}),
+                ),
+                with(json!({"phase": "refused", "outcome": "refused", "reason": "not confirmed"})),
+            ],
+        };
+        let t = text(&run);
+        assert!(t.contains("1 change made, 1 change refused"), "{t}");
+        assert!(t.contains("confirmed by alice (typed)"), "{t}");
+        assert!(
+            t.contains(r#"identity {"database":"app","host":"db1","port":5432}"#),
+            "{t}"
+        );
+        assert!(
+            t.contains(r#"result {"rows":3}"#) && t.contains("future_field kept"),
+            "{t}"
+        );
+        assert!(
+            t.contains("refused            pg.exec on prod: reason: not confirmed"),
+            "{t}"
+        );
+        let md = markdown(&run);
+        assert!(
+            md.contains("| 02:03:04 | changed | `pg.exec` | prod |"),
+            "{md}"
+        );
+        let j = as_json(&run);
+        assert_eq!(j["counts"]["refused"], 1);
+        assert_eq!(j["events"][1]["future_field"], "kept");
+        // Not a record: skipped, not fatal.
+        assert!(serde_json::from_str::<Record>("[1, 2]").is_err());
+    }
 }
