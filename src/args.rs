@@ -144,6 +144,36 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<SandboxCommand>,
     },
+    /// What runs changed, from the audit log: plans, confirmations,
+    /// refusals and outcomes per run, as text, Markdown (a postmortem
+    /// section) or JSON; `--incident ID` posts it as PagerDuty notes.
+    Timeline(TimelineArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TimelineArgs {
+    /// One run (its id, or a unique prefix of it: a run that changed
+    /// something prints it on stderr). Default: every run within --since.
+    pub run_id: Option<String>,
+    /// Runs with records this recent, e.g. "12h" (default 24h; with a
+    /// RUN_ID, no limit).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// text, markdown or json (`--output json` also gives JSON).
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TimelineFormat,
+    /// Post each run's timeline as a note on this PagerDuty incident
+    /// (a mutation: --dry-run shows the notes; PAGERDUTY_FROM is the author).
+    #[arg(long, value_name = "ID")]
+    pub incident: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimelineFormat {
+    #[default]
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -13,6 +13,8 @@ pub struct Audit {
     user: String,
     host: String,
     script: String,
+    /// Records this run appended: a run that wrote any says its run id.
+    written: std::sync::atomic::AtomicUsize,
 }
 
 pub fn default_path() -> PathBuf {
@@ -60,6 +62,21 @@ impl Audit {
             user: current_user(),
             host: hostname(),
             script: script.to_string(),
+            written: Default::default(),
+        }
+    }
+
+    /// How many records this run appended.
+    pub fn written(&self) -> usize {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records under another run's id: what a run does after it ends
+    /// (notifications, metrics) belongs to its timeline.
+    pub fn continuing(path: PathBuf, script: &str, run_id: &str) -> Audit {
+        Audit {
+            run_id: run_id.to_string(),
+            ..Audit::new(path, script)
         }
     }
 
@@ -96,6 +113,9 @@ impl Audit {
             .open(&self.path)?;
         // One write call per record keeps concurrent writers' lines whole.
         f.write_all(line.as_bytes())?;
-        f.sync_data()
+        f.sync_data()?;
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 }

@@ -114,6 +114,7 @@ pub fn is_secret_key(key: &str) -> bool {
         "bearer",
         "cookie",
         "private_key",
+        "routing_key",
     ]
     .iter()
     .any(|s| k.contains(s))

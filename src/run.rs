@@ -62,6 +62,7 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
         #[cfg(not(feature = "sandbox"))]
         Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
+        Some(Command::Timeline(a)) => commands::timeline::run(ctx, &a),
         None if std::io::stdin().is_terminal() => commands::repl::run(ctx),
         None => commands::run::stdin(ctx),
     }

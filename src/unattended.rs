@@ -6,7 +6,7 @@
 
 use crate::audit::Audit;
 use crate::config::{Config, Kind, NotifyKind};
-use crate::modules::{notify, pushgateway};
+use crate::modules::{notify, pagerduty, pushgateway};
 use crate::output::{ColorChoice, Format, Output};
 use crate::registry::{ModuleDecl, Prim, Primitive};
 use crate::report::{Journal, Report};
@@ -43,6 +43,9 @@ pub struct Finished<'a> {
     pub code: i32,
     pub error: Option<String>,
     pub journal: Option<&'a Journal>,
+    /// The run's audit id, when it started: what it does after it ends is
+    /// audited under the same id.
+    pub run_id: Option<String>,
 }
 
 /// The fleet parent passes each child its target through this variable, so
@@ -91,7 +94,7 @@ pub fn finish(after: &After, cfg: &Config, f: &Finished) {
     if !after.push_metrics && !notify {
         return;
     }
-    let Some(post) = Post::new(after, cfg, &f.script) else {
+    let Some(post) = Post::new(after, cfg, &f.script, f.run_id.as_deref()) else {
         return;
     };
     if after.push_metrics {
@@ -111,7 +114,7 @@ struct Post {
 }
 
 impl Post {
-    fn new(after: &After, cfg: &Config, script: &str) -> Option<Post> {
+    fn new(after: &After, cfg: &Config, script: &str, run_id: Option<&str>) -> Option<Post> {
         let opts = Options {
             dry_run: after.dry_run,
             yes: true,
@@ -119,7 +122,10 @@ impl Post {
             script: script.to_string(),
             ..Options::default()
         };
-        let audit = Audit::new(after.audit_path.clone(), script);
+        let audit = match run_id {
+            Some(id) => Audit::continuing(after.audit_path.clone(), script, id),
+            None => Audit::new(after.audit_path.clone(), script),
+        };
         let session = match Session::new(
             opts,
             cfg.clone(),
@@ -257,6 +263,7 @@ impl Post {
                         vec![url.into(), crate::value::from_json(&payload)],
                     )
                 }
+                NotifyKind::PagerDuty => self.pagerduty(cfg, name, url, r),
             });
         let shown = crate::redact::redact(name);
         match result {
@@ -267,6 +274,48 @@ impl Post {
             }
         }
     }
+}
+
+impl Post {
+    /// A failed run triggers (or, when its alert is still open, updates)
+    /// the PagerDuty alert of its script and target; a run that succeeds
+    /// afterwards (with --notify-on always) resolves it.
+    fn pagerduty(
+        &self,
+        cfg: &Config,
+        name: &str,
+        key: String,
+        r: &Report,
+    ) -> Result<Dynamic, String> {
+        let mut opts = rhai::Map::new();
+        opts.insert("dedup_key".into(), Dynamic::from(dedup_key(r)));
+        if let Some(u) = cfg.pagerduty_events_url(name) {
+            opts.insert("events_url".into(), Dynamic::from(u));
+        }
+        let action = if r.success { "resolve" } else { "trigger" };
+        if !r.success {
+            opts.insert("summary".into(), Dynamic::from(r.summary()));
+            opts.insert("source".into(), Dynamic::from(r.host.clone()));
+            opts.insert("component".into(), Dynamic::from(job_name(&r.script)));
+            let details = serde_json::to_value(r).unwrap_or_default();
+            opts.insert("details".into(), crate::value::from_json(&details));
+        }
+        self.call(
+            &notify::MODULE,
+            &pagerduty::EVENT,
+            vec![action.into(), key.into(), Dynamic::from_map(opts)],
+        )
+    }
+}
+
+/// One PagerDuty alert per script and target: repeated failures update
+/// it instead of paging again.
+pub fn dedup_key(r: &Report) -> String {
+    format!(
+        "opsh/{}/{}",
+        job_name(&r.script),
+        r.target.clone().unwrap_or_else(|| r.host.clone())
+    )
 }
 
 /// The Pushgateway job label: the script's file stem.

@@ -74,6 +74,16 @@ pub fn run_prepared(
             execute(ctx, a, cfg.clone(), &name, &text, args.clone())
         }
     };
+    // The id `opsh timeline` takes, for the runs it has something to say about.
+    if let Some(s) = ran.session.as_ref().filter(|s| s.audit.written() > 0) {
+        eprintln!(
+            "opsh: run {id} wrote {n} audit record{s} to {path} (opsh timeline {id})",
+            id = s.audit.run_id(),
+            n = s.audit.written(),
+            s = if s.audit.written() == 1 { "" } else { "s" },
+            path = s.audit.path().display()
+        );
+    }
     match &ran.why {
         None => tracing::info!(script = %name, exit = ran.code, "run ended"),
         Some(e) => {
@@ -101,6 +111,7 @@ pub fn run_prepared(
         code: ran.code,
         error: ran.why.clone(),
         journal: ran.session.as_ref().map(|s| &s.journal),
+        run_id: ran.session.as_ref().map(|s| s.audit.run_id().to_string()),
     };
     crate::unattended::finish(&after, &cfg, &finished);
     drop(lock);

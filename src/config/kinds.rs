@@ -84,6 +84,27 @@ kinds! {
         resolve: target::resolve_url,
         shows_url: true,
     },
+    Loki => KindInfo {
+        name: "loki",
+        env_var: "LOKI_URL",
+        env_fallback: None,
+        resolve: target::resolve_url,
+        shows_url: true,
+    },
+    Grafana => KindInfo {
+        name: "grafana",
+        env_var: "GRAFANA_URL",
+        env_fallback: None,
+        resolve: target::resolve_url,
+        shows_url: true,
+    },
+    Pagerduty => KindInfo {
+        name: "pagerduty",
+        env_var: "PAGERDUTY_URL",
+        env_fallback: None,
+        resolve: target::resolve_url,
+        shows_url: true,
+    },
 }
 
 impl Kind {

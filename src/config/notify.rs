@@ -13,12 +13,18 @@ pub struct NotifyConfig {
     pub slack_webhook_env: Option<String>,
     pub webhook_url: Option<String>,
     pub webhook_url_env: Option<String>,
+    /// A PagerDuty Events API v2 integration: its routing key (a secret:
+    /// better from the env) and, for tests and proxies, its endpoint.
+    pub pagerduty_routing_key: Option<String>,
+    pub pagerduty_routing_key_env: Option<String>,
+    pub pagerduty_events_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyKind {
     Slack,
     Webhook,
+    PagerDuty,
 }
 
 impl Config {
@@ -69,15 +75,29 @@ impl Config {
                     webhook_url_env: Some(v),
                     ..
                 } => (NotifyKind::Webhook, from_env(v)?),
+                NotifyConfig {
+                    pagerduty_routing_key: Some(k),
+                    ..
+                } => (NotifyKind::PagerDuty, k.clone()),
+                NotifyConfig {
+                    pagerduty_routing_key_env: Some(v),
+                    ..
+                } => (NotifyKind::PagerDuty, from_env(v)?),
                 _ => return Err(err(
                     format!("notify target {value:?} has no destination"),
                     Some(
-                        "set one of slack_webhook_env, slack_webhook, webhook_url_env, webhook_url"
+                        "set one of slack_webhook_env, slack_webhook, webhook_url_env, webhook_url, pagerduty_routing_key_env, pagerduty_routing_key"
                             .into(),
                     ),
                 )),
             };
         redact::register_secret(&url);
         Ok((kind, url))
+    }
+
+    /// The Events API endpoint of a `[notify.NAME]` PagerDuty entry, when
+    /// it names one.
+    pub fn pagerduty_events_url(&self, value: &str) -> Option<String> {
+        self.notify.get(value)?.pagerduty_events_url.clone()
     }
 }

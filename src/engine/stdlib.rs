@@ -4,6 +4,7 @@
 pub const STDLIB: &[(&str, &str)] = &[
     ("checks", include_str!("../../stdlib/checks.rhai")),
     ("fmt", include_str!("../../stdlib/fmt.rhai")),
+    ("incident", include_str!("../../stdlib/incident.rhai")),
 ];
 
 pub fn get(name: &str) -> Option<&'static str> {

@@ -3,11 +3,14 @@
 
 pub mod alertmanager;
 pub mod backup;
+pub mod grafana;
 pub mod http;
 pub mod json;
 pub mod k8s;
+pub mod loki;
 pub mod metrics;
 pub mod notify;
+pub mod pagerduty;
 pub mod pg;
 pub mod prom;
 pub mod pushgateway;
@@ -35,8 +38,11 @@ pub static MODULES: &[&ModuleDecl] = &[
     &prom::MODULE,
     &alertmanager::MODULE,
     &pushgateway::MODULE,
+    &loki::MODULE,
     &metrics::MODULE,
     &k8s::MODULE,
     &notify::MODULE,
+    &grafana::MODULE,
+    &pagerduty::MODULE,
     &backup::MODULE,
 ];

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "notify",
-    doc: "Notifications: Slack incoming webhooks and generic JSON webhooks. `--notify` uses them at the end of a run.",
+    doc: "Notifications: Slack incoming webhooks, generic JSON webhooks, PagerDuty events. `--notify` uses them at the end of a run.",
     target: None,
-    primitives: &[SLACK, WEBHOOK],
+    primitives: &[SLACK, WEBHOOK, crate::modules::pagerduty::EVENT],
 };
 
 /// What a post returns.

@@ -1,12 +1,14 @@
 //! Ephemeral real services on free loopback ports, in a temp dir, torn down
 //! on drop. `opsh sandbox` and the integration tests use this same code.
 
+pub mod loki;
 pub mod monitoring;
 mod postgres;
 mod proc;
 mod redis;
 
 pub use kube_testserver::{KubeServer, TlsFiles};
+pub use loki::LokiServer;
 pub use monitoring::Monitoring;
 pub use postgres::Postgres;
 pub use proc::free_port;
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 pub struct Services {
     pub postgres: bool,
     pub redis: bool,
-    /// Prometheus, Alertmanager, Pushgateway, and an exporter for each of
-    /// the servers above.
+    /// Prometheus, Alertmanager, Pushgateway, an exporter for each of the
+    /// servers above, and Loki holding an API service's logs.
     pub monitoring: bool,
     /// The in-process Kubernetes API test server (crates/kube-testserver).
     pub kube: bool,
@@ -116,7 +118,7 @@ impl Sandbox {
         } else {
             None
         };
-        let monitoring = if services.monitoring {
+        let mut monitoring = if services.monitoring {
             Some(Monitoring::start(
                 &dir.path().join("monitoring"),
                 postgres.as_ref().map(|p| p.url()).as_deref(),
@@ -130,6 +132,9 @@ impl Sandbox {
         } else {
             None
         };
+        if let (Some(m), Some(k)) = (&mut monitoring, &kube) {
+            m.loki.ship_kube(k.port);
+        }
         Ok(Sandbox {
             monitoring,
             postgres,
@@ -151,6 +156,7 @@ impl Sandbox {
             t.push((Kind::Prom, m.prometheus.url()));
             t.push((Kind::Alertmanager, m.alertmanager.url()));
             t.push((Kind::Pushgateway, m.pushgateway.url()));
+            t.push((Kind::Loki, m.loki.url()));
         }
         if let Some(k) = &self.kube {
             t.push((Kind::Kube, k.kubeconfig.display().to_string()));

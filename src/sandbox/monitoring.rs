@@ -203,6 +203,8 @@ pub struct Monitoring {
     pub pushgateway: Daemon,
     pub postgres_exporter: Option<Daemon>,
     pub redis_exporter: Option<Daemon>,
+    /// In-process (super::loki): Grafana Loki is not packaged for Debian.
+    pub loki: super::LokiServer,
 }
 
 impl Monitoring {
@@ -302,7 +304,10 @@ impl Monitoring {
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--log.level=warn");
         })?;
+        let mut loki = super::LokiServer::start()?;
+        loki.start_workload()?;
         let m = Monitoring {
+            loki,
             prometheus,
             alertmanager,
             pushgateway,
@@ -343,6 +348,7 @@ impl Monitoring {
             format!("Prometheus on {}", self.prometheus.addr()),
             format!("Alertmanager on {}", self.alertmanager.addr()),
             format!("Pushgateway on {}", self.pushgateway.addr()),
+            format!("Loki on {}", self.loki.addr()),
         ];
         if let Some(d) = &self.postgres_exporter {
             parts.push(format!("postgres_exporter on {}", d.addr()));

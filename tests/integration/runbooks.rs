@@ -612,19 +612,51 @@ fn rollback_end_to_end_on_the_kubernetes_test_server() {
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
     let port = fake_api("unused", 1000, false);
     let s = script("rollback.rhai");
+    // With Grafana and PagerDuty targets, the rollback is marked on both.
+    let grafana = recorder::grafana("glsa_rollback");
+    let pd = recorder::pagerduty("pd_rollback_token");
     let rollback = || {
         env.opsh(["run", &s])
             .script_arg("health_url", format!("http://127.0.0.1:{port}/api/health"))
+            .script_arg("incident", "Q1ABCDEF")
             .kubeconfig(k.kubeconfig())
+            .env("GRAFANA_URL", grafana.url())
+            .env("GRAFANA_TOKEN", "glsa_rollback")
+            .env("PAGERDUTY_URL", pd.url())
+            .env("PAGERDUTY_TOKEN", "pd_rollback_token")
+            .env("PAGERDUTY_FROM", "oncall@example.com")
     };
-    // A dry run changes nothing.
+    // A dry run changes nothing, and tells no one.
     rollback().flag("--dry-run").run().assert_code(0);
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    assert!(grafana.requests().is_empty() && pd.requests().is_empty());
     rollback()
         .run()
         .assert_code(0)
-        .assert_stdout_contains("health");
+        .assert_stdout_contains("health")
+        .assert_output_lacks("glsa_rollback")
+        .assert_output_lacks("pd_rollback_token");
     assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
+    let a = grafana.requests();
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].body["tags"], serde_json::json!(["rollback", "api"]));
+    assert!(
+        a[0].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("rolled api back"),
+        "{a:?}"
+    );
+    let n = pd.requests();
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0].path, "/incidents/Q1ABCDEF/notes");
+    assert!(
+        n[0].body["note"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("1.4.2"),
+        "{n:?}"
+    );
     k.wait_rolled_out("api");
 }
 

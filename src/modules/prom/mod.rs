@@ -2,9 +2,9 @@
 
 pub mod client;
 pub mod exposition;
-mod query;
+pub(crate) mod query;
 mod status;
-mod time;
+pub(crate) mod time;
 
 use crate::config::Kind;
 use crate::registry::ModuleDecl;

@@ -38,14 +38,14 @@ const SERIES_VALUES: Field = field("values", Ty::List(&Ty::Array))
     .doc("[[time, value], ...]: unix seconds and the sample (NaN and ±Inf as floats)");
 
 /// One sample of an instant vector.
-const SAMPLE: &[Field] = &[
+pub(crate) const SAMPLE: &[Field] = &[
     SERIES_LABELS,
     field("value", Ty::Float).doc("the sample (NaN and ±Inf as floats)"),
     field("time", Ty::Float).doc("unix seconds"),
 ];
 
 /// One series of a range vector (`x[5m]`) from an instant query.
-const POINTS: &[Field] = &[SERIES_LABELS, SERIES_VALUES];
+pub(crate) const POINTS: &[Field] = &[SERIES_LABELS, SERIES_VALUES];
 
 pub const QUERY: Primitive = Primitive::read("query", query)
     .params(&[req("expr", Ty::Str), opt("opts", Ty::Record(INSTANT_OPTS))])
@@ -107,7 +107,7 @@ fn points(values: &Value) -> Array {
         .unwrap_or_default()
 }
 
-fn decode(data: &Value) -> Dynamic {
+pub(crate) fn decode(data: &Value) -> Dynamic {
     let result = &data["result"];
     match data["resultType"].as_str() {
         Some("vector") => Dynamic::from_array(

@@ -9,6 +9,7 @@ mod eventually;
 mod kube;
 mod opsh;
 mod probes;
+pub mod recorder;
 mod services;
 
 pub use eventually::{eventually, poll, secs};

@@ -27,8 +27,14 @@ pub struct Env {
 }
 
 /// Target variables the developer's shell may carry; no test sees them.
-const SCRUBBED: [&str; 16] = [
+const SCRUBBED: [&str; 22] = [
     "DATABASE_URL",
+    "LOKI_URL",
+    "GRAFANA_URL",
+    "GRAFANA_TOKEN",
+    "PAGERDUTY_URL",
+    "PAGERDUTY_TOKEN",
+    "PAGERDUTY_FROM",
     "REDIS_URL",
     "PROMETHEUS_URL",
     "ALERTMANAGER_URL",

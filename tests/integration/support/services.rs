@@ -95,6 +95,7 @@ impl Sandbox {
             vars.push(("PROMETHEUS_URL", m.prometheus.url()));
             vars.push(("ALERTMANAGER_URL", m.alertmanager.url()));
             vars.push(("PUSHGATEWAY_URL", m.pushgateway.url()));
+            vars.push(("LOKI_URL", m.loki.url()));
         }
         vars
     }
