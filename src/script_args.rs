@@ -115,7 +115,7 @@ impl Ty {
     /// A value of this type as the command line spells it, for hints.
     fn example(&self) -> String {
         match self {
-            Ty::Str | Ty::Any => "text".into(),
+            Ty::Str | Ty::Any => "TEXT".into(),
             Ty::Int => "85".into(),
             Ty::Float => "0.5".into(),
             Ty::Bool => "true".into(),
@@ -595,7 +595,7 @@ pub fn resolve(
                     Given::Value(v) => format!("{} {v}", v.type_name()),
                 };
                 problems.push(format!(
-                    "argument {k} is {}; {shown} is not",
+                    "argument {k} of {script} is {}; {shown} is not",
                     article(&arg.ty.name())
                 ));
                 hint = format!("e.g. --arg {k}={}; {help}", arg.ty.example());
@@ -646,6 +646,64 @@ pub fn resolve(
         m.insert(a.name.as_str().into(), v);
     }
     Ok(m)
+}
+
+/// The names a script reads from `args` in its text: `args.NAME`,
+/// `args["NAME"]` and `"NAME" in args`, with 1-based line and column. None
+/// when the script binds a variable of its own named `args` (its reads are
+/// not the arguments'). Best effort: a name built at run time is not seen.
+pub fn uses(src: &str) -> Vec<(String, usize, usize)> {
+    use crate::engine::lex::{self, Kind};
+    let toks = lex::significant(src);
+    let punct = |j: usize| toks.get(j).and_then(|t| t.punct(src));
+    let ident = |j: usize, name: &str| {
+        toks.get(j)
+            .is_some_and(|t| t.kind == Kind::Ident && t.text(src) == name)
+    };
+    let keyword = |j: usize, name: &str| {
+        toks.get(j)
+            .is_some_and(|t| t.kind == Kind::Keyword && t.text(src) == name)
+    };
+    let string = |j: usize| {
+        toks.get(j)
+            .filter(|t| t.kind == (Kind::Str { closed: true }))
+            .map(|t| (t.body(src).to_string(), t.start))
+    };
+    let rebinds = (0..toks.len()).any(|i| {
+        ident(i, "args")
+            && i > 0
+            && (keyword(i - 1, "let")
+                || keyword(i - 1, "const")
+                || keyword(i - 1, "for")
+                || matches!(punct(i - 1), Some("(" | ",")) && punct(i + 1) != Some("."))
+    });
+    if rebinds {
+        return Vec::new();
+    }
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for i in 0..toks.len() {
+        if !ident(i, "args") || (i > 0 && punct(i - 1) == Some(".")) {
+            continue;
+        }
+        if punct(i + 1) == Some(".") && punct(i + 3) != Some("(") {
+            if let Some(t) = toks.get(i + 2).filter(|t| t.kind == Kind::Ident) {
+                found.push((t.text(src).to_string(), t.start));
+            }
+        } else if punct(i + 1) == Some("[") && punct(i + 3) == Some("]") {
+            found.extend(string(i + 2));
+        } else if i >= 2 && keyword(i - 1, "in") {
+            found.extend(string(i - 2));
+        }
+    }
+    found
+        .into_iter()
+        .map(|(name, at)| {
+            let before = &src[..at];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (name, line, col)
+        })
+        .collect()
 }
 
 /// The script's own description: its header comment, without the `//!`
@@ -783,10 +841,17 @@ mod tests {
         let e = resolve("x.rhai", Some(&d), given(&["image=i", "pcT=3"])).unwrap_err();
         assert_eq!(e.message, "x.rhai has no argument pcT; did you mean pct?");
         let e = resolve("x.rhai", Some(&d), given(&["image=i", "pct=abc"])).unwrap_err();
-        assert_eq!(e.message, "argument pct is an int; \"abc\" is not");
+        assert_eq!(
+            e.message,
+            "argument pct of x.rhai is an int; \"abc\" is not"
+        );
         assert!(e.hint.starts_with("e.g. --arg pct=85"), "{}", e.hint);
         let e = resolve("x.rhai", Some(&d), given(&["wait=soon", "image=i"])).unwrap_err();
-        assert!(e.message.contains("wait is a duration"), "{}", e.message);
+        assert!(
+            e.message.contains("wait of x.rhai is a duration"),
+            "{}",
+            e.message
+        );
         let e = resolve("x.rhai", Some(&d), given(&[])).unwrap_err();
         assert_eq!(
             e.message,
@@ -863,6 +928,22 @@ mod tests {
             .unwrap()
             .args
             .is_empty());
+    }
+
+    #[test]
+    fn reads_of_args_are_found_in_the_text() {
+        let src = "let a = args.pct + args[\"db\"];\nif \"image\" in args { print(args.keys()); }\n// args.no\nx.args.no;";
+        let names: Vec<_> = uses(src).into_iter().map(|(n, l, c)| (n, l, c)).collect();
+        assert_eq!(
+            names,
+            [
+                ("pct".to_string(), 1, 14),
+                ("db".to_string(), 1, 25),
+                ("image".to_string(), 2, 4)
+            ]
+        );
+        assert!(uses("let args = #{};\nargs.x").is_empty());
+        assert!(uses("fn f(args) { args.x }").is_empty());
     }
 
     #[test]
