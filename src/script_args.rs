@@ -706,6 +706,63 @@ pub fn uses(src: &str) -> Vec<(String, usize, usize)> {
         .collect()
 }
 
+/// `args` in a script that declares its arguments: the values, read like
+/// a map (`args.x`, `args["x"]`, `"x" in args`, `args.keys()`), except that
+/// reading a name the script does not declare is an error naming the
+/// closest declared one, not a silent `()`.
+#[derive(Debug, Clone)]
+pub struct Args(Map);
+
+/// The `args` value a script sees: `Args` when it declares them, else the
+/// plain map of `--arg` values (the rule before declarations).
+pub fn value(args: &Map, declared: bool) -> Dynamic {
+    match declared {
+        true => Dynamic::from(Args(args.clone())),
+        false => Dynamic::from_map(args.clone()),
+    }
+}
+
+pub fn register(engine: &mut rhai::Engine) {
+    engine.register_type_with_name::<Args>("args");
+    // Also `args.name`: Rhai falls back to a string indexer for a property.
+    engine.register_indexer_get(
+        |a: &mut Args, name: &str| -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+            if let Some(v) = a.0.get(name) {
+                return Ok(v.clone());
+            }
+            let names = a.0.keys().map(|k| k.as_str());
+            let hint = match crate::registry::suggest(name, names.clone()) {
+                Some(s) => format!("did you mean {s}?"),
+                None => format!("it declares: {}", names.collect::<Vec<_>>().join(", ")),
+            };
+            Err(format!(
+                "no argument {name} is declared in this script's `//! args:` block; {hint}"
+            )
+            .into())
+        },
+    );
+    // `"x" in args`: the argument has a value (given or defaulted).
+    engine.register_fn("contains", |a: &mut Args, name: &str| {
+        a.0.get(name).is_some_and(|v| !v.is_unit())
+    });
+    engine.register_fn("keys", |a: &mut Args| {
+        a.0.keys()
+            .map(|k| Dynamic::from(k.to_string()))
+            .collect::<rhai::Array>()
+    });
+    engine.register_fn("values", |a: &mut Args| {
+        a.0.values().cloned().collect::<rhai::Array>()
+    });
+    engine.register_fn("len", |a: &mut Args| a.0.len() as i64);
+    engine.register_fn("to_map", |a: &mut Args| a.0.clone());
+    engine.register_fn("to_string", |a: &mut Args| {
+        Dynamic::from_map(a.0.clone()).to_string()
+    });
+    engine.register_fn("to_debug", |a: &mut Args| {
+        format!("{:?}", Dynamic::from_map(a.0.clone()))
+    });
+}
+
 /// The script's own description: its header comment, without the `//!`
 /// lines, `// opsh:` settings and a `#!` line.
 pub fn about(text: &str) -> String {

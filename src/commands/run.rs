@@ -229,6 +229,7 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
     let opts = ctx.options(&cfg, name, args);
     let session = match ctx.session(opts, cfg) {
         Ok(mut s) => {
+            s.args_declared = matches!(crate::script_args::declaration(text), Ok(Some(_)));
             s.only = a.only.clone();
             s.skip = a.skip.clone();
             attach.install(&s);

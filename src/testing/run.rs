@@ -76,6 +76,7 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
     )
     .map_err(|e| OpError::failed("cannot start a runtime for the runbook").with_cause(e))?;
     child.hooks = parent.hooks.clone();
+    child.args_declared = matches!(crate::script_args::declaration(&text), Ok(Some(_)));
     child.cancel = parent.cancel.clone();
     child.only = list("only", &parent.only);
     child.skip = list("skip", &parent.skip);
