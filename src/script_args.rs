@@ -36,6 +36,8 @@ pub enum Ty {
     Int,
     /// A number; an int given for it becomes a float.
     Float,
+    /// An int or a float, as given (a threshold: `90` stays 90, `92.5` works).
+    Number,
     Bool,
     /// A string humantime reads ("5m", "1h 30m"), kept as written: the
     /// primitives take durations as strings.
@@ -52,7 +54,7 @@ pub enum Ty {
     Union(Vec<Ty>),
 }
 
-const TYPE_NAMES: &str = "string, int, float, bool, duration, map, any, [T] (a list of T), \"word\" (that exact string), and alternatives A|B";
+const TYPE_NAMES: &str = "string, int, float, number (an int or a float, as given), bool, duration, map, any, [T] (a list of T), \"word\" (that exact string), and alternatives A|B";
 
 impl Ty {
     pub fn parse(s: &str) -> Result<Ty, String> {
@@ -76,7 +78,8 @@ impl Ty {
         Ok(match s {
             "string" | "str" => Ty::Str,
             "int" => Ty::Int,
-            "float" | "number" => Ty::Float,
+            "float" => Ty::Float,
+            "number" => Ty::Number,
             "bool" => Ty::Bool,
             "duration" => Ty::Duration,
             "list" | "array" => Ty::List(Box::new(Ty::Any)),
@@ -85,7 +88,7 @@ impl Ty {
             "" => return Err(format!("no type: the types are {TYPE_NAMES}")),
             other => {
                 let known = [
-                    "string", "int", "float", "bool", "duration", "map", "any", "list",
+                    "string", "int", "float", "number", "bool", "duration", "map", "any", "list",
                 ];
                 let hint = crate::registry::suggest(other, known.into_iter())
                     .map(|k| format!("did you mean {k}? "))
@@ -102,6 +105,7 @@ impl Ty {
             Ty::Str => "string".into(),
             Ty::Int => "int".into(),
             Ty::Float => "float".into(),
+            Ty::Number => "number".into(),
             Ty::Bool => "bool".into(),
             Ty::Duration => "duration".into(),
             Ty::List(t) => format!("[{}]", t.name()),
@@ -118,6 +122,7 @@ impl Ty {
             Ty::Str | Ty::Any => "TEXT".into(),
             Ty::Int => "85".into(),
             Ty::Float => "0.5".into(),
+            Ty::Number => "90".into(),
             Ty::Bool => "true".into(),
             Ty::Duration => "5m".into(),
             Ty::List(t) => format!("{0},{0}", t.example()),
@@ -138,6 +143,7 @@ impl Ty {
                 .ok()
                 .filter(|f| f.is_finite() && s.chars().any(|c| c.is_ascii_digit()))
                 .map(Dynamic::from_float),
+            Ty::Number => Ty::Int.from_text(s).or_else(|| Ty::Float.from_text(s)),
             Ty::Bool => match s.trim() {
                 "true" => Some(true.into()),
                 "false" => Some(false.into()),
@@ -182,6 +188,7 @@ impl Ty {
                 .ok()
                 .or_else(|| v.as_int().ok().map(|i| i as f64))
                 .map(Dynamic::from_float),
+            Ty::Number => (v.is_int() || v.is_float()).then(|| v.clone()),
             Ty::Bool => v.as_bool().ok().map(Dynamic::from_bool),
             Ty::List(t) => {
                 let a = v.clone().try_cast::<rhai::Array>()?;
@@ -510,6 +517,22 @@ pub enum Given {
     Value(Dynamic),
 }
 
+/// A value as an error message shows it: `"abc"`, `the map #{..}`.
+fn describe(v: &Dynamic) -> String {
+    if v.is_string() {
+        return format!("{:?}", v.to_string());
+    }
+    let kind = match () {
+        _ if v.is_int() => "the int",
+        _ if v.is_float() => "the float",
+        _ if v.is_bool() => "the bool",
+        _ if v.is_array() => "the list",
+        _ if v.is_map() => "the map",
+        _ => "the value",
+    };
+    format!("{kind} {v}")
+}
+
 /// Why the arguments given do not fit the script (exit 64).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArgError {
@@ -592,7 +615,7 @@ pub fn resolve(
             None => {
                 let shown = match &g {
                     Given::Text(t) => format!("{t:?}"),
-                    Given::Value(v) => format!("{} {v}", v.type_name()),
+                    Given::Value(v) => describe(v),
                 };
                 problems.push(format!(
                     "argument {k} of {script} is {}; {shown} is not",
