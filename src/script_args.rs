@@ -100,6 +100,19 @@ impl Ty {
         })
     }
 
+    /// The type in a sentence: "an int", "one of \"fast\", \"safe\"".
+    fn phrase(&self) -> String {
+        match self {
+            Ty::Union(ts) => format!(
+                "one of {}",
+                ts.iter().map(Ty::name).collect::<Vec<_>>().join(", ")
+            ),
+            Ty::Lit(l) => format!("the word {l:?}"),
+            Ty::List(_) => format!("a list {}", self.name()),
+            other => article(&other.name()),
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Ty::Str => "string".into(),
@@ -299,6 +312,14 @@ pub struct Arg {
 }
 
 impl Arg {
+    /// A value for hints: the default when it is a plain word or number.
+    fn example(&self) -> String {
+        match &self.default {
+            Some((t, _)) if !t.starts_with(['[', '{']) => t.trim_matches('"').to_string(),
+            _ => self.ty.example(),
+        }
+    }
+
     pub fn required(&self) -> bool {
         self.default.is_none() && !self.optional
     }
@@ -471,7 +492,7 @@ fn entry(s: &str, line: usize) -> Result<Arg, String> {
         let value = ty.from_value(&value).ok_or_else(|| {
             format!(
                 "argument {name}: the default {text} is not {} (e.g. {})",
-                article(&ty.name()),
+                ty.phrase(),
                 ty.example()
             )
         })?;
@@ -619,9 +640,9 @@ pub fn resolve(
                 };
                 problems.push(format!(
                     "argument {k} of {script} is {}; {shown} is not",
-                    article(&arg.ty.name())
+                    arg.ty.phrase()
                 ));
-                hint = format!("e.g. --arg {k}={}; {help}", arg.ty.example());
+                hint = format!("e.g. --arg {k}={}; {help}", arg.example());
             }
         }
     }

@@ -25,4 +25,5 @@ mod repl;
 mod runbooks;
 mod safety;
 mod sandbox;
+mod script_args;
 mod unattended;
