@@ -1034,7 +1034,7 @@ mod tests {
     #[test]
     fn reads_of_args_are_found_in_the_text() {
         let src = "let a = args.pct + args[\"db\"];\nif \"image\" in args { print(args.keys()); }\n// args.no\nx.args.no;";
-        let names: Vec<_> = uses(src).into_iter().map(|(n, l, c)| (n, l, c)).collect();
+        let names = uses(src);
         assert_eq!(
             names,
             [
