@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, a: &RunArgs) -> Result<i32, CliError> {
 
 /// `opsh run --help`: opsh's options; `opsh run FILE --help`: the script's
 /// description and the arguments it declares.
-fn help(file: Option<&std::path::Path>, sandbox: bool) -> Result<i32, CliError> {
+pub(crate) fn help(file: Option<&std::path::Path>, sandbox: bool) -> Result<i32, CliError> {
     let Some(file) = file else {
         let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
         cmd.build();

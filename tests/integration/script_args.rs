@@ -125,6 +125,8 @@ fn script_help_lists_the_arguments_with_docs_and_defaults() {
         vec!["help", "deploy.rhai"],
         // --help wins over arguments that would not pass.
         vec!["run", "deploy.rhai", "--arg", "nope=1", "--help"],
+        // Before any server starts.
+        vec!["sandbox", "run", "deploy.rhai", "--help"],
     ] {
         let r = env.opsh(cmd.clone()).run();
         r.assert_code(0);
