@@ -766,6 +766,14 @@ pub fn value(args: &Map, declared: bool) -> Dynamic {
     }
 }
 
+/// `args` as a plain map when it is `Args`; any other value as it is.
+pub fn plain(v: Dynamic) -> Dynamic {
+    match v.read_lock::<Args>().map(|a| a.0.clone()) {
+        Some(m) => Dynamic::from_map(m),
+        None => v,
+    }
+}
+
 pub fn register(engine: &mut rhai::Engine) {
     engine.register_type_with_name::<Args>("args");
     // Also `args.name`: Rhai falls back to a string indexer for a property.

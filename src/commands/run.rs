@@ -40,7 +40,11 @@ pub(crate) fn help(file: Option<&std::path::Path>, sandbox: bool) -> Result<i32,
         return Ok(exit::OK);
     };
     let (name, text) = context::read_script(file)?;
-    print!("{}", script_help(&name, &text)?);
+    let help = script_help(&name, &text)?;
+    match sandbox {
+        true => print!("{}", help.replacen("opsh run", "opsh sandbox run", 1)),
+        false => print!("{help}"),
+    }
     Ok(exit::OK)
 }
 

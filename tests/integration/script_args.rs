@@ -365,3 +365,17 @@ fn a_converted_runbook_takes_declared_arguments_against_a_real_server() {
     let audit = env.audit_text();
     assert!(!audit.contains("pg.terminate"), "{audit}");
 }
+
+#[test]
+fn declared_args_reach_primitives_as_a_map() {
+    let env = Env::new();
+    let r = env
+        .script("//! args:\n//!   n: int = 1\n//!   db: string?\nshow(args);\nprint(json.stringify(args));")
+        .flag("--output")
+        .flag("json")
+        .script_arg("db", "app")
+        .run();
+    r.assert_code(0);
+    let want = serde_json::json!({"n": 1, "db": "app"});
+    assert_eq!(r.json_lines(), [want.clone(), want], "{}", r.stdout);
+}
