@@ -538,6 +538,18 @@ pub enum Given {
     Value(Dynamic),
 }
 
+/// `--arg NAME=VALUE` as a shell takes it: quoted when the value has
+/// characters a shell reads (`{"k":"v"}`, `[1, 2]`).
+fn flag(name: &str, value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_alphanumeric() || "_-.,:/@%+=".contains(c));
+    match plain {
+        true => format!("--arg {name}={value}"),
+        false => format!("--arg '{name}={value}'"),
+    }
+}
+
 /// A value as an error message shows it: `"abc"`, `the map #{..}`.
 fn describe(v: &Dynamic) -> String {
     if v.is_string() {
@@ -642,7 +654,7 @@ pub fn resolve(
                     "argument {k} of {script} is {}; {shown} is not",
                     arg.ty.phrase()
                 ));
-                hint = format!("e.g. --arg {k}={}; {help}", arg.example());
+                hint = format!("e.g. {}; {help}", flag(&k, &arg.example()));
             }
         }
     }
@@ -656,22 +668,27 @@ pub fn resolve(
             "give {}; {help}",
             missing
                 .iter()
-                .map(|a| format!("--arg {}={}", a.name, a.ty.example()))
+                .map(|a| flag(&a.name, &a.ty.example()))
                 .collect::<Vec<_>>()
                 .join(" ")
         );
     }
-    for a in missing {
-        let doc = if a.doc.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", a.doc)
-        };
-        problems.push(format!(
-            "{script} needs the argument {} ({}{doc})",
-            a.name,
-            a.ty.name()
-        ));
+    if !missing.is_empty() {
+        let each: Vec<String> = missing
+            .iter()
+            .map(|a| match a.doc.is_empty() {
+                true => format!("{} ({})", a.name, a.ty.name()),
+                false => format!("{} ({}: {})", a.name, a.ty.name(), a.doc),
+            })
+            .collect();
+        problems.push(match each.as_slice() {
+            [one] => format!("{script} needs the argument {one}"),
+            [rest @ .., last] => format!(
+                "{script} needs the arguments {} and {last}",
+                rest.join(", ")
+            ),
+            [] => String::new(),
+        });
     }
     if !problems.is_empty() {
         return Err(ArgError {
