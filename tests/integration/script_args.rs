@@ -111,7 +111,7 @@ fn script_help_lists_the_arguments_with_docs_and_defaults() {
     let env = Env::new();
     env.write("deploy.rhai", DECLARED);
     let want = [
-        "Usage: opsh run deploy.rhai [--arg NAME=VALUE]...",
+        "run deploy.rhai [--arg NAME=VALUE]...",
         "deploy: rolls an image out.",
         "image <string>",
         "the image to roll out [required]",
@@ -129,7 +129,11 @@ fn script_help_lists_the_arguments_with_docs_and_defaults() {
         vec!["sandbox", "run", "deploy.rhai", "--help"],
     ] {
         let r = env.opsh(cmd.clone()).run();
-        r.assert_code(0);
+        let usage = match cmd[0] {
+            "sandbox" => "Usage: opsh sandbox run deploy.rhai",
+            _ => "Usage: opsh run deploy.rhai",
+        };
+        r.assert_code(0).assert_stdout_contains(usage);
         for w in want {
             r.assert_stdout_contains(w);
         }
