@@ -2,6 +2,7 @@
 //! flags a fleet parent keeps to itself. Parsing only; `crate::run` acts.
 
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -118,7 +119,11 @@ pub enum ColorArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a script (`-` reads it from stdin).
+    /// Run a script (`-` reads it from stdin); `opsh run FILE --help` lists
+    /// the script's arguments.
+    // Our own -h/--help (RunArgs::help): clap's would answer before the
+    // script is known.
+    #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Compile scripts without running them and report every problem found.
     Check {
@@ -148,6 +153,9 @@ pub enum Command {
     /// refusals and outcomes per run, as text, Markdown (a postmortem
     /// section) or JSON; `--incident ID` posts it as PagerDuty notes.
     Timeline(TimelineArgs),
+    /// `opsh FILE.rhai [ARGS]`: the same as `opsh run FILE.rhai [ARGS]`.
+    #[command(external_subcommand)]
+    Script(Vec<OsString>),
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -179,6 +187,7 @@ pub enum TimelineFormat {
 #[derive(Subcommand, Debug)]
 pub enum SandboxCommand {
     /// Run a script against a fresh sandbox, then tear it down.
+    #[command(disable_help_flag = true)]
     Run {
         #[command(flatten)]
         args: RunArgs,
@@ -191,7 +200,12 @@ pub enum SandboxCommand {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
-    pub file: PathBuf,
+    /// The script (`-`: stdin).
+    #[arg(required_unless_present = "help")]
+    pub file: Option<PathBuf>,
+    /// Print help: with a script, the arguments it declares.
+    #[arg(long, short = 'h')]
+    pub help: bool,
     /// Script argument, reaching the script as `args.KEY` (repeatable).
     #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
     pub args: Vec<String>,

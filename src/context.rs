@@ -116,18 +116,19 @@ pub fn use_sandbox(cfg: &mut Config, targets: &[(Kind, String)]) {
     }
 }
 
-/// A script's name (for diagnostics) and text: a file, or stdin for `-`.
+/// A script's name (for diagnostics) and text: a file, or stdin for `-`;
+/// without a BOM, and a `#!` line made a comment (`script_args::source`).
 pub fn read_script(file: &Path) -> Result<(String, String), CliError> {
     if file == Path::new("-") {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .map_err(|e| CliError::failed(format!("cannot read the script from stdin: {e}")))?;
-        return Ok(("<stdin>".into(), s));
+        return Ok(("<stdin>".into(), crate::script_args::source(s)));
     }
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::failed(format!("cannot read script {}: {e}", file.display())))?;
-    Ok((file.display().to_string(), text))
+    Ok((file.display().to_string(), crate::script_args::source(text)))
 }
 
 /// Where a script's relative imports resolve: its file's directory; the

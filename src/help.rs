@@ -60,7 +60,7 @@ pub fn overview(color: bool) -> String {
             ));
         }
     }
-    out.push_str("\nSee also: opsh help exit-codes\n");
+    out.push_str("\nSee also: opsh help exit-codes; opsh help FILE.rhai (a script's arguments)\n");
     out
 }
 

@@ -29,6 +29,7 @@ mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod schedule;
+pub mod script_args;
 pub mod session;
 pub mod testing;
 pub mod unattended;

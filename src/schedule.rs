@@ -118,6 +118,27 @@ fn arg_value(v: &toml::Value) -> String {
     }
 }
 
+/// A job's `args` against its script's declaration, when the script can be
+/// read now: a misspelt or missing argument stops the scheduler at start,
+/// not the job at 3 a.m. (an unreadable script is the run's to report).
+fn check_args(script: &Path, args: &[String]) -> Result<(), String> {
+    use crate::script_args as sa;
+    let Ok(text) = std::fs::read_to_string(script) else {
+        return Ok(());
+    };
+    let name = script.display().to_string();
+    let decl = sa::declaration(&sa::source(text)).map_err(|e| {
+        format!(
+            "{name}:{}:{}: bad argument declaration: {}",
+            e.line, e.col, e.message
+        )
+    })?;
+    let given = sa::split_pairs(args)?;
+    sa::resolve(&name, decl.as_ref(), given)
+        .map(|_| ())
+        .map_err(|e| format!("{} ({})", e.message, e.hint))
+}
+
 impl Schedule {
     pub fn load(path: &Path) -> Result<Schedule, String> {
         let text = std::fs::read_to_string(path)
@@ -166,11 +187,12 @@ impl Schedule {
             } else {
                 base.join(&j.script)
             };
-            let args = j
+            let args: Vec<String> = j
                 .args
                 .iter()
                 .map(|(k, v)| format!("{k}={}", arg_value(v)))
                 .collect();
+            check_args(&script, &args).map_err(|e| format!("job {name}: {e}"))?;
             jobs.push(Job {
                 name,
                 schedule,

@@ -49,6 +49,9 @@ pub struct Session {
     pub call_timeout: Duration,
     pub max_operations: u64,
     pub args: rhai::Map,
+    /// The script declares its arguments (`//! args:`): `args` holds every
+    /// declared name, and reading another is an error (script_args::Args).
+    pub args_declared: bool,
     /// Stubs, call log, recording and replay (`opsh test`, --record, --replay).
     pub hooks: std::sync::Arc<crate::testing::hooks::Hooks>,
     /// `--only` / `--skip`: check names (or `prefix*`) the `checks` stdlib
@@ -86,6 +89,7 @@ impl Session {
             call_timeout: opts.call_timeout,
             max_operations: opts.max_operations,
             args: opts.args,
+            args_declared: false,
             hooks: Default::default(),
             only: Vec::new(),
             skip: Vec::new(),

@@ -39,6 +39,7 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
         if let Err(e) = engine.compile(&text) {
             problems.push(renderer.parse_error(&name, &e));
         }
+        arg_problems(&renderer, &name, &text, &mut problems);
         let scan = engine::scan::scan(&text, &modules);
         for r in &scan.calls {
             if let Some(p) = registry::find(&r.module, &r.name) {
@@ -131,6 +132,45 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
     let mut text = problems.concat();
     text.push_str(&format!("{} problem(s) found\n", problems.len()));
     Err(CliError::rendered(exit::ERROR, text))
+}
+
+/// The `//! args:` block (its form, types and defaults) and the script's
+/// reads of `args.NAME` against it (`args.saturaton_pct`).
+fn arg_problems(renderer: &Renderer, name: &str, text: &str, problems: &mut Vec<String>) {
+    let decl = match crate::script_args::declaration(text) {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => {
+            problems.push(renderer.custom(
+                &format!("bad argument declaration: {}", e.message),
+                name,
+                e.line,
+                e.col,
+                "docs/scripting.md#arguments describes the `//! args:` block",
+            ));
+            return;
+        }
+    };
+    for (arg, line, col) in crate::script_args::uses(text) {
+        if decl.get(&arg).is_some() {
+            continue;
+        }
+        let hint = match registry::suggest(&arg, decl.names()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!(
+                "declared (line {}): {}",
+                decl.line,
+                decl.names().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        problems.push(renderer.custom(
+            &format!("`args.{arg}` is not a declared argument of this script"),
+            name,
+            line,
+            col,
+            &hint,
+        ));
+    }
 }
 
 /// The declared keys of an options parameter: a record, or the record

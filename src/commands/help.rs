@@ -1,5 +1,6 @@
 //! `opsh help [NAME]`: the list of primitives, one primitive, module or
-//! topic, or the whole reference as Markdown (docs/reference.md).
+//! topic, a script's arguments (`opsh help scripts/x.rhai`), or the whole
+//! reference as Markdown (docs/reference.md).
 
 use crate::context::Context;
 use crate::error::CliError;
@@ -13,8 +14,19 @@ pub fn run(ctx: &Context, name: Option<&str>, markdown: bool) -> Result<i32, Cli
     let color = ctx.output().color;
     let text = match name {
         None => help::overview(color),
+        Some(n) if is_script(n) => {
+            let (name, text) = crate::context::read_script(std::path::Path::new(n))?;
+            super::run::script_help(&name, &text)?
+        }
         Some(n) => help::lookup(n, color).map_err(CliError::usage)?,
     };
     print!("{text}");
     Ok(exit::OK)
+}
+
+/// A word naming a script rather than a primitive or topic: a `.rhai` file
+/// name, or a file that exists (`pg.query` is neither).
+fn is_script(word: &str) -> bool {
+    let p = std::path::Path::new(word);
+    p.extension().is_some_and(|e| e == "rhai") || (word.contains('/') && p.is_file())
 }

@@ -13,7 +13,7 @@ use crate::error::CliError;
 use crate::exit;
 use crate::lock::LockError;
 use crate::session::Session;
-use rhai::{Dynamic, Map, Scope};
+use rhai::{Map, Scope};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,10 +22,75 @@ pub fn run(ctx: &Context, a: &RunArgs) -> Result<i32, CliError> {
     run_prepared(ctx, a, None)
 }
 
+/// `opsh run --help`: opsh's options; `opsh run FILE --help`: the script's
+/// description and the arguments it declares.
+pub(crate) fn help(file: Option<&std::path::Path>, sandbox: bool) -> Result<i32, CliError> {
+    let Some(file) = file else {
+        let mut cmd = <crate::args::Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let sub = match sandbox {
+            true => cmd
+                .find_subcommand_mut("sandbox")
+                .and_then(|s| s.find_subcommand_mut("run")),
+            false => cmd.find_subcommand_mut("run"),
+        };
+        if let Some(sub) = sub {
+            print!("{}", sub.render_help());
+        }
+        return Ok(exit::OK);
+    };
+    let (name, text) = context::read_script(file)?;
+    let help = script_help(&name, &text)?;
+    match sandbox {
+        true => print!("{}", help.replacen("opsh run", "opsh sandbox run", 1)),
+        false => print!("{help}"),
+    }
+    Ok(exit::OK)
+}
+
+/// A script's help, or where its declaration is wrong.
+pub fn script_help(name: &str, text: &str) -> Result<String, CliError> {
+    crate::script_args::help(name, text).map_err(|e| decl_error(name, &e))
+}
+
+/// A broken `//! args:` block: a script bug (exit 2), found before it runs.
+fn decl_error(name: &str, e: &crate::script_args::DeclError) -> CliError {
+    CliError::failed(format!(
+        "{name}:{}:{}: bad argument declaration: {}",
+        e.line, e.col, e.message
+    ))
+    .with_hint(format!(
+        "`opsh check {name}` shows it in context; docs/scripting.md#arguments describes the form"
+    ))
+}
+
+/// The script's `args` from the command line (or, with `--replay` and no
+/// `--arg`, the recording's), checked against its declaration.
+fn script_args(a: &RunArgs, name: &str, text: &str) -> Result<Map, CliError> {
+    use crate::script_args::{self as sa, Given};
+    let decl = sa::declaration(text).map_err(|e| decl_error(name, &e))?;
+    let mut given = sa::split_pairs(&a.args).map_err(CliError::usage)?;
+    if given.is_empty() {
+        if let Some(rec) = a
+            .replay
+            .as_deref()
+            .and_then(|p| crate::record::load(p).ok())
+        {
+            given = rec
+                .args
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), Given::Value(v)))
+                .collect();
+        }
+    }
+    sa::resolve(name, decl.as_ref(), given)
+        .map_err(|e| CliError::usage(e.message).with_hint(e.hint))
+}
+
 /// `opsh` with a script piped in.
 pub fn stdin(ctx: &Context) -> Result<i32, CliError> {
     let a = RunArgs {
-        file: PathBuf::from("-"),
+        file: Some(PathBuf::from("-")),
         ..Default::default()
     };
     run(ctx, &a)
@@ -39,16 +104,29 @@ pub fn run_prepared(
     prepare: Option<&dyn Fn(&mut Config)>,
 ) -> Result<i32, CliError> {
     let g = &ctx.global;
+    if a.help {
+        return help(a.file.as_deref(), prepare.is_some());
+    }
+    let file = a
+        .file
+        .as_deref()
+        .ok_or_else(|| CliError::usage("opsh run needs a script file (`-` reads stdin)"))?;
     let mut cfg = ctx.config()?;
     if let Some(f) = prepare {
         f(&mut cfg);
     }
     ctx.apply_targets(&mut cfg)?;
     if let Some(spec) = &g.unattended.each_target {
+        // Checked once here rather than failing in every child; stdin is
+        // left for the children.
+        if file != std::path::Path::new("-") {
+            let (name, text) = context::read_script(file)?;
+            script_args(a, &name, &text)?;
+        }
         return fleet(ctx, &cfg, spec);
     }
-    let args = parse_args(&a.args).map_err(CliError::usage)?;
-    let (name, text) = context::read_script(&a.file)?;
+    let (name, text) = context::read_script(file)?;
+    let args = script_args(a, &name, &text)?;
     let lock_name = match g.unattended.no_lock {
         true => None,
         false => g
@@ -178,6 +256,7 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
     let opts = ctx.options(&cfg, name, args);
     let session = match ctx.session(opts, cfg) {
         Ok(mut s) => {
+            s.args_declared = matches!(crate::script_args::declaration(text), Ok(Some(_)));
             s.only = a.only.clone();
             s.skip = a.skip.clone();
             attach.install(&s);
@@ -194,10 +273,11 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
     }
     let sources = Arc::new(Sources::default());
     sources.insert(name, text);
+    let file = a.file.clone().unwrap_or_else(|| PathBuf::from("-"));
     let engine = engine::build(
         session.clone(),
         sources.clone(),
-        context::script_base(&a.file),
+        context::script_base(&file),
     );
     let renderer = Renderer {
         sources: &sources,
@@ -305,40 +385,4 @@ fn fleet(ctx: &Context, cfg: &Config, spec: &str) -> Result<i32, CliError> {
     }
     let child_args = crate::fleet::child_args(&ctx.argv, &crate::args::fleet_parent_flags());
     Ok(crate::fleet::run(&plan, &child_args, &cancel))
-}
-
-/// `--arg key=value`: ints, floats, bools and JSON arrays/maps are typed;
-/// everything else is a string.
-fn parse_args(pairs: &[String]) -> Result<Map, String> {
-    let mut m = Map::new();
-    for p in pairs {
-        let Some((k, v)) = p.split_once('=') else {
-            return Err(format!("--arg {p:?} is not KEY=VALUE"));
-        };
-        let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            return Err(format!("--arg key {k:?} must be letters, digits and _"));
-        }
-        let value = if let Ok(i) = v.parse::<i64>() {
-            Dynamic::from_int(i)
-        } else if let Ok(f) = v.parse::<f64>().map_err(|_| ()).and_then(|f| {
-            if v.chars().any(|c| c.is_ascii_digit()) {
-                Ok(f)
-            } else {
-                Err(())
-            }
-        }) {
-            Dynamic::from_float(f)
-        } else if v == "true" || v == "false" {
-            Dynamic::from_bool(v == "true")
-        } else if v.starts_with('[') || v.starts_with('{') {
-            serde_json::from_str::<serde_json::Value>(v)
-                .map(|j| crate::value::from_json(&j))
-                .map_err(|e| format!("--arg {k}: invalid JSON: {e}"))?
-        } else {
-            v.into()
-        };
-        m.insert(k.into(), value);
-    }
-    Ok(m)
 }

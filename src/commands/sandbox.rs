@@ -10,6 +10,12 @@ use crate::exit;
 use crate::sandbox::{Sandbox, Services};
 
 pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliError> {
+    // Help starts no servers.
+    if let Some(SandboxCommand::Run { args, .. }) = &command {
+        if args.help {
+            return super::run::help(args.file.as_deref(), true);
+        }
+    }
     let services = match &command {
         Some(SandboxCommand::Run { monitoring, .. }) => Services {
             monitoring: *monitoring,

@@ -81,6 +81,8 @@ pub fn invoke(
         CallTimeout::Unbounded => None,
     };
     tracing::debug!(primitive = %prim.full_name(), target = handle_target.as_deref().map(redact), "call");
+    // A declared script's `args` reaches primitives (`show(args)`) as a map.
+    let args = args.into_iter().map(crate::script_args::plain).collect();
     let mut call = Call {
         prim,
         session,

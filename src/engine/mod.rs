@@ -89,7 +89,8 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.register_get("cause", |e: &mut PrimitiveError| opt_dyn(&e.cause));
     engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
 
-    let args = Dynamic::from_map(session.args.clone());
+    let args = crate::script_args::value(&session.args, session.args_declared);
+    crate::script_args::register(&mut engine);
     #[allow(deprecated)] // volatile, not deprecated: see its docs
     engine.on_var(move |name, _index, ctx| {
         // A script's own variable wins over a module of the same name.

@@ -49,7 +49,7 @@ impl Resolver {
             file.set_extension("rhai");
         }
         match std::fs::read_to_string(&file) {
-            Ok(text) => Ok((file.display().to_string(), text)),
+            Ok(text) => Ok((file.display().to_string(), crate::script_args::source(text))),
             Err(_) => {
                 let known: Vec<&str> = stdlib::STDLIB.iter().map(|(n, _)| *n).collect();
                 Err(format!(

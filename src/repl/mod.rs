@@ -386,6 +386,7 @@ impl Repl {
 
     fn load(&mut self, file: &Path) -> Result<Flow, CliError> {
         let text = std::fs::read_to_string(file)
+            .map(crate::script_args::source)
             .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
         let name = file.display().to_string();
         self.sources.insert(&name, &text);

@@ -76,7 +76,7 @@ pub fn run_file(file: &Path, session: Arc<Session>, filter: Option<&str>) -> Vec
         }]
     };
     let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+        Ok(t) => crate::script_args::source(t),
         Err(e) => return failed(format!("cannot read {name}: {e}"), String::new()),
     };
     let sources = Arc::new(Sources::default());

@@ -28,13 +28,30 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
             .collect(),
         None => inherited.clone(),
     };
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        OpError::bad_input(format!("cannot read runbook {file}"))
-            .with_cause(e)
-            .with_hint(
-                "paths are relative to the directory opsh test runs in (the repository root)",
-            )
-    })?;
+    let text = std::fs::read_to_string(file)
+        .map(crate::script_args::source)
+        .map_err(|e| {
+            OpError::bad_input(format!("cannot read runbook {file}"))
+                .with_cause(e)
+                .with_hint(
+                    "paths are relative to the directory opsh test runs in (the repository root)",
+                )
+        })?;
+    // The same checks as `opsh run --arg`: a test of a wrong argument sees
+    // exit 64 and the message an operator would.
+    let args = match checked_args(file, &text, args) {
+        Ok(a) => a,
+        Err((code, error)) => {
+            return Ok(map_of([
+                ("exit_code", Dynamic::from_int(i64::from(code))),
+                ("ok", Dynamic::from_bool(false)),
+                ("report", Dynamic::UNIT),
+                ("shows", Dynamic::from_array(Vec::new())),
+                ("output", Dynamic::from_array(Vec::new())),
+                ("error", Dynamic::from(error)),
+            ]))
+        }
+    };
     let opts = Options {
         dry_run: opts
             .get("dry_run")
@@ -59,6 +76,7 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
     )
     .map_err(|e| OpError::failed("cannot start a runtime for the runbook").with_cause(e))?;
     child.hooks = parent.hooks.clone();
+    child.args_declared = matches!(crate::script_args::declaration(&text), Ok(Some(_)));
     child.cancel = parent.cancel.clone();
     child.only = list("only", &parent.only);
     child.skip = list("skip", &parent.skip);
@@ -115,4 +133,29 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
         ("output", Dynamic::from_array(output)),
         ("error", error.map(Dynamic::from).unwrap_or(Dynamic::UNIT)),
     ]))
+}
+
+/// The runbook's `args` as `opsh run` would give them, or the exit code and
+/// rendered error it would end with.
+fn checked_args(file: &str, text: &str, args: Map) -> Result<Map, (i32, String)> {
+    use crate::script_args::{self as sa, Given};
+    let decl = sa::declaration(text).map_err(|e| {
+        (
+            crate::exit::ERROR,
+            format!(
+                "error: {file}:{}:{}: bad argument declaration: {}\n",
+                e.line, e.col, e.message
+            ),
+        )
+    })?;
+    let given = args
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Given::Value(v)))
+        .collect();
+    sa::resolve(file, decl.as_ref(), given).map_err(|e| {
+        (
+            crate::exit::USAGE,
+            format!("error: {}\n   = hint: {}\n", e.message, e.hint),
+        )
+    })
 }

@@ -29,4 +29,5 @@ mod runbooks;
 mod safety;
 mod safety_modules;
 mod sandbox;
+mod script_args;
 mod unattended;

@@ -706,3 +706,42 @@ fn oom_or_memory_leak_end_to_end_on_the_kubernetes_test_server() {
         .collect();
     assert_eq!(deletes.len(), 1);
 }
+
+#[test]
+fn every_shipped_runbook_declares_its_arguments() {
+    let env = Env::new();
+    let mut declared = 0;
+    for entry in std::fs::read_dir(repo_path("scripts")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "rhai") {
+            continue;
+        }
+        let r = env.opsh(["help"]).arg(&p).run();
+        r.assert_code(0)
+            .assert_stdout_contains("Arguments (--arg NAME=VALUE):")
+            .assert_stdout_lacks("fn arg(");
+        // Each argument has a doc or at least a default shown.
+        let lines = r.stdout_lines();
+        let args = lines
+            .iter()
+            .skip_while(|l| !l.starts_with("Arguments ("))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter(|l| !l.starts_with("    "));
+        for line in args {
+            assert!(line.contains('['), "{}: {line}", p.display());
+        }
+        // An unknown argument stops it before it touches anything (no
+        // target is configured: a started runbook would fail otherwise).
+        env.opsh(["run"])
+            .arg(&p)
+            .arg("--arg")
+            .arg("no_such_argument=1")
+            .run()
+            .assert_code(64)
+            .assert_stderr_contains("has no argument no_such_argument")
+            .assert_stdout("");
+        declared += 1;
+    }
+    assert!(declared >= 19, "only {declared} scripts in scripts/");
+}
