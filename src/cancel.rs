@@ -133,7 +133,7 @@ impl Cancel {
                     && reason == Reason::Interrupted
                     && !me.inner.interactive.load(Ordering::SeqCst)
                 {
-                    eprintln!("opsh: interrupted twice, exiting now");
+                    crate::stdio::errln(format_args!("opsh: interrupted twice, exiting now"));
                     std::process::exit(crate::exit::INTERRUPTED);
                 }
                 me.trigger(reason);

@@ -85,7 +85,7 @@ impl Output {
         } else {
             s.to_string()
         };
-        eprintln!("{line}");
+        crate::stdio::errln(format_args!("{line}"));
     }
 
     /// `show(value)`.

@@ -72,6 +72,18 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// `redact` for the panic hook: a panic while the secret list is locked for
+/// writing must not deadlock the report of it, so the list is only tried.
+pub fn redact_nonblocking(text: &str) -> String {
+    let mut out = mask_url_passwords(text);
+    if let Ok(k) = known().try_read() {
+        for s in k.iter() {
+            out = out.replace(s.as_str(), MASK);
+        }
+    }
+    out
+}
+
 fn mask_url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;

@@ -120,7 +120,7 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
         }
     }
     if problems.is_empty() {
-        eprintln!("ok: {} file(s) checked", files.len());
+        crate::stdio::errln(format_args!("ok: {} file(s) checked", files.len()));
         return Ok(exit::OK);
     }
     let mut text = problems.concat();

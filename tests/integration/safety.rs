@@ -136,3 +136,106 @@ fn protected_target_asks_on_a_terminal() {
         .assert_stdout_contains("deleted");
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
 }
+
+/// The exit code `opsh help exit-codes` documents for a bug in opsh.
+const INTERNAL: i32 = 70;
+
+#[test]
+fn a_panic_is_reported_as_an_internal_error_with_its_own_code() {
+    // Debug builds panic on purpose when OPSH_DEBUG_PANIC is set.
+    Env::new()
+        .opsh(["--version"])
+        .env("OPSH_DEBUG_PANIC", "1")
+        .run()
+        .assert_code(INTERNAL)
+        .assert_stderr_contains("internal error, please report")
+        .assert_stderr_contains("src/run.rs:")
+        .assert_stderr_lacks("panicked at");
+    Env::new()
+        .opsh(["help", "exit-codes"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains(&format!("{INTERNAL}"))
+        .assert_stdout_contains("internal error");
+}
+
+/// Runs `opsh run` of `text` with stdout and stderr going where `out` and
+/// `err` say, and returns the exit code.
+fn run_with_stdio(
+    env: &Env,
+    text: &str,
+    out: std::process::Stdio,
+    err: std::process::Stdio,
+) -> i32 {
+    let f = env.write("out.rhai", text);
+    let mut c = env.command();
+    c.arg("run").arg(f).stdout(out).stderr(err);
+    let status = c.status().expect("run opsh");
+    status.code().unwrap_or(-1)
+}
+
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+        .into()
+}
+
+#[test]
+fn a_failed_write_to_stdout_or_stderr_never_panics() {
+    let env = Env::new();
+    let noisy = "print(\"a line\");\nthrow \"the script's own error\";";
+    // A full disk on either stream: the script's own code (2), not 101.
+    assert_eq!(
+        run_with_stdio(&env, noisy, dev_full(), std::process::Stdio::null()),
+        2
+    );
+    assert_eq!(
+        run_with_stdio(&env, noisy, std::process::Stdio::null(), dev_full()),
+        2
+    );
+    assert_eq!(
+        run_with_stdio(&env, "print(1); debug(\"x\");", dev_full(), dev_full()),
+        0
+    );
+    // With logs (-vv) going to a full stderr as well.
+    let f = env.write("ok.rhai", "print(\"fine\")");
+    let code = env
+        .command()
+        .args(["-vv", "run"])
+        .arg(&f)
+        .stdout(std::process::Stdio::null())
+        .stderr(dev_full())
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(0));
+    // A reader that went away (`opsh run x 2>&1 | head -2`): the run ends
+    // quietly with the code the script gave.
+    let f = env.write(
+        "many.rhai",
+        "for i in 0..20000 { print(`line ${i}`) }\nfail(\"still checked\");",
+    );
+    let mut child = env
+        .command()
+        .arg("run")
+        .arg(&f)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Read;
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+    }
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+}
