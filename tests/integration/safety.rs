@@ -239,3 +239,64 @@ fn a_failed_write_to_stdout_or_stderr_never_panics() {
     drop(child.stderr.take());
     assert_eq!(child.wait().unwrap().code(), Some(1));
 }
+
+/// Starts `text` (which prints `started` first), waits for that line, sends
+/// `sig` once, and returns the run and how long it took to end after it.
+fn signalled(env: &Env, text: &str, sig: i32) -> (Run, Duration) {
+    let mut child = env.script(text).spawn();
+    let lines = Lines::of(&mut child);
+    eventually(secs(10), "the script to start", || !lines.all().is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = std::time::Instant::now();
+    signal(&child, sig);
+    let run = wait_output(child);
+    (run, sent.elapsed())
+}
+
+#[test]
+fn every_form_of_sleep_is_cancellable() {
+    let env = Env::new();
+    for form in ["sleep(60)", "sleep(60.5)", "sleep(\"60s\")"] {
+        let started = std::time::Instant::now();
+        env.script(form)
+            .option("--timeout", "500ms")
+            .run()
+            .assert_code(124)
+            .assert_stderr_contains("run timeout exceeded");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{form}: {:?}",
+            started.elapsed()
+        );
+        let text = format!("print(\"started\");\n{form};\nprint(\"not reached\");");
+        // One SIGTERM, one Ctrl-C: each ends the wait at once.
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            let (r, took) = signalled(&env, &text, sig);
+            r.assert_code(130).assert_stdout_lacks("not reached");
+            assert!(
+                took < Duration::from_secs(2),
+                "{form} after signal {sig}: {took:?}"
+            );
+        }
+    }
+    // Out of range: a clear error naming the argument, not a panic.
+    for (form, says) in [
+        ("sleep(1e20)", "too long"),
+        ("sleep(-1)", "cannot be negative"),
+        ("sleep(-0.5)", "cannot be negative"),
+    ] {
+        env.script(form)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains("sleep failed: argument `duration`")
+            .assert_stderr_contains(says)
+            .assert_stderr_lacks("panicked");
+    }
+    // Short numeric sleeps still sleep.
+    let started = std::time::Instant::now();
+    env.script("sleep(0); sleep(0.3); print(\"done\")")
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
