@@ -300,3 +300,100 @@ fn every_form_of_sleep_is_cancellable() {
         .assert_stdout("done\n");
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
+
+#[test]
+fn an_import_cycle_is_named_in_run_and_check() {
+    let env = Env::new();
+    env.write("lib/a.rhai", "import \"b\" as b;\nfn fa() { 1 }\n");
+    env.write("lib/b.rhai", "import \"a\" as a;\nfn fb() { 2 }\n");
+    let main = env.write("lib/main.rhai", "import \"a\" as a;\nprint(a::fa());\n");
+    let me = env.write("lib/me.rhai", "import \"me\" as me;\nprint(1);\n");
+    let cases = [
+        (&main, "import cycle: a.rhai -> b.rhai -> a.rhai"),
+        (&me, "import cycle: me.rhai -> me.rhai"),
+    ];
+    for (file, says) in cases {
+        env.opsh(["run"])
+            .arg(file)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains(says)
+            .assert_stderr_lacks("overflow");
+        env.opsh(["check"])
+            .arg(file)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains(says);
+    }
+    // Running a module of the cycle names it from that module.
+    env.opsh(["run"])
+        .arg(env.path("lib/a.rhai"))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("import cycle: a.rhai -> b.rhai -> a.rhai");
+    // A module imported twice without a cycle (a diamond) is fine.
+    env.write("ok/z.rhai", "fn z() { 26 }\n");
+    env.write("ok/x.rhai", "import \"z\" as z;\nfn x() { z::z() }\n");
+    env.write("ok/y.rhai", "import \"z\" as z;\nfn y() { z::z() }\n");
+    let ok = env.write(
+        "ok/main.rhai",
+        "import \"x\" as x;\nimport \"y\" as y;\nprint(x::x() + y::y());\n",
+    );
+    env.opsh(["check"]).arg(&ok).run().assert_code(0);
+    env.opsh(["run"])
+        .arg(&ok)
+        .run()
+        .assert_code(0)
+        .assert_stdout("52\n");
+}
+
+#[test]
+fn an_import_through_a_symlink_out_of_the_directory_is_refused() {
+    let env = Env::new();
+    env.write("secret/creds.rhai", "fn password() { \"from outside\" }\n");
+    env.dir("runbooks/sub");
+    std::os::unix::fs::symlink(
+        env.path("secret/creds.rhai"),
+        env.path("runbooks/creds.rhai"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(env.path("secret"), env.path("runbooks/sub/dir")).unwrap();
+    let direct = env.write(
+        "runbooks/main.rhai",
+        "import \"creds\" as c;\nprint(c::password());\n",
+    );
+    let via_dir = env.write(
+        "runbooks/via_dir.rhai",
+        "import \"sub/dir/creds\" as c;\nprint(c::password());\n",
+    );
+    for file in [&direct, &via_dir] {
+        env.opsh(["run"])
+            .arg(file)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains("is refused")
+            .assert_stderr_contains("outside the script's directory")
+            .assert_stdout_lacks("from outside");
+        env.opsh(["check"])
+            .arg(file)
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains("outside the script's directory");
+    }
+    // A symlink that stays inside the directory is followed.
+    env.write("runbooks/real/helpers.rhai", "fn two() { 2 }\n");
+    std::os::unix::fs::symlink(
+        env.path("runbooks/real/helpers.rhai"),
+        env.path("runbooks/helpers.rhai"),
+    )
+    .unwrap();
+    let inside = env.write(
+        "runbooks/inside.rhai",
+        "import \"helpers\" as h;\nprint(h::two());\n",
+    );
+    env.opsh(["run"])
+        .arg(&inside)
+        .run()
+        .assert_code(0)
+        .assert_stdout("2\n");
+}
