@@ -221,7 +221,15 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
         }
     };
     // --record writes its file; --replay reports differences (exit 1).
-    let code = crate::record::finish(&session, code);
+    let (code, unsaved) = crate::record::finish(&session, code);
+    let error = match (error, unsaved) {
+        (Some(e), Some(u)) => Some(CliError::rendered(
+            code,
+            format!("{}{}", e.render(), u.render()),
+        )),
+        (e, u) => e.or(u),
+    };
+    let why = why.or_else(|| error.as_ref().map(|e| e.to_string()));
     Ran {
         code,
         error,

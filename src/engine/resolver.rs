@@ -94,12 +94,14 @@ impl Resolver {
         // The rule applies to where the file really is: a symlink in the
         // script's directory may not lead out of it.
         let real = match file.canonicalize() {
-            Ok(real) if !real.starts_with(&self.base) => return Err(format!(
+            Ok(real) if !real.starts_with(&self.base) => {
+                return Err(format!(
                 "import \"{path}\" is refused: {} leads to {}, outside the script's directory {}",
                 file.display(),
                 real.display(),
                 self.base.display()
-            )),
+            ))
+            }
             Ok(real) => real,
             Err(_) => file.clone(),
         };

@@ -397,3 +397,74 @@ fn an_import_through_a_symlink_out_of_the_directory_is_refused() {
         .assert_code(0)
         .assert_stdout("2\n");
 }
+
+#[test]
+fn a_recording_holds_no_password_and_still_replays() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    let pw = sb.pg().password.clone();
+    assert!(
+        url.contains(&format!(":{pw}@")),
+        "{url} carries the password"
+    );
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
+    let env = Env::new();
+    // The URL reaches the recording as a handle's target, as an argument
+    // and inside a result.
+    let s = env.write(
+        "rec.rhai",
+        r#"let db = pg.connect(args.url);
+let n = db.query("select count(*)::int as n from t")[0].n;
+let echoed = db.query("select $1::text as u", [args.url])[0].u;
+print(`rows ${n} ${echoed.len() > 0}`);
+db.exec("delete from t where id = 1");
+"#,
+    );
+    let rec = env.path("run.json");
+    env.opsh(["run"])
+        .arg(&s)
+        .script_arg("url", &url)
+        .arg("--record")
+        .arg(&rec)
+        .run()
+        .assert_code(0)
+        .assert_stdout("rows 2 true\n")
+        .assert_output_lacks(&pw);
+    let text = std::fs::read_to_string(&rec).unwrap();
+    assert!(
+        !text.contains(&pw),
+        "the recording holds the password:\n{text}"
+    );
+    assert!(text.contains(":***@"), "{text}");
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
+    // Replayed without the server: the same answers, the delete planned.
+    drop(sb);
+    env.opsh(["run"])
+        .arg(&s)
+        .script_arg("url", &url)
+        .arg("--replay")
+        .arg(&rec)
+        .run()
+        .assert_code(0)
+        .assert_stdout("rows 2 true\n")
+        .assert_stderr_contains("[replay] planned, not applied: pg.exec")
+        .assert_stderr_contains("every call matched the recording");
+}
+
+#[test]
+fn a_recording_that_cannot_be_written_is_one_error() {
+    let env = Env::new();
+    let s = env.write("ok.rhai", "print(\"ran\")");
+    env.opsh(["run"])
+        .arg(&s)
+        .arg("--record")
+        .arg(env.path("no/such/dir/run.json"))
+        .run()
+        .assert_code(2)
+        .assert_stdout("ran\n")
+        .assert_stderr_contains("error: cannot write the recording")
+        .assert_stderr_contains("= hint:");
+}
