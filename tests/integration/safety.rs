@@ -468,3 +468,43 @@ fn a_recording_that_cannot_be_written_is_one_error() {
         .assert_stderr_contains("error: cannot write the recording")
         .assert_stderr_contains("= hint:");
 }
+
+#[test]
+fn an_error_that_quotes_a_file_does_not_quote_its_secrets() {
+    let env = Env::new();
+    let token = "KubeTok3n-never-shown";
+    let key = "Q0xJRU5US0VZREFUQQ-never-shown";
+    // A kubeconfig that does not parse: the YAML error quotes the lines
+    // around the fault, the token's among them.
+    let broken = [
+        format!("apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: {token}\n    client-key-data: {key}\n  bad: [unclosed\ncontexts:\n- name: x\n"),
+        format!("apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user: {{token: {token}, password: {{a: 1}}}}\n"),
+        format!("apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: {token}\n    password: [1, 2\n"),
+    ];
+    for (i, text) in broken.iter().enumerate() {
+        let kc = env.write(&format!("kube{i}.yaml"), text);
+        env.script("k8s.get(\"deployment\", \"web\")")
+            .kubeconfig(kc.to_str().unwrap())
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains("cannot load kubeconfig")
+            .assert_output_lacks(token)
+            .assert_output_lacks(key);
+    }
+    // A config whose TOML does not parse, or has a password where a
+    // boolean belongs: the message says where, not what the value is.
+    let pw = "T0mlPassw0rd-never-shown";
+    for toml in [
+        format!("[pg.prod]\nurl = \"postgres://app:{pw}@db/app\"\nprotected = \"{pw}\"\n"),
+        format!("[pg.prod]\nurl = \"postgres://app:{pw}@db/app\n"),
+        format!("[pg.prod]\npassword = {pw}\n"),
+    ] {
+        env.write_config(&toml);
+        env.script("print(1)")
+            .run()
+            .assert_code(2)
+            .assert_stderr_contains("invalid config")
+            .assert_stderr_contains("at line ")
+            .assert_output_lacks(pw);
+    }
+}
