@@ -390,6 +390,9 @@ fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     });
     t.line(":hlep");
     t.wait_for("suggestion", |s| s.contains("did you mean :help?"));
+    // A first letter of two bytes is a typo like any other, not a panic.
+    t.line(":é");
+    t.wait_for("unknown :é", |s| s.contains("unknown command :é"));
     t.line(":help sleep");
     t.wait_for("same help as opsh help", |s| s.contains("sleep(duration:"));
     t.line(":quit");

@@ -508,3 +508,20 @@ fn an_error_that_quotes_a_file_does_not_quote_its_secrets() {
             .assert_output_lacks(pw);
     }
 }
+
+#[test]
+fn a_zero_timeout_is_no_limit() {
+    let env = Env::new();
+    env.script("sleep(0.3); print(\"done\")")
+        .option("--timeout", "0s")
+        .option("--call-timeout", "0s")
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    // A limit still is one.
+    env.script("sleep(5); print(\"done\")")
+        .option("--timeout", "200ms")
+        .run()
+        .assert_code(124)
+        .assert_stdout("");
+}
