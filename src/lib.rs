@@ -13,6 +13,8 @@ pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod help;
 pub mod lock;
 pub mod logging;

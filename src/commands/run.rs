@@ -291,7 +291,7 @@ fn fleet(ctx: &Context, cfg: &Config, spec: &str) -> Result<i32, CliError> {
 
 /// `--arg key=value`: ints, floats, bools and JSON arrays/maps are typed;
 /// everything else is a string.
-fn parse_args(pairs: &[String]) -> Result<Map, String> {
+pub(crate) fn parse_args(pairs: &[String]) -> Result<Map, String> {
     let mut m = Map::new();
     for p in pairs {
         let Some((k, v)) = p.split_once('=') else {
