@@ -525,3 +525,248 @@ fn a_zero_timeout_is_no_limit() {
         .assert_code(124)
         .assert_stdout("");
 }
+
+/// A local HTTP endpoint that answers 200 with a small JSON body and keeps
+/// every request as it arrived: (path, headers, body).
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+fn http_recorder() -> (String, Requests) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Requests = Default::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let (mut headers, mut len) = (String::new(), 0);
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push_str(&h);
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            log.lock()
+                .unwrap()
+                .push((path, headers, String::from_utf8_lossy(&body).into_owned()));
+            let reply = "{\"ok\":true}";
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+            let mut s = stream;
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), seen)
+}
+
+/// One secret from every place a secret comes from, and every channel
+/// opsh writes to, searched for each of them.
+#[test]
+fn no_planted_secret_reaches_any_output_channel() {
+    let sb = sandbox(&[Pg]);
+    let pg = sb.pg();
+    let url = sb.pg_url();
+    let k = kube();
+    let (api, requests) = http_recorder();
+    let env = Env::new();
+    // Where secrets come from: a URL's password (config, and an --arg), an
+    // environment variable, a password file, a kubeconfig token, http
+    // bearer and basic credentials, a webhook URL from the environment.
+    let s_url = pg.password.clone();
+    let s_env = "EnvPassw0rd-planted-1";
+    let s_file = "FilePassw0rd-planted-2";
+    let s_arg = "ArgUrlPassw0rd-planted-3";
+    let s_kube = "KubeT0ken-planted-4";
+    let s_bearer = "BearerT0ken-planted-5";
+    let s_basic = "BasicPassw0rd-planted-6";
+    let s_hook = "HookPathSecret-planted-7";
+    pg_exec(
+        &url,
+        &format!(
+            "create role envuser login password '{s_env}'; create role fileuser login password '{s_file}';"
+        ),
+    );
+    let pw_file = env.write("secrets/pg-password", &format!("{s_file}\n"));
+    let hook = format!("{api}/notify/{s_hook}");
+    let base = format!("127.0.0.1:{}/postgres", pg.port);
+    env.write_config(&format!(
+        r#"[pg.direct]
+url = "{url}"
+[pg.envpw]
+url = "postgres://envuser@{base}"
+password_env = "PLANTED_PG_PASSWORD"
+[pg.filepw]
+url = "postgres://fileuser@{base}"
+password_file = "{}"
+[notify.hook]
+webhook_url_env = "PLANTED_HOOK_URL"
+"#,
+        pw_file.display()
+    ));
+    let kc = std::fs::read_to_string(k.kubeconfig()).unwrap();
+    assert!(kc.contains("- name: admin\n  user: {}"), "{kc}");
+    let kc = kc.replace(
+        "- name: admin\n  user: {}",
+        &format!("- name: admin\n  user:\n    token: {s_kube}"),
+    );
+    let kc_path = env.write("kube/config", &kc);
+    let script = env.write(
+        "everything.rhai",
+        r#"let who = [];
+for t in ["direct", "envpw", "filepw"] {
+    who.push(pg.connect(t).query("select current_user as u")[0].u);
+}
+print(who);
+pg.connect("direct").exec("create table if not exists planted(id int)");
+try { pg.connect(args.bad_url).query("select 1") } catch (e) { print(`expected: ${e}`) }
+try { print(k8s.get("deployment", "web").metadata.name) } catch (e) { print(`k8s: ${e}`) }
+let a = http.get(args.api + "/bearer", #{bearer: args.bearer});
+let b = http.get(args.api + "/basic", #{basic: ["ops", args.basic]});
+print(`${a.status} ${b.status}`);
+debug(args);
+fail("the run fails on purpose, naming " + args.bad_url);
+"#,
+    );
+    let bad_url = format!("postgres://opsh:{s_arg}@127.0.0.1:1/postgres");
+    env.dir("out");
+    let run = |format: &str, tag: &str| {
+        env.opsh(["run"])
+            .flag("-vv")
+            .option("--log-format", format)
+            .option("--report", env.path(&format!("out/report-{tag}.json")))
+            .option("--notify", "hook")
+            .arg(&script)
+            .arg("--record")
+            .arg(env.path(&format!("out/record-{tag}.json")))
+            .script_arg("bad_url", &bad_url)
+            .script_arg("api", &api)
+            .script_arg("bearer", s_bearer)
+            .script_arg("basic", s_basic)
+            .kubeconfig(kc_path.to_str().unwrap())
+            .env("PLANTED_PG_PASSWORD", s_env)
+            .env("PLANTED_HOOK_URL", &hook)
+            .run()
+    };
+    let mut channels: Vec<(String, String)> = Vec::new();
+    for (format, tag) in [("text", "text"), ("json", "json")] {
+        let r = run(format, tag);
+        r.assert_code(1)
+            .assert_stdout_contains("[\"opsh\", \"envuser\", \"fileuser\"]")
+            .assert_stdout_contains("200 200")
+            .assert_stdout_contains("expected: ");
+        channels.push((format!("stdout ({tag} logs)"), r.stdout.clone()));
+        channels.push((format!("stderr ({tag} logs)"), r.stderr.clone()));
+        for f in ["report", "record"] {
+            let p = env.path(&format!("out/{f}-{tag}.json"));
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            channels.push((format!("--{f} ({tag})"), text));
+        }
+    }
+    // The credentials did reach the servers they are for.
+    let reqs = requests.lock().unwrap().clone();
+    let headers = |path: &str| {
+        reqs.iter()
+            .find(|(p, _, _)| p == path)
+            .map(|(_, h, _)| h.to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    assert!(
+        headers("/bearer").contains(&s_bearer.to_ascii_lowercase()),
+        "{reqs:?}"
+    );
+    assert!(
+        headers("/basic").contains("authorization: basic"),
+        "{reqs:?}"
+    );
+    let notes: Vec<&(String, String, String)> = reqs
+        .iter()
+        .filter(|(p, _, _)| p.starts_with("/notify/"))
+        .collect();
+    assert_eq!(notes.len(), 2, "one notification per failed run: {reqs:?}");
+    for (_, _, body) in &notes {
+        channels.push(("notification body".into(), body.clone()));
+    }
+    channels.push(("audit log".into(), env.audit_text()));
+    assert!(
+        env.audit_text().contains("pg.exec"),
+        "the mutation is audited"
+    );
+
+    // The console: its history file, and what it showed.
+    {
+        let t = crate::repl::Tty::start(
+            &env,
+            &[
+                ("KUBECONFIG", kc_path.to_str().unwrap()),
+                ("PLANTED_PG_PASSWORD", s_env),
+            ],
+        );
+        t.line(&format!(
+            "let db = pg.connect(\"{url}\"); db.query(\"select 1 as one\")"
+        ));
+        t.wait_prompts(2);
+        t.line("pg.connect(\"envpw\").query(\"select 2 as two\")");
+        t.wait_prompts(3);
+        t.line(&format!(
+            "http.get(\"{api}/repl\", #{{bearer: \"{s_bearer}\"}}).status"
+        ));
+        t.wait_prompts(4);
+        t.line(&format!(
+            "http.get(\"{api}/repl\", #{{basic: [\"ops\", \"{s_basic}\"]}}).status"
+        ));
+        t.wait_prompts(5);
+        t.line("let marker = 77");
+        t.wait_prompts(6);
+        t.key("C-d");
+        t.wait_for("exit", |s| s.contains("[opsh exited"));
+        // What the console answered (the lines typed are echoed, secrets
+        // and all, by the terminal: not opsh's output).
+        let answers: String = t
+            .screen()
+            .lines()
+            .filter(|l| !l.contains("http.get(") && !l.contains("pg.connect("))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        channels.push(("console answers".into(), answers));
+    }
+    let history = std::fs::read_to_string(env.path("data/opsh/history")).unwrap_or_default();
+    assert!(
+        history.contains("let marker = 77"),
+        "history is written: {history}"
+    );
+    channels.push(("REPL history".into(), history));
+
+    let secrets = [
+        ("URL password", s_url.as_str()),
+        ("password_env", s_env),
+        ("password_file", s_file),
+        ("--arg URL password", s_arg),
+        ("kubeconfig token", s_kube),
+        ("http bearer", s_bearer),
+        ("http basic", s_basic),
+        ("webhook URL", s_hook),
+    ];
+    let mut leaks = Vec::new();
+    for (channel, text) in &channels {
+        for (what, secret) in secrets {
+            if text.contains(secret) {
+                leaks.push(format!("{what} in {channel}"));
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "secrets leaked: {leaks:#?}");
+}
