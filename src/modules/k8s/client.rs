@@ -51,7 +51,7 @@ fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>
             config_error(
                 format!("cannot load kubeconfig {}", f.display()),
                 e,
-                &[f.clone()],
+                std::slice::from_ref(&f),
             )
         })?;
         return Ok(Some((kc, f.display().to_string())));
@@ -79,7 +79,7 @@ fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>
                 config_error(
                     format!("cannot load kubeconfig {}", p.display()),
                     e,
-                    &[p.clone()],
+                    std::slice::from_ref(&p),
                 )
             })?;
             Ok(Some((kc, p.display().to_string())))
