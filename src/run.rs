@@ -22,9 +22,18 @@ where
     let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
     // Unwinding (rather than exiting in the hook) runs the destructors that
     // release a --lock and stop sandbox servers.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_argv(argv)))
-        .unwrap_or(exit::INTERNAL)
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_argv(argv)))
+        .unwrap_or(exit::INTERNAL);
+    // A panic on another thread (a `parallel` worker, a runtime task) was
+    // reported by the hook; the run may have gone on, but it ends as what
+    // it was: a bug.
+    if PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+        return exit::INTERNAL;
+    }
+    code
 }
+
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Replaces Rust's panic message (and 101) with one that says this is
 /// opsh's fault, where it happened, and what to do; secrets are masked in
@@ -34,6 +43,7 @@ pub fn install_panic_hook() {
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
             use std::io::Write;
+            PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
             let what = info
                 .payload()
                 .downcast_ref::<&str>()
@@ -46,7 +56,7 @@ pub fn install_panic_hook() {
                 .unwrap_or_else(|| "unknown place".into());
             let thread = std::thread::current();
             let text = format!(
-                "error: internal error, please report: {} (at {at}, thread {})\n   = hint: this is a bug in opsh, not in the script; opsh exits with {} ({}). Report it with the command line and this message\n",
+                "error: internal error, please report: {} (at {at}, thread {})\n   = hint: this is a bug in opsh, not in the script; opsh exits with {} (see `{}`); report it with the command line and this message\n",
                 crate::redact::redact_nonblocking(&what),
                 thread.name().unwrap_or("unnamed"),
                 exit::INTERNAL,
@@ -61,8 +71,15 @@ fn run_argv(argv: Vec<OsString>) -> i32 {
     // Only debug builds (the integration tests) can be made to panic on
     // purpose, to prove the hook is the one that reports it.
     #[cfg(debug_assertions)]
-    if std::env::var_os("OPSH_DEBUG_PANIC").is_some() {
-        panic!("OPSH_DEBUG_PANIC is set: a deliberate panic to test the panic hook");
+    match std::env::var("OPSH_DEBUG_PANIC").as_deref() {
+        Ok("thread") => {
+            let _ = std::thread::Builder::new()
+                .name("debug-panic".into())
+                .spawn(|| panic!("OPSH_DEBUG_PANIC=thread: a deliberate panic off the main thread"))
+                .map(|t| t.join());
+        }
+        Ok(_) => panic!("OPSH_DEBUG_PANIC is set: a deliberate panic to test the panic hook"),
+        Err(_) => {}
     }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,

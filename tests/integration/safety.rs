@@ -151,6 +151,15 @@ fn a_panic_is_reported_as_an_internal_error_with_its_own_code() {
         .assert_stderr_contains("internal error, please report")
         .assert_stderr_contains("src/run.rs:")
         .assert_stderr_lacks("panicked at");
+    // Off the main thread: the run goes on, and still ends as a bug.
+    Env::new()
+        .opsh(["--version"])
+        .env("OPSH_DEBUG_PANIC", "thread")
+        .run()
+        .assert_code(INTERNAL)
+        .assert_stdout_contains("opsh ")
+        .assert_stderr_contains("internal error, please report")
+        .assert_stderr_contains("thread debug-panic");
     Env::new()
         .opsh(["help", "exit-codes"])
         .run()
