@@ -3,8 +3,8 @@
 //! script, in-process, with tight limits) and every parser of outside input:
 //! config TOML, kubeconfig YAML, `--arg`, Prometheus exposition text, Redis
 //! INFO, dump headers (pg_dump archive listings, plain SQL, SQLite, RDB),
-//! recordings, schedule files, the console's lexer, and the redaction of
-//! error text that quotes files.
+//! recordings, schedule files, what the console does with typed text, and
+//! the redaction of error text that quotes files.
 //!
 //! Each input runs under `catch_unwind`; a panic is a finding, saved with
 //! its input. Seeds come from `fuzz/seeds/TARGET/*` (committed) plus a few
@@ -307,6 +307,10 @@ fn redaction(_: &mut Ctx, data: &[u8]) {
     let _ = crate::value::size_from_str(&src);
 }
 
+fn console(_: &mut Ctx, data: &[u8]) {
+    crate::repl::fuzz_typed(&text(data));
+}
+
 /// Every target, in the order `dev/fuzz` runs them.
 pub const TARGETS: &[Target] = &[
     Target {
@@ -335,6 +339,12 @@ pub const TARGETS: &[Target] = &[
             "fn f(a, b) { `${a}${b}` }\n// comment\n/* block */ let s = \"\\u{1F600}\";",
         ],
         run: check_script,
+    },
+    Target {
+        name: "console",
+        dict: &[":", ":help ", ":target pg ", ":load ", "é", "日本", "pg.", "k8s.scale(", "(", "\"", "#{", "basic: [", "password: \"", "\n", " "],
+        seeds: &[":hlep", ":é", "pg.query(\"select 1\", ", "let db = pg.connect(\"postgres://u:pw@h/db\"); db.", "http.get(u, #{basic: [\"u\", \"p\"]})"],
+        run: console,
     },
     Target {
         name: "config",
@@ -593,7 +603,13 @@ fn fuzz_all(
                         .ok()
                         .and_then(|mut l| l.take())
                         .unwrap_or_else(|| "panic".into());
-                    if !report.findings.iter().any(|f| f.message == message) {
+                    // One finding per place: the message often quotes the input.
+                    let place = |m: &str| m.rsplit(" (at ").next().map(str::to_string);
+                    if !report
+                        .findings
+                        .iter()
+                        .any(|f| place(&f.message) == place(&message))
+                    {
                         if let Some(dir) = findings_dir {
                             let _ = std::fs::create_dir_all(dir);
                             let n = report.findings.len();

@@ -494,3 +494,25 @@ impl Repl {
         self.session.out.show(&Dynamic::from_array(rows), &cols);
     }
 }
+
+/// What the console does with typed text before anything runs (meta
+/// commands, the history's secret filter, completion and hint contexts,
+/// highlighting), for the fuzzer (src/fuzz.rs): none of it may panic on
+/// any text, at any cursor position.
+#[doc(hidden)]
+pub fn fuzz_typed(text: &str) {
+    if let Some(rest) = text.strip_prefix(':') {
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let _ = meta::canonical(word);
+        let _ = meta::suggest(word);
+    }
+    let _ = history::holds_secret(text);
+    let shared = state::Shared::new(true);
+    let _ = highlight::paint(text, 0, &shared);
+    // Every cursor position up to a bound: completion reads from it.
+    for (pos, _) in text.char_indices().chain([(text.len(), ' ')]).take(64) {
+        let _ = context::spot(text, pos, &shared);
+        let _ = context::call_at(text, pos, &shared);
+        let _ = hint::signature_hint(text, pos, &shared);
+    }
+}
