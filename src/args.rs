@@ -40,10 +40,10 @@ pub struct Global {
     /// Audit log (default: $XDG_STATE_HOME/opsh/audit.jsonl; env OPSH_AUDIT_LOG).
     #[arg(long, global = true, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Stop the whole run after this long, e.g. "10m" (in the console: each entry).
+    /// Stop the whole run after this long, e.g. "10m" (in the console: each entry); 0s: no limit.
     #[arg(long, global = true, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Per-primitive-call timeout (default 30s, or `[defaults] timeout`).
+    /// Per-primitive-call timeout (default 30s, or `[defaults] timeout`); 0s: no limit.
     #[arg(long, global = true, value_parser = parse_duration)]
     pub call_timeout: Option<Duration>,
     /// Stop a script after this many Rhai operations (runaway loops).

@@ -133,7 +133,7 @@ impl Cancel {
                     && reason == Reason::Interrupted
                     && !me.inner.interactive.load(Ordering::SeqCst)
                 {
-                    eprintln!("opsh: interrupted twice, exiting now");
+                    crate::stdio::errln(format_args!("opsh: interrupted twice, exiting now"));
                     std::process::exit(crate::exit::INTERRUPTED);
                 }
                 me.trigger(reason);
@@ -142,12 +142,16 @@ impl Cancel {
     }
 
     /// Triggers `Timeout` after `after`, unless the returned handle is
-    /// aborted first (the REPL's per-entry deadline).
+    /// aborted first (the REPL's per-entry deadline). Zero is no limit, as
+    /// `timeout 0` and most tools read it (`--timeout 0s`).
     pub fn arm_timeout(
         &self,
         rt: &tokio::runtime::Runtime,
         after: Duration,
     ) -> tokio::task::AbortHandle {
+        if after.is_zero() {
+            return rt.spawn(async {}).abort_handle();
+        }
         let me = self.clone();
         rt.spawn(async move {
             tokio::time::sleep(after).await;

@@ -15,6 +15,9 @@ pub const REFUSED: i32 = 3;
 pub const LOCKED: i32 = 75;
 /// Bad command-line usage (EX_USAGE).
 pub const USAGE: i32 = 64;
+/// opsh itself failed: a panic, caught by the panic hook (EX_SOFTWARE).
+/// Always a bug in opsh, never the script's or the server's doing.
+pub const INTERNAL: i32 = 70;
 /// The whole run exceeded `--timeout` (same code as timeout(1)).
 pub const TIMEOUT: i32 = 124;
 /// Interrupted by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
@@ -27,6 +30,7 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (ERROR, "error", "script error, compile error, a primitive failed, or the script hit an operation/size limit"),
     (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable; nothing was changed"),
     (USAGE, "usage", "bad command-line arguments"),
+    (INTERNAL, "internal error", "a bug in opsh (a panic): stderr says where; please report it"),
     (LOCKED, "locked", "another run holds the --lock; nothing was run (stderr names the holder and since when)"),
     (TIMEOUT, "timeout", "the run exceeded --timeout"),
     (INTERRUPTED, "interrupted", "Ctrl-C or SIGTERM"),

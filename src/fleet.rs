@@ -279,11 +279,11 @@ pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
         .filter(|c| *c != 0)
         .collect();
     let columns = ["target", "status", "exit", "seconds", "detail"].map(String::from);
-    println!(
+    crate::stdio::outln(format_args!(
         "{}",
         crate::output::table(&rows, &columns, false).trim_end()
-    );
-    println!(
+    ));
+    crate::stdio::outln(format_args!(
         "{} targets: {} ok, {} failed, {} skipped",
         rows.len(),
         codes.iter().filter(|c| **c == Some(0)).count(),
@@ -292,7 +292,7 @@ pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
             .filter(|c| matches!(c, Some(x) if *x != 0))
             .count(),
         codes.iter().filter(|c| c.is_none()).count()
-    );
+    ));
     if let Some(r) = cancel.reason() {
         return r.exit_code();
     }

@@ -13,6 +13,8 @@ pub mod engine;
 pub mod error;
 pub mod exit;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod help;
 pub mod lock;
 pub mod logging;
@@ -31,6 +33,7 @@ pub mod sandbox;
 pub mod schedule;
 pub mod script_args;
 pub mod session;
+pub mod stdio;
 pub mod testing;
 pub mod unattended;
 pub mod value;

@@ -213,10 +213,10 @@ pub fn acquire(name: &str, script: &str) -> Result<RunLock, LockError> {
             // guard nobody else can be replacing it at the same time.
             if let Some(h) = &previous {
                 tracing::info!(lock = name, pid = h.pid, host = %h.host, since = %h.started, "taking over a stale lock");
-                eprintln!(
+                crate::stdio::errln(format_args!(
                     "warning: lock {name:?} was left by pid {} on {} (since {}), which is no longer running: taking it over",
                     h.pid, h.host, h.started
-                );
+                ));
             }
             let _ = std::fs::remove_file(&path);
             create(&path, &me).map_err(|e| {

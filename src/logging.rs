@@ -86,6 +86,9 @@ pub fn init(format: LogFormat, verbose: u8) {
         .with_default(dependency_level(verbose));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // On a failed write the subscriber would eprintln! about it, which
+        // panics when stderr is the thing that failed (2>/dev/full).
+        .log_internal_errors(false)
         .with_max_level(level(verbose))
         .with_ansi(false)
         .with_target(false);

@@ -86,7 +86,7 @@ impl Output {
                 .to_string(),
                 false => s.to_string(),
             };
-            eprintln!("{line}");
+            crate::stdio::errln(format_args!("{line}"));
             return;
         }
         let mut out = std::io::stdout().lock();
@@ -101,7 +101,7 @@ impl Output {
         } else {
             s.to_string()
         };
-        eprintln!("{line}");
+        crate::stdio::errln(format_args!("{line}"));
     }
 
     /// `show(value, columns?)`.

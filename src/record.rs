@@ -5,6 +5,7 @@
 //! through `testing::hooks`, which dispatch calls for every primitive.
 
 use crate::dispatch::{audit_args, scrub_json, Call, ErrorKind, OpError};
+use crate::error::CliError;
 use crate::value::{from_json, to_json};
 use rhai::Dynamic;
 use serde_json::{json, Value};
@@ -30,13 +31,19 @@ impl Recorder {
     }
 
     pub fn save(&self) -> std::io::Result<usize> {
-        let doc = json!({
-            "opsh_recording": FORMAT,
-            "script": self.script,
-            "args": self.args,
-            "recorded_at": crate::audit::timestamp(std::time::SystemTime::now()),
-            "calls": self.calls,
-        });
+        // Recordings are committed as test fixtures: the whole file passes
+        // through the redaction every output does (a handle's target can
+        // be a URL with its password, a result can echo a secret).
+        let doc = scrub_json(
+            json!({
+                "opsh_recording": FORMAT,
+                "script": self.script,
+                "args": self.args,
+                "recorded_at": crate::audit::timestamp(std::time::SystemTime::now()),
+                "calls": self.calls,
+            }),
+            None,
+        );
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         std::fs::write(&self.path, text + "\n")?;
         Ok(self.calls.len())
@@ -198,7 +205,7 @@ pub fn record_call(call: &Call, result: &Result<Dynamic, OpError>) {
     let Some(rec) = guard.as_mut() else { return };
     let mut entry = json!({
         "primitive": call.prim.full_name(),
-        "target": call.handle_target(),
+        "target": call.handle_target().map(crate::redact::redact),
         "args": audit_args(&call.args, call.prim),
         "mutates": call.prim.mutates(),
     });
@@ -217,9 +224,12 @@ pub fn record_call(call: &Call, result: &Result<Dynamic, OpError>) {
 }
 
 /// Ends a recorded or replayed run: writes the recording, reports replay
-/// differences. Returns the exit code the run ends with.
-pub fn finish(session: &crate::session::Session, code: i32) -> i32 {
+/// differences. Returns the exit code the run ends with, and the error to
+/// render when the recording could not be written (the run then ends in 2
+/// at least: a fixture someone expects is missing).
+pub fn finish(session: &crate::session::Session, code: i32) -> (i32, Option<CliError>) {
     let mut code = code;
+    let mut error = None;
     if let Some(rec) = session
         .hooks
         .recorder
@@ -232,11 +242,16 @@ pub fn finish(session: &crate::session::Session, code: i32) -> i32 {
                 .out
                 .note(&format!("recorded {n} call(s) to {}", rec.path.display())),
             Err(e) => {
-                session.out.note(&format!(
-                    "error: cannot write the recording {}: {e}",
-                    rec.path.display()
-                ));
                 code = code.max(crate::exit::ERROR);
+                error = Some(
+                    CliError::failed(format!(
+                        "cannot write the recording {}: {e}",
+                        rec.path.display()
+                    ))
+                    .with_hint(
+                        "the run itself went on; check that the directory exists and is writable",
+                    ),
+                );
             }
         }
     }
@@ -265,7 +280,7 @@ pub fn finish(session: &crate::session::Session, code: i32) -> i32 {
             }
         }
     }
-    code
+    (code, error)
 }
 
 /// What `--record` / `--replay` set up before a run starts.

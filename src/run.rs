@@ -11,12 +11,76 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 
 /// Runs opsh with `args` (the program name first) and returns the exit code.
+/// A panic anywhere on the way is a bug in opsh: the hook says so and where,
+/// and the run ends with `exit::INTERNAL` instead of Rust's 101.
 pub fn run<I, T>(args: I) -> i32
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
-    let mut argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    install_panic_hook();
+    let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // Unwinding (rather than exiting in the hook) runs the destructors that
+    // release a --lock and stop sandbox servers.
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_argv(argv)))
+        .unwrap_or(exit::INTERNAL);
+    // A panic on another thread (a `parallel` worker, a runtime task) was
+    // reported by the hook; the run may have gone on, but it ends as what
+    // it was: a bug.
+    if PANICKED.load(std::sync::atomic::Ordering::SeqCst) {
+        return exit::INTERNAL;
+    }
+    code
+}
+
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Replaces Rust's panic message (and 101) with one that says this is
+/// opsh's fault, where it happened, and what to do; secrets are masked in
+/// it like everywhere else. Writes never fail loudly: stderr may be gone.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            use std::io::Write;
+            PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_else(|| "unknown place".into());
+            let thread = std::thread::current();
+            let text = format!(
+                "error: internal error, please report: {} (at {at}, thread {})\n   = hint: this is a bug in opsh, not in the script; opsh exits with {} (see `{}`); report it with the command line and this message\n",
+                crate::redact::redact_nonblocking(&what),
+                thread.name().unwrap_or("unnamed"),
+                exit::INTERNAL,
+                "opsh help exit-codes",
+            );
+            let _ = std::io::stderr().write_all(text.as_bytes());
+        }));
+    });
+}
+
+fn run_argv(mut argv: Vec<OsString>) -> i32 {
+    // Only debug builds (the integration tests) can be made to panic on
+    // purpose, to prove the hook is the one that reports it.
+    #[cfg(debug_assertions)]
+    match std::env::var("OPSH_DEBUG_PANIC").as_deref() {
+        Ok("thread") => {
+            let _ = std::thread::Builder::new()
+                .name("debug-panic".into())
+                .spawn(|| panic!("OPSH_DEBUG_PANIC=thread: a deliberate panic off the main thread"))
+                .map(|t| t.join());
+        }
+        Ok(_) => panic!("OPSH_DEBUG_PANIC is set: a deliberate panic to test the panic hook"),
+        Err(_) => {}
+    }
     let mut parsed = Cli::try_parse_from(&argv);
     // `opsh FILE.rhai ...` is `opsh run FILE.rhai ...`.
     if let Ok(Cli {
@@ -30,7 +94,7 @@ where
                 parsed = Cli::try_parse_from(&argv);
             }
             Err(e) => {
-                eprint!("{}", e.render());
+                crate::stdio::err(format_args!("{}", e.render()));
                 return e.code();
             }
         }
@@ -61,7 +125,7 @@ where
     match run_command(&ctx, cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprint!("{}", e.render());
+            crate::stdio::err(format_args!("{}", e.render()));
             e.code()
         }
     }

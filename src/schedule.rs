@@ -143,8 +143,10 @@ impl Schedule {
     pub fn load(path: &Path) -> Result<Schedule, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the schedule {}: {e}", path.display()))?;
-        let cfg: FileConfig = toml::from_str(&text)
-            .map_err(|e| format!("invalid schedule {}: {}", path.display(), e.message()))?;
+        let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
+            let msg = crate::redact::file_error(e.message(), &text);
+            format!("invalid schedule {}: {msg}", path.display())
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tz = match cfg.timezone.as_deref() {
             None | Some("utc") | Some("UTC") => Tz::Utc,

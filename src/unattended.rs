@@ -85,7 +85,10 @@ pub fn finish(after: &After, cfg: &Config, f: &Finished) {
             Ok(()) => tracing::info!(path = %path.display(), "report written"),
             Err(e) => {
                 crate::log_failure!(path = %path.display(), error = %e, "cannot write the report");
-                eprintln!("warning: cannot write the report {}: {e}", path.display());
+                crate::stdio::errln(format_args!(
+                    "warning: cannot write the report {}: {e}",
+                    path.display()
+                ));
             }
         }
     }
@@ -134,7 +137,9 @@ impl Post {
         ) {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                eprintln!("warning: cannot start the runtime for notifications and metrics: {e}");
+                crate::stdio::errln(format_args!(
+                    "warning: cannot start the runtime for notifications and metrics: {e}"
+                ));
                 return None;
             }
         };
@@ -175,10 +180,10 @@ impl Post {
     /// fleet). POST (merge) so a failed run keeps the last success time.
     fn push_metrics(&self, r: &Report) {
         if let Err(e) = self.session.resolve(Kind::Pushgateway, None) {
-            eprintln!(
+            crate::stdio::errln(format_args!(
                 "warning: --push-metrics: no Pushgateway target: {}",
                 e.message
-            );
+            ));
             return;
         }
         let job = job_name(&r.script);
@@ -237,7 +242,7 @@ impl Post {
             Ok(_) => tracing::info!(job = %job, "metrics pushed"),
             Err(e) => {
                 crate::log_failure!(job = %job, error = %e, "metrics push failed");
-                eprintln!("warning: --push-metrics failed: {e}");
+                crate::stdio::errln(format_args!("warning: --push-metrics failed: {e}"));
             }
         }
     }
@@ -270,7 +275,7 @@ impl Post {
             Ok(_) => tracing::info!(notify = %shown, "notification sent"),
             Err(e) => {
                 crate::log_failure!(notify = %shown, error = %e, "notification failed");
-                eprintln!("warning: notification to {shown} failed: {e}");
+                crate::stdio::errln(format_args!("warning: notification to {shown} failed: {e}"));
             }
         }
     }

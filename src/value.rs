@@ -99,8 +99,18 @@ pub fn parse_duration(d: &Dynamic) -> Result<std::time::Duration, String> {
             .map_err(|_| format!("a duration cannot be negative: {i}"));
     }
     if let Ok(f) = d.as_float() {
-        return std::time::Duration::try_from_secs_f64(f)
-            .map_err(|_| format!("invalid duration: {f}"));
+        return std::time::Duration::try_from_secs_f64(f).map_err(|_| {
+            if f < 0.0 {
+                format!("a duration cannot be negative: {f}")
+            } else if f.is_finite() {
+                format!(
+                    "a duration of {f} seconds is too long (at most {} seconds)",
+                    u64::MAX
+                )
+            } else {
+                format!("invalid duration: {f} (a number of seconds, or a string like \"5m\")")
+            }
+        });
     }
     if d.is_string() {
         let s = d.to_string();

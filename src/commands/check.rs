@@ -107,26 +107,21 @@ pub fn run(ctx: &Context, files: &[PathBuf]) -> Result<i32, CliError> {
             context::script_base(file),
             Arc::new(Sources::default()),
         );
-        for (path, line, col) in &scan.imports {
-            match resolver.locate(Some(&name), path) {
-                Ok((mname, mtext)) => {
-                    if let Err(e) = engine.compile(&mtext) {
-                        sources.insert(&mname, &mtext);
-                        problems.push(renderer.parse_error(&mname, &e));
-                    }
-                }
-                Err(msg) => problems.push(renderer.custom(
-                    &msg,
-                    &name,
-                    *line,
-                    *col,
-                    "imports resolve from the stdlib and the script's directory",
-                )),
-            }
-        }
+        let mut imports = Imports {
+            resolver: &resolver,
+            engine: &engine,
+            modules: &modules,
+            sources: &sources,
+            renderer: &renderer,
+            seen: Vec::new(),
+            problems: &mut problems,
+        };
+        let root = engine::resolver::Resolver::real_name(&name);
+        let mut chain: Vec<String> = root.into_iter().collect();
+        imports.walk(&name, &scan.imports, &mut chain);
     }
     if problems.is_empty() {
-        eprintln!("ok: {} file(s) checked", files.len());
+        crate::stdio::errln(format_args!("ok: {} file(s) checked", files.len()));
         return Ok(exit::OK);
     }
     let mut text = problems.concat();
@@ -170,6 +165,66 @@ fn arg_problems(renderer: &Renderer, name: &str, text: &str, problems: &mut Vec<
             col,
             &hint,
         ));
+    }
+}
+
+/// The imports of a script and, transitively, of its modules: each must
+/// resolve and compile, and none may close a cycle (which `run` would
+/// report only when it gets there).
+struct Imports<'a> {
+    resolver: &'a engine::resolver::Resolver,
+    engine: &'a rhai::Engine,
+    modules: &'a [&'a str],
+    sources: &'a Sources,
+    renderer: &'a Renderer<'a>,
+    /// Modules already walked (a module imported twice is checked once).
+    seen: Vec<String>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Imports<'_> {
+    /// `chain`: the real names of the modules from the script down to
+    /// `name`, which imports `imports`.
+    fn walk(&mut self, name: &str, imports: &[(String, usize, usize)], chain: &mut Vec<String>) {
+        for (path, line, col) in imports {
+            let (mname, mtext) = match self.resolver.locate(Some(name), path) {
+                Ok(x) => x,
+                Err(msg) => {
+                    self.problems.push(self.renderer.custom(
+                        &msg,
+                        name,
+                        *line,
+                        *col,
+                        "imports resolve from the stdlib and the script's directory",
+                    ));
+                    continue;
+                }
+            };
+            if chain.contains(&mname) {
+                let msg = self.resolver.cycle_error(chain, &mname);
+                self.problems.push(self.renderer.custom(
+                    &msg,
+                    name,
+                    *line,
+                    *col,
+                    "move what both need into a third module that imports neither",
+                ));
+                continue;
+            }
+            if self.seen.contains(&mname) {
+                continue;
+            }
+            self.seen.push(mname.clone());
+            self.sources.insert(&mname, &mtext);
+            if let Err(e) = self.engine.compile(&mtext) {
+                self.problems.push(self.renderer.parse_error(&mname, &e));
+                continue;
+            }
+            let nested = engine::scan::scan(&mtext, self.modules).imports;
+            chain.push(mname.clone());
+            self.walk(&mname, &nested, chain);
+            chain.pop();
+        }
     }
 }
 

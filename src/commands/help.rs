@@ -8,7 +8,7 @@ use crate::{exit, help};
 
 pub fn run(ctx: &Context, name: Option<&str>, markdown: bool) -> Result<i32, CliError> {
     if markdown {
-        print!("{}", help::reference_markdown());
+        crate::stdio::out(format_args!("{}", help::reference_markdown()));
         return Ok(exit::OK);
     }
     let color = ctx.output().color;
@@ -20,7 +20,7 @@ pub fn run(ctx: &Context, name: Option<&str>, markdown: bool) -> Result<i32, Cli
         }
         Some(n) => help::lookup(n, color).map_err(CliError::usage)?,
     };
-    print!("{text}");
+    crate::stdio::out(format_args!("{text}"));
     Ok(exit::OK)
 }
 

@@ -35,15 +35,18 @@ pub(crate) fn help(file: Option<&std::path::Path>, sandbox: bool) -> Result<i32,
             false => cmd.find_subcommand_mut("run"),
         };
         if let Some(sub) = sub {
-            print!("{}", sub.render_help());
+            crate::stdio::out(format_args!("{}", sub.render_help()));
         }
         return Ok(exit::OK);
     };
     let (name, text) = context::read_script(file)?;
     let help = script_help(&name, &text)?;
     match sandbox {
-        true => print!("{}", help.replacen("opsh run", "opsh sandbox run", 1)),
-        false => print!("{help}"),
+        true => crate::stdio::out(format_args!(
+            "{}",
+            help.replacen("opsh run", "opsh sandbox run", 1)
+        )),
+        false => crate::stdio::out(format_args!("{help}")),
     }
     Ok(exit::OK)
 }
@@ -154,13 +157,13 @@ pub fn run_prepared(
     };
     // The id `opsh timeline` takes, for the runs it has something to say about.
     if let Some(s) = ran.session.as_ref().filter(|s| s.audit.written() > 0) {
-        eprintln!(
+        crate::stdio::errln(format_args!(
             "opsh: run {id} wrote {n} audit record{s} to {path} (opsh timeline {id})",
             id = s.audit.run_id(),
             n = s.audit.written(),
             s = if s.audit.written() == 1 { "" } else { "s" },
             path = s.audit.path().display()
-        );
+        ));
     }
     match &ran.why {
         None => tracing::info!(script = %name, exit = ran.code, "run ended"),
@@ -221,7 +224,7 @@ impl Ran {
     /// Prints the error (the exit code stays).
     fn print_error(mut self) -> Ran {
         if let Some(e) = self.error.take() {
-            eprint!("{}", e.render());
+            crate::stdio::err(format_args!("{}", e.render()));
         }
         self
     }
@@ -326,7 +329,15 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
         }
     };
     // --record writes its file; --replay reports differences (exit 1).
-    let code = crate::record::finish(&session, code);
+    let (code, unsaved) = crate::record::finish(&session, code);
+    let error = match (error, unsaved) {
+        (Some(e), Some(u)) => Some(CliError::rendered(
+            code,
+            format!("{}{}", e.render(), u.render()),
+        )),
+        (e, u) => e.or(u),
+    };
+    let why = why.or_else(|| error.as_ref().map(|e| e.to_string()));
     Ran {
         code,
         error,

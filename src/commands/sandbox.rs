@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliErr
     match command {
         Some(SandboxCommand::Run { args, .. }) => {
             let prepare = |cfg: &mut Config| context::use_sandbox(cfg, &targets);
-            eprintln!("sandbox: {}", sb.describe());
+            crate::stdio::errln(format_args!("sandbox: {}", sb.describe()));
             super::run::run_prepared(ctx, &args, Some(&prepare))
         }
         None => serve(&sb, &targets),
@@ -45,14 +45,16 @@ fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
             crate::config::sandbox_state_file().display()
         ))
     })?;
-    println!("opsh sandbox is up. Other opsh processes see it as the target `sandbox`:");
+    crate::stdio::outln(format_args!(
+        "opsh sandbox is up. Other opsh processes see it as the target `sandbox`:"
+    ));
     for (k, u) in targets {
-        println!("  export {}={u}", k.env_var());
+        crate::stdio::outln(format_args!("  export {}={u}", k.env_var()));
     }
     if sb.monitoring.is_none() {
-        println!("  (no monitoring stack: install prometheus, prometheus-alertmanager, prometheus-pushgateway and the exporters to get one)");
+        crate::stdio::outln(format_args!("  (no monitoring stack: install prometheus, prometheus-alertmanager, prometheus-pushgateway and the exporters to get one)"));
     }
-    println!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it.");
+    crate::stdio::outln(format_args!("  e.g. opsh run script.rhai  with  pg.connect(\"sandbox\")\nPress Ctrl-C to stop and remove it."));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,6 +69,6 @@ fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
         }
     });
     let _ = std::fs::remove_file(&file);
-    eprintln!("\nsandbox: stopping");
+    crate::stdio::errln(format_args!("\nsandbox: stopping"));
     Ok(exit::OK)
 }

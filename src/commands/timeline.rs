@@ -407,13 +407,13 @@ pub fn run(ctx: &Context, a: &TimelineArgs) -> Result<i32, CliError> {
     let path = ctx.audit_path(&cfg);
     let (runs, bad) = load(&path)?;
     if bad > 0 {
-        eprintln!(
+        crate::stdio::errln(format_args!(
             "warning: {bad} line{} of {} {} not an audit record and {} skipped",
             if bad == 1 { "" } else { "s" },
             path.display(),
             if bad == 1 { "is" } else { "are" },
             if bad == 1 { "was" } else { "were" },
-        );
+        ));
     }
     let since = match (&a.run_id, a.since) {
         (_, Some(d)) => Some(d),
@@ -466,23 +466,23 @@ pub fn run(ctx: &Context, a: &TimelineArgs) -> Result<i32, CliError> {
             .collect(),
     };
     if chosen.is_empty() && format != TimelineFormat::Json {
-        eprintln!(
+        crate::stdio::errln(format_args!(
             "no runs in {}{}",
             path.display(),
             since
                 .map(|d| format!(" within the last {}", humantime::format_duration(d)))
                 .unwrap_or_default()
-        );
+        ));
     }
     match format {
         TimelineFormat::Markdown if !chosen.is_empty() => {
-            println!("## Timeline (from the opsh audit log)\n");
-            println!("{}", rendered.join("\n"));
+            crate::stdio::outln(format_args!("## Timeline (from the opsh audit log)\n"));
+            crate::stdio::outln(format_args!("{}", rendered.join("\n")));
         }
-        TimelineFormat::Text => print!("{}", rendered.join("\n")),
+        TimelineFormat::Text => crate::stdio::out(format_args!("{}", rendered.join("\n"))),
         _ => {
             for r in &rendered {
-                println!("{r}");
+                crate::stdio::outln(format_args!("{r}"));
             }
         }
     }
@@ -543,16 +543,19 @@ fn post(
                     .and_then(|m| m.get("id").map(|x| x.to_string()))
                     .unwrap_or_default();
                 if !session.dry_run() {
-                    eprintln!("posted run {} to incident {incident} as note {id}", run.id);
+                    crate::stdio::errln(format_args!(
+                        "posted run {} to incident {incident} as note {id}",
+                        run.id
+                    ));
                 }
             }
             Err(e) => {
                 failed += 1;
-                eprintln!(
+                crate::stdio::errln(format_args!(
                     "error: posting run {} to incident {incident} failed: {}",
                     run.id,
                     crate::diagnostic::leaf(&e)
-                );
+                ));
             }
         }
     }

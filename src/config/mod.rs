@@ -112,6 +112,34 @@ fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
     }
 }
 
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+/// A TOML parser's message, fit to show: serde quotes a value of the wrong
+/// type (`invalid type: string "hunter2", expected a boolean`), which may
+/// be a password typed on the wrong line, so quoted values are left out;
+/// the line and column say where. Secrets of the file are masked.
+fn shown_parse_error(message: &str, text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find("string \"") {
+        out.push_str(&rest[..i]);
+        out.push_str("a string");
+        let after = &rest[i + "string \"".len()..];
+        rest = match after.find('"') {
+            Some(end) => &after[end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    crate::redact::file_error(&out, text)
+}
+
 impl Config {
     /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
     /// file is an error, a missing default file is not.
@@ -126,12 +154,18 @@ impl Config {
         let mut cfg = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let mut cfg: Config = toml::from_str(&text).map_err(|e| {
+                    let at = e
+                        .span()
+                        .map(|s| line_col(&text, s.start))
+                        .map(|(l, c)| format!(" at line {l}, column {c}"))
+                        .unwrap_or_default();
                     err(
-                        format!("invalid config {}: {}", path.display(), e.message()),
-                        Some(format!(
-                            "see docs/config.md for the format (error near byte {:?})",
-                            e.span().map(|s| s.start)
-                        )),
+                        format!(
+                            "invalid config {}{at}: {}",
+                            path.display(),
+                            shown_parse_error(e.message(), &text)
+                        ),
+                        Some("see docs/config.md for the format".into()),
                     )
                 })?;
                 cfg.path = Some(path);

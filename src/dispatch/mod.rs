@@ -77,6 +77,8 @@ pub fn invoke(
         return Err(terminated(reason));
     }
     let deadline = match prim.timeout {
+        // --call-timeout 0s: no limit, as --timeout 0s.
+        CallTimeout::Default if session.call_timeout.is_zero() => None,
         CallTimeout::Default => Some(tokio::time::Instant::now() + session.call_timeout),
         CallTimeout::Unbounded => None,
     };

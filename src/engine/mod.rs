@@ -160,6 +160,20 @@ fn register_primitives(engine: &mut Engine, session: &Arc<Session>) {
             });
         }
     }
+    // Rhai's own `sleep(INT)` and `sleep(FLOAT)` block the thread: no
+    // --timeout, no SIGTERM, two Ctrl-C, and a panic on `sleep(1e20)`. A
+    // function with exact parameter types is found before one taking
+    // Dynamic, and the engine's own functions before its packages', so
+    // these make every numeric form opsh's cancellable sleep.
+    if let Some(p) = registry::all().find(|p| p.is_global() && p.name == "sleep") {
+        for ty in [TypeId::of::<rhai::INT>(), TypeId::of::<rhai::FLOAT>()] {
+            let s = session.clone();
+            engine.register_raw_fn(p.name, [ty], move |ctx, args| {
+                let args: Vec<Dynamic> = args.iter().map(|a| (**a).clone()).collect();
+                dispatch::invoke(ctx.engine(), &s, p, None, args)
+            });
+        }
+    }
     for ((name, n), candidates) in methods {
         let s = session.clone();
         let mut types = vec![TypeId::of::<Handle>()];

@@ -31,7 +31,7 @@ const SAMPLES: Ty = Ty::Rows(&[
     field("timestamp_ms", Ty::Int).doc("() when the line has no timestamp"),
 ]);
 
-fn to_rows(p: Parsed) -> Dynamic {
+pub(crate) fn to_rows(p: Parsed) -> Dynamic {
     let rows: Array = p
         .samples
         .into_iter()

@@ -35,13 +35,23 @@ pub fn holds_secret(entry: &str) -> bool {
     for (i, t) in toks.iter().enumerate() {
         match t.kind {
             Kind::Str { .. } if looks_like_token(t.body(entry)) => return true,
-            // `password: "x"`, `token = "x"`, `#{api_key: "..."}`
-            Kind::Ident if crate::redact::is_secret_key(t.text(entry)) => {
+            // `password: "x"`, `token = "x"`, `#{api_key: "..."}`, and
+            // http's `basic: ["user", "password"]`.
+            Kind::Ident
+                if crate::redact::is_secret_key(t.text(entry)) || t.text(entry) == "basic" =>
+            {
                 let sep = toks.get(i + 1).map(|n| n.text(entry));
-                let value = toks.get(i + 2);
-                if matches!(sep, Some(":" | "="))
-                    && value.is_some_and(|v| matches!(v.kind, Kind::Str { .. }))
-                {
+                let is_str = |v: &lex::Token| matches!(v.kind, Kind::Str { .. });
+                let value = match toks.get(i + 2) {
+                    // A list: any string in it up to its `]`.
+                    Some(v) if v.text(entry) == "[" => toks[i + 2..]
+                        .iter()
+                        .take_while(|v| v.text(entry) != "]")
+                        .any(is_str),
+                    Some(v) => is_str(v),
+                    None => false,
+                };
+                if matches!(sep, Some(":" | "=")) && value {
                     return true;
                 }
             }
@@ -81,6 +91,7 @@ mod tests {
             r#"let token = "ghp_abcdefghijklmnopqrstuvwx12""#,
             r#"vault("s.Hx7Kq2ZpR9vLmN3wT8yB4cD1")"#,
             r#"#{password: "x"}"#,
+            r#"http.get(url, #{basic: ["ops", "not-a-token-shape"]})"#,
             // A raw string's delimiters are not part of the token.
             r##"let t = #"ghp_abcdefghijklmnopqrstuvwx12"#"##,
         ] {
@@ -90,6 +101,7 @@ mod tests {
             r#"pg.query("select * from pg_stat_activity where state = 'active'")"#,
             r#"pg.connect("staging")"#,
             r#"let token_count = 3"#,
+            r#"http.get(url, #{basic: creds})"#,
             r#"sys.read("/var/lib/postgresql/16/main/postgresql.conf")"#,
             r#"redis.get("session:3f2a9c1e-77b0-4c52-9d1e-0a6b2c3d4e5f")"#,
         ] {

@@ -57,9 +57,11 @@ pub fn canonical(name: &str) -> Option<&'static str> {
 pub fn suggest(name: &str) -> Option<&'static str> {
     crate::registry::suggest(name, COMMANDS.iter().map(|c| c.name)).or_else(|| {
         // Short typos (":hlp") score low on Jaro-Winkler; a shared prefix helps.
+        // By character, not byte: `:é` is one character of two bytes.
+        let first = name.chars().next()?;
         COMMANDS
             .iter()
-            .find(|c| !name.is_empty() && c.name.starts_with(&name[..1]))
+            .find(|c| c.name.starts_with(first))
             .map(|c| c.name)
     })
 }
@@ -74,4 +76,19 @@ pub fn usage() -> String {
         "\n  `_` is the last result. Tab completes, Ctrl-R searches history,\n  Ctrl-C clears the line or cancels what is running, Ctrl-D leaves.\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_take_any_first_character() {
+        assert_eq!(suggest("hlp"), Some("help"));
+        for typed in ["é", "éa", "日本", "\u{1F600}", ""] {
+            // Any answer will do; a panic will not.
+            let _ = suggest(typed);
+        }
+        assert_eq!(suggest("ä"), None);
+    }
 }

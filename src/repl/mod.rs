@@ -105,10 +105,10 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> Resul
             ));
         }
     }
-    eprintln!(
+    crate::stdio::errln(format_args!(
         "opsh {}: :help for commands and primitives, Tab to complete, Ctrl-D to leave",
         env!("CARGO_PKG_VERSION")
-    );
+    ));
 
     let checker = Checker::default();
     let mut pending = String::new();
@@ -142,7 +142,7 @@ pub fn run(session: Arc<Session>, timeout: Option<std::time::Duration>) -> Resul
             // A console command's error is rendered as the command line's
             // are, and the console goes on.
             repl.meta(entry.trim(), &mut editor).unwrap_or_else(|e| {
-                eprint!("{}", e.render());
+                crate::stdio::err(format_args!("{}", e.render()));
                 Flow::Continue
             })
         } else {
@@ -271,7 +271,7 @@ impl Repl {
         let ast = match self.engine.compile_with_scope(&self.scope, code) {
             Ok(a) => a,
             Err(e) => {
-                eprint!("{}", self.renderer().parse_error(name, &e));
+                crate::stdio::err(format_args!("{}", self.renderer().parse_error(name, &e)));
                 return Flow::Continue;
             }
         };
@@ -310,10 +310,10 @@ impl Repl {
                 match reason {
                     Some(Reason::Terminated) => return Flow::Quit(exit::INTERRUPTED),
                     // The terminal echoed `^C` without a newline.
-                    Some(Reason::Interrupted) => eprintln!(),
+                    Some(Reason::Interrupted) => crate::stdio::errln(format_args!("")),
                     _ => {}
                 }
-                eprint!("{}", self.renderer().eval_error(name, &err));
+                crate::stdio::err(format_args!("{}", self.renderer().eval_error(name, &err)));
                 Flow::Continue
             }
         }
@@ -335,7 +335,7 @@ impl Repl {
 
     fn show(&self, v: &Dynamic) {
         if let Some(h) = v.read_lock::<Handle>() {
-            println!("{}", *h);
+            crate::stdio::outln(format_args!("{}", *h));
             return;
         }
         self.session.out.show(v, &[]);
@@ -359,13 +359,18 @@ impl Repl {
         };
         let color = self.session.out.color;
         match (command, args.as_slice()) {
-            ("help", []) => print!("{}{}", help::overview(color), meta::usage()),
-            ("help", [name]) => print!("{}", help::lookup(name, color).map_err(CliError::usage)?),
+            ("help", []) => {
+                crate::stdio::out(format_args!("{}{}", help::overview(color), meta::usage()))
+            }
+            ("help", [name]) => crate::stdio::out(format_args!(
+                "{}",
+                help::lookup(name, color).map_err(CliError::usage)?
+            )),
             ("load", [file]) => return self.load(Path::new(file)),
-            ("dry-run", []) => println!(
+            ("dry-run", []) => crate::stdio::outln(format_args!(
                 "dry-run is {}",
                 if self.session.dry_run() { "on" } else { "off" }
-            ),
+            )),
             ("dry-run", ["on"]) => self.session.set_dry_run(true),
             ("dry-run", ["off"]) => self.session.set_dry_run(false),
             ("target", []) => self.list_targets(),
@@ -430,7 +435,7 @@ impl Repl {
                     }
                 })
                 .collect();
-            println!("{}: {}", kind.name(), listed.join(", "));
+            crate::stdio::outln(format_args!("{}: {}", kind.name(), listed.join(", ")));
         }
     }
 
@@ -480,10 +485,35 @@ impl Repl {
             })
             .collect();
         if rows.is_empty() {
-            println!("no audited actions in this session ({})", path.display());
+            crate::stdio::outln(format_args!(
+                "no audited actions in this session ({})",
+                path.display()
+            ));
             return;
         }
         let cols: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         self.session.out.show(&Dynamic::from_array(rows), &cols);
+    }
+}
+
+/// What the console does with typed text before anything runs (meta
+/// commands, the history's secret filter, completion and hint contexts,
+/// highlighting), for the fuzzer (src/fuzz.rs): none of it may panic on
+/// any text, at any cursor position.
+#[doc(hidden)]
+pub fn fuzz_typed(text: &str) {
+    if let Some(rest) = text.strip_prefix(':') {
+        let word = rest.split_whitespace().next().unwrap_or("");
+        let _ = meta::canonical(word);
+        let _ = meta::suggest(word);
+    }
+    let _ = history::holds_secret(text);
+    let shared = state::Shared::new(true);
+    let _ = highlight::paint(text, 0, &shared);
+    // Every cursor position up to a bound: completion reads from it.
+    for (pos, _) in text.char_indices().chain([(text.len(), ' ')]).take(64) {
+        let _ = context::spot(text, pos, &shared);
+        let _ = context::call_at(text, pos, &shared);
+        let _ = hint::signature_hint(text, pos, &shared);
     }
 }

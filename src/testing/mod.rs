@@ -200,33 +200,36 @@ pub fn report(
                 v["message"] = f.message.clone().into();
                 v["location"] = f.location.clone().into();
             }
-            println!("{v}");
+            crate::stdio::outln(format_args!("{v}"));
         }
-        println!(
+        crate::stdio::outln(format_args!(
             "{}",
             json!({"summary": {"passed": passed, "failed": failed, "ms": ms}})
-        );
+        ));
     } else {
         let mut file = "";
         for o in outcomes {
             if o.file != file {
                 file = &o.file;
-                println!("{file}");
+                crate::stdio::outln(format_args!("{file}"));
             }
             match &o.failure {
-                None => println!("  ok    {} ({} ms)", o.name, o.ms),
+                None => crate::stdio::outln(format_args!("  ok    {} ({} ms)", o.name, o.ms)),
                 Some(f) => {
-                    println!("  FAIL  {} ({} ms) at {}", o.name, o.ms, f.location);
+                    crate::stdio::outln(format_args!(
+                        "  FAIL  {} ({} ms) at {}",
+                        o.name, o.ms, f.location
+                    ));
                     for line in f.rendered.lines() {
-                        println!("        {line}");
+                        crate::stdio::outln(format_args!("        {line}"));
                     }
                 }
             }
         }
-        println!(
+        crate::stdio::outln(format_args!(
             "\n{passed} passed, {failed} failed, {} tests in {ms} ms",
             outcomes.len()
-        );
+        ));
     }
     if let Some(path) = junit {
         std::fs::write(path, junit::xml(outcomes)).map_err(|e| {

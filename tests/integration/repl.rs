@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-struct Tty {
+pub(crate) struct Tty {
     socket: String,
 }
 
 impl Tty {
     /// Starts `opsh` in a fresh tmux server with a hermetic environment:
     /// the Env's HOME and XDG dirs, nothing inherited but PATH.
-    fn start(env: &Env, extra: &[(&str, &str)]) -> Tty {
+    pub(crate) fn start(env: &Env, extra: &[(&str, &str)]) -> Tty {
         Self::start_with(env, extra, &[])
     }
 
@@ -103,24 +103,24 @@ impl Tty {
         self.tmux(&["send-keys", "-l", "--", &escaped]);
     }
 
-    fn key(&self, key: &str) {
+    pub(crate) fn key(&self, key: &str) {
         self.tmux(&["send-keys", key]);
     }
 
-    fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         self.type_text(text);
         self.key("Enter");
     }
 
     /// The whole pane including scrollback, trailing blank lines dropped.
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-J", "-S", "-500"])
             .trim_end()
             .to_string()
     }
 
     #[track_caller]
-    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         self.wait_within(Duration::from_secs(10), what, pred)
     }
 
@@ -160,7 +160,7 @@ impl Tty {
     /// Waits until `n` prompts have been shown and the last line is an
     /// empty prompt: the previous entry has finished.
     #[track_caller]
-    fn wait_prompts(&self, n: usize) -> String {
+    pub(crate) fn wait_prompts(&self, n: usize) -> String {
         self.wait_for(&format!("prompt #{n}"), |s| {
             prompts(s) >= n && s.lines().last().is_some_and(is_prompt)
         })
@@ -390,6 +390,9 @@ fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     });
     t.line(":hlep");
     t.wait_for("suggestion", |s| s.contains("did you mean :help?"));
+    // A first letter of two bytes is a typo like any other, not a panic.
+    t.line(":é");
+    t.wait_for("unknown :é", |s| s.contains("unknown command :é"));
     t.line(":help sleep");
     t.wait_for("same help as opsh help", |s| s.contains("sleep(duration:"));
     t.line(":quit");

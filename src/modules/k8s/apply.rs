@@ -16,7 +16,13 @@ fn apply_docs(call: &mut Call) -> Result<(Kube, String, Vec<Value>), OpError> {
     let text = call.str("manifest")?;
     let me = call.prim.full_name();
     let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
-        OpError::bad_input(format!("{me}: the manifest is not valid YAML")).with_cause(e)
+        // The parser quotes the lines around the fault: a Secret's values
+        // are data under any key, so for a Secret only the first line.
+        let mut cause = crate::redact::file_error(&e.to_string(), &text);
+        if text.contains("kind: Secret") {
+            cause = cause.lines().next().unwrap_or("").to_string();
+        }
+        OpError::bad_input(format!("{me}: the manifest is not valid YAML")).with_cause(cause)
     })?;
     let docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     if docs.is_empty() {

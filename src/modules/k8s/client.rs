@@ -31,16 +31,29 @@ fn parse_url(url: &str) -> (Option<String>, Option<String>, Option<PathBuf>) {
     (some(ctx), some(ns), file)
 }
 
-fn config_error(what: String, e: impl std::fmt::Display) -> OpError {
-    OpError::bad_input(what).with_cause(e).with_hint(
+fn config_error(what: String, e: impl std::fmt::Display, files: &[PathBuf]) -> OpError {
+    // The YAML error quotes the lines around the fault, a token's among
+    // them: mask the file's secrets in it.
+    let text: String = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cause = crate::redact::file_error(&e.to_string(), &text);
+    OpError::bad_input(what).with_cause(cause).with_hint(
         "check the file with `kubectl config view`; opsh reads KUBECONFIG, else ~/.kube/config, or `kubeconfig` in [kube.NAME]",
     )
 }
 
 fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>, OpError> {
     if let Some(f) = file {
-        let kc = Kubeconfig::read_from(&f)
-            .map_err(|e| config_error(format!("cannot load kubeconfig {}", f.display()), e))?;
+        let kc = Kubeconfig::read_from(&f).map_err(|e| {
+            config_error(
+                format!("cannot load kubeconfig {}", f.display()),
+                e,
+                std::slice::from_ref(&f),
+            )
+        })?;
         return Ok(Some((kc, f.display().to_string())));
     }
     if let Some(v) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
@@ -54,15 +67,21 @@ fn load_kubeconfig(file: Option<PathBuf>) -> Result<Option<(Kubeconfig, String)>
                 .with_hint("fix KUBECONFIG, or unset it to use ~/.kube/config"));
             }
         }
+        let files: Vec<PathBuf> = std::env::split_paths(&v).collect();
         let kc = Kubeconfig::from_env()
-            .map_err(|e| config_error(format!("cannot load kubeconfig {shown}"), e))?;
+            .map_err(|e| config_error(format!("cannot load kubeconfig {shown}"), e, &files))?;
         return Ok(kc.map(|k| (k, shown)));
     }
     let home = crate::config::home().map(|h| h.join(".kube/config"));
     match home {
         Some(p) if p.exists() => {
-            let kc = Kubeconfig::read_from(&p)
-                .map_err(|e| config_error(format!("cannot load kubeconfig {}", p.display()), e))?;
+            let kc = Kubeconfig::read_from(&p).map_err(|e| {
+                config_error(
+                    format!("cannot load kubeconfig {}", p.display()),
+                    e,
+                    std::slice::from_ref(&p),
+                )
+            })?;
             Ok(Some((kc, p.display().to_string())))
         }
         _ => Ok(None),
@@ -118,8 +137,8 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                 let user = named.context.as_ref().and_then(|c| c.user.clone()).unwrap_or_default();
                 // A token inline in the kubeconfig is masked like any secret.
                 for a in kc.auth_infos.iter().filter_map(|a| a.auth_info.as_ref()) {
-                    if let Some(t) = &a.token {
-                        crate::redact::register_secret(secrecy::ExposeSecret::expose_secret(t));
+                    for secret in [&a.token, &a.password, &a.client_key_data].into_iter().flatten() {
+                        crate::redact::register_secret(secrecy::ExposeSecret::expose_secret(secret));
                     }
                 }
                 let acting = kc
@@ -137,7 +156,7 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
                 let config = call.block_on(async {
                     kube::Config::from_custom_kubeconfig(kc, &opts)
                         .await
-                        .map_err(|e| config_error(format!("cannot use context `{context}` of kubeconfig {source}"), e))
+                        .map_err(|e| config_error(format!("cannot use context `{context}` of kubeconfig {source}"), e, &[]))
                 })?;
                 (config, context, identity)
             }

@@ -42,7 +42,7 @@ pub fn settings(call: &Call) -> Result<Settings, OpError> {
     let statement_timeout = match dur("pg_statement_timeout", d.pg_statement_timeout)? {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
-        None => Some(call.session.call_timeout),
+        None => Some(call.session.call_timeout).filter(|t| !t.is_zero()),
     };
     Ok(Settings {
         connect_timeout,

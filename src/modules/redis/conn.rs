@@ -59,7 +59,10 @@ pub(super) fn conn(
         .client::<redis::aio::MultiplexedConnection>(&t.url, || {
             let cfg = redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(10)))
-                .set_response_timeout(Some(call.session.call_timeout));
+                .set_response_timeout(
+                    // --call-timeout 0s: no limit.
+                    Some(call.session.call_timeout).filter(|t| !t.is_zero()),
+                );
             let invalid = |e: redis::RedisError| {
                 OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
                     .with_cause(crate::redact::redact(&e.to_string()))

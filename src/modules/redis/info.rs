@@ -72,7 +72,7 @@ fn info_value(v: &str) -> Dynamic {
 }
 
 /// INFO text to `#{section: #{field: value}}`.
-pub(super) fn parse_info(text: &str) -> Map {
+pub(crate) fn parse_info(text: &str) -> Map {
     let mut out = Map::new();
     let mut current = String::from("default");
     let mut fields = Map::new();

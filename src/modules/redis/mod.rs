@@ -4,7 +4,7 @@
 
 mod cluster;
 mod conn;
-mod info;
+pub(crate) mod info;
 mod keys;
 
 use crate::registry::ModuleDecl;
