@@ -212,7 +212,7 @@ fn every_shipped_runbook_keeps_stdout_json_with_output_json() {
                 .env("NEW_API_KEY", "s3cret-value");
         }
         if name == "backup_verify.rhai" {
-            cmd = cmd.script_arg("dir", &env.dir("backups").to_string_lossy());
+            cmd = cmd.script_arg("dir", env.dir("backups").to_string_lossy());
         }
         let r = cmd.targets(&sb).kube(&k).run();
         assert!(r.code != 64, "{name}: {}", r.stderr);
