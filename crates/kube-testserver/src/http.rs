@@ -5,6 +5,7 @@ use super::auth::{Access, Auth, ADMIN};
 use super::discovery::{self, Res};
 use super::patch;
 use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
+use super::validate::validate;
 use super::{logs, metrics, table};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub auth: std::sync::RwLock<Auth>,
     /// Served over TLS: every request must carry an issued bearer token.
     pub secure: bool,
+    /// Set when the controller loop died: why.
+    pub failed: std::sync::Mutex<Option<String>>,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -69,6 +72,8 @@ enum Reply {
     Json(u16, Value, String),
     Text(String),
     Stream(mpsc::Receiver<Bytes>),
+    /// Plain text that goes on arriving (`logs -f`).
+    TextStream(mpsc::Receiver<Bytes>),
 }
 
 fn ok(v: Value) -> Result<Reply, ApiError> {
@@ -80,6 +85,7 @@ fn response(reply: Reply) -> Response<Body> {
         Reply::Json(s, v, ct) => (s, ct, Body::Full(Some(Bytes::from(v.to_string())))),
         Reply::Text(t) => (200, "text/plain".into(), Body::Full(Some(Bytes::from(t)))),
         Reply::Stream(rx) => (200, "application/json".into(), Body::Stream(rx)),
+        Reply::TextStream(rx) => (200, "text/plain".into(), Body::Stream(rx)),
     };
     let mut r = Response::new(body);
     *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
@@ -144,6 +150,13 @@ fn route(
     parts: &hyper::http::request::Parts,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    if let Some(why) = shared.failed.lock().ok().and_then(|f| f.clone()) {
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            format!("the sandbox API server's controllers stopped ({why}): nothing reconciles any more; restart the sandbox"),
+        ));
+    }
     let header = |n: hyper::header::HeaderName| {
         parts
             .headers
@@ -358,7 +371,7 @@ fn resource(
             let (items, rv) = st.list(r, ns);
             let items = filter(items, req)?;
             if req.accept.contains("as=Table") {
-                return ok(table::table(r, &items, rv));
+                return ok(table::table(r, &items, rv, req.q("includeObject")));
             }
             ok(
                 json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
@@ -367,7 +380,12 @@ fn resource(
         ("get", Some(n), None) => {
             let o = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
             if req.accept.contains("as=Table") {
-                return ok(table::table(r, &[o], st.resource_version()));
+                return ok(table::table(
+                    r,
+                    &[o],
+                    st.resource_version(),
+                    req.q("includeObject"),
+                ));
             }
             ok(o)
         }
@@ -379,7 +397,11 @@ fn resource(
         }
         ("get", Some(n), Some("log")) => {
             let p = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
-            logs::pod_log(&p, &req.query).map(Reply::Text)
+            let text = logs::pod_log(&p, &req.query)?;
+            if req.q("follow") == "true" && logs::still_running(&p) {
+                return follow_log(st, r, p, text);
+            }
+            Ok(Reply::Text(text))
         }
         ("create", None, None) => {
             let obj = req.json()?;
@@ -393,11 +415,16 @@ fn resource(
             } else {
                 ns
             };
-            let o = st.create(r, &ns, prepare(r, obj), req.dry(), req.manager())?;
+            let obj = prepare(r, obj);
+            validate(r, &obj, None)?;
+            let o = st.create(r, &ns, obj, req.dry(), req.manager())?;
             Ok(Reply::Json(201, o, "application/json".into()))
         }
         ("update", Some(n), None) => {
-            ok(st.update(r, ns, n, prepare(r, req.json()?), req.dry(), req.manager())?)
+            let obj = prepare(r, req.json()?);
+            let old = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            validate(r, &obj, Some(&old))?;
+            ok(st.update(r, ns, n, obj, req.dry(), req.manager())?)
         }
         ("update", Some(n), Some("status")) => {
             let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
@@ -408,9 +435,11 @@ fn resource(
         }
         ("update", Some(n), Some("scale")) => {
             let body = req.json()?;
-            let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            let old = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            let mut cur = old.clone();
             cur["spec"]["replicas"] = body["spec"]["replicas"].clone();
             cur["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"].clone();
+            validate(r, &cur, Some(&old))?;
             ok(scale_of(&st.update(
                 r,
                 ns,
@@ -475,6 +504,24 @@ fn prepare(r: &Res, mut obj: Value) -> Value {
             }
             if obj["spec"]["progressDeadlineSeconds"].is_null() {
                 obj["spec"]["progressDeadlineSeconds"] = json!(600);
+            }
+        }
+        "Job" => {
+            // The API server always answers a status, `{}` before the
+            // controller has seen the Job (scripts test `"failed" in job.status`).
+            if !obj["status"].is_object() {
+                obj["status"] = json!({});
+            }
+            for (k, v) in [
+                ("backoffLimit", json!(6)),
+                ("completions", json!(1)),
+                ("parallelism", json!(1)),
+                ("completionMode", json!("NonIndexed")),
+                ("suspend", json!(false)),
+            ] {
+                if obj["spec"][k].is_null() {
+                    obj["spec"][k] = v;
+                }
             }
         }
         "Service" => {
@@ -568,9 +615,10 @@ fn patch_object(
     }
     match sub {
         Some("scale") => {
-            let mut obj = cur;
+            let mut obj = cur.clone();
             obj["spec"]["replicas"] = doc["spec"]["replicas"].clone();
             obj["metadata"]["resourceVersion"] = doc["metadata"]["resourceVersion"].clone();
+            validate(r, &obj, Some(&cur))?;
             ok(scale_of(&st.update(
                 r,
                 ns,
@@ -581,7 +629,11 @@ fn patch_object(
             )?))
         }
         Some("status") | None => {
-            ok(st.update(r, ns, name, prepare(r, doc), req.dry(), req.manager())?)
+            let doc = prepare(r, doc);
+            if sub.is_none() {
+                validate(r, &doc, Some(&cur))?;
+            }
+            ok(st.update(r, ns, name, doc, req.dry(), req.manager())?)
         }
         Some(_) => Err(not_served()),
     }
@@ -602,7 +654,9 @@ fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, 
     let mut paths = Vec::new();
     leaf_paths(&applied, "", &mut paths);
     let Some(cur) = st.get(r, ns, name) else {
-        let o = st.create(r, ns, prepare(r, applied), req.dry(), Some(manager))?;
+        let obj = prepare(r, applied);
+        validate(r, &obj, None)?;
+        let o = st.create(r, ns, obj, req.dry(), Some(manager))?;
         return Ok(Reply::Json(201, o, "application/json".into()));
     };
     let owners = st.owners(r, ns, name);
@@ -640,14 +694,16 @@ fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, 
     let mut doc = cur.clone();
     patch::strategic(&mut doc, &applied);
     doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    let o = st.update(r, ns, name, prepare(r, doc), req.dry(), None)?;
+    let doc = prepare(r, doc);
+    validate(r, &doc, Some(&cur))?;
+    let o = st.update(r, ns, name, doc, req.dry(), None)?;
     if !req.dry() {
         st.set_owners(r, ns, name, manager, &paths);
     }
     ok(o)
 }
 
-fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
+fn watch(st: &Store, r: &'static Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
     let labels = Selector::parse(req.q("labelSelector"))?;
     let fields = req.q("fieldSelector").to_string();
     let rv: u64 = req.q("resourceVersion").parse().unwrap_or(0);
@@ -692,10 +748,19 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
             && labels.matches(&e.object["metadata"]["labels"])
             && field_matches(&fields, &e.object)
     };
+    // `get -w` watches in Table form: each event carries a one-row Table,
+    // so updates show the same columns as the first listing.
+    let as_table = req.accept.contains("as=Table");
+    let include = req.q("includeObject").to_string();
     let (tx, out) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let line = |e: &store::Event| {
-            Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})))
+            let object = if as_table {
+                table::table(r, std::slice::from_ref(&e.object), e.rv, &include)
+            } else {
+                e.object.clone()
+            };
+            Bytes::from(format!("{}\n", json!({"type": e.kind, "object": object})))
         };
         for e in past.iter().filter(|e| keep(e)) {
             if tx.send(line(e)).await.is_err() {
@@ -728,4 +793,40 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
         }
     });
     Ok(Reply::Stream(out))
+}
+
+/// `logs -f`: what the pod has logged, then a line a second while it runs;
+/// the stream ends when the pod is deleted or its containers finish.
+fn follow_log(st: &Store, r: &'static Res, pod: Value, text: String) -> Result<Reply, ApiError> {
+    let (_, mut rx) = st.watch_from(&store::rkey(r), st.resource_version())?;
+    let uid = pod["metadata"]["uid"].clone();
+    let name = meta_str(&pod, "name").to_string();
+    let mut i = logs::next_line(&pod);
+    let (tx, out) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        if tx.send(Bytes::from(text)).await.is_err() {
+            return;
+        }
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let l = format!("{}\n", logs::line(i, &name));
+                    i += 1;
+                    if tx.send(Bytes::from(l)).await.is_err() {
+                        return;
+                    }
+                }
+                e = rx.recv() => match e {
+                    Ok(e) if e.object["metadata"]["uid"] == uid
+                        && (e.kind == "DELETED" || !logs::still_running(&e.object)) => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Reply::TextStream(out))
 }

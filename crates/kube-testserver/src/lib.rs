@@ -25,6 +25,7 @@ mod patch;
 mod seed;
 mod store;
 mod table;
+mod validate;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -94,6 +95,7 @@ impl KubeServer {
             interfere: Default::default(),
             auth: Default::default(),
             secure: tls.is_some(),
+            failed: Default::default(),
         });
         seed::seed(&shared.store);
         // A port below the ephemeral range, like every sandbox server: the
@@ -202,6 +204,21 @@ impl KubeServer {
         }
     }
 
+    /// Why the controllers stopped, if they did (the API then answers 500).
+    pub fn controllers_failed(&self) -> Option<String> {
+        self.shared.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Deletes an object directly, as another client would.
+    pub fn delete(&self, kind: &str, ns: &str, name: &str) -> Result<Value, String> {
+        let r = discovery::by_kind(kind).ok_or_else(|| format!("unknown kind {kind}"))?;
+        let ns = if r.namespaced { ns } else { "" };
+        self.shared
+            .store
+            .delete(r, ns, name, &Value::Null, false)
+            .map_err(|e| e.message)
+    }
+
     /// Stops (or resumes) serving metrics.k8s.io, as a cluster without metrics-server.
     pub fn serve_metrics(&self, on: bool) {
         self.shared
@@ -299,7 +316,20 @@ async fn run(
         let mut every = tokio::time::interval(TICK);
         loop {
             every.tick().await;
-            c.tick(&ctl_shared.store);
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.tick(&ctl_shared.store)
+            }));
+            // Each object's reconcile is guarded; a panic here is the loop's
+            // own. A cluster that no longer reconciles must not look alive:
+            // from now on every request gets a 500 that says so.
+            if let Err(p) = tick {
+                let msg = controllers::panic_message(p.as_ref());
+                eprintln!("kube-testserver: the controllers stopped: {msg}");
+                if let Ok(mut f) = ctl_shared.failed.lock() {
+                    *f = Some(msg);
+                }
+                return;
+            }
         }
     });
     loop {

@@ -316,14 +316,21 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
     }
 }
 
-pub fn table(r: &Res, items: &[Value], rv: u64) -> Value {
+/// A Table of `items`; `include` is the request's includeObject: `Object`
+/// carries each whole object (kubectl asks for it to `--sort-by` a field
+/// outside metadata), `None` nothing, anything else the metadata.
+pub fn table(r: &Res, items: &[Value], rv: u64, include: &str) -> Value {
     let mut columns = None;
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
             let (c, cells) = columns_and_cells(r, o);
             columns.get_or_insert(c);
-            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
+            match include {
+                "Object" => json!({"cells": cells, "object": o}),
+                "None" => json!({"cells": cells}),
+                _ => json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}),
+            }
         })
         .collect();
     let columns = columns.unwrap_or_else(|| columns_and_cells(r, &json!({})).0);

@@ -347,3 +347,141 @@ fn server_side_apply_refuses_conflicts_and_force_takes_the_fields() {
         );
     });
 }
+
+impl Ctl {
+    /// Starts kubectl (a watch, a follow), lets it run for `secs`, then
+    /// stops it: (whether it was still running, its stdout).
+    fn run_for(&self, args: &[&str], secs: f64, meanwhile: impl FnOnce()) -> (bool, String) {
+        use std::io::Read;
+        let mut child = self
+            .bin
+            .command(&self.api.kubeconfig, &self.dir.0.join("home"), args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn kubectl");
+        std::thread::sleep(Duration::from_secs_f64(secs / 2.0));
+        meanwhile();
+        std::thread::sleep(Duration::from_secs_f64(secs / 2.0));
+        let running = child.try_wait().expect("try_wait").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .expect("read stdout");
+        (running, out)
+    }
+}
+
+#[test]
+fn invalid_objects_get_422_and_a_bad_object_does_not_stop_the_controllers() {
+    each_kubectl(|c| {
+        let bad = c.write(
+            "bad.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: -1\n  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n    spec: {containers: [{name: b, image: nginx}]}\n",
+        );
+        let (code, _, err) = c.run(&["create", "--validate=false", "-f", bad.to_str().unwrap()]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+            "{err}"
+        );
+        assert!(c.api.object("Deployment", "default", "bad").is_none());
+        let (code, _, err) = c.run(&[
+            "patch",
+            "deploy/api",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"selector":{"matchLabels":{"app":"api","tier":"x"}},"template":{"metadata":{"labels":{"tier":"x"}}}}}"#,
+        ]);
+        assert_ne!(code, 0);
+        assert!(err.contains("field is immutable"), "{err}");
+        let (code, _, err) = c.run(&[
+            "patch",
+            "svc/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"sessionAffinity":"None","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":30}}}}"#,
+        ]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("must not be set when `sessionAffinity` is None"),
+            "{err}"
+        );
+        // An invalid object that got in anyway (written directly, as an
+        // older server or a bug would let it): the others still reconcile.
+        let mut d = c.deployment("api");
+        d["metadata"]["name"] = "broken".into();
+        d["spec"]["replicas"] = (-1).into();
+        for f in ["uid", "resourceVersion"] {
+            d["metadata"].as_object_mut().unwrap().remove(f);
+        }
+        c.api.put("Deployment", "default", d).unwrap();
+        c.ok(&["scale", "deploy/api", "--replicas=4"]);
+        c.wait_pods_ready("api", 4);
+        assert_eq!(c.api.controllers_failed(), None);
+    });
+}
+
+#[test]
+fn sort_by_watch_tables_follow_logs_and_job_selectors() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        // --sort-by on a field outside metadata needs the whole objects.
+        let out = c.ok(&["get", "events", "--sort-by=.lastTimestamp"]);
+        assert!(out.contains("Scheduled") && out.contains("REASON"), "{out}");
+        let out = c.ok(&["get", "pods", "--sort-by=.status.startTime", "-o", "name"]);
+        assert!(out.lines().count() >= 3, "{out}");
+
+        // A watch's updates carry the same columns as the first table.
+        let victim = names(&c.pods("api"))[0].clone();
+        let (_, out) = c.run_for(&["get", "pods", "-l", "app=api", "-w"], 3.0, || {
+            c.api
+                .delete("Pod", "default", &victim)
+                .expect("delete the pod");
+        });
+        let rows: Vec<&str> = out.lines().skip(1).collect();
+        assert!(rows.len() > 3, "no updates in\n{out}");
+        for row in &rows {
+            assert_eq!(row.split_whitespace().count(), 5, "{row:?} in\n{out}");
+        }
+
+        // logs -f keeps following.
+        let pod = names(&c.pods("api"))[0].clone();
+        let (running, out) = c.run_for(&["logs", "-f", &pod], 3.0, || {});
+        assert!(running, "logs -f returned:\n{out}");
+        assert!(out.contains("starting api"), "{out}");
+
+        // A Job gets a selector of its own and a status; logs job/X reads its pod.
+        let job = c.write(
+            "job.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: once, image: busybox}]\n",
+        );
+        let created: Value = serde_json::from_str(&c.ok(&[
+            "create",
+            "--validate=false",
+            "-f",
+            job.to_str().unwrap(),
+            "-o",
+            "json",
+        ]))
+        .unwrap();
+        assert!(created["status"].is_object(), "{created}");
+        let uid = created["metadata"]["uid"].as_str().unwrap();
+        assert_eq!(
+            created["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            uid
+        );
+        c.wait("the job's pod", |k| {
+            k.objects("Pod", "default").iter().any(|p| {
+                p["metadata"]["labels"]["job-name"] == "once" && p["status"]["phase"] != "Pending"
+            })
+        });
+        let out = c.ok(&["logs", "job/once"]);
+        assert!(out.contains("pod=once-"), "{out}");
+    });
+}
