@@ -117,7 +117,7 @@ pub fn next_line(pod: &Value) -> u64 {
     let started = pod["status"]["startTime"]
         .as_str()
         .unwrap_or(meta_str(pod, "creationTimestamp"));
-    age_secs(started).min(3600).max(3) + 1
+    age_secs(started).clamp(3, 3600) + 1
 }
 
 /// Whether the pod's containers may still log (follow keeps the stream open).

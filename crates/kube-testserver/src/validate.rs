@@ -215,14 +215,14 @@ pub fn validate(r: &Res, o: &Value, old: Option<&Value>) -> Result<(), ApiError>
                 }
             }
         }
-        "PodDisruptionBudget" => {
-            if !o["spec"]["minAvailable"].is_null() && !o["spec"]["maxUnavailable"].is_null() {
-                p.invalid(
-                    "spec",
-                    &o["spec"],
-                    "minAvailable and maxUnavailable cannot be both set",
-                );
-            }
+        "PodDisruptionBudget"
+            if !o["spec"]["minAvailable"].is_null() && !o["spec"]["maxUnavailable"].is_null() =>
+        {
+            p.invalid(
+                "spec",
+                &o["spec"],
+                "minAvailable and maxUnavailable cannot be both set",
+            );
         }
         _ => {}
     }
@@ -303,6 +303,32 @@ fn service(p: &mut Problems, o: &Value, old: Option<&Value>) {
     }
 }
 
+/// Defaults that need the uid the store has just given the object: a Job's
+/// selector and its pod template's labels, as the real API server sets
+/// them (so `kubectl logs job/X` finds its pods and no other workload's).
+pub fn with_uid(r: &Res, o: &mut Value) {
+    if r.kind != "Job" {
+        return;
+    }
+    let uid = o["metadata"]["uid"].clone();
+    let name = o["metadata"]["name"].clone();
+    if o["spec"]["selector"].is_null() && o["spec"]["manualSelector"] != true {
+        o["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+        let t = &mut o["spec"]["template"]["metadata"];
+        if !t.is_object() {
+            *t = json!({});
+        }
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            t["labels"][k] = v.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,31 +398,5 @@ mod tests {
             .unwrap_err()
             .message
             .contains("Unsupported value"));
-    }
-}
-
-/// Defaults that need the uid the store has just given the object: a Job's
-/// selector and its pod template's labels, as the real API server sets
-/// them (so `kubectl logs job/X` finds its pods and no other workload's).
-pub fn with_uid(r: &Res, o: &mut Value) {
-    if r.kind != "Job" {
-        return;
-    }
-    let uid = o["metadata"]["uid"].clone();
-    let name = o["metadata"]["name"].clone();
-    if o["spec"]["selector"].is_null() && o["spec"]["manualSelector"] != true {
-        o["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
-        let t = &mut o["spec"]["template"]["metadata"];
-        if !t.is_object() {
-            *t = json!({});
-        }
-        for (k, v) in [
-            ("batch.kubernetes.io/controller-uid", &uid),
-            ("batch.kubernetes.io/job-name", &name),
-            ("controller-uid", &uid),
-            ("job-name", &name),
-        ] {
-            t["labels"][k] = v.clone();
-        }
     }
 }
