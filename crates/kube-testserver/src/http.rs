@@ -131,11 +131,7 @@ impl Req<'_> {
     }
     fn json(&self) -> Result<Value, ApiError> {
         if self.ctype.contains("protobuf") {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "the sandbox API server accepts JSON bodies only",
-            ));
+            return super::proto::decode(self.body);
         }
         if self.body.is_empty() {
             return Ok(Value::Null);

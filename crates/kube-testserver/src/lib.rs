@@ -22,6 +22,7 @@ pub mod kubectl;
 mod logs;
 mod metrics;
 mod patch;
+mod proto;
 mod seed;
 mod store;
 mod table;
