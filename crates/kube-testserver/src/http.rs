@@ -2,6 +2,7 @@
 //! discovery and resource paths, the verbs, and watch streams.
 
 use super::auth::{Access, Auth, ADMIN};
+use super::convert::{served, stored};
 use super::discovery::{self, Res};
 use super::patch;
 use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
@@ -280,11 +281,7 @@ fn access_review(shared: &Shared, req: &Req) -> Result<Value, ApiError> {
         namespace: &ns,
         name: Some(name.as_str()).filter(|n| !n.is_empty()),
     };
-    let allowed = shared
-        .auth
-        .read()
-        .map(|au| au.allows(&req.user, &access))
-        .unwrap_or(false);
+    let allowed = allows(shared, &req.user, &access);
     review["status"] = if allowed {
         json!({"allowed": true, "reason": format!("RBAC: allowed for User \"{}\"", req.user)})
     } else {
@@ -326,9 +323,12 @@ fn resource(
     // Anyone authenticated may ask what they may do (system:basic-user).
     if r.review() {
         return match verb {
-            "create" => {
-                access_review(shared, req).map(|v| Reply::Json(201, v, "application/json".into()))
+            "create" => match r.kind {
+                "SelfSubjectRulesReview" => rules_review(shared, req),
+                "SelfSubjectReview" => whoami(r, req),
+                _ => access_review(shared, req),
             }
+            .map(|v| Reply::Json(201, v, "application/json".into())),
             _ => Err(ApiError::new(
                 405,
                 "MethodNotAllowed",
@@ -347,12 +347,7 @@ fn resource(
         namespace: ns,
         name,
     };
-    let allowed = shared
-        .auth
-        .read()
-        .map(|a| a.allows(&req.user, &access))
-        .unwrap_or(false);
-    if !allowed {
+    if !allows(shared, &req.user, &access) {
         return Err(forbidden(req, r, &access));
     }
     if matches!(verb, "update" | "patch" | "delete") {
@@ -369,6 +364,7 @@ fn resource(
             if req.accept.contains("as=Table") {
                 return ok(table::table(r, &items, rv, req.q("includeObject")));
             }
+            let items: Vec<Value> = items.into_iter().map(|o| served(r, o)).collect();
             ok(
                 json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
             )
@@ -383,14 +379,15 @@ fn resource(
                     req.q("includeObject"),
                 ));
             }
-            ok(o)
+            ok(served(r, o))
         }
         ("get", Some(n), Some("scale")) => ok(scale_of(
             &st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?,
         )),
-        ("get", Some(n), Some("status")) => {
-            ok(st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?)
-        }
+        ("get", Some(n), Some("status")) => ok(served(
+            r,
+            st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?,
+        )),
         ("get", Some(n), Some("log")) => {
             let p = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
             let text = logs::pod_log(&p, &req.query)?;
@@ -399,8 +396,9 @@ fn resource(
             }
             Ok(Reply::Text(text))
         }
+        ("create", Some(n), Some("eviction")) => evict(st, ns, n, req),
         ("create", None, None) => {
-            let obj = req.json()?;
+            let obj = stored(r, req.json()?);
             let ns = if ns.is_empty() && r.namespaced {
                 meta_str(&obj, "namespace").to_string()
             } else {
@@ -414,13 +412,16 @@ fn resource(
             let obj = prepare(r, obj);
             validate(r, &obj, None)?;
             let o = st.create(r, &ns, obj, req.dry(), req.manager())?;
-            Ok(Reply::Json(201, o, "application/json".into()))
+            Ok(Reply::Json(201, served(r, o), "application/json".into()))
         }
         ("update", Some(n), None) => {
-            let obj = prepare(r, req.json()?);
+            let obj = prepare(r, stored(r, req.json()?));
             let old = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
             validate(r, &obj, Some(&old))?;
-            ok(st.update(r, ns, n, obj, req.dry(), req.manager())?)
+            ok(served(
+                r,
+                st.update(r, ns, n, obj, req.dry(), req.manager())?,
+            ))
         }
         ("update", Some(n), Some("status")) => {
             let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
@@ -457,7 +458,7 @@ fn resource(
             if r.kind == "Namespace" && !dry {
                 delete_namespace_contents(st, n);
             }
-            ok(o)
+            ok(served(r, o))
         }
         _ => Err(ApiError::new(
             405,
@@ -601,7 +602,7 @@ fn patch_object(
     let mut doc = if sub == Some("scale") {
         scale_of(&cur)
     } else {
-        cur.clone()
+        served(r, cur.clone())
     };
     match ctype {
         "application/merge-patch+json" => patch::merge(&mut doc, &body),
@@ -625,11 +626,14 @@ fn patch_object(
             )?))
         }
         Some("status") | None => {
-            let doc = prepare(r, doc);
+            let doc = prepare(r, stored(r, doc));
             if sub.is_none() {
                 validate(r, &doc, Some(&cur))?;
             }
-            ok(st.update(r, ns, name, doc, req.dry(), req.manager())?)
+            ok(served(
+                r,
+                st.update(r, ns, name, doc, req.dry(), req.manager())?,
+            ))
         }
         Some(_) => Err(not_served()),
     }
@@ -647,6 +651,7 @@ fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, 
         std::str::from_utf8(req.body).map_err(|_| ApiError::bad("the apply body is not UTF-8"))?;
     let applied: Value = serde_saphyr::from_str(text)
         .map_err(|e| ApiError::bad(format!("invalid apply body: {e}")))?;
+    let applied = stored(r, applied);
     let mut paths = Vec::new();
     leaf_paths(&applied, "", &mut paths);
     let Some(cur) = st.get(r, ns, name) else {
@@ -754,7 +759,7 @@ fn watch(st: &Store, r: &'static Res, ns: &str, req: &Req) -> Result<Reply, ApiE
             let object = if as_table {
                 table::table(r, std::slice::from_ref(&e.object), e.rv, &include)
             } else {
-                e.object.clone()
+                served(r, e.object.clone())
             };
             Bytes::from(format!("{}\n", json!({"type": e.kind, "object": object})))
         };
@@ -825,4 +830,111 @@ fn follow_log(st: &Store, r: &'static Res, pod: Value, text: String) -> Result<R
         }
     });
     Ok(Reply::TextStream(out))
+}
+
+/// The built-in users, the grants of `KubeServer::grant`, and the Roles,
+/// ClusterRoles and bindings stored in the cluster, like any RBAC object.
+fn allows(shared: &Shared, user: &str, access: &Access) -> bool {
+    shared
+        .auth
+        .read()
+        .map(|a| a.allows(user, access))
+        .unwrap_or(false)
+        || super::auth::stored_rules(&shared.store, user, access.namespace)
+            .iter()
+            .any(|r| r.allows(access))
+}
+
+/// SelfSubjectRulesReview (`kubectl auth can-i --list`): what the user may
+/// do in a namespace.
+fn rules_review(shared: &Shared, req: &Req) -> Result<Value, ApiError> {
+    let mut review = req.json()?;
+    let ns = review["spec"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut rules: Vec<Value> = match req.user.as_str() {
+        ADMIN => vec![json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})],
+        super::auth::VIEWER => {
+            vec![json!({"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]})]
+        }
+        user => {
+            let mut r: Vec<Value> = shared
+                .auth
+                .read()
+                .map(|a| a.rules_json(user, &ns))
+                .unwrap_or_default();
+            r.extend(
+                super::auth::stored_rules(&shared.store, user, &ns)
+                    .iter()
+                    .map(super::auth::Rule::to_json),
+            );
+            r
+        }
+    };
+    // What every authenticated user may do (system:basic-user).
+    rules.push(json!({"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]}));
+    rules.push(json!({"verbs": ["create"], "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"]}));
+    review["status"] = json!({"resourceRules": rules, "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/", "/api", "/api/*", "/apis", "/apis/*"]}], "incomplete": false});
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectRulesReview");
+    Ok(review)
+}
+
+/// SelfSubjectReview (`kubectl auth whoami`).
+fn whoami(r: &Res, req: &Req) -> Result<Value, ApiError> {
+    let mut groups = vec!["system:authenticated"];
+    if req.user.starts_with("system:serviceaccount:") {
+        groups.insert(0, "system:serviceaccounts");
+    }
+    Ok(
+        json!({"kind": "SelfSubjectReview", "apiVersion": r.api_version(),
+              "metadata": {"creationTimestamp": store::now()},
+              "status": {"userInfo": {"username": req.user, "groups": groups}}}),
+    )
+}
+
+/// An Eviction (`kubectl drain`): the pod goes unless a PodDisruptionBudget
+/// selecting it has no disruption left, which is a 429 as in Kubernetes.
+fn evict(st: &Store, ns: &str, name: &str, req: &Req) -> Result<Reply, ApiError> {
+    let pr = discovery::by_kind("Pod").ok_or_else(not_served)?;
+    let pod = st
+        .get(pr, ns, name)
+        .ok_or_else(|| ApiError::not_found(pr, name))?;
+    let body = req.json()?;
+    let dry = req.dry()
+        || body["deleteOptions"]["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
+    if let Some(pdbr) = discovery::by_kind("PodDisruptionBudget") {
+        let (pdbs, _) = st.list(pdbr, ns);
+        let (pods, _) = st.list(pr, ns);
+        for b in pdbs {
+            let selects = super::validate::selector_string(&b["spec"]["selector"])
+                .and_then(|s| Selector::parse(&s).ok())
+                .is_some_and(|sel| sel.matches(&pod["metadata"]["labels"]));
+            let Some((allowed, healthy, desired, _)) =
+                super::controllers::budget(&b, &pods).filter(|_| selects)
+            else {
+                continue;
+            };
+            if allowed <= 0 {
+                let mut e = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
+                e.details = Some(
+                    json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {} needs {desired} healthy pods and has {healthy} currently", meta_str(&b, "name"))}]}),
+                );
+                return Err(e);
+            }
+        }
+    }
+    st.delete(pr, ns, name, &body["deleteOptions"], dry)?;
+    Ok(Reply::Json(
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        "application/json".into(),
+    ))
 }

@@ -16,6 +16,7 @@
 
 mod auth;
 mod controllers;
+mod convert;
 mod discovery;
 mod http;
 pub mod kubectl;

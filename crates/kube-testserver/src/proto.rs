@@ -92,6 +92,7 @@ fn debug_of(api_version: &str, kind: &str, raw: &[u8]) -> Result<String, ApiErro
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => api::authorization::v1::SelfSubjectAccessReview,
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => api::authorization::v1::SelfSubjectRulesReview,
         ("authentication.k8s.io/v1", "SelfSubjectReview") => api::authentication::v1::SelfSubjectReview,
+        ("authentication.k8s.io/v1beta1", "SelfSubjectReview") => api::authentication::v1beta1::SelfSubjectReview,
         ("authentication.k8s.io/v1", "TokenRequest") => api::authentication::v1::TokenRequest,
     )
 }

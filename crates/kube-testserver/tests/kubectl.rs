@@ -529,3 +529,276 @@ fn typed_creates_and_access_reviews_work_whatever_the_body_encoding() {
         assert_eq!((code, no.trim()), (1, "no"));
     });
 }
+
+fn images(c: &Ctl, app: &str) -> Vec<String> {
+    c.pods(app)
+        .iter()
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+fn nodes_of(c: &Ctl, app: &str) -> Vec<String> {
+    c.pods(app)
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn pause_hpa_scale_to_zero_cordon_drain_and_relabel_behave_like_a_cluster() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        // A paused deployment does not roll out a new template.
+        c.ok(&["rollout", "pause", "deploy/api"]);
+        c.ok(&[
+            "set",
+            "image",
+            "deploy/api",
+            "api=registry.example/api:2.0.0",
+        ]);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            images(c, "api").iter().all(|i| i.ends_with(":1.4.2")),
+            "{:?}",
+            images(c, "api")
+        );
+        c.ok(&["rollout", "resume", "deploy/api"]);
+        c.ok(&["rollout", "status", "deploy/api", "--timeout=30s"]);
+        c.wait("the new image everywhere", |_| {
+            let i = images(c, "api");
+            i.len() == 3 && i.iter().all(|i| i.ends_with(":2.0.0"))
+        });
+
+        // A pod relabelled out of its ReplicaSet is released and replaced.
+        let odd = names(&c.pods("api"))[0].clone();
+        c.ok(&["label", "pod", &odd, "app=debug", "--overwrite"]);
+        c.wait_pods_ready("api", 3);
+        let released = c.api.object("Pod", "default", &odd).expect("released pod");
+        assert!(
+            released["metadata"]["ownerReferences"]
+                .as_array()
+                .is_none_or(|a| a.is_empty()),
+            "{released}"
+        );
+
+        // Cordoned: shown, and new pods go elsewhere.
+        c.ok(&["cordon", "sandbox-node-1"]);
+        let nodes = c.ok(&["get", "nodes"]);
+        assert!(
+            nodes
+                .lines()
+                .any(|l| l.starts_with("sandbox-node-1") && l.contains("Ready,SchedulingDisabled")),
+            "{nodes}"
+        );
+        let before = names(&c.pods("api"));
+        c.ok(&["scale", "deploy/api", "--replicas=6"]);
+        c.wait_pods_ready("api", 6);
+        let fresh: Vec<String> = c
+            .pods("api")
+            .iter()
+            .filter(|p| !before.contains(&p["metadata"]["name"].as_str().unwrap_or("").to_string()))
+            .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(fresh, ["sandbox-node-2"; 3], "new pods on a cordoned node");
+
+        // drain evicts, and the replacements avoid the drained node.
+        c.ok(&["uncordon", "sandbox-node-1"]);
+        c.ok(&[
+            "drain",
+            "sandbox-node-2",
+            "--ignore-daemonsets",
+            // The released pod has no controller.
+            "--force",
+            "--timeout=30s",
+        ]);
+        c.wait("api pods back, none on the drained node", |_| {
+            c.api.pods_ready("api", 6) && nodes_of(c, "api").iter().all(|n| n == "sandbox-node-1")
+        });
+        // A budget that allows no disruption stops the eviction.
+        c.ok(&["uncordon", "sandbox-node-2"]);
+        c.ok(&[
+            "create",
+            "pdb",
+            "api",
+            "--selector=app=api",
+            "--min-available=6",
+        ]);
+        c.wait("the budget's status", |k| {
+            k.object("PodDisruptionBudget", "default", "api")
+                .is_some_and(|b| b["status"]["currentHealthy"] == 6)
+        });
+        let (code, _, err) = c.run(&[
+            "drain",
+            "sandbox-node-1",
+            "--ignore-daemonsets",
+            "--force",
+            "--timeout=2s",
+        ]);
+        assert_ne!(code, 0);
+        assert!(err.contains("disruption budget"), "{err}");
+        assert!(c.api.pods_ready("api", 6));
+        c.ok(&["uncordon", "sandbox-node-1"]);
+
+        // Scaled to zero, the target stays at zero: the HPA turns itself off.
+        c.ok(&["scale", "deploy/api", "--replicas=0"]);
+        c.wait("no api pods", |k| k.pods("api").is_empty());
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(c.replicas("api"), 0);
+        let hpa = c
+            .api
+            .object("HorizontalPodAutoscaler", "default", "api")
+            .expect("hpa");
+        let active = hpa["status"]["conditions"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["type"] == "ScalingActive").cloned())
+            .expect("ScalingActive");
+        assert_eq!(active["reason"], "ScalingDisabled", "{hpa}");
+    });
+}
+
+#[test]
+fn the_missing_kinds_are_served_and_rbac_objects_are_enforced() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        let all = c.ok(&["get", "all"]);
+        for want in [
+            "deployment.apps/api",
+            "service/api",
+            "replicaset.apps/api-",
+            "cronjob.batch/nightly-report",
+            "horizontalpodautoscaler.autoscaling/api",
+        ] {
+            assert!(all.contains(want), "{want} missing from\n{all}");
+        }
+        let m = c.write(
+            "kinds.yaml",
+            "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: pg, image: postgres:16}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {containers: [{name: a, image: agent:1}]}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: api}
+spec:
+  rules:
+  - host: api.example
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: api, port: {number: 80}}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: scaler}
+rules:
+- {apiGroups: [apps], resources: [deployments], verbs: [get, list]}
+- {apiGroups: [apps], resources: [deployments/scale], verbs: [get, patch, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bot-scaler}
+subjects: [{kind: ServiceAccount, name: bot, namespace: default}]
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: scaler}
+",
+        );
+        c.ok(&["apply", "--validate=false", "-f", m.to_str().unwrap()]);
+        c.wait("db-0 and db-1 ready", |k| {
+            k.pods_ready("db", 2)
+                && k.object("StatefulSet", "default", "db")
+                    .is_some_and(|s| s["status"]["readyReplicas"] == 2)
+        });
+        assert_eq!(names(&c.pods("db")), ["db-0", "db-1"]);
+        c.wait("an agent pod per node", |k| k.pods_ready("agent", 2));
+        let sts = c.ok(&["get", "sts", "db"]);
+        assert!(sts.contains("2/2"), "{sts}");
+        c.wait("the claim bound", |k| {
+            k.object("PersistentVolumeClaim", "default", "data")
+                .is_some_and(|p| p["status"]["phase"] == "Bound")
+        });
+        let ep = c.ok(&["get", "endpoints", "api", "-o", "json"]);
+        let ep: Value = serde_json::from_str(&ep).unwrap();
+        assert_eq!(
+            ep["subsets"][0]["addresses"].as_array().map(Vec::len),
+            Some(3),
+            "{ep}"
+        );
+        let slices = c.ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=api",
+            "-o",
+            "name",
+        ]);
+        assert_eq!(slices.lines().count(), 1, "{slices}");
+        assert!(c.ok(&["get", "ingress"]).contains("api.example"));
+
+        // autoscaling/v1, as kubectl autoscale writes it.
+        c.ok(&[
+            "autoscale",
+            "deploy/web-blue",
+            "--min=2",
+            "--max=5",
+            "--cpu-percent=60",
+        ]);
+        let hpa = c
+            .api
+            .object("HorizontalPodAutoscaler", "default", "web-blue")
+            .expect("hpa");
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 60,
+            "{hpa}"
+        );
+        let v1: Value = serde_json::from_str(&c.ok(&[
+            "get",
+            "--raw",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web-blue",
+        ]))
+        .unwrap();
+        assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60, "{v1}");
+
+        // The Role applied above is enforced for its service account.
+        let bot = "--as=system:serviceaccount:default:bot";
+        c.ok(&["scale", "deploy/api", "--replicas=2", bot]);
+        assert_eq!(c.replicas("api"), 2);
+        let (code, _, err) = c.run(&["delete", "deploy/api", bot]);
+        assert_ne!(code, 0);
+        assert!(err.contains("forbidden"), "{err}");
+        assert!(c.api.object("Deployment", "default", "api").is_some());
+        let list = c.ok(&["auth", "can-i", "--list", bot]);
+        assert!(list.contains("deployments.apps/scale"), "{list}");
+        let who = c.ok(&["auth", "whoami", bot]);
+        assert!(who.contains("system:serviceaccount:default:bot"), "{who}");
+    });
+}

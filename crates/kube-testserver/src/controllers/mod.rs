@@ -8,6 +8,9 @@
 //! the tick, events, garbage collection and HPAs.
 
 mod pods;
+mod sets;
+pub use pods::host_ip;
+pub use sets::budget;
 mod workloads;
 
 use super::discovery::{by_kind, Res};
@@ -183,7 +186,7 @@ pub(super) fn replicas(o: &Value) -> i64 {
     o["spec"]["replicas"].as_i64().unwrap_or(1).max(0)
 }
 
-pub(super) fn pod_ready(p: &Value) -> bool {
+pub fn pod_ready(p: &Value) -> bool {
     p["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
@@ -214,11 +217,15 @@ impl Controllers {
         self.deployments(store);
         self.replicasets(store);
         self.jobs(store);
+        self.statefulsets(store);
+        self.daemonsets(store);
         self.pods(store);
+        self.endpoints(store);
+        self.claims_and_budgets(store);
     }
 
     fn collect_garbage(&mut self, store: &Store) {
-        for kind in ["ReplicaSet", "Pod", "Job"] {
+        for kind in ["ReplicaSet", "Pod", "Job", "EndpointSlice"] {
             let r = res(kind);
             let (items, _) = store.list(r, "");
             for o in items {
@@ -273,7 +280,14 @@ impl Controllers {
                     return;
                 };
                 let cur_replicas = replicas(&d);
-                let desired = cur_replicas.clamp(min, max.max(min));
+                // A target scaled to zero turns the autoscaler off until it
+                // is scaled up again (Kubernetes' HPA does not act on it).
+                let disabled = cur_replicas == 0;
+                let desired = if disabled {
+                    0
+                } else {
+                    cur_replicas.clamp(min, max.max(min))
+                };
                 if desired != cur_replicas {
                     d["spec"]["replicas"] = json!(desired);
                     if store
@@ -312,12 +326,17 @@ impl Controllers {
                 let Some(mut cur) = store.get(hr, &ns, &name) else {
                     return;
                 };
+                let active = if disabled {
+                    json!({"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled", "message": "scaling is disabled since the replica count of the target is zero"})
+                } else {
+                    json!({"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization"})
+                };
                 let mut status = json!({
                     "currentReplicas": d["status"]["replicas"].as_i64().unwrap_or(0), "desiredReplicas": desired,
                     "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": util, "averageValue": format!("{}m", util * 2)}}}],
                     "conditions": [
                         {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "recommended size matches current size"},
-                        {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization"},
+                        active,
                         {"type": "ScalingLimited", "status": if desired == min || desired == max { "True" } else { "False" }, "reason": if desired == max { "TooManyReplicas" } else if desired == min { "TooFewReplicas" } else { "DesiredWithinRange" }, "message": "the desired count is within the acceptable range"},
                     ],
                 });
@@ -326,7 +345,11 @@ impl Controllers {
                 } else if !cur["status"]["lastScaleTime"].is_null() {
                     status["lastScaleTime"] = cur["status"]["lastScaleTime"].clone();
                 }
-                if status["currentReplicas"] == 0 {
+                if disabled {
+                    if let Some(m) = status.as_object_mut() {
+                        m.remove("currentMetrics");
+                    }
+                } else if status["currentReplicas"] == 0 {
                     status["currentReplicas"] = json!(cur_replicas);
                 }
                 cur["status"] = status;

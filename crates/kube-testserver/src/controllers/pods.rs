@@ -1,12 +1,97 @@
 //! Pods (scheduled, then Running and Ready; or ImagePullBackOff; or
 //! OOM-killed in a loop) and Jobs (one pod run to completion).
 
-use super::{event, guard, owned_by, owner_ref, res, Controllers, NODES, OOM_ANNOTATION, TIMING};
+use super::{event, guard, owned_by, owner_ref, res, Controllers, OOM_ANNOTATION, TIMING};
 use crate::store::{meta_str, now, suffix, Store};
 use serde_json::{json, Value};
 use std::time::Instant;
 
+/// The node's InternalIP, as the seed gives it (sandbox-node-N: 10.0.0.N).
+pub fn host_ip(node: &str) -> String {
+    let n = node
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse::<u8>().ok())
+        .unwrap_or(1);
+    format!("10.0.0.{n}")
+}
+
+/// Guaranteed when every container's limits equal its requests for both
+/// cpu and memory, BestEffort when none has any, else Burstable.
+pub fn qos_class(p: &Value) -> &'static str {
+    let cs: Vec<&Value> = p["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let res = |c: &Value, kind: &str, r: &str| {
+        c["resources"][kind][r]
+            .as_str()
+            .map(String::from)
+            .or_else(|| c["resources"][kind][r].as_i64().map(|n| n.to_string()))
+    };
+    let none = cs.iter().all(|c| {
+        ["requests", "limits"]
+            .iter()
+            .all(|k| c["resources"][k].as_object().is_none_or(|m| m.is_empty()))
+    });
+    if none {
+        return "BestEffort";
+    }
+    let guaranteed = cs.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = res(c, "limits", r);
+            limit.is_some() && res(c, "requests", r).is_none_or(|q| Some(q) == limit)
+        })
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 impl Controllers {
+    /// A node for a pod: Ready, not cordoned, matching its nodeSelector,
+    /// taking turns. None leaves the pod Pending and says why, once.
+    fn schedule(&mut self, store: &Store, p: &Value) -> Option<String> {
+        let (nodes, _) = store.list(res("Node"), "");
+        let fits = |n: &Value| {
+            n["spec"]["unschedulable"] != true
+                && p["spec"]["nodeSelector"]
+                    .as_object()
+                    .is_none_or(|sel| sel.iter().all(|(k, v)| n["metadata"]["labels"][k] == *v))
+        };
+        let eligible: Vec<&Value> = nodes.iter().filter(|n| fits(n)).collect();
+        if eligible.is_empty() {
+            let already = p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "Unschedulable"));
+            if !already {
+                let cordoned = nodes
+                    .iter()
+                    .filter(|n| n["spec"]["unschedulable"] == true)
+                    .count();
+                let msg = format!(
+                    "0/{} nodes are available: {cordoned} node(s) were unschedulable, {} node(s) didn't match Pod's node affinity/selector.",
+                    nodes.len(),
+                    nodes.len() - cordoned
+                );
+                let mut cur = p.clone();
+                cur["status"] = json!({"phase": "Pending", "qosClass": qos_class(p), "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now()}]});
+                let (ns, name) = (meta_str(p, "namespace"), meta_str(p, "name"));
+                if store.update(res("Pod"), ns, name, cur, false, None).is_ok() {
+                    event(store, p, "Warning", "FailedScheduling", &msg);
+                }
+            }
+            return None;
+        }
+        let node = eligible[self.next_node % eligible.len()];
+        self.next_node += 1;
+        Some(meta_str(node, "name").to_string())
+    }
+
     pub(super) fn jobs(&mut self, store: &Store) {
         let (jr, pr) = (res("Job"), res("Pod"));
         let (jobs, _) = store.list(jr, "");
@@ -90,12 +175,13 @@ impl Controllers {
                 let uid = meta_str(&p, "uid").to_string();
                 let mut cur = p.clone();
                 if cur["spec"]["nodeName"].as_str().unwrap_or("").is_empty() {
-                    let node = NODES[self.next_node % NODES.len()];
-                    self.next_node += 1;
+                    let Some(node) = self.schedule(store, &p) else {
+                        return;
+                    };
                     cur["spec"]["nodeName"] = json!(node);
                     self.scheduled.insert(uid.clone(), Instant::now());
                     cur["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now()}],
-                                       "hostIP": "10.0.0.1", "qosClass": "BestEffort"});
+                                       "hostIP": host_ip(&node), "qosClass": qos_class(&p)});
                     if let Ok(u) = store.update(pr, &ns, &name, cur, false, None) {
                         event(
                             store,
@@ -231,8 +317,8 @@ impl Controllers {
                     .bytes()
                     .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
                 cur["status"] = json!({
-                    "phase": phase, "hostIP": "10.0.0.1", "podIP": format!("10.244.{}.{}", (octets >> 8) % 250, octets % 250 + 2),
-                    "startTime": started, "qosClass": "BestEffort", "containerStatuses": statuses,
+                    "phase": phase, "hostIP": host_ip(cur["spec"]["nodeName"].as_str().unwrap_or("")), "podIP": format!("10.244.{}.{}", (octets >> 8) % 250, octets % 250 + 2),
+                    "startTime": started, "qosClass": qos_class(&p), "containerStatuses": statuses,
                     "conditions": [
                         {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
                         {"type": "Initialized", "status": "True", "lastTransitionTime": started},

@@ -27,6 +27,20 @@ impl Controllers {
                 let current = owned
                     .iter()
                     .position(|r| normalize(&r["spec"]["template"]) == want);
+                // A paused Deployment makes no new ReplicaSet for a changed
+                // template: its newest one stays current until it resumes.
+                let paused = d["spec"]["paused"] == true;
+                let current = current.or_else(|| {
+                    paused
+                        .then(|| {
+                            owned
+                                .iter()
+                                .enumerate()
+                                .max_by_key(|(_, r)| rev(r))
+                                .map(|(i, _)| i)
+                        })
+                        .flatten()
+                });
                 let new_rs = match current {
                     Some(i) => {
                         let mut r = owned[i].clone();
@@ -100,7 +114,11 @@ impl Controllers {
                 // maxSurge 25% (at least one): new pods start ahead of old ones going.
                 let surge = ((desired + 3) / 4).max(1);
                 let mut target_new = new_spec;
-                if new_spec > desired || old_total == 0 {
+                if paused {
+                    if old_total == 0 {
+                        target_new = desired;
+                    }
+                } else if new_spec > desired || old_total == 0 {
                     target_new = desired;
                 } else if new_spec < desired && new_spec + old_total < desired + surge {
                     target_new = (desired + surge - old_total).min(desired);
@@ -126,7 +144,7 @@ impl Controllers {
                 // Old pods go as new ones become ready, one per tick.
                 let new_ready = ready_of(&new_rs);
                 let allowed_old = (desired - new_ready).max(0);
-                let mut excess = old_total - allowed_old;
+                let mut excess = if paused { 0 } else { old_total - allowed_old };
                 for o in old.iter().filter(|r| replicas(r) > 0) {
                     if excess <= 0 {
                         break;
@@ -197,7 +215,15 @@ impl Controllers {
                     );
                 }
                 let complete = updated == desired && total == desired && ready == desired;
-                if complete {
+                if paused {
+                    set_condition(
+                        &mut conds,
+                        "Progressing",
+                        "Unknown",
+                        "DeploymentPaused",
+                        "Deployment is paused",
+                    );
+                } else if complete {
                     set_condition(
                         &mut conds,
                         "Progressing",
@@ -263,6 +289,23 @@ impl Controllers {
                 let uid = meta_str(&rs, "uid").to_string();
                 let (pods, _) = store.list(pr, &ns);
                 let mut mine: Vec<Value> = pods.into_iter().filter(|p| owned_by(p, &uid)).collect();
+                // A pod relabelled out of the selector is released (its owner
+                // reference removed) and replaced, as the real controller does.
+                let selector = crate::validate::selector_string(&rs["spec"]["selector"])
+                    .and_then(|s| crate::store::Selector::parse(&s).ok());
+                if let Some(sel) = selector {
+                    let (keep, gone): (Vec<Value>, Vec<Value>) = mine
+                        .into_iter()
+                        .partition(|p| sel.matches(&p["metadata"]["labels"]));
+                    mine = keep;
+                    for mut p in gone {
+                        // Empty rather than absent: an update without the
+                        // field keeps the stored owners.
+                        p["metadata"]["ownerReferences"] = json!([]);
+                        let pname = meta_str(&p, "name").to_string();
+                        let _ = store.update(pr, &ns, &pname, p, false, None);
+                    }
+                }
                 let want = replicas(&rs);
                 let have = mine.len() as i64;
                 if have < want {
