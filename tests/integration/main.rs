@@ -13,6 +13,7 @@ mod errors;
 mod http;
 mod interrupt;
 mod k8s;
+mod k8s_fidelity;
 mod k8s_incluster;
 mod k8s_kubectl;
 mod pg;

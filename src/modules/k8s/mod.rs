@@ -16,6 +16,7 @@ mod logs;
 mod objects;
 mod reads;
 mod rollout;
+mod scale_guard;
 mod select;
 
 pub use client::current_context_label;
