@@ -9,7 +9,7 @@
 
 mod pods;
 mod sets;
-pub use pods::host_ip;
+pub use pods::{host_ip, restarts_after};
 pub use sets::budget;
 mod workloads;
 
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// Pods whose template carries this annotation are OOM-killed over and over.
 pub const OOM_ANNOTATION: &str = "sandbox.opsh.dev/oom";
+/// Pods whose template carries this annotation leak memory (metrics.rs).
+pub const LEAK_ANNOTATION: &str = "sandbox.opsh.dev/leak";
 pub const NODES: [&str; 2] = ["sandbox-node-1", "sandbox-node-2"];
 
 pub(super) fn res(kind: &str) -> &'static Res {

@@ -6,6 +6,21 @@ use crate::store::{meta_str, now, suffix, Store};
 use serde_json::{json, Value};
 use std::time::Instant;
 
+/// How many times a crashing container has restarted after `age_ms`, with
+/// the kubelet's back-off: each wait twice the one before (from `base_ms`),
+/// up to 32 times it, so restarts slow down instead of climbing steadily.
+pub fn restarts_after(age_ms: u128, base_ms: u128) -> i64 {
+    let (mut t, mut step, mut n) = (0u128, base_ms.max(1), 0i64);
+    loop {
+        t += step;
+        if t > age_ms {
+            return n;
+        }
+        n += 1;
+        step = (step * 2).min(base_ms.max(1) * 32);
+    }
+}
+
 /// The node's InternalIP, as the seed gives it (sandbox-node-N: 10.0.0.N).
 pub fn host_ip(node: &str) -> String {
     let n = node
@@ -221,7 +236,7 @@ impl Controllers {
                     .cloned()
                     .unwrap_or_default();
                 let restarts_now = if oom {
-                    (age.as_millis() / TIMING.oom_every.as_millis()) as i64
+                    restarts_after(age.as_millis(), TIMING.oom_every.as_millis())
                 } else {
                     0
                 };
