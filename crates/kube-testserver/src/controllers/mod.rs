@@ -9,7 +9,9 @@
 
 mod pods;
 mod sets;
-pub use pods::{host_ip, restarts_after};
+pub use pods::host_ip;
+#[cfg(test)]
+pub use pods::restarts_after;
 pub use sets::budget;
 mod workloads;
 
