@@ -34,3 +34,175 @@ fn scale_under_an_hpa_verifies_the_count_and_refuses_what_the_hpa_would_undo() {
     assert_eq!(k.replicas("api"), 0);
     assert!(k.pods("api").is_empty());
 }
+
+#[test]
+fn patch_delete_set_resources_and_autoscale_change_the_server_and_dry_run_does_not() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.wait_rolled_out("worker");
+    let before_api = k.object("Deployment", "default", "api").unwrap();
+    let env = Env::new();
+    // Dry run: every plan is validated by the server, nothing changes.
+    env.script(
+        r#"
+        print(k8s.patch("deploy", "api", #{spec: #{minReadySeconds: 5}}).dry_run);
+        k8s.delete("pods", "app=api", #{max: 3});
+        k8s.set_resources("worker", #{limits: #{memory: "512Mi"}});
+        k8s.autoscale("web-blue", #{min: 2, max: 4});
+    "#,
+    )
+    .kube(&k)
+    .flag("--dry-run")
+    .run()
+    .assert_code(0)
+    .assert_stderr_contains("would patch deployments api in default: spec.minReadySeconds")
+    .assert_stderr_contains("would delete 3 pods in default matching the selector")
+    .assert_stderr_contains("would set the resources of container worker of deployment worker")
+    .assert_stderr_contains("would create HorizontalPodAutoscaler web-blue");
+    assert_eq!(
+        k.object("Deployment", "default", "api").unwrap()["spec"],
+        before_api["spec"]
+    );
+    assert_eq!(k.pods("api").len(), 3);
+    assert!(k
+        .object("HorizontalPodAutoscaler", "default", "web-blue")
+        .is_none());
+
+    let api_pods: Vec<String> = k
+        .pods("api")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    env.script(
+        r#"
+        let p = k8s.patch("deploy", "api", #{spec: #{minReadySeconds: 5}}, #{type: "merge"});
+        print(`merge ${p.diff["spec.minReadySeconds"].to}`);
+        let j = k8s.patch("cm", "api-config", [#{op: "replace", path: "/data/CACHE_TTL", value: "600"}]);
+        print(`json ${j.diff["data.CACHE_TTL"].from}->${j.diff["data.CACHE_TTL"].to}`);
+        let r = k8s.set_resources("worker", #{limits: #{memory: "512Mi"}, requests: #{cpu: "200m"}});
+        print(`resources ${r.container} ${r.diff.len()}`);
+        let a = k8s.autoscale("web-blue", #{min: 2, max: 4, cpu_percent: 65});
+        print(`hpa ${a.hpa} ${a.min}..${a.max}`);
+        let d = k8s.delete("pods", "app=api", #{max: 3});
+        print(`deleted ${d.deleted.len()}`);
+    "#,
+    )
+    .kube(&k)
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("merge 5")
+    .assert_stdout_contains("json 300->600")
+    .assert_stdout_contains("resources worker 2")
+    .assert_stdout_contains("hpa web-blue 2..4")
+    .assert_stdout_contains("deleted 3");
+    assert_eq!(
+        k.object("Deployment", "default", "api").unwrap()["spec"]["minReadySeconds"],
+        5
+    );
+    assert_eq!(
+        k.object("ConfigMap", "default", "api-config").unwrap()["data"]["CACHE_TTL"],
+        "600"
+    );
+    let worker = k.object("Deployment", "default", "worker").unwrap();
+    let res = &worker["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(res["limits"]["memory"], "512Mi", "{res}");
+    assert_eq!(res["requests"]["cpu"], "200m", "{res}");
+    assert_eq!(
+        res["requests"]["memory"], "128Mi",
+        "other fields kept: {res}"
+    );
+    let hpa = k
+        .object("HorizontalPodAutoscaler", "default", "web-blue")
+        .unwrap();
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        65
+    );
+    for p in &api_pods {
+        assert!(k.object("Pod", "default", p).is_none(), "{p} still there");
+    }
+    let audit = env.audit();
+    for prim in [
+        "k8s.patch",
+        "k8s.set_resources",
+        "k8s.autoscale",
+        "k8s.delete",
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| a["primitive"] == prim && a["outcome"] == "ok"),
+            "{prim} not audited: {audit:?}"
+        );
+    }
+
+    // More matches than max: refused before anything is deleted.
+    k.wait_pods_ready("api", 3);
+    env.script(r#"k8s.delete("pods", "app=api")"#)
+        .kube(&k)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("app=api selects 3 pods in default, more than max 1");
+    assert_eq!(k.pods("api").len(), 3);
+    // A stale UID never deletes the object now under that name.
+    let victim = k.pods("api")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.script(&format!(
+        r#"k8s.delete("pod", "{victim}", #{{uid: "00000000-gone"}})"#
+    ))
+    .kube(&k)
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("Precondition failed");
+    assert!(k.object("Pod", "default", &victim).is_some());
+}
+
+#[test]
+fn logs_of_workloads_default_containers_follow_describe_and_top_with_a_selector() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let mut two = k.object("Deployment", "default", "api").unwrap();
+    let m = two["metadata"].as_object_mut().unwrap();
+    m.retain(|key, _| key == "name" || key == "labels");
+    two["metadata"]["name"] = "sidecar".into();
+    two["metadata"]["labels"]["app"] = "sidecar".into();
+    two["spec"]["selector"]["matchLabels"]["app"] = "sidecar".into();
+    two["spec"]["template"]["metadata"]["labels"]["app"] = "sidecar".into();
+    two["spec"]["replicas"] = 1.into();
+    let c = two["spec"]["template"]["spec"]["containers"][0].clone();
+    let mut proxy = c.clone();
+    proxy["name"] = "proxy".into();
+    two["spec"]["template"]["spec"]["containers"] = serde_json::json!([proxy, c]);
+    two.as_object_mut().unwrap().remove("status");
+    k.put("Deployment", "default", two).unwrap();
+    k.wait_pods_ready("sidecar", 1);
+    let env = Env::new();
+    env.script(
+        r#"
+        let l = k8s.logs("deploy/api", #{tail: 1});
+        print(`deploy ${l.len()} ${l.map(|x| x.pod).filter(|p| p.starts_with("api-")).len()}`);
+        let s = k8s.logs("deploy/sidecar", #{tail: 1});
+        print(`sidecar ${s.len()}`);
+        let f = k8s.logs("deploy/sidecar", #{follow: "2500ms"});
+        print(`follow ${f.len() > s.len()}`);
+        let d = k8s.describe("pod", k8s.pods(#{selector: "app=api"})[0].name);
+        print(`describe ${d.owners.len()} ${d.owners[1]} ${d.events.filter(|e| e.reason == "Scheduled").len()}`);
+        let dd = k8s.describe("deploy", "api");
+        print(`pods ${dd.pods.len()}`);
+        let t = k8s.top_pods(#{selector: "app=api"});
+        print(`top ${t.len()} ${k8s.top_pods().len() > t.len()}`);
+    "#,
+    )
+    .kube(&k)
+    .run()
+    .assert_code(0)
+    .assert_stdout_contains("deploy 3 3")
+    .assert_stdout_contains("sidecar 1")
+    .assert_stderr_contains("defaulted container \"proxy\" out of: proxy, api")
+    .assert_stdout_contains("follow true")
+    .assert_stdout_contains("describe 2 Deployment/api 1")
+    .assert_stdout_contains("pods 3")
+    .assert_stdout_contains("top 3 true");
+}

@@ -354,7 +354,11 @@ fn resource(
         interfere(shared, r, ns, name.unwrap_or(""));
     }
     if r.computed() {
-        return metrics::serve(st, r, ns, name, verb).and_then(ok);
+        let mut m = metrics::serve(st, r, ns, name, verb)?;
+        if let Some(list) = m["items"].as_array().cloned() {
+            m["items"] = Value::Array(filter(list, req)?);
+        }
+        return ok(m);
     }
     match (verb, name, sub) {
         ("watch", _, _) => watch(st, r, ns, req),
