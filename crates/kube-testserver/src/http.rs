@@ -34,6 +34,8 @@ pub struct Shared {
     pub secure: bool,
     /// Set when the controller loop died: why.
     pub failed: std::sync::Mutex<Option<String>>,
+    /// The server's directory (exec runs in DIR/pods/NS/POD).
+    pub dir: std::path::PathBuf,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -100,6 +102,9 @@ pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
+    if super::exec::wants_exec(&req) {
+        return Ok(super::exec::handle(shared, req));
+    }
     let (parts, body) = req.into_parts();
     let bytes = body
         .collect()
@@ -162,21 +167,7 @@ fn route(
             .unwrap_or("")
             .to_string()
     };
-    let user = if shared.secure {
-        let token = header(hyper::header::AUTHORIZATION);
-        let user = token
-            .strip_prefix("Bearer ")
-            .and_then(|t| shared.auth.read().ok()?.user(t.trim()).map(str::to_string));
-        user.ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"))?
-    } else {
-        // No tokens over HTTP: whoever asks is admin unless acting as someone else.
-        parts
-            .headers
-            .get("impersonate-user")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(ADMIN)
-            .to_string()
-    };
+    let user = user_of(shared, &parts.headers)?;
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -227,6 +218,26 @@ fn route(
         ["apis", g, v, rest @ ..] => resource(shared, &req, g, v, rest),
         _ => Err(not_served()),
     }
+}
+
+/// Who is asking: the user of an issued bearer token over TLS; over HTTP
+/// (no tokens) admin, unless impersonating someone else.
+pub fn user_of(shared: &Shared, headers: &hyper::HeaderMap) -> Result<String, ApiError> {
+    if shared.secure {
+        let token = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let user = token
+            .strip_prefix("Bearer ")
+            .and_then(|t| shared.auth.read().ok()?.user(t.trim()).map(str::to_string));
+        return user.ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"));
+    }
+    Ok(headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(ADMIN)
+        .to_string())
 }
 
 fn not_served() -> ApiError {
@@ -838,7 +849,7 @@ fn follow_log(st: &Store, r: &'static Res, pod: Value, text: String) -> Result<R
 
 /// The built-in users, the grants of `KubeServer::grant`, and the Roles,
 /// ClusterRoles and bindings stored in the cluster, like any RBAC object.
-fn allows(shared: &Shared, user: &str, access: &Access) -> bool {
+pub fn allows(shared: &Shared, user: &str, access: &Access) -> bool {
     shared
         .auth
         .read()

@@ -18,6 +18,7 @@ mod auth;
 mod controllers;
 mod convert;
 mod discovery;
+mod exec;
 mod http;
 pub mod kubectl;
 mod logs;
@@ -98,6 +99,7 @@ impl KubeServer {
             auth: Default::default(),
             secure: tls.is_some(),
             failed: Default::default(),
+            dir: dir.to_path_buf(),
         });
         seed::seed(&shared.store);
         // A port below the ephemeral range, like every sandbox server: the
@@ -209,6 +211,12 @@ impl KubeServer {
     /// Why the controllers stopped, if they did (the API then answers 500).
     pub fn controllers_failed(&self) -> Option<String> {
         self.shared.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// The host directory where `kubectl exec` / `k8s.exec` run commands
+    /// for this pod (made on first use).
+    pub fn pod_dir(&self, ns: &str, pod: &str) -> PathBuf {
+        exec::workdir(&self.shared, ns, pod)
     }
 
     /// Deletes an object directly, as another client would.
@@ -364,6 +372,7 @@ where
     let svc = hyper::service::service_fn(move |req| http::handle(shared.clone(), req));
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades()
         .await;
 }
 

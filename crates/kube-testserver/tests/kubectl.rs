@@ -802,3 +802,59 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: scaler}
         assert!(who.contains("system:serviceaccount:default:bot"), "{who}");
     });
 }
+
+#[test]
+fn exec_runs_the_command_in_the_pods_directory_over_websocket() {
+    each_kubectl(|c| {
+        c.wait_rolled_out("api");
+        let pod = names(&c.pods("api"))[0].clone();
+        let args = [
+            "exec",
+            pod.as_str(),
+            "--",
+            "sh",
+            "-c",
+            "echo made > made.txt; echo \"LOG_LEVEL=$LOG_LEVEL\"; echo oops >&2; exit 3",
+        ];
+        let (code, out, err) = c.run(&args);
+        if c.bin.minor < 30 {
+            // SPDY, which the server does not speak: a clear refusal.
+            assert_ne!(code, 0);
+            assert!(err.contains("WebSocket only"), "{err}");
+            return;
+        }
+        assert_eq!(code, 3, "{out}\n{err}");
+        assert_eq!(out, "LOG_LEVEL=info\n");
+        assert!(err.contains("oops"), "{err}");
+        let made = c.api.pod_dir("default", &pod).join("made.txt");
+        assert_eq!(std::fs::read_to_string(&made).unwrap(), "made\n");
+        // stdin reaches the command.
+        use std::io::Write;
+        let mut child = c
+            .bin
+            .command(
+                &c.api.kubeconfig,
+                &c.dir.0.join("home"),
+                &["exec", "-i", &pod, "--", "wc", "-c"],
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"twelve bytes")
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "12");
+        // Who may not exec is told so.
+        let (code, _, err) = c.run(&["exec", &pod, "--as=viewer", "--", "true"]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("forbidden") || err.contains("Forbidden"),
+            "{err}"
+        );
+    });
+}
