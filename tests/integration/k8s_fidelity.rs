@@ -206,3 +206,68 @@ fn logs_of_workloads_default_containers_follow_describe_and_top_with_a_selector(
     .assert_stdout_contains("pods 3")
     .assert_stdout_contains("top 3 true");
 }
+
+#[test]
+fn exec_runs_in_the_pod_is_audited_and_dry_run_runs_nothing() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let pod = k.pods("api")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = k.pod_dir("default", &pod);
+    let env = Env::new();
+    let run = format!(r#"k8s.exec("{pod}", ["sh", "-c", "echo ran >> ran.txt"])"#);
+    env.script(&run)
+        .kube(&k)
+        .flag("--dry-run")
+        .run()
+        .assert_code(0)
+        .assert_stderr_contains(&format!(
+            "would run [\"sh\", \"-c\", \"echo ran >> ran.txt\"] in {pod} (api)"
+        ));
+    assert!(!dir.join("ran.txt").exists(), "a dry run ran the command");
+    let script = format!(
+        r#"
+        {run};
+        let r = k8s.exec("{pod}", ["sh", "-c", "echo out; echo err >&2"]);
+        print(`exit=${{r.exit_code}} ${{r.stdout == "out\n"}} ${{r.stderr == "err\n"}}`);
+        let w = k8s.exec("{pod}", ["wc", "-c"], #{{stdin: "0123456789"}});
+        print(`stdin=${{w.stdout.parse_int()}}`);
+        let all = k8s.exec("app=api", ["sh", "-c", "echo $LOG_LEVEL"], #{{all: true}});
+        print(`all=${{all.len()}} ${{all.all(|x| x.stdout == "info\n")}}`);
+        let f = k8s.exec("{pod}", ["sh", "-c", "exit 4"], #{{check: false}});
+        print(`code=${{f.exit_code}}`);
+        k8s.exec("{pod}", ["sh", "-c", "echo broken >&2; exit 5"]);
+    "#
+    );
+    env.script(&script)
+        .kube(&k)
+        .run()
+        .assert_code(2)
+        .assert_stdout_contains("exit=0 true true")
+        .assert_stdout_contains("stdin=10")
+        .assert_stdout_contains("all=3 true")
+        .assert_stdout_contains("code=4")
+        .assert_stderr_contains("exited with 5: broken");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("ran.txt")).unwrap(),
+        "ran\n"
+    );
+    let audit = env.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["primitive"] == "k8s.exec" && a["outcome"] == "ok"),
+        "{audit:?}"
+    );
+    // The read-only context may not exec: a clear error, nothing run.
+    env.script(&format!(
+        r#"k8s.context("sandbox-viewer").exec("{pod}", ["touch", "viewer.txt"])"#
+    ))
+    .kube(&k)
+    .run()
+    .assert_code(2)
+    .assert_stderr_contains("may not create pods/exec");
+    assert!(!dir.join("viewer.txt").exists());
+}

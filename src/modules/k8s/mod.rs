@@ -4,13 +4,14 @@
 //! primitive is declared beside its function: select.rs (handles),
 //! reads.rs, logs.rs, export.rs, rollout.rs (reads), deploy.rs,
 //! objects.rs, apply.rs, generic.rs (patch, delete, set_resources,
-//! autoscale, describe), scale_guard.rs (HPAs against k8s.scale). client.rs connects, api.rs holds
+//! autoscale, describe), exec.rs, scale_guard.rs (HPAs against k8s.scale). client.rs connects, api.rs holds
 //! paths, discovery and shared helpers.
 
 mod api;
 mod apply;
 mod client;
 mod deploy;
+mod exec;
 mod export;
 mod generic;
 mod incluster;
@@ -67,5 +68,6 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         generic::SET_RESOURCES,
         generic::AUTOSCALE,
         generic::DESCRIBE,
+        exec::EXEC,
     ],
 };
