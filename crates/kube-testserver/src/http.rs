@@ -361,6 +361,13 @@ fn resource(
     if !allows(shared, &req.user, &access) {
         return Err(forbidden(req, r, &access));
     }
+    if let Some(sub @ ("attach" | "portforward" | "ephemeralcontainers" | "proxy")) = sub {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the sandbox API server does not implement {}/{sub} (kubectl attach, port-forward and debug): exec is served", r.plural),
+        ));
+    }
     if matches!(verb, "update" | "patch" | "delete") {
         interfere(shared, r, ns, name.unwrap_or(""));
     }
