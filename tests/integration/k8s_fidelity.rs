@@ -187,6 +187,9 @@ fn logs_of_workloads_default_containers_follow_describe_and_top_with_a_selector(
         print(`sidecar ${s.len()}`);
         let f = k8s.logs("deploy/sidecar", #{follow: "2500ms"});
         print(`follow ${f.len() > s.len()}`);
+        let t = timestamp();
+        let one = k8s.logs(k8s.pods(#{selector: "app=api"})[0].name, #{tail: 1, follow: "20s", stop_at: "level="});
+        print(`stop_at ${one.len()} ${t.elapsed < 10.0}`);
         let d = k8s.describe("pod", k8s.pods(#{selector: "app=api"})[0].name);
         print(`describe ${d.owners.len()} ${d.owners[1]} ${d.events.filter(|e| e.reason == "Scheduled").len()}`);
         let dd = k8s.describe("deploy", "api");
@@ -202,6 +205,7 @@ fn logs_of_workloads_default_containers_follow_describe_and_top_with_a_selector(
     .assert_stdout_contains("sidecar 1")
     .assert_stderr_contains("defaulted container \"proxy\" out of: proxy, api")
     .assert_stdout_contains("follow true")
+    .assert_stdout_contains("stop_at 1 true")
     .assert_stdout_contains("describe 2 Deployment/api 1")
     .assert_stdout_contains("pods 3")
     .assert_stdout_contains("top 3 true");
@@ -270,4 +274,40 @@ fn exec_runs_in_the_pod_is_audited_and_dry_run_runs_nothing() {
     .assert_code(2)
     .assert_stderr_contains("may not create pods/exec");
     assert!(!dir.join("viewer.txt").exists());
+}
+
+#[test]
+fn watch_returns_the_changes_until_the_condition_and_is_bounded() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let victim = k.pods("api")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            k.delete("Pod", "default", &victim).unwrap();
+        });
+        env.script(
+            r#"
+            let ev = k8s.watch("pods", #{selector: "app=api", duration: "20s", stop: |e| e.type == "DELETED"});
+            let last = ev[ev.len() - 1];
+            print(`last ${last.type} ${last.name}`);
+            let quiet = k8s.watch("cronjobs", #{duration: "1s"});
+            print(`quiet ${quiet.len()}`);
+        "#,
+        )
+        .kube(&k)
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains(&format!("last DELETED {victim}"))
+        .assert_stdout_contains("quiet 0");
+    });
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "until did not stop the watch"
+    );
 }

@@ -25,7 +25,7 @@ pub const LOGS: Primitive = Primitive::read("logs", logs)
                 field("follow", Ty::Duration).doc(
                     "keep reading new lines for this long (\"30s\"), like kubectl logs -f but bounded (Ctrl-C cancels it)",
                 ),
-                field("until", Ty::Str)
+                field("stop_at", Ty::Str)
                     .doc("with follow: stop at the first new line containing this"),
             ]),
         ),
@@ -81,7 +81,7 @@ fn logs(call: &mut Call) -> Result<Dynamic, OpError> {
     }
     let grep = opts.str("grep")?;
     let follow = opts.duration("follow")?;
-    let until = opts.str("until")?;
+    let until = opts.str("stop_at")?;
     let mut out = Array::new();
     for p in pods {
         let pod = s(&p, "metadata.name").to_string();
@@ -227,7 +227,7 @@ fn default_container(call: &Call, p: &serde_json::Value) -> String {
     chosen
 }
 
-/// Lines of a followed log for up to `d`, or until one contains `until`
+/// Lines of a followed log for up to `d`, or until one contains `stop_at`
 /// (Ctrl-C cancels the call, as any other).
 fn follow_lines(
     call: &Call,

@@ -4,7 +4,8 @@
 //! primitive is declared beside its function: select.rs (handles),
 //! reads.rs, logs.rs, export.rs, rollout.rs (reads), deploy.rs,
 //! objects.rs, apply.rs, generic.rs (patch, delete, set_resources,
-//! autoscale, describe), exec.rs, scale_guard.rs (HPAs against k8s.scale). client.rs connects, api.rs holds
+//! autoscale, describe), exec.rs, watch.rs, scale_guard.rs (HPAs against
+//! k8s.scale). client.rs connects, api.rs holds
 //! paths, discovery and shared helpers.
 
 mod api;
@@ -21,6 +22,7 @@ mod reads;
 mod rollout;
 mod scale_guard;
 mod select;
+mod watch;
 
 pub use client::current_context_label;
 
@@ -69,5 +71,6 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         generic::AUTOSCALE,
         generic::DESCRIBE,
         exec::EXEC,
+        watch::WATCH,
     ],
 };
