@@ -367,3 +367,30 @@ impl Controllers {
 pub fn selector_of(o: &Value) -> String {
     match_labels_string(&o["spec"]["selector"])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_one_reconcile_is_an_event_on_that_object() {
+        let st = Store::default();
+        super::super::seed::seed(&st);
+        let (deploys, _) = st.list(res("Deployment"), "default");
+        let d = &deploys[0];
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        guard(&st, d, || panic!("replicas out of range"));
+        std::panic::set_hook(hook);
+        let (events, _) = st.list(res("Event"), "default");
+        let e = events
+            .iter()
+            .find(|e| e["reason"] == "ReconcileError")
+            .expect("a ReconcileError event");
+        assert_eq!(e["involvedObject"]["uid"], d["metadata"]["uid"]);
+        assert!(e["message"]
+            .as_str()
+            .unwrap()
+            .contains("replicas out of range"));
+    }
+}
