@@ -14,6 +14,7 @@ mod http;
 mod incident;
 mod interrupt;
 mod k8s;
+mod k8s_fidelity;
 mod k8s_incluster;
 mod k8s_kubectl;
 mod loki;

@@ -46,6 +46,7 @@ fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
     let sc = get(call, &k, &format!("get deployment {name}"), &path)?;
     let from = i(&sc, "spec.replicas");
     check_current(&opts, from, &name)?;
+    let warning = super::scale_guard::check(call, &k, &name, n, &opts)?;
     api::req(
         call,
         &k,
@@ -55,8 +56,9 @@ fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
         MERGE,
         Some(&json!({"spec": {"replicas": n}})),
     )?;
+    let note = warning.map(|w| format!("; {w}")).unwrap_or_default();
     Ok(plan(
-        format!("would scale deployment {name} in {} from {from} to {n} replicas (validated by the server)", k.namespace),
+        format!("would scale deployment {name} in {} from {from} to {n} replicas (validated by the server){note}", k.namespace),
         map_of([("deployment", name.into()), ("namespace", k.namespace.clone().into()), ("from", from.into()), ("to", n.into()), ("diff", Dynamic::from_map(map_of([("spec.replicas", change(from, n))])))]),
     ))
 }
@@ -73,6 +75,9 @@ pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
                 ),
                 field("wait", Ty::Bool).doc("true: return when the replicas are ready"),
                 field("timeout", Ty::Duration).doc("for wait, default \"5m\""),
+                field("override_hpa", Ty::Bool).doc(
+                    "scale even to a count outside the bounds of the deployment's HorizontalPodAutoscaler, which then undoes it (refused otherwise)",
+                ),
             ]),
         ),
     ])
@@ -81,14 +86,21 @@ pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
         field("from", Ty::Int).doc("replicas before"),
         field("to", Ty::Int),
         field("ready", Ty::Int).doc("ready replicas once the rollout completed; () without wait"),
+        field("warning", Ty::Str).doc("what an HPA on the deployment will do about the count; () without one"),
     ]))
     .doc("Scale a deployment.\n\
-          The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.")
+          The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten. \
+          A HorizontalPodAutoscaler that would put the count back (outside its min..max) refuses the scale unless override_hpa; \
+          wait verifies the count asked for is the one wanted and ready.")
     .example(r#"k8s.scale("api", 5, #{current: 3, wait: true})"#)
     .unbounded();
 fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, n, opts, k) = scale_args(call)?;
     let path = format!("{}/scale", deploy_path(&k.namespace, &enc(&name)));
+    let warning = super::scale_guard::check(call, &k, &name, n, &opts)?;
+    if let Some(w) = &warning {
+        call.session.out.note(&format!("warning: {w}"));
+    }
     // PUT with the resourceVersion just read, so a write never lands on a
     // state it did not see. Controllers bump the version with every status
     // update, so a conflict is retried on a fresh read, as kubectl scale
@@ -124,8 +136,12 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     ]);
     if opts.bool("wait")? {
         let timeout = opts.duration("timeout")?.unwrap_or(ROLLOUT_TIMEOUT);
-        let d = super::rollout::wait_rollout(call, &k, &name, timeout, false)?;
+        super::rollout::wait_rollout(call, &k, &name, timeout, false)?;
+        let d = super::scale_guard::verify(call, &k, &name, n, timeout)?;
         out.insert("ready".into(), i(&d, "status.readyReplicas").into());
+    }
+    if let Some(w) = warning {
+        out.insert("warning".into(), w.into());
     }
     Ok(Dynamic::from_map(out))
 }
