@@ -9,6 +9,7 @@ use super::client::{connect, Kube};
 use super::reads::{images_of, owned_replicasets, revision};
 use super::rollout::ROLLOUT_TIMEOUT;
 use super::DEPLOYMENT_NAMES;
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Opts, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
@@ -82,6 +83,7 @@ pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
         field("to", Ty::Int),
         field("ready", Ty::Int).doc("ready replicas once the rollout completed; () without wait"),
     ]))
+    .says(says_scale)
     .doc("Scale a deployment.\n\
           The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.")
     .example(r#"k8s.scale("api", 5, #{current: 3, wait: true})"#)
@@ -167,6 +169,7 @@ pub const ROLLOUT_RESTART: Primitive =
             field("restarted_at", Ty::Str).doc("the restartedAt annotation set, RFC 3339"),
             field("generation", Ty::Int).doc("the deployment's generation after the change"),
         ]))
+        .says(says_restart)
         .doc("Restart a deployment's pods by a rolling update (the restartedAt annotation, as kubectl rollout restart).")
         .example(r#"k8s.rollout_restart("api"); k8s.rollout_status("api")"#);
 fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -290,6 +293,7 @@ pub const ROLLOUT_UNDO: Primitive =
             field("to_revision", Ty::Int),
             field("images", Ty::Str).doc("the images it returned to, comma-separated"),
         ]))
+        .says(says_undo)
         .doc(
             "Return a deployment to its previous revision, or to the one named.\n\
           --dry-run shows the images it returns to.",
@@ -427,6 +431,7 @@ pub const SET_ENV: Primitive = Primitive::mutate("set_env", plan_set_env, set_en
         field("changed", Ty::Map)
             .doc("per \"CONTAINER.VAR\" changed: #{from, to}, () for a variable absent before or removed"),
     ]))
+    .says(says_set_env)
     .doc("Set (or with () remove) environment variables on the deployment's containers. Starts a rollout when anything changes.")
     .example(r#"k8s.set_env("api", #{LOG_LEVEL: "debug", OLD_FLAG: ()})"#);
 fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -515,6 +520,7 @@ pub const SET_IMAGE: Primitive = Primitive::mutate("set_image", plan_set_image, 
         field("to", Ty::Str),
         field("changed", Ty::Bool).doc("false when it already ran that image"),
     ]))
+    .says(says_set_image)
     .doc("Change one container's image (a rollout). Nothing is sent when it already runs that image.")
     .example(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#);
 fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -537,4 +543,68 @@ fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
         ("to", to.clone().into()),
         ("changed", (from != to).into()),
     ])))
+}
+
+fn says_scale(_: &Call, r: &Dynamic) -> String {
+    let ready = match said(r, "ready").as_str() {
+        "?" => String::new(),
+        n => format!(", {n} ready"),
+    };
+    format!(
+        "scaled deployment {} {} -> {}{ready}",
+        said(r, "deployment"),
+        said(r, "from"),
+        said(r, "to")
+    )
+}
+
+fn says_restart(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "restarted deployment {} (generation {})",
+        said(r, "deployment"),
+        said(r, "generation")
+    )
+}
+
+fn says_undo(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "rolled deployment {} back from revision {} to {} ({})",
+        said(r, "deployment"),
+        said(r, "from_revision"),
+        said(r, "to_revision"),
+        said(r, "images")
+    )
+}
+
+fn says_set_env(_: &Call, r: &Dynamic) -> String {
+    let keys: Vec<String> = r
+        .read_lock::<rhai::Map>()
+        .and_then(|m| {
+            m.get("changed").and_then(|c| {
+                c.read_lock::<rhai::Map>()
+                    .map(|c| c.keys().map(|k| k.to_string()).collect())
+            })
+        })
+        .unwrap_or_default();
+    match keys.is_empty() {
+        true => format!(
+            "left the env of deployment {} as it was",
+            said(r, "deployment")
+        ),
+        false => format!(
+            "set {} on deployment {} (values not shown)",
+            keys.join(", "),
+            said(r, "deployment")
+        ),
+    }
+}
+
+fn says_set_image(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "set image of {} in deployment {} {} -> {}",
+        said(r, "container"),
+        said(r, "deployment"),
+        said(r, "from"),
+        said(r, "to")
+    )
 }

@@ -18,7 +18,7 @@ mod reads;
 mod rollout;
 mod select;
 
-pub use client::current_context_label;
+pub use client::{current_context_label, identity};
 
 use crate::registry::ModuleDecl;
 

@@ -7,6 +7,7 @@ use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, list_pods};
 use super::{CRONJOB_NAMES, HPA_NAMES, POD_NAMES};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
@@ -82,6 +83,7 @@ pub const DELETE_POD: Primitive = Primitive::mutate("delete_pod", plan_delete_po
         field("uid", Ty::Str),
         field("node", Ty::Str).doc("where it ran"),
     ]))
+    .says(says_delete_pod)
     .doc("Delete a pod with a UID precondition, so a replacement with the same name is never deleted.")
     .example(r#"let p = k8s.pods(#{selector: "app=api"})[0]; k8s.delete_pod(p.name, #{uid: p.uid})"#);
 fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -180,6 +182,7 @@ pub const PATCH_HPA: Primitive = Primitive::mutate("patch_hpa", plan_patch_hpa, 
         field("max", Ty::Int).doc("after the change"),
         field("changed", Ty::Bool).doc("false when it already had these bounds"),
     ]))
+    .says(says_patch_hpa)
     .doc("Change an HPA's bounds: min, max or both. Refuses min > max.")
     .example(r#"k8s.patch_hpa("api", #{min: 4, max: 20})"#);
 fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -576,4 +579,22 @@ fn patch_service_selector(call: &mut Call) -> Result<Dynamic, OpError> {
         ("to", sel_string(&to).into()),
         ("ready_pods", (ready as i64).into()),
     ])))
+}
+
+fn says_delete_pod(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "deleted pod {} (uid {}, node {})",
+        said(r, "pod"),
+        said(r, "uid"),
+        said(r, "node")
+    )
+}
+
+fn says_patch_hpa(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "set hpa {} to min {} max {}",
+        said(r, "hpa"),
+        said(r, "min"),
+        said(r, "max")
+    )
 }

@@ -2,6 +2,7 @@
 
 use super::conn::rows_and_columns;
 use super::conn::{bound, pg_error, pool};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::engine::Handle;
 use crate::registry::{field, opt, req, Primitive, Ty};
@@ -68,6 +69,7 @@ fn query(call: &mut Call) -> Result<Dynamic, OpError> {
 pub const EXEC: Primitive = Primitive::mutate("exec", plan_exec, exec)
     .params(&[req("sql", Ty::Str), opt("params", Ty::Array)])
     .returns(Ty::Record(&[field("rows_affected", Ty::Int)]))
+    .says(says_exec)
     .doc("Execute one statement (INSERT, UPDATE, DELETE, DDL).\n\
           A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited.")
     .example(r#"pg.exec("update jobs set state = 'queued' where state = $1", ["stuck"])"#);
@@ -146,4 +148,23 @@ fn plan_exec(call: &mut Call) -> Result<Plan, OpError> {
         ),
     };
     Ok(Plan { summary, details })
+}
+
+fn says_exec(call: &Call, r: &Dynamic) -> String {
+    // The statement's own verb says what the rows went through; other
+    // statements (DDL) are named, shortened.
+    let sql = call.str("sql").unwrap_or_default();
+    let short: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let verb = match short.split(' ').next().map(str::to_ascii_lowercase).as_deref() {
+        Some("update") => "updated",
+        Some("delete") => "deleted",
+        Some("insert") => "inserted",
+        Some("merge") => "merged",
+        _ => {
+            let shown: String = short.chars().take(60).collect();
+            let more = if shown.len() < short.len() { "..." } else { "" };
+            return format!("pg.exec: ran `{shown}{more}`");
+        }
+    };
+    format!("pg.exec: {verb} {} rows", said(r, "rows_affected"))
 }
