@@ -170,6 +170,13 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// When this call's per-call timeout expires, if it has one: for a
+    /// primitive that handles its own stop (pg.exec learns whether its
+    /// statement committed instead of dropping it).
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
+    }
+
     /// Runs a future on the session's runtime under this call's deadline and
     /// the run's cancellation. Every network wait of a primitive goes here.
     pub fn block_on<T>(&self, fut: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {

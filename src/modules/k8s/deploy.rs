@@ -10,7 +10,7 @@ use super::reads::{images_of, owned_replicasets, revision};
 use super::rollout::ROLLOUT_TIMEOUT;
 use super::DEPLOYMENT_NAMES;
 use crate::dispatch::said;
-use crate::dispatch::{Call, OpError, Opts, Plan};
+use crate::dispatch::{Applied, Call, OpError, Opts, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Dynamic, Map};
@@ -126,8 +126,34 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     ]);
     if opts.bool("wait")? {
         let timeout = opts.duration("timeout")?.unwrap_or(ROLLOUT_TIMEOUT);
-        let d = super::rollout::wait_rollout(call, &k, &name, timeout, false)?;
-        out.insert("ready".into(), i(&d, "status.readyReplicas").into());
+        // The scale has landed: whatever stops the wait (Ctrl-C, its
+        // timeout) must not hide that from the audit log and the operator.
+        match super::rollout::wait_rollout(call, &k, &name, timeout, false) {
+            Ok(d) => {
+                out.insert("ready".into(), i(&d, "status.readyReplicas").into());
+            }
+            Err(mut e) => {
+                out.insert("ready".into(), Dynamic::UNIT);
+                e.result = Some(Dynamic::from_map(out));
+                let why = match e.cancelled {
+                    Some(r) => format!(
+                        "the scale landed; the wait for ready replicas was {}",
+                        r.describe()
+                    ),
+                    None => format!(
+                        "the scale landed; the wait for ready replicas failed: {}",
+                        e.message
+                    ),
+                };
+                if e.cancelled.is_none() {
+                    e.message = format!(
+                        "scaled {from} -> {n}, then the wait for ready replicas failed: {}",
+                        e.message
+                    );
+                }
+                return Err(e.with_applied(Applied::Yes, why));
+            }
+        }
     }
     Ok(Dynamic::from_map(out))
 }
