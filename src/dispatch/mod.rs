@@ -441,7 +441,12 @@ fn place(t: Option<&Target>, identity: &serde_json::Value, display: &str) -> Str
     let Some(t) = t else {
         return display.to_string();
     };
-    let name = if t.kind.info().shows_url && t.name == redact(&t.url) {
+    // A target named by its URL or by an environment variable
+    // (DATABASE_URL) is shown by its address.
+    let unnamed = t.name == redact(&t.url)
+        || t.name == t.kind.env_var()
+        || t.name.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    let name = if t.kind.info().shows_url && unnamed {
         format!(
             "{}:{}",
             identity["host"].as_str().unwrap_or("localhost"),
