@@ -600,7 +600,8 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
         )
         .kube(&k)
         .run();
-    r.assert_code(2)
+    // The image was set, then the rollout failed: a partial run.
+    r.assert_code(4)
         .assert_stdout_contains("previous 1")
         .assert_stdout_contains("by selector 0")
         .assert_stderr_contains("k8s.logs: skipping api-")
