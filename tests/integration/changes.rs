@@ -332,3 +332,35 @@ fn ctrl_c_during_the_wait_of_a_scale_audits_the_scale_that_landed() {
     assert_eq!(out[0]["result"]["to"], 4);
     assert_eq!(k.replicas("worker"), 4);
 }
+
+#[test]
+fn a_runbook_report_under_dry_run_is_conditional() {
+    let k = kube();
+    let env = Env::new();
+    let s = repo_path("scripts/system_down.rhai");
+    // Nothing listens on port 9: the app is down, api has one revision, no
+    // pod was OOM-killed: the runbook restarts api.
+    let run = |dry: bool| {
+        let o = env
+            .opsh(["run"])
+            .arg(&s)
+            .script_arg("health_url", "http://127.0.0.1:9/health")
+            .script_arg("wait", "20s")
+            .kube(&k);
+        if dry {
+            o.flag("--dry-run").run()
+        } else {
+            o.run()
+        }
+    };
+    let r = run(true);
+    r.assert_code(1)
+        .assert_stdout_contains("would restart (rolling)")
+        .assert_stdout_contains("down (dry run: nothing changed)")
+        .assert_stdout_lacks("rolling restart");
+    let r = run(false);
+    r.assert_code(1)
+        .assert_stdout_contains("rolling restart")
+        .assert_stdout_contains("still down")
+        .assert_stderr_contains("restarted deployment api");
+}
