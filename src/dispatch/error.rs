@@ -58,9 +58,18 @@ pub struct OpError {
     pub hint: Option<String>,
     /// Set when the call was cancelled: the run is ending.
     pub cancelled: Option<Reason>,
-    /// For a mutation: what is known of its effect, and why (None: an error
-    /// before anything was sent, or the primitive does not know).
-    pub applied: Option<(Applied, String)>,
+    /// For a mutation: what is known of its effect (None: an error before
+    /// anything was sent, or the primitive does not know). Boxed: errors
+    /// travel in every Result and should stay small.
+    pub known: Option<Box<Known>>,
+}
+
+/// What a stopped mutation knows of its effect.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub applied: Applied,
+    /// How opsh knows, or why it cannot.
+    pub why: String,
     /// For a mutation that landed anyway: its result (from/to...), for the
     /// line on stderr and the audit log.
     pub result: Option<rhai::Dynamic>,
@@ -85,8 +94,7 @@ impl OpError {
             cause: None,
             hint: None,
             cancelled: None,
-            applied: None,
-            result: None,
+            known: None,
         }
     }
     pub fn failed(message: impl Into<String>) -> Self {
@@ -107,8 +115,17 @@ impl OpError {
         self
     }
     /// What is known of the mutation's effect (see `Applied`).
-    pub fn with_applied(mut self, applied: Applied, why: impl Into<String>) -> Self {
-        self.applied = Some((applied, why.into()));
+    pub fn with_applied(
+        mut self,
+        applied: Applied,
+        why: impl Into<String>,
+        result: Option<rhai::Dynamic>,
+    ) -> Self {
+        self.known = Some(Box::new(Known {
+            applied,
+            why: why.into(),
+            result,
+        }));
         self
     }
     pub fn hint_opt(mut self, hint: Option<String>) -> Self {

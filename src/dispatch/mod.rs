@@ -9,7 +9,9 @@ mod call;
 mod error;
 
 pub use call::{Call, Opts};
-pub use error::{kind_name, root_cause, Applied, ErrorKind, ExitCode, OpError, PrimitiveError};
+pub use error::{
+    kind_name, root_cause, Applied, ErrorKind, ExitCode, Known, OpError, PrimitiveError,
+};
 
 use crate::cancel::Reason;
 use crate::config::Target;
@@ -285,26 +287,32 @@ fn mutate(
             }
             // An interrupt with nothing else known: the request may have
             // been in flight, so its effect is unknown, not "interrupted".
-            if e.applied.is_none() && e.cancelled.is_some() {
-                e.applied = Some((
+            if e.known.is_none() && e.cancelled.is_some() {
+                *e = e.clone().with_applied(
                     Applied::Unknown,
-                    "interrupted while the request was in flight".into(),
-                ));
+                    "interrupted while the request was in flight",
+                    None,
+                );
             }
-            if e.kind == ErrorKind::OutcomeUnknown && e.applied.is_none() {
-                e.applied = Some((Applied::Unknown, redact(&e.message)));
+            if e.kind == ErrorKind::OutcomeUnknown && e.known.is_none() {
+                let why = redact(&e.message);
+                *e = e.clone().with_applied(Applied::Unknown, why, None);
             }
-            match e.applied.clone() {
-                Some((a, why)) => {
+            match e.known.as_deref().cloned() {
+                Some(Known {
+                    applied: a,
+                    why,
+                    result: landed,
+                }) => {
                     extra["why"] = json!(redact(&why));
-                    if let Some(v) = &e.result {
+                    if let Some(v) = &landed {
                         extra["result"] = payload(v);
                     }
                     let line = match a {
                         Applied::Yes => Some((
                             format!(
                                 "{} ({})",
-                                says(call, e.result.as_ref().unwrap_or(&Dynamic::UNIT), &place),
+                                says(call, landed.as_ref().unwrap_or(&Dynamic::UNIT), &place),
                                 redact(&why)
                             ),
                             true,
@@ -578,7 +586,7 @@ fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
     if let Some(reason) = e.cancelled.or_else(|| call.session.cancel.reason()) {
         // The person who pressed Ctrl-C needs to know what became of the
         // change in flight, in the console as in a run.
-        if let Some((applied, why)) = &e.applied {
+        if let Some(Known { applied, why, .. }) = e.known.as_deref() {
             let known = match applied {
                 Applied::Yes => "applied",
                 Applied::No => "not applied",

@@ -134,7 +134,6 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
             }
             Err(mut e) => {
                 out.insert("ready".into(), Dynamic::UNIT);
-                e.result = Some(Dynamic::from_map(out));
                 let why = match e.cancelled {
                     Some(r) => format!(
                         "the scale landed; the wait for ready replicas was {}",
@@ -151,7 +150,7 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
                         e.message
                     );
                 }
-                return Err(e.with_applied(Applied::Yes, why));
+                return Err(e.with_applied(Applied::Yes, why, Some(Dynamic::from_map(out))));
             }
         }
     }

@@ -129,9 +129,10 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
             .with_hint("raise the per-call timeout with --call-timeout; the statement was cancelled on the server"),
         };
         let answer = cancel_and_wait(&pool, pid, &mut run).await;
+        let mut result = None;
         let (applied, why) = match answer {
             Some(Ok(res)) => {
-                e.result = Some(rows_affected(res.rows_affected()));
+                result = Some(rows_affected(res.rows_affected()));
                 (Applied::Yes, "it committed before the cancel request reached it".to_string())
             }
             Some(Err(sqlx::Error::Database(db))) if db.code().as_deref() == Some("57014") => (
@@ -152,7 +153,7 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
             // carries what became of the statement.
             e.message = format!("{} ({why})", e.message);
         }
-        Err(e.with_applied(applied, why))
+        Err(e.with_applied(applied, why, result))
     })
 }
 

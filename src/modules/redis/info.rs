@@ -477,6 +477,15 @@ fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
     ])))
 }
 
+fn says_config_set(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "CONFIG SET {} `{}` -> `{}`",
+        said(r, "name"),
+        said(r, "previous"),
+        said(r, "value")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,13 +506,4 @@ mod tests {
         assert_eq!(db0["keys"].as_int().unwrap(), 3);
         assert_eq!(db0["avg_ttl"].as_int().unwrap(), 500);
     }
-}
-
-fn says_config_set(_: &Call, r: &Dynamic) -> String {
-    format!(
-        "CONFIG SET {} `{}` -> `{}`",
-        said(r, "name"),
-        said(r, "previous"),
-        said(r, "value")
-    )
 }
