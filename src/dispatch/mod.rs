@@ -488,6 +488,14 @@ fn says(call: &Call, result: &Dynamic, place: &str) -> String {
     }
 }
 
+/// "1 row", "3 rows": `n` (a number as text) with its noun.
+pub fn counted(n: &str, noun: &str) -> String {
+    match n {
+        "1" => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// A field of a result map as text, for `SaysFn`s: "?" when absent.
 pub fn said(v: &Dynamic, key: &str) -> String {
     v.read_lock::<Map>()

@@ -2,7 +2,7 @@
 
 use super::conn::rows_and_columns;
 use super::conn::{bound, pg_error, pool};
-use crate::dispatch::said;
+use crate::dispatch::{counted, said};
 use crate::dispatch::{Applied, Call, OpError, Plan};
 use crate::engine::Handle;
 use crate::registry::{field, opt, req, Primitive, Ty};
@@ -321,5 +321,8 @@ fn says_exec(call: &Call, r: &Dynamic) -> String {
             return format!("pg.exec: ran `{shown}{more}`");
         }
     };
-    format!("pg.exec: {verb} {} rows", said(r, "rows_affected"))
+    format!(
+        "pg.exec: {verb} {}",
+        counted(&said(r, "rows_affected"), "row")
+    )
 }

@@ -11,7 +11,7 @@
 use super::activity::list_sessions;
 use super::conn::{rows, rows_to_array, settings};
 use super::filter::{Scope, SessionFilter, FILTER, SESSION};
-use crate::dispatch::said;
+use crate::dispatch::{counted, said};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, join, opt, Field, Primitive, Ty};
 use crate::value::map_of;
@@ -326,13 +326,17 @@ fn cancel(call: &mut Call) -> Result<Dynamic, OpError> {
 }
 
 fn says_terminated(_: &Call, r: &Dynamic) -> String {
-    format!("terminated {} sessions{}", said(r, "count"), acted_pids(r))
+    format!(
+        "terminated {}{}",
+        counted(&said(r, "count"), "session"),
+        acted_pids(r)
+    )
 }
 
 fn says_cancelled(_: &Call, r: &Dynamic) -> String {
     format!(
-        "cancelled the queries of {} sessions{}",
-        said(r, "count"),
+        "cancelled the queries of {}{}",
+        counted(&said(r, "count"), "session"),
         acted_pids(r)
     )
 }
