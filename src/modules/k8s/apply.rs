@@ -4,6 +4,7 @@
 // `req` below is a declared parameter; a request to the API server is `api::req`.
 use super::api::{self, *};
 use super::client::{connect, Kube};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, req, Primitive, Ty};
 use crate::value::map_of;
@@ -114,6 +115,7 @@ pub const APPLY: Primitive = Primitive::mutate("apply", plan_apply, apply)
         field("namespace", Ty::Str),
         field("action", Ty::Str).doc("\"created\", \"configured\" or \"unchanged\""),
     ]))
+    .says(says_apply)
     .doc("Server-side apply of a YAML (or JSON) manifest, one or more documents, as field manager `opsh`; one row per object.\n\
           Never forced: a field another manager owns is a conflict, reported with the fields and their manager.")
     .example(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  checkout: \"on\"\n")"#);
@@ -124,4 +126,24 @@ fn apply(call: &mut Call) -> Result<Dynamic, OpError> {
         rows.push(Dynamic::from_map(apply_one(call, &k, &key, d, false)?));
     }
     Ok(rows.into())
+}
+
+fn says_apply(_: &Call, r: &Dynamic) -> String {
+    let objects: Vec<String> = r
+        .read_lock::<rhai::Array>()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    format!(
+                        "{} {} {}/{}",
+                        said(o, "action"),
+                        said(o, "kind").to_lowercase(),
+                        said(o, "namespace"),
+                        said(o, "name")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("k8s.apply: {}", objects.join(", "))
 }
