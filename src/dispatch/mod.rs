@@ -342,7 +342,8 @@ fn mutate(
     let error = result.as_ref().err().map(|e| redact(&e.message));
     journal(session, prim, &target_display, "real", outcome, error, ms);
     if let Some((line, known)) = line {
-        if !session.quiet {
+        // `opsh test --sandbox` reports its tests, not each change they make.
+        if !session.quiet && !session.hooks.test_mode() {
             session.out.note(&line);
         }
         session.record_change(line, known);
