@@ -81,12 +81,14 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
     // The planner's estimate beside the real count in the audit log: a
     // review sees "estimated 15, changed 1000". EXPLAIN costs one round
     // trip and never executes; a statement it cannot plan (DDL) has none.
-    if let Ok(Some(v)) = explain(call, &pool, &t, &sql, &params) {
-        let (rows, node) = estimate(&v);
-        call.audit_field(
-            "estimate",
-            serde_json::json!({"planner_rows": rows, "node": node}),
-        );
+    if worth_estimating(&sql) {
+        if let Ok(Some(v)) = explain(call, &pool, &t, &sql, &params) {
+            let (rows, node) = estimate(&v);
+            call.audit_field(
+                "estimate",
+                serde_json::json!({"planner_rows": rows, "node": node}),
+            );
+        }
     }
     let cancel = call.session.cancel.clone();
     let deadline = call.deadline();
@@ -155,6 +157,18 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
         }
         Err(e.with_applied(applied, why, result))
     })
+}
+
+/// Statements whose row count the planner estimates usefully: not DDL
+/// (EXPLAIN refuses it, a wasted round trip) nor `INSERT ... VALUES`.
+fn worth_estimating(sql: &str) -> bool {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    let verb = lower.split_whitespace().next().unwrap_or("");
+    match verb {
+        "update" | "delete" | "merge" | "with" => true,
+        "insert" => lower.contains("select"),
+        _ => false,
+    }
 }
 
 fn rows_affected(n: u64) -> Dynamic {
