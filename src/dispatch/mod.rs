@@ -290,7 +290,7 @@ fn mutate(
             if e.known.is_none() && e.cancelled.is_some() {
                 *e = e.clone().with_applied(
                     Applied::Unknown,
-                    "interrupted while the request was in flight",
+                    "interrupted before its answer arrived: the request may or may not have reached the target",
                     None,
                 );
             }
