@@ -364,3 +364,66 @@ fn a_runbook_report_under_dry_run_is_conditional() {
         .assert_stdout_contains("still down")
         .assert_stderr_contains("restarted deployment api");
 }
+
+/// A TCP proxy to `upstream` that holds each chunk of every answer for
+/// `delay`: requests reach the server at once, answers come late.
+fn answers_late(upstream: &str, delay: Duration) -> String {
+    use std::io::{Read, Write};
+    let port = kube_testserver::free_port().unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { break };
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (mut c, mut s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c, &mut s);
+                });
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = server.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    std::thread::sleep(delay);
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn ctrl_c_while_a_scale_is_in_flight_reads_it_back() {
+    let k = kube();
+    let env = Env::new();
+    let slow = answers_late(&k.url(), Duration::from_millis(1500));
+    let kubeconfig = std::fs::read_to_string(k.kubeconfig())
+        .unwrap()
+        .replace(&k.url(), &slow);
+    let kc = env.write("slow-kubeconfig", &kubeconfig);
+    let mut child = env
+        .script("print(\"started\");\nk8s.scale(\"api\", 5);")
+        .kubeconfig(kc.to_str().unwrap())
+        .spawn();
+    let lines = Lines::of(&mut child);
+    eventually(secs(10), "the script to start", || !lines.all().is_empty());
+    // The PUT reached the server; its answer is still on its way.
+    eventually(secs(10), "the scale to land", || k.replicas("api") == 5);
+    signal(&child, libc::SIGINT);
+    let r = wait_output(child);
+    r.assert_code(4)
+        .assert_stderr_contains("k8s.scale applied: the scale landed before the interrupt")
+        .assert_stderr_contains("scaled deployment api 3 -> 5");
+    let out = outcome_records(&env.audit(), "k8s.scale");
+    assert_eq!(out[0]["outcome"], "applied", "{out:?}");
+    assert_eq!(out[0]["result"]["from"], 3);
+    assert_eq!(out[0]["result"]["to"], 5);
+}

@@ -116,6 +116,9 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
             Err(e) if attempt < 5 && e.message.contains(": conflict, someone else changed it") => {
                 continue
             }
+            Err(e) if e.cancelled.is_some() => {
+                return Err(read_back(call, &k, &path, &name, from, n, e))
+            }
             Err(e) => return Err(e),
         }
     };
@@ -155,6 +158,52 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
         }
     }
     Ok(Dynamic::from_map(out))
+}
+
+/// A scale interrupted while its PUT was in flight may have landed: read
+/// the deployment back (past the cancellation, a few seconds at most) and
+/// say which, instead of guessing.
+fn read_back(
+    call: &Call,
+    k: &super::client::Kube,
+    path: &str,
+    name: &str,
+    from: i64,
+    n: i64,
+    e: OpError,
+) -> OpError {
+    let back = call.session.rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            k.request("GET", path, None, None),
+        )
+        .await
+    });
+    let out = map_of([
+        ("deployment", name.to_string().into()),
+        ("from", from.into()),
+        ("to", n.into()),
+        ("ready", Dynamic::UNIT),
+    ]);
+    let (applied, why) = match back {
+        Ok(Ok(v)) if i(&v, "spec.replicas") == n && n != from => (
+            Applied::Yes,
+            "the scale landed before the interrupt (read back from the API server)".to_string(),
+        ),
+        Ok(Ok(v)) => (
+            Applied::No,
+            format!(
+                "read back from the API server: {} replicas, as before",
+                i(&v, "spec.replicas")
+            ),
+        ),
+        _ => (
+            Applied::Unknown,
+            "interrupted while the scale was in flight, and the deployment could not be read back"
+                .to_string(),
+        ),
+    };
+    e.with_applied(applied, why, Some(Dynamic::from_map(out)))
 }
 
 // ---- rollout restart / undo ----
