@@ -25,6 +25,9 @@ pub struct Global {
     /// Report what mutating primitives would do, reading real state, and change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// No line per change on stderr (`scaled deployment api ...`); errors still show.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

@@ -8,6 +8,7 @@
 mod support;
 
 mod backup;
+mod changes;
 mod cli;
 mod errors;
 mod http;

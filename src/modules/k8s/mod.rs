@@ -24,7 +24,7 @@ mod scale_guard;
 mod select;
 mod watch;
 
-pub use client::current_context_label;
+pub use client::{current_context_label, identity};
 
 use crate::registry::ModuleDecl;
 
