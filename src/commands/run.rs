@@ -155,8 +155,13 @@ pub fn run_prepared(
             execute(ctx, a, cfg.clone(), &name, &text, args.clone())
         }
     };
-    // The id `opsh timeline` takes, for the runs it has something to say about.
-    if let Some(s) = ran.session.as_ref().filter(|s| s.audit.written() > 0) {
+    // The id `opsh timeline` takes, for the runs it has something to say
+    // about; --quiet keeps stderr to warnings and errors.
+    if let Some(s) = ran
+        .session
+        .as_ref()
+        .filter(|s| s.audit.written() > 0 && !ctx.global.quiet)
+    {
         crate::stdio::errln(format_args!(
             "opsh: run {id} wrote {n} audit record{s} to {path} (opsh timeline {id})",
             id = s.audit.run_id(),

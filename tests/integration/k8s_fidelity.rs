@@ -21,7 +21,8 @@ fn scale_under_an_hpa_verifies_the_count_and_refuses_what_the_hpa_would_undo() {
     env.script(r#"k8s.scale("api", 1, #{override_hpa: true, wait: true, timeout: "20s"})"#)
         .kube(&k)
         .run()
-        .assert_code(2)
+        // The scale landed, then did not hold: a change, then a failure.
+        .assert_code(4)
         .assert_stderr_contains("was scaled to 1 but now wants 2 replicas")
         .assert_stderr_contains("the HorizontalPodAutoscaler api (min 2, max 10) changed it");
     // 0 switches the HPA off: the count holds, and the result says why.
@@ -248,7 +249,9 @@ fn exec_runs_in_the_pod_is_audited_and_dry_run_runs_nothing() {
     env.script(&script)
         .kube(&k)
         .run()
-        .assert_code(2)
+        // Earlier execs ran (changes), then one failed: exit 4.
+        .assert_code(4)
+        .assert_stderr_contains("k8s.exec: ran in pod")
         .assert_stdout_contains("exit=0 true true")
         .assert_stdout_contains("stdin=10")
         .assert_stdout_contains("all=3 true")

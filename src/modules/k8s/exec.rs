@@ -175,10 +175,31 @@ pub const EXEC: Primitive = Primitive::mutate("exec", plan_exec, exec)
         ),
     ])
     .returns(Ty::OneOf(&[Ty::Record(RESULT), Ty::Rows(RESULT)]))
+    .says(says_exec)
     .doc("Run a command in a pod's container, like kubectl exec: by pod name, or in the first ready pod of a selector (all: every one). \
           A mutation (dry run shows what would run; audited with its argv). A non-zero exit fails with the end of its stderr, unless check: false.")
     .example(r#"let r = k8s.exec("app=postgres", ["df", "-h", "/var/lib/postgresql"]); print(r.stdout)"#)
     .unbounded();
+/// `exec in pod api-1 (api): exit 0`, one clause per pod with `all`.
+fn says_exec(_: &Call, r: &Dynamic) -> String {
+    use crate::dispatch::said;
+    let one = |o: &Dynamic| {
+        format!(
+            "in pod {} ({}): exit {}",
+            said(o, "pod"),
+            said(o, "container"),
+            said(o, "exit_code")
+        )
+    };
+    match r.read_lock::<rhai::Array>() {
+        Some(all) => format!(
+            "k8s.exec: ran {}",
+            all.iter().map(one).collect::<Vec<_>>().join(", ")
+        ),
+        None => format!("k8s.exec: ran {}", one(r)),
+    }
+}
+
 fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
     let e = exec_args(call)?;
     let mut results = Array::new();
