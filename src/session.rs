@@ -18,6 +18,8 @@ pub struct Options {
     pub yes: bool,
     pub call_timeout: Duration,
     pub max_operations: u64,
+    /// Heap bytes a run may add (engine/memory.rs); 0: no limit.
+    pub max_memory: u64,
     /// The script's `args` constant.
     pub args: rhai::Map,
     /// How the run is named in the audit log.
@@ -31,6 +33,7 @@ impl Default for Options {
             yes: false,
             call_timeout: Duration::from_secs(30),
             max_operations: 100_000_000,
+            max_memory: crate::engine::memory::DEFAULT_BUDGET,
             args: rhai::Map::new(),
             script: "-".into(),
         }
@@ -48,6 +51,7 @@ pub struct Session {
     pub yes: bool,
     pub call_timeout: Duration,
     pub max_operations: u64,
+    pub max_memory: u64,
     pub args: rhai::Map,
     /// Stubs, call log, recording and replay (`opsh test`, --record, --replay).
     pub hooks: std::sync::Arc<crate::testing::hooks::Hooks>,
@@ -85,6 +89,7 @@ impl Session {
             yes: opts.yes,
             call_timeout: opts.call_timeout,
             max_operations: opts.max_operations,
+            max_memory: opts.max_memory,
             args: opts.args,
             hooks: Default::default(),
             only: Vec::new(),

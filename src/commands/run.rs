@@ -238,6 +238,13 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
             v.clone().cast::<PrimitiveError>().to_string()
         }
         rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        rhai::EvalAltResult::ErrorTerminated(v, _)
+            if v.is::<crate::engine::memory::MemoryExceeded>() =>
+        {
+            v.clone()
+                .cast::<crate::engine::memory::MemoryExceeded>()
+                .to_string()
+        }
         other => other.to_string(),
     };
     crate::redact::redact(s.lines().next().unwrap_or(""))

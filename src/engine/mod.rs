@@ -3,6 +3,7 @@
 //! stdlib and script-directory module resolver.
 
 pub mod lex;
+pub mod memory;
 pub mod resolver;
 pub mod scan;
 pub mod stdlib;
@@ -61,14 +62,15 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     let mut engine = Engine::new();
 
     // Limits: a runaway script is stopped rather than eating the machine.
+    // No Rhai size limits: they re-measure a collection after each
+    // operation (quadratic loops); the memory budget bounds every value at
+    // O(1) per operation instead (memory.rs, checked in the progress hook).
     engine.set_max_operations(session.max_operations);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
-    engine.set_max_string_size(64 * 1024 * 1024);
-    engine.set_max_array_size(10_000_000);
-    engine.set_max_map_size(10_000_000);
     engine.set_max_modules(256);
     engine.disable_symbol("eval");
+    memory::arm(session.max_memory);
 
     engine.register_type_with_name::<Handle>("module");
     engine.register_fn("to_string", |h: &mut Handle| h.to_string());
@@ -84,23 +86,22 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.register_get("cause", |e: &mut PrimitiveError| opt_dyn(&e.cause));
     engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
 
-    let args = Dynamic::from_map(session.args.clone());
-    #[allow(deprecated)] // volatile, not deprecated: see its docs
-    engine.on_var(move |name, _index, ctx| {
-        // A script's own variable wins over a module of the same name.
-        if ctx.scope().contains(name) {
-            return Ok(None);
-        }
-        if name == "args" {
-            return Ok(Some(args.clone()));
-        }
-        Ok(registry::value_modules().find(|m| m.name == name).map(|m| {
-            Dynamic::from(Handle {
+    // `pg`, `redis`, ... and `args` are constants of a global module: Rhai
+    // looks there only after the scope, so a script's own variable of the
+    // same name wins, functions see them too, and ordinary variable access
+    // pays nothing (an `on_var` hook runs before every lookup).
+    let mut globals = rhai::Module::new();
+    globals.set_var("args", Dynamic::from_map(session.args.clone()));
+    for m in registry::value_modules() {
+        globals.set_var(
+            m.name,
+            Handle {
                 module: m.name,
                 target: None,
-            })
-        }))
-    });
+            },
+        );
+    }
+    engine.register_global_module(globals.into());
 
     register_primitives(&mut engine, &session);
 
@@ -117,9 +118,10 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     });
     let cancel = session.cancel.clone();
     engine.on_progress(move |_ops| {
-        cancel
-            .reason()
-            .map(|r| Dynamic::from(r.describe().to_string()))
+        if let Some(r) = cancel.reason() {
+            return Some(Dynamic::from(r.describe().to_string()));
+        }
+        memory::exceeded().map(Dynamic::from)
     });
 
     engine.set_module_resolver(resolver::Resolver::new(base_dir, sources));

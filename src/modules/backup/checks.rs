@@ -3,7 +3,7 @@
 //! optional restore into a scratch database (restore.rs).
 
 use super::compress::{self, Compression};
-use super::formats::{self, pgarchive, rdb, sql, sqlite, Format};
+use super::formats::{self, pgarchive, pgcustom, rdb, sql, sqlite, Format};
 use super::opts::{display, human_bytes, human_duration, rfc3339, unix_secs};
 use super::{checksum, restore};
 use crate::dispatch::{Call, ErrorKind, OpError, Plan};
@@ -489,7 +489,8 @@ fn format_checks(r: &mut Report, path: &Path, f: Format, o: &VerifyOpts) {
         return;
     }
     match f {
-        Format::PgCustom | Format::PgDirectory | Format::PgTar => pg_archive(r, path),
+        Format::PgCustom => pg_custom(r, path),
+        Format::PgDirectory | Format::PgTar => pg_archive(r, path),
         Format::Sql => {
             let res = std::fs::File::open(path)
                 .and_then(|fh| sql::scan(&mut BufReader::with_capacity(1 << 16, fh)));
@@ -514,14 +515,32 @@ fn format_checks(r: &mut Report, path: &Path, f: Format, o: &VerifyOpts) {
     }
 }
 
-fn pg_archive(r: &mut Report, path: &Path) {
-    let toc = match pgarchive::list(path) {
-        Ok(t) => t,
+/// A custom-format archive is read natively (formats/pgcustom.rs): the
+/// header, the TOC and every data block, without pg_restore.
+fn pg_custom(r: &mut Report, path: &Path) {
+    match pgcustom::read(path) {
+        Ok(Some(scan)) => {
+            toc_info(r, &scan.toc);
+            table_rows(r, &scan.data);
+            r.info
+                .insert("data_blocks".into(), Dynamic::from_int(scan.blocks as i64));
+            r.info.insert(
+                "large_objects".into(),
+                Dynamic::from_int(scan.large_objects as i64),
+            );
+            r.push("archive", Ok(scan.toc.summary(&scan.data)));
+            r.sql = Some(scan.data);
+            r.toc = Some(scan.toc);
+        }
+        // lz4 data blocks: pg_restore reads them.
+        Ok(None) => pg_archive(r, path),
         Err(e) => {
             r.push("archive", Err(e));
-            return;
         }
-    };
+    }
+}
+
+fn toc_info(r: &mut Report, toc: &pgarchive::Toc) {
     let s = |v: &Option<String>| v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT);
     r.info.insert("database".into(), s(&toc.dbname));
     r.info
@@ -539,6 +558,17 @@ fn pg_archive(r: &mut Report, path: &Path) {
         "data_entries".into(),
         Dynamic::from_int(toc.data.len() as i64),
     );
+}
+
+fn pg_archive(r: &mut Report, path: &Path) {
+    let toc = match pgarchive::list(path) {
+        Ok(t) => t,
+        Err(e) => {
+            r.push("archive", Err(e));
+            return;
+        }
+    };
+    toc_info(r, &toc);
     match pgarchive::read_data(path) {
         Ok(data) => {
             table_rows(r, &data);
