@@ -362,8 +362,7 @@ impl<R: BufRead> Read for Chunks<'_, R> {
 }
 
 /// Counts COPY rows as the data streams by: one line per row (COPY's text
-/// format escapes newlines), without the `\.` terminator older versions
-/// wrote into the data.
+/// format escapes newlines), up to the `\.` terminator.
 #[derive(Default)]
 struct RowCounter {
     lines: u64,
@@ -377,9 +376,10 @@ impl RowCounter {
     fn feed(&mut self, data: &[u8]) {
         for &b in data {
             if b == b'\n' {
+                // pg_dump writes "\\.\n\n\n" after the rows.
                 if self.head.as_slice() == b"\\." {
                     self.terminators += 1;
-                } else {
+                } else if self.terminators == 0 {
                     self.lines += 1;
                 }
                 self.head.clear();
