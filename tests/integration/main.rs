@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod http;
 mod interrupt;
+mod limits;
 mod k8s;
 mod k8s_incluster;
 mod k8s_kubectl;
