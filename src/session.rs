@@ -43,7 +43,8 @@ impl Default for Options {
 type ClientKey = (TypeId, String);
 
 pub struct Session {
-    pub rt: tokio::runtime::Runtime,
+    /// Shut down without waiting for its worker threads (see `Drop`).
+    pub rt: std::mem::ManuallyDrop<tokio::runtime::Runtime>,
     pub config: RwLock<Config>,
     pub cancel: Cancel,
     pub audit: Audit,
@@ -81,7 +82,7 @@ impl Session {
             .thread_name("opsh-io")
             .build()?;
         Ok(Session {
-            rt,
+            rt: std::mem::ManuallyDrop::new(rt),
             config: RwLock::new(config),
             cancel: Cancel::default(),
             audit,
@@ -158,5 +159,15 @@ impl Session {
         if let Ok(mut m) = self.clients.lock() {
             m.remove(&(TypeId::of::<T>(), key.to_string()));
         }
+    }
+}
+
+impl Drop for Session {
+    /// Dropping a runtime joins its worker threads, idle or not: at the end
+    /// of a run that is time for nothing (start-up benchmarks saw it).
+    fn drop(&mut self) {
+        // SAFETY: `rt` is taken once, here, and never used again.
+        let rt = unsafe { std::mem::ManuallyDrop::take(&mut self.rt) };
+        rt.shutdown_background();
     }
 }

@@ -220,6 +220,9 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
             (code, error, why)
         }
     };
+    // The process ends after this run: freeing the engine's thousands of
+    // functions one by one is start-up time spent at the end.
+    std::mem::forget(engine);
     // --record writes its file; --replay reports differences (exit 1).
     let code = crate::record::finish(&session, code);
     Ran {
