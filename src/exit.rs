@@ -24,7 +24,7 @@ pub const INTERRUPTED: i32 = 130;
 pub const TABLE: &[(i32, &str, &str)] = &[
     (OK, "ok", "the script completed"),
     (CHECK_FAILED, "check failed", "the script called fail(msg): what it checked is unhealthy"),
-    (ERROR, "error", "script error, compile error, a primitive failed, or the script hit an operation/size limit"),
+    (ERROR, "error", "script error, compile error, a primitive failed, or the script hit its operation or memory limit"),
     (REFUSED, "refused", "a safety refusal: protected target without --yes, confirmation declined, audit log unwritable; nothing was changed"),
     (USAGE, "usage", "bad command-line arguments"),
     (LOCKED, "locked", "another run holds the --lock; nothing was run (stderr names the holder and since when)"),
