@@ -888,11 +888,7 @@ fn custom_archives_are_verified_without_pg_restore() {
     std::fs::copy(&gz, &bad).unwrap();
     flip(&bad, len(&bad) / 2);
     let no_tools = env.dir("no-pg-tools");
-    let items = [
-        (gz.clone(), ""),
-        (plain.clone(), ""),
-        (bad.clone(), ""),
-    ];
+    let items = [(gz.clone(), ""), (plain.clone(), ""), (bad.clone(), "")];
     let mut script = String::new();
     for (p, _) in &items {
         script.push_str(&format!(

@@ -19,8 +19,8 @@
 //! An int is a sign byte then `int size` bytes, little-endian; a string is
 //! an int length (-1: null) then its bytes.
 
-use super::sql::{copy_target, SqlInfo};
 use super::pgarchive::Toc;
+use super::sql::{copy_target, SqlInfo};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
@@ -92,12 +92,10 @@ fn eof(what: &str, pos: u64) -> String {
 
 impl<R: BufRead> Src<R> {
     fn bytes(&mut self, buf: &mut [u8], what: &str) -> Result<(), String> {
-        self.r
-            .read_exact(buf)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => eof(what, self.pos),
-                _ => format!("reading {what} at byte {}: {e}", self.pos),
-            })?;
+        self.r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => eof(what, self.pos),
+            _ => format!("reading {what} at byte {}: {e}", self.pos),
+        })?;
         self.pos += buf.len() as u64;
         Ok(())
     }
@@ -353,7 +351,10 @@ impl<R: BufRead> Read for Chunks<'_, R> {
         let want = buf.len().min(self.left);
         let got = self.src.r.read(&mut buf[..want])?;
         if got == 0 {
-            return Err(err(eof(&format!("the data of {}", self.what), self.src.pos)));
+            return Err(err(eof(
+                &format!("the data of {}", self.what),
+                self.src.pos,
+            )));
         }
         self.left -= got;
         self.src.pos += got as u64;
@@ -535,8 +536,9 @@ pub fn read_from<R: BufRead>(r: R) -> Result<Option<Scan>, String> {
                     done: false,
                     what: &what,
                 };
-                inflate(&mut chunks, archive.compression, &mut |_| {})
-                    .map_err(|err| block_error(&format!("large object {oid}"), archive.compression, err))?;
+                inflate(&mut chunks, archive.compression, &mut |_| {}).map_err(|err| {
+                    block_error(&format!("large object {oid}"), archive.compression, err)
+                })?;
             },
             k => {
                 return Err(format!(
@@ -572,10 +574,7 @@ fn block_error(what: &str, c: Compression, err: std::io::Error) -> String {
     if msg.starts_with("the archive") || msg.starts_with("the data of") {
         msg
     } else {
-        format!(
-            "could not uncompress data of {what} ({}): {msg}",
-            c.name()
-        )
+        format!("could not uncompress data of {what} ({}): {msg}", c.name())
     }
 }
 
