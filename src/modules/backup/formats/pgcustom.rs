@@ -340,7 +340,7 @@ impl<R: BufRead> Read for Chunks<'_, R> {
                 self.done = true;
                 return Ok(0);
             }
-            if n < 0 || n > 1 << 30 {
+            if !(0..=1 << 30).contains(&n) {
                 return Err(err(format!(
                     "the data of {} has a chunk of {n} bytes at byte {at}: the archive is damaged",
                     self.what
