@@ -864,10 +864,11 @@ fn compressed_plain_dumps_verify_and_restore() {
     );
 }
 
-/// A custom archive is checked natively: with no pg_restore anywhere
-/// (OPSH_PG_BINDIR names an empty directory, PATH has none), the default
-/// gzip archive and an uncompressed one (`-Z0`) pass with the source's rows
-/// per table, and one flipped byte inside a data block is caught by name.
+/// A custom archive is checked natively: with a pg_restore that fails and
+/// leaves a mark (OPSH_PG_BINDIR), the default gzip archive and an
+/// uncompressed one (`-Z0`) pass with the source's rows per table, one
+/// flipped byte inside a data block is caught by name, and nothing ran
+/// pg_restore.
 #[test]
 fn custom_archives_are_verified_without_pg_restore() {
     let (_sb, url, env, dir) = seeded();
@@ -887,7 +888,20 @@ fn custom_archives_are_verified_without_pg_restore() {
     let bad = dir.join("bad.dump");
     std::fs::copy(&gz, &bad).unwrap();
     flip(&bad, len(&bad) / 2);
-    let no_tools = env.dir("no-pg-tools");
+    // A pg_restore that fails and leaves a mark if anything runs it.
+    let tools = env.dir("fake-pg-tools");
+    let mark = env.path("pg_restore-ran");
+    let fake = tools.join("pg_restore");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ntouch {}\necho fake pg_restore >&2\nexit 1\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let items = [(gz.clone(), ""), (plain.clone(), ""), (bad.clone(), "")];
     let mut script = String::new();
     for (p, _) in &items {
@@ -898,10 +912,10 @@ fn custom_archives_are_verified_without_pg_restore() {
     }
     let r = env
         .script(&script)
-        .env("OPSH_PG_BINDIR", no_tools.display().to_string())
-        .env("PATH", "/nonexistent")
+        .env("OPSH_PG_BINDIR", tools.display().to_string())
         .run();
     r.assert_code(0);
+    assert!(!mark.exists(), "backup.verify ran pg_restore");
     let reports = r.json_lines();
     for r in &reports[..2] {
         assert_eq!(r["ok"], true, "{r:#}");
