@@ -86,22 +86,40 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.register_get("cause", |e: &mut PrimitiveError| opt_dyn(&e.cause));
     engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
 
-    // `pg`, `redis`, ... and `args` are constants of a global module: Rhai
-    // looks there only after the scope, so a script's own variable of the
-    // same name wins, functions see them too, and ordinary variable access
-    // pays nothing (an `on_var` hook runs before every lookup).
-    let mut globals = rhai::Module::new();
-    globals.set_var("args", Dynamic::from_map(session.args.clone()));
-    for m in registry::value_modules() {
-        globals.set_var(
+    // `pg`, `redis`, ... and `args`. Rhai runs this hook before every
+    // variable lookup, so the common case must cost next to nothing: a
+    // variable the parser already resolved to a local slot (`index > 0`)
+    // or a name that is no module returns at once; only a module name pays
+    // for the scope check (a script's own variable of that name wins).
+    // Not constants of a global module: Rhai's optimizer would then replace
+    // a function parameter of the same name by the module.
+    let mut globals: Vec<(&'static str, Dynamic)> =
+        vec![("args", Dynamic::from_map(session.args.clone()))];
+    globals.extend(registry::value_modules().map(|m| {
+        (
             m.name,
-            Handle {
+            Dynamic::from(Handle {
                 module: m.name,
                 target: None,
-            },
-        );
-    }
-    engine.register_global_module(globals.into());
+            }),
+        )
+    }));
+    #[allow(deprecated)] // volatile, not deprecated: see its docs
+    engine.on_var(move |name, index, ctx| {
+        if index > 0 {
+            return Ok(None);
+        }
+        let Some((_, value)) = globals
+            .iter()
+            .find(|(n, _)| n.len() == name.len() && *n == name)
+        else {
+            return Ok(None);
+        };
+        if ctx.scope().contains(name) {
+            return Ok(None);
+        }
+        Ok(Some(value.clone()))
+    });
 
     register_primitives(&mut engine, &session);
 

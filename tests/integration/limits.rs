@@ -1,6 +1,8 @@
-//! The memory budget (src/engine/memory.rs): every value a script builds is
-//! bounded, maps too, with a clear error and exit 2; and collections grow
-//! at O(1) per operation (no re-measuring after each push).
+//! The engine's limits and fast paths (src/engine/): the memory budget
+//! (memory.rs) bounds every value a script builds, maps too, with a clear
+//! error and exit 2; collections grow at O(1) per operation (no
+//! re-measuring after each push); module values cost nothing on ordinary
+//! variable access yet never hide a script's own names.
 
 use crate::support::*;
 use std::time::{Duration, Instant};
@@ -88,4 +90,30 @@ fn under_the_limit_big_collections_are_fine_and_linear() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// The module values (`pg`, `backup`, `args`, ...) are found by a hook that
+/// returns at once for ordinary variables; a script's own variable, a
+/// function parameter or a captured variable of the same name still wins.
+#[test]
+fn variables_named_like_modules_shadow_them_everywhere() {
+    Env::new()
+        .script(
+            r#"
+let backup = "mine";
+let f = || backup;
+fn param(pg) { pg }
+fn inner() { type_of(redis) }
+fn call_with(x) { x.call() }
+print(f.call());
+print(param(42));
+print(inner());
+print(call_with(|| backup + "!"));
+let args = 7;
+print(args);
+"#,
+        )
+        .run()
+        .assert_code(0)
+        .assert_stdout("mine\n42\nmodule\nmine!\n7\n");
 }
