@@ -52,6 +52,9 @@ pub struct Global {
     /// Stop a script after this many Rhai operations (runaway loops).
     #[arg(long, global = true)]
     pub max_operations: Option<u64>,
+    /// Stop a script whose values grow the heap past this, e.g. "512MiB" (default 1GiB; 0: no limit).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = crate::engine::memory::parse_size)]
+    pub max_memory: Option<u64>,
     /// The default target of a kind for this run, e.g. `pg=prod-1` (repeatable).
     #[arg(long = "target", global = true, value_name = "KIND=NAME")]
     pub targets: Vec<String>,

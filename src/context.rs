@@ -94,6 +94,10 @@ impl Context {
                 .max_operations
                 .or(cfg.defaults.max_operations)
                 .unwrap_or(100_000_000),
+            max_memory: g
+                .max_memory
+                .or(cfg.defaults.max_memory)
+                .unwrap_or(crate::engine::memory::DEFAULT_BUDGET),
             args,
             script: script.to_string(),
             quiet: g.quiet,

@@ -3,6 +3,7 @@
 //! Rendered once, at the top, for `opsh run`, `opsh check` and the REPL.
 
 use crate::dispatch::{ErrorKind, PrimitiveError};
+use crate::engine::memory::MemoryExceeded;
 use crate::engine::Sources;
 use crate::redact::redact;
 use nu_ansi_term::{Color, Style};
@@ -180,6 +181,14 @@ impl Renderer<'_> {
                 };
                 out.push_str(&self.header(&format!("script error: {msg}")));
                 out.push_str(&self.snippet(&leaf_source, pos));
+            }
+            EvalAltResult::ErrorTerminated(v, _) if v.is::<MemoryExceeded>() => {
+                out.push_str(&self.header(&v.clone().cast::<MemoryExceeded>().to_string()));
+                out.push_str(&self.snippet(&leaf_source, pos));
+                out.push_str(&self.note(
+                    "hint",
+                    "raise it with --max-memory, or `[defaults] max_memory` in the config",
+                ));
             }
             EvalAltResult::ErrorTerminated(v, _) => {
                 out.push_str(&self.header(&format!("run stopped: {v}")));
@@ -435,6 +444,7 @@ pub fn exit_code(err: &EvalAltResult, cancel: Option<crate::cancel::Reason>) -> 
         EvalAltResult::ErrorTerminated(v, _) if v.is::<crate::dispatch::ExitCode>() => {
             v.clone().cast::<crate::dispatch::ExitCode>().0
         }
+        EvalAltResult::ErrorTerminated(v, _) if v.is::<MemoryExceeded>() => crate::exit::ERROR,
         EvalAltResult::ErrorTerminated(..) => cancel
             .map(|r| r.exit_code())
             .unwrap_or(crate::exit::INTERRUPTED),

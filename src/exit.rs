@@ -33,7 +33,7 @@ pub const INTERRUPTED: i32 = 130;
 pub const TABLE: &[(i32, &str, &str)] = &[
     (OK, "ok", "the script completed"),
     (CHECK_FAILED, "check failed", "the script called fail(msg): what it checked is unhealthy"),
-    (ERROR, "error", "script error, compile error, a primitive failed, or the script hit an operation/size limit"),
+    (ERROR, "error", "script error, compile error, a primitive failed, or the script hit its operation or memory limit"),
     (REFUSED, "refused", "a safety refusal (protected target without --yes, confirmation declined, audit log unwritable, a refused item of parallel/for_each_target); nothing was changed"),
     (PARTIAL, "partial", "the run changed something, then stopped (refused, failed, interrupted, timed out, or an item of parallel/for_each_target was refused); stderr lists the changes made"),
     (UNKNOWN, "outcome unknown", "a mutation was sent and its outcome is unknown (the server or connection died before answering); it was not retried: check the target"),

@@ -18,6 +18,8 @@ pub struct Options {
     pub yes: bool,
     pub call_timeout: Duration,
     pub max_operations: u64,
+    /// Heap bytes a run may add (engine/memory.rs); 0: no limit.
+    pub max_memory: u64,
     /// The script's `args` constant.
     pub args: rhai::Map,
     /// How the run is named in the audit log.
@@ -33,6 +35,7 @@ impl Default for Options {
             yes: false,
             call_timeout: Duration::from_secs(30),
             max_operations: 100_000_000,
+            max_memory: crate::engine::memory::DEFAULT_BUDGET,
             args: rhai::Map::new(),
             script: "-".into(),
             quiet: false,
@@ -51,7 +54,8 @@ pub struct Change {
 }
 
 pub struct Session {
-    pub rt: tokio::runtime::Runtime,
+    /// Shut down without waiting for its worker threads (see `Drop`).
+    pub rt: std::mem::ManuallyDrop<tokio::runtime::Runtime>,
     pub config: RwLock<Config>,
     pub cancel: Cancel,
     pub audit: Audit,
@@ -59,6 +63,7 @@ pub struct Session {
     pub yes: bool,
     pub call_timeout: Duration,
     pub max_operations: u64,
+    pub max_memory: u64,
     pub args: rhai::Map,
     /// The script declares its arguments (`//! args:`): `args` holds every
     /// declared name, and reading another is an error (script_args::Args).
@@ -98,7 +103,7 @@ impl Session {
             .thread_name("opsh-io")
             .build()?;
         Ok(Session {
-            rt,
+            rt: std::mem::ManuallyDrop::new(rt),
             config: RwLock::new(config),
             cancel: Cancel::default(),
             audit,
@@ -106,6 +111,7 @@ impl Session {
             yes: opts.yes,
             call_timeout: opts.call_timeout,
             max_operations: opts.max_operations,
+            max_memory: opts.max_memory,
             args: opts.args,
             args_declared: false,
             hooks: Default::default(),
@@ -205,5 +211,15 @@ impl Session {
         if let Ok(mut m) = self.clients.lock() {
             m.remove(&(TypeId::of::<T>(), key.to_string()));
         }
+    }
+}
+
+impl Drop for Session {
+    /// Dropping a runtime joins its worker threads, idle or not: at the end
+    /// of a run that is time for nothing (start-up benchmarks saw it).
+    fn drop(&mut self) {
+        // SAFETY: `rt` is taken once, here, and never used again.
+        let rt = unsafe { std::mem::ManuallyDrop::take(&mut self.rt) };
+        rt.shutdown_background();
     }
 }

@@ -333,6 +333,9 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
             (code, error, why)
         }
     };
+    // The process ends after this run: freeing the engine's thousands of
+    // functions one by one is start-up time spent at the end.
+    std::mem::forget(engine);
     let (code, error, why) = after_changes(&session, code, error, why);
     // --record writes its file; --replay reports differences (exit 1).
     let (code, unsaved) = crate::record::finish(&session, code);
@@ -414,6 +417,13 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
         }
         rhai::EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
         rhai::EvalAltResult::ErrorPropertyNotFound(p, pos) => format!("no field {p} ({pos})"),
+        rhai::EvalAltResult::ErrorTerminated(v, _)
+            if v.is::<crate::engine::memory::MemoryExceeded>() =>
+        {
+            v.clone()
+                .cast::<crate::engine::memory::MemoryExceeded>()
+                .to_string()
+        }
         other => other.to_string(),
     };
     crate::redact::redact(s.lines().next().unwrap_or(""))

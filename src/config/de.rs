@@ -101,15 +101,17 @@ enum DefaultsKey {
     Target(Kind),
     Timeout,
     MaxOperations,
+    MaxMemory,
     PgConnectTimeout,
     PgStatementTimeout,
     PgMaxTerminate,
 }
 
 /// The `[defaults]` keys that are not kinds.
-const SETTINGS: [(&str, DefaultsKey); 5] = [
+const SETTINGS: [(&str, DefaultsKey); 6] = [
     ("timeout", DefaultsKey::Timeout),
     ("max_operations", DefaultsKey::MaxOperations),
+    ("max_memory", DefaultsKey::MaxMemory),
     ("pg_connect_timeout", DefaultsKey::PgConnectTimeout),
     ("pg_statement_timeout", DefaultsKey::PgStatementTimeout),
     ("pg_max_terminate", DefaultsKey::PgMaxTerminate),
@@ -149,6 +151,19 @@ impl<'de> Deserialize<'de> for Defaults {
                         }
                         DefaultsKey::Timeout => d.timeout = Some(map.next_value()?),
                         DefaultsKey::MaxOperations => d.max_operations = Some(map.next_value()?),
+                        DefaultsKey::MaxMemory => {
+                            #[derive(Deserialize)]
+                            #[serde(untagged)]
+                            enum Size {
+                                Bytes(u64),
+                                Text(String),
+                            }
+                            d.max_memory = Some(match map.next_value()? {
+                                Size::Bytes(n) => n,
+                                Size::Text(t) => crate::engine::memory::parse_size(&t)
+                                    .map_err(serde::de::Error::custom)?,
+                            });
+                        }
                         DefaultsKey::PgConnectTimeout => {
                             d.pg_connect_timeout = Some(map.next_value()?)
                         }
@@ -251,7 +266,7 @@ mod tests {
         assert_eq!(
             parse_err("[defaults]\npgg = \"x\"\n"),
             format!(
-                "unknown field `pgg`, expected one of {kinds}, `timeout`, `max_operations`, \
+                "unknown field `pgg`, expected one of {kinds}, `timeout`, `max_operations`, `max_memory`, \
                  `pg_connect_timeout`, `pg_statement_timeout`, `pg_max_terminate`"
             )
         );

@@ -47,6 +47,8 @@ pub struct Defaults {
     /// Per-call timeout for primitives, e.g. "30s".
     pub timeout: Option<String>,
     pub max_operations: Option<u64>,
+    /// Heap bytes a run may add ("512MiB", or a number of bytes; 0: none).
+    pub max_memory: Option<u64>,
     /// How long a new PostgreSQL connection may take, e.g. "10s".
     pub pg_connect_timeout: Option<String>,
     /// Server-side statement_timeout for opsh's PostgreSQL sessions, e.g.

@@ -3,6 +3,7 @@
 //! stdlib and script-directory module resolver.
 
 pub mod lex;
+pub mod memory;
 pub mod resolver;
 pub mod scan;
 pub mod stdlib;
@@ -61,12 +62,12 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     let mut engine = Engine::new();
 
     // Limits: a runaway script is stopped rather than eating the machine.
+    // No Rhai size limits: they re-measure a collection after each
+    // operation (quadratic loops); the memory budget bounds every value at
+    // O(1) per operation instead (memory.rs, checked in the progress hook).
     engine.set_max_operations(session.max_operations);
     engine.set_max_call_levels(64);
     engine.set_max_expr_depths(128, 64);
-    engine.set_max_string_size(64 * 1024 * 1024);
-    engine.set_max_array_size(10_000_000);
-    engine.set_max_map_size(10_000_000);
     engine.set_max_modules(256);
     engine.disable_symbol("eval");
     // A misspelt field must not read as () and let a threshold check pass
@@ -74,6 +75,7 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     // map (docs/scripting.md, "Results and maps"). `"k" in m` and
     // `m.get("k") ?? default` read optional keys.
     engine.set_fail_on_invalid_map_property(true);
+    memory::arm(session.max_memory);
 
     engine.register_type_with_name::<Handle>("module");
     engine.register_fn("to_string", |h: &mut Handle| h.to_string());
@@ -89,23 +91,42 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.register_get("cause", |e: &mut PrimitiveError| opt_dyn(&e.cause));
     engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
 
-    let args = crate::script_args::value(&session.args, session.args_declared);
     crate::script_args::register(&mut engine);
-    #[allow(deprecated)] // volatile, not deprecated: see its docs
-    engine.on_var(move |name, _index, ctx| {
-        // A script's own variable wins over a module of the same name.
-        if ctx.scope().contains(name) {
-            return Ok(None);
-        }
-        if name == "args" {
-            return Ok(Some(args.clone()));
-        }
-        Ok(registry::value_modules().find(|m| m.name == name).map(|m| {
+    // `pg`, `redis`, ... and `args`. Rhai runs this hook before every
+    // variable lookup, so the common case must cost next to nothing: a
+    // variable the parser already resolved to a local slot (`index > 0`)
+    // or a name that is no module returns at once; only a module name pays
+    // for the scope check (a script's own variable of that name wins).
+    // Not constants of a global module: Rhai's optimizer would then replace
+    // a function parameter of the same name by the module.
+    let mut globals: Vec<(&'static str, Dynamic)> = vec![(
+        "args",
+        crate::script_args::value(&session.args, session.args_declared),
+    )];
+    globals.extend(registry::value_modules().map(|m| {
+        (
+            m.name,
             Dynamic::from(Handle {
                 module: m.name,
                 target: None,
-            })
-        }))
+            }),
+        )
+    }));
+    #[allow(deprecated)] // volatile, not deprecated: see its docs
+    engine.on_var(move |name, index, ctx| {
+        if index > 0 {
+            return Ok(None);
+        }
+        let Some((_, value)) = globals
+            .iter()
+            .find(|(n, _)| n.len() == name.len() && *n == name)
+        else {
+            return Ok(None);
+        };
+        if ctx.scope().contains(name) {
+            return Ok(None);
+        }
+        Ok(Some(value.clone()))
     });
 
     register_primitives(&mut engine, &session);
@@ -122,10 +143,16 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
         ))
     });
     let cancel = session.cancel.clone();
-    engine.on_progress(move |_ops| {
-        cancel
-            .reason()
-            .map(|r| Dynamic::from(r.describe().to_string()))
+    engine.on_progress(move |ops| {
+        // Every 64th operation: Ctrl-C and the memory budget are still
+        // honoured within microseconds, for a fraction of the hook's cost.
+        if ops & 63 != 0 {
+            return None;
+        }
+        if let Some(r) = cancel.reason() {
+            return Some(Dynamic::from(r.describe().to_string()));
+        }
+        memory::exceeded().map(Dynamic::from)
     });
 
     engine.set_module_resolver(resolver::Resolver::new(base_dir, sources));

@@ -60,6 +60,7 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
         yes: parent.yes,
         call_timeout: parent.call_timeout,
         max_operations: parent.max_operations,
+        max_memory: parent.max_memory,
         args,
         script: file.to_string(),
         quiet: parent.quiet,

@@ -334,7 +334,11 @@ fn damaged_backups_are_reported_precisely_in_every_format() {
     // Truncated.
     let r = by_name("truncated-custom.dump");
     assert_failed(r, "checksum", "sha256 mismatch");
-    assert_failed(r, "archive", "could not read from input file: end of file");
+    assert_failed(
+        r,
+        "archive",
+        "the archive ends early (truncated): end of file in the data of TABLE DATA public.",
+    );
     let r = by_name("truncated-directory.dir");
     assert_failed(
         r,
@@ -1018,4 +1022,79 @@ fn a_restore_on_a_protected_target_asks_first() {
         .run()
         .assert_code(0)
         .assert_stdout("true\n");
+}
+/// A custom archive is checked natively: with a pg_restore that fails and
+/// leaves a mark (OPSH_PG_BINDIR), the default gzip archive and an
+/// uncompressed one (`-Z0`) pass with the source's rows per table, one
+/// flipped byte inside a data block is caught by name, and nothing ran
+/// pg_restore.
+#[test]
+fn custom_archives_are_verified_without_pg_restore() {
+    let (_sb, url, env, dir) = seeded();
+    let gz = dir.join("gz.dump");
+    pg_dump(&env, &url, &gz, "format: \"custom\"");
+    let plain = dir.join("z0.dump");
+    let pg_dump_bin = opsh::pgbin::find("pg_dump").expect("pg_dump");
+    let out = std::process::Command::new(pg_dump_bin)
+        .args(["-Fc", "-Z0", "-f"])
+        .arg(&plain)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Rows of billing.invoices sit in the last data block: flip a byte
+    // inside the compressed stream of public.events, the biggest one.
+    let bad = dir.join("bad.dump");
+    std::fs::copy(&gz, &bad).unwrap();
+    flip(&bad, len(&bad) / 2);
+    // A pg_restore that fails and leaves a mark if anything runs it.
+    let tools = env.dir("fake-pg-tools");
+    let mark = env.path("pg_restore-ran");
+    let fake = tools.join("pg_restore");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ntouch {}\necho fake pg_restore >&2\nexit 1\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let items = [(gz.clone(), ""), (plain.clone(), ""), (bad.clone(), "")];
+    let mut script = String::new();
+    for (p, _) in &items {
+        script.push_str(&format!(
+            "print(json.stringify(backup.verify(\"{}\", #{{fail: false}})));\n",
+            p.display()
+        ));
+    }
+    let r = env
+        .script(&script)
+        .env("OPSH_PG_BINDIR", tools.display().to_string())
+        .run();
+    r.assert_code(0);
+    assert!(!mark.exists(), "backup.verify ran pg_restore");
+    let reports = r.json_lines();
+    for r in &reports[..2] {
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert_eq!(r["format"], "pg_custom");
+        assert_eq!(r["info"]["table_rows"]["public.accounts"], 500, "{r:#}");
+        assert_eq!(r["info"]["table_rows"]["public.events"], 2000, "{r:#}");
+        assert_eq!(r["info"]["table_rows"]["billing.invoices"], 30, "{r:#}");
+        assert_eq!(r["info"]["rows"], 2530);
+        assert_eq!(r["info"]["data_entries"], 3);
+        assert_eq!(r["info"]["database"], "postgres");
+        assert!(check(r, "archive")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("every data block read"));
+    }
+    assert_eq!(reports[0]["info"]["archive_compression"], "gzip");
+    assert_eq!(reports[1]["info"]["archive_compression"], "none");
+    assert_failed(
+        &reports[2],
+        "archive",
+        "could not uncompress data of TABLE DATA public.events (gzip)",
+    );
 }

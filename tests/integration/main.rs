@@ -18,6 +18,7 @@ mod k8s;
 mod k8s_fidelity;
 mod k8s_incluster;
 mod k8s_kubectl;
+mod limits;
 mod loki;
 mod pg;
 mod pg_admin;

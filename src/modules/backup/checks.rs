@@ -3,7 +3,7 @@
 //! optional restore into a scratch database (restore.rs).
 
 use super::compress::{self, Compression};
-use super::formats::{self, pgarchive, rdb, sql, sqlite, Format};
+use super::formats::{self, pgarchive, pgcustom, rdb, sql, sqlite, Format};
 use super::opts::{display, human_bytes, human_duration, rfc3339, unix_secs};
 use super::{checksum, restore};
 use crate::dispatch::{Call, ErrorKind, OpError, Plan};
@@ -537,7 +537,8 @@ fn format_checks(r: &mut Report, path: &Path, f: Format, o: &VerifyOpts) {
         return;
     }
     match f {
-        Format::PgCustom | Format::PgDirectory | Format::PgTar => pg_archive(r, path),
+        Format::PgCustom => pg_custom(r, path),
+        Format::PgDirectory | Format::PgTar => pg_archive(r, path),
         Format::Sql => {
             let res = std::fs::File::open(path)
                 .and_then(|fh| sql::scan(&mut BufReader::with_capacity(1 << 16, fh)));
@@ -562,14 +563,32 @@ fn format_checks(r: &mut Report, path: &Path, f: Format, o: &VerifyOpts) {
     }
 }
 
-fn pg_archive(r: &mut Report, path: &Path) {
-    let toc = match pgarchive::list(path) {
-        Ok(t) => t,
+/// A custom-format archive is read natively (formats/pgcustom.rs): the
+/// header, the TOC and every data block, without pg_restore.
+fn pg_custom(r: &mut Report, path: &Path) {
+    match pgcustom::read(path) {
+        Ok(Some(scan)) => {
+            toc_info(r, &scan.toc);
+            table_rows(r, &scan.data);
+            r.info
+                .insert("data_blocks".into(), Dynamic::from_int(scan.blocks as i64));
+            r.info.insert(
+                "large_objects".into(),
+                Dynamic::from_int(scan.large_objects as i64),
+            );
+            r.push("archive", Ok(scan.toc.summary(&scan.data)));
+            r.sql = Some(scan.data);
+            r.toc = Some(scan.toc);
+        }
+        // lz4 data blocks: pg_restore reads them.
+        Ok(None) => pg_archive(r, path),
         Err(e) => {
             r.push("archive", Err(e));
-            return;
         }
-    };
+    }
+}
+
+fn toc_info(r: &mut Report, toc: &pgarchive::Toc) {
     let s = |v: &Option<String>| v.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT);
     r.info.insert("database".into(), s(&toc.dbname));
     r.info
@@ -587,6 +606,17 @@ fn pg_archive(r: &mut Report, path: &Path) {
         "data_entries".into(),
         Dynamic::from_int(toc.data.len() as i64),
     );
+}
+
+fn pg_archive(r: &mut Report, path: &Path) {
+    let toc = match pgarchive::list(path) {
+        Ok(t) => t,
+        Err(e) => {
+            r.push("archive", Err(e));
+            return;
+        }
+    };
+    toc_info(r, &toc);
     match pgarchive::read_data(path) {
         Ok(data) => {
             table_rows(r, &data);
@@ -756,7 +786,7 @@ pub const VERIFY: Primitive = Primitive::mutate("verify", plan_verify, verify)
     .params(&[req("path", Ty::Str), opt("opts", Ty::Record(VERIFY_OPTS))])
     .returns(REPORT)
     .doc("Check a backup and return a report with one row per check. Fails the script (like fail()) when a check fails, unless `fail: false`.\n\
-          Checks: exists; size (>= `min_size`, default 1 byte: an empty file fails); age (<= `max_age`, e.g. \"26h\"); checksum (the `FILE.sha256` sidecar or a `SHA256SUMS` file beside it; `checksum: true` requires one, a hex string gives the digest); compression (gzip and zstd streamed to the end); format (detected; `format` names the one expected: pg_custom, pg_directory, pg_tar, sql, sqlite, rdb) and its integrity: PostgreSQL archives are read to the end with pg_restore (database, pg_dump version, creation time, tables, data entries, rows per table), plain SQL dumps need their header and completion footer, SQLite gets PRAGMA integrity_check and its WAL state, Redis RDB files their magic, version and CRC64.\n\
+          Checks: exists; size (>= `min_size`, default 1 byte: an empty file fails); age (<= `max_age`, e.g. \"26h\"); checksum (the `FILE.sha256` sidecar or a `SHA256SUMS` file beside it; `checksum: true` requires one, a hex string gives the digest); compression (gzip and zstd streamed to the end); format (detected; `format` names the one expected: pg_custom, pg_directory, pg_tar, sql, sqlite, rdb) and its integrity: PostgreSQL archives are read to the end (database, pg_dump version, creation time, tables, data entries, rows per table): custom-format archives natively (header, TOC, every data block inflated and its COPY rows counted), directory and tar archives (and lz4-compressed custom ones) with pg_restore, plain SQL dumps need their header and completion footer, SQLite gets PRAGMA integrity_check and its WAL state, Redis RDB files their magic, version and CRC64.\n\
           `restore: true` with `target` (a pg target name or URL) restores a PostgreSQL dump into a scratch database opsh creates (opsh_verify_...), stops at the first error, compares tables and row counts with the archive, reports tables the archive holds no data for (`no_data` lists the expected ones), checks `min_rows` per table, compares row counts with a live database (`compare`, within `tolerance_pct`), runs `sanity: [#{sql, expect}]`, and drops it. It never restores into a database it did not create. A dump alone cannot prove it is complete (a table emptied before the dump restores cleanly): `compare` and `min_rows` check it against what should be there. A mutation: --dry-run runs the file checks and says what it would restore; on a protected restore target it asks for confirmation; it is audited (target: the path).")
     .example(r#"let r = backup.verify("/backups/app.dump", #{max_age: "26h", min_size: 1024, fail: false}); show(r.checks)"#)
     .unbounded();

@@ -83,6 +83,11 @@ pub fn describe(c: Compression, at: u64, e: &std::io::Error) -> String {
     format!("{} stream {what} after {at} decompressed bytes", c.name())
 }
 
+/// A reader of every frame of a zstd stream (pg_dump's zstd data blocks).
+pub fn zstd_frames<R: BufRead>(source: R) -> impl Read {
+    Zstd::new(source)
+}
+
 /// Every frame of a zstd stream (pzstd and concatenated files have
 /// several), each frame's content checksum compared when it has one.
 struct Zstd<R: BufRead> {

@@ -3,6 +3,7 @@
 //! tar archives), sql (plain dumps), sqlite, rdb (Redis).
 
 pub mod pgarchive;
+pub mod pgcustom;
 pub mod rdb;
 pub mod sql;
 pub mod sqlite;

@@ -76,7 +76,7 @@ impl SqlInfo {
 }
 
 /// The COPY target of `COPY public.t (a, b) FROM stdin;`.
-fn copy_target(line: &str) -> Option<String> {
+pub fn copy_target(line: &str) -> Option<String> {
     let rest = line.strip_prefix("COPY ")?;
     if !line.trim_end().ends_with("FROM stdin;") {
         return None;
