@@ -25,6 +25,9 @@ pub struct Global {
     /// Report what mutating primitives would do, reading real state, and change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// Let mutations through an active freeze window; the reason is audited and reported.
+    #[arg(long, global = true, value_name = "REASON")]
+    pub break_glass: Option<String>,
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

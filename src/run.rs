@@ -118,6 +118,12 @@ fn run_argv(mut argv: Vec<OsString>) -> i32 {
         _ => cli.global.verbose,
     };
     crate::logging::init(cli.global.log_format, verbose);
+    if let Some(reason) = &cli.global.break_glass {
+        if let Err(e) = crate::policy::set_break_glass(reason) {
+            crate::stdio::err(format_args!("error: {e}\n"));
+            return exit::USAGE;
+        }
+    }
     let ctx = Context {
         global: cli.global,
         argv: argv.into_iter().skip(1).collect(),

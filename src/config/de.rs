@@ -44,6 +44,8 @@ enum Section {
     Audit,
     Targets(Kind),
     Notify,
+    Limits,
+    Freeze,
 }
 
 static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -51,7 +53,7 @@ static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     ["defaults", "audit"]
         .into_iter()
         .chain(kinds)
-        .chain(["notify"])
+        .chain(["notify", "limits", "freeze"])
         .collect()
 });
 
@@ -64,6 +66,8 @@ impl Keys for Section {
             "defaults" => Some(Section::Defaults),
             "audit" => Some(Section::Audit),
             "notify" => Some(Section::Notify),
+            "limits" => Some(Section::Limits),
+            "freeze" => Some(Section::Freeze),
             _ => Kind::parse(name).map(Section::Targets),
         }
     }
@@ -87,6 +91,11 @@ impl<'de> Deserialize<'de> for Config {
                             cfg.targets.insert(kind, map.next_value()?);
                         }
                         Section::Notify => cfg.notify = map.next_value()?,
+                        Section::Limits => cfg.policy.limits = map.next_value()?,
+                        Section::Freeze => {
+                            cfg.policy.freeze =
+                                map.next_value::<crate::policy::freeze::Windows>()?.0
+                        }
                     }
                 }
                 Ok(cfg)
@@ -246,7 +255,7 @@ mod tests {
         let kinds = kinds.join(", ");
         assert_eq!(
             parse_err("[pgg.x]\nurl = \"a\"\n"),
-            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`")
+            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`, `limits`, `freeze`")
         );
         assert_eq!(
             parse_err("[defaults]\npgg = \"x\"\n"),

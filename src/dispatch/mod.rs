@@ -200,6 +200,30 @@ fn mutate(
         return Ok(Dynamic::from_map(m));
     }
 
+    // Freeze windows, limits, empty selectors: refused before anyone is
+    // asked to confirm, and before anything is touched.
+    let admitted = match crate::policy::admit(call, target.as_ref()) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = record(
+                "refused",
+                "real",
+                "refused",
+                json!({"error": redact(&e.message)}),
+            );
+            journal(
+                session,
+                prim,
+                &target_display,
+                "real",
+                "refused",
+                Some(redact(&e.message)),
+                0,
+            );
+            return Err(e);
+        }
+    };
+
     if target.as_ref().is_some_and(|t| t.protected) && !session.yes {
         if let Err(e) = confirm(session, &prim.full_name(), &target_display, &call.args) {
             journal(
@@ -215,7 +239,7 @@ fn mutate(
         }
     }
 
-    if let Err(e) = record("intent", "real", "pending", json!({})) {
+    if let Err(e) = record("intent", "real", "pending", admitted.audit()) {
         return Err(OpError::refused(format!("the audit log {} cannot be written, so no mutation is made", session.audit.path().display()))
             .with_cause(e)
             .with_hint("fix its directory's permissions, or choose another file with --audit-log or OPSH_AUDIT_LOG"));

@@ -70,23 +70,48 @@ pub const EXEC: Primitive = Primitive::mutate("exec", plan_exec, exec)
     .params(&[req("sql", Ty::Str), opt("params", Ty::Array)])
     .returns(Ty::Record(&[field("rows_affected", Ty::Int)]))
     .doc("Execute one statement (INSERT, UPDATE, DELETE, DDL).\n\
-          A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited.")
+          A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited. \
+          Under a `max_rows` limit (`[limits]`) it runs in a transaction that is rolled back, changing nothing, when the statement affected more rows.")
     .example(r#"pg.exec("update jobs set state = 'queued' where state = $1", ["stuck"])"#);
 
 fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
     let sql = call.str("sql")?;
     let params = call.array("params")?;
     let (pool, t) = pool(call)?;
+    let max = crate::policy::limit(call, crate::policy::Limit::MaxRows)?;
     call.block_on(async move {
+        let Some(max) = max else {
+            let res = bound(&sql, &params)?
+                .execute(&pool)
+                .await
+                .map_err(|e| pg_error(e, &t, "statement failed"))?;
+            return Ok(rows_affected(res.rows_affected()));
+        };
+        // Under max_rows the statement runs in a transaction that is rolled
+        // back when it touched more: the count is only known once it ran.
+        let mut tx = pool.begin().await.map_err(|e| pg_error(e, &t, "begin"))?;
         let res = bound(&sql, &params)?
-            .execute(&pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| pg_error(e, &t, "statement failed"))?;
-        Ok(Dynamic::from_map(map_of([(
-            "rows_affected",
-            Dynamic::from_int(res.rows_affected() as i64),
-        )])))
+        let n = res.rows_affected();
+        if n as i64 > max.value {
+            tx.rollback()
+                .await
+                .map_err(|e| pg_error(e, &t, "rollback"))?;
+            return Err(crate::policy::over(
+                &format!("the statement affected {n} rows"),
+                &max,
+                "it was rolled back and nothing was changed",
+            ));
+        }
+        tx.commit().await.map_err(|e| pg_error(e, &t, "commit"))?;
+        Ok(rows_affected(n))
     })
+}
+
+fn rows_affected(n: u64) -> Dynamic {
+    Dynamic::from_map(map_of([("rows_affected", Dynamic::from_int(n as i64))]))
 }
 
 /// EXPLAIN, never ANALYZE: the planner on the real target validates the
