@@ -8,6 +8,7 @@
 mod support;
 
 mod backup;
+mod change_control;
 mod cli;
 mod errors;
 mod http;
