@@ -176,6 +176,9 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
         Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
         Some(Command::Timeline(a)) => commands::timeline::run(ctx, &a),
+        Some(Command::Plan(a)) => commands::plan::plan(ctx, &a),
+        Some(Command::Apply { plan }) => commands::plan::apply(ctx, &plan),
+        Some(Command::Approve { plan }) => commands::approve::approve(ctx, &plan),
         // Rewritten to `run` before this (see `run`).
         Some(Command::Script(words)) => Err(CliError::usage(format!(
             "unknown command {:?}",

@@ -46,6 +46,9 @@ enum Section {
     Notify,
     Limits,
     Freeze,
+    Plan,
+    Approval,
+    Approvals,
 }
 
 static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -53,7 +56,7 @@ static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     ["defaults", "audit"]
         .into_iter()
         .chain(kinds)
-        .chain(["notify", "limits", "freeze"])
+        .chain(["notify", "limits", "freeze", "plan", "approval", "approvals"])
         .collect()
 });
 
@@ -68,6 +71,9 @@ impl Keys for Section {
             "notify" => Some(Section::Notify),
             "limits" => Some(Section::Limits),
             "freeze" => Some(Section::Freeze),
+            "plan" => Some(Section::Plan),
+            "approval" => Some(Section::Approval),
+            "approvals" => Some(Section::Approvals),
             _ => Kind::parse(name).map(Section::Targets),
         }
     }
@@ -96,6 +102,12 @@ impl<'de> Deserialize<'de> for Config {
                             cfg.policy.freeze =
                                 map.next_value::<crate::policy::freeze::Windows>()?.0
                         }
+                        Section::Plan => {
+                            cfg.policy.plan_ttl =
+                                map.next_value::<crate::policy::PlanConfig>()?.ttl
+                        }
+                        Section::Approval => cfg.policy.approval = map.next_value()?,
+                        Section::Approvals => cfg.policy.approvals = map.next_value()?,
                     }
                 }
                 Ok(cfg)
@@ -255,7 +267,7 @@ mod tests {
         let kinds = kinds.join(", ");
         assert_eq!(
             parse_err("[pgg.x]\nurl = \"a\"\n"),
-            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`, `limits`, `freeze`")
+            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`, `limits`, `freeze`, `plan`, `approval`, `approvals`")
         );
         assert_eq!(
             parse_err("[defaults]\npgg = \"x\"\n"),

@@ -192,6 +192,7 @@ fn mutate(
             target_display,
             redact(&p.summary)
         ));
+        crate::plan::observe(prim, target.as_ref(), &call.args, &p);
         let mut m = p.details;
         m.insert("dry_run".into(), Dynamic::TRUE);
         m.insert("primitive".into(), prim.full_name().into());

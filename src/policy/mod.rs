@@ -23,6 +23,33 @@ use std::sync::OnceLock;
 pub struct Policy {
     pub limits: LimitsConfig,
     pub freeze: Vec<Freeze>,
+    /// `[plan] ttl`: how long a plan may wait to be applied (default 1h).
+    pub plan_ttl: Option<String>,
+    /// `[[approval]]` rules.
+    pub approval: Vec<ApprovalRule>,
+    /// `[approvals]`: the shared key approvals are signed with.
+    pub approvals: ApprovalsConfig,
+}
+
+/// `[[approval]] targets = ["pg:prod*"], required = 2`
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    pub targets: Vec<String>,
+    pub required: i64,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    pub key_file: Option<std::path::PathBuf>,
+    pub key_env: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub ttl: Option<String>,
 }
 
 /// How freeze windows and limits name a target: `pg:prod`, `kube:staging`.
