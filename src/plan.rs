@@ -103,7 +103,10 @@ pub fn verify(plan: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<(), St
         return Err("the script in the plan does not match its sha256: the plan was modified after it was made".into());
     }
     if plan["digest"].as_str() != Some(sha256_hex(canonical(plan).as_bytes()).as_str()) {
-        return Err("the plan's content does not match its digest: the plan was modified after it was made".into());
+        return Err(
+            "the plan's content does not match its digest: the plan was modified after it was made"
+                .into(),
+        );
     }
     let expires = plan["expires_at"]
         .as_str()
@@ -150,7 +153,10 @@ pub fn pin(primitive: &str, args: &mut Vec<Dynamic>, pre: &Value) {
     let Some(slot) = args.get_mut(i) else {
         return;
     };
-    let mut m = slot.read_lock::<rhai::Map>().map(|m| m.clone()).unwrap_or_default();
+    let mut m = slot
+        .read_lock::<rhai::Map>()
+        .map(|m| m.clone())
+        .unwrap_or_default();
     m.entry(key.into())
         .or_insert_with(|| crate::value::from_json(v));
     *slot = Dynamic::from_map(m);
@@ -179,7 +185,9 @@ mod tests {
         verify(&p, now).unwrap();
         let mut edited = p.clone();
         edited["mutations"][0]["args"][1] = json!(0);
-        assert!(verify(&edited, now).unwrap_err().contains("does not match its digest"));
+        assert!(verify(&edited, now)
+            .unwrap_err()
+            .contains("does not match its digest"));
         let mut script = p.clone();
         script["script"]["text"] = json!("k8s.scale(\"api\", 0)");
         assert!(verify(&script, now).unwrap_err().contains("sha256"));

@@ -35,8 +35,11 @@ pub fn required(cfg: &Config, doc: &Value) -> (i64, String) {
         .approval
         .iter()
         .filter(|r| {
-            ids.iter()
-                .any(|id| r.targets.iter().any(|g| crate::policy::target_matches(g, id)))
+            ids.iter().any(|id| {
+                r.targets
+                    .iter()
+                    .any(|g| crate::policy::target_matches(g, id))
+            })
         })
         .map(|r| (r.required, r.targets.join(", ")))
         .max_by_key(|(n, _)| *n)
@@ -57,7 +60,12 @@ fn key(cfg: &Config) -> Result<Vec<u8>, String> {
             .map(|k| k.trim_ascii().to_vec())
             .ok()
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| format!("[approvals] key_file {} cannot be read or is empty", f.display()));
+            .ok_or_else(|| {
+                format!(
+                    "[approvals] key_file {} cannot be read or is empty",
+                    f.display()
+                )
+            });
     }
     Err("no approval key is configured ([approvals] key_file or key_env)".into())
 }
@@ -107,9 +115,8 @@ pub fn check_approvals(cfg: &Config, doc: &Value) -> Result<(), String> {
 
 pub fn approve(ctx: &crate::context::Context, path: &Path) -> Result<i32, CliError> {
     let mut doc = super::plan::read(path)?;
-    crate::plan::verify(&doc, chrono::Utc::now()).map_err(|e| {
-        refused(format!("{}: {e}; not approved", path.display()))
-    })?;
+    crate::plan::verify(&doc, chrono::Utc::now())
+        .map_err(|e| refused(format!("{}: {e}; not approved", path.display())))?;
     let cfg = ctx.config()?;
     let me = super::plan::identity();
     if doc["planned_by"].as_str() == Some(me.as_str()) {
@@ -123,7 +130,8 @@ pub fn approve(ctx: &crate::context::Context, path: &Path) -> Result<i32, CliErr
     {
         return Err(refused(format!("{me} has already approved this plan")));
     }
-    let key = key(&cfg).map_err(|e| CliError::usage(e).with_hint("see docs/change-control.md, Approvals"))?;
+    let key = key(&cfg)
+        .map_err(|e| CliError::usage(e).with_hint("see docs/change-control.md, Approvals"))?;
     let sig = sign(&key, &me, &doc).map_err(CliError::failed)?;
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let entry = json!({"by": me, "at": at, "hmac": sig});

@@ -34,8 +34,10 @@ fn plan_ttl(cfg: &crate::config::Config) -> Result<Duration, CliError> {
     match cfg.policy.plan_ttl.as_deref() {
         None => Ok(Duration::from_secs(3600)),
         Some(t) => humantime::parse_duration(t).map_err(|e| {
-            CliError::usage(format!("[plan] ttl = {t:?} in the config is not a duration: {e}"))
-                .with_hint("write e.g. ttl = \"30m\"")
+            CliError::usage(format!(
+                "[plan] ttl = {t:?} in the config is not a duration: {e}"
+            ))
+            .with_hint("write e.g. ttl = \"30m\"")
         }),
     }
 }
@@ -66,7 +68,8 @@ pub fn plan(ctx: &Context, a: &PlanArgs) -> Result<i32, CliError> {
     let steps = crate::plan::recorded();
     let now = chrono::Utc::now();
     let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(1));
-    let secs = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let secs =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let args: Vec<String> = a.args.iter().map(|s| crate::redact::redact(s)).collect();
     let mut doc = json!({
         "opsh_plan": crate::plan::VERSION,
@@ -116,10 +119,7 @@ fn summary(doc: &Value, path: &Path) -> String {
     if steps.is_empty() {
         s.push_str("  (no mutations: applying it changes nothing)\n");
     }
-    s.push_str(&format!(
-        "review it, then: opsh apply {}\n",
-        path.display()
-    ));
+    s.push_str(&format!("review it, then: opsh apply {}\n", path.display()));
     s
 }
 
@@ -161,8 +161,10 @@ fn message(err: &EvalAltResult) -> String {
 
 pub fn apply(ctx: &Context, path: &Path) -> Result<i32, CliError> {
     let doc = read(path)?;
-    crate::plan::verify(&doc, chrono::Utc::now())
-        .map_err(|e| refused(format!("{}: {e}; nothing was applied", path.display())).with_hint("make a new plan with `opsh plan`"))?;
+    crate::plan::verify(&doc, chrono::Utc::now()).map_err(|e| {
+        refused(format!("{}: {e}; nothing was applied", path.display()))
+            .with_hint("make a new plan with `opsh plan`")
+    })?;
     let mut cfg = ctx.config()?;
     ctx.apply_targets(&mut cfg)?;
     crate::commands::approve::check_approvals(&cfg, &doc)
@@ -225,24 +227,33 @@ pub fn apply(ctx: &Context, path: &Path) -> Result<i32, CliError> {
             let _ = session.audit.append(json!({"event": "apply", "phase": "drift", "plan": digest, "step": i + 1, "drift": what}));
             return Err(CliError::new(
                 code_for(exit::REFUSED),
-                format!("{at}: the state drifted since the plan ({}); {done}", what.join(", ")),
+                format!(
+                    "{at}: the state drifted since the plan ({}); {done}",
+                    what.join(", ")
+                ),
             )
             .with_hint("someone else changed it: make a new plan from the current state"));
         }
         crate::plan::pin(name, &mut args, &st["preconditions"]);
         session.set_dry_run(false);
-        let _result = crate::dispatch::invoke(&engine, &session, prim, handle, args).map_err(|e| {
-            CliError::new(
-                code_for(crate::diagnostic::exit_code(&e, session.cancel.reason())),
-                format!("{at}: {}; {done}", message(&e)),
-            )
-        })?;
+        let _result =
+            crate::dispatch::invoke(&engine, &session, prim, handle, args).map_err(|e| {
+                CliError::new(
+                    code_for(crate::diagnostic::exit_code(&e, session.cancel.reason())),
+                    format!("{at}: {}; {done}", message(&e)),
+                )
+            })?;
         crate::stdio::errln(format_args!(
             "applied {at}: {}",
             st["summary"].as_str().unwrap_or("")
         ));
     }
-    let _ = session.audit.append(json!({"event": "apply", "phase": "end", "plan": digest, "steps": n}));
-    crate::stdio::out(format_args!("applied {n} of {n} mutations of {}\n", path.display()));
+    let _ = session
+        .audit
+        .append(json!({"event": "apply", "phase": "end", "plan": digest, "steps": n}));
+    crate::stdio::out(format_args!(
+        "applied {n} of {n} mutations of {}\n",
+        path.display()
+    ));
     Ok(exit::OK)
 }

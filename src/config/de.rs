@@ -56,7 +56,14 @@ static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     ["defaults", "audit"]
         .into_iter()
         .chain(kinds)
-        .chain(["notify", "limits", "freeze", "plan", "approval", "approvals"])
+        .chain([
+            "notify",
+            "limits",
+            "freeze",
+            "plan",
+            "approval",
+            "approvals",
+        ])
         .collect()
 });
 
@@ -103,8 +110,7 @@ impl<'de> Deserialize<'de> for Config {
                                 map.next_value::<crate::policy::freeze::Windows>()?.0
                         }
                         Section::Plan => {
-                            cfg.policy.plan_ttl =
-                                map.next_value::<crate::policy::PlanConfig>()?.ttl
+                            cfg.policy.plan_ttl = map.next_value::<crate::policy::PlanConfig>()?.ttl
                         }
                         Section::Approval => cfg.policy.approval = map.next_value()?,
                         Section::Approvals => cfg.policy.approvals = map.next_value()?,

@@ -253,3 +253,184 @@ fn a_fleet_run_over_max_targets_starts_nothing() {
         .run()
         .assert_code(0);
 }
+
+// ---- plan / apply / approve ----
+
+const SCALE_AND_MARK: &str = r#"
+let d = k8s.deployments().filter(|d| d.name == "api")[0];
+k8s.scale("api", d.replicas + 2);
+pg.exec("insert into marks values ($1)", [d.replicas]);
+"#;
+
+fn plan_env(k: &Kube, url: &str, extra: &str) -> Env {
+    plan_env_in(Env::new(), k, url, extra)
+}
+
+fn plan_env_in(env: Env, k: &Kube, url: &str, extra: &str) -> Env {
+    env.write_config(&format!(
+        "[defaults]\nkube = \"prod\"\npg = \"prod\"\n[kube.prod]\nkubeconfig = \"{}\"\nnamespace = \"default\"\n[pg.prod]\nurl = \"{url}\"\n{extra}",
+        k.kubeconfig()
+    ));
+    env.write("change.rhai", SCALE_AND_MARK);
+    env
+}
+
+fn read_plan(env: &Env) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(env.path("plan.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_plan_changes_nothing_and_apply_makes_exactly_its_mutations() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "create table marks(n int);");
+    let env = plan_env(&k, &url, "");
+    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+        .env("USER", "alice")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("(2 mutations) by alice@")
+        .assert_stdout_contains(
+            "1. k8s.scale on kube:prod: would scale deployment api in default from 3 to 5",
+        )
+        .assert_stdout_contains("2. pg.exec on pg:prod");
+    // Planning read the real state and changed nothing.
+    assert_eq!(k.replicas("api"), 3);
+    assert_eq!(pg_scalar(&url, "select count(*) from marks"), 0);
+    let plan = read_plan(&env);
+    assert_eq!(plan["mutations"][0]["preconditions"]["from"], 3);
+    assert_eq!(plan["mutations"][1]["args"][1][0], 3);
+    assert_eq!(plan["script"]["text"], SCALE_AND_MARK);
+    // The script is not run again: a script edited since changes nothing.
+    env.write("change.rhai", r#"k8s.scale("api", 0);"#);
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("applied 2 of 2 mutations");
+    assert_eq!(k.replicas("api"), 5);
+    assert_eq!(pg_scalar(&url, "select count(*) from marks where n = 3"), 1);
+    let audit = env.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a["event"] == "apply" && a["phase"] == "end"),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn apply_stops_before_a_drifted_step_with_nothing_changed() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "create table marks(n int);");
+    let env = plan_env(&k, &url, "");
+    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+        .run()
+        .assert_code(0);
+    // Another actor scales in between.
+    env.script(r#"k8s.scale("api", 4)"#).run().assert_code(0);
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("step 1/2 k8s.scale on kube:prod: the state drifted since the plan (from was 3 when planned, is 4 now); nothing was changed");
+    assert_eq!(k.replicas("api"), 4);
+    assert_eq!(pg_scalar(&url, "select count(*) from marks"), 0);
+}
+
+#[test]
+fn a_tampered_or_expired_plan_is_refused() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "create table marks(n int);");
+    let env = plan_env(&k, &url, "[plan]\nttl = \"2s\"\n");
+    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+        .run()
+        .assert_code(0);
+    let good = std::fs::read_to_string(env.path("plan.json")).unwrap();
+    let mut plan = read_plan(&env);
+    plan["mutations"][0]["args"][1] = serde_json::json!(0);
+    env.write("plan.json", &plan.to_string());
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("does not match its digest: the plan was modified");
+    let mut plan = read_plan(&env);
+    plan["mutations"][0]["args"][1] = serde_json::json!(5);
+    plan["script"]["text"] = serde_json::json!("k8s.scale(\"api\", 0)");
+    env.write("plan.json", &plan.to_string());
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("does not match its sha256");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    env.write("plan.json", &good);
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("the plan expired at");
+    assert_eq!(k.replicas("api"), 3);
+    assert_eq!(pg_scalar(&url, "select count(*) from marks"), 0);
+}
+
+#[test]
+fn approvals_are_required_signed_and_never_by_the_planner() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "create table marks(n int);");
+    let env = Env::new();
+    let key = env.write("approval.key", "s3cret-approval-key\n");
+    let env = plan_env_in(
+        env,
+        &k,
+        &url,
+        &format!(
+            "[[approval]]\ntargets = [\"kube:prod\"]\nrequired = 1\n[approvals]\nkey_file = \"{}\"\n",
+            key.display()
+        ),
+    );
+    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+        .env("USER", "alice")
+        .run()
+        .assert_code(0);
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains(
+            "need 1 approval by someone other than the planner, and it has 0 valid",
+        );
+    env.opsh(["approve", "plan.json"])
+        .env("USER", "alice")
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("alice@");
+    // An approval copied onto a modified plan does not count.
+    env.opsh(["approve", "plan.json"])
+        .env("USER", "bob")
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("approved plan.json as bob@");
+    let approved = std::fs::read_to_string(env.path("plan.json")).unwrap();
+    let mut plan = read_plan(&env);
+    plan["mutations"][0]["args"][1] = serde_json::json!(9);
+    plan["digest"] = serde_json::json!(opsh::plan::sha256_hex(
+        opsh::plan::canonical(&plan).as_bytes()
+    ));
+    env.write("plan.json", &plan.to_string());
+    env.opsh(["apply", "plan.json"])
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("it has 0 valid");
+    assert_eq!(k.replicas("api"), 3);
+    env.write("plan.json", &approved);
+    env.opsh(["apply", "plan.json"]).run().assert_code(0);
+    assert_eq!(k.replicas("api"), 5);
+    assert_eq!(pg_scalar(&url, "select count(*) from marks"), 1);
+}
