@@ -121,6 +121,30 @@ pub fn verify(plan: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<(), St
     Ok(())
 }
 
+/// What identifies a row of a precondition list (a session, a pod, a key):
+/// the rest of a row (an idle time, a query's age) changes by itself.
+const ROW_IDENTITY: [&str; 6] = ["pid", "backend_start", "uid", "name", "key", "digest"];
+
+/// A list of rows reduced to what identifies each row, when its rows say.
+fn identity_of(v: &Value) -> Value {
+    let Some(rows) = v.as_array() else {
+        return v.clone();
+    };
+    Value::Array(
+        rows.iter()
+            .map(|r| match r.as_object() {
+                Some(o) if o.keys().any(|k| ROW_IDENTITY.contains(&k.as_str())) => Value::Object(
+                    o.iter()
+                        .filter(|(k, _)| ROW_IDENTITY.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                _ => r.clone(),
+            })
+            .collect(),
+    )
+}
+
 /// The preconditions that no longer hold: (field, planned, now).
 pub fn drift(planned: &Value, now: &Value) -> Vec<(String, Value, Value)> {
     let Some(p) = planned.as_object() else {
@@ -129,8 +153,9 @@ pub fn drift(planned: &Value, now: &Value) -> Vec<(String, Value, Value)> {
     p.iter()
         .filter(|(k, _)| !VOLATILE.contains(&k.as_str()))
         .filter_map(|(k, v)| {
-            let n = now.get(k).cloned().unwrap_or(Value::Null);
-            (n != *v).then(|| (k.clone(), v.clone(), n))
+            let n = identity_of(&now.get(k).cloned().unwrap_or(Value::Null));
+            let v = identity_of(v);
+            (n != v).then(|| (k.clone(), v, n))
         })
         .collect()
 }
@@ -208,6 +233,13 @@ mod tests {
             &json!({"from": 5, "deployment": "api", "diff": 2}),
         );
         assert_eq!(d, vec![("from".to_string(), json!(3), json!(5))]);
+        // Sessions are the same sessions while their pids and start times
+        // are, however long they have been idle.
+        let planned = json!({"sessions": [{"pid": 7, "backend_start": "t0", "idle_s": 100}]});
+        let later = json!({"sessions": [{"pid": 7, "backend_start": "t0", "idle_s": 160}]});
+        assert!(drift(&planned, &later).is_empty());
+        let reused = json!({"sessions": [{"pid": 7, "backend_start": "t1", "idle_s": 1}]});
+        assert_eq!(drift(&planned, &reused).len(), 1);
     }
 
     #[test]
