@@ -28,6 +28,9 @@ pub struct Global {
     /// Let mutations through an active freeze window; the reason is audited and reported.
     #[arg(long, global = true, value_name = "REASON")]
     pub break_glass: Option<String>,
+    /// No line per change on stderr (`scaled deployment api ...`); errors still show.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

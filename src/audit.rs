@@ -25,7 +25,8 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn current_user() -> String {
+/// Who runs opsh: $USER, else the account of the effective uid.
+pub fn current_user() -> String {
     if let Some(u) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
         return u;
     }

@@ -96,6 +96,7 @@ impl Context {
                 .unwrap_or(100_000_000),
             args,
             script: script.to_string(),
+            quiet: g.quiet,
         }
     }
 

@@ -273,11 +273,6 @@ pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
         .iter()
         .map(|r| r.get("exit").and_then(|d| d.as_int().ok()))
         .collect();
-    let failed: Vec<i64> = codes
-        .iter()
-        .map(|c| c.unwrap_or(-1))
-        .filter(|c| *c != 0)
-        .collect();
     let columns = ["target", "status", "exit", "seconds", "detail"].map(String::from);
     crate::stdio::outln(format_args!(
         "{}",
@@ -296,16 +291,45 @@ pub fn run(plan: &Plan, args: &[OsString], cancel: &Cancel) -> i32 {
     if let Some(r) = cancel.reason() {
         return r.exit_code();
     }
-    match failed.first() {
+    fleet_code(&codes)
+}
+
+/// The fleet's code from its children's (None: skipped). 3 promises that
+/// nothing was changed, so it stands only when no target ran through or
+/// changed something: refusals beside targets that completed (0) or
+/// stopped after changes (4) make the fleet partial (4).
+fn fleet_code(codes: &[Option<i64>]) -> i32 {
+    let failed: Vec<i64> = codes
+        .iter()
+        .map(|c| c.unwrap_or(-1))
+        .filter(|c| *c != 0)
+        .collect();
+    let went_through = codes.iter().any(|c| matches!(c, Some(0) | Some(4)));
+    let code = match failed.first() {
         None => exit::OK,
         Some(&c) if c > 0 && failed.iter().all(|x| *x == c) => c as i32,
         Some(_) => exit::ERROR,
+    };
+    match code {
+        exit::REFUSED if went_through => exit::PARTIAL,
+        _ if failed.contains(&i64::from(exit::PARTIAL)) && code == exit::ERROR => exit::PARTIAL,
+        c => c,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fleet_is_refused_only_when_nothing_went_through() {
+        assert_eq!(fleet_code(&[Some(3), Some(3)]), exit::REFUSED);
+        assert_eq!(fleet_code(&[Some(0), Some(3)]), exit::PARTIAL);
+        assert_eq!(fleet_code(&[Some(4), Some(2)]), exit::PARTIAL);
+        assert_eq!(fleet_code(&[Some(1), Some(2)]), exit::ERROR);
+        assert_eq!(fleet_code(&[Some(0), None]), exit::ERROR);
+        assert_eq!(fleet_code(&[Some(0), Some(0)]), exit::OK);
+    }
 
     #[test]
     fn globs() {

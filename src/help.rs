@@ -179,8 +179,13 @@ fn flatten(fields: &[Field], prefix: &str, out: &mut Rows) {
 
 pub fn exit_codes() -> String {
     let mut out = String::from("opsh exit codes\n\n");
+    let width = crate::exit::TABLE
+        .iter()
+        .map(|(_, n, _)| n.len())
+        .max()
+        .unwrap_or(0);
     for (code, name, meaning) in crate::exit::TABLE {
-        out.push_str(&format!("  {code:>3}  {name:<13} {meaning}\n"));
+        out.push_str(&format!("  {code:>3}  {name:<width$}  {meaning}\n"));
     }
     out.push_str("\nA script may also end with exit(n) for any n.\n");
     out

@@ -23,7 +23,8 @@ pub struct Mutation {
     pub target: String,
     /// "real" or "dry-run".
     pub mode: String,
-    /// "ok", "error", "interrupted" or "planned" (dry-run).
+    /// "ok", "error", "refused", "planned" (dry-run), or for a stopped
+    /// call "applied", "not_applied" or "unknown" (docs/audit.md).
     pub outcome: String,
     pub error: Option<String>,
     pub duration_ms: u64,

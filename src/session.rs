@@ -22,6 +22,8 @@ pub struct Options {
     pub args: rhai::Map,
     /// How the run is named in the audit log.
     pub script: String,
+    /// `--quiet`: no line per mutation on stderr.
+    pub quiet: bool,
 }
 
 impl Default for Options {
@@ -33,11 +35,20 @@ impl Default for Options {
             max_operations: 100_000_000,
             args: rhai::Map::new(),
             script: "-".into(),
+            quiet: false,
         }
     }
 }
 
 type ClientKey = (TypeId, String);
+
+/// One change a run made, as its mutation line says it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub line: String,
+    /// false: the mutation was sent and its outcome is unknown.
+    pub known: bool,
+}
 
 pub struct Session {
     pub rt: tokio::runtime::Runtime,
@@ -60,6 +71,13 @@ pub struct Session {
     pub skip: Vec<String>,
     /// Checks and mutations of this run, for `--report`.
     pub journal: crate::report::Journal,
+    /// `--quiet`: dispatch prints no line per mutation.
+    pub quiet: bool,
+    /// What this run changed, in order: the exit code and the end of a
+    /// stopped run say it (see `crate::exit::after_changes`).
+    changes: Mutex<Vec<Change>>,
+    /// Refusals a script did not see as errors (an item of `parallel`).
+    swallowed_refusals: Mutex<Vec<String>>,
     dry_run: AtomicBool,
     /// The running script's functions, so `parallel` can call named
     /// function pointers from worker threads.
@@ -94,10 +112,40 @@ impl Session {
             only: Vec::new(),
             skip: Vec::new(),
             journal: Default::default(),
+            quiet: opts.quiet,
+            changes: Mutex::new(Vec::new()),
+            swallowed_refusals: Mutex::new(Vec::new()),
             dry_run: AtomicBool::new(opts.dry_run),
             script: RwLock::new(None),
             clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A real mutation that changed something (`known`), or whose outcome
+    /// is unknown (`!known`), as its one line says it.
+    pub fn record_change(&self, line: String, known: bool) {
+        if let Ok(mut v) = self.changes.lock() {
+            v.push(Change { line, known });
+        }
+    }
+
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// A refusal inside `parallel`/`for_each_target`: the item reports it,
+    /// and the run's exit code too (see docs/unattended.md).
+    pub fn record_swallowed_refusal(&self, what: String) {
+        if let Ok(mut v) = self.swallowed_refusals.lock() {
+            v.push(what);
+        }
+    }
+
+    pub fn swallowed_refusals(&self) -> Vec<String> {
+        self.swallowed_refusals
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 
     pub fn dry_run(&self) -> bool {

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// When a later step of `opsh apply` fails after earlier ones were made.
-// The partial-change code of the exit table, once it has one; until then
-// a failure (2), which `opsh apply` says is partial in its message.
-const PARTIAL: i32 = exit::ERROR;
+const PARTIAL: i32 = exit::PARTIAL;
 
 /// user@host: who planned, who applied, who approved.
 pub fn identity() -> String {

@@ -328,6 +328,7 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
             (code, error, why)
         }
     };
+    let (code, error, why) = after_changes(&session, code, error, why);
     // --record writes its file; --replay reports differences (exit 1).
     let (code, unsaved) = crate::record::finish(&session, code);
     let error = match (error, unsaved) {
@@ -344,6 +345,59 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
         why,
         session: Some(session),
     }
+}
+
+/// Exit 3 promises that nothing was changed: a run that stopped after a
+/// change exits 4 (5 when a change's outcome is unknown) and lists what it
+/// changed; a refused item of `parallel` that the script went past still
+/// fails the run (3, or 4 after changes).
+fn after_changes(
+    session: &Session,
+    code: i32,
+    error: Option<CliError>,
+    why: Option<String>,
+) -> (i32, Option<CliError>, Option<String>) {
+    // `exit(n)` is the script's own decision about its code.
+    if error.is_none() && code != exit::OK {
+        return (code, error, why);
+    }
+    let changes = session.changes();
+    let refused = session.swallowed_refusals();
+    let changed = changes.iter().any(|c| c.known);
+    let unknown = changes.iter().any(|c| !c.known);
+    let (mut code, mut error, mut why) = (code, error, why);
+    if code == exit::OK && !refused.is_empty() {
+        code = if changed {
+            exit::PARTIAL
+        } else {
+            exit::REFUSED
+        };
+        let msg = format!(
+            "{} refused inside parallel()/for_each_target: {}",
+            match refused.len() {
+                1 => "1 call was".to_string(),
+                n => format!("{n} calls were"),
+            },
+            refused.join("; ")
+        );
+        why = Some(msg.clone());
+        error = Some(CliError::new(code, msg).with_hint(
+            "the items' rows say which; re-run with --yes if the change is intended, or try it first with --dry-run",
+        ));
+    }
+    let stopped = exit::after_changes(code, changed, unknown);
+    if stopped != code || (code != exit::OK && !changes.is_empty()) {
+        let mut list = String::from("changes made before the run stopped:\n");
+        for c in &changes {
+            list.push_str(&format!("  - {}\n", c.line));
+        }
+        error = Some(match error {
+            Some(e) => CliError::rendered(stopped, format!("{}{list}", e.render())),
+            None => CliError::rendered(stopped, list),
+        });
+        code = stopped;
+    }
+    (code, error, why)
 }
 
 /// One line saying why a run failed, for logs, reports and notifications.

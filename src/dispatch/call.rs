@@ -21,6 +21,9 @@ pub struct Call<'a> {
     pub(super) handle_target: Option<String>,
     pub(super) target: Option<Target>,
     pub(super) deadline: Option<tokio::time::Instant>,
+    /// Fields a mutation adds to its audit outcome record (a planner
+    /// estimate beside the real count).
+    pub(super) audit_extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl<'a> Call<'a> {
@@ -38,6 +41,12 @@ impl<'a> Call<'a> {
         let t = self.session.resolve(kind, self.handle_target.as_deref())?;
         self.target = Some(t.clone());
         Ok(t)
+    }
+
+    /// Adds a field to this mutation's audit outcome record (already
+    /// free of secrets: it is written as given).
+    pub fn audit_field(&mut self, key: &str, value: serde_json::Value) {
+        self.audit_extra.insert(key.to_string(), value);
     }
 
     /// The target the script named (`pg.connect("staging")`), if any.
@@ -159,6 +168,13 @@ impl<'a> Call<'a> {
                 .map(Some)
                 .map_err(|e| OpError::bad_input(format!("argument `{name}`: {e}"))),
         }
+    }
+
+    /// When this call's per-call timeout expires, if it has one: for a
+    /// primitive that handles its own stop (pg.exec learns whether its
+    /// statement committed instead of dropping it).
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
     }
 
     /// Runs a future on the session's runtime under this call's deadline and

@@ -16,6 +16,32 @@ pub enum ErrorKind {
     CheckFailed,
     /// `exit(n)`: end the run now with this code.
     Exit(i32),
+    /// A mutation was sent and what became of it is unknown (the
+    /// connection died before the answer): never retried.
+    OutcomeUnknown,
+}
+
+/// What is known of a mutation that did not return normally: whether it
+/// changed the target. Dispatch audits it and says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It landed (e.g. the scale was accepted, then the wait was interrupted).
+    Yes,
+    /// It did not (e.g. PostgreSQL confirmed the cancel of the statement).
+    No,
+    /// It was sent, and nothing tells whether it landed.
+    Unknown,
+}
+
+impl Applied {
+    /// The audit log's `outcome` for it.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Applied::Yes => "applied",
+            Applied::No => "not_applied",
+            Applied::Unknown => "unknown",
+        }
+    }
 }
 
 /// Carried by the (uncatchable) termination that `exit(n)` raises.
@@ -32,6 +58,21 @@ pub struct OpError {
     pub hint: Option<String>,
     /// Set when the call was cancelled: the run is ending.
     pub cancelled: Option<Reason>,
+    /// For a mutation: what is known of its effect (None: an error before
+    /// anything was sent, or the primitive does not know). Boxed: errors
+    /// travel in every Result and should stay small.
+    pub known: Option<Box<Known>>,
+}
+
+/// What a stopped mutation knows of its effect.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub applied: Applied,
+    /// How opsh knows, or why it cannot.
+    pub why: String,
+    /// For a mutation that landed anyway: its result (from/to...), for the
+    /// line on stderr and the audit log.
+    pub result: Option<rhai::Dynamic>,
 }
 
 /// The innermost error of `e`'s source chain: client libraries wrap the one
@@ -53,6 +94,7 @@ impl OpError {
             cause: None,
             hint: None,
             cancelled: None,
+            known: None,
         }
     }
     pub fn failed(message: impl Into<String>) -> Self {
@@ -70,6 +112,20 @@ impl OpError {
     }
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+    /// What is known of the mutation's effect (see `Applied`).
+    pub fn with_applied(
+        mut self,
+        applied: Applied,
+        why: impl Into<String>,
+        result: Option<rhai::Dynamic>,
+    ) -> Self {
+        self.known = Some(Box::new(Known {
+            applied,
+            why: why.into(),
+            result,
+        }));
         self
     }
     pub fn hint_opt(mut self, hint: Option<String>) -> Self {
@@ -104,6 +160,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Timeout => "timeout",
         ErrorKind::CheckFailed => "check_failed",
         ErrorKind::Exit(_) => "exit",
+        ErrorKind::OutcomeUnknown => "outcome_unknown",
     }
 }
 
@@ -116,6 +173,7 @@ impl PrimitiveError {
         match self.kind {
             ErrorKind::CheckFailed => crate::exit::CHECK_FAILED,
             ErrorKind::Refused => crate::exit::REFUSED,
+            ErrorKind::OutcomeUnknown => crate::exit::UNKNOWN,
             _ => crate::exit::ERROR,
         }
     }

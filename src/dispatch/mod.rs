@@ -9,7 +9,9 @@ mod call;
 mod error;
 
 pub use call::{Call, Opts};
-pub use error::{kind_name, root_cause, ErrorKind, ExitCode, OpError, PrimitiveError};
+pub use error::{
+    kind_name, root_cause, Applied, ErrorKind, ExitCode, Known, OpError, PrimitiveError,
+};
 
 use crate::cancel::Reason;
 use crate::config::Target;
@@ -93,6 +95,7 @@ pub fn invoke(
         handle_target,
         target: None,
         deadline,
+        audit_extra: Default::default(),
     };
     // Before stubs, replay or the primitive: a test catches a runbook
     // passing a wrong option, and nothing is contacted for a typo.
@@ -149,6 +152,11 @@ fn mutate(
                 .map(|a| redact(&a.to_string()))
         })
         .unwrap_or_else(|| "-".into());
+    let identity = match &target {
+        Some(t) => identity(call, t)?,
+        None => serde_json::Value::Null,
+    };
+    let place = place(target.as_ref(), &identity, &target_display);
     let args_json = audit_args(&call.args, prim);
     let record = |phase: &str, mode: &str, outcome: &str, extra: serde_json::Value| {
         let mut v = json!({
@@ -156,6 +164,7 @@ fn mutate(
             "phase": phase,
             "primitive": prim.full_name(),
             "target": target_display,
+            "identity": identity,
             "args": args_json,
             "mode": mode,
             "outcome": outcome,
@@ -165,17 +174,39 @@ fn mutate(
         }
         session.audit.append(v)
     };
+    let failure = |e: &OpError, ms: u64| {
+        json!({
+            "duration_ms": ms,
+            "error": redact(&e.message),
+            "cause": e.cause.as_deref().map(redact),
+        })
+    };
 
     if session.dry_run() {
         let started = Instant::now();
-        let p = plan(call)?;
+        let planned = plan(call);
         // A dry run changes nothing, so an unwritable audit log does not stop it.
         let ms = started.elapsed().as_millis() as u64;
+        let p = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                let mut extra = failure(&e, ms);
+                if e.kind == ErrorKind::Refused {
+                    extra["reason"] = json!(redact(&e.message));
+                }
+                let _ = record("plan", "dry-run", outcome_of_error(&e), extra);
+                return Err(e);
+            }
+        };
         let _ = record(
             "plan",
             "dry-run",
             "ok",
-            json!({"plan": redact(&p.summary), "duration_ms": ms}),
+            json!({
+                "plan": redact(&p.summary),
+                "estimate": payload(&Dynamic::from_map(p.details.clone())),
+                "duration_ms": ms,
+            }),
         );
         journal(
             session,
@@ -186,12 +217,14 @@ fn mutate(
             None,
             ms,
         );
-        session.out.note(&format!(
-            "[dry-run] {} on {}: {}",
-            prim.full_name(),
-            target_display,
-            redact(&p.summary)
-        ));
+        if !session.quiet {
+            session.out.note(&format!(
+                "[dry-run] {} on {}: {}",
+                prim.full_name(),
+                target_display,
+                redact(&p.summary)
+            ));
+        }
         crate::plan::observe(prim, target.as_ref(), &call.args, &p);
         let mut m = p.details;
         m.insert("dry_run".into(), Dynamic::TRUE);
@@ -210,7 +243,7 @@ fn mutate(
                 "refused",
                 "real",
                 "refused",
-                json!({"error": redact(&e.message)}),
+                json!({"reason": redact(&e.message), "how": "change control"}),
             );
             journal(
                 session,
@@ -225,58 +258,281 @@ fn mutate(
         }
     };
 
-    if target.as_ref().is_some_and(|t| t.protected) && !session.yes {
-        if let Err(e) = confirm(session, &prim.full_name(), &target_display, &call.args) {
-            journal(
-                session,
-                prim,
-                &target_display,
-                "real",
-                "refused",
-                Some(e.message.clone()),
-                0,
-            );
-            return Err(e);
-        }
-    }
+    let confirmation = match target.as_ref().is_some_and(|t| t.protected) {
+        false => serde_json::Value::Null,
+        true if session.yes => confirmed("--yes"),
+        true => match confirm(session, &prim.full_name(), &target_display, &call.args) {
+            Ok(()) => confirmed("typed"),
+            Err(e) => {
+                let how = match e.cancelled {
+                    Some(r) => format!("the prompt was ended: {}", r.describe()),
+                    None => "no terminal to ask on, or not confirmed".to_string(),
+                };
+                let _ = record(
+                    "refused",
+                    "real",
+                    "refused",
+                    json!({"reason": redact(&e.message), "how": how, "protected": true}),
+                );
+                journal(
+                    session,
+                    prim,
+                    &target_display,
+                    "real",
+                    "refused",
+                    Some(e.message.clone()),
+                    0,
+                );
+                return Err(e);
+            }
+        },
+    };
 
-    if let Err(e) = record("intent", "real", "pending", admitted.audit()) {
+    if let Err(e) = record(
+        "intent",
+        "real",
+        "pending",
+        admitted.audit(json!({"confirmation": confirmation})),
+    ) {
         return Err(OpError::refused(format!("the audit log {} cannot be written, so no mutation is made", session.audit.path().display()))
             .with_cause(e)
             .with_hint("fix its directory's permissions, or choose another file with --audit-log or OPSH_AUDIT_LOG"));
     }
     let started = Instant::now();
-    let result = apply(call);
+    let mut result = apply(call);
     let ms = started.elapsed().as_millis() as u64;
-    let outcome = match &result {
-        Ok(_) => record("outcome", "real", "ok", json!({"duration_ms": ms})),
+    let mut extra = serde_json::Value::Object(std::mem::take(&mut call.audit_extra));
+    extra["duration_ms"] = json!(ms);
+    let (outcome, line) = match &mut result {
+        Ok(v) => {
+            extra["result"] = payload(v);
+            ("ok", Some((says(call, v, &place), true)))
+        }
         Err(e) => {
-            let what = if e.cancelled.is_some() {
-                "interrupted"
-            } else {
-                "error"
-            };
-            record(
-                "outcome",
-                "real",
-                what,
-                json!({"duration_ms": ms, "error": redact(&e.message), "cause": e.cause.as_deref().map(redact)}),
-            )
+            if let (Some(o), serde_json::Value::Object(f)) = (extra.as_object_mut(), failure(e, ms))
+            {
+                o.extend(f);
+            }
+            if let Some(r) = e.cancelled {
+                extra["interrupted"] = json!(r.describe());
+            }
+            // An interrupt with nothing else known: the request may have
+            // been in flight, so its effect is unknown, not "interrupted".
+            if e.known.is_none() && e.cancelled.is_some() {
+                *e = e.clone().with_applied(
+                    Applied::Unknown,
+                    "interrupted before its answer arrived: the request may or may not have reached the target",
+                    None,
+                );
+            }
+            if e.kind == ErrorKind::OutcomeUnknown && e.known.is_none() {
+                let why = redact(&e.message);
+                *e = e.clone().with_applied(Applied::Unknown, why, None);
+            }
+            match e.known.as_deref().cloned() {
+                Some(Known {
+                    applied: a,
+                    why,
+                    result: landed,
+                }) => {
+                    extra["why"] = json!(redact(&why));
+                    if let Some(v) = &landed {
+                        extra["result"] = payload(v);
+                    }
+                    let line = match a {
+                        Applied::Yes => Some((
+                            format!(
+                                "{} ({})",
+                                says(call, landed.as_ref().unwrap_or(&Dynamic::UNIT), &place),
+                                redact(&why)
+                            ),
+                            true,
+                        )),
+                        Applied::Unknown => Some((
+                            format!(
+                                "{} in {place}: outcome unknown ({})",
+                                prim.full_name(),
+                                redact(&why)
+                            ),
+                            false,
+                        )),
+                        Applied::No => None,
+                    };
+                    (a.outcome(), line)
+                }
+                None => {
+                    if e.kind == ErrorKind::Refused {
+                        extra["reason"] = json!(redact(&e.message));
+                    }
+                    (outcome_of_error(e), None)
+                }
+            }
         }
     };
+    let written = record("outcome", "real", outcome, extra);
     let error = result.as_ref().err().map(|e| redact(&e.message));
-    let what = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.cancelled.is_some() => "interrupted",
-        Err(_) => "error",
-    };
-    journal(session, prim, &target_display, "real", what, error, ms);
-    if let Err(e) = outcome {
+    journal(session, prim, &target_display, "real", outcome, error, ms);
+    if let Some((line, known)) = line {
+        // `opsh test --sandbox` reports its tests, not each change they make.
+        if !session.quiet && !session.hooks.test_mode() {
+            session.out.note(&line);
+        }
+        session.record_change(line, known);
+    }
+    if let Err(e) = written {
         session.out.note(&format!(
             "warning: could not write the audit outcome record: {e}"
         ));
     }
     result
+}
+
+/// The audit outcome of a mutation that failed before anything is known
+/// to have been sent.
+fn outcome_of_error(e: &OpError) -> &'static str {
+    match e.kind {
+        ErrorKind::Refused => "refused",
+        ErrorKind::OutcomeUnknown => "unknown",
+        _ => "error",
+    }
+}
+
+/// The `confirmation` of an intent record: who let a change to a protected
+/// target through, when, and how.
+fn confirmed(how: &str) -> serde_json::Value {
+    json!({
+        "how": how,
+        "by": crate::audit::current_user(),
+        "at": crate::audit::timestamp(std::time::SystemTime::now()),
+    })
+}
+
+/// A result as the audit log keeps it: secrets masked, and bounded, since
+/// one record must stay one reasonable line.
+fn payload(v: &Dynamic) -> serde_json::Value {
+    const MAX: usize = 16 * 1024;
+    let j = scrub_json(to_json(v), None);
+    let size = serde_json::to_string(&j).map(|s| s.len()).unwrap_or(0);
+    if size <= MAX {
+        return j;
+    }
+    // Too big: keep the scalars (counts, from/to) and the size of the rest.
+    match j {
+        serde_json::Value::Object(o) => {
+            let mut kept: serde_json::Map<String, serde_json::Value> = o
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::Array(a) => (k, json!({"items": a.len()})),
+                    serde_json::Value::Object(m) => (k, json!({"keys": m.len()})),
+                    serde_json::Value::String(s) if s.len() > 1024 => {
+                        (k, json!({"chars": s.chars().count()}))
+                    }
+                    other => (k, other),
+                })
+                .collect();
+            kept.insert("truncated_from_bytes".into(), json!(size));
+            serde_json::Value::Object(kept)
+        }
+        serde_json::Value::Array(a) => json!({"items": a.len(), "truncated_from_bytes": size}),
+        _ => json!({"truncated_from_bytes": size}),
+    }
+}
+
+/// The resolved identity of a target, for the audit log: what a reviewer
+/// needs to know which server, database and account a change went to.
+/// URLs lose their password; a Kubernetes target is asked its client
+/// (server, context, namespace, user).
+fn identity(call: &mut Call, t: &Target) -> Result<serde_json::Value, OpError> {
+    // Stubs and replay answer before dispatch gets here, so this is a
+    // real call: its client is made now and reused by the primitive.
+    if t.kind == crate::config::Kind::Kube {
+        return crate::modules::k8s::identity(call);
+    }
+    let Ok(u) = url::Url::parse(&t.url) else {
+        return Ok(json!({"target": t.display()}));
+    };
+    let path = u.path().trim_start_matches('/');
+    let mut v = json!({
+        "name": t.name,
+        "scheme": u.scheme(),
+        "host": u.host_str(),
+        "port": u.port_or_known_default(),
+        "user": (!u.username().is_empty()).then(|| u.username()),
+    });
+    match t.kind {
+        crate::config::Kind::Pg => {
+            v["database"] = json!((!path.is_empty()).then_some(path));
+            // A URL with no user or host takes them from libpq's variables.
+            if u.username().is_empty() {
+                v["user"] = json!(std::env::var("PGUSER").ok());
+            }
+        }
+        crate::config::Kind::Redis => {
+            v["db"] = json!(path.parse::<i64>().unwrap_or(0));
+        }
+        _ => v["path"] = json!((!path.is_empty()).then_some(path)),
+    }
+    Ok(v)
+}
+
+/// Where a change happened, as its line says it: `app@sandbox`,
+/// `redis sandbox/0`, `kind-opsh/default`.
+fn place(t: Option<&Target>, identity: &serde_json::Value, display: &str) -> String {
+    let Some(t) = t else {
+        return display.to_string();
+    };
+    // A target named by its URL or by an environment variable
+    // (DATABASE_URL) is shown by its address.
+    let unnamed = t.name == redact(&t.url)
+        || t.name == t.kind.env_var()
+        || t.name.chars().all(|c| c.is_ascii_uppercase() || c == '_');
+    let name = if t.kind.info().shows_url && unnamed {
+        format!(
+            "{}:{}",
+            identity["host"].as_str().unwrap_or("localhost"),
+            identity["port"]
+        )
+    } else {
+        t.name.clone()
+    };
+    match t.kind {
+        crate::config::Kind::Pg => match identity["database"].as_str() {
+            Some(db) => format!("{db}@{name}"),
+            None => name,
+        },
+        crate::config::Kind::Redis => format!("redis {name}/{}", identity["db"]),
+        crate::config::Kind::Kube => {
+            match (identity["context"].as_str(), identity["namespace"].as_str()) {
+                (Some(c), Some(n)) => format!("{c}/{n}"),
+                _ => t.name.clone(),
+            }
+        }
+        _ => display.to_string(),
+    }
+}
+
+/// The one line a real mutation prints: the primitive's own words for its
+/// outcome when it declares them, else its name.
+fn says(call: &Call, result: &Dynamic, place: &str) -> String {
+    match call.prim.says {
+        Some(f) => format!("{} in {place}", redact(&f(call, result))),
+        None => format!("{}: done in {place}", call.prim.full_name()),
+    }
+}
+
+/// "1 row", "3 rows": `n` (a number as text) with its noun.
+pub fn counted(n: &str, noun: &str) -> String {
+    match n {
+        "1" => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
+/// A field of a result map as text, for `SaysFn`s: "?" when absent.
+pub fn said(v: &Dynamic, key: &str) -> String {
+    v.read_lock::<Map>()
+        .and_then(|m| m.get(key).filter(|d| !d.is_unit()).map(|d| d.to_string()))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Logs a mutation and records it for `--report`.
@@ -373,6 +629,24 @@ pub fn terminated(reason: Reason) -> Box<EvalAltResult> {
 
 fn to_script_error(call: &Call, e: OpError) -> Box<EvalAltResult> {
     if let Some(reason) = e.cancelled.or_else(|| call.session.cancel.reason()) {
+        // The person who pressed Ctrl-C needs to know what became of the
+        // change in flight, in the console as in a run.
+        if let Some(Known { applied, why, .. }) = e.known.as_deref() {
+            let known = match applied {
+                Applied::Yes => "applied",
+                Applied::No => "not applied",
+                Applied::Unknown => "outcome unknown",
+            };
+            return Box::new(EvalAltResult::ErrorTerminated(
+                Dynamic::from(format!(
+                    "{}; {} {known}: {}",
+                    reason.describe(),
+                    call.prim.full_name(),
+                    redact(why)
+                )),
+                Position::NONE,
+            ));
+        }
         return terminated(reason);
     }
     if let ErrorKind::Exit(code) = e.kind {

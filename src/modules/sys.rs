@@ -87,6 +87,9 @@ pub const PARALLEL_ROWS: &[Field] = &[
     field("ms", Ty::Float).doc("how long f ran, in milliseconds; () when skipped"),
     field("skipped", Ty::Bool)
         .doc("not started: the failure budget was spent or the run is stopping"),
+    field("refused", Ty::Bool).doc(
+        "f was refused (a protected target without confirmation): the run then exits 3, or 4 after changes, unless f catches it",
+    ),
 ];
 
 pub const PARALLEL: Primitive = Primitive::read("parallel", parallel)
@@ -116,6 +119,7 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
     let engine = call.engine;
     let ast = call.session.script();
     let cancel = &call.session.cancel;
+    let session = call.session;
     let next = AtomicUsize::new(0);
     let failures = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<rhai::Map>>> = Mutex::new(vec![None; items.len()]);
@@ -127,8 +131,11 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(item) = items.get(i) else { break };
-                let mut row =
-                    crate::value::map_of([("item", item.clone()), ("skipped", Dynamic::FALSE)]);
+                let mut row = crate::value::map_of([
+                    ("item", item.clone()),
+                    ("skipped", Dynamic::FALSE),
+                    ("refused", Dynamic::FALSE),
+                ]);
                 if failures.load(Ordering::SeqCst) >= max_failures || cancel.reason().is_some() {
                     row.insert("ok".into(), Dynamic::FALSE);
                     row.insert("skipped".into(), Dynamic::TRUE);
@@ -150,11 +157,15 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
                         }
                         Err(e) => {
                             failures.fetch_add(1, Ordering::SeqCst);
+                            let msg = crate::redact::redact(&item_error(&e));
+                            // A row is easy to ignore; a refusal must not
+                            // end the run as a success (exit code table).
+                            if is_refusal(&e) {
+                                row.insert("refused".into(), Dynamic::TRUE);
+                                session.record_swallowed_refusal(msg.clone());
+                            }
                             row.insert("ok".into(), Dynamic::FALSE);
-                            row.insert(
-                                "error".into(),
-                                crate::redact::redact(&item_error(&e)).into(),
-                            );
+                            row.insert("error".into(), msg.into());
                         }
                     }
                 }
@@ -175,6 +186,15 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
             .map(|r| Dynamic::from_map(r.unwrap_or_default()))
             .collect(),
     ))
+}
+
+fn is_refusal(e: &rhai::EvalAltResult) -> bool {
+    match crate::diagnostic::leaf(e) {
+        rhai::EvalAltResult::ErrorRuntime(v, _) => v
+            .read_lock::<crate::dispatch::PrimitiveError>()
+            .is_some_and(|pe| pe.kind == crate::dispatch::ErrorKind::Refused),
+        _ => false,
+    }
 }
 
 /// The innermost message of an error raised inside a parallel item.

@@ -92,11 +92,13 @@ pub struct Admitted {
 }
 
 impl Admitted {
-    pub fn audit(&self) -> serde_json::Value {
-        match &self.broke {
-            Some((window, reason)) => json!({"break_glass": reason, "freeze": window}),
-            None => json!({}),
+    /// `fields` of an audit record, with the break-glass if any.
+    pub fn audit(&self, mut fields: serde_json::Value) -> serde_json::Value {
+        if let (Some((window, reason)), Some(o)) = (&self.broke, fields.as_object_mut()) {
+            o.insert("break_glass".into(), json!(reason));
+            o.insert("freeze".into(), json!(window));
         }
+        fields
     }
 }
 

@@ -67,6 +67,10 @@ impl Param {
 
 pub type RunFn = fn(&mut Call) -> Result<Dynamic, OpError>;
 pub type PlanFn = fn(&mut Call) -> Result<Plan, OpError>;
+/// How a mutation's outcome reads, in the past tense, from its call and
+/// result ("scaled deployment api 3 -> 5"); dispatch adds where it
+/// happened. `dispatch::said` reads the result.
+pub type SaysFn = fn(&Call, &Dynamic) -> String;
 
 /// Whether a primitive changes the world. A mutation must say what it would
 /// do (`plan`, used by --dry-run) separately from doing it (`apply`), so a
@@ -120,6 +124,9 @@ pub struct Primitive {
     pub effect: Effect,
     pub class: Class,
     pub timeout: CallTimeout,
+    /// A mutation's one line on stderr after it is applied; None: a
+    /// generic line naming the primitive.
+    pub says: Option<SaysFn>,
 }
 
 impl Primitive {
@@ -134,6 +141,7 @@ impl Primitive {
             effect: Effect::Read(run),
             class: Class::System,
             timeout: CallTimeout::Default,
+            says: None,
         }
     }
 
@@ -168,6 +176,14 @@ impl Primitive {
 
     pub const fn example(self, example: &'static str) -> Primitive {
         Primitive { example, ..self }
+    }
+
+    /// How the applied mutation's outcome reads (see `SaysFn`).
+    pub const fn says(self, says: SaysFn) -> Primitive {
+        Primitive {
+            says: Some(says),
+            ..self
+        }
     }
 
     pub const fn class(self, class: Class) -> Primitive {

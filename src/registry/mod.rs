@@ -8,7 +8,7 @@
 mod decl;
 mod ty;
 
-pub use decl::{opt, req, CallTimeout, Class, Effect, Param, PlanFn, Primitive, RunFn};
+pub use decl::{opt, req, CallTimeout, Class, Effect, Param, PlanFn, Primitive, RunFn, SaysFn};
 pub use ty::{field, join, Field, Ty, TypeError, STRINGS};
 
 use crate::config::Kind;

@@ -62,6 +62,7 @@ pub fn run_script(parent: &Session, file: &str, args: Map, opts: &Map) -> Result
         max_operations: parent.max_operations,
         args,
         script: file.to_string(),
+        quiet: parent.quiet,
     };
     let config = match parent.config.read() {
         Ok(c) => c.clone(),

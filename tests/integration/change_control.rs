@@ -54,9 +54,10 @@ fn max_mutations_stops_a_run_before_the_next_change() {
     pg_exec(&url, "create table t(id int);");
     let env = Env::new();
     env.write_config(&pg_config(&url, "[limits]\nmax_mutations = 2\n"));
+    // Two inserts were made before the refusal: a partial change (exit 4).
     env.script(r#"for i in 1..=5 { pg.exec("insert into t values ($1)", [i]); }"#)
         .run()
-        .assert_code(3)
+        .assert_code(4)
         .assert_stderr_contains(
             "mutation 3 of this run, over the limit [limits] max_mutations = 2",
         );
@@ -151,9 +152,10 @@ fn scale_below_min_available_and_restarts_over_max_pods_are_refused() {
         .audit()
         .into_iter()
         .filter(|a| {
-            a["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("over the limit"))
+            a["outcome"] == "refused"
+                && a["reason"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("over the limit"))
         })
         .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");

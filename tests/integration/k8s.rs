@@ -547,7 +547,7 @@ fn rollout_status_fails_when_the_rollout_is_stuck() {
     env
         .script(r#"k8s.set_image("api", "api", "registry.example/api:does-not-exist"); k8s.rollout_status("api", #{timeout: "2s"})"#)
         .kube(&k)
-        .run().assert_code(2).assert_stderr_contains("rollout of api not complete after 2s");
+        .run().assert_code(4).assert_stderr_contains("rollout of api not complete after 2s");
     let bad = k
         .objects("Pod", "default")
         .into_iter()
@@ -600,7 +600,8 @@ fn progress_deadline_and_previous_logs_after_an_oom_kill() {
         )
         .kube(&k)
         .run();
-    r.assert_code(2)
+    // The image was set, then the rollout failed: a partial run.
+    r.assert_code(4)
         .assert_stdout_contains("previous 1")
         .assert_stdout_contains("by selector 0")
         .assert_stderr_contains("k8s.logs: skipping api-")

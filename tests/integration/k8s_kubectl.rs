@@ -226,3 +226,27 @@ fn kubectl_server_side_apply_and_opsh_see_the_same_field_owners() {
         assert_eq!(k.replicas("api"), 7);
     });
 }
+
+/// The RBAC that docs/kubernetes.md tells operators to apply, applied with
+/// kubectl, holds for opsh's service account: it may scale, not delete.
+#[test]
+fn the_shipped_rbac_applies_and_is_enforced() {
+    each_kubectl(|c| {
+        let rbac = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy/rbac.yaml");
+        c.ok(&["create", "namespace", "opsh"]);
+        c.ok(&["apply", "--validate=false", "-f", rbac]);
+        let sa = "--as=system:serviceaccount:opsh:opsh";
+        let can = |verb: &str, what: &str| {
+            let mut args = vec!["auth", "can-i", verb, "-n", "opsh", sa];
+            args.extend(what.split(' '));
+            c.run(&args).1.trim().to_string()
+        };
+        assert_eq!(can("patch", "deployments.apps --subresource=scale"), "yes");
+        assert_eq!(can("list", "pods"), "yes");
+        assert_eq!(can("delete", "deployments.apps"), "no");
+        assert_eq!(can("patch", "deployments.apps"), "no");
+        let (code, _, err) = c.run(&["get", "pods", "-n", "default", sa]);
+        assert_ne!(code, 0, "nothing outside its namespace");
+        assert!(err.contains("forbidden"), "{err}");
+    });
+}

@@ -186,7 +186,8 @@ fn logs_summary_groups_the_sandbox_workload_by_message() {
         .filter(|l| l.starts_with('['))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert!(r.stdout.starts_with("errors: "), "{}", r.stdout);
+    // With --output json, print() goes to stderr: stdout is only JSON.
+    assert!(r.stderr.contains("errors: "), "{}", r.stderr);
     // errors, auth failures and slow requests, in that order.
     assert_eq!(tables.len(), 3, "{}", r.stdout);
     let rows = |i: usize| tables[i].as_array().cloned().unwrap_or_default();

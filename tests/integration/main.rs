@@ -9,12 +9,14 @@ mod support;
 
 mod backup;
 mod change_control;
+mod changes;
 mod cli;
 mod errors;
 mod http;
 mod incident;
 mod interrupt;
 mod k8s;
+mod k8s_fidelity;
 mod k8s_incluster;
 mod k8s_kubectl;
 mod loki;

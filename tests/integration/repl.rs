@@ -501,3 +501,51 @@ fn prompt_shows_in_cluster_and_the_pods_namespace() {
         s.contains("opsh [kube:in-cluster/payments]>")
     });
 }
+
+#[test]
+fn a_typed_confirmation_is_audited_and_an_interrupted_exec_says_what_became_of_it() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table t(id int, v int); insert into t values (1, 0);",
+    );
+    let env = Env::new();
+    env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
+    let t = Tty::start(&env, &[("DATABASE_URL", &url)]);
+
+    t.line(r#"pg.connect("prod").exec("update t set v = 1")"#);
+    t.wait_for("the confirmation prompt", |s| {
+        s.ends_with("Type `yes` to continue:")
+    });
+    t.line("yes");
+    t.wait_for("the change's line", |s| {
+        s.contains("pg.exec: updated 1 row in postgres@prod")
+    });
+    assert_eq!(pg_scalar(&url, "select v::bigint from t"), 1);
+    let intent = env
+        .audit()
+        .into_iter()
+        .find(|a| a["phase"] == "intent")
+        .unwrap();
+    assert_eq!(intent["confirmation"]["how"], "typed", "{intent}");
+
+    // Ctrl-C while the statement runs: cancelled on the server, and the
+    // console says it was not applied.
+    t.wait_prompts(2);
+    t.line(r#"pg.exec("update t set v = 2 where pg_sleep(30) is not null")"#);
+    eventually(secs(10), "the statement to run", || {
+        pg_scalar(
+            &url,
+            "select count(*) from pg_stat_activity where query like 'update t set v = 2%' and pid <> pg_backend_pid()",
+        ) == 1
+    });
+    t.key("C-c");
+    t.wait_within(
+        Duration::from_secs(5),
+        "what became of the statement",
+        |s| s.contains("pg.exec not applied: PostgreSQL cancelled the statement"),
+    );
+    assert_eq!(pg_scalar(&url, "select v::bigint from t"), 1);
+    assert!(!t.screen().contains("[opsh exited"), "{}", t.screen());
+}

@@ -274,7 +274,9 @@ fn db_connection_exhaustion_end_to_end_terminates_idle_sessions() {
             .pg(&url)
             .run()
             .assert_code(0)
-            .assert_stdout_contains("recovered");
+            .assert_stdout_contains("recovered")
+            // One line for the change, with the pids it ended.
+            .assert_stderr_contains("terminated 8 sessions (pids ");
         assert_eq!(pg_scalar(&url, count), 0);
     });
     let terminated: Vec<_> = env

@@ -381,5 +381,8 @@ fn declared_args_reach_primitives_as_a_map() {
         .run();
     r.assert_code(0);
     let want = serde_json::json!({"n": 1, "db": "app"});
-    assert_eq!(r.json_lines(), [want.clone(), want], "{}", r.stdout);
+    assert_eq!(r.json_lines(), std::slice::from_ref(&want), "{}", r.stdout);
+    // print() goes to stderr with --output json.
+    let printed: serde_json::Value = serde_json::from_str(r.stderr.trim()).unwrap();
+    assert_eq!(printed, want, "{}", r.stderr);
 }

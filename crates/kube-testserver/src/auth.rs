@@ -6,6 +6,8 @@
 //! plain HTTP client-go sends no tokens, so identity is the impersonation
 //! header there, and only the built-in users exist.
 
+use super::discovery::by_kind;
+use super::store::Store;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -30,7 +32,7 @@ struct Grant {
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
-struct Rule {
+pub struct Rule {
     #[serde(default)]
     api_groups: Vec<String>,
     #[serde(default)]
@@ -56,13 +58,92 @@ fn listed(list: &[String], item: &str) -> bool {
 }
 
 impl Rule {
-    fn allows(&self, a: &Access) -> bool {
+    pub fn to_json(&self) -> Value {
+        let mut v =
+            json!({"verbs": self.verbs, "apiGroups": self.api_groups, "resources": self.resources});
+        if !self.resource_names.is_empty() {
+            v["resourceNames"] = json!(self.resource_names);
+        }
+        v
+    }
+
+    pub fn allows(&self, a: &Access) -> bool {
         listed(&self.verbs, a.verb)
             && listed(&self.api_groups, a.group)
             && listed(&self.resources, a.resource)
             && (self.resource_names.is_empty()
                 || a.name.is_some_and(|n| listed(&self.resource_names, n)))
     }
+}
+
+/// Whether a binding subject is `user`: a user or service account by
+/// name, or a group every authenticated user (or service account) is in.
+fn subject_is(s: &Value, binding_ns: &str, user: &str) -> bool {
+    match s["kind"].as_str() {
+        Some("Group") => match s["name"].as_str() {
+            Some("system:authenticated") => true,
+            Some("system:serviceaccounts") => user.starts_with("system:serviceaccount:"),
+            Some(g) => g
+                .strip_prefix("system:serviceaccounts:")
+                .is_some_and(|ns| user.starts_with(&format!("system:serviceaccount:{ns}:"))),
+            None => false,
+        },
+        _ => subject_user(s, binding_ns).is_some_and(|u| u == user),
+    }
+}
+
+/// What the Roles, ClusterRoles and their bindings stored in the cluster
+/// grant `user` in namespace `ns` ("" for cluster-scoped requests, where
+/// only ClusterRoleBindings count), so that RBAC applied with kubectl is
+/// enforced like the built-in users.
+pub fn stored_rules(st: &Store, user: &str, ns: &str) -> Vec<Rule> {
+    let (Some(rr), Some(crr), Some(rbr), Some(crbr)) = (
+        by_kind("Role"),
+        by_kind("ClusterRole"),
+        by_kind("RoleBinding"),
+        by_kind("ClusterRoleBinding"),
+    ) else {
+        return Vec::new();
+    };
+    let rules_of = |o: Option<Value>| -> Vec<Rule> {
+        o.and_then(|o| serde_json::from_value(o["rules"].clone()).ok())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    let (cluster_bindings, _) = st.list(crbr, "");
+    for b in cluster_bindings {
+        if b["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| subject_is(s, "", user))
+        {
+            out.extend(rules_of(st.get(
+                crr,
+                "",
+                b["roleRef"]["name"].as_str().unwrap_or(""),
+            )));
+        }
+    }
+    if !ns.is_empty() {
+        let (bindings, _) = st.list(rbr, ns);
+        for b in bindings {
+            if !b["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| subject_is(s, ns, user))
+            {
+                continue;
+            }
+            let role = b["roleRef"]["name"].as_str().unwrap_or("");
+            out.extend(match b["roleRef"]["kind"].as_str() {
+                Some("ClusterRole") => rules_of(st.get(crr, "", role)),
+                _ => rules_of(st.get(rr, ns, role)),
+            });
+        }
+    }
+    out
 }
 
 /// The user a RoleBinding subject authenticates as.
@@ -143,6 +224,15 @@ impl Auth {
             }
         }
         Ok(n)
+    }
+
+    /// The rules granted to `user` in `ns`, as a rules review lists them.
+    pub fn rules_json(&self, user: &str, ns: &str) -> Vec<Value> {
+        self.grants
+            .iter()
+            .filter(|g| g.user == user && g.namespace == ns)
+            .flat_map(|g| g.rules.iter().map(Rule::to_json))
+            .collect()
     }
 
     pub fn allows(&self, user: &str, a: &Access) -> bool {

@@ -26,9 +26,18 @@ impl Res {
     pub fn computed(&self) -> bool {
         self.group == "metrics.k8s.io"
     }
-    /// SelfSubjectAccessReview: created to ask a question, never stored.
+    /// Self-subject reviews: created to ask a question, never stored.
     pub fn review(&self) -> bool {
-        self.group == "authorization.k8s.io"
+        self.group == "authorization.k8s.io" || self.group == "authentication.k8s.io"
+    }
+    /// The categories kubectl expands (`kubectl get all`).
+    pub fn categories(&self) -> &'static [&'static str] {
+        match self.kind {
+            "Pod" | "Service" | "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet"
+            | "Job" | "CronJob" => &["all"],
+            "HorizontalPodAutoscaler" if self.version == "v2" => &["all"],
+            _ => &[],
+        }
     }
 }
 
@@ -60,7 +69,11 @@ pub static RESOURCES: &[Res] = &[
         kind: "Pod",
         namespaced: true,
         short: &["po"],
-        subs: &[("log", "", "v1", "Pod"), ("status", "", "v1", "Pod")],
+        subs: &[
+            ("log", "", "v1", "Pod"),
+            ("status", "", "v1", "Pod"),
+            ("eviction", "policy", "v1", "Eviction"),
+        ],
     },
     Res {
         group: "",
@@ -134,6 +147,116 @@ pub static RESOURCES: &[Res] = &[
         short: &["hpa"],
         subs: &[("status", "autoscaling", "v2", "HorizontalPodAutoscaler")],
     },
+    // The same objects as autoscaling/v2, converted (convert.rs): by_kind
+    // finds the v2 entry above first.
+    Res {
+        group: "autoscaling",
+        version: "v1",
+        plural: "horizontalpodautoscalers",
+        kind: "HorizontalPodAutoscaler",
+        namespaced: true,
+        short: &["hpa"],
+        subs: &[("status", "autoscaling", "v1", "HorizontalPodAutoscaler")],
+    },
+    Res {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        kind: "StatefulSet",
+        namespaced: true,
+        short: &["sts"],
+        subs: &[SCALE, ("status", "apps", "v1", "StatefulSet")],
+    },
+    Res {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        kind: "DaemonSet",
+        namespaced: true,
+        short: &["ds"],
+        subs: &[("status", "apps", "v1", "DaemonSet")],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "persistentvolumeclaims",
+        kind: "PersistentVolumeClaim",
+        namespaced: true,
+        short: &["pvc"],
+        subs: &[("status", "", "v1", "PersistentVolumeClaim")],
+    },
+    Res {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short: &["ep"],
+        subs: &[],
+    },
+    Res {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "ingresses",
+        kind: "Ingress",
+        namespaced: true,
+        short: &["ing"],
+        subs: &[("status", "networking.k8s.io", "v1", "Ingress")],
+    },
+    Res {
+        group: "policy",
+        version: "v1",
+        plural: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        namespaced: true,
+        short: &["pdb"],
+        subs: &[("status", "policy", "v1", "PodDisruptionBudget")],
+    },
+    Res {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        kind: "Role",
+        namespaced: true,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "rolebindings",
+        kind: "RoleBinding",
+        namespaced: true,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterroles",
+        kind: "ClusterRole",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "clusterrolebindings",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
     Res {
         group: "batch",
         version: "v1",
@@ -166,6 +289,34 @@ pub static RESOURCES: &[Res] = &[
         version: "v1",
         plural: "selfsubjectaccessreviews",
         kind: "SelfSubjectAccessReview",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+    Res {
+        group: "authentication.k8s.io",
+        version: "v1",
+        plural: "selfsubjectreviews",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+        short: &[],
+        subs: &[],
+    },
+    // kubectl 1.27 asks `auth whoami` of v1beta1.
+    Res {
+        group: "authentication.k8s.io",
+        version: "v1beta1",
+        plural: "selfsubjectreviews",
+        kind: "SelfSubjectReview",
         namespaced: false,
         short: &[],
         subs: &[],
@@ -212,6 +363,24 @@ fn verbs(r: &Res) -> Value {
     }
 }
 
+fn group_names<'a>(all: &[(&'a str, &str)]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (g, _) in all {
+        if !names.contains(g) {
+            names.push(g);
+        }
+    }
+    names
+}
+
+fn sub_verbs(sub: &str) -> Value {
+    match sub {
+        "eviction" => json!(["create"]),
+        "log" => json!(["get"]),
+        _ => json!(["get", "patch", "update"]),
+    }
+}
+
 fn groups(metrics: bool) -> Vec<(&'static str, &'static str)> {
     let mut g: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
@@ -244,7 +413,7 @@ fn resource_entry(r: &Res) -> Value {
         .subs
         .iter()
         .map(|(s, g, v, k)| {
-            json!({"subresource": s, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": ["get", "patch", "update"]})
+            json!({"subresource": s, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": sub_verbs(s)})
         })
         .collect();
     json!({
@@ -253,6 +422,7 @@ fn resource_entry(r: &Res) -> Value {
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.kind.to_lowercase(),
         "shortNames": r.short,
+        "categories": r.categories(),
         "verbs": verbs(r),
         "subresources": subs,
     })
@@ -270,15 +440,25 @@ pub fn aggregated(core: bool, v: &str, metrics: bool) -> Value {
             json!({"metadata": {"name": ""}, "versions": [{"version": "v1", "resources": res, "freshness": "Current"}]}),
         ]
     } else {
-        groups(metrics)
+        // One item per group, its versions preferred first (autoscaling: v2, v1).
+        let all = groups(metrics);
+        let names = group_names(&all);
+        names
             .into_iter()
-            .map(|(g, ver)| {
-                let res: Vec<Value> = RESOURCES
+            .map(|g| {
+                let versions: Vec<Value> = all
                     .iter()
-                    .filter(|r| r.group == g && r.version == ver)
-                    .map(resource_entry)
+                    .filter(|(gg, _)| *gg == g)
+                    .map(|(_, ver)| {
+                        let res: Vec<Value> = RESOURCES
+                            .iter()
+                            .filter(|r| r.group == g && r.version == *ver)
+                            .map(resource_entry)
+                            .collect();
+                        json!({"version": ver, "resources": res, "freshness": "Current"})
+                    })
                     .collect();
-                json!({"metadata": {"name": g}, "versions": [{"version": ver, "resources": res, "freshness": "Current"}]})
+                json!({"metadata": {"name": g}, "versions": versions})
             })
             .collect()
     };
@@ -290,11 +470,17 @@ pub fn api_versions() -> Value {
 }
 
 pub fn api_group_list(metrics: bool) -> Value {
-    let groups: Vec<Value> = groups(metrics)
+    let all = groups(metrics);
+    let names = group_names(&all);
+    let groups: Vec<Value> = names
         .into_iter()
-        .map(|(g, v)| {
-            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        .map(|g| {
+            let versions: Vec<Value> = all
+                .iter()
+                .filter(|(gg, _)| *gg == g)
+                .map(|(_, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            json!({"name": g, "preferredVersion": versions[0], "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
@@ -310,10 +496,10 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     {
         resources.push(json!({
             "name": r.plural, "singularName": r.kind.to_lowercase(), "namespaced": r.namespaced,
-            "kind": r.kind, "verbs": verbs(r), "shortNames": r.short,
+            "kind": r.kind, "verbs": verbs(r), "shortNames": r.short, "categories": r.categories(),
         }));
         for (s, g, v, k) in r.subs {
-            resources.push(json!({"name": format!("{}/{s}", r.plural), "namespaced": r.namespaced, "kind": k, "group": g, "version": v, "verbs": ["get", "patch", "update"]}));
+            resources.push(json!({"name": format!("{}/{s}", r.plural), "namespaced": r.namespaced, "kind": k, "group": g, "version": v, "verbs": sub_verbs(s)}));
         }
     }
     if resources.is_empty() {

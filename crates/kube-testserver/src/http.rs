@@ -2,9 +2,11 @@
 //! discovery and resource paths, the verbs, and watch streams.
 
 use super::auth::{Access, Auth, ADMIN};
+use super::convert::{served, stored};
 use super::discovery::{self, Res};
 use super::patch;
 use super::store::{self, at_path, field_matches, leaf_paths, meta_str, ApiError, Selector, Store};
+use super::validate::validate;
 use super::{logs, metrics, table};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -31,6 +33,10 @@ pub struct Shared {
     pub auth: std::sync::RwLock<Auth>,
     /// Served over TLS: every request must carry an issued bearer token.
     pub secure: bool,
+    /// Set when the controller loop died: why.
+    pub failed: std::sync::Mutex<Option<String>>,
+    /// The server's directory (exec runs in DIR/pods/NS/POD).
+    pub dir: std::path::PathBuf,
 }
 
 /// A response body: whole, or a stream of watch events.
@@ -70,6 +76,8 @@ enum Reply {
     Json(u16, Value, String),
     Text(String),
     Stream(mpsc::Receiver<Bytes>),
+    /// Plain text that goes on arriving (`logs -f`).
+    TextStream(mpsc::Receiver<Bytes>),
 }
 
 fn ok(v: Value) -> Result<Reply, ApiError> {
@@ -81,6 +89,7 @@ fn response(reply: Reply) -> Response<Body> {
         Reply::Json(s, v, ct) => (s, ct, Body::Full(Some(Bytes::from(v.to_string())))),
         Reply::Text(t) => (200, "text/plain".into(), Body::Full(Some(Bytes::from(t)))),
         Reply::Stream(rx) => (200, "application/json".into(), Body::Stream(rx)),
+        Reply::TextStream(rx) => (200, "text/plain".into(), Body::Stream(rx)),
     };
     let mut r = Response::new(body);
     *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
@@ -94,6 +103,9 @@ pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
+    if super::exec::wants_exec(&req) {
+        return Ok(super::exec::handle(shared, req));
+    }
     let (parts, body) = req.into_parts();
     let bytes = body
         .collect()
@@ -126,11 +138,7 @@ impl Req<'_> {
     }
     fn json(&self) -> Result<Value, ApiError> {
         if self.ctype.contains("protobuf") {
-            return Err(ApiError::new(
-                415,
-                "UnsupportedMediaType",
-                "the sandbox API server accepts JSON bodies only",
-            ));
+            return super::proto::decode(self.body);
         }
         if self.body.is_empty() {
             return Ok(Value::Null);
@@ -145,6 +153,13 @@ fn route(
     parts: &hyper::http::request::Parts,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    if let Some(why) = shared.failed.lock().ok().and_then(|f| f.clone()) {
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            format!("the sandbox API server's controllers stopped ({why}): nothing reconciles any more; restart the sandbox"),
+        ));
+    }
     let header = |n: hyper::header::HeaderName| {
         parts
             .headers
@@ -153,21 +168,7 @@ fn route(
             .unwrap_or("")
             .to_string()
     };
-    let user = if shared.secure {
-        let token = header(hyper::header::AUTHORIZATION);
-        let user = token
-            .strip_prefix("Bearer ")
-            .and_then(|t| shared.auth.read().ok()?.user(t.trim()).map(str::to_string));
-        user.ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"))?
-    } else {
-        // No tokens over HTTP: whoever asks is admin unless acting as someone else.
-        parts
-            .headers
-            .get("impersonate-user")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(ADMIN)
-            .to_string()
-    };
+    let user = user_of(shared, &parts.headers)?;
     let query: HashMap<String, String> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -218,6 +219,26 @@ fn route(
         ["apis", g, v, rest @ ..] => resource(shared, &req, g, v, rest),
         _ => Err(not_served()),
     }
+}
+
+/// Who is asking: the user of an issued bearer token over TLS; over HTTP
+/// (no tokens) admin, unless impersonating someone else.
+pub fn user_of(shared: &Shared, headers: &hyper::HeaderMap) -> Result<String, ApiError> {
+    if shared.secure {
+        let token = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let user = token
+            .strip_prefix("Bearer ")
+            .and_then(|t| shared.auth.read().ok()?.user(t.trim()).map(str::to_string));
+        return user.ok_or_else(|| ApiError::new(401, "Unauthorized", "Unauthorized"));
+    }
+    Ok(headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(ADMIN)
+        .to_string())
 }
 
 fn not_served() -> ApiError {
@@ -272,11 +293,7 @@ fn access_review(shared: &Shared, req: &Req) -> Result<Value, ApiError> {
         namespace: &ns,
         name: Some(name.as_str()).filter(|n| !n.is_empty()),
     };
-    let allowed = shared
-        .auth
-        .read()
-        .map(|au| au.allows(&req.user, &access))
-        .unwrap_or(false);
+    let allowed = allows(shared, &req.user, &access);
     review["status"] = if allowed {
         json!({"allowed": true, "reason": format!("RBAC: allowed for User \"{}\"", req.user)})
     } else {
@@ -318,9 +335,12 @@ fn resource(
     // Anyone authenticated may ask what they may do (system:basic-user).
     if r.review() {
         return match verb {
-            "create" => {
-                access_review(shared, req).map(|v| Reply::Json(201, v, "application/json".into()))
+            "create" => match r.kind {
+                "SelfSubjectRulesReview" => rules_review(shared, req),
+                "SelfSubjectReview" => whoami(r, req),
+                _ => access_review(shared, req),
             }
+            .map(|v| Reply::Json(201, v, "application/json".into())),
             _ => Err(ApiError::new(
                 405,
                 "MethodNotAllowed",
@@ -339,13 +359,15 @@ fn resource(
         namespace: ns,
         name,
     };
-    let allowed = shared
-        .auth
-        .read()
-        .map(|a| a.allows(&req.user, &access))
-        .unwrap_or(false);
-    if !allowed {
+    if !allows(shared, &req.user, &access) {
         return Err(forbidden(req, r, &access));
+    }
+    if let Some(sub @ ("attach" | "portforward" | "ephemeralcontainers" | "proxy")) = sub {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("the sandbox API server does not implement {}/{sub} (kubectl attach, port-forward and debug): exec is served", r.plural),
+        ));
     }
     // A server-side dry run is a read as far as another writer is concerned:
     // the concurrent change lands between a plan and its write.
@@ -353,7 +375,11 @@ fn resource(
         interfere(shared, r, ns, name.unwrap_or(""));
     }
     if r.computed() {
-        return metrics::serve(st, r, ns, name, verb).and_then(ok);
+        let mut m = metrics::serve(st, r, ns, name, verb)?;
+        if let Some(list) = m["items"].as_array().cloned() {
+            m["items"] = Value::Array(filter(list, req)?);
+        }
+        return ok(m);
     }
     match (verb, name, sub) {
         ("watch", _, _) => watch(st, r, ns, req),
@@ -361,8 +387,9 @@ fn resource(
             let (items, rv) = st.list(r, ns);
             let items = filter(items, req)?;
             if req.accept.contains("as=Table") {
-                return ok(table::table(r, &items, rv));
+                return ok(table::table(r, &items, rv, req.q("includeObject")));
             }
+            let items: Vec<Value> = items.into_iter().map(|o| served(r, o)).collect();
             ok(
                 json!({"kind": format!("{}List", r.kind), "apiVersion": r.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
             )
@@ -370,22 +397,33 @@ fn resource(
         ("get", Some(n), None) => {
             let o = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
             if req.accept.contains("as=Table") {
-                return ok(table::table(r, &[o], st.resource_version()));
+                return ok(table::table(
+                    r,
+                    &[o],
+                    st.resource_version(),
+                    req.q("includeObject"),
+                ));
             }
-            ok(o)
+            ok(served(r, o))
         }
         ("get", Some(n), Some("scale")) => ok(scale_of(
             &st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?,
         )),
-        ("get", Some(n), Some("status")) => {
-            ok(st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?)
-        }
+        ("get", Some(n), Some("status")) => ok(served(
+            r,
+            st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?,
+        )),
         ("get", Some(n), Some("log")) => {
             let p = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
-            logs::pod_log(&p, &req.query).map(Reply::Text)
+            let text = logs::pod_log(&p, &req.query)?;
+            if req.q("follow") == "true" && logs::still_running(&p) {
+                return follow_log(st, r, p, text);
+            }
+            Ok(Reply::Text(text))
         }
+        ("create", Some(n), Some("eviction")) => evict(st, ns, n, req),
         ("create", None, None) => {
-            let obj = req.json()?;
+            let obj = stored(r, req.json()?);
             let ns = if ns.is_empty() && r.namespaced {
                 meta_str(&obj, "namespace").to_string()
             } else {
@@ -396,11 +434,19 @@ fn resource(
             } else {
                 ns
             };
-            let o = st.create(r, &ns, prepare(r, obj), req.dry(), req.manager())?;
-            Ok(Reply::Json(201, o, "application/json".into()))
+            let obj = prepare(r, obj);
+            validate(r, &obj, None)?;
+            let o = st.create(r, &ns, obj, req.dry(), req.manager())?;
+            Ok(Reply::Json(201, served(r, o), "application/json".into()))
         }
         ("update", Some(n), None) => {
-            ok(st.update(r, ns, n, prepare(r, req.json()?), req.dry(), req.manager())?)
+            let obj = prepare(r, stored(r, req.json()?));
+            let old = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            validate(r, &obj, Some(&old))?;
+            ok(served(
+                r,
+                st.update(r, ns, n, obj, req.dry(), req.manager())?,
+            ))
         }
         ("update", Some(n), Some("status")) => {
             let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
@@ -411,9 +457,11 @@ fn resource(
         }
         ("update", Some(n), Some("scale")) => {
             let body = req.json()?;
-            let mut cur = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            let old = st.get(r, ns, n).ok_or_else(|| ApiError::not_found(r, n))?;
+            let mut cur = old.clone();
             cur["spec"]["replicas"] = body["spec"]["replicas"].clone();
             cur["metadata"]["resourceVersion"] = body["metadata"]["resourceVersion"].clone();
+            validate(r, &cur, Some(&old))?;
             ok(scale_of(&st.update(
                 r,
                 ns,
@@ -435,7 +483,7 @@ fn resource(
             if r.kind == "Namespace" && !dry {
                 delete_namespace_contents(st, n);
             }
-            ok(o)
+            ok(served(r, o))
         }
         _ => Err(ApiError::new(
             405,
@@ -481,6 +529,24 @@ fn prepare(r: &Res, mut obj: Value) -> Value {
             }
             if obj["spec"]["progressDeadlineSeconds"].is_null() {
                 obj["spec"]["progressDeadlineSeconds"] = json!(600);
+            }
+        }
+        "Job" => {
+            // The API server always answers a status, `{}` before the
+            // controller has seen the Job (scripts test `"failed" in job.status`).
+            if !obj["status"].is_object() {
+                obj["status"] = json!({});
+            }
+            for (k, v) in [
+                ("backoffLimit", json!(6)),
+                ("completions", json!(1)),
+                ("parallelism", json!(1)),
+                ("completionMode", json!("NonIndexed")),
+                ("suspend", json!(false)),
+            ] {
+                if obj["spec"][k].is_null() {
+                    obj["spec"][k] = v;
+                }
             }
         }
         "Service" => {
@@ -564,7 +630,7 @@ fn patch_object(
     let mut doc = if sub == Some("scale") {
         scale_of(&cur)
     } else {
-        cur.clone()
+        served(r, cur.clone())
     };
     match ctype {
         "application/merge-patch+json" => patch::merge(&mut doc, &body),
@@ -574,9 +640,10 @@ fn patch_object(
     }
     match sub {
         Some("scale") => {
-            let mut obj = cur;
+            let mut obj = cur.clone();
             obj["spec"]["replicas"] = doc["spec"]["replicas"].clone();
             obj["metadata"]["resourceVersion"] = doc["metadata"]["resourceVersion"].clone();
+            validate(r, &obj, Some(&cur))?;
             ok(scale_of(&st.update(
                 r,
                 ns,
@@ -587,7 +654,14 @@ fn patch_object(
             )?))
         }
         Some("status") | None => {
-            ok(st.update(r, ns, name, prepare(r, doc), req.dry(), req.manager())?)
+            let doc = prepare(r, stored(r, doc));
+            if sub.is_none() {
+                validate(r, &doc, Some(&cur))?;
+            }
+            ok(served(
+                r,
+                st.update(r, ns, name, doc, req.dry(), req.manager())?,
+            ))
         }
         Some(_) => Err(not_served()),
     }
@@ -605,10 +679,13 @@ fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, 
         std::str::from_utf8(req.body).map_err(|_| ApiError::bad("the apply body is not UTF-8"))?;
     let applied: Value = serde_saphyr::from_str(text)
         .map_err(|e| ApiError::bad(format!("invalid apply body: {e}")))?;
+    let applied = stored(r, applied);
     let mut paths = Vec::new();
     leaf_paths(&applied, "", &mut paths);
     let Some(cur) = st.get(r, ns, name) else {
-        let o = st.create(r, ns, prepare(r, applied), req.dry(), Some(manager))?;
+        let obj = prepare(r, applied);
+        validate(r, &obj, None)?;
+        let o = st.create(r, ns, obj, req.dry(), Some(manager))?;
         return Ok(Reply::Json(201, o, "application/json".into()));
     };
     let owners = st.owners(r, ns, name);
@@ -646,14 +723,16 @@ fn apply(st: &Store, r: &Res, ns: &str, name: &str, req: &Req) -> Result<Reply, 
     let mut doc = cur.clone();
     patch::strategic(&mut doc, &applied);
     doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-    let o = st.update(r, ns, name, prepare(r, doc), req.dry(), None)?;
+    let doc = prepare(r, doc);
+    validate(r, &doc, Some(&cur))?;
+    let o = st.update(r, ns, name, doc, req.dry(), None)?;
     if !req.dry() {
         st.set_owners(r, ns, name, manager, &paths);
     }
     ok(o)
 }
 
-fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
+fn watch(st: &Store, r: &'static Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
     let labels = Selector::parse(req.q("labelSelector"))?;
     let fields = req.q("fieldSelector").to_string();
     let rv: u64 = req.q("resourceVersion").parse().unwrap_or(0);
@@ -698,10 +777,19 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
             && labels.matches(&e.object["metadata"]["labels"])
             && field_matches(&fields, &e.object)
     };
+    // `get -w` watches in Table form: each event carries a one-row Table,
+    // so updates show the same columns as the first listing.
+    let as_table = req.accept.contains("as=Table");
+    let include = req.q("includeObject").to_string();
     let (tx, out) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let line = |e: &store::Event| {
-            Bytes::from(format!("{}\n", json!({"type": e.kind, "object": e.object})))
+            let object = if as_table {
+                table::table(r, std::slice::from_ref(&e.object), e.rv, &include)
+            } else {
+                served(r, e.object.clone())
+            };
+            Bytes::from(format!("{}\n", json!({"type": e.kind, "object": object})))
         };
         for e in past.iter().filter(|e| keep(e)) {
             if tx.send(line(e)).await.is_err() {
@@ -734,4 +822,147 @@ fn watch(st: &Store, r: &Res, ns: &str, req: &Req) -> Result<Reply, ApiError> {
         }
     });
     Ok(Reply::Stream(out))
+}
+
+/// `logs -f`: what the pod has logged, then a line a second while it runs;
+/// the stream ends when the pod is deleted or its containers finish.
+fn follow_log(st: &Store, r: &'static Res, pod: Value, text: String) -> Result<Reply, ApiError> {
+    let (_, mut rx) = st.watch_from(&store::rkey(r), st.resource_version())?;
+    let uid = pod["metadata"]["uid"].clone();
+    let name = meta_str(&pod, "name").to_string();
+    let mut i = logs::next_line(&pod);
+    let (tx, out) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        if tx.send(Bytes::from(text)).await.is_err() {
+            return;
+        }
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let l = format!("{}\n", logs::line(i, &name));
+                    i += 1;
+                    if tx.send(Bytes::from(l)).await.is_err() {
+                        return;
+                    }
+                }
+                e = rx.recv() => match e {
+                    Ok(e) if e.object["metadata"]["uid"] == uid
+                        && (e.kind == "DELETED" || !logs::still_running(&e.object)) => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Reply::TextStream(out))
+}
+
+/// The built-in users, the grants of `KubeServer::grant`, and the Roles,
+/// ClusterRoles and bindings stored in the cluster, like any RBAC object.
+pub fn allows(shared: &Shared, user: &str, access: &Access) -> bool {
+    shared
+        .auth
+        .read()
+        .map(|a| a.allows(user, access))
+        .unwrap_or(false)
+        || super::auth::stored_rules(&shared.store, user, access.namespace)
+            .iter()
+            .any(|r| r.allows(access))
+}
+
+/// SelfSubjectRulesReview (`kubectl auth can-i --list`): what the user may
+/// do in a namespace.
+fn rules_review(shared: &Shared, req: &Req) -> Result<Value, ApiError> {
+    let mut review = req.json()?;
+    let ns = review["spec"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let mut rules: Vec<Value> = match req.user.as_str() {
+        ADMIN => vec![json!({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]})],
+        super::auth::VIEWER => {
+            vec![json!({"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]})]
+        }
+        user => {
+            let mut r: Vec<Value> = shared
+                .auth
+                .read()
+                .map(|a| a.rules_json(user, &ns))
+                .unwrap_or_default();
+            r.extend(
+                super::auth::stored_rules(&shared.store, user, &ns)
+                    .iter()
+                    .map(super::auth::Rule::to_json),
+            );
+            r
+        }
+    };
+    // What every authenticated user may do (system:basic-user).
+    rules.push(json!({"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]}));
+    rules.push(json!({"verbs": ["create"], "apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"]}));
+    review["status"] = json!({"resourceRules": rules, "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/", "/api", "/api/*", "/apis", "/apis/*"]}], "incomplete": false});
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectRulesReview");
+    Ok(review)
+}
+
+/// SelfSubjectReview (`kubectl auth whoami`).
+fn whoami(r: &Res, req: &Req) -> Result<Value, ApiError> {
+    let mut groups = vec!["system:authenticated"];
+    if req.user.starts_with("system:serviceaccount:") {
+        groups.insert(0, "system:serviceaccounts");
+    }
+    Ok(
+        json!({"kind": "SelfSubjectReview", "apiVersion": r.api_version(),
+              "metadata": {"creationTimestamp": store::now()},
+              "status": {"userInfo": {"username": req.user, "groups": groups}}}),
+    )
+}
+
+/// An Eviction (`kubectl drain`): the pod goes unless a PodDisruptionBudget
+/// selecting it has no disruption left, which is a 429 as in Kubernetes.
+fn evict(st: &Store, ns: &str, name: &str, req: &Req) -> Result<Reply, ApiError> {
+    let pr = discovery::by_kind("Pod").ok_or_else(not_served)?;
+    let pod = st
+        .get(pr, ns, name)
+        .ok_or_else(|| ApiError::not_found(pr, name))?;
+    let body = req.json()?;
+    let dry = req.dry()
+        || body["deleteOptions"]["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "All"));
+    if let Some(pdbr) = discovery::by_kind("PodDisruptionBudget") {
+        let (pdbs, _) = st.list(pdbr, ns);
+        let (pods, _) = st.list(pr, ns);
+        for b in pdbs {
+            let selects = super::validate::selector_string(&b["spec"]["selector"])
+                .and_then(|s| Selector::parse(&s).ok())
+                .is_some_and(|sel| sel.matches(&pod["metadata"]["labels"]));
+            let Some((allowed, healthy, desired, _)) =
+                super::controllers::budget(&b, &pods).filter(|_| selects)
+            else {
+                continue;
+            };
+            if allowed <= 0 {
+                let mut e = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                );
+                e.details = Some(
+                    json!({"causes": [{"reason": "DisruptionBudget", "message": format!("The disruption budget {} needs {desired} healthy pods and has {healthy} currently", meta_str(&b, "name"))}]}),
+                );
+                return Err(e);
+            }
+        }
+    }
+    st.delete(pr, ns, name, &body["deleteOptions"], dry)?;
+    Ok(Reply::Json(
+        201,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        "application/json".into(),
+    ))
 }

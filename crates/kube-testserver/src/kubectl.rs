@@ -82,6 +82,16 @@ impl Kubectl {
         ))
     }
 
+    /// The same command as `run`, to start and stop by hand (`-w`, `logs -f`).
+    pub fn command(&self, kubeconfig: &Path, home: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.path);
+        c.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECACHEDIR", home.join("kubecache"))
+            .env("HOME", home);
+        c
+    }
+
     /// "kubectl v1.33.1 (/usr/bin/kubectl)", for messages.
     pub fn describe(&self) -> String {
         format!("kubectl {} ({})", self.version, self.path.display())

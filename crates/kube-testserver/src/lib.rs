@@ -16,15 +16,19 @@
 
 mod auth;
 mod controllers;
+mod convert;
 mod discovery;
+mod exec;
 mod http;
 pub mod kubectl;
 mod logs;
 mod metrics;
 mod patch;
+mod proto;
 mod seed;
 mod store;
 mod table;
+mod validate;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -94,6 +98,8 @@ impl KubeServer {
             interfere: Default::default(),
             auth: Default::default(),
             secure: tls.is_some(),
+            failed: Default::default(),
+            dir: dir.to_path_buf(),
         });
         seed::seed(&shared.store);
         // A port below the ephemeral range, like every sandbox server: the
@@ -202,6 +208,27 @@ impl KubeServer {
         }
     }
 
+    /// Why the controllers stopped, if they did (the API then answers 500).
+    pub fn controllers_failed(&self) -> Option<String> {
+        self.shared.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// The host directory where `kubectl exec` / `k8s.exec` run commands
+    /// for this pod (made on first use).
+    pub fn pod_dir(&self, ns: &str, pod: &str) -> PathBuf {
+        exec::workdir(&self.shared, ns, pod)
+    }
+
+    /// Deletes an object directly, as another client would.
+    pub fn delete(&self, kind: &str, ns: &str, name: &str) -> Result<Value, String> {
+        let r = discovery::by_kind(kind).ok_or_else(|| format!("unknown kind {kind}"))?;
+        let ns = if r.namespaced { ns } else { "" };
+        self.shared
+            .store
+            .delete(r, ns, name, &Value::Null, false)
+            .map_err(|e| e.message)
+    }
+
     /// Stops (or resumes) serving metrics.k8s.io, as a cluster without metrics-server.
     pub fn serve_metrics(&self, on: bool) {
         self.shared
@@ -305,7 +332,20 @@ async fn run(
         let mut every = tokio::time::interval(TICK);
         loop {
             every.tick().await;
-            c.tick(&ctl_shared.store);
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.tick(&ctl_shared.store)
+            }));
+            // Each object's reconcile is guarded; a panic here is the loop's
+            // own. A cluster that no longer reconciles must not look alive:
+            // from now on every request gets a 500 that says so.
+            if let Err(p) = tick {
+                let msg = controllers::panic_message(p.as_ref());
+                eprintln!("kube-testserver: the controllers stopped: {msg}");
+                if let Ok(mut f) = ctl_shared.failed.lock() {
+                    *f = Some(msg);
+                }
+                return;
+            }
         }
     });
     loop {
@@ -338,6 +378,7 @@ where
     let svc = hyper::service::service_fn(move |req| http::handle(shared.clone(), req));
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+        .with_upgrades()
         .await;
 }
 

@@ -15,7 +15,7 @@ const PATHS: [&str; 5] = [
     "/metrics",
 ];
 
-fn line(i: u64, pod: &str) -> String {
+pub fn line(i: u64, pod: &str) -> String {
     let path = PATHS[(i as usize + pod.len()) % PATHS.len()];
     if i % 13 == 7 {
         format!("level=ERROR msg=\"upstream timeout\" path={path} upstream=payments:8080 duration_ms=5000")
@@ -109,4 +109,21 @@ pub fn pod_log(pod: &Value, q: &HashMap<String, String>) -> Result<String, ApiEr
     let mut out = lines.join("\n");
     out.push('\n');
     Ok(out)
+}
+
+/// The index of the next line a pod will log (one a second from its start),
+/// where `follow` picks up after the lines already sent.
+pub fn next_line(pod: &Value) -> u64 {
+    let started = pod["status"]["startTime"]
+        .as_str()
+        .unwrap_or(meta_str(pod, "creationTimestamp"));
+    age_secs(started).clamp(3, 3600) + 1
+}
+
+/// Whether the pod's containers may still log (follow keeps the stream open).
+pub fn still_running(pod: &Value) -> bool {
+    !matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }

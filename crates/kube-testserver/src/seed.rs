@@ -56,9 +56,12 @@ pub fn seed(st: &Store) {
             st,
             "Node",
             "",
-            json!({"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}},
+            json!({"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n, "kubernetes.io/os": "linux"}},
+            "spec": {"podCIDR": format!("10.244.{}.0/24", &n[n.len() - 1..])},
             "status": {"capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}, "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"},
-                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}], "nodeInfo": {"kubeletVersion": "v1.31.0"}}}),
+                       "addresses": [{"type": "InternalIP", "address": super::controllers::host_ip(n)}, {"type": "Hostname", "address": n}],
+                       "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                       "nodeInfo": {"kubeletVersion": "v1.31.0", "osImage": "Debian GNU/Linux 13 (trixie)", "kernelVersion": "6.12.0", "containerRuntimeVersion": "containerd://1.7.24", "operatingSystem": "linux", "architecture": "amd64"}}}),
         );
     }
     let d = "default";

@@ -321,6 +321,7 @@ impl Store {
         m["resourceVersion"] = json!(rv.to_string());
         m["creationTimestamp"] = json!(now());
         m["generation"] = json!(1);
+        super::validate::with_uid(r, &mut obj);
         if dry {
             return Ok(obj);
         }

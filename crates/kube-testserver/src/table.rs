@@ -236,7 +236,15 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
                     0,
                     json!(o["spec"]["clusterIP"].as_str().unwrap_or("None")),
                 ),
-                cell("Ports", "string", 0, json!(ports)),
+                cell(
+                    "External-IP",
+                    "string",
+                    0,
+                    json!(o["status"]["loadBalancer"]["ingress"][0]["ip"]
+                        .as_str()
+                        .unwrap_or("<none>")),
+                ),
+                cell("Port(s)", "string", 0, json!(ports)),
                 cell("Age", "string", 0, json!(created)),
                 cell(
                     "Selector",
@@ -297,18 +305,297 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
             ),
             cell("Age", "string", 0, json!(created)),
         ],
+        "Secret" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Type",
+                "string",
+                0,
+                json!(o["type"].as_str().unwrap_or("Opaque")),
+            ),
+            cell(
+                "Data",
+                "integer",
+                0,
+                json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0)),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "ConfigMap" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Data",
+                "integer",
+                0,
+                json!(
+                    o["data"].as_object().map(|m| m.len()).unwrap_or(0)
+                        + o["binaryData"].as_object().map(|m| m.len()).unwrap_or(0)
+                ),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "StatefulSet" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Ready",
+                "string",
+                0,
+                json!(format!(
+                    "{}/{}",
+                    i(&o["status"]["readyReplicas"]),
+                    i(&o["spec"]["replicas"])
+                )),
+            ),
+            cell("Age", "string", 0, json!(created)),
+            cell("Containers", "string", 1, json!(containers(o, "name"))),
+            cell("Images", "string", 1, json!(containers(o, "image"))),
+        ],
+        "DaemonSet" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Desired",
+                "integer",
+                0,
+                json!(i(&o["status"]["desiredNumberScheduled"])),
+            ),
+            cell(
+                "Current",
+                "integer",
+                0,
+                json!(i(&o["status"]["currentNumberScheduled"])),
+            ),
+            cell("Ready", "integer", 0, json!(i(&o["status"]["numberReady"]))),
+            cell(
+                "Up-to-date",
+                "integer",
+                0,
+                json!(i(&o["status"]["updatedNumberScheduled"])),
+            ),
+            cell(
+                "Available",
+                "integer",
+                0,
+                json!(i(&o["status"]["numberAvailable"])),
+            ),
+            cell(
+                "Node Selector",
+                "string",
+                0,
+                json!(o["spec"]["template"]["spec"]["nodeSelector"]
+                    .as_object()
+                    .map(|m| m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "<none>".into())),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "PersistentVolumeClaim" => vec![
+            cell("Name", "string", 0, name),
+            cell(
+                "Status",
+                "string",
+                0,
+                json!(o["status"]["phase"].as_str().unwrap_or("Pending")),
+            ),
+            cell(
+                "Volume",
+                "string",
+                0,
+                json!(o["spec"]["volumeName"].as_str().unwrap_or("")),
+            ),
+            cell(
+                "Capacity",
+                "string",
+                0,
+                json!(o["status"]["capacity"]["storage"].as_str().unwrap_or("")),
+            ),
+            cell(
+                "Access Modes",
+                "string",
+                0,
+                json!(o["spec"]["accessModes"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|m| match m {
+                            "ReadWriteOnce" => "RWO",
+                            "ReadOnlyMany" => "ROX",
+                            "ReadWriteMany" => "RWX",
+                            "ReadWriteOncePod" => "RWOP",
+                            other => other,
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()),
+            ),
+            cell(
+                "StorageClass",
+                "string",
+                0,
+                json!(o["spec"]["storageClassName"].as_str().unwrap_or("standard")),
+            ),
+            cell("Age", "string", 0, json!(created)),
+        ],
+        "Endpoints" => {
+            let eps: Vec<String> = o["subsets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| {
+                    let ports: Vec<i64> = s["ports"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| i(&p["port"]))
+                        .collect();
+                    s["addresses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(move |a| {
+                            let ip = a["ip"].as_str().unwrap_or("").to_string();
+                            ports.clone().into_iter().map(move |p| format!("{ip}:{p}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            vec![
+                cell("Name", "string", 0, name),
+                cell(
+                    "Endpoints",
+                    "string",
+                    0,
+                    json!(if eps.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        eps.join(",")
+                    }),
+                ),
+                cell("Age", "string", 0, json!(created)),
+            ]
+        }
+        "Ingress" => {
+            let hosts: Vec<&str> = o["spec"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["host"].as_str())
+                .collect();
+            vec![
+                cell("Name", "string", 0, name),
+                cell(
+                    "Class",
+                    "string",
+                    0,
+                    json!(o["spec"]["ingressClassName"].as_str().unwrap_or("<none>")),
+                ),
+                cell(
+                    "Hosts",
+                    "string",
+                    0,
+                    json!(if hosts.is_empty() {
+                        "*".to_string()
+                    } else {
+                        hosts.join(",")
+                    }),
+                ),
+                cell(
+                    "Address",
+                    "string",
+                    0,
+                    json!(o["status"]["loadBalancer"]["ingress"][0]["ip"]
+                        .as_str()
+                        .unwrap_or("")),
+                ),
+                cell(
+                    "Ports",
+                    "string",
+                    0,
+                    json!(if o["spec"]["tls"].is_array() {
+                        "80, 443"
+                    } else {
+                        "80"
+                    }),
+                ),
+                cell("Age", "string", 0, json!(created)),
+            ]
+        }
+        "PodDisruptionBudget" => {
+            let show = |v: &Value| match v {
+                Value::Null => "N/A".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vec![
+                cell("Name", "string", 0, name),
+                cell(
+                    "Min Available",
+                    "string",
+                    0,
+                    json!(show(&o["spec"]["minAvailable"])),
+                ),
+                cell(
+                    "Max Unavailable",
+                    "string",
+                    0,
+                    json!(show(&o["spec"]["maxUnavailable"])),
+                ),
+                cell(
+                    "Allowed Disruptions",
+                    "integer",
+                    0,
+                    json!(i(&o["status"]["disruptionsAllowed"])),
+                ),
+                cell("Age", "string", 0, json!(created)),
+            ]
+        }
         "Namespace" => vec![
             cell("Name", "string", 0, name),
             cell("Status", "string", 0, json!("Active")),
             cell("Age", "string", 0, json!(created)),
         ],
-        "Node" => vec![
-            cell("Name", "string", 0, name),
-            cell("Status", "string", 0, json!("Ready")),
-            cell("Roles", "string", 0, json!("<none>")),
-            cell("Age", "string", 0, json!(created)),
-            cell("Version", "string", 0, json!("v1.31.0")),
-        ],
+        "Node" => {
+            let ready = o["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .is_some_and(|c| c["status"] == "True");
+            let mut status = if ready { "Ready" } else { "NotReady" }.to_string();
+            if o["spec"]["unschedulable"] == true {
+                status.push_str(",SchedulingDisabled");
+            }
+            let address = |t: &str| {
+                o["status"]["addresses"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|a| a["type"] == t))
+                    .and_then(|a| a["address"].as_str())
+                    .unwrap_or("<none>")
+                    .to_string()
+            };
+            let info = &o["status"]["nodeInfo"];
+            let text = |v: &Value| json!(v.as_str().unwrap_or("<unknown>"));
+            vec![
+                cell("Name", "string", 0, name),
+                cell("Status", "string", 0, json!(status)),
+                cell("Roles", "string", 0, json!("<none>")),
+                cell("Age", "string", 0, json!(created)),
+                cell("Version", "string", 0, text(&info["kubeletVersion"])),
+                cell("Internal-IP", "string", 1, json!(address("InternalIP"))),
+                cell("External-IP", "string", 1, json!(address("ExternalIP"))),
+                cell("OS-Image", "string", 1, text(&info["osImage"])),
+                cell("Kernel-Version", "string", 1, text(&info["kernelVersion"])),
+                cell(
+                    "Container-Runtime",
+                    "string",
+                    1,
+                    text(&info["containerRuntimeVersion"]),
+                ),
+            ]
+        }
         _ => vec![
             cell("Name", "string", 0, name),
             cell("Age", "string", 0, json!(created)),
@@ -316,14 +603,21 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
     }
 }
 
-pub fn table(r: &Res, items: &[Value], rv: u64) -> Value {
+/// A Table of `items`; `include` is the request's includeObject: `Object`
+/// carries each whole object (kubectl asks for it to `--sort-by` a field
+/// outside metadata), `None` nothing, anything else the metadata.
+pub fn table(r: &Res, items: &[Value], rv: u64, include: &str) -> Value {
     let mut columns = None;
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
             let (c, cells) = columns_and_cells(r, o);
             columns.get_or_insert(c);
-            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}})
+            match include {
+                "Object" => json!({"cells": cells, "object": o}),
+                "None" => json!({"cells": cells}),
+                _ => json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}),
+            }
         })
         .collect();
     let columns = columns.unwrap_or_else(|| columns_and_cells(r, &json!({})).0);

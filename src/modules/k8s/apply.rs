@@ -4,6 +4,7 @@
 // `req` below is a declared parameter; a request to the API server is `api::req`.
 use super::api::{self, *};
 use super::client::{connect, Kube};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, req, Primitive, Ty};
 use crate::value::map_of;
@@ -120,6 +121,7 @@ pub const APPLY: Primitive = Primitive::mutate("apply", plan_apply, apply)
         field("namespace", Ty::Str),
         field("action", Ty::Str).doc("\"created\", \"configured\" or \"unchanged\""),
     ]))
+    .says(says_apply)
     .doc("Server-side apply of a YAML (or JSON) manifest, one or more documents, as field manager `opsh`; one row per object.\n\
           Never forced: a field another manager owns is a conflict, reported with the fields and their manager. Every document passes the server's dry run (dryRun=All) before any is applied; should one still fail when applied (a concurrent change), the error names the objects already applied.")
     .example(r#"k8s.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  checkout: \"on\"\n")"#);
@@ -183,4 +185,24 @@ fn in_document(mut e: OpError, n: usize, docs: &[Value]) -> OpError {
         );
     }
     e
+}
+
+fn says_apply(_: &Call, r: &Dynamic) -> String {
+    let objects: Vec<String> = r
+        .read_lock::<rhai::Array>()
+        .map(|a| {
+            a.iter()
+                .map(|o| {
+                    format!(
+                        "{} {} {}/{}",
+                        said(o, "action"),
+                        said(o, "kind").to_lowercase(),
+                        said(o, "namespace"),
+                        said(o, "name")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("k8s.apply: {}", objects.join(", "))
 }

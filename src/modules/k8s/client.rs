@@ -184,6 +184,18 @@ pub fn connect(call: &mut Call) -> Result<(Kube, Target), OpError> {
     Ok((k, t))
 }
 
+/// Who and where a change goes, for the audit log: the API server, the
+/// kubeconfig context, the namespace and the identity the API sees.
+pub fn identity(call: &mut Call) -> Result<serde_json::Value, OpError> {
+    let (k, _) = connect(call)?;
+    Ok(serde_json::json!({
+        "server": k.server,
+        "context": k.context,
+        "namespace": k.namespace,
+        "user": k.identity,
+    }))
+}
+
 /// An API failure, decoded. `code` 0: the request got no answer from the
 /// API server (unreachable_or says so).
 #[derive(Debug)]

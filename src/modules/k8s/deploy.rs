@@ -9,7 +9,8 @@ use super::client::{connect, Kube};
 use super::reads::{images_of, owned_replicasets, revision};
 use super::rollout::ROLLOUT_TIMEOUT;
 use super::DEPLOYMENT_NAMES;
-use crate::dispatch::{Call, OpError, Opts, Plan};
+use crate::dispatch::said;
+use crate::dispatch::{Applied, Call, OpError, Opts, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
 use rhai::{Dynamic, Map};
@@ -46,6 +47,7 @@ fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
     let sc = get(call, &k, &format!("get deployment {name}"), &path)?;
     let from = i(&sc, "spec.replicas");
     check_current(&opts, from, &name)?;
+    let warning = super::scale_guard::check(call, &k, &name, n, &opts)?;
     api::req(
         call,
         &k,
@@ -55,8 +57,9 @@ fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
         MERGE,
         Some(&json!({"spec": {"replicas": n}})),
     )?;
+    let note = warning.map(|w| format!("; {w}")).unwrap_or_default();
     Ok(plan(
-        format!("would scale deployment {name} in {} from {from} to {n} replicas (validated by the server)", k.namespace),
+        format!("would scale deployment {name} in {} from {from} to {n} replicas (validated by the server){note}", k.namespace),
         map_of([("deployment", name.into()), ("namespace", k.namespace.clone().into()), ("from", from.into()), ("to", n.into()), ("diff", Dynamic::from_map(map_of([("spec.replicas", change(from, n))])))]),
     ))
 }
@@ -73,6 +76,9 @@ pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
                 ),
                 field("wait", Ty::Bool).doc("true: return when the replicas are ready"),
                 field("timeout", Ty::Duration).doc("for wait, default \"5m\""),
+                field("override_hpa", Ty::Bool).doc(
+                    "scale even to a count outside the bounds of the deployment's HorizontalPodAutoscaler, which then undoes it (refused otherwise)",
+                ),
             ]),
         ),
     ])
@@ -81,14 +87,22 @@ pub const SCALE: Primitive = Primitive::mutate("scale", plan_scale, scale)
         field("from", Ty::Int).doc("replicas before"),
         field("to", Ty::Int),
         field("ready", Ty::Int).doc("ready replicas once the rollout completed; () without wait"),
+        field("warning", Ty::Str).doc("what an HPA on the deployment will do about the count; () without one"),
     ]))
+    .says(says_scale)
     .doc("Scale a deployment.\n\
-          The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten.")
+          The write carries the resourceVersion read, so a concurrent change is a conflict, not overwritten. \
+          A HorizontalPodAutoscaler that would put the count back (outside its min..max) refuses the scale unless override_hpa; \
+          wait verifies the count asked for is the one wanted and ready.")
     .example(r#"k8s.scale("api", 5, #{current: 3, wait: true})"#)
     .unbounded();
 fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, n, opts, k) = scale_args(call)?;
     let path = format!("{}/scale", deploy_path(&k.namespace, &enc(&name)));
+    let warning = super::scale_guard::check(call, &k, &name, n, &opts)?;
+    if let Some(w) = &warning {
+        call.session.out.note(&format!("warning: {w}"));
+    }
     // PUT with the resourceVersion just read, so a write never lands on a
     // state it did not see. Controllers bump the version with every status
     // update, so a conflict is retried on a fresh read, as kubectl scale
@@ -114,6 +128,9 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
             Err(e) if attempt < 5 && e.message.contains(": conflict, someone else changed it") => {
                 continue
             }
+            Err(e) if e.cancelled.is_some() => {
+                return Err(read_back(call, &k, &path, &name, from, n, e))
+            }
             Err(e) => return Err(e),
         }
     };
@@ -124,10 +141,98 @@ fn scale(call: &mut Call) -> Result<Dynamic, OpError> {
     ]);
     if opts.bool("wait")? {
         let timeout = opts.duration("timeout")?.unwrap_or(ROLLOUT_TIMEOUT);
-        let d = super::rollout::wait_rollout(call, &k, &name, timeout, false)?;
-        out.insert("ready".into(), i(&d, "status.readyReplicas").into());
+        // The scale has landed: whatever stops the wait (Ctrl-C, its
+        // timeout) must not hide that from the audit log and the operator.
+        match super::rollout::wait_rollout(call, &k, &name, timeout, false) {
+            Ok(_) => {
+                // The rollout is done; the count asked for must be the one
+                // that holds (an HPA may have put it back).
+                match super::scale_guard::verify(call, &k, &name, n, timeout) {
+                    Ok(d) => {
+                        out.insert("ready".into(), i(&d, "status.readyReplicas").into());
+                    }
+                    Err(e) => {
+                        let why = "the scale landed; the count did not hold".to_string();
+                        return Err(e.with_applied(
+                            Applied::Yes,
+                            why,
+                            Some(Dynamic::from_map(out)),
+                        ));
+                    }
+                }
+            }
+            Err(mut e) => {
+                out.insert("ready".into(), Dynamic::UNIT);
+                let why = match e.cancelled {
+                    Some(r) => format!(
+                        "the scale landed; the wait for ready replicas was {}",
+                        r.describe()
+                    ),
+                    None => format!(
+                        "the scale landed; the wait for ready replicas failed: {}",
+                        e.message
+                    ),
+                };
+                if e.cancelled.is_none() {
+                    e.message = format!(
+                        "scaled {from} -> {n}, then the wait for ready replicas failed: {}",
+                        e.message
+                    );
+                }
+                return Err(e.with_applied(Applied::Yes, why, Some(Dynamic::from_map(out))));
+            }
+        }
+    }
+    if let Some(w) = warning {
+        out.insert("warning".into(), w.into());
     }
     Ok(Dynamic::from_map(out))
+}
+
+/// A scale interrupted while its PUT was in flight may have landed: read
+/// the deployment back (past the cancellation, a few seconds at most) and
+/// say which, instead of guessing.
+fn read_back(
+    call: &Call,
+    k: &super::client::Kube,
+    path: &str,
+    name: &str,
+    from: i64,
+    n: i64,
+    e: OpError,
+) -> OpError {
+    let back = call.session.rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            k.request("GET", path, None, None),
+        )
+        .await
+    });
+    let out = map_of([
+        ("deployment", name.to_string().into()),
+        ("from", from.into()),
+        ("to", n.into()),
+        ("ready", Dynamic::UNIT),
+    ]);
+    let (applied, why) = match back {
+        Ok(Ok(v)) if i(&v, "spec.replicas") == n && n != from => (
+            Applied::Yes,
+            "the scale landed before the interrupt (read back from the API server)".to_string(),
+        ),
+        Ok(Ok(v)) => (
+            Applied::No,
+            format!(
+                "read back from the API server: {} replicas, as before",
+                i(&v, "spec.replicas")
+            ),
+        ),
+        _ => (
+            Applied::Unknown,
+            "interrupted while the scale was in flight, and the deployment could not be read back"
+                .to_string(),
+        ),
+    };
+    e.with_applied(applied, why, Some(Dynamic::from_map(out)))
 }
 
 // ---- rollout restart / undo ----
@@ -167,6 +272,7 @@ pub const ROLLOUT_RESTART: Primitive =
             field("restarted_at", Ty::Str).doc("the restartedAt annotation set, RFC 3339"),
             field("generation", Ty::Int).doc("the deployment's generation after the change"),
         ]))
+        .says(says_restart)
         .doc("Restart a deployment's pods by a rolling update (the restartedAt annotation, as kubectl rollout restart).")
         .example(r#"k8s.rollout_restart("api"); k8s.rollout_status("api")"#);
 fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -295,6 +401,7 @@ pub const ROLLOUT_UNDO: Primitive =
             field("to_revision", Ty::Int),
             field("images", Ty::Str).doc("the images it returned to, comma-separated"),
         ]))
+        .says(says_undo)
         .doc(
             "Return a deployment to its previous revision, or to the one named.\n\
           --dry-run shows the images it returns to.",
@@ -477,6 +584,7 @@ pub const SET_ENV: Primitive = Primitive::mutate("set_env", plan_set_env, set_en
         field("changed", Ty::Map)
             .doc("per \"CONTAINER.VAR\" changed: #{from, to}, () for a variable absent before or removed"),
     ]))
+    .says(says_set_env)
     .doc("Set (or with () remove) environment variables on the deployment's containers. Starts a rollout when anything changes.\n\
           The write carries the resourceVersion read: a concurrent change of the same variables is refused (nothing changed), any other concurrent change is kept and the write retried on a fresh read.")
     .example(r#"k8s.set_env("api", #{LOG_LEVEL: "debug", OLD_FLAG: ()})"#);
@@ -603,6 +711,7 @@ pub const SET_IMAGE: Primitive = Primitive::mutate("set_image", plan_set_image, 
         field("to", Ty::Str),
         field("changed", Ty::Bool).doc("false when it already ran that image"),
     ]))
+    .says(says_set_image)
     .doc("Change one container's image (a rollout). Nothing is sent when it already runs that image.\n\
           The write carries the resourceVersion read: a concurrent change of the same image is refused (nothing changed), any other concurrent change is kept and the write retried on a fresh read.")
     .example(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#);
@@ -643,4 +752,68 @@ fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
         ("to", c.to.clone().into()),
         ("changed", (c.from != c.to).into()),
     ])))
+}
+
+fn says_scale(_: &Call, r: &Dynamic) -> String {
+    let ready = match said(r, "ready").as_str() {
+        "?" => String::new(),
+        n => format!(", {n} ready"),
+    };
+    format!(
+        "scaled deployment {} {} -> {}{ready}",
+        said(r, "deployment"),
+        said(r, "from"),
+        said(r, "to")
+    )
+}
+
+fn says_restart(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "restarted deployment {} (generation {})",
+        said(r, "deployment"),
+        said(r, "generation")
+    )
+}
+
+fn says_undo(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "rolled deployment {} back from revision {} to {} ({})",
+        said(r, "deployment"),
+        said(r, "from_revision"),
+        said(r, "to_revision"),
+        said(r, "images")
+    )
+}
+
+fn says_set_env(_: &Call, r: &Dynamic) -> String {
+    let keys: Vec<String> = r
+        .read_lock::<rhai::Map>()
+        .and_then(|m| {
+            m.get("changed").and_then(|c| {
+                c.read_lock::<rhai::Map>()
+                    .map(|c| c.keys().map(|k| k.to_string()).collect())
+            })
+        })
+        .unwrap_or_default();
+    match keys.is_empty() {
+        true => format!(
+            "left the env of deployment {} as it was",
+            said(r, "deployment")
+        ),
+        false => format!(
+            "set {} on deployment {} (values not shown)",
+            keys.join(", "),
+            said(r, "deployment")
+        ),
+    }
+}
+
+fn says_set_image(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "set image of {} in deployment {} {} -> {}",
+        said(r, "container"),
+        said(r, "deployment"),
+        said(r, "from"),
+        said(r, "to")
+    )
 }

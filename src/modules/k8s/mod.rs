@@ -3,22 +3,28 @@
 //! in-cluster config inside a pod. This file is the module's list; each
 //! primitive is declared beside its function: select.rs (handles),
 //! reads.rs, logs.rs, export.rs, rollout.rs (reads), deploy.rs,
-//! objects.rs, apply.rs (mutations). client.rs connects, api.rs holds
+//! objects.rs, apply.rs, generic.rs (patch, delete, set_resources,
+//! autoscale, describe), exec.rs, watch.rs, scale_guard.rs (HPAs against
+//! k8s.scale). client.rs connects, api.rs holds
 //! paths, discovery and shared helpers.
 
 mod api;
 mod apply;
 mod client;
 mod deploy;
+mod exec;
 mod export;
+mod generic;
 mod incluster;
 mod logs;
 mod objects;
 mod reads;
 mod rollout;
+mod scale_guard;
 mod select;
+mod watch;
 
-pub use client::current_context_label;
+pub use client::{current_context_label, identity};
 
 use crate::registry::ModuleDecl;
 
@@ -59,5 +65,12 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         objects::SECRET_SET,
         apply::APPLY,
         objects::PATCH_SERVICE_SELECTOR,
+        generic::PATCH,
+        generic::DELETE,
+        generic::SET_RESOURCES,
+        generic::AUTOSCALE,
+        generic::DESCRIBE,
+        exec::EXEC,
+        watch::WATCH,
     ],
 };

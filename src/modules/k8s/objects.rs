@@ -7,6 +7,7 @@ use super::api::{self, *};
 use super::client::{connect, Kube};
 use super::reads::{images_of, list_pods};
 use super::{CRONJOB_NAMES, HPA_NAMES, POD_NAMES};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
@@ -106,6 +107,7 @@ pub const DELETE_POD: Primitive = Primitive::mutate("delete_pod", plan_delete_po
         field("uid", Ty::Str),
         field("node", Ty::Str).doc("where it ran"),
     ]))
+    .says(says_delete_pod)
     .doc("Delete a pod with a UID precondition, so a replacement with the same name is never deleted.")
     .example(r#"let p = k8s.pods(#{selector: "app=api"})[0]; k8s.delete_pod(p.name, #{uid: p.uid})"#);
 fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -206,6 +208,7 @@ pub const PATCH_HPA: Primitive = Primitive::mutate("patch_hpa", plan_patch_hpa, 
         field("max", Ty::Int).doc("after the change"),
         field("changed", Ty::Bool).doc("false when it already had these bounds"),
     ]))
+    .says(says_patch_hpa)
     .doc("Change an HPA's bounds: min, max or both. Refuses min > max.")
     .example(r#"k8s.patch_hpa("api", #{min: 4, max: 20})"#);
 fn patch_hpa(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -298,6 +301,7 @@ pub const CREATE_JOB_FROM: Primitive =
             field("cronjob", Ty::Str),
             field("uid", Ty::Str).doc("the Job's"),
         ]))
+        .says(says_create_job)
         .doc("Run a CronJob now: a Job from its template, owned by it (as kubectl create job --from=cronjob/NAME).\n\
               The Job is named `name`, by default CRONJOB-manual-N.")
         .example(r#"k8s.create_job_from("nightly-report")"#);
@@ -451,6 +455,7 @@ pub const SECRET_SET: Primitive = Primitive::mutate("secret_set", plan_secret_se
         field("changed", Ty::List(&Ty::Str)).doc("keys"),
         field("unchanged", Ty::List(&Ty::Str)).doc("keys that already had the value"),
     ]))
+    .says(says_secret_set)
     .doc("Set keys of a Secret (created when missing). Values are never printed, audited or shown in errors; the result lists keys only.")
     .example(r#"k8s.secret_set("api-credentials", #{DB_PASSWORD: env("NEW_DB_PASSWORD")}); k8s.rollout_restart("api")"#);
 fn secret_set(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -580,6 +585,7 @@ pub const PATCH_SERVICE_SELECTOR: Primitive = Primitive::mutate(
     field("to", Ty::Str).doc("the selector now, \"key=value,...\""),
     field("ready_pods", Ty::Int).doc("ready pods the new selector matches"),
 ]))
+.says(says_selector)
 .doc("Point a Service at other pods (a blue/green switch). Refuses a selector no ready pod matches unless #{allow_empty: true}.")
 .example(r#"k8s.patch_service_selector("web", #{app: "web", version: "green"})"#);
 fn patch_service_selector(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -602,4 +608,63 @@ fn patch_service_selector(call: &mut Call) -> Result<Dynamic, OpError> {
         ("to", sel_string(&to).into()),
         ("ready_pods", (ready as i64).into()),
     ])))
+}
+
+fn says_delete_pod(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "deleted pod {} (uid {}, node {})",
+        said(r, "pod"),
+        said(r, "uid"),
+        said(r, "node")
+    )
+}
+
+fn says_patch_hpa(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "set hpa {} to min {} max {}",
+        said(r, "hpa"),
+        said(r, "min"),
+        said(r, "max")
+    )
+}
+
+fn says_create_job(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "created job {} from cronjob {}",
+        said(r, "job"),
+        said(r, "cronjob")
+    )
+}
+
+fn says_secret_set(_: &Call, r: &Dynamic) -> String {
+    let keys = |k: &str| {
+        r.read_lock::<rhai::Map>()
+            .and_then(|m| {
+                m.get(k).and_then(|v| {
+                    v.read_lock::<rhai::Array>().map(|a| {
+                        a.iter()
+                            .map(|x| x.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                })
+            })
+            .unwrap_or_default()
+    };
+    format!(
+        "set secret {}: added [{}], changed [{}] (values not shown)",
+        said(r, "secret"),
+        keys("added"),
+        keys("changed")
+    )
+}
+
+fn says_selector(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "switched service {} from {} to {} ({} ready pods)",
+        said(r, "service"),
+        said(r, "from"),
+        said(r, "to"),
+        said(r, "ready_pods")
+    )
 }

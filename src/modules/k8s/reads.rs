@@ -118,7 +118,7 @@ const POD: &[Field] = &[
     field("name", Ty::Str),
     field("phase", Ty::Str).doc("Pending, Running, Succeeded, Failed or Unknown"),
     field("status", Ty::Str)
-        .doc("a container's waiting reason (\"CrashLoopBackOff\", \"ImagePullBackOff\"...), else the phase"),
+        .doc("as kubectl's STATUS: a container's waiting reason (\"CrashLoopBackOff\", \"ImagePullBackOff\"...), else its terminated reason (\"Completed\", \"Error\", \"OOMKilled\"), else the phase; \"Terminating\" while it is deleted"),
     field("ready", Ty::Bool).doc("the pod's Ready condition"),
     field("restarts", Ty::Int).doc("of all its containers"),
     field("last_termination", Ty::Str)
@@ -151,9 +151,18 @@ pub fn pod_row(p: &Value) -> Map {
         .iter()
         .find_map(|c| c["lastState"]["terminated"]["reason"].as_str())
         .map(String::from);
-    let status = waiting
-        .clone()
-        .unwrap_or_else(|| s(p, "status.phase").to_string());
+    let terminated = cs
+        .iter()
+        .find_map(|c| c["state"]["terminated"]["reason"].as_str())
+        .map(String::from);
+    let status = if p["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating".to_string()
+    } else {
+        waiting
+            .clone()
+            .or(terminated)
+            .unwrap_or_else(|| s(p, "status.phase").to_string())
+    };
     let owner = p["metadata"]["ownerReferences"][0]["name"]
         .as_str()
         .unwrap_or("")

@@ -3,6 +3,7 @@
 //! text never reaches the utility statement.
 
 use super::conn::{one, rows, run_utility};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty};
 use crate::value::map_of;
@@ -54,6 +55,7 @@ pub const VACUUM_ANALYZE: Primitive =
             field("table", Ty::Str).doc("quoted and schema-qualified; () for the whole database"),
             field("duration_ms", Ty::Int),
         ]))
+        .says(says_vacuum)
         .doc("VACUUM (ANALYZE) one table (schema.table, resolved and quoted by the server) or, without a name, the whole database.\n\
               --dry-run reports the table's size and dead tuples.")
         .example(r#"pg.vacuum_analyze("public.jobs")"#);
@@ -243,6 +245,7 @@ pub const REINDEX: Primitive = Primitive::mutate("reindex", plan_reindex, reinde
         field("bytes_after", Ty::Int),
         field("duration_ms", Ty::Int),
     ]))
+    .says(says_reindex)
     .doc(
         "REINDEX exactly one of #{table}, #{index} or #{database}.\n\
           --dry-run reports the statement and the indexes' current size.",
@@ -283,4 +286,24 @@ fn reindex(call: &mut Call) -> Result<Dynamic, OpError> {
         ("bytes_after", g(&after, "bytes")),
         ("duration_ms", Dynamic::from_int(ms)),
     ])))
+}
+
+fn says_vacuum(_: &Call, r: &Dynamic) -> String {
+    match said(r, "table").as_str() {
+        "?" => format!(
+            "vacuumed and analyzed the whole database in {} ms",
+            said(r, "duration_ms")
+        ),
+        t => format!("vacuumed and analyzed {t} in {} ms", said(r, "duration_ms")),
+    }
+}
+
+fn says_reindex(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "ran `{}`: {} indexes rebuilt, {} -> {} bytes",
+        said(r, "statement"),
+        said(r, "indexes"),
+        said(r, "bytes_before"),
+        said(r, "bytes_after")
+    )
 }

@@ -11,6 +11,7 @@
 use super::activity::list_sessions;
 use super::conn::{one, rows, rows_to_array, settings};
 use super::filter::{Scope, SessionFilter, FILTER, SESSION};
+use crate::dispatch::{counted, said};
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, join, opt, Field, Primitive, Ty};
 use crate::value::map_of;
@@ -526,6 +527,7 @@ pub const TERMINATE_IDLE: Primitive =
     Primitive::mutate("terminate_idle", plan_terminate_idle, terminate_idle)
         .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
         .returns(ACTED)
+        .says(says_terminated)
         .doc("Terminate idle client sessions (default: state idle or idle in transaction for more than 10 minutes).\n\
               Only ever client backends: never opsh's own connections (application \"opsh\"), never autovacuum, walsenders or background workers, never superuser sessions unless `include_superusers: true`. Refused when more than `max` sessions match. Uses pg_terminate_backend(pid, timeout) with `wait`, re-applies the filter to each session at the moment it acts (a session that became active is skipped), and checks each one is gone. --dry-run returns the same sessions and terminates nothing.\n\
               The role's privileges are checked first, in the dry run too: sessions whose state it cannot see (no pg_read_all_stats) are counted in `hidden` with a warning, and when it may not signal some matching session (not its role, no pg_signal_backend, or a superuser's) the call is refused before acting.")
@@ -541,6 +543,7 @@ fn terminate_idle(call: &mut Call) -> Result<Dynamic, OpError> {
 pub const TERMINATE: Primitive = Primitive::mutate("terminate", plan_terminate, terminate)
     .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
     .returns(ACTED)
+    .says(says_terminated)
     .doc("Terminate the sessions of long-running queries (default: state active for more than 5 minutes); the same filter, guards, `max`, `wait` and result as pg.terminate_idle.")
     .example(r#"pg.terminate(#{older_than: "5m", user: "reporting"})"#);
 
@@ -554,6 +557,7 @@ fn terminate(call: &mut Call) -> Result<Dynamic, OpError> {
 pub const CANCEL: Primitive = Primitive::mutate("cancel", plan_cancel, cancel)
     .params(&[opt("opts", Ty::Record(&ACT_OPTS))])
     .returns(ACTED)
+    .says(says_cancelled)
     .doc("Cancel long-running queries (pg_cancel_backend; the sessions stay connected). Default: active for more than 5 minutes; the same filter, guards and `max` as pg.terminate_idle. Checks that each query stopped within `wait`.")
     .example(r#"pg.cancel(#{older_than: "5m", query_like: "%report%"})"#);
 
@@ -562,4 +566,38 @@ fn plan_cancel(call: &mut Call) -> Result<Plan, OpError> {
 }
 fn cancel(call: &mut Call) -> Result<Dynamic, OpError> {
     apply(call, Action::Cancel)
+}
+
+fn says_terminated(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "terminated {}{}",
+        counted(&said(r, "count"), "session"),
+        acted_pids(r)
+    )
+}
+
+fn says_cancelled(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "cancelled the queries of {}{}",
+        counted(&said(r, "count"), "session"),
+        acted_pids(r)
+    )
+}
+
+/// " (pids 101, 102, ...)" of an ACTED result: the first ten.
+fn acted_pids(r: &Dynamic) -> String {
+    let pids: Vec<String> = r
+        .read_lock::<rhai::Map>()
+        .and_then(|m| {
+            m.get("sessions").and_then(|s| {
+                s.read_lock::<rhai::Array>()
+                    .map(|a| a.iter().map(|s| said(s, "pid")).collect())
+            })
+        })
+        .unwrap_or_default();
+    match pids.len() {
+        0 => String::new(),
+        n if n > 10 => format!(" (pids {}, ... {} more)", pids[..10].join(", "), n - 10),
+        _ => format!(" (pids {})", pids.join(", ")),
+    }
 }

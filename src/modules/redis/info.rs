@@ -2,6 +2,7 @@
 
 use super::conn::*;
 use super::keys::{scalar_arg, SCALAR};
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, opt, req, Field, Primitive, Ty};
 use crate::value::map_of;
@@ -459,6 +460,7 @@ pub const CONFIG_SET: Primitive = Primitive::mutate("config_set", plan_config_se
         field("value", Ty::OneOf(&[Ty::Str, Ty::Int, Ty::Float]))
             .doc("the value set, a number when it reads as one"),
     ]))
+    .says(says_config_set)
     .doc("CONFIG SET one parameter. --dry-run shows the current value.")
     .example(r#"redis.config_set("maxmemory-policy", "allkeys-lru")"#);
 fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -473,6 +475,15 @@ fn config_set(call: &mut Call) -> Result<Dynamic, OpError> {
         ("previous", previous),
         ("value", scalar(&value)),
     ])))
+}
+
+fn says_config_set(_: &Call, r: &Dynamic) -> String {
+    format!(
+        "CONFIG SET {} `{}` -> `{}`",
+        said(r, "name"),
+        said(r, "previous"),
+        said(r, "value")
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Keys: reads by SCAN (never KEYS), and the guarded mutations.
 
 use super::conn::*;
+use crate::dispatch::said;
 use crate::dispatch::{Call, OpError, Plan};
 use crate::registry::{field, opt, req, Primitive, Ty, STRINGS};
 use crate::value::map_of;
@@ -166,6 +167,7 @@ pub const SET: Primitive = Primitive::mutate("set", plan_set, set)
         field("key", Ty::Str),
         field("previous_type", Ty::Str).doc("what the key held before: string, hash, ..., or \"none\" for a new key"),
     ]))
+    .says(says_set)
     .doc("SET a key, optionally with a time to live.\n\
           A mutation: --dry-run reports whether it would overwrite (and what), protected targets ask, it is audited.")
     .example(r#"redis.set("feature:new_checkout", "on", #{ttl: "1h"})"#);
@@ -205,6 +207,7 @@ fn plan_del(call: &mut Call) -> Result<Plan, OpError> {
 pub const DEL: Primitive = Primitive::mutate("del", plan_del, del)
     .params(&[req("keys", STRINGS)])
     .returns(Ty::Int)
+    .says(says_del)
     .doc("Delete one key or an array of keys (UNLINK); returns how many existed.")
     .example(r#"redis.del(["cache:a", "cache:b"])"#);
 fn del(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -288,6 +291,7 @@ pub const DEL_MATCHING: Primitive = Primitive::mutate("del_matching", plan_del_m
         field("deleted", Ty::Int),
         field("pattern", Ty::Str),
     ]))
+    .says(says_del_matching)
     .doc("Delete every key matching a glob, by SCAN and batched UNLINK.\n\
           Refuses when more than `max` keys match (default 1000): raise it deliberately. --dry-run reports the count and a sample.")
     .example(r#"redis.del_matching("cache:user:*", #{max: 50000})"#);
@@ -341,6 +345,7 @@ pub const FLUSHDB: Primitive = Primitive::mutate("flushdb", plan_flushdb, flushd
         field("db", Ty::Int),
         field("deleted", Ty::Int).doc("keys it held just before"),
     ]))
+    .says(says_flushdb)
     .doc("Empty one database, named explicitly: #{db: 3}. FLUSHALL is not offered.\n\
           Runs on a connection opened for that db alone, so a reconnect cannot land it on another database. --dry-run reports the key count.")
     .example("redis.flushdb(#{db: 2})");
@@ -439,6 +444,7 @@ fn plan_expire(call: &mut Call) -> Result<Plan, OpError> {
 pub const EXPIRE: Primitive = Primitive::mutate("expire", plan_expire, expire)
     .params(&[req("key", Ty::Str), req("ttl", Ty::Duration)])
     .returns(Ty::Bool)
+    .says(says_expire)
     .doc("Set a key's time to live (\"10m\" or seconds); false when the key does not exist.")
     .example(r#"redis.expire("session:42", "30m")"#);
 fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -448,4 +454,41 @@ fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
     cmd.arg(&key).arg(d.as_millis().max(1) as u64);
     let n: i64 = run_cmd(call, cmd, "PEXPIRE")?;
     Ok(Dynamic::from_bool(n == 1))
+}
+
+fn says_set(_: &Call, r: &Dynamic) -> String {
+    match said(r, "previous_type").as_str() {
+        "none" => format!("set {} (a new key)", said(r, "key")),
+        t => format!("set {} (it held a {t})", said(r, "key")),
+    }
+}
+
+fn says_del(call: &Call, r: &Dynamic) -> String {
+    let asked = call
+        .strings("keys")
+        .ok()
+        .flatten()
+        .map(|k| k.len())
+        .unwrap_or(0);
+    format!("deleted {r} of {asked} keys")
+}
+
+fn says_del_matching(call: &Call, r: &Dynamic) -> String {
+    format!(
+        "deleted {} keys matching `{}`",
+        said(r, "deleted"),
+        call.str("pattern").unwrap_or_default()
+    )
+}
+
+fn says_flushdb(_: &Call, r: &Dynamic) -> String {
+    format!("flushed db {} ({} keys)", said(r, "db"), said(r, "deleted"))
+}
+
+fn says_expire(call: &Call, r: &Dynamic) -> String {
+    let key = call.str("key").unwrap_or_default();
+    match r.as_bool() {
+        Ok(true) => format!("set a ttl on {key}"),
+        _ => format!("set no ttl on {key}: it does not exist"),
+    }
 }

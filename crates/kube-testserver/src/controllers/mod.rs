@@ -8,6 +8,11 @@
 //! the tick, events, garbage collection and HPAs.
 
 mod pods;
+mod sets;
+pub use pods::host_ip;
+#[cfg(test)]
+pub use pods::restarts_after;
+pub use sets::budget;
 mod workloads;
 
 use super::discovery::{by_kind, Res};
@@ -19,6 +24,8 @@ use std::time::{Duration, Instant};
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 /// Pods whose template carries this annotation are OOM-killed over and over.
 pub const OOM_ANNOTATION: &str = "sandbox.opsh.dev/oom";
+/// Pods whose template carries this annotation leak memory (metrics.rs).
+pub const LEAK_ANNOTATION: &str = "sandbox.opsh.dev/leak";
 pub const NODES: [&str; 2] = ["sandbox-node-1", "sandbox-node-2"];
 
 pub(super) fn res(kind: &str) -> &'static Res {
@@ -43,6 +50,29 @@ pub const TIMING: Timing = Timing {
     job_runs_for: Duration::from_millis(500),
     oom_every: Duration::from_millis(1500),
 };
+
+/// Runs one object's reconcile so that a panic in it (a bug, or an object
+/// nobody validated) is an error for that object, recorded as a Warning
+/// Event on it, and never stops the controllers for every other object.
+pub(super) fn guard(store: &Store, obj: &Value, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = panic_message(p.as_ref());
+        event(
+            store,
+            obj,
+            "Warning",
+            "ReconcileError",
+            &format!("the sandbox controller failed on this object and will retry: {msg}"),
+        );
+    }
+}
+
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
+}
 
 pub(super) fn owned_by(o: &Value, uid: &str) -> bool {
     o["metadata"]["ownerReferences"]
@@ -156,10 +186,11 @@ pub(super) fn rev(o: &Value) -> i64 {
 }
 
 pub(super) fn replicas(o: &Value) -> i64 {
-    o["spec"]["replicas"].as_i64().unwrap_or(1)
+    // Validation keeps negative counts out; an object put in directly may still have one.
+    o["spec"]["replicas"].as_i64().unwrap_or(1).max(0)
 }
 
-pub(super) fn pod_ready(p: &Value) -> bool {
+pub fn pod_ready(p: &Value) -> bool {
     p["status"]["conditions"].as_array().is_some_and(|c| {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
@@ -190,40 +221,47 @@ impl Controllers {
         self.deployments(store);
         self.replicasets(store);
         self.jobs(store);
+        self.statefulsets(store);
+        self.daemonsets(store);
         self.pods(store);
+        self.endpoints(store);
+        self.claims_and_budgets(store);
     }
 
     fn collect_garbage(&mut self, store: &Store) {
-        for kind in ["ReplicaSet", "Pod", "Job"] {
+        for kind in ["ReplicaSet", "Pod", "Job", "EndpointSlice"] {
             let r = res(kind);
             let (items, _) = store.list(r, "");
             for o in items {
-                let Some(refs) = o["metadata"]["ownerReferences"].as_array() else {
-                    continue;
-                };
-                let Some(owner) = refs.first() else { continue };
-                let Some(or) = owner["kind"].as_str().and_then(by_kind) else {
-                    continue;
-                };
-                let alive = store
-                    .get(
-                        or,
-                        meta_str(&o, "namespace"),
-                        owner["name"].as_str().unwrap_or(""),
-                    )
-                    .is_some_and(|x| x["metadata"]["uid"] == owner["uid"]);
-                if !alive {
-                    let _ = store.delete(
-                        r,
-                        meta_str(&o, "namespace"),
-                        meta_str(&o, "name"),
-                        &Value::Null,
-                        false,
-                    );
-                    if kind == "Pod" {
-                        self.scheduled.remove(meta_str(&o, "uid"));
+                let who = o.clone();
+                guard(store, &who, || {
+                    let Some(refs) = o["metadata"]["ownerReferences"].as_array() else {
+                        return;
+                    };
+                    let Some(owner) = refs.first() else { return };
+                    let Some(or) = owner["kind"].as_str().and_then(by_kind) else {
+                        return;
+                    };
+                    let alive = store
+                        .get(
+                            or,
+                            meta_str(&o, "namespace"),
+                            owner["name"].as_str().unwrap_or(""),
+                        )
+                        .is_some_and(|x| x["metadata"]["uid"] == owner["uid"]);
+                    if !alive {
+                        let _ = store.delete(
+                            r,
+                            meta_str(&o, "namespace"),
+                            meta_str(&o, "name"),
+                            &Value::Null,
+                            false,
+                        );
+                        if kind == "Pod" {
+                            self.scheduled.remove(meta_str(&o, "uid"));
+                        }
                     }
-                }
+                });
             }
         }
     }
@@ -232,76 +270,95 @@ impl Controllers {
         let (hr, dr) = (res("HorizontalPodAutoscaler"), res("Deployment"));
         let (hpas, _) = store.list(hr, "");
         for h in hpas {
-            let ns = meta_str(&h, "namespace").to_string();
-            let name = meta_str(&h, "name").to_string();
-            let target = h["spec"]["scaleTargetRef"]["name"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
-            let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min);
-            let Some(mut d) = store.get(dr, &ns, &target) else {
-                continue;
-            };
-            let cur_replicas = replicas(&d);
-            let desired = cur_replicas.clamp(min, max.max(min));
-            if desired != cur_replicas {
-                d["spec"]["replicas"] = json!(desired);
-                if store
-                    .update(
-                        dr,
-                        &ns,
-                        &target,
-                        d.clone(),
-                        false,
-                        Some("horizontal-pod-autoscaler"),
-                    )
-                    .is_ok()
-                {
-                    event(
-                        store,
-                        &h,
-                        "Normal",
-                        "SuccessfulRescale",
-                        &format!(
-                            "New size: {desired}; reason: {} than the {} bound",
-                            if desired > cur_replicas {
-                                "fewer replicas"
-                            } else {
-                                "more replicas"
-                            },
-                            if desired > cur_replicas {
-                                "minimum"
-                            } else {
-                                "maximum"
-                            }
-                        ),
-                    );
+            let who = h.clone();
+            guard(store, &who, || {
+                let ns = meta_str(&h, "namespace").to_string();
+                let name = meta_str(&h, "name").to_string();
+                let target = h["spec"]["scaleTargetRef"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                let min = h["spec"]["minReplicas"].as_i64().unwrap_or(1);
+                let max = h["spec"]["maxReplicas"].as_i64().unwrap_or(min);
+                let Some(mut d) = store.get(dr, &ns, &target) else {
+                    return;
+                };
+                let cur_replicas = replicas(&d);
+                // A target scaled to zero turns the autoscaler off until it
+                // is scaled up again (Kubernetes' HPA does not act on it).
+                let disabled = cur_replicas == 0;
+                let desired = if disabled {
+                    0
+                } else {
+                    cur_replicas.clamp(min, max.max(min))
+                };
+                if desired != cur_replicas {
+                    d["spec"]["replicas"] = json!(desired);
+                    if store
+                        .update(
+                            dr,
+                            &ns,
+                            &target,
+                            d.clone(),
+                            false,
+                            Some("horizontal-pod-autoscaler"),
+                        )
+                        .is_ok()
+                    {
+                        event(
+                            store,
+                            &h,
+                            "Normal",
+                            "SuccessfulRescale",
+                            &format!(
+                                "New size: {desired}; reason: {} than the {} bound",
+                                if desired > cur_replicas {
+                                    "fewer replicas"
+                                } else {
+                                    "more replicas"
+                                },
+                                if desired > cur_replicas {
+                                    "minimum"
+                                } else {
+                                    "maximum"
+                                }
+                            ),
+                        );
+                    }
                 }
-            }
-            let util = 35 + (target.len() as i64 * 7) % 40;
-            let Some(mut cur) = store.get(hr, &ns, &name) else {
-                continue;
-            };
-            let mut status = json!({
-                "currentReplicas": d["status"]["replicas"].as_i64().unwrap_or(0), "desiredReplicas": desired,
-                "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": util, "averageValue": format!("{}m", util * 2)}}}],
-                "conditions": [
-                    {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "recommended size matches current size"},
-                    {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization"},
-                    {"type": "ScalingLimited", "status": if desired == min || desired == max { "True" } else { "False" }, "reason": if desired == max { "TooManyReplicas" } else if desired == min { "TooFewReplicas" } else { "DesiredWithinRange" }, "message": "the desired count is within the acceptable range"},
-                ],
+                let util = 35 + (target.len() as i64 * 7) % 40;
+                let Some(mut cur) = store.get(hr, &ns, &name) else {
+                    return;
+                };
+                let active = if disabled {
+                    json!({"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled", "message": "scaling is disabled since the replica count of the target is zero"})
+                } else {
+                    json!({"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "the HPA was able to successfully calculate a replica count from cpu resource utilization"})
+                };
+                let mut status = json!({
+                    "currentReplicas": d["status"]["replicas"].as_i64().unwrap_or(0), "desiredReplicas": desired,
+                    "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": util, "averageValue": format!("{}m", util * 2)}}}],
+                    "conditions": [
+                        {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "recommended size matches current size"},
+                        active,
+                        {"type": "ScalingLimited", "status": if desired == min || desired == max { "True" } else { "False" }, "reason": if desired == max { "TooManyReplicas" } else if desired == min { "TooFewReplicas" } else { "DesiredWithinRange" }, "message": "the desired count is within the acceptable range"},
+                    ],
+                });
+                if desired != cur_replicas {
+                    status["lastScaleTime"] = json!(now());
+                } else if !cur["status"]["lastScaleTime"].is_null() {
+                    status["lastScaleTime"] = cur["status"]["lastScaleTime"].clone();
+                }
+                if disabled {
+                    if let Some(m) = status.as_object_mut() {
+                        m.remove("currentMetrics");
+                    }
+                } else if status["currentReplicas"] == 0 {
+                    status["currentReplicas"] = json!(cur_replicas);
+                }
+                cur["status"] = status;
+                let _ = store.update(hr, &ns, &name, cur, false, None);
             });
-            if desired != cur_replicas {
-                status["lastScaleTime"] = json!(now());
-            } else if !cur["status"]["lastScaleTime"].is_null() {
-                status["lastScaleTime"] = cur["status"]["lastScaleTime"].clone();
-            }
-            if status["currentReplicas"] == 0 {
-                status["currentReplicas"] = json!(cur_replicas);
-            }
-            cur["status"] = status;
-            let _ = store.update(hr, &ns, &name, cur, false, None);
         }
     }
 }
@@ -309,4 +366,31 @@ impl Controllers {
 /// The label selector of a Deployment or ReplicaSet, as a string.
 pub fn selector_of(o: &Value) -> String {
     match_labels_string(&o["spec"]["selector"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_one_reconcile_is_an_event_on_that_object() {
+        let st = Store::default();
+        super::super::seed::seed(&st);
+        let (deploys, _) = st.list(res("Deployment"), "default");
+        let d = &deploys[0];
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        guard(&st, d, || panic!("replicas out of range"));
+        std::panic::set_hook(hook);
+        let (events, _) = st.list(res("Event"), "default");
+        let e = events
+            .iter()
+            .find(|e| e["reason"] == "ReconcileError")
+            .expect("a ReconcileError event");
+        assert_eq!(e["involvedObject"]["uid"], d["metadata"]["uid"]);
+        assert!(e["message"]
+            .as_str()
+            .unwrap()
+            .contains("replicas out of range"));
+    }
 }
