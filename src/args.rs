@@ -25,6 +25,9 @@ pub struct Global {
     /// Report what mutating primitives would do, reading real state, and change nothing.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// Let mutations through an active freeze window; the reason is audited and reported.
+    #[arg(long, global = true, value_name = "REASON")]
+    pub break_glass: Option<String>,
     /// No line per change on stderr (`scaled deployment api ...`); errors still show.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
@@ -159,6 +162,14 @@ pub enum Command {
     /// refusals and outcomes per run, as text, Markdown (a postmortem
     /// section) or JSON; `--incident ID` posts it as PagerDuty notes.
     Timeline(TimelineArgs),
+    /// Run a script with every mutation planned from real state and none
+    /// made, and write the plan (mutations, preconditions, script digest).
+    Plan(PlanArgs),
+    /// Make exactly the mutations of a plan, in order, each only while the
+    /// state it was planned from still holds.
+    Apply { plan: PathBuf },
+    /// Approve a plan as the current user (signed with `[approvals]` key).
+    Approve { plan: PathBuf },
     /// `opsh FILE.rhai [ARGS]`: the same as `opsh run FILE.rhai [ARGS]`.
     #[command(external_subcommand)]
     Script(Vec<OsString>),
@@ -227,6 +238,19 @@ pub struct RunArgs {
     /// Skip these checks (checks stdlib; names or `prefix*`).
     #[arg(long, value_name = "CHECK", value_delimiter = ',')]
     pub skip: Vec<String>,
+}
+
+/// `opsh plan`.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// The script.
+    pub file: PathBuf,
+    /// Script argument, reaching the script as `args.KEY` (repeatable).
+    #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
+    pub args: Vec<String>,
+    /// Where to write the plan.
+    #[arg(long = "out", short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// `opsh test`.

@@ -21,6 +21,8 @@ pub mod logging;
 pub mod modules;
 pub mod output;
 pub mod pgbin;
+pub mod plan;
+pub mod policy;
 pub mod proc;
 pub mod record;
 pub mod redact;

@@ -70,6 +70,9 @@ pub struct Report {
     /// `--each-target` runs: the target this run had as its default.
     pub target: Option<String>,
     pub dry_run: bool,
+    /// `--break-glass "reason"`: mutations were let through freeze windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
     pub started_at: String,
     pub ended_at: String,
     pub duration_seconds: f64,

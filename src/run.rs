@@ -118,6 +118,12 @@ fn run_argv(mut argv: Vec<OsString>) -> i32 {
         _ => cli.global.verbose,
     };
     crate::logging::init(cli.global.log_format, verbose);
+    if let Some(reason) = &cli.global.break_glass {
+        if let Err(e) = crate::policy::set_break_glass(reason) {
+            crate::stdio::err(format_args!("error: {e}\n"));
+            return exit::USAGE;
+        }
+    }
     let ctx = Context {
         global: cli.global,
         argv: argv.into_iter().skip(1).collect(),
@@ -170,6 +176,9 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
         Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
         Some(Command::Timeline(a)) => commands::timeline::run(ctx, &a),
+        Some(Command::Plan(a)) => commands::plan::plan(ctx, &a),
+        Some(Command::Apply { plan }) => commands::plan::apply(ctx, &plan),
+        Some(Command::Approve { plan }) => commands::approve::approve(ctx, &plan),
         // Rewritten to `run` before this (see `run`).
         Some(Command::Script(words)) => Err(CliError::usage(format!(
             "unknown command {:?}",

@@ -66,6 +66,7 @@ pub fn report(f: &Finished, dry_run: bool) -> Report {
             .ok()
             .filter(|t| !t.is_empty()),
         dry_run,
+        break_glass: crate::policy::break_glass().map(str::to_string),
         started_at: crate::audit::timestamp(f.started),
         ended_at: crate::audit::timestamp(ended),
         duration_seconds: (dur.as_secs_f64() * 1000.0).round() / 1000.0,

@@ -1,8 +1,10 @@
 //! One file per subcommand. Each takes the `Context` of the global flags and
 //! returns the exit code, or the `CliError` that `crate::run` renders.
 
+pub mod approve;
 pub mod check;
 pub mod help;
+pub mod plan;
 pub mod repl;
 pub mod run;
 #[cfg(feature = "sandbox")]

@@ -442,6 +442,12 @@ fn fleet(ctx: &Context, cfg: &Config, spec: &str) -> Result<i32, CliError> {
         ))
         .with_hint(format!("configured: {}", cfg.target_names(kind).join(", "))));
     }
+    if !g.dry_run {
+        crate::policy::admit_fleet(cfg, kind, &targets).map_err(|e| {
+            CliError::new(crate::exit::REFUSED, e)
+                .with_hint("narrow the KIND:GLOB, or raise max_targets in [limits] deliberately")
+        })?;
+    }
     let _lock = match &g.unattended.lock {
         None => None,
         Some(l) => Some(crate::lock::acquire(l, spec).map_err(|e| lock_error(&e))?),

@@ -44,6 +44,11 @@ enum Section {
     Audit,
     Targets(Kind),
     Notify,
+    Limits,
+    Freeze,
+    Plan,
+    Approval,
+    Approvals,
 }
 
 static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -51,7 +56,14 @@ static SECTIONS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     ["defaults", "audit"]
         .into_iter()
         .chain(kinds)
-        .chain(["notify"])
+        .chain([
+            "notify",
+            "limits",
+            "freeze",
+            "plan",
+            "approval",
+            "approvals",
+        ])
         .collect()
 });
 
@@ -64,6 +76,11 @@ impl Keys for Section {
             "defaults" => Some(Section::Defaults),
             "audit" => Some(Section::Audit),
             "notify" => Some(Section::Notify),
+            "limits" => Some(Section::Limits),
+            "freeze" => Some(Section::Freeze),
+            "plan" => Some(Section::Plan),
+            "approval" => Some(Section::Approval),
+            "approvals" => Some(Section::Approvals),
             _ => Kind::parse(name).map(Section::Targets),
         }
     }
@@ -87,6 +104,16 @@ impl<'de> Deserialize<'de> for Config {
                             cfg.targets.insert(kind, map.next_value()?);
                         }
                         Section::Notify => cfg.notify = map.next_value()?,
+                        Section::Limits => cfg.policy.limits = map.next_value()?,
+                        Section::Freeze => {
+                            cfg.policy.freeze =
+                                map.next_value::<crate::policy::freeze::Windows>()?.0
+                        }
+                        Section::Plan => {
+                            cfg.policy.plan_ttl = map.next_value::<crate::policy::PlanConfig>()?.ttl
+                        }
+                        Section::Approval => cfg.policy.approval = map.next_value()?,
+                        Section::Approvals => cfg.policy.approvals = map.next_value()?,
                     }
                 }
                 Ok(cfg)
@@ -261,7 +288,7 @@ mod tests {
         let kinds = kinds.join(", ");
         assert_eq!(
             parse_err("[pgg.x]\nurl = \"a\"\n"),
-            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`")
+            format!("unknown field `pgg`, expected one of `defaults`, `audit`, {kinds}, `notify`, `limits`, `freeze`, `plan`, `approval`, `approvals`")
         );
         assert_eq!(
             parse_err("[defaults]\npgg = \"x\"\n"),

@@ -37,6 +37,8 @@ pub struct Config {
     targets: BTreeMap<Kind, BTreeMap<String, TargetConfig>>,
     /// `--notify NAME` destinations.
     pub notify: BTreeMap<String, NotifyConfig>,
+    /// `[limits]` and `[[freeze]]`: change control (src/policy).
+    pub policy: crate::policy::Policy,
     pub path: Option<PathBuf>,
 }
 

@@ -225,6 +225,7 @@ fn mutate(
                 redact(&p.summary)
             ));
         }
+        crate::plan::observe(prim, target.as_ref(), &call.args, &p);
         let mut m = p.details;
         m.insert("dry_run".into(), Dynamic::TRUE);
         m.insert("primitive".into(), prim.full_name().into());
@@ -232,6 +233,30 @@ fn mutate(
         m.insert("action".into(), redact(&p.summary).into());
         return Ok(Dynamic::from_map(m));
     }
+
+    // Freeze windows, limits, empty selectors: refused before anyone is
+    // asked to confirm, and before anything is touched.
+    let admitted = match crate::policy::admit(call, target.as_ref()) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = record(
+                "refused",
+                "real",
+                "refused",
+                json!({"reason": redact(&e.message), "how": "change control"}),
+            );
+            journal(
+                session,
+                prim,
+                &target_display,
+                "real",
+                "refused",
+                Some(redact(&e.message)),
+                0,
+            );
+            return Err(e);
+        }
+    };
 
     let confirmation = match target.as_ref().is_some_and(|t| t.protected) {
         false => serde_json::Value::Null,
@@ -267,7 +292,7 @@ fn mutate(
         "intent",
         "real",
         "pending",
-        json!({"confirmation": confirmation}),
+        admitted.audit(json!({"confirmation": confirmation})),
     ) {
         return Err(OpError::refused(format!("the audit log {} cannot be written, so no mutation is made", session.audit.path().display()))
             .with_cause(e)

@@ -8,6 +8,7 @@
 mod support;
 
 mod backup;
+mod change_control;
 mod changes;
 mod cli;
 mod errors;

@@ -279,6 +279,11 @@ fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
     let name = call.str("deployment")?;
     let (k, _) = connect(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
+    if crate::policy::limit(call, crate::policy::Limit::MaxPods)?.is_some() {
+        let d = get(call, &k, &format!("get deployment {name}"), &path)?;
+        let n = i(&d, "spec.replicas");
+        crate::policy::pods(call, n, &format!("k8s.rollout_restart of {name}"))?;
+    }
     let (ts, body) = restart_patch();
     let d = api::req(
         call,

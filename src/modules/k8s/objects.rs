@@ -112,6 +112,7 @@ pub const DELETE_POD: Primitive = Primitive::mutate("delete_pod", plan_delete_po
     .example(r#"let p = k8s.pods(#{selector: "app=api"})[0]; k8s.delete_pod(p.name, #{uid: p.uid})"#);
 fn delete_pod(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, uid, pod, k) = pod_uid(call)?;
+    crate::policy::pods(call, 1, &format!("k8s.delete_pod of {name}"))?;
     let path = format!("{}/{}", core(&k.namespace, "pods"), enc(&name));
     api::req(
         call,

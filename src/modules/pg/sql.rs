@@ -72,7 +72,8 @@ pub const EXEC: Primitive = Primitive::mutate("exec", plan_exec, exec)
     .returns(Ty::Record(&[field("rows_affected", Ty::Int)]))
     .says(says_exec)
     .doc("Execute one statement (INSERT, UPDATE, DELETE, DDL).\n\
-          A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited.")
+          A mutation: under --dry-run it runs EXPLAIN on the target instead and reports the planner's row estimate, changing nothing; on a protected target it asks for confirmation; it is audited. \
+          Under a `max_rows` limit (`[limits]`) it runs in a transaction that is rolled back, changing nothing, when the statement affected more rows.")
     .example(r#"pg.exec("update jobs set state = 'queued' where state = $1", ["stuck"])"#);
 
 fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
@@ -90,6 +91,9 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
                 serde_json::json!({"planner_rows": rows, "node": node}),
             );
         }
+    }
+    if let Some(max) = crate::policy::limit(call, crate::policy::Limit::MaxRows)? {
+        return exec_limited(call, &pool, &t, &sql, &params, max);
     }
     let cancel = call.session.cancel.clone();
     let deadline = call.deadline();
@@ -157,6 +161,39 @@ fn exec(call: &mut Call) -> Result<Dynamic, OpError> {
             e.message = format!("{} ({why})", e.message);
         }
         Err(e.with_applied(applied, why, result))
+    })
+}
+
+/// Under `max_rows` the statement runs in a transaction that is rolled back
+/// when it touched more: the count is only known once it ran. A stop before
+/// the commit drops the transaction, which rolls it back.
+fn exec_limited(
+    call: &Call,
+    pool: &sqlx::PgPool,
+    t: &crate::config::Target,
+    sql: &str,
+    params: &rhai::Array,
+    max: crate::policy::Applied,
+) -> Result<Dynamic, OpError> {
+    call.block_on(async move {
+        let mut tx = pool.begin().await.map_err(|e| pg_error(e, t, "begin"))?;
+        let res = bound(sql, params)?
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| pg_error(e, t, "statement failed"))?;
+        let n = res.rows_affected();
+        if n as i64 > max.value {
+            tx.rollback()
+                .await
+                .map_err(|e| pg_error(e, t, "rollback"))?;
+            return Err(crate::policy::over(
+                &format!("the statement affected {n} rows"),
+                &max,
+                "it was rolled back and nothing was changed",
+            ));
+        }
+        tx.commit().await.map_err(|e| pg_error(e, t, "commit"))?;
+        Ok(rows_affected(n))
     })
 }
 

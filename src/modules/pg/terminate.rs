@@ -52,7 +52,7 @@ const ACT_OPTS: [Field; FILTER.len() + 2] = join(&[
     FILTER,
     &[
         field("max", Ty::Int).doc(
-            "refuse when more sessions match (default `[defaults] pg_max_terminate`, else 50)",
+            "refuse when more sessions match (default `[defaults] pg_max_terminate`, else 50; never above `[limits] max_sessions`)",
         ),
         field("wait", Ty::Duration).doc("how long each session may take to go (default \"5s\")"),
     ],
@@ -67,7 +67,7 @@ const ACTED: Ty = Ty::Record(&[
     field("hidden", Ty::Int).doc("sessions of other roles whose state the connected role cannot see (it lacks pg_read_all_stats), so they were not considered; 0 when it sees all"),
 ]);
 
-fn request(call: &Call, action: Action) -> Result<Request, OpError> {
+fn request(call: &mut Call, action: Action) -> Result<Request, OpError> {
     let opts = call.opts("opts")?;
     let mut filter = SessionFilter::parse(&opts)?;
     match action {
@@ -94,6 +94,11 @@ fn request(call: &Call, action: Action) -> Result<Request, OpError> {
         Some(n) => n,
         None => settings(call)?.max_terminate,
     };
+    // `[limits] max_sessions` is a ceiling a script's `max` cannot raise.
+    let max = match crate::policy::limit(call, crate::policy::Limit::MaxSessions)? {
+        Some(a) if a.value < max => a.value,
+        _ => max,
+    };
     let wait = opts.duration("wait")?.unwrap_or(Duration::from_secs(5));
     Ok(Request { filter, max, wait })
 }
@@ -104,7 +109,7 @@ fn too_many(action: Action, n: usize, max: i64) -> OpError {
         action.done()
     ))
     .with_hint(format!(
-        "narrow the filter, or pass #{{max: {n}}} deliberately after checking the list with --dry-run (the default max is `[defaults] pg_max_terminate`)"
+        "narrow the filter, or pass #{{max: {n}}} deliberately after checking the list with --dry-run (the default max is `[defaults] pg_max_terminate`; `[limits] max_sessions` caps it)"
     ))
 }
 

@@ -212,14 +212,26 @@ pub const DEL: Primitive = Primitive::mutate("del", plan_del, del)
     .example(r#"redis.del(["cache:a", "cache:b"])"#);
 fn del(call: &mut Call) -> Result<Dynamic, OpError> {
     let keys = keys_arg(call)?;
+    if let Some(max) = crate::policy::limit(call, crate::policy::Limit::MaxKeys)? {
+        if keys.len() as i64 > max.value {
+            return Err(crate::policy::over(
+                &format!("redis.del of {} keys", keys.len()),
+                &max,
+                "nothing was deleted",
+            ));
+        }
+    }
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(&keys);
     Ok(Dynamic::from_int(run_cmd(call, cmd, "UNLINK")?))
 }
 
-fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
+fn matching(call: &mut Call) -> Result<(String, Vec<String>, crate::policy::Applied), OpError> {
     let pattern = call.str("pattern")?;
-    let max = call.opts("opts")?.int("max")?.unwrap_or(1000);
+    let configured = crate::policy::limit(call, crate::policy::Limit::MaxKeys)?;
+    let own = call.opts("opts")?.int("max")?;
+    let limit = crate::policy::ceiling(own, configured, 1000, "max");
+    let max = limit.value;
     // One more than max is enough to know the match is too broad.
     let keys = scan_keys(
         call,
@@ -228,18 +240,20 @@ fn matching(call: &mut Call) -> Result<(String, Vec<String>, i64), OpError> {
         1000,
         usize::try_from(max + 1).unwrap_or(usize::MAX),
     )?;
-    Ok((pattern, keys, max))
+    Ok((pattern, keys, limit))
 }
 
-fn too_many(pattern: &str, max: i64) -> OpError {
+fn too_many(pattern: &str, max: &crate::policy::Applied) -> OpError {
     OpError::refused(format!(
-        "more than {max} keys match `{pattern}`; nothing was deleted"
+        "more than {} keys match `{pattern}` (the limit: {}); nothing was deleted",
+        max.value, max.from
     ))
-    .with_hint("narrow the pattern, or pass #{max: N} with a deliberate N after a --dry-run")
+    .with_hint("narrow the pattern, or pass #{max: N} with a deliberate N after a --dry-run (a [limits] max_keys is a ceiling #{max} cannot raise)")
 }
 
 fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
-    let (pattern, keys, max) = matching(call)?;
+    let (pattern, keys, limit) = matching(call)?;
+    let max = limit.value;
     let over = keys.len() as i64 > max;
     let sample: rhai::Array = keys
         .iter()
@@ -271,7 +285,7 @@ fn plan_del_matching(call: &mut Call) -> Result<Plan, OpError> {
 pub const DEL_MATCHING: Primitive = Primitive::mutate("del_matching", plan_del_matching, del_matching)
     .params(&[
         req("pattern", Ty::Str),
-        opt("opts", Ty::Record(&[field("max", Ty::Int).doc("refuse when more keys than this match; default 1000")])),
+        opt("opts", Ty::Record(&[field("max", Ty::Int).doc("refuse when more keys than this match; default `[limits] max_keys`, else 1000; cannot exceed max_keys")])),
     ])
     .returns(Ty::Record(&[
         field("deleted", Ty::Int),
@@ -283,8 +297,8 @@ pub const DEL_MATCHING: Primitive = Primitive::mutate("del_matching", plan_del_m
     .example(r#"redis.del_matching("cache:user:*", #{max: 50000})"#);
 fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
     let (pattern, keys, max) = matching(call)?;
-    if keys.len() as i64 > max {
-        return Err(too_many(&pattern, max));
+    if keys.len() as i64 > max.value {
+        return Err(too_many(&pattern, &max));
     }
     let mut deleted = 0i64;
     for batch in keys.chunks(500) {
