@@ -9,6 +9,7 @@ mod support;
 
 mod backup;
 mod cli;
+mod drills;
 mod errors;
 mod http;
 mod incident;
