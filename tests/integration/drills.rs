@@ -360,3 +360,64 @@ fn drill_db_connection_exhaustion_on_a_full_server() {
     drop(idle);
     rt.shutdown_background();
 }
+
+// ------------------------------------------------------------ high_error_rate
+
+/// Seed 002 "High Error Rate": the API's errors are all timeouts of one
+/// upstream (payments). The runbook must group them, say the upstream is the
+/// story, and not restart the API.
+#[test]
+fn drill_high_error_rate_from_a_failing_upstream() {
+    let k = kube();
+    let sb = sandbox(&[Pg, Monitoring]);
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    // The test server's pods log an upstream timeout every 13 s of life.
+    env.script(
+        r#"for i in 0..120 {
+               if k8s.logs("app=api", #{tail: 200, grep: "ERROR"}).len() >= 3 { exit(0); }
+               sleep("250ms");
+           }
+           fail("no ERROR lines in the api pods' logs");"#,
+    )
+    .kubeconfig(k.kubeconfig())
+    .run()
+    .assert_code(0);
+    let uids = || -> Vec<String> {
+        k.pods("api")
+            .iter()
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = uids();
+    let restarted = || {
+        !k.object("Deployment", "default", "api").unwrap()["spec"]["template"]["metadata"]
+            ["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("high_error_rate.rhai")])
+            .script_arg("error_expr", "vector(0.5)")
+            .kubeconfig(k.kubeconfig())
+            .pg(&sb.pg_url())
+            .env("PROMETHEUS_URL", sb.monitoring().prometheus.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "upstream payments:8080");
+        assert_said(&r, "not restarting api");
+        // Grouped: one row for the message and upstream, not one per line.
+        assert_eq!(
+            said(&r).matches("upstream timeout").count(),
+            1,
+            "{}",
+            said(&r)
+        );
+    }
+    assert!(!restarted(), "api was restarted");
+    assert_eq!(uids(), before);
+    assert_eq!(outcomes(&env, "k8s.rollout_restart"), 0);
+}
