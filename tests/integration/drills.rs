@@ -54,6 +54,16 @@ fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// With OPSH_DRILL_RECORD=DIR, a drill's recording of its real run is kept
+/// there (tests/runbooks/recordings/ feeds the stubbed runbook tests).
+fn keep_recording(path: &std::path::Path, name: &str) {
+    if let Ok(dir) = std::env::var("OPSH_DRILL_RECORD") {
+        if !dir.is_empty() {
+            std::fs::copy(path, format!("{dir}/{name}")).unwrap();
+        }
+    }
+}
+
 fn outcomes(env: &Env, primitive: &str) -> usize {
     env.audit()
         .iter()
@@ -167,12 +177,29 @@ fn drill_rollback_onto_a_revision_that_never_pulled() {
                     .script_arg("health_url", &health)
                     .kubeconfig(k.kubeconfig());
             }
+            let recording = env.path(&format!("{name}.json"));
             if dry {
                 o = o.flag("--dry-run");
+            } else {
+                o = o.arg("--record").arg(&recording);
             }
             let r = o.run();
             assert_ne!(r.code, 0, "{name}: {}", said(&r));
             assert_said(&r, "never pulled");
+            if !dry {
+                keep_recording(
+                    &recording,
+                    &format!("{}_never_pulled.json", name.trim_end_matches(".rhai")),
+                );
+                // The recording answers a replay the same way, with no server.
+                let replayed = env
+                    .opsh(["run", &script(name)])
+                    .arg("--replay")
+                    .arg(&recording)
+                    .run();
+                assert_ne!(replayed.code, 0, "{}", said(&replayed));
+                assert_said(&replayed, "never pulled");
+            }
             assert_said(&r, "nothing was changed");
             assert_eq!(
                 image_of(&k, "api"),
