@@ -448,3 +448,145 @@ fn drill_high_error_rate_from_a_failing_upstream() {
     assert_eq!(uids(), before);
     assert_eq!(outcomes(&env, "k8s.rollout_restart"), 0);
 }
+
+// -------------------------------------------------------------- morning_health
+
+/// Seed 004 "Morning Health Check": a deployment whose new image never
+/// pulled (its pod stuck not Ready) and OOM-looping workers. Read-only: it
+/// must name both and change nothing.
+#[test]
+fn drill_morning_health_finds_a_stuck_rollout_and_restarting_pods() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.wait_worker_oom_killed();
+    let env = Env::new();
+    env.script(r#"k8s.set_image("web-green", "web", "registry.example/web:broken");"#)
+        .kubeconfig(k.kubeconfig())
+        .run()
+        .assert_code(0);
+    eventually(secs(10), "a web-green pod stuck pulling", || {
+        k.objects("Pod", "default").iter().any(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+        })
+    });
+    let pods_before = k.objects("Pod", "default").len();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("morning_health.rhai")])
+            .script_arg("namespaces", r#"["default"]"#)
+            .script_arg("max_restarts", 0)
+            .script_arg("check_db", false)
+            .kubeconfig(k.kubeconfig());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "web-green-");
+        assert_said(&r, "ImagePullBackOff");
+        assert_said(&r, "worker-");
+    }
+    assert_eq!(image_of(&k, "web-green"), "registry.example/web:broken");
+    assert_eq!(k.objects("Pod", "default").len(), pods_before);
+}
+
+// -------------------------------------------------------------- secret_rotation
+
+/// Seed 004 "Secret rotation": a leaked API key. The Secret must hold the
+/// new value, the deployment be restarted onto it, and the value never be
+/// printed; the dry run changes neither.
+#[test]
+fn drill_secret_rotation_after_a_leaked_key() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.put(
+        "Secret",
+        "default",
+        serde_json::json!({"metadata": {"name": "api-keys"}, "type": "Opaque",
+                           "data": {"api-key": "bGVha2VkLWtleQ=="}}),
+    )
+    .unwrap();
+    let env = Env::new();
+    let key = || {
+        k.object("Secret", "default", "api-keys").unwrap()["data"]["api-key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let restarted = || {
+        !k.object("Deployment", "default", "api").unwrap()["spec"]["template"]["metadata"]
+            ["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("secret_rotation.rhai")])
+            .script_arg("secret", "api-keys")
+            .script_arg("from_env", r#"{"api-key":"NEW_API_KEY"}"#)
+            .script_arg("deployments", r#"["api"]"#)
+            .script_arg("wait", "30s")
+            .env("NEW_API_KEY", "fresh-key-7f3a9c")
+            .kubeconfig(k.kubeconfig());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(0).assert_output_lacks("fresh-key-7f3a9c");
+        if dry {
+            assert_eq!(key(), "bGVha2VkLWtleQ==");
+            assert!(!restarted());
+        }
+    }
+    // base64("fresh-key-7f3a9c")
+    assert_eq!(key(), "ZnJlc2gta2V5LTdmM2E5Yw==");
+    assert!(restarted(), "api was not restarted onto the new key");
+    assert!(!env.audit_text().contains("fresh-key-7f3a9c"));
+    k.wait_rolled_out("api");
+}
+
+// ---------------------------------------------------------------- high_latency
+
+/// Seed 000 "High Latency (p95 > 2s)": p95 over the threshold while the
+/// HPA is pinned at its maximum. The runbook raises the HPA's maximum (the
+/// HPA would undo a plain scale); the dry run leaves it.
+#[test]
+fn drill_high_latency_with_the_hpa_pinned_at_its_maximum() {
+    let k = kube();
+    let sb = sandbox(&[Monitoring]);
+    k.wait_rolled_out("api");
+    let mut h = k
+        .object("HorizontalPodAutoscaler", "default", "api")
+        .unwrap();
+    h["spec"]["maxReplicas"] = serde_json::json!(3);
+    k.put("HorizontalPodAutoscaler", "default", h).unwrap();
+    let max = || {
+        k.object("HorizontalPodAutoscaler", "default", "api")
+            .unwrap()["spec"]["maxReplicas"]
+            .as_i64()
+            .unwrap()
+    };
+    eventually(secs(10), "the HPA to report 3 current replicas", || {
+        k.object("HorizontalPodAutoscaler", "default", "api")
+            .unwrap()["status"]["currentReplicas"]
+            == 3
+    });
+    let env = Env::new();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("high_latency.rhai")])
+            .script_arg("p95_expr", "vector(4.2)")
+            .script_arg("scale_to", 6)
+            .kubeconfig(k.kubeconfig())
+            .env("PROMETHEUS_URL", sb.monitoring().prometheus.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "p95 4.2s");
+        if dry {
+            assert_eq!(max(), 3);
+        }
+    }
+    assert_eq!(max(), 6);
+}
