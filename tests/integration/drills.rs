@@ -590,3 +590,46 @@ fn drill_high_latency_with_the_hpa_pinned_at_its_maximum() {
     }
     assert_eq!(max(), 6);
 }
+
+// ------------------------------------------------------------ weekly_maintenance
+
+/// Seed 002 "Weekly Maintenance": a table with half its rows deleted and
+/// autovacuum off for it. The runbook must vacuum that table (and only
+/// under a real run): its dead tuples go to 0.
+#[test]
+fn drill_weekly_maintenance_vacuums_a_bloated_table() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table orders(id int primary key, note text) with (autovacuum_enabled = false);
+         insert into orders select i, repeat('x', 100) from generate_series(1, 20000) i;
+         delete from orders where id % 2 = 0;",
+    );
+    let dead = || {
+        pg_scalar(
+            &url,
+            "select coalesce(n_dead_tup, 0) from pg_stat_user_tables where relname = 'orders'",
+        )
+    };
+    eventually(secs(10), "the deletes counted as dead tuples", || {
+        dead() >= 10000
+    });
+    let env = Env::new();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("weekly_maintenance.rhai")])
+            .pg(&url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(0);
+        assert_said(&r, "public.orders");
+        if dry {
+            assert!(dead() >= 10000, "the dry run vacuumed");
+        }
+    }
+    eventually(secs(10), "orders vacuumed", || dead() == 0);
+    assert_eq!(outcomes(&env, "pg.vacuum_analyze"), 1);
+}
