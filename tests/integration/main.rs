@@ -11,6 +11,7 @@ mod backup;
 mod change_control;
 mod changes;
 mod cli;
+mod drills;
 mod errors;
 mod http;
 mod incident;

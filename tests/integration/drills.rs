@@ -1,0 +1,635 @@
+//! Incident drills: each one reproduces, on real services (PostgreSQL,
+//! Prometheus, the Kubernetes API test server), an incident a shipped
+//! runbook exists for, runs the runbook through the real binary (dry run
+//! and real run), and asserts on the END STATE of the services, on what the
+//! runbook said and on its exit code. Run them alone with
+//! `cargo test --test integration drills::`; docs/runbooks.md lists them
+//! with the seed procedure each comes from.
+//!
+//! Each drill names the misbehaviour it was written for; every one of them
+//! failed against the runbook as it was before its fix.
+
+use crate::support::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// The runbook under drill: scripts/NAME, or NAME in $OPSH_DRILL_SCRIPTS
+/// (to run the drills against another version of the runbooks, e.g. the
+/// one before a fix: `git archive HEAD~1 scripts | tar -x -C /tmp/old`).
+fn script(name: &str) -> String {
+    match std::env::var("OPSH_DRILL_SCRIPTS") {
+        Ok(dir) if !dir.is_empty() => format!("{dir}/{name}"),
+        _ => repo_path(&format!("scripts/{name}")),
+    }
+}
+
+/// Everything the runbook printed, stdout and stderr.
+fn said(r: &Run) -> String {
+    format!("{}\n{}", r.stdout, r.stderr)
+}
+
+#[track_caller]
+fn assert_said(r: &Run, needle: &str) {
+    let all = said(r);
+    assert!(
+        all.contains(needle),
+        "the runbook did not say {needle:?} (exit {}):\n{all}",
+        r.code
+    );
+}
+
+#[track_caller]
+fn assert_not_said(r: &Run, needle: &str) {
+    let all = said(r);
+    assert!(
+        !all.contains(needle),
+        "the runbook said {needle:?} (exit {}):\n{all}",
+        r.code
+    );
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// With OPSH_DRILL_RECORD=DIR, a drill's recording of its real run is kept
+/// there (tests/runbooks/recordings/ feeds the stubbed runbook tests).
+fn keep_recording(path: &std::path::Path, name: &str) {
+    if let Ok(dir) = std::env::var("OPSH_DRILL_RECORD") {
+        if !dir.is_empty() {
+            std::fs::copy(path, format!("{dir}/{name}")).unwrap();
+        }
+    }
+}
+
+fn outcomes(env: &Env, primitive: &str) -> usize {
+    env.audit()
+        .iter()
+        .filter(|e| e["primitive"] == primitive && e["phase"] == "outcome")
+        .count()
+}
+
+fn image_of(k: &Kube, name: &str) -> String {
+    k.object("Deployment", "default", name).expect("deployment")["spec"]["template"]["spec"]
+        ["containers"][0]["image"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+// ---------------------------------------------------------------- cert_expiry
+
+/// Seed 001 "SSL/TLS Certificate Expired": a host that refuses the
+/// connection is unreachable, not "expiring: run certbot".
+#[test]
+fn drill_cert_expiry_unreachable_host() {
+    let env = Env::new();
+    let port = closed_port();
+    let r = env
+        .opsh(["run", &script("cert_expiry.rhai")])
+        .script_arg("hosts", format!("127.0.0.1:{port}"))
+        .run();
+    r.assert_code(1);
+    assert_said(&r, "UNREACHABLE");
+    assert_said(&r, "unreachable");
+    assert_not_said(&r, "certbot renew");
+}
+
+// ---------------------------------------------------------- oom_or_memory_leak
+
+/// Seed 001 "OOM": worker pods OOM-killed in a loop, the runbook run with
+/// its defaults. It must see them (not only app=api), restart nothing and
+/// say what to do (raise the limit; restarting will not help).
+#[test]
+fn drill_oom_in_another_deployment_with_default_arguments() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.wait_worker_oom_killed();
+    let env = Env::new();
+    let uids = |app: &str| -> Vec<String> {
+        k.pods(app)
+            .iter()
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (api, worker) = (uids("api"), uids("worker"));
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("oom_or_memory_leak.rhai")])
+            .kubeconfig(k.kubeconfig());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "OOMKilled");
+        assert_said(&r, "worker-");
+        assert_said(&r, "raise their memory limit");
+        assert_said(&r, "restarting will not help");
+    }
+    // Nothing was deleted: the pods are the same ones.
+    assert_eq!(uids("api"), api);
+    assert_eq!(uids("worker"), worker);
+    assert_eq!(outcomes(&env, "k8s.delete_pod"), 0);
+}
+
+// ------------------------------------------------------ rollback, system_down
+
+/// Seed 000 "Manual Rollback" / 002 "System Down": a deploy to an image
+/// that never pulled was undone by hand; the previous revision is now the
+/// broken one. Neither runbook may "roll back" onto it.
+#[test]
+fn drill_rollback_onto_a_revision_that_never_pulled() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    // The broken deploy, its pull failure, and the hand-made undo.
+    env.script(
+        r#"k8s.set_image("api", "api", "registry.example/api:broken");
+           let seen = false;
+           for i in 0..60 {
+               if k8s.events(#{type: "Warning"}).filter(|e| e.message.contains("api:broken")).len() > 0 { seen = true; break; }
+               sleep("250ms");
+           }
+           if !seen { fail("no pull failure event"); }
+           k8s.rollout_undo("api");
+           k8s.rollout_status("api", #{timeout: "30s"});"#,
+    )
+    .kubeconfig(k.kubeconfig())
+    .run()
+    .assert_code(0);
+    k.wait_rolled_out("api");
+    assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
+    let health = format!("http://127.0.0.1:{}/health", closed_port());
+    for name in ["rollback.rhai", "system_down.rhai"] {
+        for dry in [true, false] {
+            let mut o = env
+                .opsh(["run", &script(name)])
+                .script_arg("health_url", &health)
+                .script_arg("tries", 1)
+                .kubeconfig(k.kubeconfig());
+            if name == "system_down.rhai" {
+                // system_down has no `tries`: give only what it declares.
+                o = env
+                    .opsh(["run", &script(name)])
+                    .script_arg("health_url", &health)
+                    .kubeconfig(k.kubeconfig());
+            }
+            let recording = env.path(&format!("{name}.json"));
+            if dry {
+                o = o.flag("--dry-run");
+            } else {
+                o = o.arg("--record").arg(&recording);
+            }
+            let r = o.run();
+            assert_ne!(r.code, 0, "{name}: {}", said(&r));
+            assert_said(&r, "never pulled");
+            if !dry {
+                keep_recording(
+                    &recording,
+                    &format!("{}_never_pulled.json", name.trim_end_matches(".rhai")),
+                );
+                // The recording answers a replay the same way, with no server.
+                let replayed = env
+                    .opsh(["run", &script(name)])
+                    .arg("--replay")
+                    .arg(&recording)
+                    .run();
+                assert_ne!(replayed.code, 0, "{}", said(&replayed));
+                assert_said(&replayed, "never pulled");
+            }
+            assert_said(&r, "nothing was changed");
+            assert_eq!(
+                image_of(&k, "api"),
+                "registry.example/api:1.4.2",
+                "{name} (dry run: {dry}) moved the image"
+            );
+        }
+    }
+    assert_eq!(
+        outcomes(&env, "k8s.rollout_undo"),
+        1,
+        "only the hand-made undo"
+    );
+    k.wait_rolled_out("api");
+}
+
+// -------------------------------------------------------- staged_rollout_guard
+
+/// Seed 003 "Traffic Shift 10% / 50% / 100%": the guard metric is missing
+/// once traffic has started to shift. The runbook must restore blue/green
+/// (or say exactly how it left them) and exit non-zero.
+#[test]
+fn drill_staged_rollout_guard_metric_missing_mid_rollout() {
+    let k = kube();
+    let sb = sandbox(&[Monitoring]);
+    k.wait_rolled_out("web-blue");
+    let env = Env::new();
+    // Start from all traffic on blue: 4 blue, 0 green.
+    env.script(
+        r#"k8s.scale("web-green", 0, #{wait: true}); k8s.scale("web-blue", 4, #{wait: true});"#,
+    )
+    .kubeconfig(k.kubeconfig())
+    .run()
+    .assert_code(0);
+    let run = |dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("staged_rollout_guard.rhai")])
+            .script_arg("blue", "web-blue")
+            .script_arg("green", "web-green")
+            .script_arg("stages", "[25, 100]")
+            .script_arg("soak", "1s")
+            .script_arg("score_expr", "avg(drill_guard_score_that_is_gone)")
+            .script_arg("error_expr", "vector(0)")
+            .kubeconfig(k.kubeconfig())
+            .env("PROMETHEUS_URL", sb.monitoring().prometheus.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    let r = run(true);
+    assert_ne!(r.code, 0, "{}", said(&r));
+    assert_eq!((k.replicas("web-blue"), k.replicas("web-green")), (4, 0));
+    let r = run(false);
+    assert_ne!(r.code, 0, "{}", said(&r));
+    assert_said(&r, "drill_guard_score_that_is_gone");
+    assert_said(&r, "all traffic back on web-blue");
+    // The end state: restored, not half-shifted (blue 3 / green 1).
+    assert_eq!((k.replicas("web-blue"), k.replicas("web-green")), (4, 0));
+    k.wait_rolled_out("web-blue");
+}
+
+// ---------------------------------------------------------------- db_rollback
+
+/// Seed 000 "Database Rollback": the application is scaled to 0 for the
+/// restore, and something (an HPA, a GitOps controller) puts replicas back.
+/// The restore must not run under live traffic: a refusal with why.
+#[test]
+fn drill_db_rollback_replicas_come_back_during_the_restore() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    let jobs = || k.objects("Job", "default").len();
+    let jobs_before = jobs();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // A controller that fights back: whatever the HPA's semantics, a
+        // deployment at 0 is put back to 2 at once.
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(mut d) = k.object("Deployment", "default", "api") {
+                    if d["spec"]["replicas"] == 0 {
+                        d["spec"]["replicas"] = serde_json::json!(2);
+                        let _ = k.put("Deployment", "default", d);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let r = env
+            .opsh(["run", &script("db_rollback.rhai")])
+            .script_arg("restore_cronjob", "nightly-report")
+            .kubeconfig(k.kubeconfig())
+            .run();
+        stop.store(true, Ordering::Relaxed);
+        assert_ne!(r.code, 0, "{}", said(&r));
+        assert_said(&r, "after the scale to 0");
+        assert_said(&r, "not restoring");
+        assert_not_said(&r, "panicked");
+    });
+    // No restore Job was started under live traffic.
+    assert_eq!(jobs(), jobs_before, "a restore job was created");
+    assert_eq!(outcomes(&env, "k8s.create_job_from"), 0);
+}
+
+// ---------------------------------------------------- db_connection_exhaustion
+
+/// Seed 000 "Database Connection Pool Exhaustion": a server at
+/// max_connections, with long queries of superusers and of the app, and
+/// more idle app sessions than max_terminate allows. The `max` guard must
+/// refuse before anything is terminated; superusers are named as left
+/// alone; then, allowed, the "after" measurement still works and the
+/// terminated pids are listed.
+#[test]
+fn drill_db_connection_exhaustion_on_a_full_server() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create role app login password 'app-pw-123'; grant connect on database postgres to app;",
+    );
+    let mut app = url::Url::parse(&url).unwrap();
+    app.set_username("app").unwrap();
+    app.set_password(Some("app-pw-123")).unwrap();
+    let app = app.to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // 100 slots, 3 reserved for superusers: 40 superuser long queries, 12
+    // app long queries, 45 idle app sessions. The app cannot connect any
+    // more; opsh (a superuser here) has the reserved slots.
+    let (idle, _busy) = rt.block_on(async {
+        use sqlx::Connection;
+        let mut idle = Vec::new();
+        for _ in 0..45 {
+            idle.push(sqlx::PgConnection::connect(&app).await.unwrap());
+        }
+        let mut busy = Vec::new();
+        for (u, n) in [(&app, 12), (&url, 40)] {
+            for _ in 0..n {
+                let mut c = sqlx::PgConnection::connect(u).await.unwrap();
+                busy.push(tokio::spawn(async move {
+                    let _ = sqlx::query("select pg_sleep(600)").execute(&mut c).await;
+                    c
+                }));
+            }
+        }
+        (idle, busy)
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let app_sessions = "select count(*) from pg_stat_activity where usename = 'app'";
+    assert_eq!(pg_scalar(&url, app_sessions), 57);
+    let env = Env::new();
+    let run = |max: i64, dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("db_connection_exhaustion.rhai")])
+            .script_arg("saturation_pct", 50)
+            .script_arg("active_older_than", "1s")
+            .script_arg("idle_older_than", "1s")
+            .script_arg("max_terminate", max)
+            .pg(&url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    // 57 app sessions match, max 20: refused before anything is terminated.
+    for dry in [true, false] {
+        let r = run(20, dry);
+        assert_ne!(r.code, 0, "{}", said(&r));
+        assert_said(&r, "nothing was terminated");
+        assert_said(&r, "40 superuser");
+        assert_eq!(pg_scalar(&url, app_sessions), 57, "dry run: {dry}");
+    }
+    assert_eq!(outcomes(&env, "pg.terminate"), 0);
+    // Allowed: everything of the app goes, the after measurement works.
+    let r = run(100, false);
+    r.assert_code(0);
+    assert_said(&r, "recovered");
+    assert_said(&r, "terminated pids");
+    assert_said(&r, "40 superuser");
+    assert_eq!(pg_scalar(&url, app_sessions), 0);
+    drop(idle);
+    rt.shutdown_background();
+}
+
+// ------------------------------------------------------------ high_error_rate
+
+/// Seed 002 "High Error Rate": the API's errors are all timeouts of one
+/// upstream (payments). The runbook must group them, say the upstream is the
+/// story, and not restart the API.
+#[test]
+fn drill_high_error_rate_from_a_failing_upstream() {
+    let k = kube();
+    let sb = sandbox(&[Pg, Monitoring]);
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    // The test server's pods log an upstream timeout every 13 s of life.
+    env.script(
+        r#"for i in 0..120 {
+               if k8s.logs("app=api", #{tail: 200, grep: "ERROR"}).len() >= 3 { exit(0); }
+               sleep("250ms");
+           }
+           fail("no ERROR lines in the api pods' logs");"#,
+    )
+    .kubeconfig(k.kubeconfig())
+    .run()
+    .assert_code(0);
+    let uids = || -> Vec<String> {
+        k.pods("api")
+            .iter()
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = uids();
+    let restarted = || {
+        !k.object("Deployment", "default", "api").unwrap()["spec"]["template"]["metadata"]
+            ["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("high_error_rate.rhai")])
+            .script_arg("error_expr", "vector(0.5)")
+            .kubeconfig(k.kubeconfig())
+            .pg(&sb.pg_url())
+            .env("PROMETHEUS_URL", sb.monitoring().prometheus.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "upstream payments:8080");
+        assert_said(&r, "not restarting api");
+        // Grouped: one row for the message and upstream, not one per line.
+        assert_eq!(
+            said(&r).matches("upstream timeout").count(),
+            1,
+            "{}",
+            said(&r)
+        );
+    }
+    assert!(!restarted(), "api was restarted");
+    assert_eq!(uids(), before);
+    assert_eq!(outcomes(&env, "k8s.rollout_restart"), 0);
+}
+
+// -------------------------------------------------------------- morning_health
+
+/// Seed 004 "Morning Health Check": a deployment whose new image never
+/// pulled (its pod stuck not Ready) and OOM-looping workers. Read-only: it
+/// must name both and change nothing.
+#[test]
+fn drill_morning_health_finds_a_stuck_rollout_and_restarting_pods() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.wait_worker_oom_killed();
+    let env = Env::new();
+    env.script(r#"k8s.set_image("web-green", "web", "registry.example/web:broken");"#)
+        .kubeconfig(k.kubeconfig())
+        .run()
+        .assert_code(0);
+    eventually(secs(10), "a web-green pod stuck pulling", || {
+        k.objects("Pod", "default").iter().any(|p| {
+            p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+        })
+    });
+    let pods_before = k.objects("Pod", "default").len();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("morning_health.rhai")])
+            .script_arg("namespaces", r#"["default"]"#)
+            .script_arg("max_restarts", 0)
+            .script_arg("check_db", false)
+            .kubeconfig(k.kubeconfig());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "web-green-");
+        assert_said(&r, "ImagePullBackOff");
+        assert_said(&r, "worker-");
+    }
+    assert_eq!(image_of(&k, "web-green"), "registry.example/web:broken");
+    assert_eq!(k.objects("Pod", "default").len(), pods_before);
+}
+
+// -------------------------------------------------------------- secret_rotation
+
+/// Seed 004 "Secret rotation": a leaked API key. The Secret must hold the
+/// new value, the deployment be restarted onto it, and the value never be
+/// printed; the dry run changes neither.
+#[test]
+fn drill_secret_rotation_after_a_leaked_key() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    k.put(
+        "Secret",
+        "default",
+        serde_json::json!({"metadata": {"name": "api-keys"}, "type": "Opaque",
+                           "data": {"api-key": "bGVha2VkLWtleQ=="}}),
+    )
+    .unwrap();
+    let env = Env::new();
+    let key = || {
+        k.object("Secret", "default", "api-keys").unwrap()["data"]["api-key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let restarted = || {
+        !k.object("Deployment", "default", "api").unwrap()["spec"]["template"]["metadata"]
+            ["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null()
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("secret_rotation.rhai")])
+            .script_arg("secret", "api-keys")
+            .script_arg("from_env", r#"{"api-key":"NEW_API_KEY"}"#)
+            .script_arg("deployments", r#"["api"]"#)
+            .script_arg("wait", "30s")
+            .env("NEW_API_KEY", "fresh-key-7f3a9c")
+            .kubeconfig(k.kubeconfig());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(0).assert_output_lacks("fresh-key-7f3a9c");
+        if dry {
+            assert_eq!(key(), "bGVha2VkLWtleQ==");
+            assert!(!restarted());
+        }
+    }
+    // base64("fresh-key-7f3a9c")
+    assert_eq!(key(), "ZnJlc2gta2V5LTdmM2E5Yw==");
+    assert!(restarted(), "api was not restarted onto the new key");
+    assert!(!env.audit_text().contains("fresh-key-7f3a9c"));
+    k.wait_rolled_out("api");
+}
+
+// ---------------------------------------------------------------- high_latency
+
+/// Seed 000 "High Latency (p95 > 2s)": p95 over the threshold while the
+/// HPA is pinned at its maximum. The runbook raises the HPA's maximum (the
+/// HPA would undo a plain scale); the dry run leaves it.
+#[test]
+fn drill_high_latency_with_the_hpa_pinned_at_its_maximum() {
+    let k = kube();
+    let sb = sandbox(&[Monitoring]);
+    k.wait_rolled_out("api");
+    let mut h = k
+        .object("HorizontalPodAutoscaler", "default", "api")
+        .unwrap();
+    h["spec"]["maxReplicas"] = serde_json::json!(3);
+    k.put("HorizontalPodAutoscaler", "default", h).unwrap();
+    let max = || {
+        k.object("HorizontalPodAutoscaler", "default", "api")
+            .unwrap()["spec"]["maxReplicas"]
+            .as_i64()
+            .unwrap()
+    };
+    eventually(secs(10), "the HPA to report 3 current replicas", || {
+        k.object("HorizontalPodAutoscaler", "default", "api")
+            .unwrap()["status"]["currentReplicas"]
+            == 3
+    });
+    let env = Env::new();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("high_latency.rhai")])
+            .script_arg("p95_expr", "vector(4.2)")
+            .script_arg("scale_to", 6)
+            .kubeconfig(k.kubeconfig())
+            .env("PROMETHEUS_URL", sb.monitoring().prometheus.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "p95 4.2s");
+        if dry {
+            assert_eq!(max(), 3);
+        }
+    }
+    assert_eq!(max(), 6);
+}
+
+// ------------------------------------------------------------ weekly_maintenance
+
+/// Seed 002 "Weekly Maintenance": a table with half its rows deleted and
+/// autovacuum off for it. The runbook must vacuum that table (and only
+/// under a real run): its dead tuples go to 0.
+#[test]
+fn drill_weekly_maintenance_vacuums_a_bloated_table() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table orders(id int primary key, note text) with (autovacuum_enabled = false);
+         insert into orders select i, repeat('x', 100) from generate_series(1, 20000) i;
+         delete from orders where id % 2 = 0;",
+    );
+    let dead = || {
+        pg_scalar(
+            &url,
+            "select coalesce(n_dead_tup, 0) from pg_stat_user_tables where relname = 'orders'",
+        )
+    };
+    eventually(secs(10), "the deletes counted as dead tuples", || {
+        dead() >= 10000
+    });
+    let env = Env::new();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("weekly_maintenance.rhai")])
+            .pg(&url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(0);
+        assert_said(&r, "public.orders");
+        if dry {
+            assert!(dead() >= 10000, "the dry run vacuumed");
+        }
+    }
+    eventually(secs(10), "orders vacuumed", || dead() == 0);
+    assert_eq!(outcomes(&env, "pg.vacuum_analyze"), 1);
+}
