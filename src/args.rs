@@ -27,8 +27,8 @@ pub struct Global {
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
-    /// How `show` renders values.
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    /// How `show` renders values: text tables, `wide` (every column), json or yaml.
+    #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
     pub output: OutputArg,
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub color: ColorArg,
@@ -47,9 +47,16 @@ pub struct Global {
     /// Stop a script after this many Rhai operations (runaway loops).
     #[arg(long, global = true)]
     pub max_operations: Option<u64>,
-    /// The default target of a kind for this run, e.g. `pg=prod-1` (repeatable).
+    /// The default target of a kind for this run, e.g. `pg=prod-1` or
+    /// `kube=CONTEXT/NAMESPACE` (repeatable).
     #[arg(long = "target", global = true, value_name = "KIND=NAME")]
     pub targets: Vec<String>,
+    /// The Kubernetes context (or `[kube.NAME]` target) k8s uses, as kubectl's `--context`.
+    #[arg(long, global = true, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// The Kubernetes namespace k8s uses, as kubectl's `-n`.
+    #[arg(long, short = 'n', global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     /// Logs on stderr: text or json (one object per line).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: crate::logging::LogFormat,
@@ -105,7 +112,10 @@ pub struct Unattended {
 #[derive(ValueEnum, Debug, Clone, Copy)]
 pub enum OutputArg {
     Text,
+    /// Tables with every column, also those left out by default.
+    Wide,
     Json,
+    Yaml,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]

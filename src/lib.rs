@@ -30,6 +30,7 @@ mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod session;
+pub mod table;
 pub mod testing;
 pub mod unattended;
 pub mod value;
