@@ -26,4 +26,5 @@ mod runbooks;
 mod safety;
 mod safety_modules;
 mod sandbox;
+mod terminal;
 mod unattended;

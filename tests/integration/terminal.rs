@@ -1,0 +1,240 @@
+//! What `opsh run` shows on a real terminal: the binary in a tmux pane of a
+//! given width, the screen read back with capture-pane (`-J` joins wrapped
+//! lines, so a row that wrapped reads as one line wider than the pane).
+
+use crate::support::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use unicode_width::UnicodeWidthStr;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+struct Pane {
+    socket: String,
+}
+
+impl Pane {
+    /// `opsh ARGS...` in a pane `width` columns wide, run to its end.
+    fn run(env: &Env, width: u16, extra: &[(&str, &str)], args: &[&str]) -> Pane {
+        let socket = env
+            .path(&format!(
+                "tmux-term-{}",
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ))
+            .display()
+            .to_string();
+        let mut cmd: Vec<String> = vec!["env".into(), "-i".into()];
+        cmd.extend(
+            [
+                ("HOME", env.path("home").display().to_string()),
+                ("XDG_CONFIG_HOME", env.path("config").display().to_string()),
+                ("XDG_STATE_HOME", env.path("xdgstate").display().to_string()),
+                ("OPSH_AUDIT_LOG", env.audit_path().display().to_string()),
+                ("PATH", std::env::var("PATH").unwrap_or_default()),
+                ("TERM", "xterm-256color".into()),
+            ]
+            .iter()
+            .map(|(k, v)| format!("{k}={v}")),
+        );
+        cmd.extend(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        cmd.extend([
+            "sh".into(),
+            "-c".into(),
+            r#""$0" "$@"; echo "[opsh exited $?]"; sleep 600"#.into(),
+            env!("CARGO_BIN_EXE_opsh").into(),
+        ]);
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        let width = width.to_string();
+        let status = Command::new("tmux")
+            .args(["-S", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &width, "-y", "50"])
+            .args(&cmd)
+            .current_dir(env.dir.path())
+            .status()
+            .expect("tmux runs (dev/test installs it)");
+        assert!(status.success(), "tmux new-session failed");
+        let pane = Pane { socket };
+        eventually(secs(20), "opsh to exit", || {
+            let s = pane.capture(false);
+            if s.contains("[opsh exited") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        });
+        pane
+    }
+
+    /// The screen, with colour codes when `escapes`; trailing blank lines
+    /// and the exit line dropped.
+    fn screen(&self, escapes: bool) -> String {
+        self.capture(escapes)
+            .lines()
+            .take_while(|l| !l.contains("[opsh exited"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn capture(&self, escapes: bool) -> String {
+        let mut args = vec!["-S", &self.socket, "capture-pane", "-p", "-J"];
+        if escapes {
+            args.push("-e");
+        }
+        let out = Command::new("tmux").args(&args).output().expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Pane {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-S", &self.socket, "kill-server"])
+            .status();
+    }
+}
+
+/// Rows shaped like pg.activity's: numbers, short words and a long query.
+const SESSIONS: &str = r#"
+let rows = [];
+for i in 0..5 {
+    rows.push(#{pid: 4100 + i, user: "app", database: "shop", application: "checkout-worker",
+        state: "active", state_s: 130.25 + i, query_s: 2.5, wait_event: "ClientRead",
+        query: "SELECT o.id, o.total, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.created_at > now() - interval '1 day' AND o.status = 'pending' ORDER BY o.created_at"});
+}
+show(rows);
+"#;
+
+#[track_caller]
+fn assert_fits(screen: &str, width: usize, rows: usize) {
+    for l in screen.lines() {
+        assert!(
+            l.width() <= width,
+            "a line is {} wide at {width} columns: {l:?}\n{screen}",
+            l.width()
+        );
+    }
+    let lines = screen.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(lines, rows + 1, "one line per row:\n{screen}");
+}
+
+#[test]
+fn a_wide_table_fits_80_and_200_columns_one_line_per_row_and_is_whole_when_piped() {
+    let env = Env::new();
+    let script = env.write("sessions.rhai", SESSIONS);
+    let script = script.to_str().unwrap();
+    let narrow = Pane::run(&env, 80, &[("NO_COLOR", "1")], &["run", script]);
+    let screen = narrow.screen(false);
+    assert_fits(&screen, 80, 5);
+    // The query gave way, not the numbers; seconds read as a duration.
+    assert!(screen.contains('…'), "{screen}");
+    assert!(screen.contains("2m10s"), "{screen}");
+    assert!(
+        screen.lines().nth(1).unwrap().starts_with("4100"),
+        "{screen}"
+    );
+    let wide = Pane::run(&env, 200, &[("NO_COLOR", "1")], &["run", script]);
+    let screen = wide.screen(false);
+    assert_fits(&screen, 200, 5);
+    // No cut at 80 characters when the terminal has room.
+    assert!(
+        screen.lines().nth(1).unwrap().width() > 150,
+        "the row uses the room it has:\n{screen}"
+    );
+    // Piped: every row whole, however long.
+    let run = env.opsh(["run", script]).env_remove("NO_COLOR").run();
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("ORDER BY o.created_at") && !run.stdout.contains('…'),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\u{1b}'), "no colour when piped");
+}
+
+#[test]
+fn status_cells_are_coloured_on_a_terminal_only_and_no_color_is_honoured() {
+    let env = Env::new();
+    let script = env.write(
+        "checks.rhai",
+        r#"show([#{check: "disk", status: "FAIL"}, #{check: "lag", status: "WARN"}, #{check: "up", status: "OK"}]);"#,
+    );
+    let script = script.to_str().unwrap();
+    let tty = Pane::run(&env, 80, &[], &["run", script]);
+    let screen = tty.screen(true);
+    // tmux re-renders colours as SGR codes: 31 red, 33 yellow, 32 green.
+    let coloured = |code: &str, word: &str| {
+        screen
+            .lines()
+            .any(|l| l.contains(word) && l.contains(&format!("\u{1b}[{code}")))
+            || screen.lines().any(|l| {
+                l.contains(word) && l.contains(&format!(";{code}m")) && l.contains('\u{1b}')
+            })
+    };
+    assert!(coloured("31", "FAIL"), "FAIL in red:\n{screen:?}");
+    assert!(coloured("33", "WARN"), "WARN in yellow:\n{screen:?}");
+    assert!(coloured("32", "OK"), "OK in green:\n{screen:?}");
+    let plain = Pane::run(&env, 80, &[("NO_COLOR", "1")], &["run", script]);
+    let screen = plain.screen(true);
+    assert!(!screen.contains('\u{1b}'), "NO_COLOR:\n{screen:?}");
+    assert!(screen.contains("FAIL"), "{screen}");
+    let piped = env.opsh(["run", script]).env_remove("NO_COLOR").run();
+    assert!(!piped.stdout.contains('\u{1b}'), "{}", piped.stdout);
+}
+
+#[test]
+fn default_columns_are_the_declared_ones_and_o_wide_shows_all() {
+    let env = Env::new();
+    // A row of k8s.pods: node, ip, owner and uid are declared `wide`.
+    let script = env.write(
+        "pods.rhai",
+        r#"show([#{name: "web-1", phase: "Running", status: "Running", ready: true, restarts: 0,
+            last_termination: (), node: "node-a", ip: "10.0.0.7", age: 7300, owner: "web-6d4f", uid: "1234-abcd"}]);"#,
+    );
+    let script = script.to_str().unwrap();
+    let run = env.opsh(["run", script]).run();
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout.lines().next(),
+        Some("NAME   STATUS   READY  RESTARTS  AGE"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("2h1m"), "{}", run.stdout);
+    let wide = env.opsh(["-o", "wide", "run", script]).run();
+    wide.assert_code(0);
+    let header = wide.stdout.lines().next().unwrap_or_default();
+    for col in ["PHASE", "NODE", "IP", "OWNER", "UID"] {
+        assert!(header.contains(col), "{col} with -o wide: {}", wide.stdout);
+    }
+    // JSON stays raw and whole.
+    let json = env.opsh(["-o", "json", "run", script]).run();
+    let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(v[0]["age"], 7300);
+    assert_eq!(v[0]["uid"], "1234-abcd");
+    let yaml = env.opsh(["-o", "yaml", "run", script]).run();
+    yaml.assert_code(0);
+    assert!(yaml.stdout.contains("age: 7300"), "{}", yaml.stdout);
+}
+
+#[test]
+fn a_result_map_keeps_the_declared_field_order() {
+    let env = Env::new();
+    // run_options() is declared dry_run, output, only, skip, test.
+    let run = env
+        .script("show(run_options());")
+        .option("-o", "wide")
+        .run();
+    run.assert_code(0);
+    let keys: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        keys,
+        ["dry_run", "output", "only", "skip", "test"],
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("wide"), "{}", run.stdout);
+}
