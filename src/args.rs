@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     name = "opsh",
-    version,
+    version = crate::commands::version::SHORT,
     about = "A scriptable operations shell: runbooks as versioned, testable scripts",
     disable_help_subcommand = true
 )]
@@ -152,7 +152,22 @@ pub enum Command {
     Sandbox {
         #[command(subcommand)]
         command: Option<SandboxCommand>,
+        /// Also start Prometheus, Alertmanager, the Pushgateway and the
+        /// exporters (adds ~6 s: Prometheus's first scrape of every target);
+        /// without `run`, fail when they are not installed rather than
+        /// start without them.
+        #[arg(long, global = true)]
+        monitoring: bool,
     },
+    /// The version, the commit it was built from and the build date.
+    Version,
+    /// A completion script for a shell: `opsh completions bash > /etc/bash_completion.d/opsh`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff): `opsh man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -161,10 +176,6 @@ pub enum SandboxCommand {
     Run {
         #[command(flatten)]
         args: RunArgs,
-        /// Also start Prometheus, Alertmanager, the Pushgateway and the
-        /// exporters (adds ~6 s: Prometheus's first scrape of every target).
-        #[arg(long)]
-        monitoring: bool,
     },
 }
 
@@ -202,6 +213,84 @@ pub struct TestArgs {
     /// Run against a fresh sandbox (PostgreSQL, Redis, Kubernetes API): unstubbed calls reach it.
     #[arg(long)]
     pub sandbox: bool,
+}
+
+/// The global flags each command uses; the others are hidden from its
+/// `--help` (they still parse, so a flag placed anywhere keeps working).
+/// `run` and `sandbox run` use them all.
+const APPLIES: &[(&str, &[&str])] = &[
+    ("check", &["color", "verbose", "log_format"]),
+    (
+        "test",
+        &[
+            "output",
+            "color",
+            "config",
+            "timeout",
+            "call_timeout",
+            "max_operations",
+            "targets",
+            "context",
+            "namespace",
+            "verbose",
+            "log_format",
+        ],
+    ),
+    ("help", &["color"]),
+    (
+        "schedule",
+        &["config", "audit_log", "color", "verbose", "log_format"],
+    ),
+    ("sandbox", &["config", "color", "verbose", "log_format"]),
+    ("version", &[]),
+    ("completions", &[]),
+    ("man", &[]),
+];
+
+/// The command line, with each command's `--help` showing only the global
+/// flags that apply to it.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    // clap copies a global flag into a subcommand only when the subcommand
+    // has none of that id: a hidden copy given here stays hidden, and
+    // still parses and reaches the same matches.
+    for (name, keep) in APPLIES {
+        cmd = cmd.mut_subcommand(*name, |mut sub| {
+            for a in &globals {
+                if !keep.contains(&a.get_id().as_str()) {
+                    sub = sub.arg(a.clone().hide(true));
+                }
+            }
+            // `sandbox run` is a run: every flag applies.
+            if *name == "sandbox" {
+                sub = sub.mut_subcommand("run", |mut run| {
+                    for a in &globals {
+                        run = run.arg(a.clone());
+                    }
+                    run
+                });
+            }
+            sub
+        });
+    }
+    cmd
+}
+
+/// Parses `argv` with `command()`.
+pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

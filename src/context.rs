@@ -58,20 +58,11 @@ impl Context {
             })?;
             cfg.set_default(kind, name.trim());
         }
-        // `--context`/`-n` narrow the kube default (`CONTEXT/NAMESPACE`),
-        // each leaving the other part as `--target` or the config set it.
-        if self.global.context.is_some() || self.global.namespace.is_some() {
-            let current = cfg.default_name(Kind::Kube).cloned().unwrap_or_default();
-            let (c, n) = current.split_once('/').unwrap_or((&current, ""));
-            let c = self.global.context.as_deref().unwrap_or(c);
-            let n = self.global.namespace.as_deref().unwrap_or(n);
-            let spec = if n.is_empty() {
-                c.to_string()
-            } else {
-                format!("{c}/{n}")
-            };
-            cfg.set_default(Kind::Kube, &spec);
-        }
+        // `--context`/`-n` narrow the kube default, after `--target`.
+        cfg.narrow_kube(
+            self.global.context.as_deref(),
+            self.global.namespace.as_deref(),
+        );
         Ok(())
     }
 

@@ -1,12 +1,11 @@
 //! `opsh ARGS...`: parse the command line, start logging, run the command,
 //! and render its error, once.
 
-use crate::args::{Cli, Command};
+use crate::args::Command;
 use crate::commands;
 use crate::context::Context;
 use crate::error::CliError;
 use crate::exit;
-use clap::Parser;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 
@@ -17,7 +16,7 @@ where
     T: Into<OsString>,
 {
     let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let cli = match Cli::try_parse_from(&argv) {
+    let cli = match crate::args::parse(&argv) {
         Ok(c) => c,
         Err(e) => {
             // clap renders its own usage errors, and --help and --version.
@@ -58,10 +57,16 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
             commands::help::run(ctx, name.as_deref(), markdown)
         }
         #[cfg(feature = "sandbox")]
-        Some(Command::Sandbox { command }) => commands::sandbox::run(ctx, command),
+        Some(Command::Sandbox {
+            command,
+            monitoring,
+        }) => commands::sandbox::run(ctx, command, monitoring),
         #[cfg(not(feature = "sandbox"))]
         Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
+        Some(Command::Version) => commands::version::run(),
+        Some(Command::Completions { shell }) => commands::version::completions(shell),
+        Some(Command::Man) => commands::version::man(),
         None if std::io::stdin().is_terminal() => commands::repl::run(ctx),
         None => commands::run::stdin(ctx),
     }

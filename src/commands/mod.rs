@@ -9,6 +9,7 @@ pub mod run;
 pub mod sandbox;
 pub mod schedule;
 pub mod test;
+pub mod version;
 
 /// `opsh sandbox` and `opsh test --sandbox` in a build without the
 /// `sandbox` feature (the container image): a usage error that says what

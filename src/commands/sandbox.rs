@@ -9,10 +9,18 @@ use crate::error::CliError;
 use crate::exit;
 use crate::sandbox::{Sandbox, Services};
 
-pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliError> {
+pub fn run(
+    ctx: &Context,
+    command: Option<SandboxCommand>,
+    monitoring: bool,
+) -> Result<i32, CliError> {
     let services = match &command {
-        Some(SandboxCommand::Run { monitoring, .. }) => Services {
-            monitoring: *monitoring,
+        Some(SandboxCommand::Run { .. }) => Services {
+            monitoring,
+            ..Default::default()
+        },
+        None if monitoring => Services {
+            monitoring,
             ..Default::default()
         },
         None => Services::all_available(),

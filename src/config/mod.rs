@@ -162,6 +162,26 @@ impl Config {
         self.defaults.targets.insert(kind, name.to_string());
     }
 
+    /// `--context`/`-n` and the console's `:context`/`:ns`: the kube
+    /// default becomes `CONTEXT/NAMESPACE`, each part given replacing that
+    /// part of the current default (or the kubeconfig's current context).
+    pub fn narrow_kube(&mut self, context: Option<&str>, namespace: Option<&str>) {
+        if context.is_none() && namespace.is_none() {
+            return;
+        }
+        let current = self.default_name(Kind::Kube).cloned().unwrap_or_default();
+        let (c, n) = current.split_once('/').unwrap_or((&current, ""));
+        let c = match context {
+            Some(c) => c.to_string(),
+            // Named, so the prompt and messages say which context.
+            None if c.is_empty() => kube_current_context(None).unwrap_or_default(),
+            None => c.to_string(),
+        };
+        let n = namespace.unwrap_or(n);
+        let spec = if n.is_empty() { c } else { format!("{c}/{n}") };
+        self.set_default(Kind::Kube, &spec);
+    }
+
     /// Adds (or replaces) a named target, as the sandbox does.
     pub fn add_target(&mut self, kind: Kind, name: &str, url: &str, protected: bool) {
         redact::register_url(url);

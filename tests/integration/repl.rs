@@ -498,3 +498,29 @@ fn prompt_shows_in_cluster_and_the_pods_namespace() {
         s.contains("opsh [kube:in-cluster/payments]>")
     });
 }
+
+/// `:target kube CONTEXT` takes a kubeconfig context as the CLI does, and
+/// `:context`/`:ns` switch as kubectl's `--context`/`-n`.
+#[test]
+fn console_switches_kube_context_and_namespace() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    let t = Tty::start(&env, &[("KUBECONFIG", &k.kubeconfig())]);
+    t.line(":target kube sandbox-viewer");
+    t.wait_for("the context in the prompt", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox-viewer]>")
+    });
+    t.line("k8s.can_i(\"patch\", \"deployments\")");
+    t.wait_for("the viewer may not patch", |s| s.contains("\nfalse"));
+    t.line(":ns kube-system");
+    t.wait_for("the namespace in the prompt", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox-viewer/kube-system]>")
+    });
+    t.line("`deployments ${k8s.deployments().len()}`");
+    t.wait_for("none in kube-system", |s| s.contains("deployments 0"));
+    t.line(":context sandbox");
+    t.wait_for("the context switched, the namespace kept", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox/kube-system]>")
+    });
+}

@@ -238,3 +238,116 @@ fn a_result_map_keeps_the_declared_field_order() {
     );
     assert!(run.stdout.contains("wide"), "{}", run.stdout);
 }
+
+#[test]
+fn version_completions_man_page_and_per_command_help() {
+    let env = Env::new();
+    let v = env.opsh(["version"]).run();
+    v.assert_code(0);
+    let commit = v
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("commit:"))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit()) || commit == "unknown",
+        "{}",
+        v.stdout
+    );
+    assert!(v.stdout.contains("built:"), "{}", v.stdout);
+    // The completion scripts parse in their shells.
+    let bash = env.opsh(["completions", "bash"]).run();
+    bash.assert_code(0);
+    let file = env.write("opsh.bash", &bash.stdout);
+    let parsed = Command::new("bash").arg("-n").arg(&file).status().unwrap();
+    assert!(parsed.success(), "bash -n rejects the completion script");
+    assert!(bash.stdout.contains("--each-target"), "flags are completed");
+    for (shell, check) in [("zsh", "-n"), ("fish", "--no-execute")] {
+        let script = env.opsh(["completions", shell]).run();
+        script.assert_code(0);
+        let file = env.write(&format!("opsh.{shell}"), &script.stdout);
+        if let Ok(status) = Command::new(shell).arg(check).arg(&file).status() {
+            assert!(status.success(), "{shell} rejects its completion script");
+        }
+    }
+    // The man page renders.
+    let man = env.opsh(["man"]).run();
+    man.assert_code(0);
+    let page = env.write("opsh.1", &man.stdout);
+    let out = Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "man -l: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("NAME") && text.contains("--dry-run"),
+        "{text}"
+    );
+    // Each command's --help: the flags that apply to it.
+    let help = env.opsh(["help", "--help"]).run();
+    help.assert_code(0);
+    assert!(!help.stdout.contains("--push-metrics"), "{}", help.stdout);
+    assert!(!help.stdout.contains("--each-target"), "{}", help.stdout);
+    let run = env.opsh(["run", "--help"]).run();
+    assert!(run.stdout.contains("--push-metrics"), "{}", run.stdout);
+    assert!(run.stdout.contains("-o, --output"), "{}", run.stdout);
+    let sandbox = env.opsh(["sandbox", "--help"]).run();
+    assert!(
+        sandbox.stdout.contains("--monitoring"),
+        "{}",
+        sandbox.stdout
+    );
+    assert!(!sandbox.stdout.contains("--dry-run"), "{}", sandbox.stdout);
+    let sandbox_run = env.opsh(["sandbox", "run", "--help"]).run();
+    assert!(
+        sandbox_run.stdout.contains("--dry-run"),
+        "{}",
+        sandbox_run.stdout
+    );
+    // A hidden global still parses where it is given.
+    env.opsh(["help", "--dry-run", "sleep"])
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn context_and_namespace_flags_choose_what_k8s_talks_to() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    let script = r#"print(`${k8s.deployments().len()} ${k8s.can_i("patch", "deployments")}`);"#;
+    let count = |flags: &[&str]| {
+        let mut o = env.script(script).kube(&k);
+        for f in flags {
+            o = o.flag(f);
+        }
+        let r = o.run();
+        r.assert_code(0);
+        r.stdout.trim().to_string()
+    };
+    let default = count(&[]);
+    assert!(
+        default.ends_with(" true") && !default.starts_with("0 "),
+        "{default}"
+    );
+    let n = default.split(' ').next().unwrap().to_string();
+    assert_eq!(count(&["-n", "kube-system"]), "0 true");
+    assert_eq!(count(&["--namespace", "default"]), default);
+    assert_eq!(
+        count(&["--context", "sandbox-viewer"]),
+        format!("{n} false")
+    );
+    assert_eq!(
+        count(&["--context", "sandbox-viewer", "-n", "kube-system"]),
+        "0 false"
+    );
+}
