@@ -17,6 +17,7 @@ pub mod help;
 pub mod lock;
 pub mod logging;
 pub mod modules;
+pub mod netcause;
 pub mod output;
 pub mod pgbin;
 pub mod proc;

@@ -112,6 +112,39 @@ fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
     }
 }
 
+/// `FILE:LINE:COLUMN: message`, and the line itself in the hint, as a
+/// compiler says it (toml gives a byte span).
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim_end();
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return err(
+            format!("invalid config {}: {message}", path.display()),
+            Some("see docs/config.md for the format".into()),
+        );
+    };
+    let before = text.get(..start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let source = text[line_start..].lines().next().unwrap_or("").trim_end();
+    // The line may hold a secret (a URL's password, `password = ...`).
+    let key = source.split('=').next().unwrap_or("").trim();
+    let source = if crate::redact::is_secret_key(key) {
+        format!("{key} = ***")
+    } else {
+        crate::redact::redact(source)
+    };
+    err(
+        format!(
+            "invalid config {}:{line}:{column}: {message}",
+            path.display()
+        ),
+        Some(format!(
+            "line {line} reads `{source}`; see docs/config.md for the format"
+        )),
+    )
+}
+
 impl Config {
     /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
     /// file is an error, a missing default file is not.
@@ -125,15 +158,8 @@ impl Config {
         };
         let mut cfg = match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let mut cfg: Config = toml::from_str(&text).map_err(|e| {
-                    err(
-                        format!("invalid config {}: {}", path.display(), e.message()),
-                        Some(format!(
-                            "see docs/config.md for the format (error near byte {:?})",
-                            e.span().map(|s| s.start)
-                        )),
-                    )
-                })?;
+                let mut cfg: Config =
+                    toml::from_str(&text).map_err(|e| toml_error(&path, &text, &e))?;
                 cfg.path = Some(path);
                 cfg
             }

@@ -401,7 +401,9 @@ impl Repl {
             .ast
             .iter_functions()
             .map(|f| f.name.to_string())
-            .filter(|n| !before.contains(n))
+            // Closures compile to functions named `anon$HASH`: not
+            // something the file defines for the operator to call.
+            .filter(|n| !before.contains(n) && !n.starts_with("anon$"))
             .collect();
         if !added.is_empty() {
             self.session

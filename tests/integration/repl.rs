@@ -374,10 +374,15 @@ fn piped_stdin_runs_as_a_script_without_prompt_or_colour() {
 fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     let env = Env::new();
     env.write_config("[pg.prod]\nurl = \"postgres://app@127.0.0.1:1/app\"\nprotected = true\n");
-    env.write("lib.rhai", "fn greet(who) {\n  \"hello \" + who\n}\n");
+    env.write(
+        "lib.rhai",
+        "fn greet(who) {\n  \"hello \" + who\n}\nlet twice = |x| x * 2;\n",
+    );
     let t = Tty::start(&env, &[]);
     t.line(":load lib.rhai");
-    t.wait_prompts(2);
+    let s = t.wait_prompts(2);
+    // Closures compile to `anon$HASH` functions: not listed.
+    assert!(s.contains("defines greet") && !s.contains("anon$"), "{s}");
     t.line("greet(\"ops\")");
     t.wait_for("loaded function runs", |s| s.contains("hello ops"));
     t.line(":target pg prod");

@@ -351,3 +351,94 @@ fn context_and_namespace_flags_choose_what_k8s_talks_to() {
         "0 false"
     );
 }
+
+/// Each way a connection fails reads as what it is: a name that does not
+/// resolve is not a service that is down.
+#[test]
+fn connection_errors_name_the_real_cause() {
+    let env = Env::new();
+    let dead = opsh::sandbox::free_port().unwrap();
+    for (script, target) in [
+        (r#"http.get("http://no-such-host.invalid:9090/")"#, None),
+        (
+            "pg.query(\"select 1\")",
+            Some(("DATABASE_URL", "postgres://app@no-such-host.invalid/db")),
+        ),
+        (
+            "redis.ping()",
+            Some(("REDIS_URL", "redis://no-such-host.invalid:6379")),
+        ),
+    ] {
+        let mut o = env.script(script);
+        if let Some((var, url)) = target {
+            o = o.env(var, url);
+        }
+        let r = o.run();
+        r.assert_code(2)
+            .assert_stderr_contains("cannot resolve the host name `no-such-host.invalid`")
+            .assert_stderr_contains("getent hosts no-such-host.invalid")
+            .assert_stderr_lacks("listening")
+            .assert_stderr_lacks("running on");
+    }
+    env.script(&format!(r#"http.get("http://127.0.0.1:{dead}/")"#))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(&format!("127.0.0.1:{dead} refused the connection"));
+}
+
+/// A read timeout (connected, no answer) is told apart from a connect one.
+#[test]
+fn a_read_timeout_says_the_connection_was_made() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and never answers.
+    let _held = std::thread::spawn(move || {
+        let _conns: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+    });
+    Env::new()
+        .script(&format!(
+            r#"http.get("http://127.0.0.1:{port}/", #{{timeout: "1s"}})"#
+        ))
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("timed out")
+        .assert_stderr_contains("the connection was made");
+}
+
+#[test]
+fn config_errors_give_line_and_column_and_keep_secrets() {
+    let env = Env::new();
+    let cfg = env
+        .write_config("[pg.prod]\nurl = \"postgres://app:hunter2@db:5432/app\"\nprotected = yes\n");
+    env.script("print(1)")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains(&format!("invalid config {}:3:13:", cfg.display()))
+        .assert_stderr_contains("line 3 reads `protected = yes`")
+        .assert_stderr_lacks("near byte");
+    env.write_config("[pg.prod]\nurl = \"postgres://app:hunter2@db:5432/app\" x\n");
+    env.script("print(1)")
+        .run()
+        .assert_stderr_contains(":2:")
+        .assert_stderr_lacks("hunter2");
+}
+
+#[test]
+fn help_searches_and_help_run_is_the_command() {
+    let env = Env::new();
+    env.opsh(["help", "scale"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("k8s.scale");
+    env.opsh(["help", "run"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("Usage: opsh run")
+        .assert_stdout_contains("opsh help run()");
+    env.opsh(["help", "run()"])
+        .run()
+        .assert_code(0)
+        .assert_stdout_contains("run(file: string");
+    env.opsh(["help", "zzzqx"]).run().assert_code(64);
+}
