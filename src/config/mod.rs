@@ -44,6 +44,9 @@ pub struct Config {
 pub struct Defaults {
     /// `KIND = "NAME"`: the target a script gets when it names none.
     targets: BTreeMap<Kind, String>,
+    /// Kinds whose default this run chose (`--target`, `:target`, the
+    /// sandbox) rather than the config file: these beat the environment.
+    chosen: std::collections::BTreeSet<Kind>,
     /// Per-call timeout for primitives, e.g. "30s".
     pub timeout: Option<String>,
     pub max_operations: Option<u64>,
@@ -186,6 +189,13 @@ impl Config {
 
     pub fn set_default(&mut self, kind: Kind, name: &str) {
         self.defaults.targets.insert(kind, name.to_string());
+        self.defaults.chosen.insert(kind);
+    }
+
+    /// Whether the default of `kind` was chosen for this run (a flag, the
+    /// console) rather than read from the config file.
+    pub fn default_chosen(&self, kind: Kind) -> bool {
+        self.defaults.chosen.contains(&kind)
     }
 
     /// `--context`/`-n` and the console's `:context`/`:ns`: the kube

@@ -442,3 +442,35 @@ fn help_searches_and_help_run_is_the_command() {
         .assert_stdout_contains("run(file: string");
     env.opsh(["help", "zzzqx"]).run().assert_code(64);
 }
+
+/// An exported DATABASE_URL beats the config file's `[defaults] pg`, with
+/// a warning that names both; `--target` beats the environment.
+#[test]
+fn the_environment_beats_config_defaults_and_says_so() {
+    let env = Env::new();
+    env.write_config(
+        "[defaults]\npg = \"staging\"\n[pg.staging]\nurl = \"postgres://app@staging-db.invalid/app\"\n",
+    );
+    let script = "pg.query(\"select 1\")";
+    env.script(script)
+        .env("DATABASE_URL", "postgres://app@from-env.invalid/app")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("`from-env.invalid`")
+        .assert_stderr_contains(
+            "DATABASE_URL is set and the config says `[defaults] pg = \"staging\"`: using DATABASE_URL",
+        );
+    env.script(script)
+        .env("DATABASE_URL", "postgres://app@from-env.invalid/app")
+        .option("--target", "pg=staging")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("`staging-db.invalid`")
+        .assert_stderr_lacks("environment wins");
+    env.script(script)
+        .env_remove("DATABASE_URL")
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("`staging-db.invalid`")
+        .assert_stderr_lacks("environment wins");
+}
