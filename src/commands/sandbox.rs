@@ -14,6 +14,19 @@ pub fn run(
     command: Option<SandboxCommand>,
     monitoring: bool,
 ) -> Result<i32, CliError> {
+    // One announced sandbox per state file: a second would take over the
+    // `sandbox` target and delete the first one's announcement on exit.
+    if command.is_none() {
+        if let Some(pid) = crate::config::running_sandbox() {
+            return Err(CliError::failed(format!(
+                "an opsh sandbox is already running (pid {pid}, announced in {})",
+                crate::config::sandbox_state_file().display()
+            ))
+            .with_hint(
+                "use it (target `sandbox`), stop it first, or run a private one with `opsh sandbox run FILE` (or another XDG_STATE_HOME)",
+            ));
+        }
+    }
     let services = match &command {
         Some(SandboxCommand::Run { .. }) => Services {
             monitoring,
@@ -68,7 +81,7 @@ fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
             tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
         }
     });
-    let _ = std::fs::remove_file(&file);
+    crate::config::withdraw_sandbox(&file);
     eprintln!("\nsandbox: stopping");
     Ok(exit::OK)
 }

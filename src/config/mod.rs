@@ -18,7 +18,7 @@ pub use kinds::{Kind, KindInfo};
 pub use kube::{kube_current_context, IN_CLUSTER};
 pub use notify::{NotifyConfig, NotifyKind};
 pub use paths::{config_dir, data_dir, home, state_dir};
-pub use sandbox::{announce_sandbox, sandbox_state_file};
+pub use sandbox::{announce_sandbox, running_sandbox, sandbox_state_file, withdraw_sandbox};
 pub use target::Target;
 
 use crate::redact;
@@ -85,6 +85,11 @@ pub struct TargetConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub protected: bool,
+    /// Announced by a running `opsh sandbox`, not configured: a glob
+    /// (`--each-target 'pg:*'`, `targets("pg")`) includes it only when it
+    /// names it.
+    #[serde(skip)]
+    pub announced: bool,
     pub description: Option<String>,
     /// kube only: the kubeconfig context (default: the target's name, or
     /// the file's current context when `kubeconfig`/`url` names a file).
@@ -233,5 +238,18 @@ impl Config {
 
     pub fn target_names(&self, kind: Kind) -> Vec<String> {
         self.table(kind).keys().cloned().collect()
+    }
+
+    /// The targets a fleet glob selects, sorted. An announced sandbox
+    /// joins only when the pattern is its name: `pg:*` on a laptop with a
+    /// sandbox running must not quietly add it to a production fleet.
+    pub fn matching_targets(&self, kind: Kind, pattern: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .table(kind)
+            .iter()
+            .filter(|(name, t)| !t.announced || name.as_str() == pattern)
+            .map(|(name, _)| name.clone())
+            .collect();
+        crate::fleet::matching(&names, pattern)
     }
 }
