@@ -21,6 +21,7 @@ pub mod netcause;
 pub mod output;
 pub mod pgbin;
 pub mod proc;
+pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod registry;

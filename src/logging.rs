@@ -39,6 +39,13 @@ fn dependency_level(verbose: u8) -> LevelFilter {
 }
 
 static AT_TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether logs are JSON objects (`--log-format json`): progress goes into
+/// them rather than as free text.
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Whether a person reads stderr: text logs on a terminal, where every
 /// failure is also shown as a rendered diagnostic (right after the run's
@@ -66,6 +73,10 @@ pub fn init(format: LogFormat, verbose: u8) {
     use std::io::IsTerminal;
     AT_TERMINAL.store(
         format == LogFormat::Text && std::io::stderr().is_terminal(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    JSON.store(
+        format == LogFormat::Json,
         std::sync::atomic::Ordering::Relaxed,
     );
     use tracing_subscriber::layer::SubscriberExt;
