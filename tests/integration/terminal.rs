@@ -16,6 +16,20 @@ struct Pane {
 impl Pane {
     /// `opsh ARGS...` in a pane `width` columns wide, run to its end.
     fn run(env: &Env, width: u16, extra: &[(&str, &str)], args: &[&str]) -> Pane {
+        let pane = Pane::start(env, width, extra, args);
+        eventually(secs(20), "opsh to exit", || {
+            let s = pane.capture(false);
+            if s.contains("[opsh exited") {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        });
+        pane
+    }
+
+    /// `opsh ARGS...` in a pane, still running when this returns.
+    fn start(env: &Env, width: u16, extra: &[(&str, &str)], args: &[&str]) -> Pane {
         let socket = env
             .path(&format!(
                 "tmux-term-{}",
@@ -53,16 +67,7 @@ impl Pane {
             .status()
             .expect("tmux runs (dev/test installs it)");
         assert!(status.success(), "tmux new-session failed");
-        let pane = Pane { socket };
-        eventually(secs(20), "opsh to exit", || {
-            let s = pane.capture(false);
-            if s.contains("[opsh exited") {
-                Ok(())
-            } else {
-                Err(s)
-            }
-        });
-        pane
+        Pane { socket }
     }
 
     /// The screen, with colour codes when `escapes`; trailing blank lines
@@ -473,4 +478,53 @@ fn the_environment_beats_config_defaults_and_says_so() {
         .assert_code(2)
         .assert_stderr_contains("`staging-db.invalid`")
         .assert_stderr_lacks("environment wins");
+}
+
+/// A dump that takes more than a second shows what it does on a terminal
+/// (the spinner line with bytes written), and clears it when done; piped,
+/// a short dump prints nothing extra.
+#[test]
+fn a_long_dump_shows_progress_on_a_terminal_only() {
+    let sb = sandbox(&[Pg]);
+    let env = Env::new();
+    env.script(
+        "pg.exec(\"create table big as select g, md5(g::text) || md5((g+1)::text) as t from generate_series(1, 1500000) g\")",
+    )
+    .pg(&sb.pg_url())
+    .flag("--yes")
+    .run()
+    .assert_code(0);
+    let script = env.write(
+        "dump.rhai",
+        "let d = pg.dump(env(\"DATABASE_URL\"), \"big.dump\"); print(`dumped ${d.bytes}`);",
+    );
+    let pane = Pane::start(
+        &env,
+        100,
+        &[("NO_COLOR", "1"), ("DATABASE_URL", &sb.pg_url())],
+        &["run", script.to_str().unwrap()],
+    );
+    let seen = eventually(secs(60), "the progress line", || {
+        let s = pane.capture(false);
+        if s.contains("pg_dump of postgres://") && s.contains("written") {
+            Ok(s)
+        } else if s.contains("[opsh exited") {
+            Ok(format!("ENDED BEFORE PROGRESS\n{s}"))
+        } else {
+            Err(s)
+        }
+    });
+    assert!(!seen.starts_with("ENDED"), "{seen}");
+    let end = eventually(secs(60), "the dump to end", || {
+        let s = pane.capture(false);
+        if s.contains("[opsh exited") {
+            Ok(s)
+        } else {
+            Err(s)
+        }
+    });
+    assert!(end.contains("[opsh exited 0]"), "{end}");
+    assert!(end.contains("dumped "), "{end}");
+    // Cleared when done: the spinner's line is gone from the screen.
+    assert!(!end.contains("written"), "{end}");
 }
