@@ -16,7 +16,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 pub const SHOW: Primitive = Primitive::read("show", show)
     .params(&[req("value", Ty::Any), opt("columns", Ty::List(&Ty::Str))])
     .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-          `columns` orders (and selects) a table's columns. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line, for jq and cron.")
+          `columns` orders (and selects) a table's columns. On a terminal a table fits its width (the widest text columns are cut with …, one line per row); piped, nothing is cut. Ages, bytes and durations read humanized (`2m10s`, `920 KiB`) in text only. Declared results show their default columns; `-o wide` shows all. Colour on a TTY (status words FAIL/WARN/OK in red/yellow/green; off with NO_COLOR or when piped). With `-o json` (or `-o yaml`) every show prints one document per line, raw numbers, for jq and cron.")
     .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}])"#)
     .class(Class::Show);
 
