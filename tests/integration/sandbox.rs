@@ -68,7 +68,19 @@ fn one_sandbox_per_state_file_own_credentials_and_not_in_fleet_globs() {
             .any(|l| l.contains("Ctrl-C"))
             .then(|| url.to_string())
     });
-    let second = env.opsh(["sandbox"]).run();
+    // Spawned, so a regression (a second sandbox that serves) fails the
+    // test instead of hanging it.
+    let mut second = env.opsh(["sandbox"]).spawn();
+    let deadline = std::time::Instant::now() + secs(60);
+    while second.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            signal(&second, libc::SIGINT);
+            signal(&child, libc::SIGINT);
+            panic!("a second opsh sandbox started instead of refusing");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let second = wait_output(second);
     second
         .assert_code(2)
         .assert_stderr_contains("an opsh sandbox is already running");
