@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(
     name = "opsh",
-    version,
+    version = crate::commands::version::SHORT,
     about = "A scriptable operations shell: runbooks as versioned, testable scripts",
     disable_help_subcommand = true
 )]
@@ -34,9 +34,10 @@ pub struct Global {
     /// Do not ask for confirmation on protected targets.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
-    /// How `show` renders values. json: stdout carries only JSON documents,
-    /// one per line (print() goes to stderr).
-    #[arg(long, value_enum, default_value = "text", global = true)]
+    /// How `show` renders values: text tables, `wide` (every column), json or
+    /// yaml. json: stdout carries only JSON documents, one per line (print()
+    /// goes to stderr).
+    #[arg(long, short = 'o', value_enum, default_value = "text", global = true)]
     pub output: OutputArg,
     #[arg(long, value_enum, default_value = "auto", global = true)]
     pub color: ColorArg,
@@ -58,9 +59,16 @@ pub struct Global {
     /// Stop a script whose values grow the heap past this, e.g. "512MiB" (default 1GiB; 0: no limit).
     #[arg(long, global = true, value_name = "SIZE", value_parser = crate::engine::memory::parse_size)]
     pub max_memory: Option<u64>,
-    /// The default target of a kind for this run, e.g. `pg=prod-1` (repeatable).
+    /// The default target of a kind for this run, e.g. `pg=prod-1` or
+    /// `kube=CONTEXT/NAMESPACE` (repeatable).
     #[arg(long = "target", global = true, value_name = "KIND=NAME")]
     pub targets: Vec<String>,
+    /// The Kubernetes context (or `[kube.NAME]` target) k8s uses, as kubectl's `--context`.
+    #[arg(long, global = true, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// The Kubernetes namespace k8s uses, as kubectl's `-n`.
+    #[arg(long, short = 'n', global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     /// Logs on stderr: text or json (one object per line).
     #[arg(long, value_enum, default_value = "text", global = true)]
     pub log_format: crate::logging::LogFormat,
@@ -116,7 +124,10 @@ pub struct Unattended {
 #[derive(ValueEnum, Debug, Clone, Copy)]
 pub enum OutputArg {
     Text,
+    /// Tables with every column, also those left out by default.
+    Wide,
     Json,
+    Yaml,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -157,7 +168,22 @@ pub enum Command {
     Sandbox {
         #[command(subcommand)]
         command: Option<SandboxCommand>,
+        /// Also start Prometheus, Alertmanager, the Pushgateway and the
+        /// exporters (adds ~6 s: Prometheus's first scrape of every target);
+        /// without `run`, fail when they are not installed rather than
+        /// start without them.
+        #[arg(long, global = true)]
+        monitoring: bool,
     },
+    /// The version, the commit it was built from and the build date.
+    Version,
+    /// A completion script for a shell: `opsh completions bash > /etc/bash_completion.d/opsh`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff): `opsh man | man -l -`.
+    Man,
     /// What runs changed, from the audit log: plans, confirmations,
     /// refusals and outcomes per run, as text, Markdown (a postmortem
     /// section) or JSON; `--incident ID` posts it as PagerDuty notes.
@@ -208,10 +234,6 @@ pub enum SandboxCommand {
     Run {
         #[command(flatten)]
         args: RunArgs,
-        /// Also start Prometheus, Alertmanager, the Pushgateway and the
-        /// exporters (adds ~6 s: Prometheus's first scrape of every target).
-        #[arg(long)]
-        monitoring: bool,
     },
 }
 
@@ -248,8 +270,9 @@ pub struct PlanArgs {
     /// Script argument, reaching the script as `args.KEY` (repeatable).
     #[arg(long = "arg", short = 'a', value_name = "KEY=VALUE")]
     pub args: Vec<String>,
-    /// Where to write the plan.
-    #[arg(long = "out", short = 'o', value_name = "FILE")]
+    /// Where to write the plan (`--out`, as Terraform's `-out`: `-o` is
+    /// the output format everywhere, as in kubectl).
+    #[arg(long = "out", value_name = "FILE")]
     pub out: PathBuf,
 }
 
@@ -267,6 +290,84 @@ pub struct TestArgs {
     /// Run against a fresh sandbox (PostgreSQL, Redis, Kubernetes API): unstubbed calls reach it.
     #[arg(long)]
     pub sandbox: bool,
+}
+
+/// The global flags each command uses; the others are hidden from its
+/// `--help` (they still parse, so a flag placed anywhere keeps working).
+/// `run` and `sandbox run` use them all.
+const APPLIES: &[(&str, &[&str])] = &[
+    ("check", &["color", "verbose", "log_format"]),
+    (
+        "test",
+        &[
+            "output",
+            "color",
+            "config",
+            "timeout",
+            "call_timeout",
+            "max_operations",
+            "targets",
+            "context",
+            "namespace",
+            "verbose",
+            "log_format",
+        ],
+    ),
+    ("help", &["color"]),
+    (
+        "schedule",
+        &["config", "audit_log", "color", "verbose", "log_format"],
+    ),
+    ("sandbox", &["config", "color", "verbose", "log_format"]),
+    ("version", &[]),
+    ("completions", &[]),
+    ("man", &[]),
+];
+
+/// The command line, with each command's `--help` showing only the global
+/// flags that apply to it.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    // clap copies a global flag into a subcommand only when the subcommand
+    // has none of that id: a hidden copy given here stays hidden, and
+    // still parses and reaches the same matches.
+    for (name, keep) in APPLIES {
+        cmd = cmd.mut_subcommand(*name, |mut sub| {
+            for a in &globals {
+                if !keep.contains(&a.get_id().as_str()) {
+                    sub = sub.arg(a.clone().hide(true));
+                }
+            }
+            // `sandbox run` is a run: every flag applies.
+            if *name == "sandbox" {
+                sub = sub.mut_subcommand("run", |mut run| {
+                    for a in &globals {
+                        run = run.arg(a.clone());
+                    }
+                    run
+                });
+            }
+            sub
+        });
+    }
+    cmd
+}
+
+/// Parses `argv` with `command()`.
+pub fn parse<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let mut cmd = command();
+    let matches = cmd.try_get_matches_from_mut(argv)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -32,10 +32,11 @@ impl Context {
 
     pub fn output(&self) -> Output {
         let format = match self.global.output {
-            OutputArg::Text => Format::Text,
+            OutputArg::Text | OutputArg::Wide => Format::Text,
             OutputArg::Json => Format::Json,
+            OutputArg::Yaml => Format::Yaml,
         };
-        Output::new(format, self.color_choice())
+        Output::new(format, self.color_choice()).wide(matches!(self.global.output, OutputArg::Wide))
     }
 
     /// `--config`, `$OPSH_CONFIG` or the default file.
@@ -57,6 +58,11 @@ impl Context {
             })?;
             cfg.set_default(kind, name.trim());
         }
+        // `--context`/`-n` narrow the kube default, after `--target`.
+        cfg.narrow_kube(
+            self.global.context.as_deref(),
+            self.global.namespace.as_deref(),
+        );
         Ok(())
     }
 

@@ -215,6 +215,9 @@ pub fn lookup(name: &str, color: bool) -> Result<String, String> {
         }
         return Ok(out);
     }
+    if let Some(found) = search(name, color) {
+        return Ok(found);
+    }
     let names: Vec<String> = registry::all()
         .map(|p| p.full_name())
         .chain(registry::value_modules().map(|m| m.name.to_string()))
@@ -225,6 +228,43 @@ pub fn lookup(name: &str, color: bool) -> Result<String, String> {
     Err(format!(
         "no primitive, module or topic named `{name}`{hint}"
     ))
+}
+
+/// Primitives whose name, then whose documentation, mentions `word`
+/// (case-insensitive): `opsh help scale` finds k8s.scale, `opsh help
+/// vacuum` the primitives that speak of it.
+pub fn search(word: &str, color: bool) -> Option<String> {
+    let w = word.trim().to_lowercase();
+    if w.len() < 2 {
+        return None;
+    }
+    let mut by_name = Vec::new();
+    let mut by_doc = Vec::new();
+    for p in registry::all() {
+        if p.full_name().to_lowercase().contains(&w) {
+            by_name.push(p);
+        } else if p.doc.to_lowercase().contains(&w) || p.example.to_lowercase().contains(&w) {
+            by_doc.push(p);
+        }
+    }
+    if by_name.is_empty() && by_doc.is_empty() {
+        return None;
+    }
+    let mut out = format!("no primitive, module or topic is named `{word}`; these mention it:\n\n");
+    for p in by_name.iter().chain(by_doc.iter()).take(25) {
+        out.push_str(&format!(
+            "  {}{}\n      {}\n",
+            if p.mutates() { "! " } else { "" },
+            paint(color, Style::new().bold(), &p.full_name()),
+            p.summary()
+        ));
+    }
+    let more = (by_name.len() + by_doc.len()).saturating_sub(25);
+    if more > 0 {
+        out.push_str(&format!("  ... and {more} more\n"));
+    }
+    out.push_str("\n`opsh help NAME` describes one.\n");
+    Some(out)
 }
 
 /// docs/reference.md, generated. A test fails when the file is stale.

@@ -39,6 +39,19 @@ fn dependency_level(verbose: u8) -> LevelFilter {
 }
 
 static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static AT_TERMINAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether logs are JSON objects (`--log-format json`): progress goes into
+/// them rather than as free text.
+pub fn json() -> bool {
+    json_logs()
+}
+
+/// Whether a person reads stderr: text logs on a terminal (progress draws
+/// a spinner there).
+pub fn at_terminal() -> bool {
+    AT_TERMINAL.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// `--log-format json`: what goes to stderr are JSON records.
 pub fn json_logs() -> bool {
@@ -79,6 +92,13 @@ pub fn init(format: LogFormat, verbose: u8) {
         format == LogFormat::Text,
         std::sync::atomic::Ordering::Relaxed,
     );
+    {
+        use std::io::IsTerminal;
+        AT_TERMINAL.store(
+            format == LogFormat::Text && std::io::stderr().is_terminal(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::filter::Targets::new()

@@ -3,15 +3,16 @@
 //! Results stay data until they get here.
 
 use crate::value::to_json;
-use nu_ansi_term::{Color, Style};
+use nu_ansi_term::Color;
 use rhai::{Array, Dynamic, Map};
 use std::io::{IsTerminal, Write};
-use unicode_width::UnicodeWidthStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Text,
     Json,
+    /// YAML documents separated by `---` (`-o yaml`).
+    Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,10 @@ pub struct Output {
     pub format: Format,
     pub color: bool,
     pub err_color: bool,
+    /// Tables show every column, also those declared `wide` (`-o wide`).
+    pub wide: bool,
+    /// The terminal's width tables fit in; `None` when stdout is piped.
+    pub width: Option<usize>,
     /// Column orders known only at run time (a SELECT's column list), by
     /// the set of columns.
     orders: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
@@ -42,7 +47,21 @@ impl Output {
             format,
             color: decide(std::io::stdout().is_terminal()),
             err_color: decide(std::io::stderr().is_terminal()),
+            wide: false,
+            width: crate::table::terminal_width(),
             orders: Default::default(),
+        }
+    }
+
+    /// `-o wide`: tables show the columns declared `wide` too.
+    pub fn wide(self, wide: bool) -> Output {
+        Output { wide, ..self }
+    }
+
+    fn layout(&self) -> crate::table::Layout {
+        crate::table::Layout {
+            color: self.color,
+            width: self.width,
         }
     }
 
@@ -63,19 +82,40 @@ impl Output {
     /// The order to show these columns in: a query's own, else a declared
     /// result's that has them all, else as they are.
     fn order(&self, cols: Vec<String>) -> Vec<String> {
-        self.orders
+        if let Some(own) = self
+            .orders
             .lock()
             .ok()
             .and_then(|h| h.get(&signature(cols.iter().map(String::as_str))).cloned())
-            .or_else(|| crate::registry::column_order(&cols))
-            .unwrap_or(cols)
+        {
+            return own;
+        }
+        let Some(ordered) = crate::registry::column_order(&cols) else {
+            return cols;
+        };
+        if self.wide {
+            return ordered;
+        }
+        // kubectl's default columns: the detail declared `wide` waits for
+        // `-o wide`.
+        let fields = crate::registry::declared_table(&ordered).unwrap_or(&[]);
+        let narrow: Vec<String> = ordered
+            .iter()
+            .filter(|c| !fields.iter().any(|f| f.wide && f.name == c.as_str()))
+            .cloned()
+            .collect();
+        if narrow.is_empty() {
+            ordered
+        } else {
+            narrow
+        }
     }
 
     /// `print` in a script: stdout, exactly as stock Rhai; with `--output
     /// json` stderr (a JSON record with `--log-format json`), so that
     /// stdout carries only the JSON documents of `show`.
     pub fn print(&self, s: &str) {
-        if self.format == Format::Json {
+        if self.format != Format::Text {
             let line = match crate::logging::json_logs() {
                 true => serde_json::json!({
                     "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
@@ -119,6 +159,15 @@ impl Output {
             (Format::Json, Some(n)) => {
                 serde_json::json!({"name": n, "value": to_json(v)}).to_string()
             }
+            (Format::Yaml, None) => format!(
+                "---\n{}",
+                serde_saphyr::to_string(&to_json(v)).unwrap_or_else(|_| "null".into())
+            ),
+            (Format::Yaml, Some(n)) => format!(
+                "---\n{}",
+                serde_saphyr::to_string(&serde_json::json!({"name": n, "value": to_json(v)}))
+                    .unwrap_or_else(|_| "null".into())
+            ),
             (Format::Text, _) => self.render(v, columns),
         };
         let mut out = std::io::stdout().lock();
@@ -138,7 +187,7 @@ impl Output {
                     [] => self.order(union_of_keys(&maps)),
                     given => given.to_vec(),
                 };
-                return table(&maps, &cols, self.color);
+                return crate::table::table(&maps, &cols, self.layout());
             }
             if rows.is_empty() {
                 return "(no rows)".into();
@@ -148,7 +197,9 @@ impl Output {
             if m.is_empty() {
                 return "(empty)".into();
             }
-            return key_values(&m, self.color);
+            let keys: Vec<String> = m.keys().map(|k| k.to_string()).collect();
+            let keys = crate::registry::field_order(&keys).unwrap_or(keys);
+            return crate::table::key_values(&m, &keys, self.layout());
         }
         cell(v)
     }
@@ -166,28 +217,9 @@ fn union_of_keys(rows: &[Map]) -> Vec<String> {
     cols
 }
 
-/// How one value reads inside a table cell or after a key.
+/// How one value reads outside a table: raw numbers.
 pub fn cell(v: &Dynamic) -> String {
-    if v.is_unit() {
-        String::new()
-    } else if v.is_string() {
-        v.to_string()
-    } else if let Ok(f) = v.as_float() {
-        if f.fract() == 0.0 && f.abs() < 1e15 {
-            format!("{f:.1}")
-        } else {
-            let s = format!("{f:.4}");
-            s.trim_end_matches('0').to_string()
-        }
-    } else if v.is_array() || v.is_map() {
-        serde_json::to_string(&to_json(v)).unwrap_or_default()
-    } else {
-        v.to_string()
-    }
-}
-
-fn is_numeric(v: &Dynamic) -> bool {
-    v.is_int() || v.is_float()
+    crate::table::plain(v)
 }
 
 fn signature<'a>(cols: impl Iterator<Item = &'a str>) -> String {
@@ -196,117 +228,10 @@ fn signature<'a>(cols: impl Iterator<Item = &'a str>) -> String {
     v.join("\u{1f}")
 }
 
-/// The rows as a table of these columns, in this order.
+/// The rows as a table of these columns, in this order, not fitted to a
+/// terminal (a fleet's summary).
 pub fn table(rows: &[Map], cols: &[String], color: bool) -> String {
-    let cells: Vec<Vec<(String, bool)>> = rows
-        .iter()
-        .map(|r| {
-            cols.iter()
-                .map(|c| match r.get(c.as_str()) {
-                    Some(v) => (one_line(&cell(v)), is_numeric(v)),
-                    None => (String::new(), false),
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].0.width())
-                .chain([c.width()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let header_style = Style::new().bold();
-    let mut out = String::new();
-    let last = cols.len().saturating_sub(1);
-    for (i, c) in cols.iter().enumerate() {
-        let padded = pad(&c.to_uppercase(), widths[i], false, i == last);
-        out.push_str(&if color {
-            header_style.paint(padded).to_string()
-        } else {
-            padded
-        });
-        if i != last {
-            out.push_str("  ");
-        }
-    }
-    out.push('\n');
-    for r in &cells {
-        for (i, (text, numeric)) in r.iter().enumerate() {
-            let padded = pad(text, widths[i], *numeric, i == last);
-            out.push_str(&if color && *numeric {
-                Color::Cyan.paint(padded).to_string()
-            } else {
-                padded
-            });
-            if i != last {
-                out.push_str("  ");
-            }
-        }
-        let kept = out.trim_end_matches(' ').len();
-        out.truncate(kept);
-        out.push('\n');
-    }
-    out
-}
-
-fn one_line(s: &str) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
-        .collect();
-    if flat.width() > 80 {
-        let mut cut = String::new();
-        for ch in flat.chars() {
-            if cut.width() >= 79 {
-                break;
-            }
-            cut.push(ch);
-        }
-        cut.push('…');
-        cut
-    } else {
-        flat
-    }
-}
-
-fn pad(s: &str, width: usize, right: bool, last: bool) -> String {
-    let fill = width.saturating_sub(s.width());
-    if right {
-        format!("{}{s}", " ".repeat(fill))
-    } else if last {
-        s.to_string()
-    } else {
-        format!("{s}{}", " ".repeat(fill))
-    }
-}
-
-pub fn key_values(m: &Map, color: bool) -> String {
-    let width = m.keys().map(|k| k.width()).max().unwrap_or(0);
-    let key_style = Style::new().fg(Color::Blue).bold();
-    let mut out = String::new();
-    for (k, v) in m {
-        let key = format!("{:width$}", k.as_str());
-        out.push_str(&if color {
-            key_style.paint(key).to_string()
-        } else {
-            key
-        });
-        out.push_str("  ");
-        let text = cell(v);
-        out.push_str(&if color && is_numeric(v) {
-            Color::Cyan.paint(text).to_string()
-        } else {
-            text
-        });
-        out.push('\n');
-    }
-    out
+    crate::table::table(rows, cols, crate::table::Layout { color, width: None })
 }
 
 #[cfg(test)]

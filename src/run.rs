@@ -6,7 +6,6 @@ use crate::commands;
 use crate::context::Context;
 use crate::error::CliError;
 use crate::exit;
-use clap::Parser;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 
@@ -81,7 +80,7 @@ fn run_argv(mut argv: Vec<OsString>) -> i32 {
         Ok(_) => panic!("OPSH_DEBUG_PANIC is set: a deliberate panic to test the panic hook"),
         Err(_) => {}
     }
-    let mut parsed = Cli::try_parse_from(&argv);
+    let mut parsed = crate::args::parse(&argv);
     // `opsh FILE.rhai ...` is `opsh run FILE.rhai ...`.
     if let Ok(Cli {
         command: Some(Command::Script(words)),
@@ -91,7 +90,7 @@ fn run_argv(mut argv: Vec<OsString>) -> i32 {
         match script_word(&argv, words) {
             Ok(at) => {
                 argv.insert(at, "run".into());
-                parsed = Cli::try_parse_from(&argv);
+                parsed = crate::args::parse(&argv);
             }
             Err(e) => {
                 crate::stdio::err(format_args!("{}", e.render()));
@@ -171,7 +170,10 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
             commands::help::run(ctx, name.as_deref(), markdown)
         }
         #[cfg(feature = "sandbox")]
-        Some(Command::Sandbox { command }) => commands::sandbox::run(ctx, command),
+        Some(Command::Sandbox {
+            command,
+            monitoring,
+        }) => commands::sandbox::run(ctx, command, monitoring),
         #[cfg(not(feature = "sandbox"))]
         Some(Command::Sandbox { .. }) => Err(commands::without_sandbox("`opsh sandbox`")),
         Some(Command::Schedule { file }) => commands::schedule::run(ctx, &file),
@@ -187,6 +189,9 @@ fn run_command(ctx: &Context, command: Option<Command>) -> Result<i32, CliError>
                 .map(|w| w.to_string_lossy())
                 .unwrap_or_default()
         ))),
+        Some(Command::Version) => commands::version::run(),
+        Some(Command::Completions { shell }) => commands::version::completions(shell),
+        Some(Command::Man) => commands::version::man(),
         None if std::io::stdin().is_terminal() => commands::repl::run(ctx),
         None => commands::run::stdin(ctx),
     }

@@ -18,7 +18,11 @@ pub fn run(ctx: &Context, name: Option<&str>, markdown: bool) -> Result<i32, Cli
             let (name, text) = crate::context::read_script(std::path::Path::new(n))?;
             super::run::script_help(&name, &text)?
         }
-        Some(n) => help::lookup(n, color).map_err(CliError::usage)?,
+        Some(n) => match command_help(n) {
+            Some(text) => text,
+            // `opsh help run()`: the script function, not the command.
+            None => help::lookup(n.trim_end_matches("()"), color).map_err(CliError::usage)?,
+        },
     };
     crate::stdio::out(format_args!("{text}"));
     Ok(exit::OK)
@@ -29,4 +33,20 @@ pub fn run(ctx: &Context, name: Option<&str>, markdown: bool) -> Result<i32, Cli
 fn is_script(word: &str) -> bool {
     let p = std::path::Path::new(word);
     p.extension().is_some_and(|e| e == "rhai") || (word.contains('/') && p.is_file())
+}
+
+/// `opsh help run`: the command's `--help`, and a pointer to a script
+/// function of the same name (`run()` in test mode).
+fn command_help(name: &str) -> Option<String> {
+    let mut cmd = crate::args::command();
+    // Building names the usage line `opsh run`, not `run`.
+    cmd.build();
+    let sub = cmd.find_subcommand_mut(name)?;
+    let mut text = sub.render_long_help().to_string();
+    if crate::registry::lookup(name).is_some() {
+        text.push_str(&format!(
+            "\nThe script function `{name}()` is described by `opsh help {name}()`.\n"
+        ));
+    }
+    Some(text)
 }

@@ -12,6 +12,7 @@ pub mod sandbox;
 pub mod schedule;
 pub mod test;
 pub mod timeline;
+pub mod version;
 
 /// `opsh sandbox` and `opsh test --sandbox` in a build without the
 /// `sandbox` feature (the container image): a usage error that says what

@@ -1,4 +1,4 @@
-//! `opsh plan FILE -o plan.json` and `opsh apply plan.json`: a script's
+//! `opsh plan FILE --out plan.json` and `opsh apply plan.json`: a script's
 //! mutations planned from real state and written down, then made exactly
 //! as written, each only while the state it was planned from still holds.
 
@@ -136,7 +136,7 @@ pub fn read(path: &Path) -> Result<Value, CliError> {
             exit::REFUSED,
             format!("{} is not a plan file: {e}", path.display()),
         )
-        .with_hint("make one with `opsh plan SCRIPT -o plan.json`")
+        .with_hint("make one with `opsh plan SCRIPT --out plan.json`")
     })
 }
 

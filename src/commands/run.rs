@@ -434,7 +434,7 @@ fn one_line(err: &rhai::EvalAltResult) -> String {
 fn fleet(ctx: &Context, cfg: &Config, spec: &str) -> Result<i32, CliError> {
     let g = &ctx.global;
     let (kind, pattern) = crate::fleet::parse_spec(spec).map_err(CliError::usage)?;
-    let targets = crate::fleet::matching(&cfg.target_names(kind), &pattern);
+    let targets = cfg.matching_targets(kind, &pattern);
     if targets.is_empty() {
         return Err(CliError::usage(format!(
             "--each-target {spec}: no configured {} target matches {pattern:?}",

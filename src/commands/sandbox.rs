@@ -9,16 +9,37 @@ use crate::error::CliError;
 use crate::exit;
 use crate::sandbox::{Sandbox, Services};
 
-pub fn run(ctx: &Context, command: Option<SandboxCommand>) -> Result<i32, CliError> {
+pub fn run(
+    ctx: &Context,
+    command: Option<SandboxCommand>,
+    monitoring: bool,
+) -> Result<i32, CliError> {
     // Help starts no servers.
     if let Some(SandboxCommand::Run { args, .. }) = &command {
         if args.help {
             return super::run::help(args.file.as_deref(), true);
         }
     }
+    // One announced sandbox per state file: a second would take over the
+    // `sandbox` target and delete the first one's announcement on exit.
+    if command.is_none() {
+        if let Some(pid) = crate::config::running_sandbox() {
+            return Err(CliError::failed(format!(
+                "an opsh sandbox is already running (pid {pid}, announced in {})",
+                crate::config::sandbox_state_file().display()
+            ))
+            .with_hint(
+                "use it (target `sandbox`), stop it first, or run a private one with `opsh sandbox run FILE` (or another XDG_STATE_HOME)",
+            ));
+        }
+    }
     let services = match &command {
-        Some(SandboxCommand::Run { monitoring, .. }) => Services {
-            monitoring: *monitoring,
+        Some(SandboxCommand::Run { .. }) => Services {
+            monitoring,
+            ..Default::default()
+        },
+        None if monitoring => Services {
+            monitoring,
             ..Default::default()
         },
         None => Services::all_available(),
@@ -68,7 +89,7 @@ fn serve(sb: &Sandbox, targets: &[(Kind, String)]) -> Result<i32, CliError> {
             tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
         }
     });
-    let _ = std::fs::remove_file(&file);
+    crate::config::withdraw_sandbox(&file);
     crate::stdio::errln(format_args!("\nsandbox: stopping"));
     Ok(exit::OK)
 }

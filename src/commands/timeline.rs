@@ -455,7 +455,9 @@ pub fn run(ctx: &Context, a: &TimelineArgs) -> Result<i32, CliError> {
     }
     let format = match ctx.global.output {
         crate::args::OutputArg::Json => TimelineFormat::Json,
-        crate::args::OutputArg::Text => a.format,
+        crate::args::OutputArg::Yaml
+        | crate::args::OutputArg::Text
+        | crate::args::OutputArg::Wide => a.format,
     };
     let rendered: Vec<String> = match format {
         TimelineFormat::Text => chosen.iter().map(|r| text(r)).collect(),

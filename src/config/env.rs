@@ -42,6 +42,30 @@ pub(super) fn default_target(kind: Kind) -> Result<Target, ConfigError> {
     ))
 }
 
+/// Whether the kind's own variable (`DATABASE_URL`, not the PG* ones,
+/// which are often set for psql alone) is set.
+pub(super) fn kind_var_set(kind: Kind) -> bool {
+    std::env::var_os(kind.info().env_var).is_some_and(|v| !v.is_empty())
+}
+
+/// Says once per kind that the environment won over `[defaults]`.
+pub(super) fn warn_both(kind: Kind, name: &str) {
+    static WARNED: std::sync::Mutex<Vec<Kind>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    if warned.contains(&kind) {
+        return;
+    }
+    warned.push(kind);
+    let info = kind.info();
+    tracing::warn!(
+        "{var} is set and the config says `[defaults] {k} = \"{name}\"`: using {var} (the environment wins); unset {var} or pass --target {k}={name} to use the config's",
+        var = info.env_var,
+        k = info.name,
+    );
+}
+
 fn from_env(kind: Kind, name: &str, url: String) -> Target {
     Target {
         kind,

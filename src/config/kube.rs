@@ -26,9 +26,18 @@ impl Config {
     /// modules/k8s reads the kubeconfig itself.
     fn resolve_kube(&self, spec: &str) -> Target {
         let kube = self.table(Kind::Kube);
-        let (given, ns) = spec.split_once('/').unwrap_or((spec, ""));
+        let (given, mut ns) = spec.split_once('/').unwrap_or((spec, ""));
+        // The default may name a namespace too (`--target kube=ctx/ns`,
+        // `--context`, `-n`): it applies when the spec names no context.
+        let default = self.default_name(Kind::Kube).cloned().unwrap_or_default();
+        let (default_name, default_ns) = default.split_once('/').unwrap_or((&default, ""));
         let name = match given {
-            "" => self.default_name(Kind::Kube).cloned().unwrap_or_default(),
+            "" => {
+                if ns.is_empty() {
+                    ns = default_ns;
+                }
+                default_name.to_string()
+            }
             g => g.to_string(),
         };
         let entry = kube.get(&name).or_else(|| {

@@ -18,7 +18,7 @@ pub use kinds::{Kind, KindInfo};
 pub use kube::{kube_current_context, IN_CLUSTER};
 pub use notify::{NotifyConfig, NotifyKind};
 pub use paths::{config_dir, data_dir, home, state_dir};
-pub use sandbox::{announce_sandbox, sandbox_state_file};
+pub use sandbox::{announce_sandbox, running_sandbox, sandbox_state_file, withdraw_sandbox};
 pub use target::Target;
 
 use crate::redact;
@@ -46,6 +46,9 @@ pub struct Config {
 pub struct Defaults {
     /// `KIND = "NAME"`: the target a script gets when it names none.
     targets: BTreeMap<Kind, String>,
+    /// Kinds whose default this run chose (`--target`, `:target`, the
+    /// sandbox) rather than the config file: these beat the environment.
+    chosen: std::collections::BTreeSet<Kind>,
     /// Per-call timeout for primitives, e.g. "30s".
     pub timeout: Option<String>,
     pub max_operations: Option<u64>,
@@ -86,6 +89,11 @@ pub struct TargetConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub protected: bool,
+    /// Announced by a running `opsh sandbox`, not configured: a glob
+    /// (`--each-target 'pg:*'`, `targets("pg")`) includes it only when it
+    /// names it.
+    #[serde(skip)]
+    pub announced: bool,
     pub description: Option<String>,
     /// kube only: the kubeconfig context (default: the target's name, or
     /// the file's current context when `kubeconfig`/`url` names a file).
@@ -116,14 +124,6 @@ fn err(message: impl Into<String>, hint: Option<String>) -> ConfigError {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, col)
-}
-
 /// A TOML parser's message, fit to show: serde quotes a value of the wrong
 /// type (`invalid type: string "hunter2", expected a boolean`), which may
 /// be a password typed on the wrong line, so quoted values are left out;
@@ -144,6 +144,39 @@ fn shown_parse_error(message: &str, text: &str) -> String {
     crate::redact::file_error(&out, text)
 }
 
+/// `FILE:LINE:COLUMN: message`, and the line itself in the hint, as a
+/// compiler says it (toml gives a byte span).
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = shown_parse_error(e.message().trim_end(), text);
+    let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+        return err(
+            format!("invalid config {}: {message}", path.display()),
+            Some("see docs/config.md for the format".into()),
+        );
+    };
+    let before = text.get(..start).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let source = text[line_start..].lines().next().unwrap_or("").trim_end();
+    // The line may hold a secret (a URL's password, `password = ...`).
+    let key = source.split('=').next().unwrap_or("").trim();
+    let source = if crate::redact::is_secret_key(key) {
+        format!("{key} = ***")
+    } else {
+        crate::redact::redact(source)
+    };
+    err(
+        format!(
+            "invalid config {}:{line}:{column}: {message}",
+            path.display()
+        ),
+        Some(format!(
+            "line {line} reads `{source}`; see docs/config.md for the format"
+        )),
+    )
+}
+
 impl Config {
     /// `explicit` comes from `--config` or `OPSH_CONFIG`; a missing explicit
     /// file is an error, a missing default file is not.
@@ -157,21 +190,8 @@ impl Config {
         };
         let mut cfg = match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let mut cfg: Config = toml::from_str(&text).map_err(|e| {
-                    let at = e
-                        .span()
-                        .map(|s| line_col(&text, s.start))
-                        .map(|(l, c)| format!(" at line {l}, column {c}"))
-                        .unwrap_or_default();
-                    err(
-                        format!(
-                            "invalid config {}{at}: {}",
-                            path.display(),
-                            shown_parse_error(e.message(), &text)
-                        ),
-                        Some("see docs/config.md for the format".into()),
-                    )
-                })?;
+                let mut cfg: Config =
+                    toml::from_str(&text).map_err(|e| toml_error(&path, &text, &e))?;
                 cfg.path = Some(path);
                 cfg
             }
@@ -198,6 +218,33 @@ impl Config {
 
     pub fn set_default(&mut self, kind: Kind, name: &str) {
         self.defaults.targets.insert(kind, name.to_string());
+        self.defaults.chosen.insert(kind);
+    }
+
+    /// Whether the default of `kind` was chosen for this run (a flag, the
+    /// console) rather than read from the config file.
+    pub fn default_chosen(&self, kind: Kind) -> bool {
+        self.defaults.chosen.contains(&kind)
+    }
+
+    /// `--context`/`-n` and the console's `:context`/`:ns`: the kube
+    /// default becomes `CONTEXT/NAMESPACE`, each part given replacing that
+    /// part of the current default (or the kubeconfig's current context).
+    pub fn narrow_kube(&mut self, context: Option<&str>, namespace: Option<&str>) {
+        if context.is_none() && namespace.is_none() {
+            return;
+        }
+        let current = self.default_name(Kind::Kube).cloned().unwrap_or_default();
+        let (c, n) = current.split_once('/').unwrap_or((&current, ""));
+        let c = match context {
+            Some(c) => c.to_string(),
+            // Named, so the prompt and messages say which context.
+            None if c.is_empty() => kube_current_context(None).unwrap_or_default(),
+            None => c.to_string(),
+        };
+        let n = namespace.unwrap_or(n);
+        let spec = if n.is_empty() { c } else { format!("{c}/{n}") };
+        self.set_default(Kind::Kube, &spec);
     }
 
     /// Adds (or replaces) a named target, as the sandbox does.
@@ -215,5 +262,18 @@ impl Config {
 
     pub fn target_names(&self, kind: Kind) -> Vec<String> {
         self.table(kind).keys().cloned().collect()
+    }
+
+    /// The targets a fleet glob selects, sorted. An announced sandbox
+    /// joins only when the pattern is its name: `pg:*` on a laptop with a
+    /// sandbox running must not quietly add it to a production fleet.
+    pub fn matching_targets(&self, kind: Kind, pattern: &str) -> Vec<String> {
+        let names: Vec<String> = self
+            .table(kind)
+            .iter()
+            .filter(|(name, t)| !t.announced || name.as_str() == pattern)
+            .map(|(name, _)| name.clone())
+            .collect();
+        crate::fleet::matching(&names, pattern)
     }
 }

@@ -181,6 +181,13 @@ pub(super) fn resolve_url(
         }
         Some(name) => cfg.named(kind, name),
         None => match cfg.default_name(kind) {
+            // The environment beats the config file's `[defaults]`, as in
+            // twelve-factor tools and the AWS CLI: a variable exported for
+            // this shell is the more specific choice. `--target` beats both.
+            Some(name) if !cfg.default_chosen(kind) && env::kind_var_set(kind) => {
+                env::warn_both(kind, name);
+                env::default_target(kind)
+            }
             Some(name) => cfg.named(kind, name),
             None => env::default_target(kind),
         },

@@ -184,20 +184,38 @@ fn send_error(e: reqwest::Error, url: &str) -> OpError {
             .with_cause(cause)
             .with_hint(hint);
     }
-    if e.is_timeout() {
+    let host = url::Url::parse(url).ok().map(|u| {
+        format!(
+            "{}:{}",
+            u.host_str().unwrap_or("?"),
+            u.port_or_known_default().unwrap_or(0)
+        )
+    });
+    if e.is_connect() {
+        if let Some(e) = crate::netcause::connect_error(
+            &cause,
+            "the service",
+            url,
+            host.as_deref().unwrap_or(url),
+        ) {
+            return e;
+        }
+    }
+    if e.is_timeout() && e.is_connect() {
+        OpError::new(
+            crate::dispatch::ErrorKind::Timeout,
+            format!("connecting to {url} timed out"),
+        )
+        .with_cause(cause)
+        .with_hint("no answer at all: a firewall drops the packets, or the host is down")
+    } else if e.is_timeout() {
         OpError::new(
             crate::dispatch::ErrorKind::Timeout,
             format!("request to {url} timed out"),
         )
         .with_cause(cause)
+        .with_hint("the connection was made; the server did not finish answering in time (opts timeout, --call-timeout)")
     } else if e.is_connect() {
-        let host = url::Url::parse(url).ok().map(|u| {
-            format!(
-                "{}:{}",
-                u.host_str().unwrap_or("?"),
-                u.port_or_known_default().unwrap_or(0)
-            )
-        });
         OpError::failed(format!("cannot connect to {url}"))
             .with_cause(cause)
             .with_hint(format!(

@@ -67,11 +67,10 @@ fn names(call: &Call) -> Result<Vec<String>, OpError> {
             .with_hint(format!("kinds: {}", Kind::ALL.map(Kind::name).join(", ")))
     })?;
     let pattern = call.opt_str("pattern")?.unwrap_or_else(|| "*".into());
-    let all = match call.session.config.read() {
-        Ok(c) => c.target_names(kind),
-        Err(p) => p.into_inner().target_names(kind),
-    };
-    Ok(crate::fleet::matching(&all, &pattern))
+    Ok(match call.session.config.read() {
+        Ok(c) => c.matching_targets(kind, &pattern),
+        Err(p) => p.into_inner().matching_targets(kind, &pattern),
+    })
 }
 
 pub const TARGETS: Primitive = Primitive::read("targets", targets)

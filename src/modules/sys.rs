@@ -24,7 +24,7 @@ pub const SHOW: Primitive = Primitive::read("show", show)
         opt("columns", Ty::OneOf(&[Ty::List(&Ty::Str), Ty::Record(SHOW_OPTS)])),
     ])
     .doc("Render a value for the operator: a table for an array of maps, key/value lines for a map.\n\
-          `columns` orders (and selects) a table's columns; `#{columns, name}` also names the document. Colour on a TTY (off with NO_COLOR or when piped). With `--output json` every show prints one JSON document per line (the value, or `{\"name\": .., \"value\": ..}` when named), and stdout carries nothing else: print() goes to stderr.")
+          `columns` orders (and selects) a table's columns. On a terminal a table fits its width (the widest text columns are cut with …, one line per row); piped, nothing is cut. Ages, bytes and durations read humanized (`2m10s`, `920 KiB`) in text only. Declared results show their default columns; `-o wide` shows all. Colour on a TTY (status words FAIL/WARN/OK in red/yellow/green; off with NO_COLOR or when piped). With `-o json` (or `-o yaml`) every show prints one document per line, raw numbers (the value, or `{\"name\": .., \"value\": ..}` when named with `#{name}`), and stdout carries nothing else: print() goes to stderr.")
     .example(r#"show([#{name: "db", ok: true}, #{name: "cache", ok: false}], #{name: "services", columns: ["name", "ok"]})"#)
     .class(Class::Show);
 

@@ -323,7 +323,7 @@ fn replay(call: &mut Call) -> Result<Dynamic, OpError> {
 pub const RUN_OPTIONS: Primitive = Primitive::read("run_options", run_options)
     .returns(Ty::Record(&[
         field("dry_run", Ty::Bool),
-        field("output", Ty::Str).doc("\"text\" or \"json\" (--output)"),
+        field("output", Ty::Str).doc("\"text\", \"wide\", \"json\" or \"yaml\" (--output, -o)"),
         field("only", Ty::List(&Ty::Str)).doc("--only patterns"),
         field("skip", Ty::List(&Ty::Str)).doc("--skip patterns"),
         field("test", Ty::Bool).doc("running under opsh test"),
@@ -338,6 +338,8 @@ fn run_options(call: &mut Call) -> Result<Dynamic, OpError> {
     let list = |v: &[String]| Dynamic::from_array(v.iter().cloned().map(Dynamic::from).collect());
     let output = match s.out.format {
         crate::output::Format::Json => "json",
+        crate::output::Format::Yaml => "yaml",
+        crate::output::Format::Text if s.out.wide => "wide",
         crate::output::Format::Text => "text",
     };
     Ok(Dynamic::from_map(map_of([

@@ -184,6 +184,76 @@ pub fn column_order(columns: &[String]) -> Option<Vec<String>> {
         })
 }
 
+/// The declared table whose fields cover every column, as `column_order`
+/// finds it: its `wide` flags say which columns a default table leaves out.
+pub fn declared_table(columns: &[String]) -> Option<&'static [Field]> {
+    static TABLES: std::sync::OnceLock<Vec<&'static [Field]>> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let mut tables = Vec::new();
+        for p in all() {
+            declared_tables(&p.returns, &mut tables);
+        }
+        tables
+    });
+    tables.iter().copied().find(|fields| {
+        columns
+            .iter()
+            .all(|c| fields.iter().any(|f| f.name == c.as_str()))
+    })
+}
+
+/// The key order of a result map: the declared record (or table row) that
+/// names the most of these keys (at least half of them), its fields first
+/// in declared order, then the keys it does not declare as they are.
+/// Rhai maps are sorted by key, so `show(pg.stats())` would otherwise list
+/// its fields alphabetically.
+pub fn field_order(keys: &[String]) -> Option<Vec<String>> {
+    static RECORDS: std::sync::OnceLock<Vec<&'static [Field]>> = std::sync::OnceLock::new();
+    let records = RECORDS.get_or_init(|| {
+        let mut out = Vec::new();
+        for p in all() {
+            declared_records(&p.returns, &mut out);
+        }
+        out
+    });
+    let known = |fields: &[Field]| {
+        keys.iter()
+            .filter(|k| fields.iter().any(|f| f.name == k.as_str()))
+            .count()
+    };
+    let best = records
+        .iter()
+        .copied()
+        .map(|f| (known(f), f))
+        .filter(|(n, _)| *n > 0 && n * 2 >= keys.len())
+        // Most keys named; of those, the tightest declaration.
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.len().cmp(&a.1.len())))?
+        .1;
+    let mut order: Vec<String> = best
+        .iter()
+        .filter(|f| keys.iter().any(|k| k.as_str() == f.name))
+        .map(|f| f.name.to_string())
+        .collect();
+    order.extend(
+        keys.iter()
+            .filter(|k| !best.iter().any(|f| f.name == k.as_str()))
+            .cloned(),
+    );
+    Some(order)
+}
+
+fn declared_records(t: &Ty, out: &mut Vec<&'static [Field]>) {
+    match t {
+        Ty::Rows(f) | Ty::Record(f) | Ty::Fields(f) => {
+            out.push(f);
+            f.iter().for_each(|f| declared_records(&f.ty, out));
+        }
+        Ty::OneOf(ts) => ts.iter().for_each(|t| declared_records(t, out)),
+        Ty::List(t) => declared_records(t, out),
+        _ => {}
+    }
+}
+
 fn declared_tables(t: &Ty, out: &mut Vec<&'static [Field]>) {
     match t {
         Ty::Rows(f) => {

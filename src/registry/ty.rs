@@ -57,11 +57,18 @@ pub struct Field {
     pub ty: Ty,
     /// What it means, when its name does not say (units, "() when ...").
     pub doc: &'static str,
+    /// A table shows this column only with `-o wide` (as kubectl's).
+    pub wide: bool,
 }
 
 /// A field or option key: `field("limit", Ty::Int)`.
 pub const fn field(name: &'static str, ty: Ty) -> Field {
-    Field { name, ty, doc: "" }
+    Field {
+        name,
+        ty,
+        doc: "",
+        wide: false,
+    }
 }
 
 /// Option keys or fields from several lists, as one list: a filter shared
@@ -87,6 +94,12 @@ pub const fn join<const N: usize>(parts: &[&[Field]]) -> [Field; N] {
 impl Field {
     pub const fn doc(self, doc: &'static str) -> Field {
         Field { doc, ..self }
+    }
+
+    /// Shown in tables only with `-o wide`: detail that would crowd out the
+    /// columns people scan (kubectl's default and wide columns).
+    pub const fn wide(self) -> Field {
+        Field { wide: true, ..self }
     }
 }
 

@@ -28,6 +28,16 @@ pub const COMMANDS: &[MetaCommand] = &[
         doc: "switch the default target of a kind (pg, redis, prom, kube)",
     },
     MetaCommand {
+        name: "context",
+        args: "NAME",
+        doc: "switch the Kubernetes context (as kubectl's --context)",
+    },
+    MetaCommand {
+        name: "ns",
+        args: "NAMESPACE",
+        doc: "switch the Kubernetes namespace (as kubectl's -n)",
+    },
+    MetaCommand {
         name: "audit",
         args: "",
         doc: "this session's audited actions",

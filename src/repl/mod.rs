@@ -375,6 +375,8 @@ impl Repl {
             ("dry-run", ["off"]) => self.session.set_dry_run(false),
             ("target", []) => self.list_targets(),
             ("target", [kind, name]) => self.switch_target(kind, name)?,
+            ("context", [name]) => self.narrow_kube(Some(name), None),
+            ("ns", [name]) => self.narrow_kube(None, Some(name)),
             ("audit", []) => self.audit(),
             ("clear", []) => {
                 let _ = editor.clear_screen();
@@ -405,7 +407,9 @@ impl Repl {
             .ast
             .iter_functions()
             .map(|f| f.name.to_string())
-            .filter(|n| !before.contains(n))
+            // Closures compile to functions named `anon$HASH`: not
+            // something the file defines for the operator to call.
+            .filter(|n| !before.contains(n) && !n.starts_with("anon$"))
             .collect();
         if !added.is_empty() {
             self.session
@@ -451,7 +455,9 @@ impl Repl {
             return Ok(());
         };
         let names = cfg.target_names(k);
-        if !names.iter().any(|n| n == name) {
+        // A kube name may be a kubeconfig context (`sandbox-viewer`) or
+        // `CONTEXT/NAMESPACE`, as `--target kube=...` takes it.
+        if k != Kind::Kube && !names.iter().any(|n| n == name) {
             let hint = crate::registry::suggest(name, names.iter().map(String::as_str))
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| format!("configured {kind} targets: {}", names.join(", ")));
@@ -461,6 +467,12 @@ impl Repl {
         }
         cfg.set_default(k, name);
         Ok(())
+    }
+
+    fn narrow_kube(&self, context: Option<&str>, namespace: Option<&str>) {
+        if let Ok(mut cfg) = self.session.config.write() {
+            cfg.narrow_kube(context, namespace);
+        }
     }
 
     /// This session's records in the audit log (one run id per session).

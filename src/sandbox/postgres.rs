@@ -24,6 +24,21 @@ pub fn bindir() -> Result<PathBuf, SandboxError> {
         .ok_or_else(|| err("PostgreSQL server binaries not found: install them (`apt-get install postgresql`) or set OPSH_PG_BINDIR"))
 }
 
+/// A file only its owner may read (0600 from the start, not chmod after).
+fn write_private(path: &Path, text: &str) -> Result<(), SandboxError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+}
+
 fn random_password() -> String {
     (0..24).map(|_| fastrand::alphanumeric()).collect()
 }
@@ -41,6 +56,12 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError
     let uid = unsafe { libc::geteuid() };
     let final_dir = std::env::temp_dir().join(format!("opsh-pg-template-{uid}-{tag}"));
     if final_dir.join("data/PG_VERSION").is_file() && final_dir.join("password").is_file() {
+        // A template from an older opsh wrote it world-readable.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(
+            final_dir.join("password"),
+            std::fs::Permissions::from_mode(0o600),
+        );
         return Ok(final_dir);
     }
     let build = std::env::temp_dir().join(format!(
@@ -50,7 +71,7 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, SandboxError
     ));
     std::fs::create_dir_all(&build).map_err(|e| err(format!("mkdir {}: {e}", build.display())))?;
     let password = random_password();
-    std::fs::write(build.join("password"), &password).map_err(|e| err(e.to_string()))?;
+    write_private(&build.join("password"), &password)?;
     chown_tree(&build, ids)?;
     let log = build.join("initdb.log");
     let mut cmd = Command::new(bin.join("initdb"));
@@ -105,7 +126,36 @@ impl Postgres {
             return Err(err("copying the PostgreSQL template failed"));
         }
         give_to(dir, ids)?;
-        launch(&bin, dir, ids, password, &[])
+        let mut pg = launch(&bin, dir, ids, password, &[])?;
+        pg.own_password(&bin, dir)?;
+        Ok(pg)
+    }
+
+    /// Every sandbox starts from one template, and so with its password:
+    /// each instance sets its own, kept in `dir/password` (0600), so one
+    /// sandbox's credentials do not open another's.
+    fn own_password(&mut self, bin: &Path, dir: &Path) -> Result<(), SandboxError> {
+        let fresh = random_password();
+        let out = Command::new(bin.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", &self.user, "-d", "postgres", "-c"])
+            // Alphanumeric: nothing to quote.
+            .arg(format!("ALTER ROLE {} PASSWORD '{fresh}'", self.user))
+            .env("PGPASSWORD", &self.password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .map_err(|e| err(format!("psql: {e}")))?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "setting the sandbox's own password failed: {}",
+                crate::redact::redact(String::from_utf8_lossy(&out.stderr).trim())
+            )));
+        }
+        crate::redact::register_secret(&fresh);
+        write_private(&dir.join("password"), &fresh)?;
+        self.password = fresh;
+        Ok(())
     }
 
     /// A hot standby of this server in `dir`: a base backup over the

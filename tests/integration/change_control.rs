@@ -289,7 +289,7 @@ fn a_plan_changes_nothing_and_apply_makes_exactly_its_mutations() {
     let url = sb.pg_url();
     pg_exec(&url, "create table marks(n int);");
     let env = plan_env(&k, &url, "");
-    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+    env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .env("USER", "alice")
         .run()
         .assert_code(0)
@@ -330,7 +330,7 @@ fn apply_stops_before_a_drifted_step_with_nothing_changed() {
     let url = sb.pg_url();
     pg_exec(&url, "create table marks(n int);");
     let env = plan_env(&k, &url, "");
-    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+    env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .run()
         .assert_code(0);
     // Another actor scales in between.
@@ -351,7 +351,7 @@ fn a_tampered_or_expired_plan_is_refused() {
     let url = sb.pg_url();
     pg_exec(&url, "create table marks(n int);");
     let env = plan_env(&k, &url, "[plan]\nttl = \"2s\"\n");
-    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+    env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .run()
         .assert_code(0);
     let good = std::fs::read_to_string(env.path("plan.json")).unwrap();
@@ -398,7 +398,7 @@ fn approvals_are_required_signed_and_never_by_the_planner() {
             key.display()
         ),
     );
-    env.opsh(["plan", "change.rhai", "-o", "plan.json"])
+    env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .env("USER", "alice")
         .run()
         .assert_code(0);

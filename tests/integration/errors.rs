@@ -85,8 +85,10 @@ fn unreachable_postgres_names_host_and_hint() {
         .pg(&format!("postgres://app@127.0.0.1:{port}/db"))
         .run()
         .assert_code(2)
-        .assert_stderr_contains("cannot connect to DATABASE_URL")
-        .assert_stderr_contains(&format!("is PostgreSQL running on 127.0.0.1:{port}?"));
+        .assert_stderr_contains(&format!(
+            "127.0.0.1:{port} refused the connection to DATABASE_URL"
+        ))
+        .assert_stderr_contains("is PostgreSQL running, and on this port?");
 }
 
 #[test]

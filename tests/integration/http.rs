@@ -114,7 +114,8 @@ fn connection_refused_is_clear() {
     env.script(&format!("http.get(\"http://127.0.0.1:{port}/\")"))
         .run()
         .assert_code(2)
-        .assert_stderr_contains(&format!("is the service listening on 127.0.0.1:{port}?"));
+        .assert_stderr_contains(&format!("127.0.0.1:{port} refused the connection"))
+        .assert_stderr_contains("nothing listens on that port");
 }
 
 #[test]

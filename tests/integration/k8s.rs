@@ -547,7 +547,9 @@ fn rollout_status_fails_when_the_rollout_is_stuck() {
     env
         .script(r#"k8s.set_image("api", "api", "registry.example/api:does-not-exist"); k8s.rollout_status("api", #{timeout: "2s"})"#)
         .kube(&k)
-        .run().assert_code(4).assert_stderr_contains("rollout of api not complete after 2s");
+        .run().assert_code(4).assert_stderr_contains("rollout of api not complete after 2s")
+        // The timeout names the pod that holds it back, and why.
+        .assert_stderr_contains("is waiting: ImagePullBackOff");
     let bad = k
         .objects("Pod", "default")
         .into_iter()

@@ -35,4 +35,5 @@ mod safety;
 mod safety_modules;
 mod sandbox;
 mod script_args;
+mod terminal;
 mod unattended;

@@ -281,8 +281,8 @@ fn a_stopped_prometheus_is_a_clear_error_within_the_timeout() {
         started.elapsed()
     );
     r.assert_code(2)
-        .assert_stderr_contains("cannot connect to prom")
-        .assert_stderr_contains("is prom running");
+        .assert_stderr_contains("refused the connection to PROMETHEUS_URL")
+        .assert_stderr_contains("is prom running, and on this port?");
 }
 
 /// A loopback server that answers every connection with `reply`, or

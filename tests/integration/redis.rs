@@ -48,7 +48,8 @@ fn unreachable_redis_is_a_clear_error() {
         .run()
         .assert_code(2)
         .assert_stderr_contains("redis.ping failed")
-        .assert_stderr_contains(&format!("is Redis running on 127.0.0.1:{port}?"));
+        .assert_stderr_contains(&format!("127.0.0.1:{port} refused the connection"))
+        .assert_stderr_contains("is Redis running, and on this port?");
 }
 
 #[test]
@@ -265,7 +266,7 @@ fn parallel_fans_out_with_per_target_errors() {
         assert_eq!(lines[i], format!("true {}", s.redis().port));
     }
     assert_eq!(lines[4], "false ");
-    assert!(lines[5].contains("cannot talk to"), "{}", r.stdout);
+    assert!(lines[5].contains("refused the connection"), "{}", r.stdout);
 }
 
 #[test]

@@ -374,10 +374,15 @@ fn piped_stdin_runs_as_a_script_without_prompt_or_colour() {
 fn meta_commands_load_switch_targets_and_dry_run_and_suggest() {
     let env = Env::new();
     env.write_config("[pg.prod]\nurl = \"postgres://app@127.0.0.1:1/app\"\nprotected = true\n");
-    env.write("lib.rhai", "fn greet(who) {\n  \"hello \" + who\n}\n");
+    env.write(
+        "lib.rhai",
+        "fn greet(who) {\n  \"hello \" + who\n}\nlet twice = |x| x * 2;\n",
+    );
     let t = Tty::start(&env, &[]);
     t.line(":load lib.rhai");
-    t.wait_prompts(2);
+    let s = t.wait_prompts(2);
+    // Closures compile to `anon$HASH` functions: not listed.
+    assert!(s.contains("defines greet") && !s.contains("anon$"), "{s}");
     t.line("greet(\"ops\")");
     t.wait_for("loaded function runs", |s| s.contains("hello ops"));
     t.line(":target pg prod");
@@ -548,4 +553,30 @@ fn a_typed_confirmation_is_audited_and_an_interrupted_exec_says_what_became_of_i
     );
     assert_eq!(pg_scalar(&url, "select v::bigint from t"), 1);
     assert!(!t.screen().contains("[opsh exited"), "{}", t.screen());
+}
+
+/// `:target kube CONTEXT` takes a kubeconfig context as the CLI does, and
+/// `:context`/`:ns` switch as kubectl's `--context`/`-n`.
+#[test]
+fn console_switches_kube_context_and_namespace() {
+    let k = kube();
+    k.wait_rolled_out("api");
+    let env = Env::new();
+    let t = Tty::start(&env, &[("KUBECONFIG", &k.kubeconfig())]);
+    t.line(":target kube sandbox-viewer");
+    t.wait_for("the context in the prompt", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox-viewer]>")
+    });
+    t.line("k8s.can_i(\"patch\", \"deployments\")");
+    t.wait_for("the viewer may not patch", |s| s.contains("\nfalse"));
+    t.line(":ns kube-system");
+    t.wait_for("the namespace in the prompt", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox-viewer/kube-system]>")
+    });
+    t.line("`deployments ${k8s.deployments().len()}`");
+    t.wait_for("none in kube-system", |s| s.contains("deployments 0"));
+    t.line(":context sandbox");
+    t.wait_for("the context switched, the namespace kept", |s| {
+        s.lines().last() == Some("opsh [kube:sandbox/kube-system]>")
+    });
 }

@@ -83,7 +83,20 @@ pub struct Finished {
 
 /// Runs a client program to the end under the call's deadline and
 /// cancellation; a cancelled or timed-out call kills it.
-pub fn run(call: &Call, mut cmd: tokio::process::Command, name: &str) -> Result<Finished, OpError> {
+pub fn run(call: &Call, cmd: tokio::process::Command, name: &str) -> Result<Finished, OpError> {
+    run_watching(call, cmd, name, name, None)
+}
+
+/// `run`, with progress after a second: `label` (`pg_dump of prod`), and
+/// how much `output` (the file being written) has grown.
+pub fn run_watching(
+    call: &Call,
+    mut cmd: tokio::process::Command,
+    name: &str,
+    label: &str,
+    output: Option<&std::path::Path>,
+) -> Result<Finished, OpError> {
+    let _progress = crate::progress::start(label, output.map(std::path::Path::to_path_buf));
     cmd.kill_on_drop(true)
         .stdin(std::process::Stdio::null())
         .env("TZ", "UTC");

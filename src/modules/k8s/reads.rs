@@ -53,8 +53,8 @@ pub const DEPLOYMENT: &[Field] = &[
     field("ready", Ty::Int),
     field("updated", Ty::Int).doc("replicas running the current template"),
     field("available", Ty::Int),
-    field("images", Ty::Str).doc("the containers' images, comma-separated"),
-    field("revision", Ty::Int),
+    field("images", Ty::Str).doc("the containers' images, comma-separated").wide(),
+    field("revision", Ty::Int).wide(),
     field("progressing", Ty::Str)
         .doc("reason of the Progressing condition (\"NewReplicaSetAvailable\", \"ProgressDeadlineExceeded\"...); \"\" without one"),
     field("age", Ty::Int).doc("seconds since creation"),
@@ -116,18 +116,18 @@ fn deployments(call: &mut Call) -> Result<Dynamic, OpError> {
 
 const POD: &[Field] = &[
     field("name", Ty::Str),
-    field("phase", Ty::Str).doc("Pending, Running, Succeeded, Failed or Unknown"),
+    field("phase", Ty::Str).doc("Pending, Running, Succeeded, Failed or Unknown").wide(),
     field("status", Ty::Str)
         .doc("as kubectl's STATUS: a container's waiting reason (\"CrashLoopBackOff\", \"ImagePullBackOff\"...), else its terminated reason (\"Completed\", \"Error\", \"OOMKilled\"), else the phase; \"Terminating\" while it is deleted"),
     field("ready", Ty::Bool).doc("the pod's Ready condition"),
     field("restarts", Ty::Int).doc("of all its containers"),
     field("last_termination", Ty::Str)
-        .doc("why a container last exited, e.g. \"OOMKilled\"; () when none has"),
-    field("node", Ty::Str),
-    field("ip", Ty::Str),
+        .doc("why a container last exited, e.g. \"OOMKilled\"; () when none has").wide(),
+    field("node", Ty::Str).wide(),
+    field("ip", Ty::Str).wide(),
     field("age", Ty::Int).doc("seconds since creation"),
-    field("owner", Ty::Str).doc("name of its owner (a ReplicaSet, a Job...); \"\" without one"),
-    field("uid", Ty::Str).doc("for k8s.delete_pod's uid precondition"),
+    field("owner", Ty::Str).doc("name of its owner (a ReplicaSet, a Job...); \"\" without one").wide(),
+    field("uid", Ty::Str).doc("for k8s.delete_pod's uid precondition").wide(),
 ];
 
 pub fn pod_row(p: &Value) -> Map {

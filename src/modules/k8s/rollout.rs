@@ -69,7 +69,8 @@ pub fn wait_rollout(
     let started = Instant::now();
     let out = &call.session.out;
     let what = format!("rollout status {name}");
-    call.block_on(async {
+    let bar = crate::progress::start(format!("waiting for the rollout of {name}"), None);
+    let result = call.block_on(async {
         let mut last = String::new();
         let mut judge = |d: &Value| -> Result<Option<Value>, OpError> {
             match waiting_for(d) {
@@ -78,6 +79,7 @@ pub fn wait_rollout(
                     "see k8s.events(#{{involved: \"{name}\"}}) and k8s.pods(#{{not_ready: true}}); k8s.rollout_undo(\"{name}\") returns to the previous revision"
                 ))),
                 Ok(Some(msg)) => {
+                    bar.set(msg.clone());
                     if started.elapsed() >= timeout {
                         return Err(OpError::new(crate::dispatch::ErrorKind::Timeout, format!("rollout of {name} not complete after {}: {msg}", humantime::format_duration(timeout)))
                             .with_hint("raise #{timeout: \"10m\"} if it is slow, or look at k8s.pods(#{not_ready: true}) and k8s.events()"));
@@ -133,6 +135,74 @@ pub fn wait_rollout(
                 }
             }
         }
+    });
+    bar.finish();
+    match result {
+        // A timeout says which pod holds the rollout back, and why.
+        Err(e) if e.kind == crate::dispatch::ErrorKind::Timeout && e.cancelled.is_none() => {
+            let blocking = call
+                .block_on(async { Ok(blocking_pod(k, &path).await) })
+                .ok()
+                .flatten();
+            Err(match blocking {
+                Some(why) => OpError {
+                    message: format!("{}; {why}", e.message),
+                    ..e
+                },
+                None => e,
+            })
+        }
+        other => other,
+    }
+}
+
+/// The first pod of the deployment that is not ready, with the reason its
+/// container waits (`ImagePullBackOff`) and the kubelet's message.
+async fn blocking_pod(k: &Kube, deploy: &str) -> Option<String> {
+    let d = k.request("GET", deploy, None, None).await.ok()?;
+    let labels = d["spec"]["selector"]["matchLabels"].as_object()?;
+    let selector: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+        .collect();
+    let path = format!(
+        "/api/v1/namespaces/{}/pods?labelSelector={}",
+        k.namespace,
+        enc(&selector.join(","))
+    );
+    let list = k.request("GET", &path, None, None).await.ok()?;
+    let pods = super::api::items(&list);
+    let ready = |p: &Value| {
+        p["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    };
+    // A waiting container names the cause; else any pod not ready.
+    let waiting = |p: &Value| {
+        p["status"]["containerStatuses"]
+            .as_array()?
+            .iter()
+            .find_map(|c| {
+                let w = &c["state"]["waiting"];
+                let reason = w["reason"].as_str()?;
+                Some(match w["message"].as_str() {
+                    Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                    _ => reason.to_string(),
+                })
+            })
+    };
+    let pod = pods
+        .iter()
+        .filter(|p| !ready(p))
+        .max_by_key(|p| waiting(p).is_some())?;
+    let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+    Some(match waiting(pod) {
+        Some(why) => format!("pod {name} is waiting: {why}"),
+        None => format!(
+            "pod {name} is not ready (phase {})",
+            pod["status"]["phase"].as_str().unwrap_or("unknown")
+        ),
     })
 }
 

@@ -92,9 +92,17 @@ pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
                 .with_cause(io)
                 .with_hint(TLS_HINT)
         }
-        sqlx::Error::Io(io) => OpError::failed(format!("cannot connect to {}", t.display()))
-            .with_cause(io)
-            .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432))),
+        sqlx::Error::Io(io) => crate::netcause::connect_error(
+            &io.to_string(),
+            "PostgreSQL",
+            &t.display(),
+            &t.host_port(5432),
+        )
+        .unwrap_or_else(|| {
+            OpError::failed(format!("cannot connect to {}", t.display()))
+                .with_cause(io)
+                .with_hint(format!("is PostgreSQL running on {}?", t.host_port(5432)))
+        }),
         sqlx::Error::PoolTimedOut => OpError::new(
             ErrorKind::Timeout,
             format!("timed out connecting to {}", t.display()),

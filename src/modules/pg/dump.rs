@@ -191,7 +191,8 @@ fn dump(call: &mut Call) -> Result<Dynamic, OpError> {
     }
     conn.apply(&mut cmd);
     let started = Instant::now();
-    let done = match tools::run(call, cmd, "pg_dump") {
+    let label = format!("pg_dump of {}", t.name);
+    let done = match tools::run_watching(call, cmd, "pg_dump", &label, Some(&r.path)) {
         Ok(d) => d,
         Err(e) => {
             remove_path(&r.path);

@@ -55,19 +55,25 @@ pub const SESSION: &[Field] = &[
     field("user", Ty::Str),
     field("database", Ty::Str),
     field("application", Ty::Str),
-    field("client_addr", Ty::Str).doc("() for a Unix socket"),
-    field("backend_type", Ty::Str),
+    field("client_addr", Ty::Str)
+        .doc("() for a Unix socket")
+        .wide(),
+    field("backend_type", Ty::Str).wide(),
     field("state", Ty::Str),
     field("state_s", Ty::Float).doc("seconds in the current state"),
     field("query_s", Ty::Float).doc("seconds since the last query started"),
-    field("xact_s", Ty::Float).doc("seconds since the transaction started; () outside one"),
-    field("backend_s", Ty::Float).doc("seconds since the session started"),
-    field("wait_event_type", Ty::Str),
+    field("xact_s", Ty::Float)
+        .doc("seconds since the transaction started; () outside one")
+        .wide(),
+    field("backend_s", Ty::Float)
+        .doc("seconds since the session started")
+        .wide(),
+    field("wait_event_type", Ty::Str).wide(),
     field("wait_event", Ty::Str),
     field("query", Ty::Str).doc("the first 300 characters"),
-    field("query_start", Ty::Str).doc("RFC 3339"),
-    field("state_change", Ty::Str).doc("RFC 3339"),
-    field("backend_start", Ty::Str).doc("RFC 3339"),
+    field("query_start", Ty::Str).doc("RFC 3339").wide(),
+    field("state_change", Ty::Str).doc("RFC 3339").wide(),
+    field("backend_start", Ty::Str).doc("RFC 3339").wide(),
 ];
 
 #[derive(Debug, Default, Clone)]

@@ -156,6 +156,12 @@ fn build_client(t: &Target) -> Result<reqwest::Client, OpError> {
 fn send_error(e: reqwest::Error, url: &str, t: &Target) -> OpError {
     let cause = crate::dispatch::root_cause(&e);
     let what = t.kind.name();
+    if e.is_connect() {
+        if let Some(e) = crate::netcause::connect_error(&cause, what, &t.display(), &t.host_port(0))
+        {
+            return e;
+        }
+    }
     if e.is_timeout() {
         OpError::new(
             ErrorKind::Timeout,

@@ -22,6 +22,11 @@ pub(super) fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpErr
         ));
     }
     if e.is_connection_refusal() || e.is_io_error() {
+        if let Some(e) =
+            crate::netcause::connect_error(&cause, "Redis", &t.display(), &t.host_port(6379))
+        {
+            return e;
+        }
         return OpError::failed(format!("cannot talk to {}", t.display()))
             .with_cause(cause)
             .with_hint(format!("is Redis running on {}?", t.host_port(6379)));
