@@ -160,7 +160,8 @@ fn loki_errors_carry_lokis_own_message() {
     env.script(r#"loki.labels()"#)
         .env("LOKI_URL", format!("http://127.0.0.1:{port}"))
         .run()
-        .assert_stderr_contains("cannot connect to loki");
+        .assert_stderr_contains("refused the connection to LOKI_URL")
+        .assert_stderr_contains("is loki running");
 }
 
 #[test]

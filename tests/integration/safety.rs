@@ -513,7 +513,8 @@ fn an_error_that_quotes_a_file_does_not_quote_its_secrets() {
             .run()
             .assert_code(2)
             .assert_stderr_contains("invalid config")
-            .assert_stderr_contains("at line ")
+            // FILE:LINE:COLUMN, as a compiler says it.
+            .assert_stderr_contains("config.toml:")
             .assert_output_lacks(pw);
     }
 }
