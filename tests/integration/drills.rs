@@ -633,3 +633,88 @@ fn drill_weekly_maintenance_vacuums_a_bloated_table() {
     eventually(secs(10), "orders vacuumed", || dead() == 0);
     assert_eq!(outcomes(&env, "pg.vacuum_analyze"), 1);
 }
+
+// ---------------------------------------------------------------- backup_verify
+
+/// Seed 002 "Daily Health Checks: verify backup completion" / "test backup
+/// restoration": the nightly pg_dump was killed half-way (the newest
+/// archive is truncated), the one before it is three days old, and a copy
+/// taken off the backup host has one damaged byte. Each must FAIL with the
+/// cause named; the scratch restore database must not be left behind, and
+/// the live database is untouched.
+#[test]
+fn drill_backup_verify_truncated_stale_and_corrupted_backups() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table accounts(id int primary key, name text not null);
+         insert into accounts select g, 'account ' || g from generate_series(1, 2000) g;",
+    );
+    let env = Env::new();
+    let dir = env.dir("backups");
+    let dump = |name: &str| {
+        env.script(&format!(
+            "pg.dump(\"{url}\", \"{}\", #{{}})",
+            dir.join(name).display()
+        ))
+        .run()
+        .assert_code(0);
+    };
+    let age = |name: &str, days: u64| {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
+            .unwrap();
+    };
+    let databases = || pg_scalar(&url, "select count(*) from pg_database");
+    let before = databases();
+    dump("app-1.dump");
+    age("app-1.dump", 3);
+    dump("app-2.dump");
+    // The nightly job killed half-way: the newest archive is cut.
+    let newest = dir.join("app-2.dump");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let started = std::time::Instant::now();
+    let verify = |dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("backup_verify.rhai")])
+            .script_arg("dir", dir.display())
+            .script_arg("pattern", "app-*.dump")
+            .script_arg("restore_target", &url)
+            .script_arg("min_tables", 1);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    for dry in [true, false] {
+        let r = verify(dry);
+        r.assert_code(1);
+        assert_said(&r, "app-2.dump");
+        assert_said(&r, "truncated");
+        assert_said(&r, "FAIL");
+    }
+    // The truncated one removed: the newest is now three days old.
+    std::fs::remove_file(&newest).unwrap();
+    let r = verify(false);
+    r.assert_code(1);
+    assert_said(&r, "app-1.dump");
+    assert_said(&r, "older than max_age");
+    // A copy with one damaged byte inside the data, fresh.
+    let mut bytes = std::fs::read(dir.join("app-1.dump")).unwrap();
+    let at = bytes.len() - 300;
+    bytes[at] ^= 0xff;
+    std::fs::write(dir.join("app-3.dump"), &bytes).unwrap();
+    let r = verify(false);
+    r.assert_code(1);
+    assert_said(&r, "app-3.dump");
+    assert_said(&r, "FAIL");
+    eprintln!("backup_verify drill: {:?}", started.elapsed());
+    // No scratch database left behind; the live data untouched.
+    assert_eq!(databases(), before);
+    assert_eq!(pg_scalar(&url, "select count(*) from accounts"), 2000);
+}
