@@ -718,3 +718,102 @@ fn drill_backup_verify_truncated_stale_and_corrupted_backups() {
     assert_eq!(databases(), before);
     assert_eq!(pg_scalar(&url, "select count(*) from accounts"), 2000);
 }
+
+// ---------------------------------------------------------------- disk_space
+
+/// A small tmpfs mounted for a drill, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// None when this process may not mount (not root): the caller skips.
+    fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Seed 001 "Disk Space Full": PostgreSQL's filesystem over 90 % (a real,
+/// small filesystem filled with files), and another one out of inodes
+/// with space to spare. The runbook must FAIL both, say which and how
+/// full, show the largest tables and the dead tuples on the PostgreSQL
+/// side, and delete nothing (it is read-only, dry run or not).
+#[test]
+fn drill_disk_space_full_filesystem_and_out_of_inodes() {
+    let env = Env::new();
+    let (data, logs) = (env.dir("pgdata"), env.dir("logs"));
+    let Some(_data_fs) = Tmpfs::mount(data.clone(), "size=8m") else {
+        eprintln!("drill_disk_space skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let Some(_logs_fs) = Tmpfs::mount(logs.clone(), "size=8m,nr_inodes=40") else {
+        eprintln!("drill_disk_space skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table audit_events(id int, payload text) with (autovacuum_enabled = false);
+         insert into audit_events select g, repeat(md5(g::text), 8) from generate_series(1, 20000) g;
+         delete from audit_events where id % 4 = 0;
+         create table settings(k text primary key, v text);",
+    );
+    // 7.6 MiB of 8 MiB: over 90 % as df counts it.
+    std::fs::write(data.join("base.1"), vec![7u8; 7_600 * 1024]).unwrap();
+    // Inodes: 38 small files and the root on a filesystem of 40.
+    for i in 0..38 {
+        std::fs::write(logs.join(format!("app.log.{i}")), "x").unwrap();
+    }
+    let started = std::time::Instant::now();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("disk_space.rhai")])
+            .script_arg("paths", format!("[\"{}\"]", logs.display()))
+            .script_arg("pg_data_path", data.display())
+            .pg(&url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        let out = said(&r);
+        let line = |what: &str| {
+            out.lines()
+                .find(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("no {what:?} line:\n{out}"))
+                .to_string()
+        };
+        let disk = line(&format!("disk {}", data.display()));
+        assert!(
+            disk.contains("FAIL") && disk.contains("MiB used"),
+            "{disk}\n{out}"
+        );
+        let inodes = line(&format!("inodes {}", logs.display()));
+        assert!(inodes.contains("FAIL"), "{inodes}\n{out}");
+        let logs_disk = line(&format!("disk {}", logs.display()));
+        assert!(logs_disk.contains("PASS"), "{logs_disk}\n{out}");
+        assert_said(&r, "PostgreSQL's filesystem is short of space");
+        assert_said(&r, "audit_events");
+        assert_said(&r, "dead");
+    }
+    eprintln!("disk_space drill: {:?}", started.elapsed());
+    // Read-only: every file is still there, no table was touched.
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 38);
+    assert!(data.join("base.1").exists());
+    assert_eq!(pg_scalar(&url, "select count(*) from audit_events"), 15000);
+    assert!(env
+        .audit()
+        .iter()
+        .all(|e| e["primitive"] != "pg.vacuum_analyze"));
+}
