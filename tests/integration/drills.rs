@@ -817,3 +817,115 @@ fn drill_disk_space_full_filesystem_and_out_of_inodes() {
         .iter()
         .all(|e| e["primitive"] != "pg.vacuum_analyze"));
 }
+
+// ---------------------------------------------------------------- daily_check
+
+/// Seed 002 "Daily Health Checks" / 004 "Morning Health Check": a real hot
+/// standby whose replay is stuck (paused) while the primary writes, and the
+/// slot of a decommissioned replica still pinning WAL. The runbook, run on
+/// the primary and on the standby, must FAIL on the lag (with how far
+/// behind), warn on the abandoned slot by name, and change nothing: the
+/// standby stays behind, the slot stays.
+#[test]
+fn drill_daily_check_replication_lag_on_a_real_standby() {
+    let sb = sandbox(&[Pg]);
+    let primary = sb.pg();
+    let env = Env::new();
+    let standby = primary
+        .start_standby(&env.path("standby"), "replica1")
+        .unwrap_or_else(|e| panic!("standby did not start: {e}"));
+    let (p_url, s_url) = (primary.url(), standby.url());
+    pg_exec(
+        &p_url,
+        "create table orders(id int, note text);
+         select pg_create_physical_replication_slot('old_replica', true);",
+    );
+    eventually(secs(20), "the standby to stream and replay", || {
+        pg_scalar(
+            &p_url,
+            "select count(*) from pg_stat_replication where state = 'streaming'",
+        ) == 1
+            && pg_scalar(
+                &s_url,
+                "select count(*) from pg_class where relname = 'orders'",
+            ) == 1
+    });
+    // Replay stuck on the standby while the primary keeps writing.
+    pg_exec(&s_url, "select pg_wal_replay_pause()");
+    pg_exec(
+        &p_url,
+        "insert into orders select g, repeat('x', 50) from generate_series(1, 100000) g",
+    );
+    eventually(
+        secs(20),
+        "the standby to receive 2 MiB it does not replay",
+        || {
+            pg_scalar(
+                &s_url,
+                "select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8",
+            ) > 2 * 1024 * 1024
+        },
+    );
+    let started = std::time::Instant::now();
+    let daily = |url: &str, dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("daily_check.rhai")])
+            .script_arg("skip_redis", true)
+            .script_arg("max_lag_mb", 1)
+            .pg(url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    let line = |r: &Run, what: &str| -> String {
+        r.stdout
+            .lines()
+            .rfind(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} line:\n{}", said(r)))
+            .to_string()
+    };
+    for dry in [true, false] {
+        let r = daily(&p_url, dry);
+        r.assert_code(1);
+        let lag = line(&r, "pg replication lag (MiB)");
+        assert!(
+            lag.contains("FAIL") && lag.contains("1 replicas streaming, worst"),
+            "{lag}"
+        );
+        let slots = line(&r, "pg inactive replication slots");
+        assert!(slots.contains("WARN"), "{slots}");
+        assert_said(&r, "old_replica");
+    }
+    let r = daily(&s_url, false);
+    r.assert_code(1);
+    let lag = line(&r, "pg replication lag (MiB)");
+    assert!(
+        lag.contains("FAIL") && lag.contains("standby of") && lag.contains("behind"),
+        "{lag}"
+    );
+    eprintln!("daily_check drill (runs only): {:?}", started.elapsed());
+    // Read-only: the standby is still behind, the slot is still there.
+    assert_eq!(pg_scalar(&s_url, "select count(*) from orders"), 0);
+    assert_eq!(
+        pg_scalar(
+            &p_url,
+            "select count(*) from pg_replication_slots where slot_name = 'old_replica'"
+        ),
+        1
+    );
+    // Caught up, the lag check passes. It warned at 0 MiB when an int
+    // max_lag_mb was halved with integer division (1 / 2 == 0).
+    pg_exec(&s_url, "select pg_wal_replay_resume()");
+    eventually(secs(20), "the standby to catch up", || {
+        pg_scalar(&s_url, "select count(*) from orders") == 100_000
+    });
+    eventually(secs(20), "the primary to see the replica caught up", || {
+        let r = daily(&p_url, false);
+        line(&r, "pg replication lag (MiB)").contains("worst 0 B behind")
+    });
+    let r = daily(&p_url, false);
+    r.assert_code(0);
+    let lag = line(&r, "pg replication lag (MiB)");
+    assert!(lag.contains("PASS"), "{lag}");
+}
