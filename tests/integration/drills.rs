@@ -929,3 +929,147 @@ fn drill_daily_check_replication_lag_on_a_real_standby() {
     let lag = line(&r, "pg replication lag (MiB)");
     assert!(lag.contains("PASS"), "{lag}");
 }
+
+// --------------------------------------------------------- post_deploy_verify
+
+/// The service as a regressed deploy left it (seed 000 "Post-Deployment
+/// Security Tests"): its security middleware dropped, so the webhook takes
+/// any signature, the SSRF filter lets the cloud-metadata address through,
+/// there is no rate limit, and the tenant API answers without a token. The
+/// rest still works (health, OIDC). Returns the port and the log of the
+/// requests it received ("METHOD /path").
+fn regressed_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("").to_string();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.trim().eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+            seen.lock()
+                .unwrap()
+                .push(format!("{method} {}", url.path()));
+            let (status, json) = match (method.as_str(), url.path()) {
+                ("GET", "/api/health") => (200, r#"{"ok":true}"#.to_string()),
+                ("GET", "/.well-known/openid-configuration") => (
+                    200,
+                    format!(
+                        r#"{{"issuer":"http://127.0.0.1:{port}","authorization_endpoint":"a","token_endpoint":"t","jwks_uri":"j"}}"#
+                    ),
+                ),
+                ("GET", "/oidc/jwks.json") => {
+                    (200, r#"{"keys":[{"kid":"k1","kty":"RSA"}]}"#.to_string())
+                }
+                ("POST", "/webhook/test") => (200, "{}".to_string()),
+                ("GET", "/api/test-ssrf") => {
+                    let u = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "url")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default();
+                    // Only the old scheme check survived the regression.
+                    (
+                        if u.starts_with("file:") { 400 } else { 200 },
+                        "{}".to_string(),
+                    )
+                }
+                ("GET", "/api/marketplace/plugins") => (200, "[]".to_string()),
+                _ => (404, "{}".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
+    });
+    (port, log)
+}
+
+/// Seed 000 "Post-Deployment Security Tests": a deploy that dropped the
+/// security middleware. The runbook must FAIL each regressed control by
+/// name with what it saw, pass what still works, keep the secrets out of
+/// its output and audit, and under --dry-run send no webhook POST.
+#[test]
+fn drill_post_deploy_verify_after_a_deploy_that_dropped_the_security_middleware() {
+    let (port, log) = regressed_api();
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let verify = |dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("post_deploy_verify.rhai")])
+            .script_arg("base_url", format!("http://127.0.0.1:{port}"))
+            .script_arg("rate_limit_requests", 15)
+            .env("WEBHOOK_SECRET", "whsec-drill-7781")
+            .env("VALID_TOKEN", "tenant-drill-token-5");
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    let row = |r: &Run, check: &str| -> String {
+        r.stdout
+            .lines()
+            .rfind(|l| l.starts_with(check))
+            .unwrap_or_else(|| panic!("no {check:?} row:\n{}", said(r)))
+            .to_string()
+    };
+    for dry in [true, false] {
+        log.lock().unwrap().clear();
+        let r = verify(dry);
+        r.assert_code(1);
+        for ok in ["health", "oidc discovery", "jwks"] {
+            assert!(row(&r, ok).contains("PASS"), "{ok}:\n{}", said(&r));
+        }
+        assert!(row(&r, "ssrf").contains("FAIL"), "{}", said(&r));
+        assert_said(&r, "169.254.169.254");
+        assert_said(&r, "1 of 3 refused with 400");
+        assert!(row(&r, "rate limit").contains("WARN"), "{}", said(&r));
+        assert_said(&r, "no 429 in 15 requests");
+        assert!(row(&r, "tenant auth").contains("FAIL"), "{}", said(&r));
+        assert_said(&r, "no token got 200, expected 401");
+        let posts = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count();
+        if dry {
+            assert!(row(&r, "webhook hmac").contains("SKIP"), "{}", said(&r));
+            assert_eq!(posts, 0, "the dry run sent a webhook POST");
+        } else {
+            assert!(row(&r, "webhook hmac").contains("FAIL"), "{}", said(&r));
+            assert_said(&r, "bad signature got 200, expected 401");
+            assert_eq!(posts, 2);
+        }
+        assert_not_said(&r, "whsec-drill-7781");
+        assert_not_said(&r, "tenant-drill-token-5");
+    }
+    eprintln!("post_deploy_verify drill: {:?}", started.elapsed());
+    let audit = env.audit_text();
+    assert!(!audit.contains("whsec-drill-7781") && !audit.contains("tenant-drill-token-5"));
+}
