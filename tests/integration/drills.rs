@@ -1073,3 +1073,72 @@ fn drill_post_deploy_verify_after_a_deploy_that_dropped_the_security_middleware(
     let audit = env.audit_text();
     assert!(!audit.contains("whsec-drill-7781") && !audit.contains("tenant-drill-token-5"));
 }
+
+// ---------------------------------------------------------------- logs_summary
+
+/// Seed 000 "Log Aggregation": an error burst, 1200 upstream timeouts of
+/// the payments upstream in ten minutes, with a wave of 401s and a few
+/// slow requests, pushed into the sandbox Loki. The runbook must name the
+/// burst by message and upstream, say that its read limit was reached and
+/// that its counts are then floors ("at least 1000"; it said "1000 error
+/// lines" of 1200), count the 401s exactly, and with fail_on_errors exit 1,
+/// dry run or not.
+#[test]
+fn drill_logs_summary_error_burst_over_the_read_limit() {
+    use opsh::sandbox::loki::{now_ns, push_streams};
+    let loki = opsh::sandbox::LokiServer::start().unwrap();
+    let now = now_ns();
+    let mut values = Vec::new();
+    for i in 0..1200i64 {
+        values.push(serde_json::json!([
+            (now - (600 - i / 2) * 1_000_000_000 - i).to_string(),
+            format!(r#"{{"level":"error","msg":"upstream timeout","status":504,"duration":{},"upstream":"payments"}}"#, 5000 + i % 7)
+        ]));
+    }
+    for i in 0..30i64 {
+        values.push(serde_json::json!([
+            (now - (500 - i) * 1_000_000_000 - 7).to_string(),
+            r#"{"level":"warn","msg":"unauthorized","status":401,"duration":2}"#
+        ]));
+    }
+    for i in 0..5i64 {
+        values.push(serde_json::json!([
+            (now - (400 - i) * 1_000_000_000 - 9).to_string(),
+            format!(
+                r#"{{"level":"info","msg":"report export","status":200,"duration":{}}}"#,
+                2500 + i
+            )
+        ]));
+    }
+    values.sort_by_key(|v| v[0].as_str().unwrap().parse::<i64>().unwrap());
+    push_streams(
+        loki.port,
+        &serde_json::json!([{"stream": {"app": "checkout", "namespace": "prod"}, "values": values}]),
+    )
+    .unwrap();
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("logs_summary.rhai")])
+            .script_arg("app", "checkout")
+            .script_arg("since", "1h")
+            .script_arg("fail_on_errors", true)
+            .env("LOKI_URL", loki.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "errors: at least 1000 in the last 1h");
+        assert_said(&r, "limit 1000 reached");
+        assert_said(&r, "upstream timeout");
+        assert_said(&r, "payments");
+        assert_said(&r, "auth failures: 30 in the last 1h");
+        assert_said(&r, "slow requests: at least 1000 in the last 1h");
+        assert_said(&r, "report export");
+        // The failure states a floor, not 1000 as if it were the count.
+        assert_said(&r, "at least 1000 error lines in the last 1h");
+    }
+    eprintln!("logs_summary drill: {:?}", started.elapsed());
+}
