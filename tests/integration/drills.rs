@@ -1142,3 +1142,138 @@ fn drill_logs_summary_error_burst_over_the_read_limit() {
     }
     eprintln!("logs_summary drill: {:?}", started.elapsed());
 }
+
+// ---------------------------------------------------------------- metrics_check
+
+/// PUTs a group of metrics (text exposition format) to the Pushgateway.
+fn push_metrics(port: u16, job: &str, body: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /metrics/job/{job} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 2") || reply.starts_with("HTTP/1.1 2"),
+        "{reply}"
+    );
+}
+
+/// The number of series a PromQL query returns.
+fn prom_series(port: u16, query: &str) -> usize {
+    let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    opsh::sandbox::monitoring::http_get(port, &format!("/api/v1/query?query={q}"))
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["data"]["result"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+fn traffic(ok: u32, errors: u32, fast: u32, total: u32) -> String {
+    format!(
+        "# TYPE http_requests_total counter\n\
+         http_requests_total{{status=\"200\"}} {ok}\n\
+         http_requests_total{{status=\"500\"}} {errors}\n\
+         http_requests_total{{status=\"429\"}} 0\n\
+         # TYPE http_request_duration_seconds histogram\n\
+         http_request_duration_seconds_bucket{{le=\"0.5\"}} {fast}\n\
+         http_request_duration_seconds_bucket{{le=\"5\"}} {total}\n\
+         http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+         http_request_duration_seconds_sum {total}\n\
+         http_request_duration_seconds_count {total}\n\
+         # TYPE opsh_sandbox_alert gauge\n\
+         opsh_sandbox_alert 1\n"
+    )
+}
+
+/// Seed 002 "High Error Rate (P2)" / "Daily Health Checks: review
+/// metrics": the database exporter died (its scrape target is down), the
+/// API serves half its requests as 500s, all slowly (p95 near 5 s), and a
+/// warning alert fires. On the real monitoring stack, the runbook must
+/// FAIL the target by job and instance, the 5xx rate and the p95, warn on
+/// the alert by name, pass the 429 ratio, exit 1, and publish its outcome
+/// to the Pushgateway only under a real run.
+#[test]
+fn drill_metrics_check_exporter_down_errors_and_latency() {
+    let mut sb = sandbox(&[Pg, Monitoring]);
+    let m = sb.monitoring.as_mut().unwrap();
+    let exporter_port = m.postgres_exporter.as_ref().unwrap().port;
+    m.postgres_exporter.as_mut().unwrap().stop();
+    let (prom, pgw) = (m.prometheus.port, m.pushgateway.port);
+    let prom_url = m.prometheus.url();
+    let pgw_url = m.pushgateway.url();
+    push_metrics(pgw, "api", &traffic(1000, 0, 1000, 1000));
+    eventually(secs(15), "Prometheus to scrape the first counts", || {
+        prom_series(prom, "http_requests_total{job=\"api\"}") == 3
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // 200 more requests: 100 of them 500s, every one slower than 0.5 s.
+    push_metrics(pgw, "api", &traffic(1100, 100, 1000, 1200));
+    eventually(secs(15), "the incident visible in Prometheus", || {
+        prom_series(
+            prom,
+            "sum(increase(http_requests_total{status=\"500\"}[5m])) > 0",
+        ) == 1
+            && prom_series(prom, "up{job=\"postgres\"} == 0") == 1
+            && prom_series(
+                prom,
+                "ALERTS{alertname=\"OpshSandboxAlert\",alertstate=\"firing\"}",
+            ) == 1
+    });
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let pushed = || {
+        prom_series(prom, "metrics_check_failed") + {
+            let (_, body) = opsh::sandbox::monitoring::http_get(pgw, "/metrics").unwrap();
+            usize::from(body.contains("metrics_check_failed"))
+        }
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("metrics_check.rhai")])
+            .script_arg("push", true)
+            .env("PROMETHEUS_URL", &prom_url)
+            .env("PUSHGATEWAY_URL", &pgw_url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        let row = |check: &str| -> String {
+            r.stdout
+                .lines()
+                .rfind(|l| l.starts_with(check))
+                .unwrap_or_else(|| panic!("no {check:?} row:\n{}", said(&r)))
+                .to_string()
+        };
+        let targets = row("scrape targets up");
+        assert!(
+            targets.contains("FAIL")
+                && targets.contains(&format!("postgres/127.0.0.1:{exporter_port}")),
+            "{targets}"
+        );
+        let alerts = row("firing alerts");
+        assert!(
+            alerts.contains("WARN") && alerts.contains("OpshSandboxAlert"),
+            "{alerts}"
+        );
+        assert!(row("5xx error rate %").contains("FAIL"), "{}", said(&r));
+        assert!(row("p95 latency (s)").contains("FAIL"), "{}", said(&r));
+        assert!(row("429 rate %").contains("PASS"), "{}", said(&r));
+        if dry {
+            assert_eq!(pushed(), 0, "the dry run pushed its outcome");
+        }
+    }
+    eprintln!("metrics_check drill (runs only): {:?}", started.elapsed());
+    // The real run published its outcome: 3 failed checks.
+    let (_, body) = opsh::sandbox::monitoring::http_get(pgw, "/metrics").unwrap();
+    let failed = body
+        .lines()
+        .find(|l| l.starts_with("metrics_check_failed{"))
+        .unwrap_or_else(|| panic!("no metrics_check_failed pushed:\n{body}"));
+    assert!(failed.ends_with(" 3"), "{failed}");
+    drop(sb);
+}
