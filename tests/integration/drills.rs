@@ -633,3 +633,647 @@ fn drill_weekly_maintenance_vacuums_a_bloated_table() {
     eventually(secs(10), "orders vacuumed", || dead() == 0);
     assert_eq!(outcomes(&env, "pg.vacuum_analyze"), 1);
 }
+
+// ---------------------------------------------------------------- backup_verify
+
+/// Seed 002 "Daily Health Checks: verify backup completion" / "test backup
+/// restoration": the nightly pg_dump was killed half-way (the newest
+/// archive is truncated), the one before it is three days old, and a copy
+/// taken off the backup host has one damaged byte. Each must FAIL with the
+/// cause named; the scratch restore database must not be left behind, and
+/// the live database is untouched.
+#[test]
+fn drill_backup_verify_truncated_stale_and_corrupted_backups() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table accounts(id int primary key, name text not null);
+         insert into accounts select g, 'account ' || g from generate_series(1, 2000) g;",
+    );
+    let env = Env::new();
+    let dir = env.dir("backups");
+    let dump = |name: &str| {
+        env.script(&format!(
+            "pg.dump(\"{url}\", \"{}\", #{{}})",
+            dir.join(name).display()
+        ))
+        .run()
+        .assert_code(0);
+    };
+    let age = |name: &str, days: u64| {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(days * 86_400))
+            .unwrap();
+    };
+    let databases = || pg_scalar(&url, "select count(*) from pg_database");
+    let before = databases();
+    dump("app-1.dump");
+    age("app-1.dump", 3);
+    dump("app-2.dump");
+    // The nightly job killed half-way: the newest archive is cut.
+    let newest = dir.join("app-2.dump");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+    let started = std::time::Instant::now();
+    let verify = |dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("backup_verify.rhai")])
+            .script_arg("dir", dir.display())
+            .script_arg("pattern", "app-*.dump")
+            .script_arg("restore_target", &url)
+            .script_arg("min_tables", 1);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    for dry in [true, false] {
+        let r = verify(dry);
+        r.assert_code(1);
+        assert_said(&r, "app-2.dump");
+        assert_said(&r, "truncated");
+        assert_said(&r, "FAIL");
+    }
+    // The truncated one removed: the newest is now three days old.
+    std::fs::remove_file(&newest).unwrap();
+    let r = verify(false);
+    r.assert_code(1);
+    assert_said(&r, "app-1.dump");
+    assert_said(&r, "older than max_age");
+    // A copy with one damaged byte inside the data, fresh.
+    let mut bytes = std::fs::read(dir.join("app-1.dump")).unwrap();
+    let at = bytes.len() - 300;
+    bytes[at] ^= 0xff;
+    std::fs::write(dir.join("app-3.dump"), &bytes).unwrap();
+    let r = verify(false);
+    r.assert_code(1);
+    assert_said(&r, "app-3.dump");
+    assert_said(&r, "FAIL");
+    eprintln!("backup_verify drill: {:?}", started.elapsed());
+    // No scratch database left behind; the live data untouched.
+    assert_eq!(databases(), before);
+    assert_eq!(pg_scalar(&url, "select count(*) from accounts"), 2000);
+}
+
+// ---------------------------------------------------------------- disk_space
+
+/// A small tmpfs mounted for a drill, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// None when this process may not mount (not root): the caller skips.
+    fn mount(at: std::path::PathBuf, opts: &str) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(at))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Seed 001 "Disk Space Full": PostgreSQL's filesystem over 90 % (a real,
+/// small filesystem filled with files), and another one out of inodes
+/// with space to spare. The runbook must FAIL both, say which and how
+/// full, show the largest tables and the dead tuples on the PostgreSQL
+/// side, and delete nothing (it is read-only, dry run or not).
+#[test]
+fn drill_disk_space_full_filesystem_and_out_of_inodes() {
+    let env = Env::new();
+    let (data, logs) = (env.dir("pgdata"), env.dir("logs"));
+    let Some(_data_fs) = Tmpfs::mount(data.clone(), "size=8m") else {
+        eprintln!("drill_disk_space skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let Some(_logs_fs) = Tmpfs::mount(logs.clone(), "size=8m,nr_inodes=40") else {
+        eprintln!("drill_disk_space skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table audit_events(id int, payload text) with (autovacuum_enabled = false);
+         insert into audit_events select g, repeat(md5(g::text), 8) from generate_series(1, 20000) g;
+         delete from audit_events where id % 4 = 0;
+         create table settings(k text primary key, v text);",
+    );
+    // 7.6 MiB of 8 MiB: over 90 % as df counts it.
+    std::fs::write(data.join("base.1"), vec![7u8; 7_600 * 1024]).unwrap();
+    // Inodes: 38 small files and the root on a filesystem of 40.
+    for i in 0..38 {
+        std::fs::write(logs.join(format!("app.log.{i}")), "x").unwrap();
+    }
+    let started = std::time::Instant::now();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("disk_space.rhai")])
+            .script_arg("paths", format!("[\"{}\"]", logs.display()))
+            .script_arg("pg_data_path", data.display())
+            .pg(&url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        let out = said(&r);
+        let line = |what: &str| {
+            out.lines()
+                .find(|l| l.contains(what))
+                .unwrap_or_else(|| panic!("no {what:?} line:\n{out}"))
+                .to_string()
+        };
+        let disk = line(&format!("disk {}", data.display()));
+        assert!(
+            disk.contains("FAIL") && disk.contains("MiB used"),
+            "{disk}\n{out}"
+        );
+        let inodes = line(&format!("inodes {}", logs.display()));
+        assert!(inodes.contains("FAIL"), "{inodes}\n{out}");
+        let logs_disk = line(&format!("disk {}", logs.display()));
+        assert!(logs_disk.contains("PASS"), "{logs_disk}\n{out}");
+        assert_said(&r, "PostgreSQL's filesystem is short of space");
+        assert_said(&r, "audit_events");
+        assert_said(&r, "dead");
+    }
+    eprintln!("disk_space drill: {:?}", started.elapsed());
+    // Read-only: every file is still there, no table was touched.
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 38);
+    assert!(data.join("base.1").exists());
+    assert_eq!(pg_scalar(&url, "select count(*) from audit_events"), 15000);
+    assert!(env
+        .audit()
+        .iter()
+        .all(|e| e["primitive"] != "pg.vacuum_analyze"));
+}
+
+// ---------------------------------------------------------------- daily_check
+
+/// Seed 002 "Daily Health Checks" / 004 "Morning Health Check": a real hot
+/// standby whose replay is stuck (paused) while the primary writes, and the
+/// slot of a decommissioned replica still pinning WAL. The runbook, run on
+/// the primary and on the standby, must FAIL on the lag (with how far
+/// behind), warn on the abandoned slot by name, and change nothing: the
+/// standby stays behind, the slot stays.
+#[test]
+fn drill_daily_check_replication_lag_on_a_real_standby() {
+    let sb = sandbox(&[Pg]);
+    let primary = sb.pg();
+    let env = Env::new();
+    let standby = primary
+        .start_standby(&env.path("standby"), "replica1")
+        .unwrap_or_else(|e| panic!("standby did not start: {e}"));
+    let (p_url, s_url) = (primary.url(), standby.url());
+    pg_exec(
+        &p_url,
+        "create table orders(id int, note text);
+         select pg_create_physical_replication_slot('old_replica', true);",
+    );
+    eventually(secs(20), "the standby to stream and replay", || {
+        pg_scalar(
+            &p_url,
+            "select count(*) from pg_stat_replication where state = 'streaming'",
+        ) == 1
+            && pg_scalar(
+                &s_url,
+                "select count(*) from pg_class where relname = 'orders'",
+            ) == 1
+    });
+    // Replay stuck on the standby while the primary keeps writing.
+    pg_exec(&s_url, "select pg_wal_replay_pause()");
+    pg_exec(
+        &p_url,
+        "insert into orders select g, repeat('x', 50) from generate_series(1, 100000) g",
+    );
+    eventually(
+        secs(20),
+        "the standby to receive 2 MiB it does not replay",
+        || {
+            pg_scalar(
+                &s_url,
+                "select pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::int8",
+            ) > 2 * 1024 * 1024
+        },
+    );
+    let started = std::time::Instant::now();
+    let daily = |url: &str, dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("daily_check.rhai")])
+            .script_arg("skip_redis", true)
+            .script_arg("max_lag_mb", 1)
+            .pg(url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    let line = |r: &Run, what: &str| -> String {
+        r.stdout
+            .lines()
+            .rfind(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} line:\n{}", said(r)))
+            .to_string()
+    };
+    for dry in [true, false] {
+        let r = daily(&p_url, dry);
+        r.assert_code(1);
+        let lag = line(&r, "pg replication lag (MiB)");
+        assert!(
+            lag.contains("FAIL") && lag.contains("1 replicas streaming, worst"),
+            "{lag}"
+        );
+        let slots = line(&r, "pg inactive replication slots");
+        assert!(slots.contains("WARN"), "{slots}");
+        assert_said(&r, "old_replica");
+    }
+    let r = daily(&s_url, false);
+    r.assert_code(1);
+    let lag = line(&r, "pg replication lag (MiB)");
+    assert!(
+        lag.contains("FAIL") && lag.contains("standby of") && lag.contains("behind"),
+        "{lag}"
+    );
+    eprintln!("daily_check drill (runs only): {:?}", started.elapsed());
+    // Read-only: the standby is still behind, the slot is still there.
+    assert_eq!(pg_scalar(&s_url, "select count(*) from orders"), 0);
+    assert_eq!(
+        pg_scalar(
+            &p_url,
+            "select count(*) from pg_replication_slots where slot_name = 'old_replica'"
+        ),
+        1
+    );
+    // Caught up, the lag check passes. It warned at 0 MiB when an int
+    // max_lag_mb was halved with integer division (1 / 2 == 0).
+    pg_exec(&s_url, "select pg_wal_replay_resume()");
+    eventually(secs(20), "the standby to catch up", || {
+        pg_scalar(&s_url, "select count(*) from orders") == 100_000
+    });
+    eventually(secs(20), "the primary to see the replica caught up", || {
+        let r = daily(&p_url, false);
+        line(&r, "pg replication lag (MiB)").contains("worst 0 B behind")
+    });
+    let r = daily(&p_url, false);
+    r.assert_code(0);
+    let lag = line(&r, "pg replication lag (MiB)");
+    assert!(lag.contains("PASS"), "{lag}");
+}
+
+// --------------------------------------------------------- post_deploy_verify
+
+/// The service as a regressed deploy left it (seed 000 "Post-Deployment
+/// Security Tests"): its security middleware dropped, so the webhook takes
+/// any signature, the SSRF filter lets the cloud-metadata address through,
+/// there is no rate limit, and the tenant API answers without a token. The
+/// rest still works (health, OIDC). Returns the port and the log of the
+/// requests it received ("METHOD /path").
+fn regressed_api() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or("").to_string();
+            let target = parts.next().unwrap_or("").to_string();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.trim().eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let url = url::Url::parse(&format!("http://x{target}")).unwrap();
+            seen.lock()
+                .unwrap()
+                .push(format!("{method} {}", url.path()));
+            let (status, json) = match (method.as_str(), url.path()) {
+                ("GET", "/api/health") => (200, r#"{"ok":true}"#.to_string()),
+                ("GET", "/.well-known/openid-configuration") => (
+                    200,
+                    format!(
+                        r#"{{"issuer":"http://127.0.0.1:{port}","authorization_endpoint":"a","token_endpoint":"t","jwks_uri":"j"}}"#
+                    ),
+                ),
+                ("GET", "/oidc/jwks.json") => {
+                    (200, r#"{"keys":[{"kid":"k1","kty":"RSA"}]}"#.to_string())
+                }
+                ("POST", "/webhook/test") => (200, "{}".to_string()),
+                ("GET", "/api/test-ssrf") => {
+                    let u = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "url")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default();
+                    // Only the old scheme check survived the regression.
+                    (
+                        if u.starts_with("file:") { 400 } else { 200 },
+                        "{}".to_string(),
+                    )
+                }
+                ("GET", "/api/marketplace/plugins") => (200, "[]".to_string()),
+                _ => (404, "{}".to_string()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                json.len()
+            );
+        }
+    });
+    (port, log)
+}
+
+/// Seed 000 "Post-Deployment Security Tests": a deploy that dropped the
+/// security middleware. The runbook must FAIL each regressed control by
+/// name with what it saw, pass what still works, keep the secrets out of
+/// its output and audit, and under --dry-run send no webhook POST.
+#[test]
+fn drill_post_deploy_verify_after_a_deploy_that_dropped_the_security_middleware() {
+    let (port, log) = regressed_api();
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let verify = |dry: bool| {
+        let mut o = env
+            .opsh(["run", &script("post_deploy_verify.rhai")])
+            .script_arg("base_url", format!("http://127.0.0.1:{port}"))
+            .script_arg("rate_limit_requests", 15)
+            .env("WEBHOOK_SECRET", "whsec-drill-7781")
+            .env("VALID_TOKEN", "tenant-drill-token-5");
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        o.run()
+    };
+    let row = |r: &Run, check: &str| -> String {
+        r.stdout
+            .lines()
+            .rfind(|l| l.starts_with(check))
+            .unwrap_or_else(|| panic!("no {check:?} row:\n{}", said(r)))
+            .to_string()
+    };
+    for dry in [true, false] {
+        log.lock().unwrap().clear();
+        let r = verify(dry);
+        r.assert_code(1);
+        for ok in ["health", "oidc discovery", "jwks"] {
+            assert!(row(&r, ok).contains("PASS"), "{ok}:\n{}", said(&r));
+        }
+        assert!(row(&r, "ssrf").contains("FAIL"), "{}", said(&r));
+        assert_said(&r, "169.254.169.254");
+        assert_said(&r, "1 of 3 refused with 400");
+        assert!(row(&r, "rate limit").contains("WARN"), "{}", said(&r));
+        assert_said(&r, "no 429 in 15 requests");
+        assert!(row(&r, "tenant auth").contains("FAIL"), "{}", said(&r));
+        assert_said(&r, "no token got 200, expected 401");
+        let posts = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count();
+        if dry {
+            assert!(row(&r, "webhook hmac").contains("SKIP"), "{}", said(&r));
+            assert_eq!(posts, 0, "the dry run sent a webhook POST");
+        } else {
+            assert!(row(&r, "webhook hmac").contains("FAIL"), "{}", said(&r));
+            assert_said(&r, "bad signature got 200, expected 401");
+            assert_eq!(posts, 2);
+        }
+        assert_not_said(&r, "whsec-drill-7781");
+        assert_not_said(&r, "tenant-drill-token-5");
+    }
+    eprintln!("post_deploy_verify drill: {:?}", started.elapsed());
+    let audit = env.audit_text();
+    assert!(!audit.contains("whsec-drill-7781") && !audit.contains("tenant-drill-token-5"));
+}
+
+// ---------------------------------------------------------------- logs_summary
+
+/// Seed 000 "Log Aggregation": an error burst, 1200 upstream timeouts of
+/// the payments upstream in ten minutes, with a wave of 401s and a few
+/// slow requests, pushed into the sandbox Loki. The runbook must name the
+/// burst by message and upstream, say that its read limit was reached and
+/// that its counts are then floors ("at least 1000"; it said "1000 error
+/// lines" of 1200), count the 401s exactly, and with fail_on_errors exit 1,
+/// dry run or not.
+#[test]
+fn drill_logs_summary_error_burst_over_the_read_limit() {
+    use opsh::sandbox::loki::{now_ns, push_streams};
+    let loki = opsh::sandbox::LokiServer::start().unwrap();
+    let now = now_ns();
+    let mut values = Vec::new();
+    for i in 0..1200i64 {
+        values.push(serde_json::json!([
+            (now - (600 - i / 2) * 1_000_000_000 - i).to_string(),
+            format!(r#"{{"level":"error","msg":"upstream timeout","status":504,"duration":{},"upstream":"payments"}}"#, 5000 + i % 7)
+        ]));
+    }
+    for i in 0..30i64 {
+        values.push(serde_json::json!([
+            (now - (500 - i) * 1_000_000_000 - 7).to_string(),
+            r#"{"level":"warn","msg":"unauthorized","status":401,"duration":2}"#
+        ]));
+    }
+    for i in 0..5i64 {
+        values.push(serde_json::json!([
+            (now - (400 - i) * 1_000_000_000 - 9).to_string(),
+            format!(
+                r#"{{"level":"info","msg":"report export","status":200,"duration":{}}}"#,
+                2500 + i
+            )
+        ]));
+    }
+    values.sort_by_key(|v| v[0].as_str().unwrap().parse::<i64>().unwrap());
+    push_streams(
+        loki.port,
+        &serde_json::json!([{"stream": {"app": "checkout", "namespace": "prod"}, "values": values}]),
+    )
+    .unwrap();
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("logs_summary.rhai")])
+            .script_arg("app", "checkout")
+            .script_arg("since", "1h")
+            .script_arg("fail_on_errors", true)
+            .env("LOKI_URL", loki.url());
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        assert_said(&r, "errors: at least 1000 in the last 1h");
+        assert_said(&r, "limit 1000 reached");
+        assert_said(&r, "upstream timeout");
+        assert_said(&r, "payments");
+        assert_said(&r, "auth failures: 30 in the last 1h");
+        assert_said(&r, "slow requests: at least 1000 in the last 1h");
+        assert_said(&r, "report export");
+        // The failure states a floor, not 1000 as if it were the count.
+        assert_said(&r, "at least 1000 error lines in the last 1h");
+    }
+    eprintln!("logs_summary drill: {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------- metrics_check
+
+/// PUTs a group of metrics (text exposition format) to the Pushgateway.
+fn push_metrics(port: u16, job: &str, body: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "PUT /metrics/job/{job} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 2") || reply.starts_with("HTTP/1.1 2"),
+        "{reply}"
+    );
+}
+
+/// The number of series a PromQL query returns.
+fn prom_series(port: u16, query: &str) -> usize {
+    let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    opsh::sandbox::monitoring::http_get(port, &format!("/api/v1/query?query={q}"))
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["data"]["result"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+fn traffic(ok: u32, errors: u32, fast: u32, total: u32) -> String {
+    format!(
+        "# TYPE http_requests_total counter\n\
+         http_requests_total{{status=\"200\"}} {ok}\n\
+         http_requests_total{{status=\"500\"}} {errors}\n\
+         http_requests_total{{status=\"429\"}} 0\n\
+         # TYPE http_request_duration_seconds histogram\n\
+         http_request_duration_seconds_bucket{{le=\"0.5\"}} {fast}\n\
+         http_request_duration_seconds_bucket{{le=\"5\"}} {total}\n\
+         http_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+         http_request_duration_seconds_sum {total}\n\
+         http_request_duration_seconds_count {total}\n\
+         # TYPE opsh_sandbox_alert gauge\n\
+         opsh_sandbox_alert 1\n"
+    )
+}
+
+/// Seed 002 "High Error Rate (P2)" / "Daily Health Checks: review
+/// metrics": the database exporter died (its scrape target is down), the
+/// API serves half its requests as 500s, all slowly (p95 near 5 s), and a
+/// warning alert fires. On the real monitoring stack, the runbook must
+/// FAIL the target by job and instance, the 5xx rate and the p95, warn on
+/// the alert by name, pass the 429 ratio, exit 1, and publish its outcome
+/// to the Pushgateway only under a real run.
+#[test]
+fn drill_metrics_check_exporter_down_errors_and_latency() {
+    let mut sb = sandbox(&[Pg, Monitoring]);
+    let m = sb.monitoring.as_mut().unwrap();
+    let exporter_port = m.postgres_exporter.as_ref().unwrap().port;
+    m.postgres_exporter.as_mut().unwrap().stop();
+    let (prom, pgw) = (m.prometheus.port, m.pushgateway.port);
+    let prom_url = m.prometheus.url();
+    let pgw_url = m.pushgateway.url();
+    push_metrics(pgw, "api", &traffic(1000, 0, 1000, 1000));
+    eventually(secs(15), "Prometheus to scrape the first counts", || {
+        prom_series(prom, "http_requests_total{job=\"api\"}") == 3
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    // 200 more requests: 100 of them 500s, every one slower than 0.5 s.
+    push_metrics(pgw, "api", &traffic(1100, 100, 1000, 1200));
+    eventually(secs(15), "the incident visible in Prometheus", || {
+        prom_series(
+            prom,
+            "sum(increase(http_requests_total{status=\"500\"}[5m])) > 0",
+        ) == 1
+            && prom_series(prom, "up{job=\"postgres\"} == 0") == 1
+            && prom_series(
+                prom,
+                "ALERTS{alertname=\"OpshSandboxAlert\",alertstate=\"firing\"}",
+            ) == 1
+    });
+    let env = Env::new();
+    let started = std::time::Instant::now();
+    let pushed = || {
+        prom_series(prom, "metrics_check_failed") + {
+            let (_, body) = opsh::sandbox::monitoring::http_get(pgw, "/metrics").unwrap();
+            usize::from(body.contains("metrics_check_failed"))
+        }
+    };
+    for dry in [true, false] {
+        let mut o = env
+            .opsh(["run", &script("metrics_check.rhai")])
+            .script_arg("push", true)
+            .env("PROMETHEUS_URL", &prom_url)
+            .env("PUSHGATEWAY_URL", &pgw_url);
+        if dry {
+            o = o.flag("--dry-run");
+        }
+        let r = o.run();
+        r.assert_code(1);
+        let row = |check: &str| -> String {
+            r.stdout
+                .lines()
+                .rfind(|l| l.starts_with(check))
+                .unwrap_or_else(|| panic!("no {check:?} row:\n{}", said(&r)))
+                .to_string()
+        };
+        let targets = row("scrape targets up");
+        assert!(
+            targets.contains("FAIL")
+                && targets.contains(&format!("postgres/127.0.0.1:{exporter_port}")),
+            "{targets}"
+        );
+        let alerts = row("firing alerts");
+        assert!(
+            alerts.contains("WARN") && alerts.contains("OpshSandboxAlert"),
+            "{alerts}"
+        );
+        assert!(row("5xx error rate %").contains("FAIL"), "{}", said(&r));
+        assert!(row("p95 latency (s)").contains("FAIL"), "{}", said(&r));
+        assert!(row("429 rate %").contains("PASS"), "{}", said(&r));
+        if dry {
+            assert_eq!(pushed(), 0, "the dry run pushed its outcome");
+        }
+    }
+    eprintln!("metrics_check drill (runs only): {:?}", started.elapsed());
+    // The real run published its outcome: 3 failed checks.
+    let (_, body) = opsh::sandbox::monitoring::http_get(pgw, "/metrics").unwrap();
+    let failed = body
+        .lines()
+        .find(|l| l.starts_with("metrics_check_failed{"))
+        .unwrap_or_else(|| panic!("no metrics_check_failed pushed:\n{body}"));
+    assert!(failed.ends_with(" 3"), "{failed}");
+    drop(sb);
+}
