@@ -170,14 +170,17 @@ pub(super) fn resolve_url(
     match name_or_url {
         Some(s) if s.contains("://") => {
             redact::register_url(s);
-            Ok(Target {
-                kind,
-                name: redact::redact(s),
-                url: s.to_string(),
-                protected: false,
-                bearer: None,
-                ca_file: None,
-            })
+            Ok(protect_alias(
+                cfg,
+                Target {
+                    kind,
+                    name: redact::redact(s),
+                    url: s.to_string(),
+                    protected: false,
+                    bearer: None,
+                    ca_file: None,
+                },
+            ))
         }
         Some(name) => cfg.named(kind, name),
         None => match cfg.default_name(kind) {
@@ -186,12 +189,49 @@ pub(super) fn resolve_url(
             // this shell is the more specific choice. `--target` beats both.
             Some(name) if !cfg.default_chosen(kind) && env::kind_var_set(kind) => {
                 env::warn_both(kind, name);
-                env::default_target(kind)
+                env::default_target(kind).map(|t| protect_alias(cfg, t))
             }
             Some(name) => cfg.named(kind, name),
-            None => env::default_target(kind),
+            None => env::default_target(kind).map(|t| protect_alias(cfg, t)),
         },
     }
+}
+
+/// A URL (typed, or from `DATABASE_URL` and the like, which beat
+/// `[defaults]`) that reaches the same server and database as a protected
+/// target is protected too: another spelling of production must not skip
+/// its confirmation.
+fn protect_alias(cfg: &Config, mut t: Target) -> Target {
+    let Some(here) = endpoint(&t.url) else {
+        return t;
+    };
+    t.protected = t.protected
+        || cfg.target_names(t.kind).iter().any(|name| {
+            cfg.named(t.kind, name)
+                .is_ok_and(|o| o.protected && endpoint(&o.url).as_ref() == Some(&here))
+        });
+    t
+}
+
+/// Host, port and path of a URL: what makes two URLs the same database
+/// (user, password and parameters aside; `postgresql://` is `postgres://`).
+fn endpoint(url: &str) -> Option<(String, String, Option<u16>, String)> {
+    let u = url::Url::parse(url).ok()?;
+    let scheme = match u.scheme() {
+        "postgresql" => "postgres",
+        s => s,
+    };
+    let port = u.port().or(match scheme {
+        "postgres" => Some(5432),
+        "redis" | "rediss" => Some(6379),
+        _ => u.port_or_known_default(),
+    });
+    Some((
+        scheme.to_string(),
+        u.host_str()?.to_ascii_lowercase(),
+        port,
+        u.path().trim_matches('/').to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -214,6 +254,26 @@ mod tests {
         let t = cfg.resolve(Kind::Pg, Some("prod")).unwrap();
         assert!(t.protected);
         assert_eq!(t.display(), "prod (postgres://app:***@db/app)");
+    }
+
+    #[test]
+    fn another_spelling_of_a_protected_url_is_protected() {
+        let cfg: Config = toml::from_str(
+            "[pg.prod]\nurl = \"postgres://app:pw1234@DB:5432/app\"\nprotected = true\n[pg.staging]\nurl = \"postgres://app@db/staging\"\n",
+        )
+        .unwrap();
+        let t = cfg
+            .resolve(Kind::Pg, Some("postgresql://other@db/app?sslmode=require"))
+            .unwrap();
+        assert!(t.protected, "same host, port and database as prod");
+        let t = cfg
+            .resolve(Kind::Pg, Some("postgres://app@db/staging"))
+            .unwrap();
+        assert!(!t.protected);
+        let t = cfg
+            .resolve(Kind::Pg, Some("postgres://app@db:5433/app"))
+            .unwrap();
+        assert!(!t.protected, "another port is another server");
     }
 
     #[test]

@@ -29,6 +29,32 @@ fn protected_target_refuses_without_yes_and_proceeds_with_it() {
     assert_eq!(pg_scalar(&url, "select count(*) from t"), 0);
 }
 
+/// The environment beats `[defaults]` (issue 19); it must not also beat
+/// protection: `DATABASE_URL` (or a typed URL) naming the server and
+/// database of a protected target is that target for the confirmation.
+#[test]
+fn another_spelling_of_a_protected_target_is_protected() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(
+        &url,
+        "create table t(id int); insert into t values (1), (2);",
+    );
+    let env = Env::new();
+    env.write_config(&format!(
+        "[defaults]\npg = \"staging\"\n[pg.staging]\nurl = \"postgres://nobody@127.0.0.1:1/staging\"\n[pg.prod]\nurl = \"{url}\"\nprotected = true\n"
+    ));
+    env.script(r#"pg.exec("delete from t")"#)
+        .env("DATABASE_URL", &url)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("--yes");
+    env.script(&format!(r#"pg.connect("{url}").exec("delete from t")"#))
+        .run()
+        .assert_code(3);
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 2);
+}
+
 #[test]
 fn mutation_is_refused_when_the_audit_log_cannot_be_written() {
     let sb = sandbox(&[Pg]);
