@@ -7,9 +7,9 @@ use crate::config::Target;
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::redact::redact;
 use rhai::{Array, Dynamic, Map};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
-use sqlx::{Connection, Postgres};
+use sqlx::Postgres;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -132,20 +132,9 @@ pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
         {
             opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
         }
-        // One plain connection first: the pool retries refused connections
-        // until its timeout, which would turn "nothing listens there" into a
-        // slow, vague timeout. A lone connect fails at once and precisely.
-        call.block_on(async {
-            let first = tokio::time::timeout(s.connect_timeout, PgConnection::connect_with(&opts))
-                .await
-                .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
-                .map_err(|e| pg_error(e, &t, "connect"))?;
-            let _ = first.close().await;
-            Ok(())
-        })?;
         // The pool spawns its maintenance task on the current runtime.
         let _rt = call.session.rt.enter();
-        Ok(PgPoolOptions::new()
+        let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(s.connect_timeout)
             .after_connect(|conn, _meta| {
@@ -164,9 +153,100 @@ pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
                     Ok(())
                 })
             })
-            .connect_lazy_with(opts))
+            .connect_lazy_with(opts.clone());
+        // The first connection is the pool's own, kept idle for the first
+        // call: a second, throwaway one would cost a connect per target and
+        // could fail on a server whose last free slot the first still held.
+        call.block_on(first_connection(&pool, &opts, &t))?;
+        Ok(pool)
+    })?;
+    call.block_on(async {
+        settled(&p).await;
+        Ok(())
     })?;
     Ok((p, t))
+}
+
+/// Opens the pool's first connection, failing as precisely as a lone
+/// connect would. The pool quietly retries a refused connection until its
+/// timeout, which would turn "nothing listens there" into a slow, vague
+/// timeout; so when the connect is not done at once, a bare socket probe
+/// (no PostgreSQL session, no connection slot) tells a refused port apart.
+async fn first_connection(
+    pool: &PgPool,
+    opts: &PgConnectOptions,
+    t: &Target,
+) -> Result<(), OpError> {
+    let acquire = pool.acquire();
+    tokio::pin!(acquire);
+    let probe = async {
+        // A loopback connect takes ~10 ms; the pool's first retry comes
+        // after its 10 ms backoff.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match refused(opts).await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        r = &mut acquire => {
+            // Back to the pool, idle, for the call that asked for it
+            // (`settled` waits for it).
+            drop(r.map_err(|e| pg_error(e, t, "connect"))?);
+            Ok(())
+        }
+        e = probe => Err(pg_error(sqlx::Error::Io(e), t, "connect")),
+    }
+}
+
+/// Waits (briefly) for the connections earlier calls released to be back
+/// in the pool. sqlx returns a connection from a spawned task after a ping;
+/// a call that came first would open another connection, a second session
+/// on the server for a sequential script, and on a server with no free slot
+/// it would wait for one until the connect timeout, though its own
+/// connection was about to be idle.
+async fn settled(pool: &PgPool) {
+    let started = std::time::Instant::now();
+    while pool.size() as usize > pool.num_idle() {
+        let waited = started.elapsed();
+        // Really in use (calls running concurrently): the pool grows.
+        if waited > Duration::from_millis(100) {
+            break;
+        }
+        // The return is a loopback round trip away, usually: spin first.
+        if waited < Duration::from_millis(2) {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The error of a socket connect to the server's address when it is
+/// refused (or the Unix socket is missing); None when something listens.
+async fn refused(opts: &PgConnectOptions) -> Option<std::io::Error> {
+    let port = opts.get_port();
+    let host = opts.get_host();
+    let result = match opts.get_socket() {
+        #[cfg(unix)]
+        Some(dir) => tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+            .await
+            .map(drop),
+        #[cfg(unix)]
+        None if host.starts_with('/') => {
+            tokio::net::UnixStream::connect(format!("{host}/.s.PGSQL.{port}"))
+                .await
+                .map(drop)
+        }
+        _ => tokio::net::TcpStream::connect((host, port)).await.map(drop),
+    };
+    result.err().filter(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        )
+    })
 }
 
 pub type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
