@@ -307,6 +307,10 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
         }
     };
     ast.set_source(name);
+    // A replay answers from its recording: nothing to connect to.
+    if a.replay.is_none() && crate::modules::pg::conn::uses_default_target(text) {
+        crate::modules::pg::conn::prewarm(&session);
+    }
     let ast = Arc::new(ast);
     session.set_script(ast.clone());
     let mut scope = Scope::new();

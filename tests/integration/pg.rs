@@ -216,3 +216,54 @@ fn one_connection_per_target_even_on_a_server_with_one_free_slot() {
     assert_eq!(opsh_sessions, 1, "{}", &log[log_before.len()..]);
     drop(held);
 }
+
+/// Issue 18: a script that calls pg on its default target has that
+/// connection started at launch, concurrently with the rest of start-up;
+/// the first call takes it over (still one session), and a prewarm that
+/// fails is forgotten unless the script does call pg.
+#[test]
+fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "alter system set log_connections = on");
+    pg_exec(&url, "select pg_reload_conf()");
+    let opsh_sessions = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("connection authorized") && l.contains("application_name=opsh"))
+            .count()
+    };
+    let env = Env::new();
+    let log_before = std::fs::read_to_string(&sb.pg().log).unwrap_or_default();
+    // Never called: connected all the same, in the background.
+    env.script("if false { pg.ping() } sleep(0.5); print(\"done\");")
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    let log = std::fs::read_to_string(&sb.pg().log).unwrap();
+    assert_eq!(opsh_sessions(&log[log_before.len()..]), 1, "{log}");
+    // Called: the prewarmed connection is the one used.
+    let log_before = log;
+    env.script("pg.ping(); print(pg.query(\"select 1 as one\")[0].one);")
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("1\n");
+    let log = std::fs::read_to_string(&sb.pg().log).unwrap();
+    assert_eq!(opsh_sessions(&log[log_before.len()..]), 1, "{log}");
+    // Nothing listens: a script that does not get to its pg call is not
+    // failed by the prewarm, and one that does gets the usual error.
+    let port = opsh::sandbox::free_port().unwrap();
+    let dead = format!("postgres://app@127.0.0.1:{port}/db");
+    env.script("if false { pg.ping() } print(\"fine\");")
+        .pg(&dead)
+        .run()
+        .assert_code(0)
+        .assert_stdout("fine\n")
+        .assert_stderr_lacks("cannot connect");
+    env.script("pg.ping()")
+        .pg(&dead)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cannot connect to DATABASE_URL");
+}

@@ -3,14 +3,16 @@
 //! pg primitive.
 
 use super::decode;
-use crate::config::Target;
+use crate::config::{Kind, Target};
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::redact::redact;
+use crate::session::Session;
 use rhai::{Array, Dynamic, Map};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::Postgres;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The pg-specific knobs from `[defaults]`, read per call (cheap).
@@ -22,7 +24,11 @@ pub struct Settings {
 }
 
 pub fn settings(call: &Call) -> Result<Settings, OpError> {
-    let d = match call.session.config.read() {
+    settings_of(call.session)
+}
+
+fn settings_of(session: &Session) -> Result<Settings, OpError> {
+    let d = match session.config.read() {
         Ok(c) => c.defaults.clone(),
         Err(poisoned) => poisoned.into_inner().defaults.clone(),
     };
@@ -42,7 +48,7 @@ pub fn settings(call: &Call) -> Result<Settings, OpError> {
     let statement_timeout = match dur("pg_statement_timeout", d.pg_statement_timeout)? {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
-        None => Some(call.session.call_timeout).filter(|t| !t.is_zero()),
+        None => Some(session.call_timeout).filter(|t| !t.is_zero()),
     };
     Ok(Settings {
         connect_timeout,
@@ -117,43 +123,9 @@ pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
 pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
     let t = call.target()?;
     let call: &Call = call;
+    adopt_prewarmed(call, &t)?;
     let p = call.session.client::<PgPool>(&t.url, || {
-        let s = settings(call)?;
-        let mut opts = PgConnectOptions::from_str(&t.url)
-            .map_err(|e| {
-                OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
-                    .with_cause(redact(&e.to_string()))
-            })?
-            .application_name("opsh");
-        // A statement_timeout the URL sets itself (options=-c ...) wins.
-        if let Some(st) = s
-            .statement_timeout
-            .filter(|_| !t.url.contains("statement_timeout"))
-        {
-            opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
-        }
-        // The pool spawns its maintenance task on the current runtime.
-        let _rt = call.session.rt.enter();
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(s.connect_timeout)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // When opsh gives up on a query (Ctrl-C, a timeout, the
-                    // REPL cancelling an entry) it drops the connection; with
-                    // this the server notices within a second and stops the
-                    // query instead of running it to the end (PostgreSQL 14+).
-                    if conn.server_version_num().is_some_and(|v| v >= 140000) {
-                        sqlx::Executor::execute(
-                            &mut *conn,
-                            "SET client_connection_check_interval = '1s'",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(opts.clone());
+        let (pool, opts) = new_pool(call.session, &t)?;
         // The first connection is the pool's own, kept idle for the first
         // call: a second, throwaway one would cost a connect per target and
         // could fail on a server whose last free slot the first still held.
@@ -165,6 +137,118 @@ pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
         Ok(())
     })?;
     Ok((p, t))
+}
+
+/// A pool for `t` with no connection yet, and its connect options.
+fn new_pool(session: &Session, t: &Target) -> Result<(PgPool, PgConnectOptions), OpError> {
+    let s = settings_of(session)?;
+    let mut opts = PgConnectOptions::from_str(&t.url)
+        .map_err(|e| {
+            OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                .with_cause(redact(&e.to_string()))
+        })?
+        .application_name("opsh");
+    // A statement_timeout the URL sets itself (options=-c ...) wins.
+    if let Some(st) = s
+        .statement_timeout
+        .filter(|_| !t.url.contains("statement_timeout"))
+    {
+        opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
+    }
+    // The pool spawns its maintenance task on the current runtime.
+    let _rt = session.rt.enter();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(s.connect_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // When opsh gives up on a query (Ctrl-C, a timeout, the
+                // REPL cancelling an entry) it drops the connection; with
+                // this the server notices within a second and stops the
+                // query instead of running it to the end (PostgreSQL 14+).
+                if conn.server_version_num().is_some_and(|v| v >= 140000) {
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        "SET client_connection_check_interval = '1s'",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts.clone());
+    Ok((pool, opts))
+}
+
+/// A connection to the default target started at launch, still connecting
+/// or done: the first pg call takes it over.
+#[derive(Clone)]
+struct Prewarmed {
+    pool: PgPool,
+    connected: Arc<Mutex<Option<tokio::task::JoinHandle<bool>>>>,
+}
+
+/// Starts connecting to the default PostgreSQL target in the background,
+/// so a script's first pg call overlaps its connect with other work (other
+/// targets' connects). Lazy: a failure here is forgotten, and the first
+/// call connects again and reports it; a script that never calls pg never
+/// hears of it.
+pub fn prewarm(session: &Session) {
+    let Ok(t) = session.resolve(Kind::Pg, None) else {
+        return;
+    };
+    let Ok((pool, opts)) = new_pool(session, &t) else {
+        return;
+    };
+    let (p, target) = (pool.clone(), t.clone());
+    let task = session
+        .rt
+        .spawn(async move { first_connection(&p, &opts, &target).await.is_ok() });
+    let warm = Prewarmed {
+        pool,
+        connected: Arc::new(Mutex::new(Some(task))),
+    };
+    let _ = session.client::<Prewarmed>(&t.url, || Ok(warm));
+}
+
+/// Whether the script calls a pg primitive on the default target: any
+/// `pg.<name>` but `pg.connect`, which names its own.
+pub fn uses_default_target(src: &str) -> bool {
+    use crate::engine::lex::{significant, Kind as Tok};
+    let toks = significant(src);
+    let text = |i: usize| toks.get(i).map(|t| &src[t.start..t.end]);
+    toks.iter().enumerate().any(|(i, t)| {
+        t.kind == Tok::Ident
+            && text(i) == Some("pg")
+            && text(i + 1) == Some(".")
+            && toks.get(i + 2).is_some_and(|n| n.kind == Tok::Ident)
+            && text(i + 2) != Some("connect")
+    })
+}
+
+/// Takes over a connection `prewarm` started for `t`, once: a connected
+/// pool becomes the run's; a failed one is dropped, and `pool` connects
+/// again in the call's name, with the call's error.
+fn adopt_prewarmed(call: &Call, t: &Target) -> Result<(), OpError> {
+    let Ok(warm) = call
+        .session
+        .client::<Prewarmed>(&t.url, || Err(OpError::failed("not prewarmed")))
+    else {
+        return Ok(());
+    };
+    call.session.drop_client::<Prewarmed>(&t.url);
+    let task = match warm.connected.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(task) = task else {
+        return Ok(());
+    };
+    let connected = call.block_on(async { Ok(task.await.unwrap_or(false)) })?;
+    if connected {
+        call.session.client::<PgPool>(&t.url, || Ok(warm.pool))?;
+    }
+    Ok(())
 }
 
 /// Opens the pool's first connection, failing as precisely as a lone
