@@ -211,21 +211,6 @@ pub fn prewarm(session: &Session) {
     let _ = session.client::<Prewarmed>(&t.url, || Ok(warm));
 }
 
-/// Whether the script calls a pg primitive on the default target: any
-/// `pg.<name>` but `pg.connect`, which names its own.
-pub fn uses_default_target(src: &str) -> bool {
-    use crate::engine::lex::{significant, Kind as Tok};
-    let toks = significant(src);
-    let text = |i: usize| toks.get(i).map(|t| &src[t.start..t.end]);
-    toks.iter().enumerate().any(|(i, t)| {
-        t.kind == Tok::Ident
-            && text(i) == Some("pg")
-            && text(i + 1) == Some(".")
-            && toks.get(i + 2).is_some_and(|n| n.kind == Tok::Ident)
-            && text(i + 2) != Some("connect")
-    })
-}
-
 /// Takes over a connection `prewarm` started for `t`, once: a connected
 /// pool becomes the run's; a failed one is dropped, and `pool` connects
 /// again in the call's name, with the call's error.
