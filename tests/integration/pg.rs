@@ -267,3 +267,34 @@ fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
         .assert_code(2)
         .assert_stderr_contains("cannot connect to DATABASE_URL");
 }
+
+/// A server with no free slot: the pool retries until its connect timeout,
+/// and the error then says why (PostgreSQL's 53300), not only "timed out".
+#[test]
+fn a_full_server_is_named_as_such_after_the_connect_timeout() {
+    use sqlx::{Connection, PgConnection};
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut held: Vec<PgConnection> = Vec::new();
+    rt.block_on(async {
+        while held.len() < 200 {
+            match PgConnection::connect(&url).await {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let env = Env::new();
+    env.write_config("[defaults]\npg_connect_timeout = \"1s\"\n");
+    env.script("pg.ping()")
+        .pg(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("SQLSTATE 53300")
+        .assert_stderr_contains("no free connection slots");
+    drop(held);
+}

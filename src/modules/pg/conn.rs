@@ -259,12 +259,34 @@ async fn first_connection(
     };
     tokio::select! {
         biased;
-        r = &mut acquire => {
+        r = &mut acquire => match r {
             // Back to the pool, idle, for the call that asked for it
             // (`settled` waits for it).
-            drop(r.map_err(|e| pg_error(e, t, "connect"))?);
-            Ok(())
-        }
+            Ok(c) => {
+                drop(c);
+                Ok(())
+            }
+            // The pool retries a server with no free slot (or one still
+            // starting) until its timeout, and then says only that it timed
+            // out: one more connect says why (briefly: a server that
+            // accepts and never answers would hold it too).
+            Err(sqlx::Error::PoolTimedOut) => {
+                let lone = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(opts),
+                )
+                .await;
+                Err(match lone {
+                    Ok(Err(e @ sqlx::Error::Database(_))) => pg_error(e, t, "connect"),
+                    Ok(Ok(c)) => {
+                        let _ = sqlx::Connection::close(c).await;
+                        pg_error(sqlx::Error::PoolTimedOut, t, "connect")
+                    }
+                    _ => pg_error(sqlx::Error::PoolTimedOut, t, "connect"),
+                })
+            }
+            Err(e) => Err(pg_error(e, t, "connect")),
+        },
         e = probe => Err(pg_error(sqlx::Error::Io(e), t, "connect")),
     }
 }
