@@ -279,6 +279,11 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
     if let Some(t) = ctx.global.timeout {
         let _ = session.cancel.arm_timeout(&session.rt, t);
     }
+    // Connecting overlaps building the engine and compiling. A replay
+    // answers from its recording: nothing to connect to.
+    if a.replay.is_none() {
+        crate::modules::prewarm(&session, text);
+    }
     let sources = Arc::new(Sources::default());
     sources.insert(name, text);
     let file = a.file.clone().unwrap_or_else(|| PathBuf::from("-"));

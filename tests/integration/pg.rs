@@ -152,3 +152,149 @@ fn connect_to_named_target_and_handles_in_functions() {
         .assert_code(2)
         .assert_stderr_contains("did you mean `staging`?");
 }
+
+/// Issue 18: opsh used to open a throwaway connection before its pool's
+/// first: two connects per target, and on a server with one free slot the
+/// second could find it still taken. The first connection is now the
+/// pool's: a server filled to its last slot still answers, and its log
+/// shows one opsh session for the run.
+#[test]
+fn one_connection_per_target_even_on_a_server_with_one_free_slot() {
+    use sqlx::{Connection, PgConnection};
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "alter system set log_connections = on");
+    pg_exec(&url, "select pg_reload_conf()");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Every slot taken (the sandbox's role is a superuser, so the reserved
+    // ones too), then exactly one freed.
+    let mut held: Vec<PgConnection> = Vec::new();
+    rt.block_on(async {
+        loop {
+            match PgConnection::connect(&url).await {
+                Ok(c) => held.push(c),
+                Err(e) => {
+                    assert!(e.to_string().contains("too many clients"), "{e}");
+                    break;
+                }
+            }
+            assert!(held.len() < 200, "max_connections was never reached");
+        }
+        let last = held.pop().unwrap();
+        last.close().await.unwrap();
+        // The slot is free once the backend has gone from pg_stat_activity
+        // (and a moment more for its process entry).
+        for _ in 0..100 {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity where backend_type = 'client backend'",
+            )
+            .fetch_one(&mut *held.last_mut().unwrap())
+            .await
+            .unwrap();
+            if n as usize == held.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    });
+    let log_before = std::fs::read_to_string(&sb.pg().log).unwrap_or_default();
+    Env::new()
+        .script("let c = pg.connections(); print(c.total); print(c.available <= 0);")
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout(&format!("{}\ntrue\n", held.len() + 1));
+    let log = std::fs::read_to_string(&sb.pg().log).unwrap();
+    let opsh_sessions = log[log_before.len()..]
+        .lines()
+        .filter(|l| l.contains("connection authorized") && l.contains("application_name=opsh"))
+        .count();
+    assert_eq!(opsh_sessions, 1, "{}", &log[log_before.len()..]);
+    drop(held);
+}
+
+/// Issue 18: a script that calls pg on its default target has that
+/// connection started at launch, concurrently with the rest of start-up;
+/// the first call takes it over (still one session), and a prewarm that
+/// fails is forgotten unless the script does call pg.
+#[test]
+fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    pg_exec(&url, "alter system set log_connections = on");
+    pg_exec(&url, "select pg_reload_conf()");
+    let opsh_sessions = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("connection authorized") && l.contains("application_name=opsh"))
+            .count()
+    };
+    let env = Env::new();
+    let log_before = std::fs::read_to_string(&sb.pg().log).unwrap_or_default();
+    // Never called: connected all the same, in the background.
+    env.script("if false { pg.ping() } sleep(0.5); print(\"done\");")
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    let log = std::fs::read_to_string(&sb.pg().log).unwrap();
+    assert_eq!(opsh_sessions(&log[log_before.len()..]), 1, "{log}");
+    // Called: the prewarmed connection is the one used.
+    let log_before = log;
+    env.script("pg.ping(); print(pg.query(\"select 1 as one\")[0].one);")
+        .pg(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("1\n");
+    let log = std::fs::read_to_string(&sb.pg().log).unwrap();
+    assert_eq!(opsh_sessions(&log[log_before.len()..]), 1, "{log}");
+    // Nothing listens: a script that does not get to its pg call is not
+    // failed by the prewarm, and one that does gets the usual error.
+    let port = opsh::sandbox::free_port().unwrap();
+    let dead = format!("postgres://app@127.0.0.1:{port}/db");
+    env.script("if false { pg.ping() } print(\"fine\");")
+        .pg(&dead)
+        .run()
+        .assert_code(0)
+        .assert_stdout("fine\n")
+        .assert_stderr_lacks("cannot connect");
+    env.script("pg.ping()")
+        .pg(&dead)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cannot connect to DATABASE_URL");
+}
+
+/// A server with no free slot: the pool retries until its connect timeout,
+/// and the error then says why (PostgreSQL's 53300), not only "timed out".
+#[test]
+fn a_full_server_is_named_as_such_after_the_connect_timeout() {
+    use sqlx::{Connection, PgConnection};
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut held: Vec<PgConnection> = Vec::new();
+    rt.block_on(async {
+        while held.len() < 200 {
+            match PgConnection::connect(&url).await {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let env = Env::new();
+    env.write_config("[defaults]\npg_connect_timeout = \"1s\"\n");
+    env.script("pg.ping()")
+        .pg(&url)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("SQLSTATE 53300")
+        .assert_stderr_contains("no free connection slots");
+    drop(held);
+}

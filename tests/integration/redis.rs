@@ -473,3 +473,57 @@ fn dbsize_counts_the_keys_of_the_target_or_another_db() {
         .assert_code(0)
         .assert_stdout("2  1 3\n");
 }
+
+/// Issue 18: a script that calls redis on its default target has that
+/// connection started at launch; the first call takes it over (one
+/// connection for the run), and a prewarm that fails is forgotten unless
+/// the script does call redis.
+#[test]
+fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
+    // Each read is itself a connection: the second counts the first.
+    let connections = || {
+        let info: String = redis_query(&url, &["INFO", "stats"]);
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|n| n.trim().parse::<i64>().ok())
+            .unwrap()
+    };
+    let env = Env::new();
+    let before = connections();
+    env.script("if false { redis.ping() } sleep(0.5); print(\"done\");")
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("done\n");
+    assert_eq!(
+        connections() - before,
+        2,
+        "opsh connected once, in the background"
+    );
+    let before = connections();
+    env.script("redis.ping(); redis.info(); print(true);")
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\n");
+    assert_eq!(
+        connections() - before,
+        2,
+        "the prewarmed connection is the one used"
+    );
+    let port = opsh::sandbox::free_port().unwrap();
+    let dead = format!("redis://127.0.0.1:{port}");
+    env.script("if false { redis.ping() } print(\"fine\");")
+        .redis(&dead)
+        .run()
+        .assert_code(0)
+        .assert_stdout("fine\n")
+        .assert_stderr_lacks("cannot talk");
+    env.script("redis.ping()")
+        .redis(&dead)
+        .run()
+        .assert_code(2)
+        .assert_stderr_contains("cannot talk to");
+}

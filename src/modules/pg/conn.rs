@@ -3,14 +3,16 @@
 //! pg primitive.
 
 use super::decode;
-use crate::config::Target;
+use crate::config::{Kind, Target};
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::redact::redact;
+use crate::session::Session;
 use rhai::{Array, Dynamic, Map};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::Query;
-use sqlx::{Connection, Postgres};
+use sqlx::Postgres;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The pg-specific knobs from `[defaults]`, read per call (cheap).
@@ -22,7 +24,11 @@ pub struct Settings {
 }
 
 pub fn settings(call: &Call) -> Result<Settings, OpError> {
-    let d = match call.session.config.read() {
+    settings_of(call.session)
+}
+
+fn settings_of(session: &Session) -> Result<Settings, OpError> {
+    let d = match session.config.read() {
         Ok(c) => c.defaults.clone(),
         Err(poisoned) => poisoned.into_inner().defaults.clone(),
     };
@@ -42,7 +48,7 @@ pub fn settings(call: &Call) -> Result<Settings, OpError> {
     let statement_timeout = match dur("pg_statement_timeout", d.pg_statement_timeout)? {
         Some(d) if d.is_zero() => None,
         Some(d) => Some(d),
-        None => Some(call.session.call_timeout).filter(|t| !t.is_zero()),
+        None => Some(session.call_timeout).filter(|t| !t.is_zero()),
     };
     Ok(Settings {
         connect_timeout,
@@ -125,56 +131,221 @@ pub fn pg_error(e: sqlx::Error, t: &Target, what: &str) -> OpError {
 pub fn pool(call: &mut Call) -> Result<(PgPool, Target), OpError> {
     let t = call.target()?;
     let call: &Call = call;
+    adopt_prewarmed(call, &t)?;
     let p = call.session.client::<PgPool>(&t.url, || {
-        let s = settings(call)?;
-        let mut opts = PgConnectOptions::from_str(&t.url)
-            .map_err(|e| {
-                OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
-                    .with_cause(redact(&e.to_string()))
-            })?
-            .application_name("opsh");
-        // A statement_timeout the URL sets itself (options=-c ...) wins.
-        if let Some(st) = s
-            .statement_timeout
-            .filter(|_| !t.url.contains("statement_timeout"))
-        {
-            opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
-        }
-        // One plain connection first: the pool retries refused connections
-        // until its timeout, which would turn "nothing listens there" into a
-        // slow, vague timeout. A lone connect fails at once and precisely.
-        call.block_on(async {
-            let first = tokio::time::timeout(s.connect_timeout, PgConnection::connect_with(&opts))
-                .await
-                .map_err(|_| pg_error(sqlx::Error::PoolTimedOut, &t, "connect"))?
-                .map_err(|e| pg_error(e, &t, "connect"))?;
-            let _ = first.close().await;
-            Ok(())
-        })?;
-        // The pool spawns its maintenance task on the current runtime.
-        let _rt = call.session.rt.enter();
-        Ok(PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(s.connect_timeout)
-            .after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // When opsh gives up on a query (Ctrl-C, a timeout, the
-                    // REPL cancelling an entry) it drops the connection; with
-                    // this the server notices within a second and stops the
-                    // query instead of running it to the end (PostgreSQL 14+).
-                    if conn.server_version_num().is_some_and(|v| v >= 140000) {
-                        sqlx::Executor::execute(
-                            &mut *conn,
-                            "SET client_connection_check_interval = '1s'",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(opts))
+        let (pool, opts) = new_pool(call.session, &t)?;
+        // The first connection is the pool's own, kept idle for the first
+        // call: a second, throwaway one would cost a connect per target and
+        // could fail on a server whose last free slot the first still held.
+        call.block_on(first_connection(&pool, &opts, &t))?;
+        Ok(pool)
+    })?;
+    call.block_on(async {
+        settled(&p).await;
+        Ok(())
     })?;
     Ok((p, t))
+}
+
+/// A pool for `t` with no connection yet, and its connect options.
+fn new_pool(session: &Session, t: &Target) -> Result<(PgPool, PgConnectOptions), OpError> {
+    let s = settings_of(session)?;
+    let mut opts = PgConnectOptions::from_str(&t.url)
+        .map_err(|e| {
+            OpError::bad_input(format!("invalid PostgreSQL URL for {}", t.display()))
+                .with_cause(redact(&e.to_string()))
+        })?
+        .application_name("opsh");
+    // A statement_timeout the URL sets itself (options=-c ...) wins.
+    if let Some(st) = s
+        .statement_timeout
+        .filter(|_| !t.url.contains("statement_timeout"))
+    {
+        opts = opts.options([("statement_timeout", st.as_millis().to_string())]);
+    }
+    // The pool spawns its maintenance task on the current runtime.
+    let _rt = session.rt.enter();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(s.connect_timeout)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // When opsh gives up on a query (Ctrl-C, a timeout, the
+                // REPL cancelling an entry) it drops the connection; with
+                // this the server notices within a second and stops the
+                // query instead of running it to the end (PostgreSQL 14+).
+                if conn.server_version_num().is_some_and(|v| v >= 140000) {
+                    sqlx::Executor::execute(
+                        &mut *conn,
+                        "SET client_connection_check_interval = '1s'",
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy_with(opts.clone());
+    Ok((pool, opts))
+}
+
+/// A connection to the default target started at launch, still connecting
+/// or done: the first pg call takes it over.
+#[derive(Clone)]
+struct Prewarmed {
+    pool: PgPool,
+    connected: Arc<Mutex<Option<tokio::task::JoinHandle<bool>>>>,
+}
+
+/// Starts connecting to the default PostgreSQL target in the background,
+/// so a script's first pg call overlaps its connect with other work (other
+/// targets' connects). Lazy: a failure here is forgotten, and the first
+/// call connects again and reports it; a script that never calls pg never
+/// hears of it.
+pub fn prewarm(session: &Session) {
+    let Ok(t) = session.resolve(Kind::Pg, None) else {
+        return;
+    };
+    let Ok((pool, opts)) = new_pool(session, &t) else {
+        return;
+    };
+    let (p, target) = (pool.clone(), t.clone());
+    let task = session
+        .rt
+        .spawn(async move { first_connection(&p, &opts, &target).await.is_ok() });
+    let warm = Prewarmed {
+        pool,
+        connected: Arc::new(Mutex::new(Some(task))),
+    };
+    let _ = session.client::<Prewarmed>(&t.url, || Ok(warm));
+}
+
+/// Takes over a connection `prewarm` started for `t`, once: a connected
+/// pool becomes the run's; a failed one is dropped, and `pool` connects
+/// again in the call's name, with the call's error.
+fn adopt_prewarmed(call: &Call, t: &Target) -> Result<(), OpError> {
+    let Ok(warm) = call
+        .session
+        .client::<Prewarmed>(&t.url, || Err(OpError::failed("not prewarmed")))
+    else {
+        return Ok(());
+    };
+    call.session.drop_client::<Prewarmed>(&t.url);
+    let task = match warm.connected.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(task) = task else {
+        return Ok(());
+    };
+    let connected = call.block_on(async { Ok(task.await.unwrap_or(false)) })?;
+    if connected {
+        call.session.client::<PgPool>(&t.url, || Ok(warm.pool))?;
+    }
+    Ok(())
+}
+
+/// Opens the pool's first connection, failing as precisely as a lone
+/// connect would. The pool quietly retries a refused connection until its
+/// timeout, which would turn "nothing listens there" into a slow, vague
+/// timeout; so when the connect is not done at once, a bare socket probe
+/// (no PostgreSQL session, no connection slot) tells a refused port apart.
+async fn first_connection(
+    pool: &PgPool,
+    opts: &PgConnectOptions,
+    t: &Target,
+) -> Result<(), OpError> {
+    let acquire = pool.acquire();
+    tokio::pin!(acquire);
+    let probe = async {
+        // A loopback connect takes ~10 ms; the pool's first retry comes
+        // after its 10 ms backoff.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match refused(opts).await {
+            Some(e) => e,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        r = &mut acquire => match r {
+            // Back to the pool, idle, for the call that asked for it
+            // (`settled` waits for it).
+            Ok(c) => {
+                drop(c);
+                Ok(())
+            }
+            // The pool retries a server with no free slot (or one still
+            // starting) until its timeout, and then says only that it timed
+            // out: one more connect says why (briefly: a server that
+            // accepts and never answers would hold it too).
+            Err(sqlx::Error::PoolTimedOut) => {
+                let lone = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(opts),
+                )
+                .await;
+                Err(match lone {
+                    Ok(Err(e @ sqlx::Error::Database(_))) => pg_error(e, t, "connect"),
+                    Ok(Ok(c)) => {
+                        let _ = sqlx::Connection::close(c).await;
+                        pg_error(sqlx::Error::PoolTimedOut, t, "connect")
+                    }
+                    _ => pg_error(sqlx::Error::PoolTimedOut, t, "connect"),
+                })
+            }
+            Err(e) => Err(pg_error(e, t, "connect")),
+        },
+        e = probe => Err(pg_error(sqlx::Error::Io(e), t, "connect")),
+    }
+}
+
+/// Waits (briefly) for the connections earlier calls released to be back
+/// in the pool. sqlx returns a connection from a spawned task after a ping;
+/// a call that came first would open another connection, a second session
+/// on the server for a sequential script, and on a server with no free slot
+/// it would wait for one until the connect timeout, though its own
+/// connection was about to be idle.
+async fn settled(pool: &PgPool) {
+    let started = std::time::Instant::now();
+    while pool.size() as usize > pool.num_idle() {
+        let waited = started.elapsed();
+        // Really in use (calls running concurrently): the pool grows.
+        if waited > Duration::from_millis(100) {
+            break;
+        }
+        // The return is a loopback round trip away, usually: spin first.
+        if waited < Duration::from_millis(2) {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// The error of a socket connect to the server's address when it is
+/// refused (or the Unix socket is missing); None when something listens.
+async fn refused(opts: &PgConnectOptions) -> Option<std::io::Error> {
+    let port = opts.get_port();
+    let host = opts.get_host();
+    let result = match opts.get_socket() {
+        #[cfg(unix)]
+        Some(dir) => tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}")))
+            .await
+            .map(drop),
+        #[cfg(unix)]
+        None if host.starts_with('/') => {
+            tokio::net::UnixStream::connect(format!("{host}/.s.PGSQL.{port}"))
+                .await
+                .map(drop)
+        }
+        _ => tokio::net::TcpStream::connect((host, port)).await.map(drop),
+    };
+    result.err().filter(|e| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        )
+    })
 }
 
 pub type PgQuery<'q> = Query<'q, Postgres, PgArguments>;

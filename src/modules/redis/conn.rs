@@ -1,11 +1,13 @@
 //! Connections: one multiplexed connection per target URL, errors with
 //! hints, and reads that survive one broken connection.
 
-use crate::config::Target;
+use crate::config::{Kind, Target};
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::engine::Handle;
 use crate::registry::{req, Primitive, Ty};
+use crate::session::Session;
 use rhai::Dynamic;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub(super) fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
@@ -59,15 +61,11 @@ pub(super) fn conn(
         .with_hint("connect to a node with redis.connect(\"redis://host:port\") for the rest"));
     }
     let call: &Call = call;
+    adopt_prewarmed(call, &t)?;
     let c = call
         .session
         .client::<redis::aio::MultiplexedConnection>(&t.url, || {
-            let cfg = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(10)))
-                .set_response_timeout(
-                    // --call-timeout 0s: no limit.
-                    Some(call.session.call_timeout).filter(|t| !t.is_zero()),
-                );
+            let cfg = config(call.session);
             let invalid = |e: redis::RedisError| {
                 OpError::bad_input(format!("invalid Redis URL for {}", t.display()))
                     .with_cause(crate::redact::redact(&e.to_string()))
@@ -95,6 +93,69 @@ pub(super) fn conn(
             }
         })?;
     Ok((c, t))
+}
+
+fn config(session: &Session) -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(
+            // --call-timeout 0s: no limit.
+            Some(session.call_timeout).filter(|t| !t.is_zero()),
+        )
+}
+
+type Connecting = tokio::task::JoinHandle<Option<redis::aio::MultiplexedConnection>>;
+
+/// A connection to the default target started at launch, still connecting
+/// or done: the first redis call takes it over.
+#[derive(Clone)]
+struct Prewarmed(Arc<Mutex<Option<Connecting>>>);
+
+/// Starts connecting to the default Redis target (one plain node; a
+/// cluster or a sentinel target connects on first use) in the background.
+/// A failure is forgotten: the first call connects again and reports it.
+pub fn prewarm(session: &Session) {
+    let Ok(t) = session.resolve(Kind::Redis, None) else {
+        return;
+    };
+    if super::cluster::is_cluster(&t.url) || parse_sentinel_url(&t.url).is_some() {
+        return;
+    }
+    let Ok(client) = redis::Client::open(t.url.as_str()) else {
+        return;
+    };
+    let cfg = config(session);
+    let task = session.rt.spawn(async move {
+        client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .ok()
+    });
+    let warm = Prewarmed(Arc::new(Mutex::new(Some(task))));
+    let _ = session.client::<Prewarmed>(&t.url, || Ok(warm));
+}
+
+/// Takes over the connection `prewarm` started for `t`, once.
+fn adopt_prewarmed(call: &Call, t: &Target) -> Result<(), OpError> {
+    let Ok(warm) = call
+        .session
+        .client::<Prewarmed>(&t.url, || Err(OpError::failed("not prewarmed")))
+    else {
+        return Ok(());
+    };
+    call.session.drop_client::<Prewarmed>(&t.url);
+    let task = match warm.0.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(task) = task else {
+        return Ok(());
+    };
+    if let Some(c) = call.block_on(async { Ok(task.await.ok().flatten()) })? {
+        call.session
+            .client::<redis::aio::MultiplexedConnection>(&t.url, || Ok(c))?;
+    }
+    Ok(())
 }
 
 pub const CONNECT: Primitive = Primitive::handle("connect", connect, false)

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod conn;
+pub(crate) use conn::prewarm;
 pub(crate) mod info;
 mod keys;
 
