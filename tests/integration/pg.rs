@@ -265,7 +265,7 @@ fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
         .pg(&dead)
         .run()
         .assert_code(2)
-        .assert_stderr_contains("cannot connect to DATABASE_URL");
+        .assert_stderr_contains("refused the connection to DATABASE_URL");
 }
 
 /// A server with no free slot: the pool retries until its connect timeout,

@@ -525,5 +525,5 @@ fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
         .redis(&dead)
         .run()
         .assert_code(2)
-        .assert_stderr_contains("cannot talk to");
+        .assert_stderr_contains("refused the connection to REDIS_URL");
 }

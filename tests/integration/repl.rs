@@ -539,6 +539,11 @@ fn a_typed_confirmation_is_audited_and_an_interrupted_exec_says_what_became_of_i
     // console says it was not applied.
     t.wait_prompts(2);
     t.line(r#"pg.exec("update t set v = 2 where pg_sleep(30) is not null")"#);
+    // DATABASE_URL is prod's server and database: protected too.
+    t.wait_for("the second confirmation prompt", |s| {
+        s.ends_with("Type `yes` to continue:")
+    });
+    t.line("yes");
     eventually(secs(10), "the statement to run", || {
         pg_scalar(
             &url,

@@ -75,6 +75,8 @@ fn pg_query_is_read_only_on_the_server() {
            print(pg.exec("update t set v = 'z' where id = $1", [1]).rows_affected);"#,
     )
     .pg(&url)
+    // The protected target's own server, by URL: protected too.
+    .flag("--yes")
     .run()
     .assert_code(0)
     .assert_stdout("2\n1\n");
