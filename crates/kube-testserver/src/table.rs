@@ -2,7 +2,7 @@
 //! columns the real API server prints for each kind.
 
 use super::discovery::Res;
-use super::store::{age_secs, meta_str};
+use super::store::{age_secs, label_pairs, meta_str};
 use serde_json::{json, Value};
 
 pub fn age(ts: &str) -> String {
@@ -35,18 +35,6 @@ fn containers(o: &Value, field: &str) -> String {
         .map(|a| {
             a.iter()
                 .filter_map(|c| c[field].as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .unwrap_or_default()
-}
-
-/// `k=v,k=v` of a label map (a selector, a nodeSelector); empty when absent.
-fn label_pairs(m: &Value) -> String {
-    m.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
                 .collect::<Vec<_>>()
                 .join(",")
         })
