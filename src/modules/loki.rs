@@ -365,7 +365,7 @@ fn entries(data: &Value, (json, logfmt): (bool, bool), forward: bool) -> Array {
 }
 
 /// Loki's label name rules: other characters become `_`.
-fn sanitize(k: &str) -> String {
+pub(crate) fn sanitize(k: &str) -> String {
     let s: String = k
         .chars()
         .map(|c| {
@@ -383,36 +383,44 @@ fn sanitize(k: &str) -> String {
     }
 }
 
-fn json_fields(line: &str, out: &mut Map) {
-    fn walk(prefix: &str, v: &Value, out: &mut Map) {
-        match v {
-            Value::Object(o) => {
-                for (k, x) in o {
-                    let key = if prefix.is_empty() {
-                        sanitize(k)
-                    } else {
-                        format!("{prefix}_{}", sanitize(k))
-                    };
-                    walk(&key, x, out);
-                }
-            }
-            Value::Array(_) | Value::Null => {}
-            other => {
-                out.insert(prefix.into(), from_json(other));
+/// The leaves of a JSON value as `| json` names them (`a_b` for `{"a":{"b":..}}`,
+/// sanitized); arrays and nulls are skipped, as Loki does without parameters.
+/// Shared by this client and the sandbox's Loki so both read lines alike.
+pub(crate) fn json_leaves(prefix: &str, v: &Value, out: &mut dyn FnMut(String, &Value)) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                let key = if prefix.is_empty() {
+                    sanitize(k)
+                } else {
+                    format!("{prefix}_{}", sanitize(k))
+                };
+                json_leaves(&key, x, out);
             }
         }
-    }
-    if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line) {
-        walk("", &v, out);
+        Value::Array(_) | Value::Null => {}
+        other => out(prefix.to_string(), other),
     }
 }
 
-fn logfmt_fields(line: &str, out: &mut Map) {
+fn json_fields(line: &str, out: &mut Map) {
+    if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line) {
+        json_leaves("", &v, &mut |k, x| {
+            out.insert(k.into(), from_json(x));
+        });
+    }
+}
+
+/// The `key=value` pairs of a logfmt line, keys sanitized (an empty key
+/// stays empty), and whether it was well formed: false when a quoted value
+/// is left open, whose pair then holds what was read of it.
+pub(crate) fn logfmt_pairs(line: &str) -> (Vec<(String, String)>, bool) {
+    let mut out = Vec::new();
     let mut it = line.chars().peekable();
     loop {
         while it.next_if(|c| c.is_whitespace()).is_some() {}
         if it.peek().is_none() {
-            return;
+            return (out, true);
         }
         let mut key = String::new();
         while let Some(c) = it.next_if(|c| *c != '=' && !c.is_whitespace()) {
@@ -421,12 +429,23 @@ fn logfmt_fields(line: &str, out: &mut Map) {
         let mut value = String::new();
         if it.next_if_eq(&'=').is_some() {
             if it.next_if_eq(&'"').is_some() {
+                let mut closed = false;
                 while let Some(c) = it.next() {
                     match c {
-                        '"' => break,
-                        '\\' => value.extend(it.next()),
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        '\\' => match it.next() {
+                            Some(c) => value.push(c),
+                            None => break,
+                        },
                         c => value.push(c),
                     }
+                }
+                if !closed {
+                    out.push((sanitize(&key), value));
+                    return (out, false);
                 }
             } else {
                 while let Some(c) = it.next_if(|c| !c.is_whitespace()) {
@@ -434,8 +453,14 @@ fn logfmt_fields(line: &str, out: &mut Map) {
                 }
             }
         }
+        out.push((sanitize(&key), value));
+    }
+}
+
+fn logfmt_fields(line: &str, out: &mut Map) {
+    for (key, value) in logfmt_pairs(line).0 {
         if !key.is_empty() {
-            out.insert(sanitize(&key).into(), Dynamic::from(value));
+            out.insert(key.into(), Dynamic::from(value));
         }
     }
 }
@@ -520,5 +545,33 @@ mod tests {
         let l = e["labels"].read_lock::<Map>().unwrap();
         assert_eq!(l.len(), 2, "{l:?}");
         assert_eq!(l["app"].to_string(), "api");
+    }
+
+    #[test]
+    fn logfmt_pairs_are_sanitized_and_an_open_quote_is_reported() {
+        assert_eq!(
+            logfmt_pairs(r#"level=info 1st.key="a \"b\" c" flag"#),
+            (
+                vec![
+                    ("level".into(), "info".into()),
+                    ("_1st_key".into(), r#"a "b" c"#.into()),
+                    ("flag".into(), String::new()),
+                ],
+                true
+            )
+        );
+        assert_eq!(
+            logfmt_pairs(r#"a=1 msg="never closed"#),
+            (
+                vec![
+                    ("a".into(), "1".into()),
+                    ("msg".into(), "never closed".into())
+                ],
+                false
+            )
+        );
+        let mut m = Map::new();
+        logfmt_fields(r#"a=1 msg="open"#, &mut m);
+        assert_eq!(m.len(), 2, "{m:?}");
     }
 }

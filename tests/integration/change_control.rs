@@ -281,13 +281,20 @@ fn read_plan(env: &Env) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(env.path("plan.json")).unwrap()).unwrap()
 }
 
-#[test]
-fn a_plan_changes_nothing_and_apply_makes_exactly_its_mutations() {
+/// The cluster and database a plan changes: api rolled out, an empty
+/// `marks` table. Keep the Sandbox alive for the test.
+fn plan_targets() -> (Kube, Sandbox, String) {
     let k = kube();
     k.wait_rolled_out("api");
     let sb = sandbox(&[Pg]);
     let url = sb.pg_url();
     pg_exec(&url, "create table marks(n int);");
+    (k, sb, url)
+}
+
+#[test]
+fn a_plan_changes_nothing_and_apply_makes_exactly_its_mutations() {
+    let (k, _sb, url) = plan_targets();
     let env = plan_env(&k, &url, "");
     env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .env("USER", "alice")
@@ -324,11 +331,7 @@ fn a_plan_changes_nothing_and_apply_makes_exactly_its_mutations() {
 
 #[test]
 fn apply_stops_before_a_drifted_step_with_nothing_changed() {
-    let k = kube();
-    k.wait_rolled_out("api");
-    let sb = sandbox(&[Pg]);
-    let url = sb.pg_url();
-    pg_exec(&url, "create table marks(n int);");
+    let (k, _sb, url) = plan_targets();
     let env = plan_env(&k, &url, "");
     env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .run()
@@ -345,11 +348,7 @@ fn apply_stops_before_a_drifted_step_with_nothing_changed() {
 
 #[test]
 fn a_tampered_or_expired_plan_is_refused() {
-    let k = kube();
-    k.wait_rolled_out("api");
-    let sb = sandbox(&[Pg]);
-    let url = sb.pg_url();
-    pg_exec(&url, "create table marks(n int);");
+    let (k, _sb, url) = plan_targets();
     let env = plan_env(&k, &url, "[plan]\nttl = \"2s\"\n");
     env.opsh(["plan", "change.rhai", "--out", "plan.json"])
         .run()
@@ -382,11 +381,7 @@ fn a_tampered_or_expired_plan_is_refused() {
 
 #[test]
 fn approvals_are_required_signed_and_never_by_the_planner() {
-    let k = kube();
-    k.wait_rolled_out("api");
-    let sb = sandbox(&[Pg]);
-    let url = sb.pg_url();
-    pg_exec(&url, "create table marks(n int);");
+    let (k, _sb, url) = plan_targets();
     let env = Env::new();
     let key = env.write("approval.key", "s3cret-approval-key\n");
     let env = plan_env_in(

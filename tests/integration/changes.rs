@@ -5,14 +5,6 @@
 use crate::support::*;
 use std::time::Duration;
 
-fn outcome_records(audit: &[serde_json::Value], prim: &str) -> Vec<serde_json::Value> {
-    audit
-        .iter()
-        .filter(|a| a["primitive"] == prim && a["phase"] == "outcome")
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn every_real_mutation_says_what_it_did_once_and_quiet_silences_it() {
     let sb = sandbox(&[Pg, Redis]);
@@ -218,7 +210,7 @@ fn a_failed_dry_run_is_audited_and_the_estimate_sits_beside_the_result() {
         .pg(&url)
         .run()
         .assert_code(0);
-    let out = outcome_records(&env.audit(), "pg.exec");
+    let out = env.outcomes("pg.exec");
     let last = out.last().unwrap();
     assert_eq!(last["result"]["rows_affected"], 990);
     assert!(
@@ -270,7 +262,7 @@ fn a_killed_backend_is_outcome_unknown_and_not_retried() {
     r.assert_code(5)
         .assert_stderr_contains("outcome unknown")
         .assert_stderr_lacks("is PostgreSQL running");
-    let out = outcome_records(&env.audit(), "pg.exec");
+    let out = env.outcomes("pg.exec");
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["outcome"], "unknown", "{out:?}");
     // Never retried: the row was updated at most once (here: not at all,
@@ -303,7 +295,7 @@ fn ctrl_c_during_exec_cancels_it_on_the_server_and_says_not_applied() {
     );
     r.assert_code(130)
         .assert_stderr_contains("pg.exec not applied: PostgreSQL cancelled the statement");
-    let out = outcome_records(&env.audit(), "pg.exec");
+    let out = env.outcomes("pg.exec");
     assert_eq!(out[0]["outcome"], "not_applied", "{out:?}");
     assert_eq!(out[0]["interrupted"], "interrupted (Ctrl-C)");
     assert_eq!(pg_scalar(&url, "select v::bigint from t"), 0);
@@ -332,7 +324,7 @@ fn ctrl_c_during_the_wait_of_a_scale_audits_the_scale_that_landed() {
     r.assert_code(4)
         .assert_stderr_contains("k8s.scale applied: the scale landed")
         .assert_stderr_contains("scaled deployment worker 2 -> 4");
-    let out = outcome_records(&env.audit(), "k8s.scale");
+    let out = env.outcomes("k8s.scale");
     assert_eq!(out[0]["outcome"], "applied", "{out:?}");
     assert_eq!(out[0]["result"]["from"], 2);
     assert_eq!(out[0]["result"]["to"], 4);
@@ -428,7 +420,7 @@ fn ctrl_c_while_a_scale_is_in_flight_reads_it_back() {
     r.assert_code(4)
         .assert_stderr_contains("k8s.scale applied: the scale landed before the interrupt")
         .assert_stderr_contains("scaled deployment api 3 -> 5");
-    let out = outcome_records(&env.audit(), "k8s.scale");
+    let out = env.outcomes("k8s.scale");
     assert_eq!(out[0]["outcome"], "applied", "{out:?}");
     assert_eq!(out[0]["result"]["from"], 3);
     assert_eq!(out[0]["result"]["to"], 5);

@@ -64,21 +64,6 @@ fn keep_recording(path: &std::path::Path, name: &str) {
     }
 }
 
-fn outcomes(env: &Env, primitive: &str) -> usize {
-    env.audit()
-        .iter()
-        .filter(|e| e["primitive"] == primitive && e["phase"] == "outcome")
-        .count()
-}
-
-fn image_of(k: &Kube, name: &str) -> String {
-    k.object("Deployment", "default", name).expect("deployment")["spec"]["template"]["spec"]
-        ["containers"][0]["image"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 // ---------------------------------------------------------------- cert_expiry
 
 /// Seed 001 "SSL/TLS Certificate Expired": a host that refuses the
@@ -132,7 +117,7 @@ fn drill_oom_in_another_deployment_with_default_arguments() {
     // Nothing was deleted: the pods are the same ones.
     assert_eq!(uids("api"), api);
     assert_eq!(uids("worker"), worker);
-    assert_eq!(outcomes(&env, "k8s.delete_pod"), 0);
+    assert_eq!(env.outcomes("k8s.delete_pod").len(), 0);
 }
 
 // ------------------------------------------------------ rollback, system_down
@@ -161,7 +146,7 @@ fn drill_rollback_onto_a_revision_that_never_pulled() {
     .run()
     .assert_code(0);
     k.wait_rolled_out("api");
-    assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
+    assert_eq!(k.image("api"), "registry.example/api:1.4.2");
     let health = format!("http://127.0.0.1:{}/health", closed_port());
     for name in ["rollback.rhai", "system_down.rhai"] {
         for dry in [true, false] {
@@ -202,14 +187,14 @@ fn drill_rollback_onto_a_revision_that_never_pulled() {
             }
             assert_said(&r, "nothing was changed");
             assert_eq!(
-                image_of(&k, "api"),
+                k.image("api"),
                 "registry.example/api:1.4.2",
                 "{name} (dry run: {dry}) moved the image"
             );
         }
     }
     assert_eq!(
-        outcomes(&env, "k8s.rollout_undo"),
+        env.outcomes("k8s.rollout_undo").len(),
         1,
         "only the hand-made undo"
     );
@@ -302,7 +287,7 @@ fn drill_db_rollback_replicas_come_back_during_the_restore() {
     });
     // No restore Job was started under live traffic.
     assert_eq!(jobs(), jobs_before, "a restore job was created");
-    assert_eq!(outcomes(&env, "k8s.create_job_from"), 0);
+    assert_eq!(env.outcomes("k8s.create_job_from").len(), 0);
 }
 
 // ---------------------------------------------------- db_connection_exhaustion
@@ -376,7 +361,7 @@ fn drill_db_connection_exhaustion_on_a_full_server() {
         assert_said(&r, "40 superuser");
         assert_eq!(pg_scalar(&url, app_sessions), 57, "dry run: {dry}");
     }
-    assert_eq!(outcomes(&env, "pg.terminate"), 0);
+    assert_eq!(env.outcomes("pg.terminate").len(), 0);
     // Allowed: everything of the app goes, the after measurement works.
     let r = run(100, false);
     r.assert_code(0);
@@ -446,7 +431,7 @@ fn drill_high_error_rate_from_a_failing_upstream() {
     }
     assert!(!restarted(), "api was restarted");
     assert_eq!(uids(), before);
-    assert_eq!(outcomes(&env, "k8s.rollout_restart"), 0);
+    assert_eq!(env.outcomes("k8s.rollout_restart").len(), 0);
 }
 
 // -------------------------------------------------------------- morning_health
@@ -486,7 +471,7 @@ fn drill_morning_health_finds_a_stuck_rollout_and_restarting_pods() {
         assert_said(&r, "ImagePullBackOff");
         assert_said(&r, "worker-");
     }
-    assert_eq!(image_of(&k, "web-green"), "registry.example/web:broken");
+    assert_eq!(k.image("web-green"), "registry.example/web:broken");
     assert_eq!(k.objects("Pod", "default").len(), pods_before);
 }
 
@@ -631,7 +616,7 @@ fn drill_weekly_maintenance_vacuums_a_bloated_table() {
         }
     }
     eventually(secs(10), "orders vacuumed", || dead() == 0);
-    assert_eq!(outcomes(&env, "pg.vacuum_analyze"), 1);
+    assert_eq!(env.outcomes("pg.vacuum_analyze").len(), 1);
 }
 
 // ---------------------------------------------------------------- backup_verify

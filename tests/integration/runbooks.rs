@@ -594,14 +594,6 @@ fn post_deploy_verify_end_to_end_against_a_real_http_service() {
         .assert_stdout_contains("bad signature got 200, expected 401");
 }
 
-fn image_of(k: &Kube, name: &str) -> String {
-    k.object("Deployment", "default", name).expect("deployment")["spec"]["template"]["spec"]
-        ["containers"][0]["image"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
-}
-
 #[test]
 fn rollback_end_to_end_on_the_kubernetes_test_server() {
     let k = kube();
@@ -611,7 +603,7 @@ fn rollback_end_to_end_on_the_kubernetes_test_server() {
         .kubeconfig(k.kubeconfig())
         .run()
         .assert_code(0);
-    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    assert_eq!(k.image("api"), "registry.example/api:1.5.0");
     let port = fake_api("unused", 1000, false);
     let s = script("rollback.rhai");
     // With Grafana and PagerDuty targets, the rollback is marked on both.
@@ -630,7 +622,7 @@ fn rollback_end_to_end_on_the_kubernetes_test_server() {
     };
     // A dry run changes nothing, and tells no one.
     rollback().flag("--dry-run").run().assert_code(0);
-    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    assert_eq!(k.image("api"), "registry.example/api:1.5.0");
     assert!(grafana.requests().is_empty() && pd.requests().is_empty());
     rollback()
         .run()
@@ -638,7 +630,7 @@ fn rollback_end_to_end_on_the_kubernetes_test_server() {
         .assert_stdout_contains("health")
         .assert_output_lacks("glsa_rollback")
         .assert_output_lacks("pd_rollback_token");
-    assert_eq!(image_of(&k, "api"), "registry.example/api:1.4.2");
+    assert_eq!(k.image("api"), "registry.example/api:1.4.2");
     let a = grafana.requests();
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].body["tags"], serde_json::json!(["rollback", "api"]));

@@ -235,14 +235,6 @@ fn http_names_a_refused_certificate() {
 
 // ---- 12: read-modify-write carries the version read ----
 
-fn image_of(k: &Kube, name: &str) -> String {
-    k.object("Deployment", "default", name).unwrap()["spec"]["template"]["spec"]["containers"][0]
-        ["image"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 fn env_of(k: &Kube, name: &str, var: &str) -> Option<String> {
     k.object("Deployment", "default", name).unwrap()["spec"]["template"]["spec"]["containers"][0]
         ["env"]
@@ -258,7 +250,7 @@ fn env_of(k: &Kube, name: &str, var: &str) -> Option<String> {
 fn set_image_and_set_env_never_overwrite_a_concurrent_change() {
     let k = kube();
     let env = Env::new();
-    let before = image_of(&k, "api");
+    let before = k.image("api");
     let theirs = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "registry.example/api:hotfix"}]}}}});
     k.interfere_with("Deployment", "default", "api", theirs);
     env.script(r#"k8s.set_image("api", "api", "registry.example/api:1.5.0")"#)
@@ -272,7 +264,7 @@ fn set_image_and_set_env_never_overwrite_a_concurrent_change() {
             "\"{before}\" when read, \"registry.example/api:hotfix\" now"
         ));
     assert_eq!(
-        image_of(&k, "api"),
+        k.image("api"),
         "registry.example/api:hotfix",
         "their change survives"
     );
@@ -289,7 +281,7 @@ fn set_image_and_set_env_never_overwrite_a_concurrent_change() {
     .run()
     .assert_code(0)
     .assert_stdout("registry.example/api:hotfix\n");
-    assert_eq!(image_of(&k, "api"), "registry.example/api:1.5.0");
+    assert_eq!(k.image("api"), "registry.example/api:1.5.0");
     let d = k.object("Deployment", "default", "api").unwrap();
     assert_eq!(
         d["metadata"]["annotations"]["sandbox.opsh.dev/touched-by"],

@@ -18,9 +18,9 @@ fn sandbox_run_daily_check_passes_and_fails_on_thresholds() {
         .assert_stderr_contains("check failed");
 }
 
-#[test]
-fn sandbox_serves_other_processes_and_cleans_up() {
-    let env = Env::new();
+/// A running `opsh sandbox` and the DATABASE_URL it announced, once it
+/// says it is ready.
+fn start_sandbox(env: &Env) -> (std::process::Child, String) {
     let mut child = env.opsh(["sandbox"]).spawn();
     let lines = Lines::of(&mut child);
     let pg_url = eventually(secs(60), "the sandbox to be ready", || {
@@ -32,6 +32,13 @@ fn sandbox_serves_other_processes_and_cleans_up() {
             .any(|l| l.contains("Ctrl-C"))
             .then(|| url.to_string())
     });
+    (child, pg_url)
+}
+
+#[test]
+fn sandbox_serves_other_processes_and_cleans_up() {
+    let env = Env::new();
+    let (child, pg_url) = start_sandbox(&env);
     assert!(pg_url.starts_with("postgres://"), "{pg_url}");
     env.script("print(pg.connect(\"sandbox\").query(\"select 1 as x\")[0].x); print(redis.connect(\"sandbox\").ping() >= 0.0);")
         .run()
@@ -57,17 +64,7 @@ fn sandbox_serves_other_processes_and_cleans_up() {
 #[test]
 fn one_sandbox_per_state_file_own_credentials_and_not_in_fleet_globs() {
     let env = Env::new();
-    let mut child = env.opsh(["sandbox"]).spawn();
-    let lines = Lines::of(&mut child);
-    let pg_url = eventually(secs(60), "the sandbox to be ready", || {
-        let all = lines.all();
-        let url = all
-            .iter()
-            .find_map(|l| l.trim().strip_prefix("export DATABASE_URL="))?;
-        all.iter()
-            .any(|l| l.contains("Ctrl-C"))
-            .then(|| url.to_string())
-    });
+    let (child, pg_url) = start_sandbox(&env);
     // Spawned, so a regression (a second sandbox that serves) fails the
     // test instead of hanging it.
     let mut second = env.opsh(["sandbox"]).spawn();

@@ -565,8 +565,13 @@ pub fn field_matches(sel: &str, obj: &Value) -> bool {
 
 /// matchLabels as a selector string, `app=api,tier=web`.
 pub fn match_labels_string(sel: &Value) -> String {
-    sel["matchLabels"]
-        .as_object()
+    label_pairs(&sel["matchLabels"])
+}
+
+/// `k=v,k=v` of a label map (matchLabels, a Service selector, a
+/// nodeSelector); empty when absent.
+pub fn label_pairs(m: &Value) -> String {
+    m.as_object()
         .map(|m| {
             m.iter()
                 .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))

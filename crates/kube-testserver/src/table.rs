@@ -2,7 +2,7 @@
 //! columns the real API server prints for each kind.
 
 use super::discovery::Res;
-use super::store::{age_secs, meta_str};
+use super::store::{age_secs, label_pairs, meta_str};
 use serde_json::{json, Value};
 
 pub fn age(ts: &str) -> String {
@@ -41,6 +41,20 @@ fn containers(o: &Value, field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The `ready/desired` column Deployments and StatefulSets share.
+fn ready_of_desired(o: &Value) -> (Value, Value) {
+    cell(
+        "Ready",
+        "string",
+        0,
+        json!(format!(
+            "{}/{}",
+            i(&o["status"]["readyReplicas"]),
+            i(&o["spec"]["replicas"])
+        )),
+    )
+}
+
 fn pod_status(p: &Value) -> String {
     if let Some(cs) = p["status"]["containerStatuses"].as_array() {
         for c in cs {
@@ -68,16 +82,7 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
     match r.kind {
         "Deployment" => vec![
             cell("Name", "string", 0, name),
-            cell(
-                "Ready",
-                "string",
-                0,
-                json!(format!(
-                    "{}/{}",
-                    i(&o["status"]["readyReplicas"]),
-                    i(&o["spec"]["replicas"])
-                )),
-            ),
+            ready_of_desired(o),
             cell(
                 "Up-to-date",
                 "integer",
@@ -250,14 +255,7 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
                     "Selector",
                     "string",
                     1,
-                    json!(o["spec"]["selector"]
-                        .as_object()
-                        .map(|m| m
-                            .iter()
-                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                            .collect::<Vec<_>>()
-                            .join(","))
-                        .unwrap_or_default()),
+                    json!(label_pairs(&o["spec"]["selector"])),
                 ),
             ]
         }
@@ -336,16 +334,7 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
         ],
         "StatefulSet" => vec![
             cell("Name", "string", 0, name),
-            cell(
-                "Ready",
-                "string",
-                0,
-                json!(format!(
-                    "{}/{}",
-                    i(&o["status"]["readyReplicas"]),
-                    i(&o["spec"]["replicas"])
-                )),
-            ),
+            ready_of_desired(o),
             cell("Age", "string", 0, json!(created)),
             cell("Containers", "string", 1, json!(containers(o, "name"))),
             cell("Images", "string", 1, json!(containers(o, "image"))),
@@ -381,15 +370,11 @@ fn cells(r: &Res, o: &Value) -> Vec<(Value, Value)> {
                 "Node Selector",
                 "string",
                 0,
-                json!(o["spec"]["template"]["spec"]["nodeSelector"]
-                    .as_object()
-                    .map(|m| m
-                        .iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(|| "<none>".into())),
+                json!(
+                    Some(label_pairs(&o["spec"]["template"]["spec"]["nodeSelector"]))
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "<none>".into())
+                ),
             ),
             cell("Age", "string", 0, json!(created)),
         ],

@@ -92,6 +92,34 @@ pub fn with_dry(path: &str, dry: bool) -> String {
     p
 }
 
+/// A PATCH that the plan sends with `dry` (the server validates and answers
+/// the object it would store) and the write sends for real, so the plan shows
+/// exactly what the write will do.
+pub fn patch(
+    call: &Call,
+    k: &Kube,
+    what: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &Value,
+    dry: bool,
+) -> Result<Value, OpError> {
+    let what = if dry {
+        format!("{what} (server dry run)")
+    } else {
+        what.to_string()
+    };
+    req(
+        call,
+        k,
+        &what,
+        "PATCH",
+        &with_dry(path, dry),
+        ctype,
+        Some(body),
+    )
+}
+
 pub fn items(list: &Value) -> Vec<Value> {
     list["items"].as_array().cloned().unwrap_or_default()
 }

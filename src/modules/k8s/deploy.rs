@@ -48,14 +48,14 @@ fn plan_scale(call: &mut Call) -> Result<Plan, OpError> {
     let from = i(&sc, "spec.replicas");
     check_current(&opts, from, &name)?;
     let warning = super::scale_guard::check(call, &k, &name, n, &opts)?;
-    api::req(
+    api::patch(
         call,
         &k,
-        &format!("scale {name} (server dry run)"),
-        "PATCH",
-        &with_dry(&path, true),
+        &format!("scale {name}"),
+        &path,
         MERGE,
-        Some(&json!({"spec": {"replicas": n}})),
+        &json!({"spec": {"replicas": n}}),
+        true,
     )?;
     let note = warning.map(|w| format!("; {w}")).unwrap_or_default();
     Ok(plan(
@@ -249,14 +249,14 @@ fn plan_rollout_restart(call: &mut Call) -> Result<Plan, OpError> {
     let path = deploy_path(&k.namespace, &enc(&name));
     let d = get(call, &k, &format!("get deployment {name}"), &path)?;
     let (ts, body) = restart_patch();
-    api::req(
+    api::patch(
         call,
         &k,
-        &format!("restart {name} (server dry run)"),
-        "PATCH",
-        &with_dry(&path, true),
+        &format!("restart {name}"),
+        &path,
         STRATEGIC,
-        Some(&body),
+        &body,
+        true,
     )?;
     Ok(plan(
         format!("would restart deployment {name} in {} ({} pods replaced one by one, revision {} -> {})", k.namespace, i(&d, "spec.replicas"), revision(&d), revision(&d) + 1),
@@ -285,14 +285,14 @@ fn rollout_restart(call: &mut Call) -> Result<Dynamic, OpError> {
         crate::policy::pods(call, n, &format!("k8s.rollout_restart of {name}"))?;
     }
     let (ts, body) = restart_patch();
-    let d = api::req(
+    let d = api::patch(
         call,
         &k,
         &format!("restart {name}"),
-        "PATCH",
-        &with_dry(&path, false),
+        &path,
         STRATEGIC,
-        Some(&body),
+        &body,
+        false,
     )?;
     Ok(Dynamic::from_map(map_of([
         ("deployment", name.into()),
@@ -360,14 +360,14 @@ fn undo_target(call: &mut Call) -> Result<(String, Kube, Undo), OpError> {
 
 fn plan_rollout_undo(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, u) = undo_target(call)?;
-    api::req(
+    api::patch(
         call,
         &k,
-        &format!("undo {name} (server dry run)"),
-        "PATCH",
-        &with_dry(&deploy_path(&k.namespace, &enc(&name)), true),
+        &format!("undo {name}"),
+        &deploy_path(&k.namespace, &enc(&name)),
         JSON_PATCH,
-        Some(&u.patch),
+        &u.patch,
+        true,
     )?;
     Ok(plan(
         format!(
@@ -409,14 +409,14 @@ pub const ROLLOUT_UNDO: Primitive =
         .example(r#"k8s.rollout_undo("api", #{to_revision: 2})"#);
 fn rollout_undo(call: &mut Call) -> Result<Dynamic, OpError> {
     let (name, k, u) = undo_target(call)?;
-    api::req(
+    api::patch(
         call,
         &k,
         &format!("undo {name}"),
-        "PATCH",
-        &with_dry(&deploy_path(&k.namespace, &enc(&name)), false),
+        &deploy_path(&k.namespace, &enc(&name)),
         JSON_PATCH,
-        Some(&u.patch),
+        &u.patch,
+        false,
     )?;
     Ok(Dynamic::from_map(map_of([
         ("deployment", name.into()),
@@ -542,14 +542,14 @@ fn changed_meanwhile(what: &str, name: &str, keys: &[String], first: &Map, now: 
 fn plan_set_env(call: &mut Call) -> Result<Plan, OpError> {
     let (name, k, body, diff) = env_change(call)?;
     if let Some(b) = &body {
-        api::req(
+        api::patch(
             call,
             &k,
-            &format!("set env on {name} (server dry run)"),
-            "PATCH",
-            &with_dry(&deploy_path(&k.namespace, &enc(&name)), true),
+            &format!("set env on {name}"),
+            &deploy_path(&k.namespace, &enc(&name)),
             STRATEGIC,
-            Some(b),
+            b,
+            true,
         )?;
     }
     let keys: Vec<String> = diff.keys().map(|k| k.to_string()).collect();
@@ -596,14 +596,14 @@ fn set_env(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut attempt = 0;
     while let Some(b) = &body {
         attempt += 1;
-        match api::req(
+        match api::patch(
             call,
             &k,
             &format!("set env on {name}"),
-            "PATCH",
-            &with_dry(&deploy_path(&k.namespace, &enc(&name)), false),
+            &deploy_path(&k.namespace, &enc(&name)),
             STRATEGIC,
-            Some(b),
+            b,
+            false,
         ) {
             Ok(_) => break,
             Err(e) if attempt < 5 && is_conflict(&e) => {
@@ -677,14 +677,14 @@ fn plan_set_image(call: &mut Call) -> Result<Plan, OpError> {
             map_of([("deployment", name.clone().into())]),
         ));
     }
-    api::req(
+    api::patch(
         call,
         &c.k,
-        &format!("set image on {name} (server dry run)"),
-        "PATCH",
-        &with_dry(&deploy_path(&c.k.namespace, &enc(name)), true),
+        &format!("set image on {name}"),
+        &deploy_path(&c.k.namespace, &enc(name)),
         STRATEGIC,
-        Some(&c.body()),
+        &c.body(),
+        true,
     )?;
     Ok(plan(
         format!(
@@ -723,14 +723,14 @@ fn set_image(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut attempt = 0;
     while c.from != c.to {
         attempt += 1;
-        match api::req(
+        match api::patch(
             call,
             &c.k,
             &format!("set image on {}", c.name),
-            "PATCH",
-            &with_dry(&deploy_path(&c.k.namespace, &enc(&c.name)), false),
+            &deploy_path(&c.k.namespace, &enc(&c.name)),
             STRATEGIC,
-            Some(&c.body()),
+            &c.body(),
+            false,
         ) {
             Ok(_) => break,
             Err(e) if attempt < 5 && is_conflict(&e) => {

@@ -149,19 +149,26 @@ fn conditioned(p: &PatchReq, rv: &str) -> Value {
     body
 }
 
-fn plan_patch(call: &mut Call) -> Result<Plan, OpError> {
+/// The object before and after the patch, conditioned on the version read.
+fn run_patch(call: &mut Call, dry: bool) -> Result<(PatchReq, Value, Value), OpError> {
     let p = patch_req(call)?;
     let what = format!("{} {}", p.r.plural, p.name);
     let before = get(call, &p.k, &format!("get {what}"), &p.path)?;
-    let after = api::req(
+    let after = api::patch(
         call,
         &p.k,
-        &format!("patch {what} (server dry run)"),
-        "PATCH",
-        &with_dry(&p.path, true),
+        &format!("patch {what}"),
+        &p.path,
         p.ctype,
-        Some(&conditioned(&p, s(&before, "metadata.resourceVersion"))),
+        &conditioned(&p, s(&before, "metadata.resourceVersion")),
+        dry,
     )?;
+    Ok((p, before, after))
+}
+
+fn plan_patch(call: &mut Call) -> Result<Plan, OpError> {
+    let (p, before, after) = run_patch(call, true)?;
+    let what = format!("{} {}", p.r.plural, p.name);
     let changes = diff(&before, &after);
     let list: Vec<String> = changes.keys().map(|k| k.to_string()).collect();
     Ok(plan(
@@ -205,18 +212,7 @@ pub const PATCH: Primitive = Primitive::mutate("patch", plan_patch, patch)
           so a concurrent change is a conflict, not merged over; dry run shows the fields that would change.")
     .example(r#"k8s.patch("deploy", "api", #{spec: #{template: #{spec: #{containers: [#{name: "api", resources: #{limits: #{memory: "512Mi"}}}]}}}})"#);
 fn patch(call: &mut Call) -> Result<Dynamic, OpError> {
-    let p = patch_req(call)?;
-    let what = format!("{} {}", p.r.plural, p.name);
-    let before = get(call, &p.k, &format!("get {what}"), &p.path)?;
-    let after = api::req(
-        call,
-        &p.k,
-        &format!("patch {what}"),
-        "PATCH",
-        &with_dry(&p.path, false),
-        p.ctype,
-        Some(&conditioned(&p, s(&before, "metadata.resourceVersion"))),
-    )?;
+    let (p, before, after) = run_patch(call, false)?;
     Ok(Dynamic::from_map(map_of([
         ("kind", p.kind.into()),
         ("name", p.name.into()),
@@ -468,19 +464,18 @@ fn resources_patch(call: &mut Call) -> Result<(String, Kube, Value, Value, Strin
     Ok((name, k, d, body, container))
 }
 
-fn plan_set_resources(call: &mut Call) -> Result<Plan, OpError> {
+/// The deployment's name, namespace and container, and the diff the patch makes.
+fn run_set_resources(call: &mut Call, dry: bool) -> Result<(String, Kube, String, Map), OpError> {
     let (name, k, d, body, container) = resources_patch(call)?;
     let path = deploy_path(&k.namespace, &enc(&name));
-    let after = api::req(
-        call,
-        &k,
-        &format!("set resources of {name} (server dry run)"),
-        "PATCH",
-        &with_dry(&path, true),
-        STRATEGIC,
-        Some(&body),
-    )?;
+    let what = format!("set resources of {name}");
+    let after = api::patch(call, &k, &what, &path, STRATEGIC, &body, dry)?;
     let changes = diff(&d, &after);
+    Ok((name, k, container, changes))
+}
+
+fn plan_set_resources(call: &mut Call) -> Result<Plan, OpError> {
+    let (name, k, container, changes) = run_set_resources(call, true)?;
     Ok(plan(
         format!("would set the resources of container {container} of deployment {name} in {} (a new rollout; validated by the server)", k.namespace),
         map_of([("deployment", name.into()), ("container", container.into()), ("diff", Dynamic::from_map(changes))]),
@@ -508,21 +503,11 @@ pub const SET_RESOURCES: Primitive = Primitive::mutate("set_resources", plan_set
           merge on the container, conditioned on the resourceVersion read. Starts a rollout; follow it with k8s.rollout_status.")
     .example(r#"k8s.set_resources("worker", #{limits: #{memory: "512Mi"}, requests: #{memory: "384Mi"}})"#);
 fn set_resources(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (name, k, d, body, container) = resources_patch(call)?;
-    let path = deploy_path(&k.namespace, &enc(&name));
-    let after = api::req(
-        call,
-        &k,
-        &format!("set resources of {name}"),
-        "PATCH",
-        &with_dry(&path, false),
-        STRATEGIC,
-        Some(&body),
-    )?;
+    let (name, _, container, changes) = run_set_resources(call, false)?;
     Ok(Dynamic::from_map(map_of([
         ("deployment", name.into()),
         ("container", container.into()),
-        ("diff", Dynamic::from_map(diff(&d, &after))),
+        ("diff", Dynamic::from_map(changes)),
     ])))
 }
 
@@ -560,17 +545,28 @@ fn hpa_collection(k: &Kube) -> String {
     )
 }
 
-fn plan_autoscale(call: &mut Call) -> Result<Plan, OpError> {
+/// Creates the autoscaler (`dry`: the server validates it without storing).
+fn run_autoscale(call: &mut Call, dry: bool) -> Result<(String, Kube, Value), OpError> {
     let (name, k, hpa, _) = autoscale_body(call)?;
+    let what = if dry {
+        format!("autoscale {name} (server dry run)")
+    } else {
+        format!("autoscale {name}")
+    };
     api::req(
         call,
         &k,
-        &format!("autoscale {name} (server dry run)"),
+        &what,
         "POST",
-        &with_dry(&hpa_collection(&k), true),
+        &with_dry(&hpa_collection(&k), dry),
         Some("application/json"),
         Some(&hpa),
     )?;
+    Ok((name, k, hpa))
+}
+
+fn plan_autoscale(call: &mut Call) -> Result<Plan, OpError> {
+    let (name, k, hpa) = run_autoscale(call, true)?;
     Ok(plan(
         format!(
             "would create HorizontalPodAutoscaler {name} in {}: {} to {} replicas at {}% CPU (validated by the server)",
@@ -597,16 +593,7 @@ pub const AUTOSCALE: Primitive = Primitive::mutate("autoscale", plan_autoscale, 
           An existing one is a conflict: change it with k8s.patch_hpa.")
     .example(r#"k8s.autoscale("api", #{min: 2, max: 10, cpu_percent: 70})"#);
 fn autoscale(call: &mut Call) -> Result<Dynamic, OpError> {
-    let (name, k, hpa, _) = autoscale_body(call)?;
-    api::req(
-        call,
-        &k,
-        &format!("autoscale {name}"),
-        "POST",
-        &with_dry(&hpa_collection(&k), false),
-        Some("application/json"),
-        Some(&hpa),
-    )?;
+    let (name, _, hpa) = run_autoscale(call, false)?;
     Ok(Dynamic::from_map(map_of([
         ("hpa", name.into()),
         ("min", i(&hpa, "spec.minReplicas").into()),

@@ -562,7 +562,7 @@ pub fn apply(q: &LogQuery, stream: &Labels, line: &str) -> Option<Labels> {
             Stage::Json => match serde_json::from_str::<serde_json::Value>(line) {
                 Ok(serde_json::Value::Object(o)) => {
                     let mut flat = Vec::new();
-                    flatten("", &serde_json::Value::Object(o), &mut flat);
+                    flatten(&serde_json::Value::Object(o), &mut flat);
                     extend(&mut labels, stream, flat);
                 }
                 _ => {
@@ -608,41 +608,14 @@ fn number(s: &str) -> Option<f64> {
         .or_else(|| humantime::parse_duration(s).ok().map(|d| d.as_secs_f64()))
 }
 
-fn sanitize(k: &str) -> String {
-    let s: String = k
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
-        format!("_{s}")
-    } else {
-        s
-    }
-}
-
-fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-    match v {
-        serde_json::Value::Object(o) => {
-            for (k, x) in o {
-                let key = if prefix.is_empty() {
-                    sanitize(k)
-                } else {
-                    format!("{prefix}_{}", sanitize(k))
-                };
-                flatten(&key, x, out);
-            }
-        }
-        // Loki skips arrays and nulls in `| json` without parameters.
-        serde_json::Value::Array(_) | serde_json::Value::Null => {}
-        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
-        other => out.push((prefix.to_string(), other.to_string())),
-    }
+fn flatten(v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    crate::modules::loki::json_leaves("", v, &mut |k, x| {
+        let text = match x {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push((k, text));
+    });
 }
 
 /// An extracted label that clashes with a stream label gets `_extracted`.
@@ -660,36 +633,11 @@ fn extend(labels: &mut Labels, stream: &Labels, kv: Vec<(String, String)>) {
     }
 }
 
+/// None when a quoted value is left open, which Loki reports as an error.
 fn logfmt(line: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut it = line.chars().peekable();
-    loop {
-        while it.next_if(|c| c.is_whitespace()).is_some() {}
-        if it.peek().is_none() {
-            return Some(out);
-        }
-        let mut key = String::new();
-        while let Some(c) = it.next_if(|c| *c != '=' && !c.is_whitespace()) {
-            key.push(c);
-        }
-        let mut value = String::new();
-        if it.next_if_eq(&'=').is_some() {
-            if it.next_if_eq(&'"').is_some() {
-                loop {
-                    match it.next() {
-                        None => return None,
-                        Some('"') => break,
-                        Some('\\') => value.push(it.next()?),
-                        Some(c) => value.push(c),
-                    }
-                }
-            } else {
-                while let Some(c) = it.next_if(|c| !c.is_whitespace()) {
-                    value.push(c);
-                }
-            }
-        }
-        out.push((sanitize(&key), value));
+    match crate::modules::loki::logfmt_pairs(line) {
+        (pairs, true) => Some(pairs),
+        (_, false) => None,
     }
 }
 

@@ -58,6 +58,16 @@ impl Kube {
         });
     }
 
+    /// The image of the first container of deployment `name` in default.
+    pub fn image(&self, name: &str) -> String {
+        self.api
+            .object("Deployment", "default", name)
+            .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
     pub fn replicas(&self, name: &str) -> i64 {
         self.api
             .object("Deployment", "default", name)

@@ -14,7 +14,7 @@ mod services;
 
 pub use eventually::{eventually, poll, secs};
 pub use kube::{kube, Kube};
-pub use opsh::{repo_file, repo_path, signal, wait_output, Env, Lines, Opsh, Run};
+pub use opsh::{outcome_records, repo_file, repo_path, signal, wait_output, Env, Lines, Opsh, Run};
 pub use probes::{pg_exec, pg_scalar, redis_query};
 pub use services::Service::{Monitoring, Pg, Redis};
 pub use services::{sandbox, Sandbox};

@@ -96,6 +96,11 @@ impl Env {
             .collect()
     }
 
+    /// The audit records of the outcomes of one primitive's calls.
+    pub fn outcomes(&self, primitive: &str) -> Vec<serde_json::Value> {
+        outcome_records(&self.audit(), primitive)
+    }
+
     /// The audit log as written, for tests that look for text in it.
     pub fn audit_text(&self) -> String {
         std::fs::read_to_string(self.audit_path()).unwrap_or_default()
@@ -490,4 +495,13 @@ pub fn repo_path(rel: &str) -> String {
 /// A file of the repository, read.
 pub fn repo_file(rel: &str) -> String {
     std::fs::read_to_string(repo_path(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The audit records of the outcomes of one primitive's calls in `audit`.
+pub fn outcome_records(audit: &[serde_json::Value], primitive: &str) -> Vec<serde_json::Value> {
+    audit
+        .iter()
+        .filter(|a| a["primitive"] == primitive && a["phase"] == "outcome")
+        .cloned()
+        .collect()
 }

@@ -6,6 +6,7 @@
 use super::{
     event, guard, owned_by, owner_ref, pod_ready, replicas, res, template_hash, Controllers,
 };
+use crate::discovery::Res;
 use crate::store::{meta_str, suffix, Selector, Store};
 use serde_json::{json, Value};
 
@@ -31,6 +32,21 @@ fn revision(owner: &Value) -> String {
     )
 }
 
+fn owned_pods(store: &Store, pr: &Res, ns: &str, uid: &str) -> Vec<Value> {
+    let (pods, _) = store.list(pr, ns);
+    pods.into_iter().filter(|p| owned_by(p, uid)).collect()
+}
+
+/// How many of `pods` are ready, and how many already run revision `rev`.
+fn ready_and_updated(pods: &[Value], rev: &str) -> (usize, usize) {
+    let ready = pods.iter().filter(|p| pod_ready(p)).count();
+    let updated = pods
+        .iter()
+        .filter(|p| p["metadata"]["labels"][REVISION_LABEL] == rev)
+        .count();
+    (ready, updated)
+}
+
 impl Controllers {
     pub(super) fn statefulsets(&mut self, store: &Store) {
         let (sr, pr) = (res("StatefulSet"), res("Pod"));
@@ -44,8 +60,7 @@ impl Controllers {
                 let want = replicas(&s);
                 let hash = template_hash(&s["spec"]["template"]);
                 let rev = revision(&s);
-                let (pods, _) = store.list(pr, &ns);
-                let mine: Vec<Value> = pods.into_iter().filter(|p| owned_by(p, &uid)).collect();
+                let mine = owned_pods(store, pr, &ns, &uid);
                 let ordinal = |p: &Value| {
                     meta_str(p, "name")
                         .rsplit('-')
@@ -116,13 +131,8 @@ impl Controllers {
                         }
                     }
                 }
-                let (pods, _) = store.list(pr, &ns);
-                let mine: Vec<Value> = pods.into_iter().filter(|p| owned_by(p, &uid)).collect();
-                let ready = mine.iter().filter(|p| pod_ready(p)).count();
-                let updated = mine
-                    .iter()
-                    .filter(|p| p["metadata"]["labels"][REVISION_LABEL] == rev.as_str())
-                    .count();
+                let mine = owned_pods(store, pr, &ns, &uid);
+                let (ready, updated) = ready_and_updated(&mine, &rev);
                 let Some(mut cur) = store.get(sr, &ns, &name) else {
                     return;
                 };
@@ -146,8 +156,7 @@ impl Controllers {
                 let uid = meta_str(&d, "uid").to_string();
                 let hash = template_hash(&d["spec"]["template"]);
                 let rev = revision(&d);
-                let (pods, _) = store.list(pr, &ns);
-                let mine: Vec<Value> = pods.into_iter().filter(|p| owned_by(p, &uid)).collect();
+                let mine = owned_pods(store, pr, &ns, &uid);
                 let selector = &d["spec"]["template"]["spec"]["nodeSelector"];
                 // DaemonSet pods tolerate node.kubernetes.io/unschedulable: cordoned nodes keep them.
                 let targets: Vec<&Value> = nodes
@@ -184,13 +193,8 @@ impl Controllers {
                         let _ = store.delete(pr, &ns, meta_str(p, "name"), &Value::Null, false);
                     }
                 }
-                let (pods, _) = store.list(pr, &ns);
-                let mine: Vec<Value> = pods.into_iter().filter(|p| owned_by(p, &uid)).collect();
-                let ready = mine.iter().filter(|p| pod_ready(p)).count();
-                let updated = mine
-                    .iter()
-                    .filter(|p| p["metadata"]["labels"][REVISION_LABEL] == rev.as_str())
-                    .count();
+                let mine = owned_pods(store, pr, &ns, &uid);
+                let (ready, updated) = ready_and_updated(&mine, &rev);
                 let Some(mut cur) = store.get(dr, &ns, &name) else {
                     return;
                 };
