@@ -421,19 +421,25 @@ pub fn rows_and_columns(
             .fetch_all(&pool)
             .await
             .map_err(|e| pg_error(e, &t, what))?;
-        let columns = rows
-            .first()
-            .map(|first| {
-                use sqlx::{Column, Row};
-                first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((rows.iter().map(decode::row_to_map).collect(), columns))
+        Ok(maps_and_columns(&rows))
     })
+}
+
+/// Rows as maps, and the column names in the statement's order (empty
+/// when no row came back).
+fn maps_and_columns(rows: &[sqlx::postgres::PgRow]) -> (Vec<Map>, Vec<String>) {
+    use sqlx::{Column, Row};
+    let columns = rows
+        .first()
+        .map(|first| {
+            first
+                .columns()
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    (rows.iter().map(decode::row_to_map).collect(), columns)
 }
 
 /// A script's own query, in a transaction PostgreSQL itself keeps
@@ -461,18 +467,7 @@ pub fn read_only_rows_and_columns(
         // statement made. Dropping `tx` would roll back too, lazily.
         let _ = tx.rollback().await;
         let rows = fetched.map_err(|e| read_only_error(e, &t, what, &me))?;
-        let columns = rows
-            .first()
-            .map(|first| {
-                use sqlx::{Column, Row};
-                first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok((rows.iter().map(decode::row_to_map).collect(), columns))
+        Ok(maps_and_columns(&rows))
     })
 }
 
