@@ -327,6 +327,14 @@ const APPLIES: &[(&str, &[&str])] = &[
 /// The command line, with each command's `--help` showing only the global
 /// flags that apply to it.
 pub fn command() -> clap::Command {
+    command_for(|_| true)
+}
+
+/// `command()` with the hidden copies made only in the commands `used`
+/// says may run: hiding changes only the help of the command that runs,
+/// and cloning every global flag into every command is a tenth of a run's
+/// start-up.
+fn command_for(used: impl Fn(&str) -> bool) -> clap::Command {
     let mut cmd = Cli::command();
     let globals: Vec<clap::Arg> = cmd
         .get_arguments()
@@ -336,7 +344,7 @@ pub fn command() -> clap::Command {
     // clap copies a global flag into a subcommand only when the subcommand
     // has none of that id: a hidden copy given here stays hidden, and
     // still parses and reaches the same matches.
-    for (name, keep) in APPLIES {
+    for (name, keep) in APPLIES.iter().filter(|(name, _)| used(name)) {
         cmd = cmd.mut_subcommand(*name, |mut sub| {
             for a in &globals {
                 if !keep.contains(&a.get_id().as_str()) {
@@ -365,9 +373,16 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::FromArgMatches;
-    let mut cmd = command();
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    // A command's name is on its command line (there are no aliases).
+    let mut cmd = command_for(|name| argv.iter().any(|a| a == name));
     let matches = cmd.try_get_matches_from_mut(argv)?;
-    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd));
+    // Freeing clap's command tree, a clone of every global flag in every
+    // subcommand, is a fifth of the parse: a process parses its command
+    // line once or twice, so it is left to the exit.
+    std::mem::forget(cmd);
+    cli
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

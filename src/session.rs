@@ -101,6 +101,9 @@ impl Session {
             .worker_threads(2)
             .enable_all()
             .thread_name("opsh-io")
+            // Blocking-pool threads come and go: what each counted goes
+            // to the process's memory count before it ends.
+            .on_thread_stop(crate::engine::memory::flush_thread)
             .build()?;
         Ok(Session {
             rt: std::mem::ManuallyDrop::new(rt),

@@ -287,10 +287,11 @@ fn execute(ctx: &Context, a: &RunArgs, cfg: Config, name: &str, text: &str, mut 
     let sources = Arc::new(Sources::default());
     sources.insert(name, text);
     let file = a.file.clone().unwrap_or_else(|| PathBuf::from("-"));
-    let engine = engine::build(
+    let engine = engine::build_for(
         session.clone(),
         sources.clone(),
         context::script_base(&file),
+        text,
     );
     let renderer = Renderer {
         sources: &sources,

@@ -205,11 +205,17 @@ fn protect_alias(cfg: &Config, mut t: Target) -> Target {
     let Some(here) = endpoint(&t.url) else {
         return t;
     };
+    // Only protected targets are resolved (their URL may come from the
+    // environment): a fleet of hundreds of targets pays nothing per URL.
     t.protected = t.protected
-        || cfg.target_names(t.kind).iter().any(|name| {
-            cfg.named(t.kind, name)
-                .is_ok_and(|o| o.protected && endpoint(&o.url).as_ref() == Some(&here))
-        });
+        || cfg
+            .table(t.kind)
+            .iter()
+            .filter(|(_, tc)| tc.protected)
+            .any(|(name, _)| {
+                cfg.named(t.kind, name)
+                    .is_ok_and(|o| endpoint(&o.url).as_ref() == Some(&here))
+            });
     t
 }
 

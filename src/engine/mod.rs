@@ -59,6 +59,78 @@ fn rt_error(msg: String) -> Box<EvalAltResult> {
 /// Builds the engine for one session. `base_dir` is where script-relative
 /// imports resolve from.
 pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) -> Engine {
+    build_with(session, sources, base_dir, Vars::Hook)
+}
+
+/// Builds the engine for running `text` (`build` otherwise): without the
+/// variable hook when the script cannot need it.
+pub fn build_for(
+    session: Arc<Session>,
+    sources: Arc<Sources>,
+    base_dir: PathBuf,
+    text: &str,
+) -> Engine {
+    let vars = match may_capture(text) {
+        true => Vars::Hook,
+        false => Vars::Constants,
+    };
+    build_with(session, sources, base_dir, vars)
+}
+
+/// How scripts find the module values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vars {
+    /// Constants of a global module: free for every other variable.
+    Constants,
+    /// The constants and an `on_var` hook, which a closure needs.
+    Hook,
+}
+
+/// Whether a closure of `text` (or of a module it imports) may capture a
+/// module value. A closure captures the outer variables its body names when
+/// it is created, and Rhai looks for them in the scope only, never among a
+/// global module's constants: `|t| redis.connect(t)` fails without the
+/// hook. There is no closure without a `|`, and imports are compiled later
+/// with the same engine, so either one keeps the hook. The hook runs before
+/// every variable lookup (5-20% of a tight loop, docs/performance.md).
+fn may_capture(text: &str) -> bool {
+    lex::significant(text).iter().any(|t| match t.kind {
+        lex::Kind::Punct => t.text(text) == "|",
+        lex::Kind::Keyword | lex::Kind::Ident => t.text(text) == "import",
+        _ => false,
+    })
+}
+
+/// The variable hook: a module value for a name the scope does not have,
+/// which is what a closure capturing `pg` needs. Rhai runs it before every
+/// variable lookup, so the common case costs one comparison: a variable the
+/// parser resolved to a local slot (`index > 0`) returns at once.
+fn install_var_hook(engine: &mut Engine, values: &rhai::Module) {
+    let globals: Vec<(String, Dynamic)> = values
+        .iter_var()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    #[allow(deprecated)] // volatile, not deprecated: see its docs
+    engine.on_var(move |name, index, ctx| {
+        if index > 0 {
+            return Ok(None);
+        }
+        let Some((_, value)) = globals.iter().find(|(n, _)| n == name) else {
+            return Ok(None);
+        };
+        if ctx.scope().contains(name) {
+            return Ok(None);
+        }
+        Ok(Some(value.clone()))
+    });
+}
+
+fn build_with(
+    session: Arc<Session>,
+    sources: Arc<Sources>,
+    base_dir: PathBuf,
+    vars: Vars,
+) -> Engine {
     let mut engine = Engine::new();
 
     // Limits: a runaway script is stopped rather than eating the machine.
@@ -92,42 +164,30 @@ pub fn build(session: Arc<Session>, sources: Arc<Sources>, base_dir: PathBuf) ->
     engine.register_get("hint", |e: &mut PrimitiveError| opt_dyn(&e.hint));
 
     crate::script_args::register(&mut engine);
-    // `pg`, `redis`, ... and `args`. Rhai runs this hook before every
-    // variable lookup, so the common case must cost next to nothing: a
-    // variable the parser already resolved to a local slot (`index > 0`)
-    // or a name that is no module returns at once; only a module name pays
-    // for the scope check (a script's own variable of that name wins).
-    // Not constants of a global module: Rhai's optimizer would then replace
-    // a function parameter of the same name by the module.
-    let mut globals: Vec<(&'static str, Dynamic)> = vec![(
+    // `pg`, `redis`, ... and `args`: constants of a global module, which
+    // Rhai reads only after the scope has no variable of that name, so a
+    // script's own variable, a parameter or a captured variable wins, and
+    // ordinary variable lookups pay nothing. Rhai's optimizer would
+    // propagate such constants into function bodies, over a parameter of
+    // the same name (`fn f(pg) { pg }`), so it is off: on opsh's scripts and
+    // Rhai's own benchmarks it changed nothing measurable.
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
+    let mut values = rhai::Module::new();
+    values.set_var(
         "args",
-        crate::script_args::value(&session.args, session.args_declared),
-    )];
-    globals.extend(registry::value_modules().map(|m| {
-        (
-            m.name,
-            Dynamic::from(Handle {
-                module: m.name,
-                target: None,
-            }),
-        )
-    }));
-    #[allow(deprecated)] // volatile, not deprecated: see its docs
-    engine.on_var(move |name, index, ctx| {
-        if index > 0 {
-            return Ok(None);
-        }
-        let Some((_, value)) = globals
-            .iter()
-            .find(|(n, _)| n.len() == name.len() && *n == name)
-        else {
-            return Ok(None);
-        };
-        if ctx.scope().contains(name) {
-            return Ok(None);
-        }
-        Ok(Some(value.clone()))
-    });
+        crate::script_args::value(&session.args, session.args_declared).into_read_only(),
+    );
+    for m in registry::value_modules() {
+        let h = Dynamic::from(Handle {
+            module: m.name,
+            target: None,
+        });
+        values.set_var(m.name, h.into_read_only());
+    }
+    if vars == Vars::Hook {
+        install_var_hook(&mut engine, &values);
+    }
+    engine.register_global_module(values.into());
 
     register_primitives(&mut engine, &session);
 

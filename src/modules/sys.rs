@@ -130,7 +130,12 @@ fn parallel(call: &mut Call) -> Result<Dynamic, OpError> {
         for _ in 0..concurrency.min(items.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(item) = items.get(i) else { break };
+                let Some(item) = items.get(i) else {
+                    // What this worker counted goes to the process's
+                    // memory count before the thread ends.
+                    crate::engine::memory::flush_thread();
+                    break;
+                };
                 let mut row = crate::value::map_of([
                     ("item", item.clone()),
                     ("skipped", Dynamic::FALSE),

@@ -92,9 +92,10 @@ fn under_the_limit_big_collections_are_fine_and_linear() {
     );
 }
 
-/// The module values (`pg`, `backup`, `args`, ...) are found by a hook that
-/// returns at once for ordinary variables; a script's own variable, a
-/// function parameter or a captured variable of the same name still wins.
+/// The module values (`pg`, `backup`, `args`, ...) are constants of a global
+/// module, with a variable hook on top when the script has closures (which
+/// capture from the scope only); a script's own variable, a function
+/// parameter or a captured variable of the same name still wins.
 #[test]
 fn variables_named_like_modules_shadow_them_everywhere() {
     Env::new()
@@ -116,4 +117,53 @@ print(args);
         .run()
         .assert_code(0)
         .assert_stdout("mine\n42\nmodule\nmine!\n7\n");
+}
+
+/// Without a closure there is no variable hook: module values are found in
+/// functions and at the top level, and a parameter or a variable of the
+/// same name still wins.
+#[test]
+fn module_values_without_the_hook_shadow_the_same_way() {
+    Env::new()
+        .script(
+            r#"
+let backup = "mine";
+fn param(pg) { pg }
+fn inner() { type_of(redis) }
+print(backup);
+print(param(42));
+print(inner());
+print(type_of(pg));
+let args = 7;
+print(args);
+"#,
+        )
+        .run()
+        .assert_code(0)
+        .assert_stdout("mine\n42\nmodule\nmodule\n7\n");
+}
+
+/// A closure captures the module values it names, at the top level, in a
+/// function, and in an imported module the script calls (which is compiled
+/// only when the import runs).
+#[test]
+fn closures_capture_module_values_in_functions_and_imports() {
+    let env = Env::new();
+    env.write(
+        "lib/caps.rhai",
+        "fn kinds() { let f = |x| type_of(redis); f.call(1) }\n",
+    );
+    // The script itself has no closure: the import alone keeps the hook.
+    env.script("import \"lib/caps\" as caps;\nprint(caps::kinds());\n")
+        .run()
+        .assert_code(0)
+        .assert_stdout("module\n");
+    env.script("fn h() { let f = |u| type_of(pg); f.call(1) }\nprint(h());\n")
+        .run()
+        .assert_code(0)
+        .assert_stdout("module\n");
+    env.script("let r = parallel([1, 2], |u| type_of(redis));\nprint(r[1].value);\n")
+        .run()
+        .assert_code(0)
+        .assert_stdout("module\n");
 }
