@@ -9,7 +9,6 @@ WORKDIR /src
 # Dependencies first, so a source change does not refetch them.
 # The manifests name every target, so each needs a file to load them.
 COPY Cargo.toml Cargo.lock ./
-COPY .cargo .cargo
 COPY crates/kube-testserver/Cargo.toml crates/kube-testserver/
 RUN mkdir -p src crates/kube-testserver/src tests/integration examples \
     && echo 'fn main() {}' > src/main.rs \
