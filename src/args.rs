@@ -6,9 +6,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The program's name, as usage lines and errors say it.
+const NAME: &str = "opsh";
+
 #[derive(Parser, Debug)]
 #[command(
-    name = "opsh",
+    name = NAME,
     version = crate::commands::version::SHORT,
     about = "A scriptable operations shell: runbooks as versioned, testable scripts",
     disable_help_subcommand = true
@@ -376,6 +379,13 @@ where
     let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
     // A command's name is on its command line (there are no aliases).
     let mut cmd = command_for(|name| argv.iter().any(|a| a == name));
+    if let Some(alone) = argv
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|first| alone(&cmd, first))
+    {
+        cmd = alone;
+    }
     let matches = cmd.try_get_matches_from_mut(argv)?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd));
     // Freeing clap's command tree, a clone of every global flag in every
@@ -383,6 +393,25 @@ where
     // line once or twice, so it is left to the exit.
     std::mem::forget(cmd);
     cli
+}
+
+/// `cmd` with only its subcommand `name`, for a command line that starts
+/// with it (`opsh run FILE`, as cron and runbooks call opsh): that command
+/// parses the same, and clap no longer copies every global flag into the
+/// thirteen others first, which was most of a run's parse. None when `name`
+/// is not a command.
+fn alone(cmd: &clap::Command, name: &str) -> Option<clap::Command> {
+    let sub = cmd.find_subcommand(name)?.clone();
+    let mut root = clap::Command::new(NAME)
+        .disable_help_subcommand(cmd.is_disable_help_subcommand_set())
+        .subcommand(sub);
+    for a in cmd.get_arguments() {
+        root = root.arg(a.clone());
+    }
+    for g in cmd.get_groups() {
+        root = root.group(g.clone());
+    }
+    Some(root)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -427,6 +456,82 @@ mod tests {
     fn definitions_are_consistent() {
         // clap's own checks: every id a group or a conflict names exists.
         Cli::command().debug_assert();
+    }
+
+    /// What `parse` makes of `argv`, and what the whole command tree does.
+    fn both_ways(argv: &[&str]) -> (String, String) {
+        use clap::FromArgMatches;
+        let shown = |r: Result<Cli, clap::Error>| match r {
+            Ok(c) => format!("{c:?}"),
+            Err(e) => format!("{:?}: {}", e.kind(), e.render()),
+        };
+        let mut full = command_for(|name| argv.contains(&name));
+        let whole = full
+            .try_get_matches_from_mut(argv)
+            .and_then(|m| Cli::from_arg_matches(&m));
+        (shown(parse(argv)), shown(whole))
+    }
+
+    #[test]
+    fn a_command_line_parses_the_same_with_only_its_command_in_the_tree() {
+        let lines: &[&[&str]] = &[
+            &["opsh", "run", "f.rhai"],
+            &[
+                "opsh",
+                "run",
+                "f.rhai",
+                "--arg",
+                "a=1",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            &[
+                "opsh",
+                "run",
+                "-",
+                "--yes",
+                "--timeout",
+                "5m",
+                "--each-target",
+                "pg:*",
+                "--concurrency",
+                "3",
+            ],
+            &["opsh", "run", "f.rhai", "--timeout", "five"],
+            &["opsh", "run", "f.rhai", "--dry-rn"],
+            &["opsh", "run"],
+            &["opsh", "run", "f.rhai", "--lock", "x", "--no-lock"],
+            &["opsh", "check"],
+            &["opsh", "check", "a.rhai", "b.rhai", "--color", "never"],
+            &["opsh", "check", "a.rhai", "--dry-run"],
+            &["opsh", "check", "--help"],
+            &["opsh", "test", "--only", "x"],
+            &["opsh", "help", "pg.query"],
+            &["opsh", "help", "--markdown"],
+            &["opsh", "schedule", "--help"],
+            &["opsh", "sandbox", "run", "f.rhai", "--dry-run"],
+            &["opsh", "sandbox", "nonsense"],
+            &["opsh", "version"],
+            &["opsh", "completions", "bash"],
+            &["opsh", "man"],
+            &["opsh", "run", "run"],
+            &["opsh", "check", "run"],
+        ];
+        for argv in lines {
+            let (reduced, whole) = both_ways(argv);
+            assert_eq!(reduced, whole, "{argv:?}");
+        }
+        // Every command, bare and with --help.
+        for sub in Cli::command().get_subcommands() {
+            for argv in [
+                vec!["opsh", sub.get_name()],
+                vec!["opsh", sub.get_name(), "--help"],
+            ] {
+                let (reduced, whole) = both_ways(&argv);
+                assert_eq!(reduced, whole, "{argv:?}");
+            }
+        }
     }
 
     #[test]
