@@ -384,7 +384,7 @@ where
         .and_then(|a| a.to_str())
         .and_then(|first| alone(&cmd, first))
     {
-        cmd = alone;
+        std::mem::forget(std::mem::replace(&mut cmd, alone));
     }
     let matches = cmd.try_get_matches_from_mut(argv)?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd));

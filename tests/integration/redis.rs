@@ -479,6 +479,61 @@ fn dbsize_counts_the_keys_of_the_target_or_another_db() {
 /// connection for the run), and a prewarm that fails is forgotten unless
 /// the script does call redis.
 #[test]
+fn a_connection_costs_no_setup_round_trip() {
+    // redis-rs pipelines CLIENT SETINFO on every new connection, a round
+    // trip each, which a 500-target fan-out pays 500 times (and Redis
+    // before 7.2 answers with an error). The server's own statistics say
+    // whether opsh sent it: the call as a command (7.2+) or as an error.
+    let sb = sandbox(&[Redis]);
+    let url = sb.redis_url();
+    let stats = || -> String {
+        let a: String = redis_query(&url, &["INFO", "commandstats"]);
+        let b: String = redis_query(&url, &["INFO", "errorstats"]);
+        format!("{a}{b}")
+    };
+    let before = stats();
+    Env::new()
+        .script(&format!(
+            "redis.ping(); let c = redis.connect({url:?}); c.ping(); redis.dbsize(#{{db: 3}}); print(true);"
+        ))
+        .redis(&url)
+        .run()
+        .assert_code(0)
+        .assert_stdout("true\n");
+    let after = stats();
+    let pings = |s: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+            .and_then(|v| v.split(',').next()?.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        pings(&after) - pings(&before),
+        2,
+        "the script reached the server: {after}"
+    );
+    assert!(
+        after.contains("cmdstat_dbsize"),
+        "the db-3 connection was made: {after}"
+    );
+    assert!(
+        !after.contains("setinfo"),
+        "CLIENT SETINFO was sent: {after}"
+    );
+    assert_eq!(
+        after
+            .lines()
+            .filter(|l| l.starts_with("errorstat_"))
+            .collect::<Vec<_>>(),
+        before
+            .lines()
+            .filter(|l| l.starts_with("errorstat_"))
+            .collect::<Vec<_>>(),
+        "connecting made the server log an error"
+    );
+}
+
+#[test]
 fn the_default_target_is_connected_at_launch_and_a_failed_prewarm_is_lazy() {
     let sb = sandbox(&[Redis]);
     let url = sb.redis_url();

@@ -60,7 +60,7 @@ async fn node_conn(
     addr: &str,
     t: &Target,
 ) -> Result<redis::aio::MultiplexedConnection, OpError> {
-    let client = redis::Client::open(format!("redis://{creds}{addr}/0").as_str()).map_err(|e| {
+    let client = super::conn::client(&format!("redis://{creds}{addr}/0")).map_err(|e| {
         OpError::bad_input(format!("invalid cluster node address {addr}")).with_cause(e)
     })?;
     let cfg = redis::AsyncConnectionConfig::new()

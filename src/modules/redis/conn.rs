@@ -82,7 +82,7 @@ pub(super) fn conn(
                     })
                 }
                 None => {
-                    let client = redis::Client::open(t.url.as_str()).map_err(invalid)?;
+                    let client = client(&t.url).map_err(invalid)?;
                     call.block_on(async {
                         client
                             .get_multiplexed_async_connection_with_config(&cfg)
@@ -93,6 +93,17 @@ pub(super) fn conn(
             }
         })?;
     Ok((c, t))
+}
+
+/// A client for `url` that opens connections without the pipelined
+/// `CLIENT SETINFO` redis-rs sends by default: a full round trip per
+/// connection, which a 500-target fan-out pays 500 times, and which Redis
+/// before 7.2 answers with an error anyway.
+pub(super) fn client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    redis::Client::open(info.set_redis_settings(settings))
 }
 
 fn config(session: &Session) -> redis::AsyncConnectionConfig {
@@ -121,7 +132,7 @@ pub fn prewarm(session: &Session) {
     if super::cluster::is_cluster(&t.url) || parse_sentinel_url(&t.url).is_some() {
         return;
     }
-    let Ok(client) = redis::Client::open(t.url.as_str()) else {
+    let Ok(client) = client(&t.url) else {
         return;
     };
     let cfg = config(session);
@@ -250,7 +261,7 @@ pub(super) fn db_conn(
         OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(e)
     })?;
     u.set_path(&format!("/{db}"));
-    let client = redis::Client::open(u.as_str()).map_err(|e| {
+    let client = client(u.as_str()).map_err(|e| {
         OpError::bad_input("invalid Redis URL").with_cause(crate::redact::redact(&e.to_string()))
     })?;
     let t2 = t.clone();
@@ -300,7 +311,8 @@ impl SentinelUrl {
             .as_str()
             .into_connection_info()?
             .redis_settings()
-            .clone();
+            .clone()
+            .set_skip_set_lib_name();
         redis::sentinel::SentinelClient::build(
             self.sentinels.clone(),
             self.service.clone(),

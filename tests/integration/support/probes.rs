@@ -31,7 +31,12 @@ pub fn pg_exec(url: &str, sql: &str) {
 /// One Redis command over an independent connection, to set up or check
 /// what the server holds.
 pub fn redis_query<T: ::redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
-    let client = ::redis::Client::open(url).expect("client");
+    // Without redis-rs's CLIENT SETINFO, as opsh connects: a probe leaves
+    // the server's command and error statistics to what is under test.
+    use ::redis::IntoConnectionInfo;
+    let info = url.into_connection_info().expect("redis url");
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let client = ::redis::Client::open(info.set_redis_settings(settings)).expect("client");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
