@@ -217,6 +217,39 @@ fn one_connection_per_target_even_on_a_server_with_one_free_slot() {
     drop(held);
 }
 
+/// A pooled connection is lent without a ping only just after it was
+/// checked on its return: one idle for longer (here, killed by another
+/// session meanwhile) is checked first, and the call gets a new one.
+#[test]
+fn a_session_killed_while_idle_is_replaced_before_the_next_call() {
+    let sb = sandbox(&[Pg]);
+    let url = sb.pg_url();
+    let env = Env::new();
+    let mut child = env
+        .script(
+            "let before = pg.query(\"select pg_backend_pid() as pid\")[0].pid;\n\
+             print(\"connected\");\n\
+             sleep(2.0);\n\
+             let after = pg.query(\"select pg_backend_pid() as pid\")[0].pid;\n\
+             print(before != after);",
+        )
+        .pg(&url)
+        .spawn();
+    let lines = Lines::of(&mut child);
+    eventually(secs(10), "the first query", || {
+        lines.count("connected") == 1
+    });
+    let killed = pg_scalar(
+        &url,
+        "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity \
+         where application_name = 'opsh' and pid <> pg_backend_pid()) k",
+    );
+    assert_eq!(killed, 1, "opsh holds one session");
+    let r = wait_output(child);
+    r.assert_code(0);
+    assert_eq!(lines.all(), ["connected", "true"], "{}", r.stderr);
+}
+
 /// Issue 18: a script that calls pg on its default target has that
 /// connection started at launch, concurrently with the rest of start-up;
 /// the first call takes it over (still one session), and a prewarm that

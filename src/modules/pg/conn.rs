@@ -168,6 +168,22 @@ fn new_pool(session: &Session, t: &Target) -> Result<(PgPool, PgConnectOptions),
     let pool = PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(s.connect_timeout)
+        // sqlx pings a connection when it comes back to the pool and, by
+        // default, again before lending it out: a round trip on every call
+        // of a sequential script (a tenth of the daily check). Like
+        // pgbouncer's server_check_delay, a connection checked on its
+        // return less than RECHECK_AFTER ago is lent as it is; one idle for
+        // longer is pinged first, so a restarted server or a killed
+        // session between calls costs a reconnect, not an error.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < RECHECK_AFTER {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // When opsh gives up on a query (Ctrl-C, a timeout, the
@@ -187,6 +203,10 @@ fn new_pool(session: &Session, t: &Target) -> Result<(PgPool, PgConnectOptions),
         .connect_lazy_with(opts.clone());
     Ok((pool, opts))
 }
+
+/// How long a pooled connection may sit idle and still be lent without a
+/// ping (see `new_pool`).
+const RECHECK_AFTER: Duration = Duration::from_secs(1);
 
 /// A connection to the default target started at launch, still connecting
 /// or done: the first pg call takes it over.
