@@ -1,7 +1,7 @@
 //! Who is connected and what they do: activity, connections,
 //! long_running, blocking.
 
-use super::conn::{one, rows, rows_to_array};
+use super::conn::{rows, rows_to_array};
 use super::filter::{Scope, SessionFilter, FILTER, SESSION, SESSION_COLUMNS};
 use crate::dispatch::{Call, OpError};
 use crate::registry::{field, join, opt, Field, Primitive, Ty, STRINGS};
@@ -114,25 +114,28 @@ pub const CONNECTIONS: Primitive = Primitive::read("connections", connections)
 
 fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
     let none = Array::new();
-    let m = one(
+    // One statement: the settings beside one read of pg_stat_activity,
+    // every figure counted from it. Separate statements saw different
+    // moments (opsh's own pool opening a connection between them), and
+    // the groups did not add up to the total; each statement is also a
+    // round trip more. The left join keeps the settings when no client
+    // backend is visible (then the one row has no pid).
+    let mut sessions = rows(
         call,
-        r#"select current_setting('max_connections')::int8 as max_connections,
-                  (current_setting('superuser_reserved_connections')::int8
-                   + coalesce(current_setting('reserved_connections', true)::int8, 0)) as reserved"#,
+        r#"select s.max_connections, s.reserved, a.pid,
+                  coalesce(a.state, 'unknown') as state, a.datname::text as database,
+                  a.usename::text as "user"
+           from (select current_setting('max_connections')::int8 as max_connections,
+                        (current_setting('superuser_reserved_connections')::int8
+                         + coalesce(current_setting('reserved_connections', true)::int8, 0)) as reserved) s
+           left join pg_stat_activity a on a.backend_type = 'client backend'"#,
         &none,
         "counting connections failed",
     )?;
-    // One read of pg_stat_activity, every figure counted from it: separate
-    // statements saw different moments (opsh's own pool opening a
-    // connection between them), and the groups did not add up to the total.
-    let sessions = rows(
-        call,
-        "select coalesce(state, 'unknown') as state, datname::text as database,
-                usename::text as \"user\"
-         from pg_stat_activity where backend_type = 'client backend'",
-        &none,
-        "counting connections failed",
-    )?;
+    let m = sessions.first().cloned().ok_or_else(|| {
+        OpError::failed("counting connections failed: the server returned no row")
+    })?;
+    sessions.retain(|r| r.get("pid").is_some_and(|p| !p.is_unit()));
     let field = |r: &Map, k: &str| r.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
     let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
     let (max, reserved) = (int(&m, "max_connections"), int(&m, "reserved"));

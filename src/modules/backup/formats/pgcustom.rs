@@ -374,24 +374,33 @@ struct RowCounter {
 }
 
 impl RowCounter {
+    /// Counts the lines in `data`, found with memchr: a byte-at-a-time loop
+    /// was a fifth of verifying a dump.
     fn feed(&mut self, data: &[u8]) {
-        for &b in data {
-            if b == b'\n' {
-                // pg_dump writes "\\.\n\n\n" after the rows.
-                if self.head.as_slice() == b"\\." {
-                    self.terminators += 1;
-                } else if self.terminators == 0 {
-                    self.lines += 1;
-                }
-                self.head.clear();
-                self.partial = false;
-            } else {
-                if self.head.len() < 3 {
-                    self.head.push(b);
-                }
-                self.partial = true;
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', data) {
+            self.extend(&data[start..nl]);
+            // pg_dump writes "\\.\n\n\n" after the rows.
+            if self.head.as_slice() == b"\\." {
+                self.terminators += 1;
+            } else if self.terminators == 0 {
+                self.lines += 1;
             }
+            self.head.clear();
+            self.partial = false;
+            start = nl + 1;
         }
+        self.extend(&data[start..]);
+    }
+
+    /// A piece of the current line, without its newline.
+    fn extend(&mut self, part: &[u8]) {
+        if part.is_empty() {
+            return;
+        }
+        let room = 3usize.saturating_sub(self.head.len()).min(part.len());
+        self.head.extend_from_slice(&part[..room]);
+        self.partial = true;
     }
 }
 
@@ -581,6 +590,34 @@ fn block_error(what: &str, c: Compression, err: std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_count_the_same_however_the_stream_is_cut() {
+        let data: &[u8] = b"1\tbolt\n2\tnut\n\\.\n\n\n";
+        let whole = {
+            let mut r = RowCounter::default();
+            r.feed(data);
+            (r.lines, r.terminators, r.partial)
+        };
+        assert_eq!(whole, (2, 1, false));
+        for a in 0..=data.len() {
+            for b in a..=data.len() {
+                let mut r = RowCounter::default();
+                r.feed(&data[..a]);
+                r.feed(&data[a..b]);
+                r.feed(&data[b..]);
+                assert_eq!(
+                    (r.lines, r.terminators, r.partial),
+                    whole,
+                    "cut at {a}, {b}"
+                );
+            }
+        }
+        // A row without its newline is partial.
+        let mut r = RowCounter::default();
+        r.feed(b"1\tbolt\n2\tn");
+        assert_eq!((r.lines, r.partial), (1, true));
+    }
 
     /// A minimal archive as pg_dump 17 writes it: version 1.16, no
     /// compression, one table with two rows.
