@@ -132,13 +132,17 @@ fn connections(call: &mut Call) -> Result<Dynamic, OpError> {
         &none,
         "counting connections failed",
     )?;
-    let m = sessions.first().cloned().ok_or_else(|| {
-        OpError::failed("counting connections failed: the server returned no row")
-    })?;
+    let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
+    let (max, reserved) = match sessions.first() {
+        Some(m) => (int(m, "max_connections"), int(m, "reserved")),
+        None => {
+            return Err(OpError::failed(
+                "counting connections failed: the server returned no row",
+            ))
+        }
+    };
     sessions.retain(|r| r.get("pid").is_some_and(|p| !p.is_unit()));
     let field = |r: &Map, k: &str| r.get(k).filter(|v| !v.is_unit()).map(|v| v.to_string());
-    let int = |m: &Map, k: &str| m.get(k).and_then(|v| v.as_int().ok()).unwrap_or(0);
-    let (max, reserved) = (int(&m, "max_connections"), int(&m, "reserved"));
     let total = sessions.len() as i64;
     let count = |want: &dyn Fn(&str) -> bool| {
         sessions
