@@ -80,6 +80,16 @@ fn run_argv(mut argv: Vec<OsString>) -> i32 {
         Ok(_) => panic!("OPSH_DEBUG_PANIC is set: a deliberate panic to test the panic hook"),
         Err(_) => {}
     }
+    // `opsh run FILE` and `opsh FILE.rhai` build an engine: it starts now,
+    // beside the parse and everything else before the script compiles.
+    if argv.get(1).is_some_and(|a| {
+        a == "run"
+            || std::path::Path::new(a)
+                .extension()
+                .is_some_and(|e| e == "rhai")
+    }) {
+        crate::engine::prebuild();
+    }
     let mut parsed = crate::args::parse(&argv);
     // `opsh FILE.rhai ...` is `opsh run FILE.rhai ...`.
     if let Ok(Cli {

@@ -52,6 +52,36 @@ impl Sources {
     }
 }
 
+/// `Engine::new()` started early on a thread of its own: Rhai's standard
+/// packages (about a thousand functions hashed into tables) were a third of
+/// an empty `opsh run`'s start-up, and the main thread has the command
+/// line, the config, the script and the runtime to see to meanwhile.
+static PREBUILT: Mutex<Option<std::thread::JoinHandle<Engine>>> = Mutex::new(None);
+
+/// Starts building the engine the next `build*` call takes, for a command
+/// that will build one (`opsh run`). A command that ends before building
+/// it leaves the thread to the process's exit.
+pub fn prebuild() {
+    let Ok(thread) = std::thread::Builder::new().name("engine".into()).spawn(|| {
+        let engine = Engine::new();
+        memory::flush_thread();
+        engine
+    }) else {
+        return;
+    };
+    if let Ok(mut slot) = PREBUILT.lock() {
+        *slot = Some(thread);
+    }
+}
+
+/// The prebuilt engine, or a new one.
+fn new_engine() -> Engine {
+    let prebuilt = PREBUILT.lock().ok().and_then(|mut slot| slot.take());
+    prebuilt
+        .and_then(|t| t.join().ok())
+        .unwrap_or_else(Engine::new)
+}
+
 fn rt_error(msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
 }
@@ -131,7 +161,7 @@ fn build_with(
     base_dir: PathBuf,
     vars: Vars,
 ) -> Engine {
-    let mut engine = Engine::new();
+    let mut engine = new_engine();
 
     // Limits: a runaway script is stopped rather than eating the machine.
     // No Rhai size limits: they re-measure a collection after each
