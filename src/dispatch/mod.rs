@@ -113,7 +113,36 @@ pub fn invoke(
     crate::testing::hooks::observe(&call, &result);
     let mut result = result.map_err(|e| to_script_error(&call, e))?;
     prim.returns.complete(&mut result);
+    // Scripts have one integer type (Rhai's `only_i64`): an i32 or a u64
+    // would reach them as an opaque value with no arithmetic. Checked in
+    // debug builds, which every test runs.
+    #[cfg(debug_assertions)]
+    if let Some(ty) = foreign_number(&result) {
+        panic!(
+            "{} returned a {ty}: convert it to INT (i64) or FLOAT",
+            prim.full_name()
+        );
+    }
     Ok(result)
+}
+
+/// The first number in `v` (or in its arrays and maps) of a Rust type
+/// scripts have no operators for.
+#[cfg(debug_assertions)]
+fn foreign_number(v: &Dynamic) -> Option<&'static str> {
+    macro_rules! foreign {
+        ($($t:ty),*) => {
+            $(if v.is::<$t>() { return Some(stringify!($t)); })*
+        };
+    }
+    foreign!(i8, i16, i32, i128, isize, u8, u16, u32, u64, u128, usize, f32);
+    if let Some(a) = v.read_lock::<rhai::Array>() {
+        return a.iter().find_map(foreign_number);
+    }
+    if let Some(m) = v.read_lock::<rhai::Map>() {
+        return m.values().find_map(foreign_number);
+    }
+    None
 }
 
 fn mutate(
