@@ -44,6 +44,77 @@ impl Default for Options {
 }
 
 type ClientKey = (TypeId, String);
+type AnyClient = Box<dyn Any + Send + Sync>;
+
+/// The run's clients (pools, connections) by type and key, at most `cap`
+/// of them: past that, the least recently used goes. A fan-out over
+/// thousands of targets would otherwise hold a socket per target until the
+/// run ends, past a soft limit of 1024 open files, and every connection's
+/// buffers with it (500 Redis targets: ~2,000 pages faulted in). A client
+/// still in use elsewhere lives on in its clones; one dropped from here is
+/// opened again if it is needed again.
+struct Clients {
+    map: HashMap<ClientKey, (AnyClient, u64)>,
+    /// Ticks on every use: the smallest stamp is the least recently used.
+    clock: u64,
+    cap: usize,
+}
+
+impl Clients {
+    fn new() -> Clients {
+        Clients {
+            map: HashMap::new(),
+            clock: 0,
+            cap: clients_cap(),
+        }
+    }
+
+    fn get<T: Clone + 'static>(&mut self, k: &ClientKey) -> Option<T> {
+        self.clock += 1;
+        let (c, used) = self.map.get_mut(k)?;
+        *used = self.clock;
+        c.downcast_ref::<T>().cloned()
+    }
+
+    /// Inserts `c`; returns what it evicted, to be dropped after the lock
+    /// is released (closing a pool is not free).
+    fn insert(&mut self, k: ClientKey, c: AnyClient) -> Vec<AnyClient> {
+        self.clock += 1;
+        let mut evicted: Vec<AnyClient> = self
+            .map
+            .insert(k, (c, self.clock))
+            .map(|(old, _)| old)
+            .into_iter()
+            .collect();
+        while self.map.len() > self.cap {
+            let Some(oldest) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            evicted.extend(self.map.remove(&oldest).map(|(c, _)| c));
+        }
+        evicted
+    }
+}
+
+/// How many clients a run keeps: 128, or a quarter of the open-file limit
+/// when that is lower, leaving descriptors for the connections in flight.
+fn clients_cap() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `lim`.
+    let files = match unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } {
+        0 => usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX),
+        _ => 1024,
+    };
+    (files / 4).clamp(8, 128)
+}
 
 /// One change a run made, as its mutation line says it.
 #[derive(Debug, Clone)]
@@ -87,7 +158,7 @@ pub struct Session {
     /// The running script's functions, so `parallel` can call named
     /// function pointers from worker threads.
     script: RwLock<Option<std::sync::Arc<rhai::AST>>>,
-    clients: Mutex<HashMap<ClientKey, Box<dyn Any + Send + Sync>>>,
+    clients: Mutex<Clients>,
 }
 
 impl Session {
@@ -126,7 +197,7 @@ impl Session {
             swallowed_refusals: Mutex::new(Vec::new()),
             dry_run: AtomicBool::new(opts.dry_run),
             script: RwLock::new(None),
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Clients::new()),
         })
     }
 
@@ -194,26 +265,25 @@ impl Session {
         make: impl FnOnce() -> Result<T, OpError>,
     ) -> Result<T, OpError> {
         let k = (TypeId::of::<T>(), key.to_string());
-        if let Some(c) = self
-            .clients
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&k).and_then(|b| b.downcast_ref::<T>()).cloned())
-        {
+        if let Some(c) = self.clients.lock().ok().and_then(|mut m| m.get::<T>(&k)) {
             return Ok(c);
         }
         let c = make()?;
-        if let Ok(mut m) = self.clients.lock() {
-            m.insert(k, Box::new(c.clone()));
-        }
+        let evicted = match self.clients.lock() {
+            Ok(mut m) => m.insert(k, Box::new(c.clone())),
+            Err(_) => Vec::new(),
+        };
+        drop(evicted);
         Ok(c)
     }
 
     /// Forgets a cached client, e.g. after its server went away.
     pub fn drop_client<T: 'static>(&self, key: &str) {
-        if let Ok(mut m) = self.clients.lock() {
-            m.remove(&(TypeId::of::<T>(), key.to_string()));
-        }
+        let removed = match self.clients.lock() {
+            Ok(mut m) => m.map.remove(&(TypeId::of::<T>(), key.to_string())),
+            Err(_) => None,
+        };
+        drop(removed);
     }
 }
 
@@ -224,5 +294,34 @@ impl Drop for Session {
         // SAFETY: `rt` is taken once, here, and never used again.
         let rt = unsafe { std::mem::ManuallyDrop::take(&mut self.rt) };
         rt.shutdown_background();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ClientKey {
+        (TypeId::of::<u8>(), name.to_string())
+    }
+
+    #[test]
+    fn past_its_cap_the_cache_drops_the_least_recently_used_client() {
+        let mut c = Clients::new();
+        c.cap = 2;
+        assert!(c.insert(key("a"), Box::new(1u8)).is_empty());
+        assert!(c.insert(key("b"), Box::new(2u8)).is_empty());
+        // `a` is used again, so `b` is the one to go.
+        assert_eq!(c.get::<u8>(&key("a")), Some(1));
+        let gone = c.insert(key("c"), Box::new(3u8));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].downcast_ref::<u8>(), Some(&2));
+        assert_eq!(c.get::<u8>(&key("b")), None);
+        assert_eq!(c.get::<u8>(&key("a")), Some(1));
+        assert_eq!(c.get::<u8>(&key("c")), Some(3));
+        // Replacing a key hands back the old client, and evicts nothing.
+        let old = c.insert(key("c"), Box::new(4u8));
+        assert_eq!(old.len(), 1);
+        assert_eq!(c.map.len(), 2);
     }
 }

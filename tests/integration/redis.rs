@@ -269,6 +269,49 @@ fn parallel_fans_out_with_per_target_errors() {
     assert!(lines[5].contains("refused the connection"), "{}", r.stdout);
 }
 
+/// A fan-out over more targets than the process may open files: the run
+/// keeps its most recently used connections and closes the rest, where it
+/// used to hold one socket per target to the end and fail past the limit
+/// (1024 is a common soft limit; a fleet can be larger).
+#[test]
+fn a_fan_out_wider_than_the_open_file_limit_reaches_every_target() {
+    let sb = sandbox(&[Redis]);
+    // 300 targets, one server: each URL is its own connection to opsh.
+    let base = sb.redis_url();
+    let urls = (0..300)
+        .map(|i| format!("\"{base}?target={i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let before = redis_stat(&base, "total_connections_received");
+    let r = Env::new()
+        .script(&format!(
+            r#"
+            let r = parallel([{urls}], |u| redis.connect(u).info("server").tcp_port, #{{concurrency: 8}});
+            let bad = r.filter(|x| !x.ok);
+            print(`${{r.len() - bad.len()}} ok`);
+            if bad.len() > 0 {{ print(bad[0].error); }}
+            "#
+        ))
+        .open_files(96)
+        .run();
+    r.assert_code(0);
+    assert_eq!(r.stdout_lines()[0], "300 ok", "{}", r.stdout);
+    let opened = redis_stat(&base, "total_connections_received") - before;
+    assert!(
+        (300..310).contains(&opened),
+        "one connection per target, not one per call: {opened}"
+    );
+}
+
+/// A counter of the server's INFO.
+fn redis_stat(url: &str, name: &str) -> i64 {
+    let info: String = redis_query(url, &["INFO", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in INFO: {info}"))
+}
+
 #[test]
 fn rediss_tls_target_works() {
     let env = Env::new();

@@ -163,6 +163,8 @@ pub struct Opsh<'e> {
     script: Option<(String, String)>,
     stdin: Option<String>,
     dir: Option<PathBuf>,
+    /// RLIMIT_NOFILE for the process (soft and hard).
+    open_files: Option<u64>,
 }
 
 impl<'e> Opsh<'e> {
@@ -180,7 +182,14 @@ impl<'e> Opsh<'e> {
             script: None,
             stdin: None,
             dir: None,
+            open_files: None,
         }
+    }
+
+    /// Runs opsh with at most `n` open files, as `ulimit -n n` would.
+    pub fn open_files(mut self, n: u64) -> Self {
+        self.open_files = Some(n);
+        self
     }
 
     /// A global flag, before the command: `.flag("--dry-run")`.
@@ -291,6 +300,21 @@ impl<'e> Opsh<'e> {
         }
         if let Some(d) = &self.dir {
             c.current_dir(d);
+        }
+        if let Some(n) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory
+            // of the parent.
+            unsafe {
+                c.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &lim) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
         }
         c
     }
