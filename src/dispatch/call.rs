@@ -180,6 +180,10 @@ impl<'a> Call<'a> {
     /// Runs a future on the session's runtime under this call's deadline and
     /// the run's cancellation. Every network wait of a primitive goes here.
     pub fn block_on<T>(&self, fut: impl Future<Output = Result<T, OpError>>) -> Result<T, OpError> {
+        // On the heap: a client's connect future is tens of kilobytes (redis-rs:
+        // ~50 KB), copied at each layer down to the runtime's poll and
+        // faulted into the stack of every `parallel` worker thread.
+        let fut = Box::pin(fut);
         let cancel = self.session.cancel.clone();
         let deadline = self.deadline;
         let timeout = self.session.call_timeout;
