@@ -77,9 +77,7 @@ pub fn prebuild() {
 /// The prebuilt engine, or a new one.
 fn new_engine() -> Engine {
     let prebuilt = PREBUILT.lock().ok().and_then(|mut slot| slot.take());
-    prebuilt
-        .and_then(|t| t.join().ok())
-        .unwrap_or_else(Engine::new)
+    prebuilt.and_then(|t| t.join().ok()).unwrap_or_default()
 }
 
 fn rt_error(msg: String) -> Box<EvalAltResult> {
