@@ -8,10 +8,16 @@ use std::fmt::Arguments;
 use std::io::Write;
 
 fn write(mut w: impl Write, args: Arguments<'_>, newline: bool) {
-    let _ = w.write_fmt(args);
+    // Formatted first, written once: stderr is unbuffered, and writing the
+    // pieces of a line one by one made a syscall of each (13 for the end
+    // of run line) and let another process sharing the stream (a fleet's
+    // children, a cron log) cut into the middle of it.
+    let mut line = Vec::with_capacity(128);
+    let _ = line.write_fmt(args);
     if newline {
-        let _ = w.write_all(b"\n");
+        line.push(b'\n');
     }
+    let _ = w.write_all(&line);
     let _ = w.flush();
 }
 
