@@ -333,9 +333,13 @@ async fn settled(pool: &PgPool) {
         if waited > Duration::from_millis(100) {
             break;
         }
-        // The return is a loopback round trip away, usually: spin first.
+        // The return is a loopback round trip away, usually: look again
+        // soon, after a nap rather than a spin (`yield_now` in `block_on`
+        // re-polls at once), which on a small machine takes the core the
+        // server's answer and the runtime's worker are waiting for. The
+        // caller is never a runtime worker (`Call::block_on`): it may block.
         if waited < Duration::from_millis(2) {
-            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_micros(50));
         } else {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
