@@ -10,7 +10,10 @@ use std::time::SystemTime;
 pub struct Audit {
     path: PathBuf,
     run_id: String,
-    user: String,
+    /// Looked up at the first record: without $USER (cron, containers) it
+    /// is an NSS lookup (nsswitch.conf, nscd, /etc/passwd), a tenth of an
+    /// empty run's start-up, and most runs write no record.
+    user: std::sync::OnceLock<String>,
     host: String,
     script: String,
     /// Records this run appended: a run that wrote any says its run id.
@@ -60,7 +63,7 @@ impl Audit {
         Audit {
             path,
             run_id: format!("{:016x}", fastrand::u64(..)),
-            user: current_user(),
+            user: std::sync::OnceLock::new(),
             host: hostname(),
             script: script.to_string(),
             written: Default::default(),
@@ -95,7 +98,7 @@ impl Audit {
         let mut rec = json!({
             "ts": timestamp(SystemTime::now()),
             "run_id": self.run_id,
-            "user": self.user,
+            "user": self.user.get_or_init(current_user),
             "host": self.host,
             "pid": std::process::id(),
             "script": self.script,
