@@ -123,3 +123,26 @@ impl Audit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_names_who_ran_opsh() {
+        let dir = std::env::temp_dir().join(format!("opsh-audit-{}", fastrand::u32(..)));
+        let path = dir.join("audit.jsonl");
+        let audit = Audit::new(path.clone(), "check.rhai");
+        audit.append(json!({"phase": "intent"})).unwrap();
+        audit.append(json!({"phase": "outcome"})).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let users: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["user"].clone())
+            .collect();
+        let who = Value::String(current_user());
+        assert_eq!(users, vec![who.clone(), who]);
+        assert_eq!(audit.written(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

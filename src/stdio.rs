@@ -40,3 +40,37 @@ pub fn err(args: Arguments<'_>) {
 pub fn errln(args: Arguments<'_>) {
     write(std::io::stderr().lock(), args, true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every `write` call it gets, as an unbuffered stream does.
+    #[derive(Default)]
+    struct Calls(Vec<Vec<u8>>);
+
+    impl Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_line_reaches_the_stream_in_one_write() {
+        let mut calls = Calls::default();
+        let (id, n) = ("5c3df1c51f7e288c", 2);
+        write(
+            &mut calls,
+            format_args!("opsh: run {id} wrote {n} audit record{}", "s"),
+            true,
+        );
+        assert_eq!(
+            calls.0,
+            vec![b"opsh: run 5c3df1c51f7e288c wrote 2 audit records\n".to_vec()]
+        );
+    }
+}
