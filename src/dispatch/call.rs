@@ -186,29 +186,45 @@ impl<'a> Call<'a> {
         let fut = Box::pin(fut);
         let cancel = self.session.cancel.clone();
         let deadline = self.deadline;
-        let timeout = self.session.call_timeout;
-        let name = self.prim.full_name();
         self.session.rt.block_on(async move {
             let timed = async {
                 match deadline {
                     Some(d) => match tokio::time::timeout_at(d, fut).await {
                         Ok(r) => r,
-                        Err(_) => Err(OpError::new(ErrorKind::Timeout, format!("timed out after {}", humantime::format_duration(timeout)))
-                            .with_hint(format!("raise the per-call timeout with --call-timeout, or check why {name} is slow"))),
+                        Err(_) => Err(self.timed_out()),
                     },
                     None => fut.await,
                 }
             };
             tokio::select! {
                 r = timed => r,
-                reason = cancel.cancelled() => {
-                    let mut e = OpError::failed(reason.describe());
-                    e.cancelled = Some(reason);
-                    Err(e)
-                }
+                reason = cancel.cancelled() => Err(stopped(reason)),
             }
         })
     }
+
+    /// The error of a call that ran past its deadline (--call-timeout).
+    pub fn timed_out(&self) -> OpError {
+        OpError::new(
+            ErrorKind::Timeout,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(self.session.call_timeout)
+            ),
+        )
+        .with_hint(format!(
+            "raise the per-call timeout with --call-timeout, or check why {} is slow",
+            self.prim.full_name()
+        ))
+    }
+}
+
+/// The error of a call the run's cancellation stopped (Ctrl-C, SIGTERM,
+/// --timeout).
+pub fn stopped(reason: crate::cancel::Reason) -> OpError {
+    let mut e = OpError::failed(reason.describe());
+    e.cancelled = Some(reason);
+    e
 }
 
 fn as_str(d: &Dynamic) -> Option<String> {

@@ -8,7 +8,7 @@
 mod call;
 mod error;
 
-pub use call::{Call, Opts};
+pub use call::{stopped, Call, Opts};
 pub use error::{
     kind_name, root_cause, Applied, ErrorKind, ExitCode, Known, OpError, PrimitiveError,
 };

@@ -12,8 +12,23 @@ fn signal_after_start(opsh: Opsh<'_>, sig: i32) -> (Run, Duration) {
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
     signal(&child, sig);
-    let run = wait_output(child);
+    let run = wait_within(child, secs(10));
     (run, sent.elapsed())
+}
+
+/// The run's output once it exits; a run still going after `limit` (a
+/// wait that ignores cancellation) is killed and fails the test instead of
+/// hanging the suite.
+fn wait_within(mut child: std::process::Child, limit: Duration) -> Run {
+    let started = Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("opsh still running {limit:?} after it was told to stop");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_output(child)
 }
 
 #[test]
@@ -84,4 +99,33 @@ fn run_timeout_and_call_timeout() {
         .run()
         .assert_code(124)
         .assert_stderr_contains("run timeout exceeded");
+}
+
+/// Issue 18: a plain Redis target's connection is driven by the calling
+/// thread with blocking reads, so Ctrl-C and --call-timeout must still end
+/// a call whose server accepted the connection and never answers.
+#[test]
+fn a_redis_server_that_never_answers_is_left_at_ctrl_c_and_at_the_call_timeout() {
+    // The kernel completes the handshake for a listener that never
+    // accepts: the connect succeeds, the PING gets no reply.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let env = Env::new();
+    let script = "print(\"started\");\nredis.ping();\nprint(\"not reached\");";
+    let (r, took) = signal_after_start(env.script(script).redis(&url), libc::SIGINT);
+    r.assert_code(130)
+        .assert_stderr_contains("interrupted")
+        .assert_stderr_contains("redis.ping()");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let started = Instant::now();
+    let child = env
+        .script("redis.connect(args.url).info()")
+        .script_arg("url", &url)
+        .option("--call-timeout", "500ms")
+        .spawn();
+    wait_within(child, secs(10))
+        .assert_code(2)
+        .assert_stderr_contains("timed out after 500ms");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(silent);
 }

@@ -1,6 +1,8 @@
-//! Connections: one multiplexed connection per target URL, errors with
+//! Connections: a plain target's driven by the calling thread (direct.rs),
+//! redis-rs's multiplexed one for TLS, sentinel and the rest; errors with
 //! hints, and reads that survive one broken connection.
 
+use super::direct::{Direct, Failure, Plain, Stop, Watch};
 use crate::config::{Kind, Target};
 use crate::dispatch::{Call, ErrorKind, OpError};
 use crate::engine::Handle;
@@ -49,9 +51,112 @@ pub(super) fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpErr
     }
 }
 
-pub(super) fn conn(
-    call: &mut Call,
-) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
+/// A connection to the call's target, for one or more commands: a plain
+/// target's comes from its idle list (or is opened) and goes back there
+/// when dropped unless it broke.
+pub(super) enum Conn {
+    Direct {
+        c: Option<Direct>,
+        home: Option<Idle>,
+    },
+    Multiplexed(redis::aio::MultiplexedConnection),
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Conn::Direct {
+            c,
+            home: Some(home),
+        } = self
+        {
+            if let Some(c) = c.take().filter(|c| !c.broken) {
+                home.put(c);
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Runs one command. The error says whether the connection broke (a
+    /// read may try again on a new one) besides what went wrong.
+    pub(super) fn query<T: redis::FromRedisValue + Send + 'static>(
+        &mut self,
+        call: &Call,
+        t: &Target,
+        cmd: &redis::Cmd,
+        what: &str,
+    ) -> Result<T, (bool, OpError)> {
+        match self {
+            Conn::Direct { c: Some(c), .. } => c
+                .query(cmd, watch(call))
+                .map_err(|f| (f.broken(), failure(call, t, what, f))),
+            Conn::Direct { c: None, .. } => Err((true, OpError::failed(what.to_string()))),
+            Conn::Multiplexed(m) => {
+                let mut m = m.clone();
+                let cmd = cmd.clone();
+                // The outer Result is the call's deadline/cancellation; the
+                // inner one says whether the connection broke.
+                match call.block_on(async move {
+                    Ok(cmd.query_async::<T>(&mut m).await.map_err(|e| {
+                        (
+                            e.is_io_error() || e.is_connection_dropped(),
+                            redis_error(e, t, what),
+                        )
+                    }))
+                }) {
+                    Ok(r) => r,
+                    Err(e) => Err((false, e)),
+                }
+            }
+        }
+    }
+}
+
+/// Idle connections the calling thread drives, to one plain target: a
+/// `parallel` over one target opens one per worker, and keeps a few.
+#[derive(Clone, Default)]
+pub(super) struct Idle(Arc<Mutex<Vec<Direct>>>);
+
+impl Idle {
+    const KEEP: usize = 4;
+
+    fn take(&self) -> Option<Direct> {
+        self.0.lock().ok()?.pop()
+    }
+
+    fn put(&self, c: Direct) {
+        if let Ok(mut idle) = self.0.lock() {
+            if idle.len() < Self::KEEP {
+                idle.push(c);
+            }
+        }
+    }
+}
+
+/// What stops this call's waits on a socket.
+fn watch(call: &Call) -> Watch {
+    Watch {
+        cancel: call.session.cancel.clone(),
+        deadline: call.deadline().map(|d| d.into_std()),
+    }
+}
+
+fn failure(call: &Call, t: &Target, what: &str, f: Failure) -> OpError {
+    match f {
+        Failure::Stopped(Stop::Cancelled(r)) => crate::dispatch::stopped(r),
+        Failure::Stopped(Stop::Deadline) => call.timed_out(),
+        Failure::ConnectTimeout => crate::netcause::connect_error(
+            "connect timed out",
+            "Redis",
+            &t.display(),
+            &t.host_port(6379),
+        )
+        .unwrap_or_else(|| OpError::failed(format!("cannot talk to {}", t.display()))),
+        Failure::Redis(e) => redis_error(e, t, what),
+    }
+}
+
+pub(super) fn conn(call: &mut Call) -> Result<(Conn, Target), OpError> {
     let t = call.target()?;
     if super::cluster::is_cluster(&t.url) {
         return Err(OpError::bad_input(format!(
@@ -62,6 +167,24 @@ pub(super) fn conn(
     }
     let call: &Call = call;
     adopt_prewarmed(call, &t)?;
+    if let Some(plain) = Plain::of(&t.url) {
+        let home = call
+            .session
+            .client::<Idle>(&t.url, || Ok(Idle::default()))?;
+        let c = match home.take() {
+            Some(c) => c,
+            None => {
+                Direct::open(&plain, watch(call)).map_err(|f| failure(call, &t, "connect", f))?
+            }
+        };
+        return Ok((
+            Conn::Direct {
+                c: Some(c),
+                home: Some(home),
+            },
+            t,
+        ));
+    }
     let c = call
         .session
         .client::<redis::aio::MultiplexedConnection>(&t.url, || {
@@ -92,7 +215,7 @@ pub(super) fn conn(
                 }
             }
         })?;
-    Ok((c, t))
+    Ok((Conn::Multiplexed(c), t))
 }
 
 /// A client for `url` that opens connections without the pipelined
@@ -115,16 +238,22 @@ fn config(session: &Session) -> redis::AsyncConnectionConfig {
         )
 }
 
-type Connecting = tokio::task::JoinHandle<Option<redis::aio::MultiplexedConnection>>;
+/// A connection `prewarm` opened.
+enum Opened {
+    Direct(Direct),
+    Multiplexed(redis::aio::MultiplexedConnection),
+}
+
+type Connecting = tokio::task::JoinHandle<Option<Opened>>;
 
 /// A connection to the default target started at launch, still connecting
 /// or done: the first redis call takes it over.
 #[derive(Clone)]
 struct Prewarmed(Arc<Mutex<Option<Connecting>>>);
 
-/// Starts connecting to the default Redis target (one plain node; a
-/// cluster or a sentinel target connects on first use) in the background.
-/// A failure is forgotten: the first call connects again and reports it.
+/// Starts connecting to the default Redis target (one node; a cluster or a
+/// sentinel target connects on first use) in the background. A failure is
+/// forgotten: the first call connects again and reports it.
 pub fn prewarm(session: &Session) {
     let Ok(t) = session.resolve(Kind::Redis, None) else {
         return;
@@ -132,16 +261,30 @@ pub fn prewarm(session: &Session) {
     if super::cluster::is_cluster(&t.url) || parse_sentinel_url(&t.url).is_some() {
         return;
     }
-    let Ok(client) = client(&t.url) else {
-        return;
+    let task = match Plain::of(&t.url) {
+        Some(plain) => {
+            let w = Watch {
+                cancel: session.cancel.clone(),
+                deadline: None,
+            };
+            session
+                .rt
+                .spawn_blocking(move || Direct::open(&plain, w).ok().map(Opened::Direct))
+        }
+        None => {
+            let Ok(client) = client(&t.url) else {
+                return;
+            };
+            let cfg = config(session);
+            session.rt.spawn(async move {
+                client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .ok()
+                    .map(Opened::Multiplexed)
+            })
+        }
     };
-    let cfg = config(session);
-    let task = session.rt.spawn(async move {
-        client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await
-            .ok()
-    });
     let warm = Prewarmed(Arc::new(Mutex::new(Some(task))));
     let _ = session.client::<Prewarmed>(&t.url, || Ok(warm));
 }
@@ -162,9 +305,16 @@ fn adopt_prewarmed(call: &Call, t: &Target) -> Result<(), OpError> {
     let Some(task) = task else {
         return Ok(());
     };
-    if let Some(c) = call.block_on(async { Ok(task.await.ok().flatten()) })? {
-        call.session
-            .client::<redis::aio::MultiplexedConnection>(&t.url, || Ok(c))?;
+    match call.block_on(async { Ok(task.await.ok().flatten()) })? {
+        Some(Opened::Direct(c)) => call
+            .session
+            .client::<Idle>(&t.url, || Ok(Idle::default()))?
+            .put(c),
+        Some(Opened::Multiplexed(c)) => {
+            call.session
+                .client::<redis::aio::MultiplexedConnection>(&t.url, || Ok(c))?;
+        }
+        None => {}
     }
     Ok(())
 }
@@ -208,6 +358,8 @@ pub(super) fn forget_on_io<T>(call: &mut Call, r: &Result<T, OpError>) {
         if let Ok(t) = call.target() {
             call.session
                 .drop_client::<redis::aio::MultiplexedConnection>(&t.url);
+            // The server went away or restarted: its idle connections did too.
+            call.session.drop_client::<Idle>(&t.url);
         }
     }
 }
@@ -225,20 +377,10 @@ pub(super) fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
     let mut last = None;
     for _ in 0..attempts {
         let (mut c, t) = conn(call)?;
-        let cmd = cmd.clone();
-        // The outer Result is the call's deadline/cancellation; the inner
-        // one says whether the connection broke.
-        let r = call.block_on(async move {
-            Ok(cmd.query_async::<T>(&mut c).await.map_err(|e| {
-                (
-                    e.is_io_error() || e.is_connection_dropped(),
-                    redis_error(e, &t, what),
-                )
-            }))
-        })?;
-        match r {
+        match c.query(call, &t, &cmd, what) {
             Ok(v) => return Ok(v),
             Err((broken, e)) => {
+                drop(c);
                 forget_on_io::<()>(call, &Err(e.clone()));
                 if !broken || e.cancelled.is_some() {
                     return Err(e);
@@ -252,15 +394,22 @@ pub(super) fn run_cmd<T: redis::FromRedisValue + Send + 'static>(
 
 /// A connection opened for `db` alone, never shared, so no reconnect or
 /// SELECT elsewhere can point it at another database.
-pub(super) fn db_conn(
-    call: &mut Call,
-    db: i64,
-) -> Result<(redis::aio::MultiplexedConnection, Target), OpError> {
+pub(super) fn db_conn(call: &mut Call, db: i64) -> Result<(Conn, Target), OpError> {
     let t = call.target()?;
     let mut u = url::Url::parse(&t.url).map_err(|e| {
         OpError::bad_input(format!("invalid Redis URL for {}", t.display())).with_cause(e)
     })?;
     u.set_path(&format!("/{db}"));
+    if let Some(plain) = Plain::of(u.as_str()) {
+        let c = Direct::open(&plain, watch(call)).map_err(|f| failure(call, &t, "connect", f))?;
+        return Ok((
+            Conn::Direct {
+                c: Some(c),
+                home: None,
+            },
+            t,
+        ));
+    }
     let client = client(u.as_str()).map_err(|e| {
         OpError::bad_input("invalid Redis URL").with_cause(crate::redact::redact(&e.to_string()))
     })?;
@@ -271,7 +420,7 @@ pub(super) fn db_conn(
             .await
             .map_err(|e| redis_error(e, &t2, "connect"))
     })?;
-    Ok((c, t))
+    Ok((Conn::Multiplexed(c), t))
 }
 
 pub(super) fn value_to_dynamic(v: &redis::Value) -> Dynamic {

@@ -193,12 +193,8 @@ fn dbsize(call: &mut Call) -> Result<Dynamic, OpError> {
         None => run_cmd(call, redis::cmd("DBSIZE"), "DBSIZE")?,
         Some(db) => {
             let (mut c, t) = db_conn(call, db)?;
-            call.block_on(async move {
-                redis::cmd("DBSIZE")
-                    .query_async(&mut c)
-                    .await
-                    .map_err(|e| redis_error(e, &t, "DBSIZE"))
-            })?
+            c.query(call, &t, &redis::cmd("DBSIZE"), "DBSIZE")
+                .map_err(|(_, e)| e)?
         }
     };
     Ok(Dynamic::from_map(map_of([

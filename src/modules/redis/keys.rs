@@ -16,32 +16,30 @@ fn scan_keys(
     limit: usize,
 ) -> Result<Vec<String>, OpError> {
     let (mut c, t) = conn(call)?;
-    let pattern = pattern.to_string();
-    let r = call.block_on(async move {
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(count);
-            if let Some(ty) = &key_type {
-                cmd.arg("TYPE").arg(ty);
-            }
-            let (next, batch): (u64, Vec<String>) = cmd
-                .query_async(&mut c)
-                .await
-                .map_err(|e| redis_error(e, &t, "SCAN"))?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() >= limit {
-                keys.truncate(limit);
-                return Ok(keys);
-            }
+    let mut cursor: u64 = 0;
+    let mut keys = Vec::new();
+    let r = loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(ty) = &key_type {
+            cmd.arg("TYPE").arg(ty);
         }
-    });
+        let (next, batch): (u64, Vec<String>) = match c.query(call, &t, &cmd, "SCAN") {
+            Ok(page) => page,
+            Err((_, e)) => break Err(e),
+        };
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() >= limit {
+            keys.truncate(limit);
+            break Ok(keys);
+        }
+    };
+    drop(c);
     forget_on_io(call, &r);
     r
 }
@@ -324,12 +322,9 @@ fn flush_db(call: &Call) -> Result<i64, OpError> {
 fn plan_flushdb(call: &mut Call) -> Result<Plan, OpError> {
     let db = flush_db(call)?;
     let (mut c, t) = db_conn(call, db)?;
-    let n: i64 = call.block_on(async move {
-        redis::cmd("DBSIZE")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, "DBSIZE"))
-    })?;
+    let n: i64 = c
+        .query(call, &t, &redis::cmd("DBSIZE"), "DBSIZE")
+        .map_err(|(_, e)| e)?;
     Ok(Plan {
         summary: format!("would FLUSHDB db {db}, deleting {n} keys"),
         details: map_of([
@@ -352,17 +347,12 @@ pub const FLUSHDB: Primitive = Primitive::mutate("flushdb", plan_flushdb, flushd
 fn flushdb(call: &mut Call) -> Result<Dynamic, OpError> {
     let db = flush_db(call)?;
     let (mut c, t) = db_conn(call, db)?;
-    let n = call.block_on(async move {
-        let n: i64 = redis::cmd("DBSIZE")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, "DBSIZE"))?;
-        let _: String = redis::cmd("FLUSHDB")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| redis_error(e, &t, "FLUSHDB"))?;
-        Ok(n)
-    })?;
+    let n: i64 = c
+        .query(call, &t, &redis::cmd("DBSIZE"), "DBSIZE")
+        .map_err(|(_, e)| e)?;
+    let _: String = c
+        .query(call, &t, &redis::cmd("FLUSHDB"), "FLUSHDB")
+        .map_err(|(_, e)| e)?;
     Ok(Dynamic::from_map(map_of([
         ("db", Dynamic::from_int(db)),
         ("deleted", Dynamic::from_int(n)),

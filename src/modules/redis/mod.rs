@@ -1,9 +1,10 @@
-//! Redis, on the redis crate's multiplexed async connection: one per target.
+//! Redis: plain targets on a connection the calling thread drives (direct.rs), the rest on the redis crate's multiplexed async connection.
 //! conn.rs talks to the server, info.rs reads server state, keys.rs reads
 //! and changes keys, cluster.rs fans ping and info out over a cluster.
 
 mod cluster;
 mod conn;
+mod direct;
 pub(crate) use conn::prewarm;
 pub(crate) mod info;
 mod keys;
