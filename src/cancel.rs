@@ -115,15 +115,22 @@ impl Cancel {
     /// first is still being honoured exits at once, as users expect, except
     /// in the REPL (see `set_interactive`).
     pub fn install_signal_handlers(&self, rt: &tokio::runtime::Runtime) {
-        let me = self.clone();
-        rt.spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
+        use tokio::signal::unix::{signal, SignalKind};
+        // Registered before this returns, not when a worker first polls
+        // the task: until then a Ctrl-C meets the default action and kills
+        // opsh where it stands, mid-change, with no report.
+        let registered = {
+            let _rt = rt.enter();
+            (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
+            )
+        };
+        let (Ok(mut int), Ok(mut term)) = registered else {
+            return;
+        };
+        let me = self.clone();
+        rt.spawn(async move {
             loop {
                 let reason = tokio::select! {
                     _ = int.recv() => Reason::Interrupted,
