@@ -24,6 +24,8 @@ pub struct Call<'a> {
     /// Fields a mutation adds to its audit outcome record (a planner
     /// estimate beside the real count).
     pub(super) audit_extra: serde_json::Map<String, serde_json::Value>,
+    /// Set by a mutation that found nothing to change (`changed_nothing`).
+    pub(super) unchanged: bool,
 }
 
 impl<'a> Call<'a> {
@@ -47,6 +49,15 @@ impl<'a> Call<'a> {
     /// free of secrets: it is written as given).
     pub fn audit_field(&mut self, key: &str, value: serde_json::Value) {
         self.audit_extra.insert(key.to_string(), value);
+    }
+
+    /// A real mutation that found nothing to change (no session matched,
+    /// no key existed, nothing to remove) says so: its line is still
+    /// printed, but it is not one of the run's changes, so a run that then
+    /// stops is "refused" (3: nothing was changed) or "error", not
+    /// "partial", and lists no change it did not make.
+    pub fn changed_nothing(&mut self) {
+        self.unchanged = true;
     }
 
     /// The target the script named (`pg.connect("staging")`), if any.

@@ -96,6 +96,7 @@ pub fn invoke(
         target: None,
         deadline,
         audit_extra: Default::default(),
+        unchanged: false,
     };
     // Before stubs, replay or the primitive: a test catches a runbook
     // passing a wrong option, and nothing is contacted for a typo.
@@ -335,6 +336,7 @@ fn mutate(
     let (outcome, line) = match &mut result {
         Ok(v) => {
             extra["result"] = payload(v);
+            extra["changed"] = json!(!call.unchanged);
             ("ok", Some((says(call, v, &place), true)))
         }
         Err(e) => {
@@ -403,10 +405,15 @@ fn mutate(
     journal(session, prim, &target_display, "real", outcome, error, ms);
     if let Some((line, known)) = line {
         // `opsh test --sandbox` reports its tests, not each change they make.
-        if !session.quiet && !session.hooks.test_mode() {
+        // A generic "done" line for a call that changed nothing (a backup
+        // read, not restored) would only be noise.
+        let said = !call.unchanged || call.prim.says.is_some();
+        if said && !session.quiet && !session.hooks.test_mode() {
             session.out.note(&line);
         }
-        session.record_change(line, known);
+        if !call.unchanged {
+            session.record_change(line, known);
+        }
     }
     if let Err(e) = written {
         session.out.note(&format!(

@@ -133,6 +133,64 @@ fn a_change_then_a_refusal_exits_4_and_lists_the_change() {
     assert!(intent["confirmation"]["at"].is_string());
 }
 
+/// A mutation that found nothing to change is not a change: the
+/// connection-exhaustion runbook's `terminate_idle` matching no session,
+/// then a refusal, used to exit 4 and list "terminated 0 sessions" among
+/// the changes made. Its line is still printed, and the audit outcome
+/// says `changed: false`.
+#[test]
+fn a_mutation_that_changed_nothing_leaves_the_exit_code_at_refused() {
+    let sb = sandbox(&[Pg, Redis]);
+    let url = sb.pg_url();
+    pg_exec(&url, "create table t(id int); insert into t values (1);");
+    pg_exec(&url, "create database scratch");
+    // Another database than the protected one: terminate_idle goes through.
+    let scratch = url.replace("/postgres", "/scratch");
+    let env = Env::new();
+    env.write_config(&format!("[pg.prod]\nurl = \"{url}\"\nprotected = true\n"));
+    let nothing = r#"
+        redis.del("no-such-key");
+        redis.del_matching("no-such-prefix:*");
+        redis.expire("no-such-key", "1m");
+        pg.terminate_idle(#{older_than: "1h", user: "nobody"});
+        pg.connect("prod").exec("delete from t");
+    "#;
+    env.script(nothing)
+        .redis(&sb.redis_url())
+        .pg(&scratch)
+        .run()
+        .assert_code(3)
+        .assert_stderr_contains("pg.exec refused")
+        .assert_stderr_contains("deleted 0 of 1 keys")
+        .assert_stderr_lacks("changes made");
+    assert_eq!(pg_scalar(&url, "select count(*) from t"), 1);
+    let outcomes: Vec<_> = env
+        .audit()
+        .into_iter()
+        .filter(|a| a["phase"] == "outcome")
+        .collect();
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|a| a["changed"] == false),
+        "{outcomes:?}"
+    );
+    // One key that did exist makes the same run a partial change.
+    redis_query::<String>(&sb.redis_url(), &["SET", "old", "1"]);
+    env.script(&nothing.replace("no-such-key\");", "old\");"))
+        .redis(&sb.redis_url())
+        .pg(&scratch)
+        .run()
+        .assert_code(4)
+        .assert_stderr_contains("changes made before the run stopped:\n  - deleted 1 of 1 keys in");
+    let last = env
+        .audit()
+        .into_iter()
+        .rev()
+        .find(|a| a["phase"] == "outcome" && a["primitive"] == "redis.del")
+        .unwrap();
+    assert_eq!(last["changed"], true, "{last:?}");
+}
+
 #[test]
 fn a_refused_item_of_parallel_fails_the_run() {
     let sb = sandbox(&[Pg]);

@@ -796,6 +796,9 @@ pub fn verify(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut r = run_file_checks(call, &path, &o)?;
     if o.restore {
         restore::verify_restore(call, &o, &mut r)?;
+    } else {
+        // Reading a file changes nothing; only the scratch restore does.
+        call.changed_nothing();
     }
     if o.fail && !r.ok() {
         return Err(r.failure());

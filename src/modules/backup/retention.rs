@@ -208,6 +208,9 @@ pub fn apply(call: &mut Call) -> Result<Dynamic, OpError> {
         .with_cause(failed.join("; "))
         .with_hint("check the permissions of the directory and the files"));
     }
+    if removed.is_empty() {
+        call.changed_nothing();
+    }
     let mut m = describe(&Decision {
         keep: d.keep,
         remove: removed,

@@ -438,6 +438,9 @@ fn apply(call: &mut Call, action: Action) -> Result<Dynamic, OpError> {
         .with_cause(cause.join("; "))
         .with_hint("a session stuck in I/O or a lock can take longer: raise #{wait: \"30s\"}, or look at pg.activity(#{pids: [...]})"));
     }
+    if acted.is_empty() {
+        call.changed_nothing();
+    }
     Ok(Dynamic::from_map(map_of([
         ("count", Dynamic::from_int(acted.len() as i64)),
         ("sessions", rows_to_array(acted)),

@@ -221,7 +221,11 @@ fn del(call: &mut Call) -> Result<Dynamic, OpError> {
     }
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(&keys);
-    Ok(Dynamic::from_int(run_cmd(call, cmd, "UNLINK")?))
+    let n: i64 = run_cmd(call, cmd, "UNLINK")?;
+    if n == 0 {
+        call.changed_nothing();
+    }
+    Ok(Dynamic::from_int(n))
 }
 
 fn matching(call: &mut Call) -> Result<(String, Vec<String>, crate::policy::Applied), OpError> {
@@ -304,6 +308,9 @@ fn del_matching(call: &mut Call) -> Result<Dynamic, OpError> {
         cmd.arg(batch);
         let n: i64 = run_cmd(call, cmd, "UNLINK")?;
         deleted += n;
+    }
+    if deleted == 0 {
+        call.changed_nothing();
     }
     Ok(Dynamic::from_map(map_of([
         ("deleted", Dynamic::from_int(deleted)),
@@ -443,6 +450,9 @@ fn expire(call: &mut Call) -> Result<Dynamic, OpError> {
     let mut cmd = redis::cmd("PEXPIRE");
     cmd.arg(&key).arg(d.as_millis().max(1) as u64);
     let n: i64 = run_cmd(call, cmd, "PEXPIRE")?;
+    if n == 0 {
+        call.changed_nothing();
+    }
     Ok(Dynamic::from_bool(n == 1))
 }
 
