@@ -64,7 +64,7 @@ async fn node_conn(
         OpError::bad_input(format!("invalid cluster node address {addr}")).with_cause(e)
     })?;
     let cfg = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(super::direct::CONNECT_LIMIT))
         .set_response_timeout(Some(Duration::from_secs(10)));
     client
         .get_multiplexed_async_connection_with_config(&cfg)

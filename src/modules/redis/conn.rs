@@ -10,7 +10,7 @@ use crate::registry::{req, Primitive, Ty};
 use crate::session::Session;
 use rhai::Dynamic;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(super) fn redis_error(e: redis::RedisError, t: &Target, what: &str) -> OpError {
     let cause = crate::redact::redact(&e.to_string());
@@ -112,20 +112,39 @@ impl Conn {
     }
 }
 
-/// Idle connections the calling thread drives, to one plain target: a
-/// `parallel` over one target opens one per worker, and keeps a few.
-#[derive(Clone, Default)]
-pub(super) struct Idle(Arc<Mutex<Vec<Direct>>>);
+/// A plain target (its URL parsed once per run) and the idle connections
+/// the calling thread drives to it: a `parallel` over one target opens one
+/// per worker, and keeps a few.
+#[derive(Clone)]
+pub(super) struct Idle {
+    plain: Arc<Plain>,
+    conns: Arc<Mutex<Vec<Direct>>>,
+}
 
 impl Idle {
     const KEEP: usize = 4;
 
-    fn take(&self) -> Option<Direct> {
-        self.0.lock().ok()?.pop()
+    /// The entry for `url`, or None when it is not a plain target (the
+    /// multiplexed connection's then): decided once per URL and run.
+    fn of(call: &Call, url: &str) -> Result<Option<Idle>, OpError> {
+        call.session.client::<Option<Idle>>(url, || {
+            Ok(Plain::of(url).map(|p| Idle {
+                plain: Arc::new(p),
+                conns: Arc::default(),
+            }))
+        })
+    }
+
+    /// An idle connection, or a new one.
+    fn take(&self, call: &Call, t: &Target) -> Result<Direct, OpError> {
+        if let Some(c) = self.conns.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(c);
+        }
+        Direct::open(&self.plain, watch(call)).map_err(|f| failure(call, t, "connect", f))
     }
 
     fn put(&self, c: Direct) {
-        if let Ok(mut idle) = self.0.lock() {
+        if let Ok(mut idle) = self.conns.lock() {
             if idle.len() < Self::KEEP {
                 idle.push(c);
             }
@@ -167,16 +186,8 @@ pub(super) fn conn(call: &mut Call) -> Result<(Conn, Target), OpError> {
     }
     let call: &Call = call;
     adopt_prewarmed(call, &t)?;
-    if let Some(plain) = Plain::of(&t.url) {
-        let home = call
-            .session
-            .client::<Idle>(&t.url, || Ok(Idle::default()))?;
-        let c = match home.take() {
-            Some(c) => c,
-            None => {
-                Direct::open(&plain, watch(call)).map_err(|f| failure(call, &t, "connect", f))?
-            }
-        };
+    if let Some(home) = Idle::of(call, &t.url)? {
+        let c = home.take(call, &t)?;
         return Ok((
             Conn::Direct {
                 c: Some(c),
@@ -231,7 +242,7 @@ pub(super) fn client(url: &str) -> redis::RedisResult<redis::Client> {
 
 fn config(session: &Session) -> redis::AsyncConnectionConfig {
     redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(super::direct::CONNECT_LIMIT))
         .set_response_timeout(
             // --call-timeout 0s: no limit.
             Some(session.call_timeout).filter(|t| !t.is_zero()),
@@ -306,10 +317,11 @@ fn adopt_prewarmed(call: &Call, t: &Target) -> Result<(), OpError> {
         return Ok(());
     };
     match call.block_on(async { Ok(task.await.ok().flatten()) })? {
-        Some(Opened::Direct(c)) => call
-            .session
-            .client::<Idle>(&t.url, || Ok(Idle::default()))?
-            .put(c),
+        Some(Opened::Direct(c)) => {
+            if let Some(home) = Idle::of(call, &t.url)? {
+                home.put(c);
+            }
+        }
         Some(Opened::Multiplexed(c)) => {
             call.session
                 .client::<redis::aio::MultiplexedConnection>(&t.url, || Ok(c))?;
@@ -359,7 +371,7 @@ pub(super) fn forget_on_io<T>(call: &mut Call, r: &Result<T, OpError>) {
             call.session
                 .drop_client::<redis::aio::MultiplexedConnection>(&t.url);
             // The server went away or restarted: its idle connections did too.
-            call.session.drop_client::<Idle>(&t.url);
+            call.session.drop_client::<Option<Idle>>(&t.url);
         }
     }
 }
